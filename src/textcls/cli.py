@@ -1,0 +1,284 @@
+"""The `textcls` command line: parse flags, build a config, call the library, print results.
+
+Flags for `train` are generated from the fields of `DataConfig` and `TrainConfig`, so the help
+text lives in one place. Defaults live in the dataclasses; `--config FILE.json` overrides them;
+flags override both. Logs go to stderr; results go to stdout (a table, or JSON with `--json`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import inspect
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from textcls.config import DataConfig, PredictConfig, TrainConfig
+from textcls.errors import TextclsError
+
+app = typer.Typer(
+    name="textcls",
+    help="Train, evaluate and run transformer text classifiers (AG News and any labelled data).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+stdout = Console()
+stderr = Console(stderr=True)
+log = logging.getLogger("textcls")
+
+# Flags whose names an issue fixed as contracts, where they differ from the field name.
+_FLAG_NAMES = {"train_file": "--train", "dev_file": "--dev", "test_file": "--test", "text_columns": "--text-column"}
+_TYPES = {"bool": bool, "int": int, "float": float, "str": str, "tuple[str, ...]": list[str]}
+
+
+def _setup_logging(verbose: bool) -> None:
+    from rich.logging import RichHandler
+
+    handler = RichHandler(console=stderr, show_path=False, show_time=False)
+    logging.basicConfig(level=logging.WARNING, handlers=[handler], format="%(message)s", force=True)
+    logging.getLogger("textcls").setLevel(logging.DEBUG if verbose else logging.INFO)
+    with contextlib.suppress(ImportError):
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_warning()
+
+
+def _field_parameters(*classes: type, skip: tuple[str, ...] = ()) -> list[inspect.Parameter]:
+    """typer options for every field of the config dataclasses, all defaulting to None (= not given)."""
+    parameters, seen = [], set(skip)
+    for cls in classes:
+        for field in dataclasses.fields(cls):
+            if field.name in seen:
+                continue
+            seen.add(field.name)
+            base = field.type.replace(" | None", "")
+            python_type = _TYPES[base]
+            flag = _FLAG_NAMES.get(field.name, "--" + field.name.replace("_", "-"))
+            if python_type is bool:
+                flag = f"{flag}/--no-{flag[2:]}"
+            default = field.default if field.default is not dataclasses.MISSING else None
+            help_text = f"{field.metadata['help']} [default: {default}]"
+            option = typer.Option(None, *flag.split("/"), help=help_text, show_default=False)
+            parameters.append(
+                inspect.Parameter(field.name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=Optional[python_type])
+            )
+    return parameters
+
+
+def _with_parameters(extra: list[inspect.Parameter]):
+    """Give a `**options` command the generated parameters so typer shows and parses them."""
+
+    def decorate(function):
+        signature = inspect.signature(function)
+        own = [p for p in signature.parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
+        function.__signature__ = signature.replace(parameters=own + extra)
+        return function
+
+    return decorate
+
+
+def _read_config_file(path: Optional[Path]) -> dict[str, Any]:
+    if path is None:
+        return {}
+    try:
+        values = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as error:
+        raise TextclsError(f"could not read --config {path}: {error}; expected a JSON object of option names") from error
+    if not isinstance(values, dict):
+        raise TextclsError(f"--config {path}: expected a JSON object, found {type(values).__name__}")
+    return {key.replace("-", "_"): value for key, value in values.items()}
+
+
+def _build_configs(config_file: Optional[Path], flags: dict[str, Any]) -> tuple[DataConfig, TrainConfig]:
+    from textcls.runs import split_options
+
+    given = {k: v for k, v in flags.items() if v is not None}
+    if "text_columns" in given:  # --text-column title --text-column description, or "title,description"
+        given["text_columns"] = tuple(c for value in given["text_columns"] for c in value.split(","))
+    return split_options({**_read_config_file(config_file), **given})
+
+
+def _fail(error: Exception) -> None:
+    from rich.markup import escape
+
+    # Messages quote lists like ['a', 'b']: escape them so rich does not read them as markup.
+    stderr.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True)
+    raise typer.Exit(2)
+
+
+def _metrics_table(title: str, metrics: dict[str, Any]) -> Table:
+    table = Table(title=title)
+    for column in ("label", "precision", "recall", "F1", "support"):
+        table.add_column(column, justify="left" if column == "label" else "right")
+    for name, row in metrics["per_class"].items():
+        table.add_row(name, f"{row['precision']:.4f}", f"{row['recall']:.4f}", f"{row['f1']:.4f}", str(row["support"]))
+    table.add_section()
+    table.add_row("accuracy", "", "", f"{metrics['accuracy']:.4f}", str(metrics["num_samples"]))
+    table.add_row("macro F1", "", "", f"{metrics['macro_f1']:.4f}", str(metrics["num_samples"]))
+    return table
+
+
+def _confusion_table(metrics: dict[str, Any]) -> Table:
+    table = Table(title="confusion matrix (rows: gold, columns: predicted)")
+    table.add_column("")
+    for name in metrics["label_names"]:
+        table.add_column(name, justify="right")
+    for name, row in zip(metrics["label_names"], metrics["confusion_matrix"]):
+        table.add_row(name, *map(str, row))
+    return table
+
+
+def _epochs_table(history: list[dict[str, Any]]) -> Table:
+    table = Table(title="dev metrics per epoch")
+    for column in ("epoch", "train loss", "dev loss", "dev accuracy", "dev macro F1"):
+        table.add_column(column, justify="right")
+
+    def fmt(value: Any) -> str:
+        return "-" if value is None else f"{value:.4f}"
+
+    for row in history:
+        table.add_row(
+            f"{row['epoch']:.2f}", fmt(row["train_loss"]), fmt(row["dev_loss"]), fmt(row["dev_accuracy"]), fmt(row["dev_macro_f1"])
+        )
+    return table
+
+
+@app.command()
+@_with_parameters(_field_parameters(DataConfig, TrainConfig))
+def train(
+    out: Path = typer.Option(Path("runs/latest"), "--out", help="Run folder to write."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run folder (only once the new one is complete)."),
+    config: Optional[Path] = typer.Option(None, "--config", help="JSON file of option values; flags override it."),
+    as_json: bool = typer.Option(False, "--json", help="Print the metrics as JSON instead of tables."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging."),
+    **options: Any,
+) -> None:
+    """Fine-tune a classifier and write a run folder (textcls.json, model/, metrics.json)."""
+    from textcls.runs import train as run_training
+
+    _setup_logging(verbose)
+    try:
+        data_config, train_config = _build_configs(config, options)
+        # Libraries print progress and log dicts to stdout; keep stdout for our results.
+        with contextlib.redirect_stdout(sys.stderr):
+            result = run_training(data_config=data_config, train_config=train_config, out=out, overwrite=overwrite)
+    except (TextclsError, ValueError) as error:
+        _fail(error)
+    if result.classifier is None:  # a non-main process of a distributed run
+        return
+    if as_json:
+        print(json.dumps({"run_dir": str(result.run_dir), **result.metrics}, indent=2))
+        return
+    stdout.print(_epochs_table(result.metrics["train"]["epochs"]))
+    stdout.print(_metrics_table(f"dev evaluation of {result.run_dir}", result.metrics["dev"]))
+    summary = result.metrics["train"]
+    stdout.print(
+        f"trained in {summary['train_seconds']:.0f}s ({summary['train_samples_per_second'] or 0:.1f} samples/s, "
+        f"{summary['precision']}); run folder: {result.run_dir}"
+    )
+
+
+@app.command()
+@_with_parameters(_field_parameters(DataConfig, skip=("max_train_samples", "dev_fraction")))
+def evaluate(
+    run_dir: Path = typer.Argument(..., help="Run folder written by `textcls train`."),
+    split: str = typer.Option("test", "--split", help="Split to score: test (falls back to dev) or dev."),
+    output: Optional[Path] = typer.Option(None, "--output", help="Also write the metrics JSON here."),
+    batch_size: int = typer.Option(64, "--batch-size", help="Texts per model call."),
+    as_json: bool = typer.Option(False, "--json", help="Print the metrics as JSON instead of tables."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging."),
+    **options: Any,
+) -> None:
+    """Score a run on a split: accuracy, macro-F1, per-class report, confusion matrix."""
+    from textcls.runs import evaluate as run_evaluation, read_run_info, write_json
+
+    _setup_logging(verbose)
+    try:
+        given = {k: v for k, v in options.items() if v is not None}
+        data_config = None
+        if given:
+            # Unspecified reading options (columns, classes file) default to those the run was trained with.
+            trained_with = read_run_info(run_dir)["data_config"]
+            kept = {k: v for k, v in trained_with.items() if k not in ("data", "train_file", "dev_file", "test_file")}
+            data_config, _ = _build_configs(None, {**kept, **given})
+        with contextlib.redirect_stdout(sys.stderr):
+            metrics = run_evaluation(run_dir, data_config, split=split, batch_size=batch_size)
+        if output is not None:
+            write_json(output, metrics)
+    except (TextclsError, ValueError) as error:
+        _fail(error)
+    if as_json:
+        print(json.dumps(metrics, indent=2))
+        return
+    stdout.print(_metrics_table(f"{run_dir} on {metrics['split']} ({metrics['source']})", metrics))
+    stdout.print(_confusion_table(metrics))
+
+
+@app.command()
+def predict(
+    run_dir: Path = typer.Argument(..., help="Run folder written by `textcls train`."),
+    texts: Optional[list[str]] = typer.Argument(None, help="Texts to classify (or use --input)."),
+    input_file: Optional[Path] = typer.Option(None, "--input", help="CSV, TSV, JSONL, Parquet or .txt (one text a line)."),
+    output: Optional[Path] = typer.Option(None, "--output", help="Write one JSON object per input line here (JSONL)."),
+    text_column: Optional[list[str]] = typer.Option(None, "--text-column", help="Text column(s) of --input."),
+    batch_size: int = typer.Option(64, "--batch-size", help="Texts per model call."),
+    max_length: Optional[int] = typer.Option(None, "--max-length", help="Override the run's max tokens per text."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON lines instead of a table."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging."),
+) -> None:
+    """Classify texts: {"label", "score", "probs"} per input, in input order."""
+    from textcls.data import read_texts
+    from textcls.runs import load, write_text_atomic
+
+    _setup_logging(verbose)
+    try:
+        if bool(texts) == (input_file is not None):
+            raise TextclsError("expected texts as arguments or --input FILE (exactly one of them); found " +
+                               ("both" if texts else "neither"))
+        if input_file is not None:
+            columns = tuple(c for value in text_column for c in value.split(",")) if text_column else None
+            texts = read_texts(input_file, columns)
+        classifier = load(run_dir, PredictConfig(batch_size=batch_size, max_length=max_length))
+        probs = classifier.predict_proba(texts, batch_size=batch_size, progress=input_file is not None)
+        records = [
+            {
+                "label": classifier.label_names[int(row.argmax())],
+                "score": float(row.max()),
+                "probs": {name: float(p) for name, p in zip(classifier.label_names, row)},
+            }
+            for row in probs
+        ]
+        if output is not None:
+            lines = "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in records)
+            write_text_atomic(output, lines)
+            log.info("wrote %d predictions to %s", len(records), output)
+            return
+    except (TextclsError, ValueError) as error:
+        _fail(error)
+    if as_json or input_file is not None:
+        for record in records:
+            print(json.dumps(record, ensure_ascii=False))
+        return
+    table = Table()
+    for column in ("text", "label", "score"):
+        table.add_column(column, justify="right" if column == "score" else "left")
+    for text, record in zip(texts, records):
+        table.add_row(text if len(text) <= 80 else text[:77] + "...", record["label"], f"{record['score']:.4f}")
+    stdout.print(table)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

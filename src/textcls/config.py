@@ -1,0 +1,146 @@
+"""Frozen, validated configuration for each command.
+
+Every field carries its help text in ``metadata["help"]``; the CLI reuses it. Values are checked
+once, here, so the rest of the library can trust them. This module reads no files and does not
+import torch.
+
+Example:
+    >>> TrainConfig(epochs=2, lr=5e-5).epochs
+    2
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+FAMILIES = ("pretrained",)
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+DEFAULT_HUB_DATASET = "fancyzhx/ag_news"
+
+
+def _help(text: str, **kwargs: Any) -> Any:
+    return field(metadata={"help": text}, **kwargs)
+
+
+def _check(condition: bool, name: str, expected: str, found: Any) -> None:
+    if not condition:
+        flag = "--" + name.replace("_", "-")
+        raise ValueError(f"{name}: expected {expected}, found {found!r}; pass {flag} with a value in range")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the rows come from and how to read them."""
+
+    data: str | None = _help(
+        "Hub dataset id, a folder with train/dev|validation/test files, or None for "
+        f"'{DEFAULT_HUB_DATASET}' from the hub (unless --train is given).",
+        default=None,
+    )
+    train_file: str | None = _help("Explicit training file (CSV, TSV, JSONL or Parquet).", default=None)
+    dev_file: str | None = _help("Explicit dev/validation file.", default=None)
+    test_file: str | None = _help("Explicit test file.", default=None)
+    text_columns: tuple[str, ...] | None = _help(
+        "Columns joined with a space to form the text; default: 'text', else 'title'+'description', "
+        "else 'sentence' or 'content'.",
+        default=None,
+    )
+    label_column: str = _help("Column holding the label (an integer or a name).", default="label")
+    label_names_file: str | None = _help(
+        "File with one label name per line, in label-index order (default: classes.txt beside the data).",
+        default=None,
+    )
+    dev_fraction: float = _help("Share of train carved out as a stratified dev split when there is none.", default=0.1)
+    seed: int = _help("Seed for the dev split and sub-sampling.", default=42)
+    skip_bad_rows: bool = _help("Skip bad rows with a counted warning instead of failing.", default=False)
+    max_train_samples: int | None = _help("Use at most this many training rows (seeded sample).", default=None)
+    max_eval_samples: int | None = _help("Use at most this many dev/test rows (seeded sample).", default=None)
+
+    def __post_init__(self) -> None:
+        _check(0.0 < self.dev_fraction < 0.5, "dev_fraction", "a fraction in (0, 0.5)", self.dev_fraction)
+        for name in ("max_train_samples", "max_eval_samples"):
+            value = getattr(self, name)
+            _check(value is None or value >= 1, name, "a positive row count", value)
+        if self.text_columns is not None:
+            columns = tuple(c.strip() for c in self.text_columns if c.strip())
+            _check(len(columns) > 0, "text_columns", "at least one column name", self.text_columns)
+            object.__setattr__(self, "text_columns", columns)
+        if self.data is not None and self.train_file is not None:
+            raise ValueError(
+                f"data and train_file both set (found --data {self.data!r} and --train {self.train_file!r}); "
+                "pass either a dataset (--data) or explicit files (--train/--dev/--test)"
+            )
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How to fine-tune. Defaults are the measured fast path on a small CPU (see README)."""
+
+    family: str = _help(f"Model family: one of {', '.join(FAMILIES)}.", default="pretrained")
+    model: str | None = _help(
+        "Hub id or local folder of a Hugging Face encoder; default: the embedded all-MiniLM-L6-v2.", default=None
+    )
+    epochs: float = _help("Training epochs (may be fractional).", default=3.0)
+    batch_size: int = _help("Per-device training batch size.", default=32)
+    eval_batch_size: int = _help("Per-device evaluation batch size.", default=128)
+    lr: float = _help("Peak learning rate (AdamW), after linear warm-up, then linear decay.", default=1e-4)
+    weight_decay: float = _help("AdamW weight decay.", default=0.01)
+    warmup_ratio: float = _help("Fraction of steps spent warming up the learning rate.", default=0.06)
+    max_length: int = _help("Maximum tokens per text; clamped to the model's limit.", default=128)
+    precision: str = _help(
+        "fp32, bf16, fp16 or auto (bf16 where the CPU/GPU supports it, fp16 on older GPUs).", default="auto"
+    )
+    group_by_length: bool = _help("Batch texts of similar length together (less padding).", default=True)
+    early_stopping_patience: int = _help("Stop after this many evaluations without improvement; 0 = never.", default=2)
+    time_budget: float | None = _help(
+        "Stop training cleanly after this many minutes, then save and evaluate.", default=None
+    )
+    seed: int = _help("Seed for model initialisation and batch order.", default=42)
+    resume: bool = _help("Resume from the last checkpoint of an interrupted run in the same --out.", default=False)
+    trust_remote_code: bool = _help("Allow model code from the hub to run (off: only built-in architectures).", default=False)
+    num_workers: int = _help("DataLoader worker processes.", default=0)
+    logging_steps: int = _help("Log the training loss every this many steps.", default=50)
+
+    def __post_init__(self) -> None:
+        _check(self.family in FAMILIES, "family", f"one of {FAMILIES}", self.family)
+        _check(self.precision in PRECISIONS, "precision", f"one of {PRECISIONS}", self.precision)
+        _check(math.isfinite(self.epochs) and self.epochs > 0, "epochs", "a positive number", self.epochs)
+        _check(self.batch_size >= 1, "batch_size", "an integer >= 1", self.batch_size)
+        _check(self.eval_batch_size >= 1, "eval_batch_size", "an integer >= 1", self.eval_batch_size)
+        _check(0.0 < self.lr < 1.0, "lr", "a learning rate in (0, 1)", self.lr)
+        _check(0.0 <= self.weight_decay < 1.0, "weight_decay", "a value in [0, 1)", self.weight_decay)
+        _check(0.0 <= self.warmup_ratio < 1.0, "warmup_ratio", "a fraction in [0, 1)", self.warmup_ratio)
+        _check(8 <= self.max_length <= 8192, "max_length", "an integer in [8, 8192]", self.max_length)
+        _check(self.early_stopping_patience >= 0, "early_stopping_patience", "an integer >= 0", self.early_stopping_patience)
+        _check(
+            self.time_budget is None or self.time_budget > 0, "time_budget", "a positive number of minutes", self.time_budget
+        )
+        _check(self.num_workers >= 0, "num_workers", "an integer >= 0", self.num_workers)
+        _check(self.logging_steps >= 1, "logging_steps", "an integer >= 1", self.logging_steps)
+
+
+@dataclass(frozen=True)
+class PredictConfig:
+    """How to run a trained classifier over texts."""
+
+    batch_size: int = _help("Texts per model call (sorted by length first).", default=64)
+    max_length: int | None = _help("Override the run's max tokens per text.", default=None)
+
+    def __post_init__(self) -> None:
+        _check(self.batch_size >= 1, "batch_size", "an integer >= 1", self.batch_size)
+        _check(self.max_length is None or self.max_length >= 8, "max_length", "an integer >= 8", self.max_length)
+
+
+def to_dict(config: Any) -> dict[str, Any]:
+    """A JSON-ready dict of a config dataclass (tuples become lists)."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(config).items()}
+
+
+def from_dict(cls: type, values: dict[str, Any]) -> Any:
+    """Rebuild a config from ``to_dict`` output, ignoring keys a newer version may have added."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    kept = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items() if k in names}
+    return cls(**kept)

@@ -1,0 +1,584 @@
+"""Load labelled text splits from a folder, explicit files or a Hugging Face hub dataset.
+
+Every row goes through one validation path whatever its source: a bad row raises a ``DataError``
+naming the file, row, line and field, or is skipped and counted under ``skip_bad_rows``. Label
+names come from a classes file, the hub's ``ClassLabel`` feature, or the sorted union of labels.
+
+Example:
+    >>> data = load_data(DataConfig(data="data/ag_news"))  # doctest: +SKIP
+    >>> data.label_names, len(data.splits["train"])  # doctest: +SKIP
+    (['World', 'Sports', 'Business', 'Sci/Tech'], 120000)
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import hashlib
+import io
+import json
+import logging
+import math
+import random
+import re
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from textcls.config import DEFAULT_HUB_DATASET, DataConfig
+from textcls.errors import DataError
+
+logger = logging.getLogger("textcls.data")
+
+TABLE_SUFFIXES = (".csv", ".tsv", ".jsonl", ".json", ".parquet")
+SPLIT_STEMS = {"train": ("train",), "dev": ("dev", "validation", "valid", "val"), "test": ("test",)}
+HUB_SPLITS = {"train": ("train",), "dev": ("validation", "dev"), "test": ("test",)}
+SPLIT_FLAGS = {"train": "--train", "dev": "--dev", "test": "--test"}
+AG_NEWS_NAMES = ["World", "Sports", "Business", "Sci/Tech"]
+KNOWN_COLUMNS = ("label", "text", "title", "description")
+TEXT_COLUMN_CHOICES = (("text",), ("title", "description"), ("sentence",), ("content",))
+SKIP_HINT = "Fix the row or pass --skip-bad-rows"
+# surrogateescape decoding turns each byte that is not UTF-8 into one of these lone surrogates
+_UNDECODABLE = re.compile("[\udc80-\udcff]")
+
+
+@dataclass(frozen=True)
+class Split:
+    """One split: ``labels[i]`` indexes ``LoadedData.label_names``; ``source`` is a path or "hubid:split"."""
+
+    name: str
+    texts: list[str]
+    labels: list[int]
+    source: str
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+
+@dataclass(frozen=True)
+class LoadedData:
+    """The requested splits, their label names, a sha256 over every kept row and the skipped-row count."""
+
+    splits: dict[str, Split]
+    label_names: list[str]
+    fingerprint: str
+    skipped_rows: int
+
+
+@dataclass
+class _Record:
+    """A parsed row before validation; ``problem`` is set when the row could not be parsed at all."""
+
+    number: int  # 1-based data row within the split
+    line: int | None  # physical line where the row starts (text formats only)
+    values: dict[str, Any]
+    problem: str | None = None
+
+
+@dataclass
+class _Table:
+    source: str
+    columns: list[str]
+    records: list[_Record]
+    headerless_ag_news: bool = False
+
+
+@dataclass
+class _Example:
+    number: int
+    line: int | None
+    text: str
+    label: int | str  # raw: an integral number or a name, mapped to an index once all splits are read
+
+
+class _BadRows:
+    """Raises on the first bad row or, when skipping, counts them per source for one final warning."""
+
+    def __init__(self, skip: bool, hint: str = SKIP_HINT) -> None:
+        self.skip, self.hint = skip, hint
+        self.counts: Counter[str] = Counter()
+        self.reasons: list[str] = []
+
+    def report(self, source: str, number: int, line: int | None, field: str | None, reason: str) -> None:
+        where = f"{source}, row {number}" + (f" (line {line})" if line is not None else "")
+        message = where + (f", field '{field}'" if field is not None else "") + f": {reason}"
+        if not self.skip:
+            raise DataError(f"{message}. {self.hint}")
+        self.counts[source] += 1
+        if len(self.reasons) < 3:
+            self.reasons.append(message)
+
+    def warn(self) -> None:
+        if self.counts:
+            per_file = ", ".join(f"{source}: {count}" for source, count in self.counts.items())
+            total = sum(self.counts.values())
+            logger.warning("skipped %d bad rows (%s); first reasons: %s", total, per_file, "; ".join(self.reasons))
+
+
+def load_data(
+    config: DataConfig, splits: tuple[str, ...] = ("train", "dev", "test"), require_train: bool = True
+) -> LoadedData:
+    """Read, validate and label-map the requested splits; carve dev from train when there is none.
+
+    Example:
+        >>> data = load_data(DataConfig(data="my_folder"), splits=("dev",), require_train=False)  # doctest: +SKIP
+        >>> data.splits["dev"].texts[0], data.label_names[data.splits["dev"].labels[0]]  # doctest: +SKIP
+        ('Stocks rally on ...', 'Business')
+    """
+    sources, names = _locate(config)
+    if require_train and "train" not in sources:
+        raise DataError(
+            f"expected a train split, found only {sorted(sources) or 'no splits'}; "
+            "pass --train FILE or a --data folder with a train.csv"
+        )
+    carve = "dev" in splits and "dev" not in sources and "train" in sources
+    needed = {split for split in splits if split in sources} | ({"train"} if carve else set())
+    if not needed:
+        found = sorted(sources) or "none"
+        raise DataError(f"expected one of the splits {list(splits)}, found {found}; pass --dev or --test FILE")
+    if names is None:
+        # Without a names list the label set is the union over every split, so train and evaluate agree on it.
+        needed = set(sources)
+
+    bad = _BadRows(config.skip_bad_rows)
+    examples: dict[str, list[_Example]] = {}
+    source_names: dict[str, str] = {}
+    headerless = False
+    for split in SPLIT_STEMS:
+        if split in needed:
+            table = sources[split]()
+            if config.label_column not in table.columns:
+                raise DataError(
+                    f"expected a label column '{config.label_column}' in {table.source}, found {table.columns}; "
+                    "pass --label-column NAME"
+                )
+            text_columns = resolve_text_columns(table.columns, config.text_columns, table.source)
+            examples[split] = _examples(table, text_columns, config.label_column, bad)
+            source_names[split] = table.source
+            headerless = headerless or table.headerless_ag_news
+
+    label_map = _build_label_map(examples, names, headerless)
+    loaded: dict[str, Split] = {}
+    for split, rows in examples.items():
+        source, texts, labels = source_names[split], [], []
+        for example in rows:
+            index = label_map.index(example.label)
+            if index is None:
+                bad.report(source, example.number, example.line, config.label_column, label_map.unknown(example.label))
+            else:
+                texts.append(example.text)
+                labels.append(index)
+        if not texts:
+            skipped = bad.counts[source]
+            raise DataError(f"{source}: expected at least one usable row, found none ({skipped} skipped); fix the file")
+        loaded[split] = Split(split, texts, labels, source)
+    bad.warn()
+
+    if carve:
+        loaded["train"], loaded["dev"] = _carve_dev(loaded["train"], config.dev_fraction, config.seed)
+    result = {}
+    for split in SPLIT_STEMS:
+        if split in splits and split in loaded:
+            limit = config.max_train_samples if split == "train" else config.max_eval_samples
+            result[split] = _sample(loaded[split], limit, config.seed)
+    return LoadedData(result, label_map.names, _fingerprint(result), sum(bad.counts.values()))
+
+
+def read_texts(path: str | Path, text_columns: tuple[str, ...] | None = None) -> list[str]:
+    """Texts to predict, in input order: one per line of a .txt, or the text columns of a table.
+
+    Example:
+        >>> read_texts("news.txt")  # doctest: +SKIP
+        ['Stocks rally on strong earnings', 'Team wins the cup']
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"expected an input file, found nothing at {path}; check the path")
+    suffix = path.suffix.lower()
+    if suffix == ".txt":
+        texts = _read_lines(path)
+    elif suffix in TABLE_SUFFIXES:
+        table = _read_table(path, "label", {*KNOWN_COLUMNS, *(text_columns or ())})
+        columns = resolve_text_columns(table.columns, text_columns, table.source)
+        bad = _BadRows(skip=False, hint="Fix the row: every input row needs a text")
+        texts = [example.text for example in _examples(table, columns, None, bad)]
+    else:
+        raise DataError(
+            f"{path}: expected one of {['.txt', *TABLE_SUFFIXES]}, found {suffix or 'no extension'!r}; "
+            "convert the file or rename it with the right extension"
+        )
+    if not texts:
+        raise DataError(f"{path}: expected at least one text, found an empty file; add texts to predict")
+    return texts
+
+
+def resolve_text_columns(columns: list[str], text_columns: tuple[str, ...] | None, source: str) -> tuple[str, ...]:
+    """The columns joined to form each text: ``text_columns`` if given, else the first usual layout found.
+
+    Example:
+        >>> resolve_text_columns(["label", "title", "description"], None, "train.csv")
+        ('title', 'description')
+    """
+    if text_columns:
+        for column in text_columns:
+            if column not in columns:
+                raise DataError(f"expected column '{column}' in {source}, found {columns}; pass --text-column NAME")
+        return tuple(text_columns)
+    for choice in TEXT_COLUMN_CHOICES:
+        if all(column in columns for column in choice):
+            return choice
+    raise DataError(
+        f"expected a text column ('text', 'title'+'description', 'sentence' or 'content') in {source}, "
+        f"found {columns}; pass --text-column NAME"
+    )
+
+
+_Reader = Callable[[], _Table]
+
+
+def _locate(config: DataConfig) -> tuple[dict[str, _Reader], list[str] | None]:
+    """Where each split comes from, and the label names if a classes file or ClassLabel gives them."""
+    sources: dict[str, _Reader] = {}
+    names: list[str] | None = None
+    classes_file: Path | None = None
+    explicit = {"train": config.train_file, "dev": config.dev_file, "test": config.test_file}
+    known_columns = {config.label_column, *(config.text_columns or ()), *KNOWN_COLUMNS}
+
+    def reader(path: Path) -> _Reader:
+        return functools.partial(_read_table, path, config.label_column, known_columns)
+
+    if config.data is not None:
+        path = Path(config.data).expanduser()
+        if path.is_dir():
+            sources = {split: reader(file) for split, file in _split_files(path).items()}
+            classes_file = path / "classes.txt"
+        elif path.is_file():
+            sources["train"] = reader(path)
+            classes_file = path.parent / "classes.txt"
+        elif config.data.startswith((".", "/", "~")) or path.suffix.lower() in TABLE_SUFFIXES:
+            raise DataError(f"expected a file or folder for --data, found nothing at {config.data}; check the path")
+        else:
+            sources, names = _load_hub(config.data, config.label_column)
+    elif not any(explicit.values()):
+        sources, names = _load_hub(DEFAULT_HUB_DATASET, config.label_column)
+    for split, file in explicit.items():
+        if file is not None:
+            path = Path(file).expanduser()
+            if not path.is_file():
+                raise DataError(f"expected a file for {SPLIT_FLAGS[split]}, found nothing at {file}; check the path")
+            sources[split] = reader(path)
+    if config.train_file is not None:
+        classes_file = Path(config.train_file).expanduser().parent / "classes.txt"
+    if config.label_names_file is not None:
+        names = _read_label_names(Path(config.label_names_file).expanduser())
+    elif classes_file is not None and classes_file.is_file():
+        names = _read_label_names(classes_file)
+    return sources, names
+
+
+def _split_files(folder: Path) -> dict[str, Path]:
+    found: dict[str, list[Path]] = {}
+    for path in sorted(folder.iterdir()):
+        if path.is_file() and path.suffix.lower() in TABLE_SUFFIXES:
+            for split, stems in SPLIT_STEMS.items():
+                if path.stem.lower() in stems:
+                    found.setdefault(split, []).append(path)
+    for split, paths in found.items():
+        if len(paths) > 1:
+            raise DataError(
+                f"{folder}: expected one {split} file, found {[p.name for p in paths]}; "
+                f"keep one or pass {SPLIT_FLAGS[split]} FILE"
+            )
+    if "train" not in found and "dev" not in found and "test" not in found:
+        raise DataError(
+            f"{folder}: expected split files such as train.csv, dev.csv, test.csv (also .tsv .jsonl .json .parquet), "
+            f"found {sorted(p.name for p in folder.iterdir())}; rename them or pass --train/--dev/--test"
+        )
+    return {split: paths[0] for split, paths in found.items()}
+
+
+def _read_label_names(path: Path) -> list[str]:
+    if not path.is_file():
+        raise DataError(f"expected a label names file at {path}, found none; pass --label-names-file FILE")
+    try:
+        names = [line.strip() for line in path.read_text(encoding="utf-8-sig").splitlines() if line.strip()]
+    except UnicodeDecodeError as error:
+        raise DataError(f"{path}: expected UTF-8 label names, found other bytes ({error}); re-save as UTF-8") from None
+    duplicates = sorted(name for name, count in Counter(names).items() if count > 1)
+    if not names or duplicates:
+        found = f"duplicates {duplicates}" if duplicates else "no names"
+        raise DataError(f"{path}: expected one distinct label name per line, found {found}; fix the file")
+    return names
+
+
+def _load_hub(dataset_id: str, label_column: str) -> tuple[dict[str, _Reader], list[str] | None]:
+    import datasets  # heavy; only the hub path needs it
+
+    try:
+        loaded = datasets.load_dataset(dataset_id)
+    except (ConnectionError, TimeoutError) as error:
+        raise DataError(
+            f"could not reach the Hugging Face hub for dataset {dataset_id} ({error}); to work offline pass a local "
+            "folder (--data DIR) or files (--train/--dev/--test), or set HF_HUB_OFFLINE=1 with the dataset already "
+            "in the cache"
+        ) from error
+    except FileNotFoundError as error:
+        raise DataError(
+            f"expected a local file or folder or a Hugging Face hub dataset id, found {dataset_id!r}, which is "
+            f"neither ({error}); check the path or dataset name"
+        ) from error
+    sources: dict[str, _Reader] = {}
+    names: list[str] | None = None
+    for split, candidates in HUB_SPLITS.items():
+        hub_split = next((name for name in candidates if name in loaded), None)
+        if hub_split is not None:
+            dataset = loaded[hub_split]
+            sources[split] = functools.partial(_hub_table, dataset, f"{dataset_id}:{hub_split}")
+            feature = dataset.features.get(label_column)
+            if names is None and isinstance(feature, datasets.ClassLabel):
+                names = list(feature.names)
+    return sources, names
+
+
+
+def _read_table(path: Path, label_column: str, known_columns: set[str]) -> _Table:
+    suffix = path.suffix.lower()
+    if suffix in (".csv", ".tsv"):
+        return _read_delimited(path, label_column, known_columns)
+    if suffix in (".jsonl", ".json"):
+        return _read_jsonl(path)
+    if suffix == ".parquet":
+        return _read_parquet(path)
+    raise DataError(f"{path}: expected one of {list(TABLE_SUFFIXES)}, found {suffix!r}; convert the file")
+
+
+def _decode(path: Path) -> str:
+    # surrogateescape keeps bytes that are not UTF-8, so only the rows holding them are bad, not the file
+    return path.read_bytes().decode("utf-8-sig", errors="surrogateescape")
+
+
+def _read_delimited(path: Path, label_column: str, known_columns: set[str]) -> _Table:
+    tsv = path.suffix.lower() == ".tsv"
+    # TSV files (GLUE and others) do not quote fields: a '"' in a sentence must not swallow the next lines.
+    quoting = csv.QUOTE_NONE if tsv else csv.QUOTE_MINIMAL
+    reader = csv.reader(io.StringIO(_decode(path), newline=""), delimiter="\t" if tsv else ",", quoting=quoting)
+    rows: list[tuple[int, list[str]]] = []
+    start = 1
+    try:
+        for fields in reader:
+            if fields:  # blank lines carry no row
+                rows.append((start, fields))
+            start = reader.line_num + 1
+    except csv.Error as error:
+        raise DataError(f"{path}, line {reader.line_num}: cannot parse ({error}); fix the quoting there") from None
+    if not rows:
+        raise DataError(f"{path}: expected a header and rows, found an empty file; add data or remove the file")
+    first = [field.strip() for field in rows[0][1]]
+    # The original AG News CSVs have no header: "3","title","description" with 1-based class indices.
+    headerless = len(first) == 3 and _as_int(first[0]) is not None and not known_columns.intersection(first)
+    columns = [label_column, "title", "description"] if headerless else first
+    data_rows = rows if headerless else rows[1:]
+    records = [_Record(number, line, dict(zip(columns, fields))) for number, (line, fields) in enumerate(data_rows, 1)]
+    return _Table(str(path), columns, records, headerless)
+
+
+def _read_jsonl(path: Path) -> _Table:
+    records: list[_Record] = []
+    columns: dict[str, None] = {}  # keys in order of first appearance
+    for line, content in enumerate(_decode(path).split("\n"), 1):
+        if not content.strip():
+            continue
+        number = len(records) + 1
+        try:
+            values = json.loads(content)
+        except json.JSONDecodeError as error:
+            records.append(_Record(number, line, {}, f"invalid JSON ({error.msg} at column {error.colno})"))
+            continue
+        if not isinstance(values, dict):
+            records.append(_Record(number, line, {}, f"expected a JSON object, found {type(values).__name__}"))
+            continue
+        columns.update(dict.fromkeys(values))
+        records.append(_Record(number, line, values))
+    return _Table(str(path), list(columns), records)
+
+
+def _read_parquet(path: Path) -> _Table:
+    import pyarrow
+    import pyarrow.parquet
+
+    try:
+        table = pyarrow.parquet.read_table(path)
+    except (OSError, pyarrow.ArrowException) as error:
+        raise DataError(f"{path}: expected a Parquet file, found an unreadable one ({error}); re-export it") from None
+    return _columnar_table(str(path), table.column_names, table.to_pydict(), table.num_rows)
+
+
+def _hub_table(dataset: Any, source: str) -> _Table:
+    return _columnar_table(source, list(dataset.column_names), dataset.to_dict(), dataset.num_rows)
+
+
+def _columnar_table(source: str, columns: list[str], data: dict[str, list[Any]], num_rows: int) -> _Table:
+    records = [_Record(row + 1, None, {column: data[column][row] for column in columns}) for row in range(num_rows)]
+    return _Table(source, columns, records)
+
+
+def _read_lines(path: Path) -> list[str]:
+    lines = _decode(path).split("\n")
+    if lines[-1] == "":
+        lines.pop()  # a trailing newline ends the last line; it does not start another
+    texts = []
+    for line, content in enumerate(lines, 1):
+        text = content.strip()
+        if not text:
+            raise DataError(f"{path}, line {line}: expected a text on every line (one prediction each), found a blank")
+        if _UNDECODABLE.search(text):
+            raise DataError(f"{path}, line {line}: expected UTF-8 text, found undecodable bytes; re-save it as UTF-8")
+        texts.append(text)
+    return texts
+
+
+
+def _examples(table: _Table, text_columns: tuple[str, ...], label_column: str | None, bad: _BadRows) -> list[_Example]:
+    """The table's valid rows (text and raw label); bad ones go to ``bad``. No label column: label is ''."""
+    used = (*text_columns, label_column) if label_column is not None else text_columns
+    examples = []
+    for record in table.records:
+        report = functools.partial(bad.report, table.source, record.number, record.line)
+        if record.problem is not None:
+            report(None, record.problem)
+            continue
+        problem = next((column for column in used if column not in record.values), None)
+        if problem is not None:
+            report(problem, "missing field (the row has fewer fields than the header)")
+            continue
+        problem = next((column for column in used if _is_undecodable(record.values[column])), None)
+        if problem is not None:
+            report(problem, "undecodable bytes (not UTF-8)")
+            continue
+        text = " ".join(cell for cell in (_cell(record.values[column]) for column in text_columns) if cell)
+        if not text:
+            report("+".join(text_columns), "empty text")
+            continue
+        label = _raw_label(record.values[label_column]) if label_column is not None else ""
+        if label is None:
+            report(label_column, "empty label")
+            continue
+        examples.append(_Example(record.number, record.line, text, label))
+    return examples
+
+
+def _is_undecodable(value: Any) -> bool:
+    return isinstance(value, str) and _UNDECODABLE.search(value) is not None
+
+
+def _cell(value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    return str(value).strip()
+
+
+def _raw_label(value: Any) -> int | str | None:
+    """An integral label as int ("3", "3.0" and 3.0 included), else the stripped name; None when empty."""
+    number = _as_int(value)
+    if number is not None:
+        return number
+    return _cell(value) or None
+
+
+def _as_int(value: Any) -> int | None:
+    if isinstance(value, str):
+        try:
+            value = float(value)  # accepts " 3", "3.0"; class indices are far below float's exact range
+        except ValueError:
+            return None
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and float(value).is_integer():
+        return int(value)
+    return None
+
+
+class _LabelMap:
+    """Maps raw labels to indices into ``names``; ``base`` is None when integers are names themselves."""
+
+    def __init__(self, names: list[str], base: int | None) -> None:
+        self.names, self.base = names, base
+        self.exact = {name: index for index, name in enumerate(names)}
+        self.folded: dict[str, int] = {}
+        for index, name in enumerate(names):
+            self.folded.setdefault(name.lower(), index)
+
+    def index(self, label: int | str) -> int | None:
+        if isinstance(label, int) and self.base is not None:
+            position = label - self.base
+            return position if 0 <= position < len(self.names) else None
+        key = str(label)
+        return self.exact.get(key, self.folded.get(key.lower()))
+
+    def unknown(self, label: int | str) -> str:
+        shown = self.names if len(self.names) <= 20 else [*self.names[:20], "..."]
+        indices = f" (or an index {self.base}..{self.base + len(self.names) - 1})" if self.base is not None else ""
+        return f"unknown label {label!r}; expected one of {shown}{indices}"
+
+
+def _build_label_map(examples: dict[str, list[_Example]], names: list[str] | None, headerless: bool) -> _LabelMap:
+    labels = [example.label for rows in examples.values() for example in rows]
+    integers = {label for label in labels if isinstance(label, int)}
+    if names is None and headerless:
+        count = max(integers, default=0)
+        names = AG_NEWS_NAMES if count == 4 else [str(k) for k in range(1, count + 1)]
+        logger.info("headerless AG News layout without a classes file: assuming label names %s", names)
+    if names is not None:
+        # The original AG News files number classes 1..N; 0-based data never has a label equal to N.
+        one_based = headerless or (bool(integers) and 0 not in integers and max(integers) == len(names))
+        return _LabelMap(list(names), 1 if one_based else 0)
+    strings = {label for label in labels if isinstance(label, str)}
+    if integers and strings:
+        raise DataError(
+            f"expected labels that are all integers or all names, found integers (e.g. {min(integers)}) and names "
+            f"(e.g. {min(strings)!r}); fix the labels, or pass --label-names-file FILE so integers index into it"
+        )
+    if integers:
+        return _LabelMap([str(value) for value in sorted(integers)], None)
+    return _LabelMap(sorted(strings), None)
+
+
+
+def _carve_dev(train: Split, dev_fraction: float, seed: int) -> tuple[Split, Split]:
+    from sklearn.model_selection import train_test_split
+
+    if len(train) < 2:
+        raise DataError(f"{train.source}: expected 2+ rows to carve a dev split, found {len(train)}; pass --dev FILE")
+
+    def split(stratify: list[int] | None) -> tuple[list[int], list[int]]:
+        kept, held = train_test_split(range(len(train)), test_size=dev_fraction, random_state=seed, stratify=stratify)
+        return sorted(kept), sorted(held)  # keep the file's order within each part
+
+    try:
+        if min(Counter(train.labels).values()) < 2:
+            raise ValueError("a class has fewer than 2 rows")
+        kept, held = split(train.labels)
+    except ValueError as error:  # also sklearn's: fewer dev rows than classes
+        logger.warning("dev split carved from %s without stratification: %s", train.source, error)
+        kept, held = split(None)
+    carved = f"{train.source} (dev carved: fraction {dev_fraction:g}, seed {seed})"
+    return _subset(train, kept, train.source), _subset(train, held, carved, name="dev")
+
+
+def _subset(split: Split, rows: list[int], source: str, name: str | None = None) -> Split:
+    return Split(name or split.name, [split.texts[i] for i in rows], [split.labels[i] for i in rows], source)
+
+
+def _sample(split: Split, limit: int | None, seed: int) -> Split:
+    if limit is None or len(split) <= limit:
+        return split
+    rows = sorted(random.Random(seed).sample(range(len(split)), limit))
+    return _subset(split, rows, split.source)
+
+
+def _fingerprint(splits: dict[str, Split]) -> str:
+    digest = hashlib.sha256()
+    for split in splits.values():
+        for text, label in zip(split.texts, split.labels):
+            digest.update(json.dumps([split.name, text, label]).encode() + b"\n")
+    return digest.hexdigest()

@@ -1,0 +1,59 @@
+"""The interface every model family implements, so commands loop over families alike.
+
+Example:
+    >>> clf = family_class("pretrained").load(run_dir / "model")   # doctest: +SKIP
+    >>> clf.predict(["Stocks fell sharply."])                         # doctest: +SKIP
+    ['Business']
+"""
+
+from __future__ import annotations
+
+import abc
+import importlib
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+# family name -> "module:Class"; imported lazily so `textcls --help` stays fast.
+_FAMILIES = {"pretrained": "textcls.models.pretrained:PretrainedClassifier"}
+
+
+class Classifier(abc.ABC):
+    """A trained text classifier: probabilities over `label_names` for each text."""
+
+    family: str = ""
+    label_names: list[str]
+
+    @abc.abstractmethod
+    def predict_proba(self, texts: Sequence[str], batch_size: int = 64, progress: bool = False) -> np.ndarray:
+        """Class probabilities, shape (len(texts), len(label_names)), rows in input order."""
+
+    @abc.abstractmethod
+    def save(self, model_dir: Path) -> None:
+        """Write everything needed to rebuild the model into `model_dir` (no pickle)."""
+
+    @classmethod
+    @abc.abstractmethod
+    def load(cls, model_dir: Path, **options: Any) -> Classifier:
+        """Rebuild a classifier written by `save`."""
+
+    def predict(self, texts: Sequence[str], batch_size: int = 64) -> list[str]:
+        """Most probable label name per text."""
+        probs = self.predict_proba(texts, batch_size=batch_size)
+        return [self.label_names[i] for i in probs.argmax(axis=1)]
+
+    def num_parameters(self) -> int:
+        """Trainable parameter count (0 where the family has no such notion)."""
+        return 0
+
+
+def family_class(name: str) -> type[Classifier]:
+    """The `Classifier` subclass implementing family `name`."""
+    if name not in _FAMILIES:
+        from textcls.errors import RunFolderError
+
+        raise RunFolderError(f"unknown model family {name!r}; expected one of {sorted(_FAMILIES)}")
+    module_name, class_name = _FAMILIES[name].split(":")
+    return getattr(importlib.import_module(module_name), class_name)

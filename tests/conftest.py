@@ -1,0 +1,96 @@
+"""Shared fixtures: tiny random BERT models and small generated datasets. Nothing downloads."""
+
+from __future__ import annotations
+
+import csv
+import os
+import random
+from pathlib import Path
+
+import pytest
+
+# Tests must never reach the network, even by accident.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+SHARED_AG_NEWS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ag_news"
+
+# Four topics, each with its own words, so a tiny model can learn them in a few steps.
+TOPIC_WORDS = {
+    "World": ["minister", "election", "embassy", "treaty", "refugees", "parliament"],
+    "Sports": ["goal", "coach", "season", "playoff", "striker", "tournament"],
+    "Business": ["shares", "profit", "merger", "investors", "quarterly", "stocks"],
+    "Sci/Tech": ["software", "internet", "chip", "laptop", "researchers", "satellite"],
+}
+FILLER = ["the", "a", "on", "in", "after", "with", "new", "says", "report", "today"]
+
+
+def make_texts(n: int, seed: int = 0) -> list[tuple[int, str, str]]:
+    """`n` rows of (label, title, description) with topic words; labels cycle so every class appears."""
+    rng = random.Random(seed)
+    names = list(TOPIC_WORDS)
+    rows = []
+    for i in range(n):
+        label = i % len(names)
+        words = TOPIC_WORDS[names[label]]
+        title = " ".join(rng.choice(words) for _ in range(2))
+        body = [rng.choice(words if rng.random() < 0.5 else FILLER) for _ in range(rng.randint(4, 14))]
+        rows.append((label, title.title(), " ".join(body) + "."))
+    return rows
+
+
+def write_ag_news_folder(folder: Path, n_train: int = 64, n_dev: int = 32, n_test: int = 32) -> Path:
+    """An AG News-shaped folder: train/dev/test.csv (label,title,description) and classes.txt."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, n, seed in (("train", n_train, 1), ("dev", n_dev, 2), ("test", n_test, 3)):
+        if n == 0:
+            continue
+        with (folder / f"{name}.csv").open("w", newline="", encoding="utf-8") as handle:
+            writer = csv.writer(handle, quoting=csv.QUOTE_ALL)
+            writer.writerow(["label", "title", "description"])
+            writer.writerows(make_texts(n, seed))
+    (folder / "classes.txt").write_text("\n".join(TOPIC_WORDS) + "\n", encoding="utf-8")
+    return folder
+
+
+def write_tiny_bert(folder: Path) -> Path:
+    """A randomly initialised 2-layer BERT (hidden 32) with a WordPiece vocab built from the test words."""
+    from transformers import BertConfig, BertForSequenceClassification, BertTokenizer
+
+    folder.mkdir(parents=True, exist_ok=True)
+    words = sorted({w for ws in TOPIC_WORDS.values() for w in ws} | set(FILLER))
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ".", ",", "!", "?"] + words
+    vocab += [f"##{c}" for c in "abcdefghijklmnopqrstuvwxyz"] + list("abcdefghijklmnopqrstuvwxyz")
+    # transformers 5.x takes the vocabulary itself (`vocab=`); save_pretrained writes vocab.txt.
+    tokenizer = BertTokenizer(vocab={token: i for i, token in enumerate(vocab)}, do_lower_case=True, model_max_length=64)
+    config = BertConfig(
+        vocab_size=len(vocab),
+        hidden_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=128,
+        max_position_embeddings=64,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+    )
+    BertForSequenceClassification(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_tiny_bert(tmp_path_factory.mktemp("tiny-bert"))
+
+
+@pytest.fixture()
+def ag_folder(tmp_path: Path) -> Path:
+    return write_ag_news_folder(tmp_path / "data")
+
+
+@pytest.fixture(scope="session")
+def shared_ag_news() -> Path:
+    if not (SHARED_AG_NEWS / "train.csv").is_file():
+        pytest.skip(f"AG News data not found at {SHARED_AG_NEWS} (expected ../shared/data/ag_news beside the repo)")
+    return SHARED_AG_NEWS

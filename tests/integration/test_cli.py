@@ -1,0 +1,139 @@
+"""One smoke test per CLI command, asserting on the files and numbers it writes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from textcls.cli import app
+
+runner = CliRunner()
+
+
+def invoke(*args: str):
+    result = runner.invoke(app, [str(a) for a in args])
+    return result
+
+
+@pytest.fixture(scope="module")
+def run_dir(tiny_bert, tmp_path_factory) -> Path:
+    from tests.conftest import write_ag_news_folder
+
+    root = tmp_path_factory.mktemp("cli")
+    data = write_ag_news_folder(root / "data", n_train=96, n_dev=32, n_test=40)
+    out = root / "runs" / "tiny"
+    result = invoke(
+        "train", "--data", data, "--model", tiny_bert, "--epochs", "2", "--batch-size", "8", "--lr", "1e-3",
+        "--max-length", "32", "--out", out, "--json",
+    )
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    assert payload["run_dir"] == str(out)
+    return out
+
+
+def test_train_writes_a_self_describing_run_folder(run_dir):
+    info = json.loads((run_dir / "textcls.json").read_text())
+    assert info["family"] == "pretrained"
+    assert info["label_names"] == ["World", "Sports", "Business", "Sci/Tech"]
+    assert info["data"]["rows"] == {"train": 96, "dev": 32}
+    assert len(info["data"]["fingerprint"]) == 64
+    assert info["train_config"]["epochs"] == 2 and info["versions"]["torch"].startswith("2.13")
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert len(metrics["train"]["epochs"]) == 2
+    assert metrics["dev"]["num_samples"] == 32
+    assert sum(map(sum, metrics["dev"]["confusion_matrix"])) == 32
+    assert (run_dir / "model" / "model.safetensors").is_file()
+    # Checkpoints are working files of the temporary folder; none is left behind.
+    assert not (run_dir / "checkpoints").exists()
+    assert not list(run_dir.parent.glob(".*partial"))
+
+
+def test_train_refuses_to_overwrite_an_existing_run(run_dir, tiny_bert):
+    result = invoke("train", "--data", run_dir, "--model", tiny_bert, "--out", run_dir)
+    assert result.exit_code == 2
+    assert "already exists" in result.stderr and "--overwrite" in result.stderr
+
+
+def test_evaluate_defaults_to_test_split_and_writes_metrics(run_dir, tmp_path):
+    output = tmp_path / "eval.json"
+    result = invoke("evaluate", run_dir, "--output", output, "--json")
+    assert result.exit_code == 0, result.output
+    metrics = json.loads(output.read_text())
+    assert metrics["split"] == "test" and metrics["num_samples"] == 40
+    assert set(metrics["per_class"]) == {"World", "Sports", "Business", "Sci/Tech"}
+    assert json.loads((run_dir / "eval_test.json").read_text())["accuracy"] == metrics["accuracy"]
+    assert json.loads(result.stdout)["macro_f1"] == metrics["macro_f1"]
+
+
+def test_evaluate_falls_back_to_dev_when_there_is_no_test_split(run_dir, tmp_path):
+    from tests.conftest import write_ag_news_folder
+
+    data = write_ag_news_folder(tmp_path / "nodev", n_train=8, n_dev=12, n_test=0)
+    result = invoke("evaluate", run_dir, "--data", data)
+    assert result.exit_code == 0, result.output
+    assert "no test split" in result.stderr
+    assert "confusion matrix" in result.stdout and "accuracy" in result.stdout
+
+
+def test_predict_texts_and_file_keep_input_order(run_dir, tmp_path):
+    result = invoke("predict", run_dir, "shares profit merger", "coach goal season", "--json")
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(lines) == 2
+    for record in lines:
+        assert set(record) == {"label", "score", "probs"}
+        assert record["label"] in record["probs"] and abs(sum(record["probs"].values()) - 1) < 1e-4
+        assert record["score"] == max(record["probs"].values())
+
+    texts = ["minister election treaty", "software chip laptop", "stocks investors", "playoff striker"]
+    source = tmp_path / "input.txt"
+    source.write_text("\n".join(texts) + "\n")
+    output = tmp_path / "preds.jsonl"
+    result = invoke("predict", run_dir, "--input", source, "--output", output)
+    assert result.exit_code == 0, result.output
+    from_file = [json.loads(line) for line in output.read_text().splitlines()]
+    direct = [json.loads(line) for line in invoke("predict", run_dir, *texts, "--json").stdout.splitlines()]
+    assert [r["label"] for r in from_file] == [r["label"] for r in direct]
+    assert len(from_file) == len(texts)
+
+
+def test_predict_needs_texts_or_input(run_dir):
+    result = invoke("predict", run_dir)
+    assert result.exit_code == 2 and "exactly one of them" in result.stderr
+
+
+def test_bad_data_is_a_clear_error_not_a_traceback(tiny_bert, tmp_path):
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "train.csv").write_text('"label","text"\n"0","fine"\n"7","unknown label here"\n')
+    (bad / "classes.txt").write_text("a\nb\n")
+    result = invoke("train", "--data", bad, "--model", tiny_bert, "--out", tmp_path / "run")
+    assert result.exit_code == 2
+    assert "train.csv" in result.stderr and "row 2" in result.stderr and "label" in result.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_config_file_is_overridden_by_flags(tiny_bert, tmp_path):
+    from tests.conftest import write_ag_news_folder
+
+    data = write_ag_news_folder(tmp_path / "data", n_train=16, n_dev=8, n_test=0)
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"epochs": 5, "batch-size": 4, "max_length": 16, "model": str(tiny_bert)}))
+    result = invoke("train", "--data", data, "--config", config, "--epochs", "1", "--out", tmp_path / "run", "--json")
+    assert result.exit_code == 0, result.output
+    saved = json.loads((tmp_path / "run" / "textcls.json").read_text())["train_config"]
+    assert saved["epochs"] == 1 and saved["batch_size"] == 4 and saved["max_length"] == 16
+
+
+def test_console_script_runs_as_a_module():
+    result = subprocess.run([sys.executable, "-m", "textcls", "train", "--help"], capture_output=True, text=True)
+    assert result.returncode == 0
+    for flag in ("--data", "--train", "--dev", "--test", "--text-column", "--skip-bad-rows", "--max-train-samples",
+                 "--epochs", "--batch-size", "--lr", "--time-budget", "--resume", "--model", "--out"):
+        assert flag in result.stdout

@@ -1,0 +1,115 @@
+"""The pretrained family on a tiny random BERT: training loop, inference, persistence."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from textcls.config import TrainConfig
+from textcls.data import Split
+from textcls.models.pretrained import (
+    PretrainedClassifier,
+    clamp_max_length,
+    embedded_model_path,
+    epoch_history,
+    resolve_precision,
+)
+from tests.conftest import TOPIC_WORDS, make_texts
+
+LABELS = list(TOPIC_WORDS)
+
+
+def split(name: str, n: int, seed: int) -> Split:
+    rows = make_texts(n, seed)
+    return Split(name, [f"{t} {d}" for _, t, d in rows], [label for label, _, _ in rows], f"generated:{name}")
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_bert, tmp_path_factory):
+    config = TrainConfig(
+        model=str(tiny_bert), epochs=6, batch_size=8, lr=1e-3, max_length=32, logging_steps=5, early_stopping_patience=0
+    )
+    return PretrainedClassifier.fit(
+        split("train", 160, 1), split("dev", 32, 2), LABELS, config, tmp_path_factory.mktemp("ckpt")
+    )
+
+
+def test_fit_evaluates_every_epoch_and_learns(trained):
+    classifier, summary = trained
+    assert [round(row["epoch"]) for row in summary["epochs"]] == [1, 2, 3, 4, 5, 6]
+    assert all(0.0 <= row["dev_accuracy"] <= 1.0 and row["dev_macro_f1"] is not None for row in summary["epochs"])
+    assert summary["train_samples_per_second"] > 0
+    # The generated topics are separable by their words; the best epoch's weights are the ones kept.
+    dev = split("dev", 32, 2)
+    accuracy = np.mean(classifier.predict_proba(dev.texts).argmax(1) == np.array(dev.labels))
+    assert accuracy == pytest.approx(max(row["dev_accuracy"] for row in summary["epochs"]))
+    assert accuracy >= 0.75
+
+
+def test_predict_proba_is_a_distribution_in_input_order(trained):
+    classifier, _ = trained
+    texts = split("x", 20, 7).texts
+    probs = classifier.predict_proba(texts, batch_size=3)
+    assert probs.shape == (20, len(LABELS))
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
+    # Length-sorted batching must not reorder results, nor depend on batch size.
+    reversed_probs = classifier.predict_proba(texts[::-1], batch_size=7)
+    np.testing.assert_allclose(reversed_probs[::-1], probs, atol=1e-5)
+    assert classifier.predict(texts[:2]) == [LABELS[i] for i in probs[:2].argmax(1)]
+    assert classifier.predict_proba([]).shape == (0, len(LABELS))
+
+
+def test_save_and_load_give_identical_probabilities(trained, tmp_path):
+    classifier, _ = trained
+    classifier.save(tmp_path / "model")
+    assert (tmp_path / "model" / "model.safetensors").is_file()
+    assert not list((tmp_path / "model").glob("*.bin")), "weights must be safetensors, never pickle"
+    loaded = PretrainedClassifier.load(tmp_path / "model", max_length=classifier.max_length)
+    assert loaded.label_names == LABELS
+    texts = split("x", 12, 9).texts
+    np.testing.assert_allclose(loaded.predict_proba(texts), classifier.predict_proba(texts), atol=1e-6)
+
+
+def test_time_budget_stops_training_early_and_still_evaluates(tiny_bert, tmp_path):
+    # 0.001 minutes is about one step: training must stop within the first epoch, yet evaluate once.
+    config = TrainConfig(model=str(tiny_bert), epochs=50, batch_size=8, max_length=32, time_budget=0.001)
+    _, summary = PretrainedClassifier.fit(split("train", 800, 1), split("dev", 16, 2), LABELS, config, tmp_path)
+    assert summary["stopped_by_time_budget"] is True
+    assert summary["global_step"] < 100  # 800 rows / batch 8: one epoch is 100 steps
+    assert len(summary["epochs"]) == 1
+
+
+def test_clamp_max_length_uses_the_smaller_model_limit(tiny_bert, caplog):
+    from transformers import AutoConfig, AutoTokenizer
+
+    tokenizer, config = AutoTokenizer.from_pretrained(tiny_bert), AutoConfig.from_pretrained(tiny_bert)
+    assert clamp_max_length(32, tokenizer, config) == 32
+    assert clamp_max_length(512, tokenizer, config) == 64
+    assert "exceeds the model's limit" in caplog.text
+
+
+def test_epoch_history_pairs_each_evaluation_with_the_last_training_loss():
+    history = [
+        {"loss": 1.2, "epoch": 0.5, "step": 5},
+        {"loss": 0.9, "epoch": 1.0, "step": 10},
+        {"eval_loss": 0.8, "eval_accuracy": 0.7, "eval_macro_f1": 0.6, "epoch": 1.0, "step": 10},
+    ]
+    assert epoch_history(history) == [
+        {"epoch": 1.0, "step": 10, "train_loss": 0.9, "dev_loss": 0.8, "dev_accuracy": 0.7, "dev_macro_f1": 0.6}
+    ]
+
+
+def test_fp16_on_cpu_is_refused_with_a_fix(monkeypatch):
+    import torch
+
+    from textcls.errors import TextclsError
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(TextclsError, match="pass --precision bf16 or auto"):
+        resolve_precision("fp16")
+    assert resolve_precision("fp32") == "fp32"
+
+
+def test_embedded_model_folder_is_a_plain_hf_model():
+    folder = embedded_model_path()
+    assert (folder / "config.json").is_file() and (folder / "vocab.txt").is_file()
