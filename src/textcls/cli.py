@@ -12,6 +12,7 @@ import dataclasses
 import inspect
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any, Optional
@@ -44,7 +45,10 @@ def _setup_logging(verbose: bool) -> None:
 
     handler = RichHandler(console=stderr, show_path=False, show_time=False)
     logging.basicConfig(level=logging.WARNING, handlers=[handler], format="%(message)s", force=True)
-    logging.getLogger("textcls").setLevel(logging.DEBUG if verbose else logging.INFO)
+    # Under torchrun every process runs this; only rank 0 tells the story.
+    main_process = os.environ.get("RANK", "0") == "0"
+    level = (logging.DEBUG if verbose else logging.INFO) if main_process else logging.WARNING
+    logging.getLogger("textcls").setLevel(level)
     with contextlib.suppress(ImportError):
         from transformers.utils import logging as hf_logging
 

@@ -115,17 +115,18 @@ def train(
     if run_dir.exists() and not overwrite:
         raise TextclsError(f"run folder {run_dir} already exists; pass --overwrite or choose another --out")
     if state.is_main_process:
+        log.info("data: %s", to_dict(data_config))
+        log.info("training: %s", to_dict(train_config))
+    # Bad data fails here, before anything is written.
+    dataset = load_data(data_config, splits=("train", "dev"))
+    train_split, dev_split = dataset.splits["train"], dataset.splits["dev"]
+    if state.is_main_process:
+        log.info("rows: train %d, dev %d; labels %s", len(train_split), len(dev_split), dataset.label_names)
         if partial_dir.exists() and not train_config.resume:
             log.info("removing the leftovers of an interrupted run in %s (pass --resume to continue it)", partial_dir)
             shutil.rmtree(partial_dir)
         partial_dir.mkdir(parents=True, exist_ok=True)
-        log.info("data: %s", to_dict(data_config))
-        log.info("training: %s", to_dict(train_config))
     state.wait_for_everyone()
-
-    dataset = load_data(data_config, splits=("train", "dev"))
-    train_split, dev_split = dataset.splits["train"], dataset.splits["dev"]
-    log.info("rows: train %d, dev %d; labels %s", len(train_split), len(dev_split), dataset.label_names)
 
     family = family_class(train_config.family)
     classifier, summary = family.fit(

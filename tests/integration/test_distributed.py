@@ -23,7 +23,7 @@ def test_train_under_torchrun_with_two_processes(tiny_bert, tmp_path):
     out = tmp_path / "runs" / "ddp"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
     command = [
-        torchrun, "--nproc_per_node", "2", "--master_addr", "127.0.0.1", "--master_port", "0",
+        torchrun, "--standalone", "--nproc_per_node", "2",  # --standalone: a free loopback port
         "-m", "textcls", "train", "--data", str(data), "--model", str(tiny_bert), "--epochs", "2",
         "--batch-size", "8", "--max-length", "32", "--out", str(out), "--json",
     ]

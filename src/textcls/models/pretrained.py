@@ -221,6 +221,8 @@ class PretrainedClassifier(Classifier):
             seed=config.seed,
             data_seed=config.seed,
             dataloader_num_workers=config.num_workers,
+            # every parameter of an encoder + head takes part in the loss; skip DDP's extra graph walk
+            ddp_find_unused_parameters=False,
             report_to="none",
             disable_tqdm=False,
         )
