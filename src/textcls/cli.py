@@ -69,7 +69,7 @@ def _field_parameters(*classes: type, skip: tuple[str, ...] = ()) -> list[inspec
             if python_type is bool:
                 flag = f"{flag}/--no-{flag[2:]}"
             default = field.default if field.default is not dataclasses.MISSING else None
-            help_text = f"{field.metadata['help']} [default: {default}]"
+            help_text = field.metadata["help"] + ("" if default is None else f" [default: {default}]")
             option = typer.Option(None, *flag.split("/"), help=help_text, show_default=False)
             parameters.append(
                 inspect.Parameter(field.name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=Optional[python_type])
@@ -224,6 +224,47 @@ def evaluate(
         return
     stdout.print(_metrics_table(f"{run_dir} on {metrics['split']} ({metrics['source']})", metrics))
     stdout.print(_confusion_table(metrics))
+
+
+@app.command()
+@_with_parameters(_field_parameters(DataConfig, TrainConfig, skip=("family", "resume")))
+def compare(
+    families: str = typer.Option(
+        "tfidf,lstm,lstm-attention,scratch-transformer,pretrained", "--families", help="Comma-separated families."
+    ),
+    out: Path = typer.Option(Path("runs/compare"), "--out", help="Folder for one run per family and the comparison."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Retrain families whose run folder already exists."),
+    config: Optional[Path] = typer.Option(None, "--config", help="JSON file of option values; flags override it."),
+    as_json: bool = typer.Option(False, "--json", help="Print compare.json instead of a table."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging."),
+    **options: Any,
+) -> None:
+    """Train several families on the same data; write compare.json, compare.md and compare.png."""
+    from textcls.compare import compare as run_compare, parse_families
+
+    _setup_logging(verbose)
+    try:
+        names = parse_families(families)
+        data_config, _ = _build_configs(config, options)
+        given = {k: v for k, v in {**_read_config_file(config), **options}.items() if v is not None}
+        train_options = {k: v for k, v in given.items() if k in {f.name for f in dataclasses.fields(TrainConfig)}}
+        with contextlib.redirect_stdout(sys.stderr):
+            result = run_compare(data_config, names, out, train_options, overwrite=overwrite)
+    except (TextclsError, ValueError) as error:
+        _fail(error)
+    if as_json:
+        print(json.dumps(result, indent=2))
+        return
+    table = Table(title=f"families compared on {result['dev_source']} ({result['dev_rows']} rows)")
+    for column in ("family", "dev accuracy", "dev macro-F1", "train s", "infer texts/s", "parameters", "run folder"):
+        table.add_column(column, justify="left" if column in ("family", "run folder") else "right")
+    for row in result["families"]:
+        table.add_row(
+            row["family"], f"{row['dev_accuracy']:.4f}", f"{row['dev_macro_f1']:.4f}", f"{row['train_seconds']:.0f}",
+            f"{row['inference_samples_per_second']:.0f}", f"{row['parameters']:,}", row["run_dir"],
+        )
+    stdout.print(table)
+    stdout.print(f"written: {out / 'compare.json'}, {out / 'compare.md'}, {out / 'compare.png'}")
 
 
 @app.command()

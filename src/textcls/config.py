@@ -16,7 +16,15 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-FAMILIES = ("pretrained",)
+FAMILIES = ("tfidf", "lstm", "lstm-attention", "scratch-transformer", "pretrained")
+# Each family's sensible budget: what `train --family NAME` uses for any of these left unset.
+FAMILY_DEFAULTS: dict[str, dict[str, Any]] = {
+    "pretrained": {"epochs": 3.0, "batch_size": 32, "lr": 1e-4, "max_length": 128},
+    "tfidf": {"epochs": 1.0, "batch_size": 32, "lr": 1e-3, "max_length": 128},
+    "lstm": {"epochs": 6.0, "batch_size": 64, "lr": 2e-3, "max_length": 128},
+    "lstm-attention": {"epochs": 6.0, "batch_size": 64, "lr": 2e-3, "max_length": 128},
+    "scratch-transformer": {"epochs": 8.0, "batch_size": 64, "lr": 5e-4, "max_length": 128},
+}
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 DEFAULT_HUB_DATASET = "fancyzhx/ag_news"
 
@@ -83,13 +91,16 @@ class TrainConfig:
     model: str | None = _help(
         "Hub id or local folder of a Hugging Face encoder; default: the embedded all-MiniLM-L6-v2.", default=None
     )
-    epochs: float = _help("Training epochs (may be fractional).", default=3.0)
-    batch_size: int = _help("Per-device training batch size.", default=32)
+    epochs: float | None = _help("Training epochs (may be fractional); default: the family's (pretrained: 3).", default=None)
+    batch_size: int | None = _help("Per-device training batch size; default: the family's (pretrained: 32).", default=None)
     eval_batch_size: int = _help("Per-device evaluation batch size.", default=128)
-    lr: float = _help("Peak learning rate (AdamW), after linear warm-up, then linear decay.", default=1e-4)
+    lr: float | None = _help(
+        "Peak learning rate (AdamW), after linear warm-up, then linear decay; default: the family's (pretrained: 1e-4).",
+        default=None,
+    )
     weight_decay: float = _help("AdamW weight decay.", default=0.01)
     warmup_ratio: float = _help("Fraction of steps spent warming up the learning rate.", default=0.06)
-    max_length: int = _help("Maximum tokens per text; clamped to the model's limit.", default=128)
+    max_length: int | None = _help("Maximum tokens per text, clamped to the model's limit; default: 128.", default=None)
     precision: str = _help(
         "fp32, bf16, fp16 or auto (bf16 where the CPU/GPU supports it, fp16 on older GPUs).", default="auto"
     )
@@ -106,6 +117,9 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         _check(self.family in FAMILIES, "family", f"one of {FAMILIES}", self.family)
+        for name, value in FAMILY_DEFAULTS[self.family].items():
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, value)
         _check(self.precision in PRECISIONS, "precision", f"one of {PRECISIONS}", self.precision)
         _check(math.isfinite(self.epochs) and self.epochs > 0, "epochs", "a positive number", self.epochs)
         _check(self.batch_size >= 1, "batch_size", "an integer >= 1", self.batch_size)

@@ -17,7 +17,13 @@ from typing import Any
 import numpy as np
 
 # family name -> "module:Class"; imported lazily so `textcls --help` stays fast.
-_FAMILIES = {"pretrained": "textcls.models.pretrained:PretrainedClassifier"}
+_FAMILIES = {
+    "tfidf": "textcls.models.linear:TfidfClassifier",
+    "lstm": "textcls.models.rnn:LSTMClassifier",
+    "lstm-attention": "textcls.models.rnn:AttentionLSTMClassifier",
+    "scratch-transformer": "textcls.models.scratch:ScratchTransformerClassifier",
+    "pretrained": "textcls.models.pretrained:PretrainedClassifier",
+}
 
 
 class Classifier(abc.ABC):

@@ -1,0 +1,147 @@
+"""Train several model families on the same data and put them side by side.
+
+The lesson's argument as one command: TF-IDF, an LSTM, an LSTM with additive attention, a small
+transformer trained from scratch and a pre-trained encoder, each with its own default budget,
+all scored on the same dev split. Finished families are reused, so an interrupted compare
+continues where it stopped.
+
+Example:
+    >>> rows = compare(DataConfig(data="../shared/data/ag_news"), ["tfidf", "lstm"], "runs/compare")  # doctest: +SKIP
+    >>> [(r["family"], round(r["dev_accuracy"], 3)) for r in rows["families"]]                          # doctest: +SKIP
+    [('tfidf', 0.91), ('lstm', 0.89)]
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from textcls.config import FAMILIES, DataConfig, TrainConfig
+from textcls.errors import TextclsError
+from textcls.runs import METRICS_FILE, RUN_FILE, library_versions, load, train, write_json, write_text_atomic
+
+log = logging.getLogger("textcls.compare")
+
+COMPARE_FILE = "compare.json"
+
+
+def parse_families(value: str | Sequence[str]) -> list[str]:
+    """'tfidf,lstm' or a list -> validated family names, in the order given, without repeats."""
+    names = [n.strip() for n in (value.split(",") if isinstance(value, str) else value) if n.strip()]
+    unknown = [n for n in names if n not in FAMILIES]
+    if unknown or not names:
+        raise TextclsError(f"--families: expected names from {list(FAMILIES)}, found {names or value!r}")
+    return list(dict.fromkeys(names))
+
+
+def _inference_rate(classifier: Any, texts: list[str], batch_size: int) -> float:
+    """Texts per second of `predict_proba` on `texts`, after a short warm-up."""
+    classifier.predict_proba(texts[: min(len(texts), batch_size)], batch_size=batch_size)
+    started = time.perf_counter()
+    classifier.predict_proba(texts, batch_size=batch_size)
+    return len(texts) / (time.perf_counter() - started)
+
+
+def compare(
+    data_config: DataConfig,
+    families: Sequence[str],
+    out: str | Path,
+    train_options: dict[str, Any] | None = None,
+    overwrite: bool = False,
+) -> dict[str, Any]:
+    """Train each family into `out/FAMILY`, evaluate on the same dev split, write compare.json/.md/.png."""
+    from textcls.data import load_data
+
+    out = Path(out)
+    options = {k: v for k, v in (train_options or {}).items() if k != "family"}
+    dev = load_data(data_config, splits=("dev",), require_train=False).splits["dev"]
+    rows = []
+    for family in parse_families(families):
+        run_dir = out / family
+        config = TrainConfig(family=family, **options)
+        if overwrite or not (run_dir / RUN_FILE).is_file():
+            log.info("training %s into %s", family, run_dir)
+            started = time.perf_counter()
+            train(data_config=data_config, train_config=config, out=run_dir, overwrite=overwrite)
+            log.info("%s trained in %.0fs", family, time.perf_counter() - started)
+        else:
+            log.info("%s: reusing the finished run in %s (pass --overwrite to retrain)", family, run_dir)
+        metrics = load_metrics(run_dir)
+        classifier = load(run_dir)
+        rows.append(
+            {
+                "family": family,
+                "dev_accuracy": metrics["dev"]["accuracy"],
+                "dev_macro_f1": metrics["dev"]["macro_f1"],
+                "train_seconds": metrics["train"]["train_seconds"],
+                "inference_samples_per_second": round(_inference_rate(classifier, dev.texts, config.eval_batch_size), 1),
+                "parameters": classifier.num_parameters(),
+                "epochs_run": len(metrics["train"]["epochs"]),
+                "run_dir": str(run_dir),
+            }
+        )
+    result = {
+        "families": rows,
+        "dev_source": dev.source,
+        "dev_rows": len(dev),
+        "data_config": dataclasses.asdict(data_config),
+        "train_options": options,
+        "versions": library_versions(),
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / COMPARE_FILE, result)
+    write_text_atomic(out / "compare.md", markdown_table(rows))
+    plot_accuracy_vs_time(rows, out / "compare.png")
+    return result
+
+
+def load_metrics(run_dir: Path) -> dict[str, Any]:
+    import json
+
+    return json.loads((run_dir / METRICS_FILE).read_text(encoding="utf-8"))
+
+
+def markdown_table(rows: list[dict[str, Any]]) -> str:
+    """The comparison as a Markdown table, one row per family."""
+    lines = [
+        "| family | dev accuracy | dev macro-F1 | train time (s) | inference (texts/s) | parameters | run folder |",
+        "|---|---:|---:|---:|---:|---:|---|",
+    ]
+    for row in rows:
+        lines.append(
+            f"| {row['family']} | {row['dev_accuracy']:.4f} | {row['dev_macro_f1']:.4f} | {row['train_seconds']:.0f} "
+            f"| {row['inference_samples_per_second']:.0f} | {row['parameters']:,} | `{row['run_dir']}` |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def plot_accuracy_vs_time(rows: list[dict[str, Any]], path: Path) -> Path | None:
+    """Dev accuracy against training time, one labelled point per family (needs matplotlib)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        log.warning("matplotlib is not installed, so %s was not drawn; pip install 'textcls[plots]'", path)
+        return None
+    figure, axes = plt.subplots(figsize=(6.4, 4.2), dpi=120)
+    for row in rows:
+        seconds = max(row["train_seconds"], 0.1)
+        axes.scatter(seconds, row["dev_accuracy"], s=40)
+        axes.annotate(row["family"], (seconds, row["dev_accuracy"]), textcoords="offset points", xytext=(6, 4))
+    axes.set_xscale("log")
+    axes.set_xlabel("training time (s, log scale)")
+    axes.set_ylabel("dev accuracy")
+    axes.set_title("accuracy against training time")
+    axes.grid(alpha=0.3)
+    figure.tight_layout()
+    temporary = path.with_name(f".{path.name}.tmp.png")
+    figure.savefig(temporary)
+    plt.close(figure)
+    temporary.replace(path)
+    return path

@@ -1,0 +1,43 @@
+"""`textcls compare`: several families on the same split, one table, JSON and a figure."""
+
+from __future__ import annotations
+
+import json
+
+from typer.testing import CliRunner
+
+from textcls.cli import app
+from tests.conftest import write_ag_news_folder
+
+
+def test_compare_trains_each_family_and_writes_table_json_and_figure(tiny_bert, tmp_path):
+    data = write_ag_news_folder(tmp_path / "data", n_train=96, n_dev=32, n_test=0)
+    out = tmp_path / "compare"
+    args = ["compare", "--data", str(data), "--families", "tfidf,pretrained", "--out", str(out),
+            "--model", str(tiny_bert), "--epochs", "1", "--max-length", "32", "--json"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "compare.json").read_text())
+    assert [row["family"] for row in report["families"]] == ["tfidf", "pretrained"]
+    assert report["dev_rows"] == 32
+    for row in report["families"]:
+        assert 0.0 <= row["dev_accuracy"] <= 1.0 and row["parameters"] > 0
+        assert row["inference_samples_per_second"] > 0
+        assert json.loads((out / row["family"] / "textcls.json").read_text())["family"] == row["family"]
+    # The separable generated topics are easy for TF-IDF.
+    assert report["families"][0]["dev_accuracy"] >= 0.9
+    table = (out / "compare.md").read_text()
+    assert "| tfidf |" in table and "| pretrained |" in table
+    assert (out / "compare.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    # A second compare reuses finished runs instead of retraining them.
+    created = json.loads((out / "tfidf" / "textcls.json").read_text())["created"]
+    again = CliRunner().invoke(app, args[:-1])
+    assert again.exit_code == 0, again.output
+    assert "reusing the finished run" in again.stderr
+    assert json.loads((out / "tfidf" / "textcls.json").read_text())["created"] == created
+
+
+def test_compare_rejects_unknown_families(tmp_path):
+    result = CliRunner().invoke(app, ["compare", "--families", "tfidf,gpt5", "--out", str(tmp_path)])
+    assert result.exit_code == 2 and "gpt5" in result.stderr
