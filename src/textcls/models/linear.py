@@ -1,0 +1,252 @@
+"""TF-IDF word and character n-grams with a multinomial logistic regression: the fast, strong baseline.
+
+Features are word 1-2-grams and character 2-5-grams (`char_wb`, so n-grams stay inside words and
+catch spelling variants and word pieces), both with sublinear tf and l2 norm, side by side in one
+sparse matrix. Measured on AG News (50,769 train rows, 2,000 dev, 2 CPU cores shared with another
+training job): dev accuracy 0.913, fit 66 s in all (vectorising 25 s, lbfgs 93 iterations), 1.1 GB peak.
+
+Saved without pickle, so loading a run never runs code from the folder: `tfidf.json` holds the
+vectorizer settings, the vocabularies and the label names; `weights.npz` (read with
+`allow_pickle=False`) holds the idf vectors, coefficients, intercepts and class indices.
+
+Example:
+    >>> clf, summary = TfidfClassifier.fit(train, dev, label_names, TrainConfig(family="tfidf"), tmp)  # doctest: +SKIP
+    >>> clf.predict(["Stocks fell sharply."])                                                          # doctest: +SKIP
+    ['Business']
+    >>> clf.top_ngrams("Stocks fell sharply.", k=2)                                                    # doctest: +SKIP
+    [('stocks', 1.93), ('stoc', 0.41)]
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+from sklearn.feature_extraction.text import TfidfVectorizer
+
+from textcls.config import TrainConfig
+from textcls.data import Split
+from textcls.errors import RunFolderError, TextclsError
+from textcls.evaluation import accuracy_and_f1
+from textcls.models.base import Classifier
+
+log = logging.getLogger("textcls.tfidf")
+
+SETTINGS_FILE = "tfidf.json"
+WEIGHTS_FILE = "weights.npz"
+FORMAT_VERSION = 1
+
+# min_df drops one-off n-grams (typos, ids) and max_features caps memory: on AG News the word
+# vocabulary is cut to 200k and the char one stays below it (~140k), about 28M non-zeros in float32.
+FEATURES: dict[str, dict[str, Any]] = {
+    "word": {"analyzer": "word", "ngram_range": (1, 2), "min_df": 2, "max_features": 200_000},
+    "char": {"analyzer": "char_wb", "ngram_range": (2, 5), "min_df": 3, "max_features": 200_000},
+}
+SMALL_DATA_ROWS = 1_000  # below this, min_df would prune most of the vocabulary; keep every n-gram
+# Inverse L2 strength, tuned on AG News dev: C 5 / 10 / 20 gave 0.912 / 0.913 / 0.912.
+REGULARISATION_C = 10.0
+MAX_ITERATIONS = 300  # lbfgs converges in ~100 on AG News
+PREDICT_CHUNK_ROWS = 4_096  # rows vectorised at once: bounds memory, results do not depend on it
+# Everything `transform` depends on is saved, so a run keeps its features if these defaults change.
+SAVED_PARAMS = (
+    "analyzer", "ngram_range", "min_df", "max_features", "lowercase", "strip_accents", "token_pattern",
+    "binary", "norm", "use_idf", "smooth_idf", "sublinear_tf",
+)
+
+
+def _vectorizer(settings: dict[str, Any], vocabulary: dict[str, int] | None = None) -> TfidfVectorizer:
+    # sublinear tf (1 + log tf) keeps a word repeated in title and description from dominating
+    settings = {"lowercase": True, "sublinear_tf": True, **settings}
+    return TfidfVectorizer(**settings, dtype=np.float32, vocabulary=vocabulary)
+
+
+def _log_loss(probs: np.ndarray, labels: Sequence[int]) -> float:
+    picked = probs[np.arange(len(labels)), np.asarray(labels)]  # (rows,) probability of the gold class
+    return float(-np.mean(np.log(np.clip(picked, 1e-15, None))))
+
+
+class TfidfClassifier(Classifier):
+    """Fitted TF-IDF vectorizers and the linear weights over their concatenated features."""
+
+    family = "tfidf"
+    max_length: int | None = None  # texts are never truncated; kept for the run folder's `max_length`
+
+    def __init__(
+        self,
+        vectorizers: dict[str, TfidfVectorizer],
+        coef: np.ndarray,
+        intercept: np.ndarray,
+        classes: np.ndarray,
+        label_names: Sequence[str],
+    ):
+        self.vectorizers = vectorizers
+        self.coef = coef  # (fitted classes, features); a single row for a binary problem
+        self.intercept = intercept  # (fitted classes,)
+        self.classes = classes  # label index of each fitted class: train may lack some labels
+        self.label_names = list(label_names)
+
+    # ---- training -------------------------------------------------------------------------
+    @classmethod
+    def fit(
+        cls,
+        train: Split,
+        dev: Split,
+        label_names: Sequence[str],
+        config: TrainConfig,
+        checkpoint_dir: Path,
+    ) -> tuple[TfidfClassifier, dict[str, Any]]:
+        """Fit the vectorizers and the regression on `train`, score on `dev`; returns the model and a summary.
+
+        One pass, nothing to resume, so `checkpoint_dir` stays unused.
+        """
+        from sklearn.linear_model import LogisticRegression
+
+        if len(set(train.labels)) < 2:
+            raise TextclsError(
+                f"{train.source}: expected at least 2 classes in the training rows, found {sorted(set(train.labels))}; "
+                "use more data or another split"
+            )
+        started = time.perf_counter()
+        vectorizers, blocks = {}, []
+        for name, settings in FEATURES.items():
+            if len(train) < SMALL_DATA_ROWS:
+                settings = {**settings, "min_df": 1}
+            vectorizers[name] = _vectorizer(settings)
+            blocks.append(vectorizers[name].fit_transform(train.texts))
+            log.info("%s n-grams: %d features (%.1f s)", name, blocks[-1].shape[1], time.perf_counter() - started)
+        features = sp.hstack(blocks, format="csr")  # (rows, word + char features)
+
+        log.info("logistic regression on %d rows x %d features (C=%g)", *features.shape, REGULARISATION_C)
+        # lbfgs over the full softmax: calibrated probabilities and deterministic; float32 input halves memory.
+        model = LogisticRegression(C=REGULARISATION_C, solver="lbfgs", max_iter=MAX_ITERATIONS, random_state=config.seed)
+        model.fit(features, train.labels)
+        train_seconds = time.perf_counter() - started
+        iterations = int(np.max(model.n_iter_))
+        if iterations >= MAX_ITERATIONS:
+            log.warning("logistic regression stopped at %d iterations before converging", iterations)
+        log.info("fitted in %.1f s (%d lbfgs iterations)", train_seconds, iterations)
+
+        classifier = cls(vectorizers, model.coef_, model.intercept_, model.classes_.astype(np.int64), label_names)
+        train_loss = _log_loss(classifier._probabilities(features), train.labels)
+        dev_probs = classifier.predict_proba(dev.texts)
+        dev_scores = accuracy_and_f1(dev.labels, dev_probs.argmax(axis=1))
+        summary = {
+            "model": "tfidf word 1-2 + char_wb 2-5, logistic regression",
+            "max_length": None,
+            "precision": "fp32",
+            "world_size": 1,
+            "train_seconds": round(train_seconds, 2),
+            "train_samples_per_second": round(len(train) / train_seconds, 2),
+            "train_loss": train_loss,
+            "global_step": iterations,
+            "best_checkpoint_metric": dev_scores["accuracy"],
+            "stopped_by_time_budget": False,
+            "resumed_from": None,
+            "epochs": [
+                {
+                    "epoch": 1.0,
+                    "step": iterations,
+                    "train_loss": train_loss,
+                    "dev_loss": _log_loss(dev_probs, dev.labels),
+                    "dev_accuracy": dev_scores["accuracy"],
+                    "dev_macro_f1": dev_scores["macro_f1"],
+                }
+            ],
+        }
+        return classifier, summary
+
+    # ---- inference ------------------------------------------------------------------------
+    def _features(self, texts: Sequence[str]) -> Any:
+        return sp.hstack([v.transform(texts) for v in self.vectorizers.values()], format="csr")
+
+    def _probabilities(self, features: Any) -> np.ndarray:
+        """Softmax of the linear scores, one column per label name (0 for labels absent from train)."""
+        logits = np.asarray(features @ self.coef.T, dtype=np.float64) + self.intercept  # (rows, fitted classes)
+        if logits.shape[1] == 1:  # binary: P(classes[1]) = sigmoid(z) = softmax([0, z])
+            logits = np.hstack([np.zeros_like(logits), logits])
+        logits -= logits.max(axis=1, keepdims=True)
+        exp = np.exp(logits)
+        probs = np.zeros((logits.shape[0], len(self.label_names)), dtype=np.float32)
+        probs[:, self.classes] = exp / exp.sum(axis=1, keepdims=True)
+        return probs
+
+    def predict_proba(self, texts: Sequence[str], batch_size: int = 64, progress: bool = False) -> np.ndarray:
+        """Class probabilities, shape (len(texts), len(label_names)), rows in input order.
+
+        `batch_size` is accepted for the common interface; rows go through in large chunks instead.
+        """
+        from tqdm.auto import tqdm
+
+        texts = list(texts)
+        probs = np.zeros((len(texts), len(self.label_names)), dtype=np.float32)
+        starts = range(0, len(texts), PREDICT_CHUNK_ROWS)
+        for start in tqdm(starts, desc="predicting", unit="chunk", disable=not progress, leave=False):
+            chunk = texts[start : start + PREDICT_CHUNK_ROWS]
+            probs[start : start + len(chunk)] = self._probabilities(self._features(chunk))
+        return probs
+
+    def top_ngrams(self, text: str, k: int = 10) -> list[tuple[str, float]]:
+        """The text's n-grams that push hardest towards its predicted label: tf-idf value x coefficient."""
+        features = self._features([text])
+        row = int(np.argmax(self._probabilities(features)[0]))
+        fitted = np.flatnonzero(self.classes == row)
+        if self.coef.shape[0] == 1:  # binary: the single row scores classes[1]; classes[0] gets its negative
+            weights = self.coef[0] * (1.0 if fitted[0] == 1 else -1.0)
+        else:
+            weights = self.coef[fitted[0]]
+        if not hasattr(self, "_terms"):  # column -> n-gram, built on first use
+            self._terms = [term for v in self.vectorizers.values() for term in sorted(v.vocabulary_, key=v.vocabulary_.get)]
+        columns = features.indices  # non-zero columns of the single row
+        contributions = features.data * weights[columns]
+        best = np.argsort(-contributions, kind="stable")[:k]
+        return [(self._terms[columns[i]], round(float(contributions[i]), 4)) for i in best]
+
+    def num_parameters(self) -> int:
+        return int(self.coef.size + self.intercept.size)
+
+    # ---- persistence ----------------------------------------------------------------------
+    def save(self, model_dir: Path) -> None:
+        """Write `tfidf.json` (settings, vocabularies, label names) and `weights.npz` (plain arrays)."""
+        model_dir.mkdir(parents=True, exist_ok=True)
+        settings: dict[str, Any] = {"format_version": FORMAT_VERSION, "label_names": self.label_names, "features": {}}
+        arrays = {"coef": self.coef, "intercept": self.intercept, "classes": self.classes}
+        for name, vectorizer in self.vectorizers.items():
+            settings["features"][name] = {
+                "params": {key: vectorizer.get_params()[key] for key in SAVED_PARAMS},
+                # column i is terms[i]: a list is smaller than the term -> index mapping
+                "terms": sorted(vectorizer.vocabulary_, key=vectorizer.vocabulary_.get),
+            }
+            arrays[f"idf_{name}"] = vectorizer.idf_
+        (model_dir / SETTINGS_FILE).write_text(json.dumps(settings, ensure_ascii=False), encoding="utf-8")
+        np.savez(model_dir / WEIGHTS_FILE, **arrays)
+
+    @classmethod
+    def load(
+        cls, model_dir: Path, max_length: int | None = None, label_names: Sequence[str] | None = None, **_: Any
+    ) -> TfidfClassifier:
+        """Rebuild from `save`'s files; the vectorizers get their vocabulary and idf, nothing is refitted."""
+        missing = [name for name in (SETTINGS_FILE, WEIGHTS_FILE) if not (model_dir / name).is_file()]
+        if missing:
+            raise RunFolderError(f"{model_dir}: expected {missing} written by the tfidf family, found none; train again")
+        settings = json.loads((model_dir / SETTINGS_FILE).read_text(encoding="utf-8"))
+        if settings.get("format_version", 0) > FORMAT_VERSION:
+            raise RunFolderError(
+                f"{model_dir / SETTINGS_FILE} has format_version {settings['format_version']}, this textcls reads up "
+                f"to {FORMAT_VERSION}; upgrade textcls"
+            )
+        with np.load(model_dir / WEIGHTS_FILE, allow_pickle=False) as weights:
+            arrays = {key: weights[key] for key in weights.files}
+        vectorizers = {}
+        for name, saved in settings["features"].items():
+            params = {**saved["params"], "ngram_range": tuple(saved["params"]["ngram_range"])}
+            vectorizer = _vectorizer(params, vocabulary={term: i for i, term in enumerate(saved["terms"])})
+            vectorizer.idf_ = arrays[f"idf_{name}"]  # the setter also builds the fitted TfidfTransformer
+            vectorizers[name] = vectorizer
+        names = list(label_names) if label_names is not None else settings["label_names"]
+        return cls(vectorizers, arrays["coef"], arrays["intercept"], arrays["classes"], names)
