@@ -21,9 +21,10 @@ FAMILIES = ("tfidf", "lstm", "lstm-attention", "scratch-transformer", "pretraine
 FAMILY_DEFAULTS: dict[str, dict[str, Any]] = {
     "pretrained": {"epochs": 3.0, "batch_size": 32, "lr": 1e-4, "max_length": 128},
     "tfidf": {"epochs": 1.0, "batch_size": 32, "lr": 1e-3, "max_length": 128},
-    "lstm": {"epochs": 6.0, "batch_size": 64, "lr": 2e-3, "max_length": 128},
-    "lstm-attention": {"epochs": 6.0, "batch_size": 64, "lr": 2e-3, "max_length": 128},
-    "scratch-transformer": {"epochs": 8.0, "batch_size": 64, "lr": 5e-4, "max_length": 128},
+    # measured on AG News (50,769 rows): all three peak by epoch 2-3 at these rates
+    "lstm": {"epochs": 3.0, "batch_size": 64, "lr": 1e-2, "max_length": 128},
+    "lstm-attention": {"epochs": 3.0, "batch_size": 64, "lr": 1e-2, "max_length": 128},
+    "scratch-transformer": {"epochs": 3.0, "batch_size": 64, "lr": 1e-3, "max_length": 128},
 }
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 DEFAULT_HUB_DATASET = "fancyzhx/ag_news"
