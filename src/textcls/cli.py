@@ -31,7 +31,8 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-stdout = Console()
+# Piped output (CI logs, `| tee`) gets wide tables instead of rich's 80-column default.
+stdout = Console(width=None if sys.stdout.isatty() else 160)
 stderr = Console(stderr=True)
 log = logging.getLogger("textcls")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from typer.testing import CliRunner
 
 from textcls.cli import app
@@ -41,3 +42,21 @@ def test_compare_trains_each_family_and_writes_table_json_and_figure(tiny_bert, 
 def test_compare_rejects_unknown_families(tmp_path):
     result = CliRunner().invoke(app, ["compare", "--families", "tfidf,gpt5", "--out", str(tmp_path)])
     assert result.exit_code == 2 and "gpt5" in result.stderr
+
+
+@pytest.mark.slow
+def test_compare_all_five_families_on_a_slice_of_ag_news(shared_ag_news, tmp_path):
+    out = tmp_path / "compare"
+    args = ["compare", "--data", str(shared_ag_news), "--out", str(out), "--max-train-samples", "2000",
+            "--max-eval-samples", "200", "--epochs", "2", "--max-length", "64"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    rows = {row["family"]: row for row in json.loads((out / "compare.json").read_text())["families"]}
+    assert list(rows) == ["tfidf", "lstm", "lstm-attention", "scratch-transformer", "pretrained"]
+    for family, row in rows.items():
+        assert row["dev_accuracy"] > 0.4, (family, row)  # chance is 0.25 on four balanced classes
+        assert json.loads((out / family / "metrics.json").read_text())["dev"]["num_samples"] == 200
+    # Transfer learning: the pre-trained encoder beats every model trained from scratch on 2,000 rows.
+    assert rows["pretrained"]["dev_accuracy"] > max(
+        rows[f]["dev_accuracy"] for f in ("lstm", "lstm-attention", "scratch-transformer")
+    )
