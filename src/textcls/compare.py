@@ -135,6 +135,7 @@ def plot_accuracy_vs_time(rows: list[dict[str, Any]], path: Path) -> Path | None
         axes.scatter(seconds, row["dev_accuracy"], s=40)
         axes.annotate(row["family"], (seconds, row["dev_accuracy"]), textcoords="offset points", xytext=(6, 4))
     axes.set_xscale("log")
+    axes.margins(x=0.25, y=0.12)  # room for the labels of the outermost points
     axes.set_xlabel("training time (s, log scale)")
     axes.set_ylabel("dev accuracy")
     axes.set_title("accuracy against training time")
