@@ -246,8 +246,9 @@ def compare(
     _setup_logging(verbose)
     try:
         names = parse_families(families)
-        data_config, _ = _build_configs(config, options)
         given = {k: v for k, v in {**_read_config_file(config), **options}.items() if v is not None}
+        data_config, _ = _build_configs(None, given)
+        # Only what was given: each family fills the rest from its own defaults.
         train_options = {k: v for k, v in given.items() if k in {f.name for f in dataclasses.fields(TrainConfig)}}
         with contextlib.redirect_stdout(sys.stderr):
             result = run_compare(data_config, names, out, train_options, overwrite=overwrite)

@@ -12,9 +12,13 @@ import abc
 import importlib
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from textcls.config import TrainConfig
+    from textcls.data import Split
 
 # family name -> "module:Class"; imported lazily so `textcls --help` stays fast.
 _FAMILIES = {
@@ -31,6 +35,24 @@ class Classifier(abc.ABC):
 
     family: str = ""
     label_names: list[str]
+
+    @classmethod
+    @abc.abstractmethod
+    def fit(
+        cls,
+        train: Split,
+        dev: Split,
+        label_names: Sequence[str],
+        config: TrainConfig,
+        checkpoint_dir: Path,
+    ) -> tuple[Classifier, dict[str, Any]]:
+        """Train on `train`, evaluating on `dev`; return the model and a summary for metrics.json.
+
+        The summary has the keys model, max_length, precision, world_size, train_seconds,
+        train_samples_per_second, train_loss, global_step, best_checkpoint_metric,
+        stopped_by_time_budget, resumed_from and epochs (one row per dev evaluation).
+        Families that checkpoint write into `checkpoint_dir` and resume from it when `config.resume`.
+        """
 
     @abc.abstractmethod
     def predict_proba(self, texts: Sequence[str], batch_size: int = 64, progress: bool = False) -> np.ndarray:
