@@ -1,4 +1,4 @@
-"""The same `train` command under torchrun: 2 CPU processes (gloo) through Trainer's own DDP."""
+"""The same `train` command under torchrun and accelerate launch: 2 CPU processes (gloo), Trainer's own DDP."""
 
 from __future__ import annotations
 
@@ -15,15 +15,24 @@ from tests.conftest import write_ag_news_folder
 pytestmark = [pytest.mark.distributed, pytest.mark.slow]
 
 
-def test_train_under_torchrun_with_two_processes(tiny_bert, tmp_path):
-    torchrun = shutil.which("torchrun", path=os.path.dirname(sys.executable))
-    if torchrun is None:
-        pytest.skip("torchrun is not installed beside this Python")
+LAUNCHERS = {
+    "torchrun": ["torchrun", "--standalone", "--nproc_per_node", "2"],  # --standalone: a free loopback port
+    # accelerate's --multi_gpu means "torch.distributed processes"; on a CPU they use gloo
+    "accelerate": ["accelerate", "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+                   "--mixed_precision", "no", "--dynamo_backend", "no"],
+}
+
+
+@pytest.mark.parametrize("launcher", sorted(LAUNCHERS))
+def test_train_with_two_processes(launcher, tiny_bert, tmp_path):
+    program = shutil.which(LAUNCHERS[launcher][0], path=os.path.dirname(sys.executable))
+    if program is None:
+        pytest.skip(f"{launcher} is not installed beside this Python")
     data = write_ag_news_folder(tmp_path / "data", n_train=64, n_dev=16, n_test=0)
     out = tmp_path / "runs" / "ddp"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
     command = [
-        torchrun, "--standalone", "--nproc_per_node", "2",  # --standalone: a free loopback port
+        program, *LAUNCHERS[launcher][1:],
         "-m", "textcls", "train", "--data", str(data), "--model", str(tiny_bert), "--epochs", "2",
         "--batch-size", "8", "--max-length", "32", "--out", str(out), "--json",
     ]
