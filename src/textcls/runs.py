@@ -216,16 +216,25 @@ def load(run_dir: str | Path, predict_config: PredictConfig | None = None) -> Cl
     return classifier
 
 
-def evaluate(
-    run_dir: str | Path,
-    data_config: DataConfig | None = None,
-    split: str = "test",
-    batch_size: int = 64,
-) -> dict[str, Any]:
-    """Score a run folder on a split of `data_config` (default: the data it was trained on).
+@dataclass
+class Scored:
+    """A run's predictions on one split: gold labels and probabilities in the model's label order."""
 
-    `split="test"` falls back to dev when the data has no test split. Writes `eval_<split>.json`
-    into the run folder and returns the metrics.
+    classifier: Classifier
+    split: str
+    source: str
+    fingerprint: str
+    texts: list[str]
+    labels: list[int]
+    probs: Any  # np.ndarray (rows, classes)
+
+
+def score(
+    run_dir: str | Path, data_config: DataConfig | None = None, split: str = "test", batch_size: int = 64
+) -> Scored:
+    """Predict a split of `data_config` (default: the data the run was trained on) with a run folder.
+
+    `split="test"` falls back to dev when the data has no test split.
     """
     classifier = load(run_dir)
     if data_config is None:
@@ -244,9 +253,20 @@ def evaluate(
     index = {name: i for i, name in enumerate(classifier.label_names)}
     gold = [index[dataset.label_names[label]] for label in rows.labels]
     probs = classifier.predict_proba(rows.texts, batch_size=batch_size, progress=True)
-    metrics = classification_metrics(gold, probs, classifier.label_names)
-    metrics.update({"split": chosen, "source": rows.source, "fingerprint": dataset.fingerprint})
-    write_json(Path(run_dir) / f"eval_{chosen}.json", metrics)
+    return Scored(classifier, chosen, rows.source, dataset.fingerprint, rows.texts, gold, probs)
+
+
+def evaluate(
+    run_dir: str | Path,
+    data_config: DataConfig | None = None,
+    split: str = "test",
+    batch_size: int = 64,
+) -> dict[str, Any]:
+    """Score a run folder on a split (see `score`); writes `eval_<split>.json` and returns the metrics."""
+    scored = score(run_dir, data_config, split, batch_size)
+    metrics = classification_metrics(scored.labels, scored.probs, scored.classifier.label_names)
+    metrics.update({"split": scored.split, "source": scored.source, "fingerprint": scored.fingerprint})
+    write_json(Path(run_dir) / f"eval_{scored.split}.json", metrics)
     return metrics
 
 
