@@ -111,6 +111,22 @@ def _build_configs(config_file: Optional[Path], flags: dict[str, Any]) -> tuple[
     return split_options({**_read_config_file(config_file), **given})
 
 
+def _data_config_for_run(run_dir: Path, options: dict[str, Any]) -> Optional[DataConfig]:
+    """The data options given to evaluate/report, or None for the data the run was trained with.
+
+    Reading options left unset (columns, classes file) default to those the run was trained with.
+    """
+    from textcls.runs import read_run_info
+
+    given = {k: v for k, v in options.items() if v is not None}
+    if not given:
+        return None
+    trained_with = read_run_info(run_dir)["data_config"]
+    kept = {k: v for k, v in trained_with.items() if k not in ("data", "train_file", "dev_file", "test_file")}
+    data_config, _ = _build_configs(None, {**kept, **given})
+    return data_config
+
+
 def _fail(error: Exception) -> None:
     from rich.markup import escape
 
@@ -203,17 +219,11 @@ def evaluate(
     **options: Any,
 ) -> None:
     """Score a run on a split: accuracy, macro-F1, per-class report, confusion matrix."""
-    from textcls.runs import evaluate as run_evaluation, read_run_info, write_json
+    from textcls.runs import evaluate as run_evaluation, write_json
 
     _setup_logging(verbose)
     try:
-        given = {k: v for k, v in options.items() if v is not None}
-        data_config = None
-        if given:
-            # Unspecified reading options (columns, classes file) default to those the run was trained with.
-            trained_with = read_run_info(run_dir)["data_config"]
-            kept = {k: v for k, v in trained_with.items() if k not in ("data", "train_file", "dev_file", "test_file")}
-            data_config, _ = _build_configs(None, {**kept, **given})
+        data_config = _data_config_for_run(run_dir, options)
         with contextlib.redirect_stdout(sys.stderr):
             metrics = run_evaluation(run_dir, data_config, split=split, batch_size=batch_size)
         if output is not None:
@@ -267,6 +277,71 @@ def compare(
         )
     stdout.print(table)
     stdout.print(f"written: {out / 'compare.json'}, {out / 'compare.md'}, {out / 'compare.png'}")
+
+
+@app.command()
+def explain(
+    run_dir: Path = typer.Argument(..., help="Run folder written by `textcls train`."),
+    text: str = typer.Argument(..., help="The text to explain."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Folder for the figures, HTML and JSON [default: RUN/explain]."),
+    layer: int = typer.Option(-1, "--layer", help="Layer whose attention is shown (-1: the last)."),
+    head: Optional[int] = typer.Option(None, "--head", help="Attention head (default: the mean over heads)."),
+    words: bool = typer.Option(False, "--words", help="Merge word pieces back into words."),
+    top: int = typer.Option(10, "--top", help="How many of the most weighted words to print."),
+    as_json: bool = typer.Option(False, "--json", help="Print the explanation as JSON."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging."),
+) -> None:
+    """Show what the model attends to: attention maps, rollout and weighted words, as PNG, HTML and JSON."""
+    from textcls.explain import explain as explain_text
+    from textcls.plots import write_explanation
+    from textcls.runs import load
+
+    _setup_logging(verbose)
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            explanation = explain_text(load(run_dir), text, layer=layer, head=head)
+            written = write_explanation(explanation, out or run_dir / "explain")
+    except (TextclsError, ValueError) as error:
+        _fail(error)
+    if as_json:
+        print(json.dumps({**explanation.to_dict(), "files": {k: str(v) for k, v in written.items()}}, indent=2))
+        return
+    pairs = explanation.words() if words else [
+        (token, float(weight)) for token, weight in zip(explanation.tokens, explanation.token_weights)
+    ]
+    stdout.print(f"[bold]{explanation.label}[/] ({explanation.probs[explanation.label]:.4f}), family {explanation.family}")
+    table = Table(title="most weighted " + ("words" if words else "tokens"))
+    table.add_column("token")
+    table.add_column("weight", justify="right")
+    for token, weight in sorted(pairs, key=lambda pair: -pair[1])[:top]:
+        table.add_row(token, f"{weight:.4f}")
+    stdout.print(table)
+    stdout.print("written: " + ", ".join(str(path) for path in written.values()))
+
+
+@app.command()
+@_with_parameters(_field_parameters(DataConfig, skip=("max_train_samples", "dev_fraction")))
+def report(
+    run_dir: Path = typer.Argument(..., help="Run folder written by `textcls train`."),
+    split: str = typer.Option("test", "--split", help="Split to report on: test (falls back to dev) or dev."),
+    out: Optional[Path] = typer.Option(None, "--out", help="HTML file to write [default: RUN/report_<split>.html]."),
+    batch_size: int = typer.Option(64, "--batch-size", help="Texts per model call."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging."),
+    **options: Any,
+) -> None:
+    """One self-contained HTML report: metrics, confusion matrix, curves, calibration, confident mistakes."""
+    from textcls.report import write_run_report
+    from textcls.runs import score
+
+    _setup_logging(verbose)
+    try:
+        data_config = _data_config_for_run(run_dir, options)
+        with contextlib.redirect_stdout(sys.stderr):
+            scored = score(run_dir, data_config, split=split, batch_size=batch_size)
+            path = write_run_report(run_dir, scored, out or run_dir / f"report_{scored.split}.html")
+    except (TextclsError, ValueError) as error:
+        _fail(error)
+    stdout.print(f"report on {scored.split} ({len(scored.texts)} rows): {path}")
 
 
 @app.command()

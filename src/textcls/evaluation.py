@@ -48,3 +48,46 @@ def classification_metrics(labels: Sequence[int], probs: np.ndarray, label_names
         "confusion_matrix": confusion_matrix(labels, predictions, labels=label_ids).tolist(),
         "label_names": list(label_names),
     }
+
+
+def calibration(labels: Sequence[int], probs: np.ndarray, bins: int = 10) -> dict[str, Any]:
+    """Expected calibration error of the top-label confidence, over `bins` equal-width bins on [0, 1].
+
+    Each bin holds rows whose confidence lies in (lower, upper] (the first bin also takes 0).
+    `confidence` and `accuracy` are None for an empty bin.
+
+    Example:
+        >>> c = calibration([0, 1], np.array([[.9, .1], [.2, .8]]), bins=5)
+        >>> round(c["ece"], 2), sum(b["count"] for b in c["bins"])
+        (0.15, 2)
+    """
+    if bins < 1:
+        raise ValueError(f"bins must be at least 1, found {bins}")
+    probs = np.asarray(probs, dtype=float)
+    gold = np.asarray(labels)
+    if probs.ndim != 2 or len(gold) != probs.shape[0]:
+        raise ValueError(f"expected probs of shape (rows, classes) with rows == len(labels) ({len(gold)}), "
+                         f"found shape {probs.shape}")
+    confidence = probs.max(axis=1)  # (rows,)
+    correct = (probs.argmax(axis=1) == gold).astype(float)  # (rows,)
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    # Right-closed bins, clipped so a confidence of exactly 0 lands in the first bin.
+    bin_index = np.clip(np.searchsorted(edges, confidence, side="left") - 1, 0, bins - 1)
+    total = len(gold)
+    ece = 0.0
+    bin_rows = []
+    for b in range(bins):
+        member = bin_index == b
+        count = int(member.sum())
+        mean_confidence = float(confidence[member].mean()) if count else None
+        accuracy = float(correct[member].mean()) if count else None
+        if count:
+            ece += count / total * abs(accuracy - mean_confidence)
+        bin_rows.append({
+            "lower": float(edges[b]),
+            "upper": float(edges[b + 1]),
+            "count": count,
+            "confidence": mean_confidence,
+            "accuracy": accuracy,
+        })
+    return {"ece": float(ece), "bins": bin_rows, "num_samples": total}

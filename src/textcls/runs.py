@@ -37,6 +37,7 @@ log = logging.getLogger("textcls")
 RUN_FILE = "textcls.json"
 MODEL_DIR = "model"
 METRICS_FILE = "metrics.json"
+REPORT_FILE = "report.html"
 FORMAT_VERSION = 1
 
 
@@ -161,11 +162,24 @@ def train(
     }
     write_json(partial_dir / RUN_FILE, info)
     write_json(partial_dir / METRICS_FILE, metrics)
+    _write_dev_report(partial_dir, Scored(
+        classifier, "dev", dev_split.source, dataset.fingerprint, dev_split.texts, dev_split.labels, dev_probs
+    ))
     shutil.rmtree(partial_dir / "checkpoints", ignore_errors=True)
     _move_into_place(partial_dir, run_dir)
     classifier.run_dir = run_dir
     state.wait_for_everyone()
     return TrainResult(run_dir, metrics, classifier)
+
+
+def _write_dev_report(run_dir: Path, scored: Scored) -> None:
+    """report.html in the run folder; a missing plotting extra costs the report, not the run."""
+    try:
+        from textcls.report import write_run_report
+
+        write_run_report(run_dir, scored, run_dir / REPORT_FILE)
+    except (ImportError, TextclsError) as error:
+        log.warning("no %s written (%s); pip install 'textcls[plots]' for it", REPORT_FILE, error)
 
 
 def _move_into_place(partial_dir: Path, run_dir: Path) -> None:

@@ -103,6 +103,34 @@ def test_predict_texts_and_file_keep_input_order(run_dir, tmp_path):
     assert len(from_file) == len(texts)
 
 
+def test_explain_writes_figures_html_and_json(run_dir, tmp_path):
+    out = tmp_path / "explain"
+    result = invoke("explain", run_dir, "shares profit merger today", "--out", out, "--words", "--json")
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    assert payload["family"] == "pretrained" and payload["label"] in payload["probs"]
+    assert payload["tokens"][0] == "[CLS]"
+    for name in ("heatmap.png", "grid.png", "rollout.png", "explanation.html", "explanation.json"):
+        assert (out / name).stat().st_size > 0, name
+    table = invoke("explain", run_dir, "shares profit merger today", "--out", out, "--words", "--layer", "0", "--head", "1")
+    assert table.exit_code == 0 and "most weighted words" in table.stdout
+    bad = invoke("explain", run_dir, "shares", "--layer", "7")
+    assert bad.exit_code == 2 and "--layer" in bad.stderr
+
+
+def test_train_writes_a_report_and_report_command_rebuilds_it(run_dir, tmp_path):
+    sections = ('id="headline"', 'id="per-class"', 'id="confusion"', 'id="curves"', 'id="calibration"', 'id="mistakes"')
+    trained = (run_dir / "report.html").read_text()
+    assert all(section in trained for section in sections)
+    out = tmp_path / "report.html"
+    result = invoke("report", run_dir, "--out", out)
+    assert result.exit_code == 0, result.output
+    page = out.read_text()
+    assert all(section in page for section in sections)
+    assert page.count('<img src="data:image/png;base64,') >= 3
+    assert "test" in result.stdout and "40 rows" in result.stdout
+
+
 def test_predict_needs_texts_or_input(run_dir):
     result = invoke("predict", run_dir)
     assert result.exit_code == 2 and "exactly one of them" in result.stderr
