@@ -55,6 +55,7 @@ def _write_atomically(path: Path, write: Any) -> Path:
     os.close(handle)
     try:
         write(Path(temp_name))
+        os.chmod(temp_name, 0o644)  # mkstemp makes 0600 files; figures are for sharing and serving
         os.replace(temp_name, path)
     except BaseException:
         Path(temp_name).unlink(missing_ok=True)
