@@ -19,6 +19,8 @@ Example:
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,6 +56,12 @@ class Explanation:
     rollout: np.ndarray | None = None
     layer: int | None = None
     head: int | None = None
+
+    def save(self, out_dir: str | Path) -> dict[str, Path]:
+        """Write the figures (PNG), an HTML page and the arrays (JSON) into `out_dir`; returns the paths."""
+        from textcls.plots import write_explanation
+
+        return write_explanation(self, Path(out_dir))
 
     def words(self) -> list[tuple[str, float]]:
         """Word pieces merged into words, weights summed, [CLS]/[SEP]/[PAD] dropped, renormalised to sum 1.

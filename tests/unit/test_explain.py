@@ -227,3 +227,11 @@ def test_highlight_html_escapes_and_scales_to_the_largest_weight():
     assert "&lt;b&gt;" in fragment and "<b>" not in fragment and "a &amp; b" in fragment
     assert "rgba(255, 140, 0, 1.000)" in fragment and "rgba(255, 140, 0, 0.500)" in fragment
     assert 'title="0.4000"' in fragment
+
+
+def test_classifier_explain_method_and_save(lstm_attention, tmp_path):
+    explanation = lstm_attention.explain("shares profit merger")
+    assert explanation.family == "lstm-attention" and explanation.label in explanation.probs
+    written = explanation.save(tmp_path / "out")
+    assert {"explanation.json", "explanation.html", "weights.png"} <= {path.name for path in written.values()}
+    assert all(path.stat().st_size > 0 for path in written.values())

@@ -76,6 +76,17 @@ class Classifier(abc.ABC):
         """Trainable parameter count (0 where the family has no such notion)."""
         return 0
 
+    def explain(self, text: str, layer: int = -1, head: int | None = None) -> Any:
+        """What the model weighs in `text`: a `textcls.explain.Explanation` (tokens, weights, attention).
+
+        Example:
+            >>> explanation = clf.explain("Stocks fell sharply.")   # doctest: +SKIP
+            >>> explanation.words()[:2], explanation.save("out")    # doctest: +SKIP
+        """
+        from textcls.explain import explain
+
+        return explain(self, text, layer=layer, head=head)
+
 
 def family_class(name: str) -> type[Classifier]:
     """The `Classifier` subclass implementing family `name`."""
