@@ -127,6 +127,16 @@ def _data_config_for_run(run_dir: Path, options: dict[str, Any]) -> Optional[Dat
     return data_config
 
 
+@contextlib.contextmanager
+def _library_call():
+    """Run library code: what libraries print goes to stderr (stdout is for results); user errors exit 2."""
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    except (TextclsError, ValueError) as error:
+        _fail(error)
+
+
 def _fail(error: Exception) -> None:
     from rich.markup import escape
 
@@ -186,13 +196,9 @@ def train(
     from textcls.runs import train as run_training
 
     _setup_logging(verbose)
-    try:
+    with _library_call():
         data_config, train_config = _build_configs(config, options)
-        # Libraries print progress and log dicts to stdout; keep stdout for our results.
-        with contextlib.redirect_stdout(sys.stderr):
-            result = run_training(data_config=data_config, train_config=train_config, out=out, overwrite=overwrite)
-    except (TextclsError, ValueError) as error:
-        _fail(error)
+        result = run_training(data_config=data_config, train_config=train_config, out=out, overwrite=overwrite)
     if result.classifier is None:  # a non-main process of a distributed run
         return
     if as_json:
@@ -219,17 +225,15 @@ def evaluate(
     **options: Any,
 ) -> None:
     """Score a run on a split: accuracy, macro-F1, per-class report, confusion matrix."""
-    from textcls.runs import evaluate as run_evaluation, write_json
+    from textcls.files import write_json
+    from textcls.runs import evaluate as run_evaluation
 
     _setup_logging(verbose)
-    try:
+    with _library_call():
         data_config = _data_config_for_run(run_dir, options)
-        with contextlib.redirect_stdout(sys.stderr):
-            metrics = run_evaluation(run_dir, data_config, split=split, batch_size=batch_size)
+        metrics = run_evaluation(run_dir, data_config, split=split, batch_size=batch_size)
         if output is not None:
             write_json(output, metrics)
-    except (TextclsError, ValueError) as error:
-        _fail(error)
     if as_json:
         print(json.dumps(metrics, indent=2))
         return
@@ -254,16 +258,13 @@ def compare(
     from textcls.compare import compare as run_compare, parse_families
 
     _setup_logging(verbose)
-    try:
+    with _library_call():
         names = parse_families(families)
         given = {k: v for k, v in {**_read_config_file(config), **options}.items() if v is not None}
         data_config, _ = _build_configs(None, given)
         # Only what was given: each family fills the rest from its own defaults.
         train_options = {k: v for k, v in given.items() if k in {f.name for f in dataclasses.fields(TrainConfig)}}
-        with contextlib.redirect_stdout(sys.stderr):
-            result = run_compare(data_config, names, out, train_options, overwrite=overwrite)
-    except (TextclsError, ValueError) as error:
-        _fail(error)
+        result = run_compare(data_config, names, out, train_options, overwrite=overwrite)
     if as_json:
         print(json.dumps(result, indent=2))
         return
@@ -297,12 +298,9 @@ def explain(
     from textcls.runs import load
 
     _setup_logging(verbose)
-    try:
-        with contextlib.redirect_stdout(sys.stderr):
-            explanation = explain_text(load(run_dir), text, layer=layer, head=head)
-            written = write_explanation(explanation, out or run_dir / "explain")
-    except (TextclsError, ValueError) as error:
-        _fail(error)
+    with _library_call():
+        explanation = explain_text(load(run_dir), text, layer=layer, head=head)
+        written = write_explanation(explanation, out or run_dir / "explain")
     if as_json:
         print(json.dumps({**explanation.to_dict(), "files": {k: str(v) for k, v in written.items()}}, indent=2))
         return
@@ -334,13 +332,10 @@ def report(
     from textcls.runs import score
 
     _setup_logging(verbose)
-    try:
+    with _library_call():
         data_config = _data_config_for_run(run_dir, options)
-        with contextlib.redirect_stdout(sys.stderr):
-            scored = score(run_dir, data_config, split=split, batch_size=batch_size)
-            path = write_run_report(run_dir, scored, out or run_dir / f"report_{scored.split}.html")
-    except (TextclsError, ValueError) as error:
-        _fail(error)
+        scored = score(run_dir, data_config, split=split, batch_size=batch_size)
+        path = write_run_report(run_dir, scored, out or run_dir / f"report_{scored.split}.html")
     stdout.print(f"report on {scored.split} ({len(scored.texts)} rows): {path}")
 
 
@@ -358,10 +353,11 @@ def predict(
 ) -> None:
     """Classify texts: {"label", "score", "probs"} per input, in input order."""
     from textcls.data import read_texts
-    from textcls.runs import load, write_text_atomic
+    from textcls.files import write_text_atomic
+    from textcls.runs import load
 
     _setup_logging(verbose)
-    try:
+    with _library_call():
         if bool(texts) == (input_file is not None):
             raise TextclsError("expected texts as arguments or --input FILE (exactly one of them); found " +
                                ("both" if texts else "neither"))
@@ -383,8 +379,6 @@ def predict(
             write_text_atomic(output, lines)
             log.info("wrote %d predictions to %s", len(records), output)
             return
-    except (TextclsError, ValueError) as error:
-        _fail(error)
     if as_json or input_file is not None:
         for record in records:
             print(json.dumps(record, ensure_ascii=False))

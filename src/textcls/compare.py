@@ -22,7 +22,8 @@ from typing import Any
 
 from textcls.config import FAMILIES, DataConfig, TrainConfig
 from textcls.errors import TextclsError
-from textcls.runs import METRICS_FILE, RUN_FILE, library_versions, load, train, write_json, write_text_atomic
+from textcls.files import write_atomic, write_json, write_text_atomic
+from textcls.runs import METRICS_FILE, RUN_FILE, library_versions, load, train
 
 log = logging.getLogger("textcls.compare")
 
@@ -141,8 +142,6 @@ def plot_accuracy_vs_time(rows: list[dict[str, Any]], path: Path) -> Path | None
     axes.set_title("accuracy against training time")
     axes.grid(alpha=0.3)
     figure.tight_layout()
-    temporary = path.with_name(f".{path.name}.tmp.png")
-    figure.savefig(temporary)
+    write_atomic(path, lambda temporary: figure.savefig(temporary, format="png"))
     plt.close(figure)
-    temporary.replace(path)
     return path

@@ -14,9 +14,6 @@ from __future__ import annotations
 
 import base64
 import html
-import json
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from textcls.errors import TextclsError
+from textcls.files import write_atomic, write_json, write_text_atomic
 
 if TYPE_CHECKING:
     from textcls.explain import Explanation
@@ -47,24 +45,8 @@ def _figure(width: float, height: float) -> Any:
     return figure
 
 
-def _write_atomically(path: Path, write: Any) -> Path:
-    """Call `write(temp_path)` on a temporary file beside `path`, then rename it into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(handle)
-    try:
-        write(Path(temp_name))
-        os.chmod(temp_name, 0o644)  # mkstemp makes 0600 files; figures are for sharing and serving
-        os.replace(temp_name, path)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
-    return path
-
-
 def _save(figure: Any, path: Path) -> Path:
-    return _write_atomically(path, lambda temp: figure.savefig(temp, format="png", bbox_inches="tight"))
+    return write_atomic(path, lambda temp: figure.savefig(temp, format="png", bbox_inches="tight"))
 
 
 def _label_size(count: int) -> float:
@@ -178,9 +160,7 @@ def write_explanation(expl: Explanation, out_dir: Path) -> dict[str, Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     paths: dict[str, Path] = {}
     data = expl.to_dict()
-    paths["explanation.json"] = _write_atomically(
-        out_dir / "explanation.json", lambda temp: temp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    )
+    paths["explanation.json"] = write_json(out_dir / "explanation.json", data)
 
     figures: list[tuple[str, str]] = []  # (file name, caption)
     if expl.attention is not None and np.ndim(expl.attention) == 4:
@@ -218,7 +198,5 @@ def write_explanation(expl: Explanation, out_dir: Path) -> dict[str, Path]:
 {"".join(_png_tag(out_dir / name, caption) for name, caption in figures)}
 </body></html>
 """
-    paths["explanation.html"] = _write_atomically(
-        out_dir / "explanation.html", lambda temp: temp.write_text(page, encoding="utf-8")
-    )
+    paths["explanation.html"] = write_text_atomic(out_dir / "explanation.html", page)
     return paths

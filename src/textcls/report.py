@@ -16,7 +16,6 @@ import base64
 import html
 import io
 import json
-import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -24,9 +23,9 @@ from typing import Any
 import numpy as np
 
 from textcls.evaluation import calibration, classification_metrics
+from textcls.files import write_text_atomic
+from textcls.runs import METRICS_FILE, RUN_FILE
 
-RUN_FILE = "textcls.json"  # same names as textcls.runs; not imported so the report stays light
-METRICS_FILE = "metrics.json"
 MISTAKES_SHOWN = 20
 
 Highlighter = Callable[[str], list[tuple[str, float]]]
@@ -82,12 +81,7 @@ def mistakes(
 
 def write_report(path: Path, html_text: str) -> Path:
     """Write the page next to `path` and rename it into place, so a reader never sees half a report."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(html_text, encoding="utf-8")
-    os.replace(temporary, path)
-    return path
+    return write_text_atomic(Path(path), html_text)
 
 
 def build_report(

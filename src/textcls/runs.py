@@ -30,6 +30,7 @@ from textcls.config import DataConfig, PredictConfig, TrainConfig, from_dict, to
 from textcls.data import load_data
 from textcls.errors import RunFolderError, TextclsError
 from textcls.evaluation import classification_metrics
+from textcls.files import write_json
 from textcls.models.base import Classifier, family_class
 
 log = logging.getLogger("textcls")
@@ -48,19 +49,6 @@ class TrainResult:
     run_dir: Path
     metrics: dict[str, Any]
     classifier: Classifier | None
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write next to `path` first and rename into place, so readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(text, encoding="utf-8")
-    os.replace(temporary, path)
-
-
-def write_json(path: Path, payload: Any) -> None:
-    """`payload` as indented UTF-8 JSON, written atomically."""
-    write_text_atomic(path, json.dumps(payload, indent=2, ensure_ascii=False) + "\n")
 
 
 def library_versions() -> dict[str, str]:
