@@ -94,3 +94,17 @@ def shared_ag_news() -> Path:
     if not (SHARED_AG_NEWS / "train.csv").is_file():
         pytest.skip(f"AG News data not found at {SHARED_AG_NEWS} (expected ../shared/data/ag_news beside the repo)")
     return SHARED_AG_NEWS
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tiny_bert: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A pretrained-family run folder: the tiny BERT fine-tuned for a few steps on generated topics."""
+    import textcls
+
+    root = tmp_path_factory.mktemp("tiny-run")
+    data = write_ag_news_folder(root / "data", n_train=96, n_dev=32, n_test=32)
+    result = textcls.train(
+        data=str(data), out=root / "run", model=str(tiny_bert), epochs=3, batch_size=8, lr=1e-3, max_length=32,
+        early_stopping_patience=0, seed=1,
+    )
+    return result.run_dir

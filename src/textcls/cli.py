@@ -21,7 +21,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from textcls.config import DataConfig, PredictConfig, TrainConfig
+from textcls.config import DataConfig, PredictConfig, ServeConfig, TrainConfig
 from textcls.errors import TextclsError
 
 app = typer.Typer(
@@ -58,6 +58,8 @@ def _setup_logging(verbose: bool) -> None:
 
 def _field_parameters(*classes: type, skip: tuple[str, ...] = ()) -> list[inspect.Parameter]:
     """typer options for every field of the config dataclasses, all defaulting to None (= not given)."""
+    from rich.markup import escape
+
     parameters, seen = [], set(skip)
     for cls in classes:
         for field in dataclasses.fields(cls):
@@ -71,6 +73,7 @@ def _field_parameters(*classes: type, skip: tuple[str, ...] = ()) -> list[inspec
                 flag = f"{flag}/--no-{flag[2:]}"
             default = field.default if field.default is not dataclasses.MISSING else None
             help_text = field.metadata["help"] + ("" if default is None else f" [default: {default}]")
+            help_text = escape(help_text)  # rich would read "[default: 0.1]" as markup and drop it
             option = typer.Option(None, *flag.split("/"), help=help_text, show_default=False)
             parameters.append(
                 inspect.Parameter(field.name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=Optional[python_type])
@@ -125,6 +128,13 @@ def _data_config_for_run(run_dir: Path, options: dict[str, Any]) -> Optional[Dat
     kept = {k: v for k, v in trained_with.items() if k not in ("data", "train_file", "dev_file", "test_file")}
     data_config, _ = _build_configs(None, {**kept, **given})
     return data_config
+
+
+def _predict_config(options: dict[str, Any]) -> PredictConfig:
+    """Take PredictConfig's flags out of `options` (the rest are data options) and build the config."""
+    names = [field.name for field in dataclasses.fields(PredictConfig)]
+    given = {name: options.pop(name) for name in names if name in options}
+    return PredictConfig(**{k: v for k, v in given.items() if v is not None})
 
 
 @contextlib.contextmanager
@@ -214,12 +224,11 @@ def train(
 
 
 @app.command()
-@_with_parameters(_field_parameters(DataConfig, skip=("max_train_samples", "dev_fraction")))
+@_with_parameters(_field_parameters(PredictConfig, DataConfig, skip=("max_train_samples", "dev_fraction")))
 def evaluate(
     run_dir: Path = typer.Argument(..., help="Run folder written by `textcls train`."),
     split: str = typer.Option("test", "--split", help="Split to score: test (falls back to dev) or dev."),
     output: Optional[Path] = typer.Option(None, "--output", help="Also write the metrics JSON here."),
-    batch_size: int = typer.Option(64, "--batch-size", help="Texts per model call."),
     as_json: bool = typer.Option(False, "--json", help="Print the metrics as JSON instead of tables."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging."),
     **options: Any,
@@ -230,14 +239,15 @@ def evaluate(
 
     _setup_logging(verbose)
     with _library_call():
+        predict_config = _predict_config(options)
         data_config = _data_config_for_run(run_dir, options)
-        metrics = run_evaluation(run_dir, data_config, split=split, batch_size=batch_size)
+        metrics = run_evaluation(run_dir, data_config, split=split, predict_config=predict_config)
         if output is not None:
             write_json(output, metrics)
     if as_json:
         print(json.dumps(metrics, indent=2))
         return
-    stdout.print(_metrics_table(f"{run_dir} on {metrics['split']} ({metrics['source']})", metrics))
+    stdout.print(_metrics_table(f"{run_dir} on {metrics['split']} ({metrics['source']}), backend {metrics['backend']}", metrics))
     stdout.print(_confusion_table(metrics))
 
 
@@ -318,12 +328,11 @@ def explain(
 
 
 @app.command()
-@_with_parameters(_field_parameters(DataConfig, skip=("max_train_samples", "dev_fraction")))
+@_with_parameters(_field_parameters(PredictConfig, DataConfig, skip=("max_train_samples", "dev_fraction")))
 def report(
     run_dir: Path = typer.Argument(..., help="Run folder written by `textcls train`."),
     split: str = typer.Option("test", "--split", help="Split to report on: test (falls back to dev) or dev."),
     out: Optional[Path] = typer.Option(None, "--out", help="HTML file to write [default: RUN/report_<split>.html]."),
-    batch_size: int = typer.Option(64, "--batch-size", help="Texts per model call."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging."),
     **options: Any,
 ) -> None:
@@ -333,28 +342,30 @@ def report(
 
     _setup_logging(verbose)
     with _library_call():
+        predict_config = _predict_config(options)
         data_config = _data_config_for_run(run_dir, options)
-        scored = score(run_dir, data_config, split=split, batch_size=batch_size)
+        scored = score(run_dir, data_config, split=split, predict_config=predict_config)
         path = write_run_report(run_dir, scored, out or run_dir / f"report_{scored.split}.html")
     stdout.print(f"report on {scored.split} ({len(scored.texts)} rows): {path}")
 
 
 @app.command()
+@_with_parameters(_field_parameters(PredictConfig))
 def predict(
     run_dir: Path = typer.Argument(..., help="Run folder written by `textcls train`."),
     texts: Optional[list[str]] = typer.Argument(None, help="Texts to classify (or use --input)."),
     input_file: Optional[Path] = typer.Option(None, "--input", help="CSV, TSV, JSONL, Parquet or .txt (one text a line)."),
     output: Optional[Path] = typer.Option(None, "--output", help="Write one JSON object per input line here (JSONL)."),
     text_column: Optional[list[str]] = typer.Option(None, "--text-column", help="Text column(s) of --input."),
-    batch_size: int = typer.Option(64, "--batch-size", help="Texts per model call."),
-    max_length: Optional[int] = typer.Option(None, "--max-length", help="Override the run's max tokens per text."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON lines instead of a table."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging."),
+    **options: Any,
 ) -> None:
     """Classify texts: {"label", "score", "probs"} per input, in input order."""
     from textcls.data import read_texts
     from textcls.files import write_text_atomic
     from textcls.runs import load
+    from textcls.runtime import prediction_records
 
     _setup_logging(verbose)
     with _library_call():
@@ -364,16 +375,10 @@ def predict(
         if input_file is not None:
             columns = tuple(c for value in text_column for c in value.split(",")) if text_column else None
             texts = read_texts(input_file, columns)
-        classifier = load(run_dir, PredictConfig(batch_size=batch_size, max_length=max_length))
-        probs = classifier.predict_proba(texts, batch_size=batch_size, progress=input_file is not None)
-        records = [
-            {
-                "label": classifier.label_names[int(row.argmax())],
-                "score": float(row.max()),
-                "probs": {name: float(p) for name, p in zip(classifier.label_names, row)},
-            }
-            for row in probs
-        ]
+        predict_config = _predict_config(options)
+        classifier = load(run_dir, predict_config)
+        probs = classifier.predict_proba(texts, batch_size=predict_config.batch_size, progress=input_file is not None)
+        records = prediction_records(probs, classifier.label_names)
         if output is not None:
             lines = "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in records)
             write_text_atomic(output, lines)
@@ -389,6 +394,61 @@ def predict(
     for text, record in zip(texts, records):
         table.add_row(text if len(text) <= 80 else text[:77] + "...", record["label"], f"{record['score']:.4f}")
     stdout.print(table)
+
+
+@app.command()
+def export(
+    run_dir: Path = typer.Argument(..., help="Run folder of the pretrained family."),
+    format: str = typer.Option("onnx", "--format", help="Export format (onnx)."),
+    int8: bool = typer.Option(False, "--int8", help="Also write an int8 copy (dynamic quantisation) for --backend onnx-int8."),
+    opset: int = typer.Option(17, "--opset", help="ONNX opset version."),
+    as_json: bool = typer.Option(False, "--json", help="Print export.json instead of a table."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging."),
+) -> None:
+    """Export a run for fast inference: RUN/onnx/model.onnx (+ model.int8.onnx), checked against torch."""
+    from textcls.runtime import export_onnx
+
+    _setup_logging(verbose)
+    with _library_call():
+        if format != "onnx":
+            raise TextclsError(f"--format: expected onnx, found {format!r}")
+        record = export_onnx(run_dir, int8=int8, opset=opset)
+    if as_json:
+        print(json.dumps(record, indent=2))
+        return
+    table = Table(title=f"exported {run_dir} (opset {record['opset']})")
+    for column in ("backend", "file", "MB", "max |Δp| vs torch", "log-p correlation", "same label"):
+        table.add_column(column, justify="left" if column in ("backend", "file") else "right")
+    for backend, entry in record["files"].items():
+        check = entry["check"]
+        table.add_row(
+            backend, str(run_dir / "onnx" / entry["file"]), f"{entry['bytes'] / 1e6:.1f}",
+            f"{check['max_abs_prob_diff']:.2g}", f"{check['log_prob_correlation']:.4f}",
+            f"{check['label_agreement']:.0%} of {check['texts']}",
+        )
+    stdout.print(table)
+    stdout.print(f"use it: textcls predict {run_dir} --backend {'onnx-int8' if int8 else 'onnx'} \"text\"")
+
+
+@app.command()
+@_with_parameters(_field_parameters(ServeConfig, PredictConfig, skip=("token",)))
+def serve(
+    run_dir: Path = typer.Argument(..., help="Run folder written by `textcls train`."),
+    token: Optional[str] = typer.Option(
+        None, "--token", envvar="TEXTCLS_TOKEN", show_envvar=True,
+        help="Require 'Authorization: Bearer TOKEN' on /v1/* (default: no auth).",
+    ),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging."),
+    **options: Any,
+) -> None:
+    """Serve a run over HTTP: POST /v1/predict, POST /v1/explain, GET /v1/model, GET /healthz, a web page at /."""
+    from textcls.serving import serve as run_server
+
+    _setup_logging(verbose)
+    with _library_call():
+        predict_config = _predict_config(options)
+        serve_config = ServeConfig(token=token, **{k: v for k, v in options.items() if v is not None})
+        run_server(run_dir, serve_config, predict_config)
 
 
 def main() -> None:

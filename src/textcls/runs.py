@@ -200,21 +200,21 @@ def read_run_info(run_dir: str | Path) -> dict[str, Any]:
 
 
 def load(run_dir: str | Path, predict_config: PredictConfig | None = None) -> Classifier:
-    """Rebuild the classifier of a run folder; needs nothing but the folder.
+    """Rebuild the classifier of a run folder on `predict_config.backend`; needs nothing but the folder.
 
     Example:
-        >>> clf = load("runs/agnews")          # doctest: +SKIP
-        >>> clf.predict(["Stocks fell."])      # doctest: +SKIP
+        >>> clf = load("runs/agnews")                                      # doctest: +SKIP
+        >>> clf.predict(["Stocks fell."])                                  # doctest: +SKIP
+        >>> fast = load("runs/agnews", PredictConfig(backend="onnx-int8"))  # after `textcls export --int8`
     """
+    from textcls.runtime import load_for_backend
+
     info = read_run_info(run_dir)
     predict_config = predict_config or PredictConfig()
-    classifier = family_class(info["family"]).load(
-        Path(run_dir) / MODEL_DIR,
-        max_length=predict_config.max_length or info["max_length"],
-        label_names=info["label_names"],
-    )
+    classifier = load_for_backend(Path(run_dir), info, predict_config)
     classifier.run_dir = Path(run_dir)
     classifier.info = info
+    classifier.predict_config = predict_config
     return classifier
 
 
@@ -232,13 +232,16 @@ class Scored:
 
 
 def score(
-    run_dir: str | Path, data_config: DataConfig | None = None, split: str = "test", batch_size: int = 64
+    run_dir: str | Path,
+    data_config: DataConfig | None = None,
+    split: str = "test",
+    predict_config: PredictConfig | None = None,
 ) -> Scored:
     """Predict a split of `data_config` (default: the data the run was trained on) with a run folder.
 
     `split="test"` falls back to dev when the data has no test split.
     """
-    classifier = load(run_dir)
+    classifier = load(run_dir, predict_config)
     if data_config is None:
         data_config = from_dict(DataConfig, classifier.info["data_config"])
     dataset = load_data(data_config, splits=("dev", "test"), require_train=False)
@@ -254,7 +257,7 @@ def score(
     # Map the data's label indices onto the model's label order (same names, maybe another order).
     index = {name: i for i, name in enumerate(classifier.label_names)}
     gold = [index[dataset.label_names[label]] for label in rows.labels]
-    probs = classifier.predict_proba(rows.texts, batch_size=batch_size, progress=True)
+    probs = classifier.predict_proba(rows.texts, batch_size=classifier.predict_config.batch_size, progress=True)
     return Scored(classifier, chosen, rows.source, dataset.fingerprint, rows.texts, gold, probs)
 
 
@@ -262,13 +265,18 @@ def evaluate(
     run_dir: str | Path,
     data_config: DataConfig | None = None,
     split: str = "test",
-    batch_size: int = 64,
+    predict_config: PredictConfig | None = None,
 ) -> dict[str, Any]:
-    """Score a run folder on a split (see `score`); writes `eval_<split>.json` and returns the metrics."""
-    scored = score(run_dir, data_config, split, batch_size)
+    """Score a run folder on a split (see `score`); writes `eval_<split>.json` and returns the metrics.
+
+    A backend other than torch writes `eval_<split>.<backend>.json`, so its figures sit beside torch's.
+    """
+    scored = score(run_dir, data_config, split, predict_config)
     metrics = classification_metrics(scored.labels, scored.probs, scored.classifier.label_names)
-    metrics.update({"split": scored.split, "source": scored.source, "fingerprint": scored.fingerprint})
-    write_json(Path(run_dir) / f"eval_{scored.split}.json", metrics)
+    backend = scored.classifier.predict_config.backend
+    metrics.update({"split": scored.split, "source": scored.source, "fingerprint": scored.fingerprint, "backend": backend})
+    suffix = "" if backend == "torch" else f".{backend}"
+    write_json(Path(run_dir) / f"eval_{scored.split}{suffix}.json", metrics)
     return metrics
 
 

@@ -165,3 +165,31 @@ def test_console_script_runs_as_a_module():
     for flag in ("--data", "--train", "--dev", "--test", "--text-column", "--skip-bad-rows", "--max-train-samples",
                  "--epochs", "--batch-size", "--lr", "--time-budget", "--resume", "--model", "--out"):
         assert flag in result.stdout
+
+
+def test_export_then_predict_and_evaluate_on_the_onnx_backends(run_dir):
+    pytest.importorskip("onnxruntime")
+    result = invoke("export", run_dir, "--format", "onnx", "--int8", "--json")
+    assert result.exit_code == 0, result.output
+    record = json.loads(result.stdout)
+    assert set(record["files"]) == {"onnx", "onnx-int8"}
+    assert (run_dir / "onnx" / "model.int8.onnx").is_file()
+
+    torch_lines = invoke("predict", run_dir, "shares profit stocks", "goal coach", "--json")
+    onnx_lines = invoke("predict", run_dir, "shares profit stocks", "goal coach", "--json", "--backend", "onnx")
+    assert onnx_lines.exit_code == 0, onnx_lines.output
+    torch_records = [json.loads(line) for line in torch_lines.stdout.splitlines()]
+    onnx_records = [json.loads(line) for line in onnx_lines.stdout.splitlines()]
+    assert [r["label"] for r in onnx_records] == [r["label"] for r in torch_records]
+    assert onnx_records[0]["score"] == pytest.approx(torch_records[0]["score"], abs=1e-4)
+
+    result = invoke("evaluate", run_dir, "--backend", "onnx-int8", "--threads", "1", "--json")
+    assert result.exit_code == 0, result.output
+    metrics = json.loads(result.stdout)
+    assert metrics["backend"] == "onnx-int8" and metrics["num_samples"] == 40
+    assert (run_dir / "eval_test.onnx-int8.json").is_file()
+
+    unknown = invoke("predict", run_dir, "x", "--backend", "tensorrt")
+    assert unknown.exit_code == 2 and "backend: expected one of" in unknown.stderr
+    wrong_format = invoke("export", run_dir, "--format", "torchscript")
+    assert wrong_format.exit_code == 2 and "expected onnx" in wrong_format.stderr

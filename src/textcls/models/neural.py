@@ -149,14 +149,14 @@ def predict_logits(
     """Logits (rows, classes) in input order, in fp32; batches of similar length carry little padding."""
     from tqdm.auto import tqdm
 
+    from textcls.runtime import length_sorted_batches
+
     was_training = module.training
     module.eval()
     target = next(module.parameters()).device
-    order = np.argsort([len(ids) for ids in sequences], kind="stable")
     logits = None
-    starts = range(0, len(sequences), batch_size)
-    for start in tqdm(starts, desc="predicting", unit="batch", disable=not progress, leave=False):
-        rows = order[start : start + batch_size]
+    batches = list(length_sorted_batches([len(ids) for ids in sequences], batch_size))
+    for rows in tqdm(batches, desc="predicting", unit="batch", disable=not progress, leave=False):
         input_ids, attention_mask = pad_batch([sequences[i] for i in rows])
         batch_logits, _ = module(input_ids.to(target), attention_mask.to(target))  # (batch, classes)
         if logits is None:

@@ -149,11 +149,12 @@ class PretrainedClassifier(Classifier):
 
     family = "pretrained"
 
-    def __init__(self, model: Any, tokenizer: Any, label_names: Sequence[str], max_length: int):
+    def __init__(self, model: Any, tokenizer: Any, label_names: Sequence[str], max_length: int, precision: str = "fp32"):
         self.model = model
         self.tokenizer = tokenizer
         self.label_names = list(label_names)
         self.max_length = max_length
+        self.precision = precision  # fp32, or bf16 autocast at inference
 
     # ---- training -------------------------------------------------------------------------
     @classmethod
@@ -281,23 +282,15 @@ class PretrainedClassifier(Classifier):
     @torch.inference_mode()
     def predict_proba(self, texts: Sequence[str], batch_size: int = 64, progress: bool = False) -> np.ndarray:
         """Class probabilities in input order; texts are sorted by length so batches carry little padding."""
-        from tqdm.auto import tqdm
+        from textcls.runtime import padded_batches
 
-        texts = list(texts)
         probs = np.zeros((len(texts), len(self.label_names)), dtype=np.float32)
-        if not texts:
-            return probs
-        encoded = self.tokenizer(texts, truncation=True, max_length=self.max_length)["input_ids"]
-        order = np.argsort([len(ids) for ids in encoded], kind="stable")
         device = next(self.model.parameters()).device
         self.model.eval()
-        starts = range(0, len(texts), batch_size)
-        for start in tqdm(starts, desc="predicting", unit="batch", disable=not progress, leave=False):
-            rows = order[start : start + batch_size]
-            batch = self.tokenizer.pad({"input_ids": [encoded[i] for i in rows]}, return_tensors="pt")
-            batch = {k: v.to(device) for k, v in batch.items()}
-            logits = self.model(**batch).logits.float()  # (batch, classes)
-            probs[rows] = torch.softmax(logits, dim=-1).cpu().numpy()
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
+            for rows, batch in padded_batches(self.tokenizer, texts, self.max_length, batch_size, "pt", progress):
+                logits = self.model(**{k: v.to(device) for k, v in batch.items()}).logits.float()  # (batch, classes)
+                probs[rows] = torch.softmax(logits, dim=-1).cpu().numpy()
         return probs
 
     def num_parameters(self) -> int:
@@ -310,7 +303,15 @@ class PretrainedClassifier(Classifier):
         self.tokenizer.save_pretrained(model_dir)
 
     @classmethod
-    def load(cls, model_dir: Path, max_length: int = 128, label_names: Sequence[str] | None = None, **_: Any) -> PretrainedClassifier:
+    def load(
+        cls,
+        model_dir: Path,
+        max_length: int = 128,
+        label_names: Sequence[str] | None = None,
+        precision: str = "fp32",
+        **_: Any,
+    ) -> PretrainedClassifier:
+        """Rebuild from `save`'s folder; `precision` "bf16" (or "auto" where supported) runs in bf16 autocast."""
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
         tokenizer = AutoTokenizer.from_pretrained(model_dir)
@@ -318,7 +319,9 @@ class PretrainedClassifier(Classifier):
         model.to("cuda" if torch.cuda.is_available() else "cpu").eval()
         if label_names is None:
             label_names = [model.config.id2label[i] for i in range(model.config.num_labels)]
-        return cls(model, tokenizer, label_names, max_length)
+        if precision == "auto":
+            precision = "bf16" if resolve_precision("auto") == "bf16" else "fp32"
+        return cls(model, tokenizer, label_names, max_length, precision)
 
 
 def _load_tokenizer_and_model(model_name: str, label_names: Sequence[str], trust_remote_code: bool) -> tuple[Any, Any]:

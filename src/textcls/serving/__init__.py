@@ -1,0 +1,75 @@
+"""Serve a run over HTTP (FastAPI + uvicorn), behind the `serve` extra.
+
+Example:
+    >>> from textcls.serving import create_app                              # doctest: +SKIP
+    >>> app = create_app(textcls.load("runs/agnews"), ServeConfig())         # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from pathlib import Path
+from typing import Any
+
+from textcls.config import PredictConfig, ServeConfig
+from textcls.errors import TextclsError
+
+log = logging.getLogger("textcls.serving")
+
+__all__ = ["create_app", "serve"]
+
+
+def _require_serving() -> None:
+    try:
+        import fastapi  # noqa: F401
+        import uvicorn  # noqa: F401
+    except ImportError as error:
+        raise TextclsError(f"serving needs FastAPI and uvicorn ({error.name} is missing); pip install 'textcls[serve]'") from error
+
+
+def create_app(classifier: Any, config: ServeConfig | None = None) -> Any:
+    """See `textcls.serving.app.create_app`."""
+    _require_serving()
+    from textcls.serving.app import create_app as build
+
+    return build(classifier, config)
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def serve(run_dir: str | Path, config: ServeConfig, predict_config: PredictConfig | None = None) -> None:
+    """Load a run on `predict_config.backend` and serve it until SIGINT/SIGTERM.
+
+    On a signal the server stops accepting connections and finishes in-flight requests (for up to
+    `config.graceful_timeout` seconds) before it exits.
+    """
+    _require_serving()
+    import uvicorn
+
+    from textcls.runs import load
+
+    classifier = load(run_dir, predict_config or PredictConfig())
+    classifier.predict_proba(["warm-up"])  # first call allocates; do it before the first user waits
+    app = create_app(classifier, config)
+    if config.token is None and not _is_loopback(config.host):
+        log.warning("serving on %s without a token: anyone who can reach this address can use the model; "
+                    "pass --token or set TEXTCLS_TOKEN", config.host)
+    log.info("serving %s (%s, backend %s) on http://%s:%d  (page /, API docs /docs)",
+             run_dir, classifier.family, classifier.predict_config.backend, config.host, config.port)
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            host=config.host,
+            port=config.port,
+            timeout_graceful_shutdown=config.graceful_timeout,
+            access_log=config.access_log,
+            log_level="info",
+        )
+    )
+    server.run()

@@ -1,0 +1,250 @@
+"""The HTTP app: `create_app(classifier, ServeConfig)` builds it, so tests need no CLI.
+
+(No `from __future__ import annotations` here: FastAPI reads the request models from the
+route annotations at runtime, and those models are built per app inside `create_app`.)
+
+Routes:
+    GET  /            a web page: paste a text, see the label, probability bars, weighted words
+    GET  /healthz     liveness (never needs the token)
+    GET  /v1/model    labels, family, backend, dev metrics, library versions, limits
+    POST /v1/predict  {"texts": [...]} -> {"predictions": [{"label", "score", "probs"}, ...]}
+    POST /v1/explain  {"text": ..., "layer": -1, "head": null} -> label, probs, tokens, weights, words
+    GET  /docs, /openapi.json
+
+Every error has one shape, `{"error": {"status", "type", "message", "details"}}`: 413 for a body
+over `max_body_bytes`, 422 for input the schema rejects, 401 without the token, 503 when the
+queue is full; an unexpected failure is a generic 500 whose details go only to the log.
+"""
+
+
+import contextlib
+import json
+import logging
+import secrets
+import time
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+from textcls.config import ServeConfig
+from textcls.errors import TextclsError
+from textcls.models.base import Classifier
+from textcls.serving.batcher import MicroBatcher, Overloaded
+
+log = logging.getLogger("textcls.serving")
+
+API_PREFIX = "/v1"
+
+
+def _error_body(status: int, kind: str, message: str, details: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    return {"error": {"status": status, "type": kind, "message": message, "details": details}}
+
+
+class BodyLimit:
+    """ASGI middleware: a request body over `max_bytes` gets 413 before the app reads it whole."""
+
+    def __init__(self, app: Any, max_bytes: int):
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        declared = headers.get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            await self._reject(send)
+            return
+        # No (or a false) Content-Length, e.g. a chunked upload: read up to the limit, then replay it.
+        chunks, received, more = [], 0, True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":  # the client went away
+                return
+            chunks.append(message.get("body", b""))
+            received += len(chunks[-1])
+            if received > self.max_bytes:
+                await self._reject(send)
+                return
+            more = message.get("more_body", False)
+        replayed = False
+
+        async def replay() -> dict:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+            return await receive()  # after the body: waits for http.disconnect
+
+        await self.app(scope, replay, send)
+
+    async def _reject(self, send: Any) -> None:
+        body = json.dumps(
+            _error_body(413, "payload_too_large", f"request body over {self.max_bytes} bytes; send fewer or shorter texts")
+        ).encode()
+        await send({"type": "http.response.start", "status": 413,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+
+def _model_card(classifier: Classifier, config: ServeConfig) -> dict[str, Any]:
+    info = getattr(classifier, "info", {}) or {}
+    run_dir = getattr(classifier, "run_dir", None)
+    metrics: dict[str, Any] = {}
+    if run_dir is not None and (Path(run_dir) / "metrics.json").is_file():
+        dev = json.loads((Path(run_dir) / "metrics.json").read_text(encoding="utf-8")).get("dev", {})
+        metrics = {key: dev[key] for key in ("accuracy", "macro_f1", "num_samples") if key in dev}
+    predict_config = getattr(classifier, "predict_config", None)
+    return {
+        "run": Path(run_dir).name if run_dir is not None else None,
+        "family": classifier.family,
+        "label_names": list(classifier.label_names),
+        "backend": predict_config.backend if predict_config else "torch",
+        "max_length": getattr(classifier, "max_length", None),
+        "dev_metrics": metrics,
+        "train_config": info.get("train_config"),
+        "versions": info.get("versions"),
+        "created": info.get("created"),
+        "limits": {
+            "max_texts": config.max_texts,
+            "max_text_chars": config.max_text_chars,
+            "max_body_bytes": config.max_body_bytes,
+            "max_batch": config.max_batch,
+            "max_wait_ms": config.max_wait_ms,
+        },
+        "auth": config.token is not None,
+    }
+
+
+def create_app(classifier: Classifier, config: ServeConfig | None = None) -> Any:
+    """A FastAPI app serving `classifier` with `config`'s limits, micro-batching and auth.
+
+    Example:
+        >>> app = create_app(textcls.load("runs/agnews"), ServeConfig(token="s3cret-token"))  # doctest: +SKIP
+        >>> uvicorn.run(app, host="127.0.0.1", port=8000)                                      # doctest: +SKIP
+    """
+    from fastapi import Depends, FastAPI, Request
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import HTMLResponse, JSONResponse
+    from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+    from starlette.exceptions import HTTPException
+
+    from textcls import __version__
+    from textcls.serving.schemas import ErrorResponse, ExplainResponse, PredictResponse, request_models
+
+    config = config or ServeConfig()
+    predict_config = getattr(classifier, "predict_config", None)
+    batch_size = predict_config.batch_size if predict_config else 64
+    batcher = MicroBatcher(
+        lambda texts: classifier.predict_proba(texts, batch_size=batch_size),
+        max_batch=config.max_batch, max_wait=config.max_wait_ms / 1000.0, max_queue=config.max_queue,
+    )
+    card = _model_card(classifier, config)
+    PredictRequest, ExplainRequest = request_models(config)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI):
+        await batcher.start()
+        yield
+        await batcher.stop()  # uvicorn has already let in-flight requests finish
+
+    app = FastAPI(
+        title="textcls",
+        version=__version__,
+        summary=f"{classifier.family} text classifier: {', '.join(classifier.label_names)}",
+        lifespan=lifespan,
+        responses={422: {"model": ErrorResponse, "description": "Input the schema rejects"}},
+    )
+    app.state.batcher = batcher
+    app.add_middleware(BodyLimit, max_bytes=config.max_body_bytes)
+
+    # ---- one error shape -----------------------------------------------------------------
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, error: RequestValidationError) -> JSONResponse:
+        # Drop the offending input from the details: echoing a 1 MB string back helps nobody.
+        details = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")} for e in error.errors()]
+        message = "; ".join(f"{'.'.join(map(str, d['loc']))}: {d['msg']}" for d in details[:5])
+        content_type = request.headers.get("content-type", "")
+        if request.method == "POST" and "json" not in content_type:
+            message = f"expected a JSON body with Content-Type: application/json, found {content_type or 'none'!r}; {message}"
+        return JSONResponse(_error_body(422, "invalid_request", message, details), status_code=422)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, error: HTTPException) -> JSONResponse:
+        kind = {400: "bad_request", 401: "unauthorized", 404: "not_found", 405: "method_not_allowed"}.get(error.status_code, "http_error")
+        message = str(error.detail)
+        if error.status_code == 400 and message == "There was an error parsing the body":  # FastAPI's words
+            message = "could not read the body as JSON: expected UTF-8 text"
+        return JSONResponse(_error_body(error.status_code, kind, message), status_code=error.status_code, headers=error.headers)
+
+    @app.exception_handler(Overloaded)
+    async def overloaded(request: Request, error: Overloaded) -> JSONResponse:
+        return JSONResponse(_error_body(503, "overloaded", str(error)), status_code=503, headers={"Retry-After": "1"})
+
+    @app.exception_handler(TextclsError)
+    async def model_refused(request: Request, error: TextclsError) -> JSONResponse:
+        return JSONResponse(_error_body(422, "unprocessable", str(error)), status_code=422)
+
+    @app.exception_handler(Exception)
+    async def internal_error(request: Request, error: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return JSONResponse(_error_body(500, "internal_error", "internal server error; details are in the server log"), status_code=500)
+
+    # ---- auth --------------------------------------------------------------------------------
+    bearer = HTTPBearer(auto_error=False, description="Needed when the server was started with --token.")
+
+    async def authorised(credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:
+        if config.token is None:
+            return
+        given = credentials.credentials if credentials is not None else ""
+        if not secrets.compare_digest(given.encode(), config.token.encode()):
+            raise HTTPException(401, "missing or wrong bearer token; send 'Authorization: Bearer TOKEN'",
+                                headers={"WWW-Authenticate": "Bearer"})
+
+    guarded = [Depends(authorised)] if config.token is not None else []
+    errors = {401: {"model": ErrorResponse}, 503: {"model": ErrorResponse}} if config.token else {503: {"model": ErrorResponse}}
+
+    # ---- routes ------------------------------------------------------------------------------
+    page = files("textcls.serving").joinpath("page.html").read_text(encoding="utf-8")
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    async def index() -> HTMLResponse:
+        return HTMLResponse(page)
+
+    @app.get("/healthz", summary="Liveness: the model is loaded and the batcher runs")
+    async def healthz() -> dict[str, Any]:
+        return {"status": "ok", "backend": card["backend"], "queued": batcher.queued, "batches": batcher.batches}
+
+    @app.get(f"{API_PREFIX}/model", dependencies=guarded, responses=errors, summary="What this server runs")
+    async def model_card() -> dict[str, Any]:
+        return card
+
+    @app.post(f"{API_PREFIX}/predict", response_model=PredictResponse, dependencies=guarded, responses=errors,
+              summary="Classify texts")
+    async def predict(body: PredictRequest) -> dict[str, Any]:
+        from textcls.runtime import prediction_records
+
+        started = time.perf_counter()
+        probs = await batcher.predict(body.texts)
+        log.debug("predicted %d texts in %.1f ms", len(body.texts), (time.perf_counter() - started) * 1000)
+        return {"predictions": prediction_records(probs, classifier.label_names)}
+
+    @app.post(f"{API_PREFIX}/explain", response_model=ExplainResponse, dependencies=guarded, responses=errors,
+              summary="Classify one text and show the words it weighs")
+    async def explain(body: ExplainRequest) -> dict[str, Any]:
+        explanation = await batcher.call(classifier.explain, body.text, body.layer, body.head)
+        result = explanation.to_dict()
+        return {
+            "label": result["label"],
+            "score": result["probs"][result["label"]],
+            "probs": result["probs"],
+            "family": result["family"],
+            "tokens": result["tokens"],
+            "token_weights": result["token_weights"],
+            "words": result["words"],
+            "layer": result["layer"],
+            "head": result["head"],
+        }
+
+    return app

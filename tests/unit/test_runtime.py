@@ -1,0 +1,144 @@
+"""runtime.py: length-bucketed batches, ONNX export and the onnx / onnx-int8 backends, checked against torch."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+import textcls
+from tests.conftest import make_texts
+from textcls.config import PredictConfig
+from textcls.errors import RunFolderError, TextclsError
+from textcls.runtime import (
+    ONNX_DIR,
+    OnnxClassifier,
+    check_against_torch,
+    export_onnx,
+    length_sorted_batches,
+    prediction_records,
+)
+
+pytest.importorskip("onnxruntime", reason="the onnx extra is not installed (pip install 'textcls[onnx]')")
+
+
+def texts(n: int = 50) -> list[str]:
+    return [f"{title} {body}" for _, title, body in make_texts(n, seed=11)]
+
+
+def test_length_sorted_batches_cover_every_row_once_in_length_order():
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(1, 100, size=103)
+    batches = list(length_sorted_batches(lengths, batch_size=16))
+    assert [len(b) for b in batches] == [16] * 6 + [7]
+    rows = np.concatenate(batches)
+    assert sorted(rows.tolist()) == list(range(103))
+    assert (np.diff(lengths[rows]) >= 0).all()  # each batch holds neighbours in length
+
+
+def test_prediction_records_name_the_most_probable_label():
+    records = prediction_records(np.array([[0.1, 0.7, 0.2], [0.5, 0.2, 0.3]]), ["a", "b", "c"])
+    assert [r["label"] for r in records] == ["b", "a"]
+    assert records[0]["score"] == pytest.approx(0.7)
+    assert records[1]["probs"] == pytest.approx({"a": 0.5, "b": 0.2, "c": 0.3})
+
+
+def test_predict_config_rejects_unknown_backends_and_picks_the_backends_batch_size():
+    with pytest.raises(ValueError, match="backend: expected one of"):
+        PredictConfig(backend="tensorrt")
+    assert PredictConfig().batch_size == 64
+    assert PredictConfig(backend="onnx-int8").batch_size == 16
+    assert PredictConfig(backend="onnx", batch_size=3).batch_size == 3
+    with pytest.raises(ValueError, match="threads"):
+        PredictConfig(threads=0)
+
+
+@pytest.fixture(scope="module")
+def exported_run(tiny_run, tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("export") / "run"
+    shutil.copytree(tiny_run, run_dir)
+    record = export_onnx(run_dir, int8=True)
+    return run_dir, record
+
+
+def test_export_writes_both_graphs_with_a_record_of_their_checks(exported_run):
+    run_dir, record = exported_run
+    assert (run_dir / ONNX_DIR / "model.onnx").stat().st_size > 0
+    assert (run_dir / ONNX_DIR / "model.int8.onnx").stat().st_size > 0
+    on_disk = json.loads((run_dir / ONNX_DIR / "export.json").read_text())
+    assert on_disk == record
+    assert record["inputs"] == ["input_ids", "attention_mask", "token_type_ids"]
+    assert record["files"]["onnx"]["check"]["max_abs_prob_diff"] < 1e-4
+    assert record["files"]["onnx-int8"]["bytes"] < record["files"]["onnx"]["bytes"]
+    assert not list((run_dir / ONNX_DIR).glob(".*tmp"))  # temporary files renamed or removed
+
+
+@pytest.mark.parametrize("backend, atol", [("onnx", 1e-4), ("onnx-int8", 0.1)])
+def test_onnx_backends_match_torch_in_input_order(exported_run, backend, atol):
+    run_dir, _ = exported_run
+    sample = texts(60)
+    expected = textcls.load(run_dir).predict_proba(sample)
+    classifier = textcls.load(run_dir, PredictConfig(backend=backend, threads=1))
+    assert isinstance(classifier, OnnxClassifier) and classifier.predict_config.backend == backend
+    found = classifier.predict_proba(sample, batch_size=7)  # batches cut across length buckets
+    np.testing.assert_allclose(found, expected, atol=atol)
+    np.testing.assert_allclose(found.sum(axis=1), 1.0, atol=1e-5)
+    if backend == "onnx":
+        assert (found.argmax(axis=1) == expected.argmax(axis=1)).all()
+    assert classifier.predict_proba([]).shape == (0, len(classifier.label_names))
+
+
+def test_onnx_backend_explains_with_the_torch_attention(exported_run):
+    run_dir, _ = exported_run
+    explanation = textcls.load(run_dir, PredictConfig(backend="onnx")).explain("shares profit stocks")
+    assert explanation.tokens[0] == "[CLS]" and explanation.attention.shape[0] == 2  # 2 layers
+
+
+def test_a_graph_from_other_weights_is_refused(exported_run, tmp_path):
+    run_dir, _ = exported_run
+    stale = tmp_path / "stale"
+    shutil.copytree(run_dir, stale)
+    from safetensors.torch import load_file, save_file
+
+    weights = load_file(stale / "model" / "model.safetensors")
+    name = next(k for k in weights if k.startswith("classifier"))
+    weights[name] = weights[name] + 1.0
+    save_file(weights, stale / "model" / "model.safetensors", metadata={"format": "pt"})
+    with pytest.raises(RunFolderError, match="exported from other weights.*textcls export"):
+        textcls.load(stale, PredictConfig(backend="onnx"))
+
+
+def test_a_missing_export_names_the_command_that_makes_it(tiny_run):
+    with pytest.raises(RunFolderError, match=r"textcls export .* --format onnx --int8"):
+        textcls.load(tiny_run, PredictConfig(backend="onnx-int8"))
+
+
+def test_the_check_catches_a_model_that_answers_differently(exported_run):
+    run_dir, _ = exported_run
+    reference = textcls.load(run_dir)
+
+    class Shuffled:
+        label_names = reference.label_names
+
+        def predict_proba(self, batch, batch_size=64, progress=False):
+            return reference.predict_proba(batch)[:, ::-1]  # labels permuted
+
+    with pytest.raises(TextclsError, match="does not match the torch model"):
+        check_against_torch(Shuffled(), reference, "onnx-int8")
+
+
+def test_onnx_is_refused_for_families_without_an_export(tmp_path, ag_folder):
+    run = textcls.train(data=str(ag_folder), out=tmp_path / "tfidf", family="tfidf").run_dir
+    with pytest.raises(TextclsError, match="pretrained family, found 'tfidf'"):
+        export_onnx(run)
+    with pytest.raises(TextclsError, match="pass --backend torch"):
+        textcls.load(run, PredictConfig(backend="onnx"))
+
+
+def test_bf16_precision_keeps_the_fp32_labels(tiny_run):
+    sample = texts(40)
+    fp32 = textcls.load(tiny_run).predict_proba(sample)
+    bf16 = textcls.load(tiny_run, PredictConfig(precision="bf16")).predict_proba(sample)
+    np.testing.assert_allclose(bf16, fp32, atol=0.05)
