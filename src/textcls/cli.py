@@ -17,12 +17,17 @@ import sys
 from pathlib import Path
 from typing import Any, Optional
 
-import typer
-from rich.console import Console
-from rich.table import Table
+# Piped help (CI logs, `| less`, tests) gets 160 columns like the tables below, not rich's 80, in
+# which long flag names are cut ("--max-train-sampl…"). typer reads this when it is imported.
+if not sys.stdout.isatty():
+    os.environ.setdefault("TERMINAL_WIDTH", "160")
 
-from textcls.config import DataConfig, PredictConfig, ServeConfig, TrainConfig
-from textcls.errors import TextclsError
+import typer  # noqa: E402
+from rich.console import Console  # noqa: E402
+from rich.table import Table  # noqa: E402
+
+from textcls.config import DataConfig, PredictConfig, ServeConfig, TrainConfig  # noqa: E402
+from textcls.errors import TextclsError  # noqa: E402
 
 app = typer.Typer(
     name="textcls",
@@ -69,12 +74,13 @@ def _field_parameters(*classes: type, skip: tuple[str, ...] = ()) -> list[inspec
             base = field.type.replace(" | None", "")
             python_type = _TYPES[base]
             flag = _FLAG_NAMES.get(field.name, "--" + field.name.replace("_", "-"))
-            if python_type is bool:
+            if python_type is bool and field.default is True:  # flags that default off only turn on
                 flag = f"{flag}/--no-{flag[2:]}"
             default = field.default if field.default is not dataclasses.MISSING else None
             help_text = field.metadata["help"] + ("" if default is None else f" [default: {default}]")
             help_text = escape(help_text)  # rich would read "[default: 0.1]" as markup and drop it
-            option = typer.Option(None, *flag.split("/"), help=help_text, show_default=False)
+            # "--x/--no-x" must stay one declaration: split in two, click reads both as "--x" (True)
+            option = typer.Option(None, flag, help=help_text, show_default=False)
             parameters.append(
                 inspect.Parameter(field.name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=Optional[python_type])
             )
@@ -446,6 +452,8 @@ def serve(
 
     _setup_logging(verbose)
     with _library_call():
+        if options.get("spin") is None:  # an idle server should leave the cores alone
+            options["spin"] = False
         predict_config = _predict_config(options)
         serve_config = ServeConfig(token=token, **{k: v for k, v in options.items() if v is not None})
         run_server(run_dir, serve_config, predict_config)

@@ -193,3 +193,15 @@ def test_export_then_predict_and_evaluate_on_the_onnx_backends(run_dir):
     assert unknown.exit_code == 2 and "backend: expected one of" in unknown.stderr
     wrong_format = invoke("export", run_dir, "--format", "torchscript")
     assert wrong_format.exit_code == 2 and "expected onnx" in wrong_format.stderr
+
+
+def test_negative_bool_flags_turn_options_off(monkeypatch):
+    import textcls.runs
+
+    seen = {}
+    monkeypatch.setattr(textcls.runs, "train", lambda **kwargs: seen.update(kwargs) or (_ for _ in ()).throw(ValueError("stop")))
+    invoke("train", "--data", "x", "--no-group-by-length", "--skip-bad-rows")
+    assert seen["train_config"].group_by_length is False
+    assert seen["data_config"].skip_bad_rows is True
+    invoke("train", "--data", "x")
+    assert seen["train_config"].group_by_length is True and seen["data_config"].skip_bad_rows is False
