@@ -7,7 +7,7 @@ Example:
     ['Business']
 """
 
-from textcls.config import DataConfig, PredictConfig, TrainConfig
+from textcls.config import DataConfig, PredictConfig, ServeConfig, TrainConfig
 from textcls.errors import DataError, RunFolderError, TextclsError
 from textcls.runs import TrainResult, evaluate, load, train
 
@@ -18,6 +18,7 @@ __all__ = [
     "DataError",
     "PredictConfig",
     "RunFolderError",
+    "ServeConfig",
     "TextclsError",
     "TrainConfig",
     "TrainResult",

@@ -49,7 +49,7 @@ def test_predict_config_rejects_unknown_backends_and_picks_the_backends_batch_si
     with pytest.raises(ValueError, match="backend: expected one of"):
         PredictConfig(backend="tensorrt")
     assert PredictConfig().batch_size == 64
-    assert PredictConfig(backend="onnx-int8").batch_size == 16
+    assert PredictConfig(backend="onnx-int8").batch_size == 8
     assert PredictConfig(backend="onnx", batch_size=3).batch_size == 3
     with pytest.raises(ValueError, match="threads"):
         PredictConfig(threads=0)
@@ -142,3 +142,13 @@ def test_bf16_precision_keeps_the_fp32_labels(tiny_run):
     fp32 = textcls.load(tiny_run).predict_proba(sample)
     bf16 = textcls.load(tiny_run, PredictConfig(precision="bf16")).predict_proba(sample)
     np.testing.assert_allclose(bf16, fp32, atol=0.05)
+
+
+def test_spin_off_stops_onnx_runtime_threads_busy_waiting(exported_run):
+    run_dir, _ = exported_run
+    key = "session.intra_op.allow_spinning"
+    quiet = textcls.load(run_dir, PredictConfig(backend="onnx", spin=False))
+    assert quiet.session.get_session_options().get_session_config_entry(key) == "0"
+    default = textcls.load(run_dir, PredictConfig(backend="onnx"))
+    with pytest.raises(Exception):  # never set: ONNX Runtime's own default (spinning) applies
+        default.session.get_session_options().get_session_config_entry(key)

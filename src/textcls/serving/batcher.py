@@ -1,8 +1,9 @@
 """Micro-batching: concurrent requests share one model call, so throughput rises with load.
 
-Requests wait in a bounded queue. A worker takes the oldest, waits up to `max_wait` for others to
-join it (or until `max_batch` texts are waiting), and runs one `predict(texts)` for all of them on
-a single model thread; each request gets its own rows back. A full queue answers `Overloaded`
+Requests wait in a bounded queue. A worker runs one `predict(texts)` for up to `max_batch` waiting
+texts on a single model thread; each request gets its own rows back. A request that finds the
+model idle waits up to `max_wait` for others to join it; requests that queued while the model was
+busy go in the next call at once (they have waited already, and more waiting only adds latency). A full queue answers `Overloaded`
 (HTTP 503) at once instead of letting latency grow without bound.
 
 Example:
@@ -33,6 +34,7 @@ class Overloaded(Exception):
 class _Job:
     texts: Sequence[str]
     future: asyncio.Future
+    arrived: float  # event-loop time
 
 
 class MicroBatcher:
@@ -75,7 +77,8 @@ class MicroBatcher:
             raise Overloaded("the server is shutting down")
         if len(self._pending) >= self.max_queue:
             raise Overloaded(f"{len(self._pending)} requests are already waiting for the model")
-        job = _Job(texts, asyncio.get_running_loop().create_future())
+        loop = asyncio.get_running_loop()
+        job = _Job(texts, loop.create_future(), loop.time())
         self._pending.append(job)
         self._wakeup.set()
         return await job.future
@@ -98,6 +101,7 @@ class MicroBatcher:
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
+        last_call_ended = float("-inf")
         while True:
             if not self._pending:
                 if self._stopping:
@@ -105,7 +109,8 @@ class MicroBatcher:
                 self._wakeup.clear()
                 await self._wakeup.wait()
                 continue
-            deadline = loop.time() + self.max_wait
+            # Only a request that arrived at an idle model waits for company.
+            deadline = self._pending[0].arrived + self.max_wait if self._pending[0].arrived > last_call_ended else 0.0
             while not self._stopping and self._waiting_texts() < self.max_batch and loop.time() < deadline:
                 await asyncio.sleep(min(0.001, max(0.0, deadline - loop.time())))
             jobs = [job for job in self._take_batch() if not job.future.done()]  # done: the client left
@@ -120,6 +125,8 @@ class MicroBatcher:
                     if not job.future.done():
                         job.future.set_exception(error)
                 continue
+            finally:
+                last_call_ended = loop.time()
             self.batches += 1
             self.texts += len(texts)
             offset = 0

@@ -1,0 +1,192 @@
+"""Inference speed: the usual `transformers` pipeline against textcls's backends, same model, texts and machine.
+
+Rows, each a full pass over the same texts after a warm-up (tokenisation included):
+    pipeline             pipeline("text-classification", model=RUN/model) called on the list: the default usage
+    torch unsorted       the same model, eager, batches of 64 in input order (padding to each batch's longest)
+    torch dyn-int8       torch.ao dynamic int8 quantisation of the Linear layers, sorted batches (a reference)
+    textcls torch        textcls.load(RUN): sorted by length, batches of 64, fp32
+    textcls torch bf16   the same in bf16 autocast (--precision bf16)
+    textcls onnx         ONNX Runtime, fp32 graph, sorted batches of 8
+    textcls onnx-int8    ONNX Runtime, int8 weights, sorted batches of 8
+
+Then agreement on all of dev.csv: each textcls backend's labels against textcls torch fp32, and its
+dev accuracy. Figures go to stdout (a table) and to --output (JSON with config, versions, hardware).
+
+    python benchmarks/inference.py --run runs/agnews --data ../shared/data/ag_news
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+import textcls
+from textcls.config import PredictConfig
+from textcls.files import write_json
+from textcls.runs import library_versions
+from textcls.runtime import ONNX_DIR, ONNX_FILES, export_onnx
+
+log = logging.getLogger("benchmark")
+
+
+def read_texts(path: Path) -> tuple[list[str], np.ndarray]:
+    frame = pd.read_csv(path, keep_default_na=False)
+    texts = [f"{title} {description}".strip() for title, description in zip(frame["title"], frame["description"])]
+    return texts, frame["label"].to_numpy()
+
+
+def timed(name: str, predict, texts: list[str], warmup: int = 64) -> dict:
+    predict(texts[:warmup])
+    started = time.perf_counter()
+    predict(texts)
+    seconds = time.perf_counter() - started
+    row = {"name": name, "texts": len(texts), "seconds": round(seconds, 3), "texts_per_second": round(len(texts) / seconds, 1)}
+    log.info("%-20s %7.1f texts/s", name, row["texts_per_second"])
+    return row
+
+
+def pipeline_predict(model_dir: Path):
+    from transformers import pipeline
+
+    classify = pipeline("text-classification", model=str(model_dir), tokenizer=str(model_dir), device=-1)
+    return lambda texts: classify(texts)
+
+
+def unsorted_predict(model, tokenizer, max_length: int, batch_size: int = 64):
+    @torch.inference_mode()
+    def predict(texts: list[str]) -> None:
+        for start in range(0, len(texts), batch_size):
+            batch = tokenizer(texts[start : start + batch_size], truncation=True, max_length=max_length, padding=True, return_tensors="pt")
+            model(**batch)
+
+    return predict
+
+
+def cpu_matrix_units() -> dict:
+    """Which matrix instructions this CPU has, and what torch's oneDNN picks for itself."""
+    flags = set()
+    with open("/proc/cpuinfo", encoding="utf-8") as handle:
+        for line in handle:
+            if line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+                break
+    wanted = ["amx_tile", "amx_bf16", "amx_int8", "avx512_bf16", "avx512_vnni", "avx_vnni", "avx512f"]
+    probe = (
+        "import torch; x = torch.randn(64, 384); l = torch.nn.Linear(384, 384);\n"
+        "with torch.autocast('cpu', dtype=torch.bfloat16): l(x)"
+    )
+    verbose = subprocess.run(
+        [sys.executable, "-c", probe], env={**os.environ, "ONEDNN_VERBOSE": "1"}, capture_output=True, text=True, timeout=120
+    ).stdout
+    isa = next((line.split(",")[-1] for line in verbose.splitlines() if ",isa:" in line), None)
+    kernels = sorted({part for line in verbose.splitlines() if line.startswith("onednn_verbose,v1,primitive,exec")
+                      for part in line.split(",") if part.startswith(("brg", "gemm", "jit"))})
+    return {
+        "flags": {flag: flag in flags for flag in wanted},
+        "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "onednn_isa": isa,
+        "onednn_bf16_kernels": kernels,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--run", default="runs/agnews", help="A fine-tuned pretrained-family run folder.")
+    parser.add_argument("--data", default="../shared/data/ag_news", help="AG News folder (train.csv, dev.csv).")
+    parser.add_argument("--rows", type=int, default=7600, help="Texts timed per row (sampled from train.csv).")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--skip-pipeline", action="store_true", help="Leave out the slow pipeline and unsorted rows.")
+    parser.add_argument("--output", default="benchmarks/results/inference.json")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+
+    run_dir, data = Path(args.run), Path(args.data)
+    if not (data / "train.csv").is_file():
+        sys.exit(f"no AG News data at {data}; pass --data FOLDER with train.csv and dev.csv")
+    if not (run_dir / "textcls.json").is_file():
+        sys.exit(f"{run_dir} is not a run folder; train one: textcls train --data {data} --out {run_dir}")
+    if not all((run_dir / ONNX_DIR / name).is_file() for name in ONNX_FILES.values()):
+        log.info("exporting %s to ONNX (fp32 and int8)", run_dir)
+        export_onnx(run_dir, int8=True)
+
+    pool, _ = read_texts(data / "train.csv")
+    rng = np.random.default_rng(args.seed)
+    texts = [pool[i] for i in rng.choice(len(pool), size=min(args.rows, len(pool)), replace=False)]
+    dev_texts, dev_labels = read_texts(data / "dev.csv")
+
+    reference = textcls.load(run_dir)
+    rows = []
+    if not args.skip_pipeline:
+        rows.append(timed("pipeline", pipeline_predict(run_dir / "model"), texts))
+        rows.append(timed("torch unsorted", unsorted_predict(reference.model, reference.tokenizer, reference.max_length), texts))
+    quantised = torch.ao.quantization.quantize_dynamic(reference.model, {torch.nn.Linear}, dtype=torch.qint8)
+    dyn_int8 = textcls.load(run_dir)
+    dyn_int8.model = quantised
+    rows.append(timed("torch dyn-int8", lambda t: dyn_int8.predict_proba(t, batch_size=64), texts))
+
+    backends = {
+        "textcls torch": PredictConfig(),
+        "textcls torch bf16": PredictConfig(precision="bf16"),
+        "textcls onnx": PredictConfig(backend="onnx"),
+        "textcls onnx-int8": PredictConfig(backend="onnx-int8"),
+    }
+    reference_labels = reference.predict_proba(dev_texts).argmax(axis=1)
+    dyn_labels = dyn_int8.predict_proba(dev_texts).argmax(axis=1)
+    agreement = {"torch dyn-int8": {
+        "label_agreement": float((dyn_labels == reference_labels).mean()), "dev_accuracy": float((dyn_labels == dev_labels).mean())
+    }}
+    for name, config in backends.items():
+        classifier = textcls.load(run_dir, config)
+        rows.append(timed(name, lambda t, c=classifier, b=config.batch_size: c.predict_proba(t, batch_size=b), texts))
+        labels = classifier.predict_proba(dev_texts, batch_size=config.batch_size).argmax(axis=1)
+        agreement[name] = {
+            "label_agreement": float((labels == reference_labels).mean()),
+            "dev_accuracy": float((labels == dev_labels).mean()),
+        }
+        del classifier
+
+    baseline = next((r["texts_per_second"] for r in rows if r["name"] == "pipeline"), None)
+    for row in rows:
+        row["x_pipeline"] = round(row["texts_per_second"] / baseline, 2) if baseline else None
+        row.update(agreement.get(row["name"], {}))
+
+    print(f"\ninference on {len(texts)} AG News texts, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()}")
+    print(f"{'backend':<20} {'texts/s':>9} {'x pipeline':>11} {'agree (dev)':>12} {'dev acc':>8}")
+    for row in rows:
+        ratio = f"{row['x_pipeline']:.2f}" if row["x_pipeline"] else "-"
+        agree = f"{row['label_agreement']:.2%}" if "label_agreement" in row else "-"
+        accuracy = f"{row['dev_accuracy']:.4f}" if "dev_accuracy" in row else "-"
+        print(f"{row['name']:<20} {row['texts_per_second']:>9.1f} {ratio:>11} {agree:>12} {accuracy:>8}")
+    best = max(rows, key=lambda r: r["texts_per_second"])
+    if baseline:
+        print(f"best: {best['name']} at {best['texts_per_second']:.0f} texts/s = {best['texts_per_second'] / baseline:.2f}x the pipeline")
+    units = cpu_matrix_units()
+    print(f"matrix units: {', '.join(f for f, on in units['flags'].items() if on) or 'none'}; "
+          f"oneDNN ISA: {units['onednn_isa']}; bf16 kernels: {', '.join(units['onednn_bf16_kernels']) or '-'}")
+
+    write_json(Path(args.output), {
+        "benchmark": "inference",
+        "config": vars(args),
+        "run": str(run_dir),
+        "dev_rows": len(dev_texts),
+        "rows": rows,
+        "versions": {**library_versions(), "onnxruntime": __import__("onnxruntime").__version__},
+        "hardware": {"platform": platform.platform(), "processor": platform.processor(), "cpus": os.cpu_count(),
+                     "torch_threads": torch.get_num_threads(), **units},
+        "measured": time.strftime("%Y-%m-%d %H:%M:%S"),
+    })
+    print(f"written: {args.output}")
+
+
+if __name__ == "__main__":
+    main()
