@@ -162,7 +162,7 @@ class PredictConfig:
         default=True,
     )
     precision: str = _help(
-        "torch backend: fp32, or bf16 autocast (2.7x faster on CPUs with bf16 units, 99.95% of AG News dev labels the same), "
+        "torch backend: fp32, or bf16 autocast (2.8x faster on CPUs with bf16 units, 99.95% of AG News dev labels the same), "
         "or auto (bf16 where supported).",
         default="fp32",
     )
