@@ -412,7 +412,7 @@ def export(
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging."),
 ) -> None:
     """Export a run for fast inference: RUN/onnx/model.onnx (+ model.int8.onnx), checked against torch."""
-    from textcls.runtime import export_onnx
+    from textcls.runtime import ONNX_DIR, export_onnx
 
     _setup_logging(verbose)
     with _library_call():
@@ -428,7 +428,7 @@ def export(
     for backend, entry in record["files"].items():
         check = entry["check"]
         table.add_row(
-            backend, str(run_dir / "onnx" / entry["file"]), f"{entry['bytes'] / 1e6:.1f}",
+            backend, str(run_dir / ONNX_DIR / entry["file"]), f"{entry['bytes'] / 1e6:.1f}",
             f"{check['max_abs_prob_diff']:.2g}", f"{check['log_prob_correlation']:.4f}",
             f"{check['label_agreement']:.0%} of {check['texts']}",
         )

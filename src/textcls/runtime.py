@@ -34,8 +34,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
-from textcls.config import PredictConfig
+from textcls.config import BACKEND_BATCH_SIZE, PredictConfig
 from textcls.errors import RunFolderError, TextclsError
 from textcls.files import write_atomic, write_json
 from textcls.models.base import Classifier
@@ -93,13 +94,6 @@ def padded_batches(
         yield rows, tokenizer.pad({"input_ids": [encoded[i] for i in rows]}, return_tensors=tensors)
 
 
-def softmax(logits: np.ndarray) -> np.ndarray:
-    """Row-wise softmax in float32, stable for large logits."""
-    shifted = logits - logits.max(axis=-1, keepdims=True)
-    exp = np.exp(shifted, dtype=np.float32)
-    return exp / exp.sum(axis=-1, keepdims=True)
-
-
 def prediction_records(probs: np.ndarray, label_names: Sequence[str]) -> list[dict[str, Any]]:
     """One `{"label", "score", "probs"}` per row of `probs`: what `predict` prints and the server answers.
 
@@ -120,8 +114,6 @@ def prediction_records(probs: np.ndarray, label_names: Sequence[str]) -> list[di
 def set_torch_threads(threads: int | None) -> None:
     """Use `threads` CPU threads for torch ops (None: torch's default, one per core)."""
     if threads is not None:
-        import torch
-
         torch.set_num_threads(threads)
 
 
@@ -212,7 +204,9 @@ class OnnxClassifier(Classifier):
             label_names = record["label_names"]
         return cls(session, tokenizer, label_names, max_length, backend, model_dir)
 
-    def predict_proba(self, texts: Sequence[str], batch_size: int = 16, progress: bool = False) -> np.ndarray:
+    def predict_proba(
+        self, texts: Sequence[str], batch_size: int = BACKEND_BATCH_SIZE["onnx"], progress: bool = False
+    ) -> np.ndarray:
         """Class probabilities in input order, from length-sorted batches."""
         probs = np.zeros((len(texts), len(self.label_names)), dtype=np.float32)
         for rows, batch in padded_batches(self.tokenizer, texts, self.max_length, batch_size, "np", progress):
@@ -220,7 +214,7 @@ class OnnxClassifier(Classifier):
             if "token_type_ids" in self.input_names:  # one segment: all zeros
                 feed["token_type_ids"] = np.zeros_like(feed["input_ids"])
             (logits,) = self.session.run(["logits"], feed)  # (batch, classes)
-            probs[rows] = softmax(logits.astype(np.float32))
+            probs[rows] = torch.softmax(torch.from_numpy(logits).float(), dim=-1).numpy()
         return probs
 
     def torch_classifier(self) -> Classifier:
@@ -275,6 +269,10 @@ def check_against_torch(candidate: Classifier, reference: Classifier, backend: s
             f"the {backend} model does not match the torch model: expected {wanted}, found {measured} on "
             f"{len(texts)} sample texts; export again (`textcls export RUN --format onnx`) and report a bug if it persists"
         )
+    log.info(
+        "%s matches torch on %d sample texts: max |Δp| %.2g, log-prob correlation %.4f",
+        backend, len(texts), max_diff, correlation,
+    )
     return {"texts": len(texts), "max_abs_prob_diff": max_diff, "log_prob_correlation": correlation, "label_agreement": agreement}
 
 
@@ -284,8 +282,6 @@ def export_onnx(run_dir: str | Path, int8: bool = False, opset: int = OPSET) -> 
     Batch and sequence axes are dynamic. Each file is written to a temporary name, checked against
     the torch model on `SAMPLE_TEXTS`, and only then renamed into place.
     """
-    import torch
-
     from textcls.runs import MODEL_DIR, library_versions, read_run_info
 
     onnxruntime = _require_onnxruntime()
@@ -396,10 +392,6 @@ def _checked(path: Path, backend: str, reference: Classifier, model_dir: Path, i
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     candidate = OnnxClassifier(session, reference.tokenizer, info["label_names"], info["max_length"], backend, model_dir)
     check = check_against_torch(candidate, reference, backend)
-    log.info(
-        "%s matches torch on %d sample texts (max |Δp| %.2g, log-prob correlation %.4f)",
-        backend, check["texts"], check["max_abs_prob_diff"], check["log_prob_correlation"],
-    )
     return {"file": ONNX_FILES[backend], "bytes": path.stat().st_size, "check": check}
 
 
@@ -427,9 +419,5 @@ def load_for_backend(run_dir: Path, info: dict[str, Any], config: PredictConfig)
         run_dir / MODEL_DIR, max_length=max_length, label_names=info["label_names"], backend=config.backend,
         threads=config.threads, spin=config.spin,
     )
-    check = check_against_torch(classifier, classifier.torch_classifier(), config.backend)
-    log.info(
-        "%s backend checked against torch on %d texts: max |Δp| %.2g, log-prob correlation %.4f",
-        config.backend, check["texts"], check["max_abs_prob_diff"], check["log_prob_correlation"],
-    )
+    check_against_torch(classifier, classifier.torch_classifier(), config.backend)
     return classifier

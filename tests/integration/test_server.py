@@ -153,6 +153,19 @@ def test_hostile_input_gets_a_json_4xx_and_the_server_keeps_serving(server, case
     assert httpx.post(f"{server.url}/v1/predict", json={"texts": ["still alive"]}).status_code == 200
 
 
+def test_a_streamed_body_over_the_limit_gets_413_without_a_content_length(server):
+    def chunks():  # no Content-Length: httpx sends it chunked, so the limit must count as it reads
+        yield b'{"texts": ["'
+        for _ in range(30):
+            yield b"c" * 100_000
+        yield b'"]}'
+
+    response = httpx.post(f"{server.url}/v1/predict", content=chunks(), headers={"content-type": "application/json"})
+    assert "content-length" not in response.request.headers
+    assert assert_error(response, 413)["type"] == "payload_too_large"
+    assert httpx.post(f"{server.url}/v1/predict", json={"texts": ["still alive"]}).status_code == 200
+
+
 def test_bad_explain_requests_and_unknown_routes(server):
     assert_error(httpx.post(f"{server.url}/v1/explain", json={"text": "x", "layer": 99}), 422)
     assert_error(httpx.post(f"{server.url}/v1/explain", json={"text": "   "}), 422)

@@ -54,7 +54,8 @@ def serve(run_dir: str | Path, config: ServeConfig, predict_config: PredictConfi
 
     from textcls.runs import load
 
-    classifier = load(run_dir, predict_config or PredictConfig())
+    # Without a config, ONNX Runtime's threads do not spin: an idle server leaves the cores alone.
+    classifier = load(run_dir, predict_config or PredictConfig(spin=False))
     classifier.predict_proba(["warm-up"])  # first call allocates; do it before the first user waits
     app = create_app(classifier, config)
     if config.token is None and not _is_loopback(config.host):

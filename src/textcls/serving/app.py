@@ -41,7 +41,11 @@ def _error_body(status: int, kind: str, message: str, details: list[dict[str, An
 
 
 class BodyLimit:
-    """ASGI middleware: a request body over `max_bytes` gets 413 before the app reads it whole."""
+    """ASGI middleware: a request body over `max_bytes` gets 413 before the app reads it whole.
+
+    Not FastAPI's own `max_body_size`: with a declared Content-Length over the limit, it answers a
+    plain-text 413 outside the exception handlers, so clients would meet a second error shape.
+    """
 
     def __init__(self, app: Any, max_bytes: int):
         self.app = app
