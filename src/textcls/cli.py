@@ -26,8 +26,9 @@ import typer  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from textcls.config import DataConfig, PredictConfig, ServeConfig, TrainConfig  # noqa: E402
+from textcls.config import DataConfig, PredictConfig, ServeConfig, TrainConfig, column_names, field_names, split_options  # noqa: E402
 from textcls.errors import TextclsError  # noqa: E402
+from textcls.families import FAMILIES  # noqa: E402
 
 app = typer.Typer(
     name="textcls",
@@ -111,36 +112,15 @@ def _read_config_file(path: Optional[Path]) -> dict[str, Any]:
     return {key.replace("-", "_"): value for key, value in values.items()}
 
 
-def _build_configs(config_file: Optional[Path], flags: dict[str, Any]) -> tuple[DataConfig, TrainConfig]:
-    from textcls.runs import split_options
-
-    given = {k: v for k, v in flags.items() if v is not None}
-    if "text_columns" in given:  # --text-column title --text-column description, or "title,description"
-        given["text_columns"] = tuple(c for value in given["text_columns"] for c in value.split(","))
-    return split_options({**_read_config_file(config_file), **given})
+def _given(config_file: Optional[Path], flags: dict[str, Any]) -> dict[str, Any]:
+    """The options a user set: the --config file's, overridden by the flags given on the command line."""
+    return {**_read_config_file(config_file), **{k: v for k, v in flags.items() if v is not None}}
 
 
-def _data_config_for_run(run_dir: Path, options: dict[str, Any]) -> Optional[DataConfig]:
-    """The data options given to evaluate/report, or None for the data the run was trained with.
-
-    Reading options left unset (columns, classes file) default to those the run was trained with.
-    """
-    from textcls.runs import read_run_info
-
-    given = {k: v for k, v in options.items() if v is not None}
-    if not given:
-        return None
-    trained_with = read_run_info(run_dir)["data_config"]
-    kept = {k: v for k, v in trained_with.items() if k not in ("data", "train_file", "dev_file", "test_file")}
-    data_config, _ = _build_configs(None, {**kept, **given})
-    return data_config
-
-
-def _predict_config(options: dict[str, Any]) -> PredictConfig:
-    """Take PredictConfig's flags out of `options` (the rest are data options) and build the config."""
-    names = [field.name for field in dataclasses.fields(PredictConfig)]
-    given = {name: options.pop(name) for name in names if name in options}
-    return PredictConfig(**{k: v for k, v in given.items() if v is not None})
+def _take_predict_options(options: dict[str, Any]) -> dict[str, Any]:
+    """Take PredictConfig's flags out of `options` (the rest are data options), keeping those given."""
+    taken = {name: options.pop(name) for name in field_names(PredictConfig) if name in options}
+    return {k: v for k, v in taken.items() if v is not None}
 
 
 @contextlib.contextmanager
@@ -149,7 +129,7 @@ def _library_call():
     try:
         with contextlib.redirect_stdout(sys.stderr):
             yield
-    except (TextclsError, ValueError) as error:
+    except TextclsError as error:
         _fail(error)
 
 
@@ -213,7 +193,7 @@ def train(
 
     _setup_logging(verbose)
     with _library_call():
-        data_config, train_config = _build_configs(config, options)
+        data_config, train_config = split_options(_given(config, options))
         result = run_training(data_config=data_config, train_config=train_config, out=out, overwrite=overwrite)
     if result.classifier is None:  # a non-main process of a distributed run
         return
@@ -241,12 +221,12 @@ def evaluate(
 ) -> None:
     """Score a run on a split: accuracy, macro-F1, per-class report, confusion matrix."""
     from textcls.files import write_json
-    from textcls.runs import evaluate as run_evaluation
+    from textcls.runs import data_config_for_run, evaluate as run_evaluation
 
     _setup_logging(verbose)
     with _library_call():
-        predict_config = _predict_config(options)
-        data_config = _data_config_for_run(run_dir, options)
+        predict_config = PredictConfig(**_take_predict_options(options))
+        data_config = data_config_for_run(run_dir, options)
         metrics = run_evaluation(run_dir, data_config, split=split, predict_config=predict_config)
         if output is not None:
             write_json(output, metrics)
@@ -260,8 +240,8 @@ def evaluate(
 @app.command()
 @_with_parameters(_field_parameters(DataConfig, TrainConfig, skip=("family", "resume")))
 def compare(
-    families: str = typer.Option(
-        "tfidf,lstm,lstm-attention,scratch-transformer,pretrained", "--families", help="Comma-separated families."
+    families: Optional[str] = typer.Option(
+        None, "--families", help=f"Comma-separated families [default: all: {','.join(FAMILIES)}]."
     ),
     out: Path = typer.Option(Path("runs/compare"), "--out", help="Folder for one run per family and the comparison."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Retrain families whose run folder already exists."),
@@ -271,15 +251,12 @@ def compare(
     **options: Any,
 ) -> None:
     """Train several families on the same data; write compare.json, compare.md and compare.png."""
-    from textcls.compare import compare as run_compare, parse_families
+    from textcls.compare import compare as run_compare, parse_families, split_compare_options
 
     _setup_logging(verbose)
     with _library_call():
         names = parse_families(families)
-        given = {k: v for k, v in {**_read_config_file(config), **options}.items() if v is not None}
-        data_config, _ = _build_configs(None, given)
-        # Only what was given: each family fills the rest from its own defaults.
-        train_options = {k: v for k, v in given.items() if k in {f.name for f in dataclasses.fields(TrainConfig)}}
+        data_config, train_options = split_compare_options(_given(config, options))
         result = run_compare(data_config, names, out, train_options, overwrite=overwrite)
     if as_json:
         print(json.dumps(result, indent=2))
@@ -310,13 +287,12 @@ def explain(
 ) -> None:
     """Show what the model attends to: attention maps, rollout and weighted words, as PNG, HTML and JSON."""
     from textcls.explain import explain as explain_text
-    from textcls.plots import write_explanation
     from textcls.runs import load
 
     _setup_logging(verbose)
     with _library_call():
         explanation = explain_text(load(run_dir), text, layer=layer, head=head)
-        written = write_explanation(explanation, out or run_dir / "explain")
+        written = explanation.save(out or run_dir / "explain")
     if as_json:
         print(json.dumps({**explanation.to_dict(), "files": {k: str(v) for k, v in written.items()}}, indent=2))
         return
@@ -343,15 +319,15 @@ def report(
     **options: Any,
 ) -> None:
     """One self-contained HTML report: metrics, confusion matrix, curves, calibration, confident mistakes."""
-    from textcls.report import write_run_report
-    from textcls.runs import score
+    from textcls.runfolder import report_path
+    from textcls.runs import data_config_for_run, score, write_report
 
     _setup_logging(verbose)
     with _library_call():
-        predict_config = _predict_config(options)
-        data_config = _data_config_for_run(run_dir, options)
+        predict_config = PredictConfig(**_take_predict_options(options))
+        data_config = data_config_for_run(run_dir, options)
         scored = score(run_dir, data_config, split=split, predict_config=predict_config)
-        path = write_run_report(run_dir, scored, out or run_dir / f"report_{scored.split}.html")
+        path = write_report(scored, out or report_path(run_dir, scored.split))
     stdout.print(f"report on {scored.split} ({len(scored.texts)} rows): {path}")
 
 
@@ -370,8 +346,8 @@ def predict(
     """Classify texts: {"label", "score", "probs"} per input, in input order."""
     from textcls.data import read_texts
     from textcls.files import write_text_atomic
+    from textcls.predictions import prediction_records
     from textcls.runs import load
-    from textcls.runtime import prediction_records
 
     _setup_logging(verbose)
     with _library_call():
@@ -379,12 +355,10 @@ def predict(
             raise TextclsError("expected texts as arguments or --input FILE (exactly one of them); found " +
                                ("both" if texts else "neither"))
         if input_file is not None:
-            columns = tuple(c for value in text_column for c in value.split(",")) if text_column else None
-            texts = read_texts(input_file, columns)
-        predict_config = _predict_config(options)
-        classifier = load(run_dir, predict_config)
-        probs = classifier.predict_proba(texts, batch_size=predict_config.batch_size, progress=input_file is not None)
-        records = prediction_records(probs, classifier.label_names)
+            texts = read_texts(input_file, column_names(text_column) if text_column else None)
+        run = load(run_dir, PredictConfig(**_take_predict_options(options)))
+        probs = run.predict_proba(texts, progress=input_file is not None)
+        records = prediction_records(probs, run.label_names)
         if output is not None:
             lines = "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in records)
             write_text_atomic(output, lines)
@@ -412,13 +386,11 @@ def export(
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging."),
 ) -> None:
     """Export a run for fast inference: RUN/onnx/model.onnx (+ model.int8.onnx), checked against torch."""
-    from textcls.runtime import ONNX_DIR, export_onnx
+    from textcls.onnx_backend import ONNX_DIR, export
 
     _setup_logging(verbose)
     with _library_call():
-        if format != "onnx":
-            raise TextclsError(f"--format: expected onnx, found {format!r}")
-        record = export_onnx(run_dir, int8=int8, opset=opset)
+        record = export(run_dir, format=format, int8=int8, opset=opset)
     if as_json:
         print(json.dumps(record, indent=2))
         return
@@ -448,13 +420,11 @@ def serve(
     **options: Any,
 ) -> None:
     """Serve a run over HTTP: POST /v1/predict, POST /v1/explain, GET /v1/model, GET /healthz, a web page at /."""
-    from textcls.serving import serve as run_server
+    from textcls.serving import serve as run_server, serving_predict_config
 
     _setup_logging(verbose)
     with _library_call():
-        if options.get("spin") is None:  # an idle server should leave the cores alone
-            options["spin"] = False
-        predict_config = _predict_config(options)
+        predict_config = serving_predict_config(_take_predict_options(options))
         serve_config = ServeConfig(token=token, **{k: v for k, v in options.items() if v is not None})
         run_server(run_dir, serve_config, predict_config)
 

@@ -20,18 +20,22 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from textcls.config import FAMILIES, DataConfig, TrainConfig
+from textcls import plots, runfolder
+from textcls.config import DataConfig, TrainConfig, field_names, split_options
 from textcls.errors import TextclsError
-from textcls.files import write_atomic, write_json, write_text_atomic
-from textcls.runs import METRICS_FILE, RUN_FILE, library_versions, load, train
+from textcls.families import FAMILIES
+from textcls.files import write_json, write_text_atomic
+from textcls.runs import load, train
 
 log = logging.getLogger("textcls.compare")
 
 COMPARE_FILE = "compare.json"
 
 
-def parse_families(value: str | Sequence[str]) -> list[str]:
-    """'tfidf,lstm' or a list -> validated family names, in the order given, without repeats."""
+def parse_families(value: str | Sequence[str] | None) -> list[str]:
+    """'tfidf,lstm' or a list -> validated family names, in the order given, without repeats; None: all."""
+    if value is None:
+        return list(FAMILIES)
     names = [n.strip() for n in (value.split(",") if isinstance(value, str) else value) if n.strip()]
     unknown = [n for n in names if n not in FAMILIES]
     if unknown or not names:
@@ -47,9 +51,21 @@ def _inference_rate(classifier: Any, texts: list[str], batch_size: int) -> float
     return len(texts) / (time.perf_counter() - started)
 
 
+def split_compare_options(options: dict[str, Any]) -> tuple[DataConfig, dict[str, Any]]:
+    """The data config and the training options that were given (each family fills the rest from its
+    own defaults); `family` and `resume` are compare's own business, so they are refused."""
+    given = {k: v for k, v in options.items() if v is not None}
+    refused = sorted({"family", "resume"} & set(given))
+    if refused:
+        raise TextclsError(f"compare: {refused} cannot be set; it trains every family in --families and reuses finished runs")
+    data_config, _ = split_options(given)  # validates every name and value
+    train_options = {k: v for k, v in given.items() if k in field_names(TrainConfig)}
+    return data_config, train_options
+
+
 def compare(
     data_config: DataConfig,
-    families: Sequence[str],
+    families: Sequence[str] | None,
     out: str | Path,
     train_options: dict[str, Any] | None = None,
     overwrite: bool = False,
@@ -64,23 +80,25 @@ def compare(
     for family in parse_families(families):
         run_dir = out / family
         config = TrainConfig(family=family, **options)
-        if overwrite or not (run_dir / RUN_FILE).is_file():
+        if overwrite or not runfolder.is_run(run_dir):
             log.info("training %s into %s", family, run_dir)
             started = time.perf_counter()
             train(data_config=data_config, train_config=config, out=run_dir, overwrite=overwrite)
             log.info("%s trained in %.0fs", family, time.perf_counter() - started)
         else:
             log.info("%s: reusing the finished run in %s (pass --overwrite to retrain)", family, run_dir)
-        metrics = load_metrics(run_dir)
-        classifier = load(run_dir)
+        run = load(run_dir)
+        metrics = run.metrics
+        if metrics is None:
+            raise TextclsError(f"{run_dir} has no readable metrics; retrain it with --overwrite")
         rows.append(
             {
                 "family": family,
                 "dev_accuracy": metrics["dev"]["accuracy"],
                 "dev_macro_f1": metrics["dev"]["macro_f1"],
                 "train_seconds": metrics["train"]["train_seconds"],
-                "inference_samples_per_second": round(_inference_rate(classifier, dev.texts, config.eval_batch_size), 1),
-                "parameters": classifier.num_parameters(),
+                "inference_samples_per_second": round(_inference_rate(run.classifier, dev.texts, config.eval_batch_size), 1),
+                "parameters": run.num_parameters(),
                 "epochs_run": len(metrics["train"]["epochs"]),
                 "run_dir": str(run_dir),
             }
@@ -91,19 +109,16 @@ def compare(
         "dev_rows": len(dev),
         "data_config": dataclasses.asdict(data_config),
         "train_options": options,
-        "versions": library_versions(),
+        "versions": runfolder.library_versions(),
     }
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / COMPARE_FILE, result)
     write_text_atomic(out / "compare.md", markdown_table(rows))
-    plot_accuracy_vs_time(rows, out / "compare.png")
+    if plots.available():
+        plots.accuracy_vs_time(rows, out / "compare.png")
+    else:
+        log.warning("the plots extra is not installed, so %s was not drawn; %s", out / "compare.png", plots.EXTRA_HINT)
     return result
-
-
-def load_metrics(run_dir: Path) -> dict[str, Any]:
-    import json
-
-    return json.loads((run_dir / METRICS_FILE).read_text(encoding="utf-8"))
 
 
 def markdown_table(rows: list[dict[str, Any]]) -> str:
@@ -118,30 +133,3 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
             f"| {row['inference_samples_per_second']:.0f} | {row['parameters']:,} | `{row['run_dir']}` |"
         )
     return "\n".join(lines) + "\n"
-
-
-def plot_accuracy_vs_time(rows: list[dict[str, Any]], path: Path) -> Path | None:
-    """Dev accuracy against training time, one labelled point per family (needs matplotlib)."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        log.warning("matplotlib is not installed, so %s was not drawn; pip install 'textcls[plots]'", path)
-        return None
-    figure, axes = plt.subplots(figsize=(6.4, 4.2), dpi=120)
-    for row in rows:
-        seconds = max(row["train_seconds"], 0.1)
-        axes.scatter(seconds, row["dev_accuracy"], s=40)
-        axes.annotate(row["family"], (seconds, row["dev_accuracy"]), textcoords="offset points", xytext=(6, 4))
-    axes.set_xscale("log")
-    axes.margins(x=0.25, y=0.12)  # room for the labels of the outermost points
-    axes.set_xlabel("training time (s, log scale)")
-    axes.set_ylabel("dev accuracy")
-    axes.set_title("accuracy against training time")
-    axes.grid(alpha=0.3)
-    figure.tight_layout()
-    write_atomic(path, lambda temporary: figure.savefig(temporary, format="png"))
-    plt.close(figure)
-    return path

@@ -13,19 +13,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-FAMILIES = ("tfidf", "lstm", "lstm-attention", "scratch-transformer", "pretrained")
-# Each family's sensible budget: what `train --family NAME` uses for any of these left unset.
-FAMILY_DEFAULTS: dict[str, dict[str, Any]] = {
-    "pretrained": {"epochs": 3.0, "batch_size": 32, "lr": 1e-4, "max_length": 128},
-    "tfidf": {"epochs": 1.0, "batch_size": 32, "lr": 1e-3, "max_length": 128},
-    # measured on AG News (50,769 rows): all three peak by epoch 2-3 at these rates
-    "lstm": {"epochs": 3.0, "batch_size": 64, "lr": 1e-2, "max_length": 128},
-    "lstm-attention": {"epochs": 3.0, "batch_size": 64, "lr": 1e-2, "max_length": 128},
-    "scratch-transformer": {"epochs": 3.0, "batch_size": 64, "lr": 1e-3, "max_length": 128},
-}
+from textcls.errors import ConfigError, UnknownOptionError
+from textcls.families import DEFAULT_FAMILY, FAMILIES
+
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 BACKENDS = ("torch", "onnx", "onnx-int8")
 # Texts per model call where none is given, measured on 2 CPU cores with sorted batches: torch is
@@ -36,6 +30,17 @@ BACKEND_BATCH_SIZE = {"torch": 64, "onnx": 8, "onnx-int8": 8}
 DEFAULT_HUB_DATASET = "fancyzhx/ag_news"
 
 
+def column_names(values: str | Sequence[str]) -> tuple[str, ...]:
+    """Column names from a name, a list of names, or comma-joined names ("title,description").
+
+    Example:
+        >>> column_names(["title,description", " body "])
+        ('title', 'description', 'body')
+    """
+    given = [values] if isinstance(values, str) else values
+    return tuple(name.strip() for value in given for name in str(value).split(",") if name.strip())
+
+
 def _help(text: str, **kwargs: Any) -> Any:
     return field(metadata={"help": text}, **kwargs)
 
@@ -43,7 +48,7 @@ def _help(text: str, **kwargs: Any) -> Any:
 def _check(condition: bool, name: str, expected: str, found: Any) -> None:
     if not condition:
         flag = "--" + name.replace("_", "-")
-        raise ValueError(f"{name}: expected {expected}, found {found!r}; pass {flag} with a value in range")
+        raise ConfigError(f"{name}: expected {expected}, found {found!r}; pass {flag} with a value in range")
 
 
 @dataclass(frozen=True)
@@ -80,11 +85,11 @@ class DataConfig:
             value = getattr(self, name)
             _check(value is None or value >= 1, name, "a positive row count", value)
         if self.text_columns is not None:
-            columns = tuple(c.strip() for c in self.text_columns if c.strip())
+            columns = column_names(self.text_columns)
             _check(len(columns) > 0, "text_columns", "at least one column name", self.text_columns)
             object.__setattr__(self, "text_columns", columns)
         if self.data is not None and self.train_file is not None:
-            raise ValueError(
+            raise ConfigError(
                 f"data and train_file both set (found --data {self.data!r} and --train {self.train_file!r}); "
                 "pass either a dataset (--data) or explicit files (--train/--dev/--test)"
             )
@@ -94,7 +99,7 @@ class DataConfig:
 class TrainConfig:
     """How to fine-tune. Defaults are the measured fast path on a small CPU (see README)."""
 
-    family: str = _help(f"Model family: one of {', '.join(FAMILIES)}.", default="pretrained")
+    family: str = _help(f"Model family: one of {', '.join(FAMILIES)}.", default=DEFAULT_FAMILY)
     model: str | None = _help(
         "Hub id or local folder of a Hugging Face encoder; default: the embedded all-MiniLM-L6-v2.", default=None
     )
@@ -123,8 +128,8 @@ class TrainConfig:
     logging_steps: int = _help("Log the training loss every this many steps.", default=50)
 
     def __post_init__(self) -> None:
-        _check(self.family in FAMILIES, "family", f"one of {FAMILIES}", self.family)
-        for name, value in FAMILY_DEFAULTS[self.family].items():
+        _check(self.family in FAMILIES, "family", f"one of {tuple(FAMILIES)}", self.family)
+        for name, value in FAMILIES[self.family].defaults.items():
             if getattr(self, name) is None:
                 object.__setattr__(self, name, value)
         _check(self.precision in PRECISIONS, "precision", f"one of {PRECISIONS}", self.precision)
@@ -162,8 +167,8 @@ class PredictConfig:
         default=True,
     )
     precision: str = _help(
-        "torch backend: fp32, or bf16 autocast (2.8x faster on CPUs with bf16 units, 99.95% of AG News dev labels the same), "
-        "or auto (bf16 where supported).",
+        "torch backend: fp32, or bf16 autocast (faster on CPUs with bf16 units; benchmarks/inference.py measures "
+        "speed and label agreement), or auto (bf16 where supported).",
         default="fp32",
     )
 
@@ -213,6 +218,32 @@ def to_dict(config: Any) -> dict[str, Any]:
 
 def from_dict(cls: type, values: dict[str, Any]) -> Any:
     """Rebuild a config from ``to_dict`` output, ignoring keys a newer version may have added."""
-    names = {f.name for f in dataclasses.fields(cls)}
+    names = field_names(cls)
     kept = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items() if k in names}
     return cls(**kept)
+
+
+def field_names(*classes: type) -> set[str]:
+    """The field names of config dataclasses."""
+    return {f.name for cls in classes for f in dataclasses.fields(cls)}
+
+
+def split_options(options: dict[str, Any]) -> tuple[DataConfig, TrainConfig]:
+    """Route keyword options to `DataConfig` or `TrainConfig` by field name; an unknown name is a `ConfigError`.
+
+    Example:
+        >>> data, training = split_options({"data": "d", "epochs": 1, "seed": 3})
+        >>> data.seed, training.seed, training.epochs
+        (3, 3, 1)
+    """
+    unknown = sorted(set(options) - field_names(DataConfig, TrainConfig))
+    if unknown:
+        known = ", ".join(sorted(field_names(DataConfig, TrainConfig)))
+        raise UnknownOptionError(
+            f"unknown option(s) {unknown}: expected names of DataConfig or TrainConfig fields ({known}); "
+            "fix the spelling (a JSON file may write them with - or _)"
+        )
+    # `seed` belongs to both: one seed drives the split, the sampling and the training.
+    data_options = {k: v for k, v in options.items() if k in field_names(DataConfig)}
+    train_options = {k: v for k, v in options.items() if k in field_names(TrainConfig)}
+    return DataConfig(**data_options), TrainConfig(**train_options)

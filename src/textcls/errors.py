@@ -1,8 +1,12 @@
-"""The one exception type textcls raises for problems a user can fix."""
+"""The exception types textcls raises for problems a user can fix; the CLI turns them into exit 2."""
 
 
 class TextclsError(Exception):
     """A problem with the user's input, data or run folder; the message says how to fix it."""
+
+
+class ConfigError(TextclsError, ValueError):
+    """A setting is out of range or unknown; the message names the field, what was expected and the fix."""
 
 
 class DataError(TextclsError, ValueError):
@@ -11,3 +15,7 @@ class DataError(TextclsError, ValueError):
 
 class RunFolderError(TextclsError):
     """A run folder is missing, incomplete or written by an unknown version."""
+
+
+class UnknownOptionError(ConfigError, TypeError):
+    """An option name that no config has, like an unexpected keyword argument; the message lists the known ones."""

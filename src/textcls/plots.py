@@ -1,34 +1,41 @@
-"""Pictures of an `Explanation`: heatmaps, a layers x heads grid, token bars and an HTML page.
+"""Every figure textcls draws: attention maps, token bars, the report's confusion matrix, training
+curves and reliability diagram, and compare's accuracy-against-time plot.
 
-Plotting works from arrays only (never hooks into a model). matplotlib is an optional extra,
-imported when a plot is drawn; figures are drawn on the Agg canvas without pyplot, so nothing
-here opens a window or touches global backend state.
+Plotting works from arrays and plain values only (never hooks into a model, never imports a
+textcls module above this one). matplotlib is an optional extra, imported when a figure is drawn;
+figures are drawn on the Agg canvas without pyplot, so nothing here opens a window or touches
+global backend state.
 
 Example:
-    >>> paths = write_explanation(explain(classifier, "Stocks fell."), Path("explain"))  # doctest: +SKIP
-    >>> sorted(paths)                                                                    # doctest: +SKIP
-    ['explanation.html', 'explanation.json', 'grid.png', 'heatmap.png', 'rollout.png']
+    >>> attention_heatmap(np.eye(3), ["[CLS]", "hi", "[SEP]"], Path("heatmap.png"))   # doctest: +SKIP
+    >>> png = confusion_png(np.array([[5, 1], [2, 4]]), ["a", "b"])                    # doctest: +SKIP
 """
 
 from __future__ import annotations
 
-import base64
-import html
+import importlib.util
+import io
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from textcls.errors import TextclsError
-from textcls.files import write_atomic, write_json, write_text_atomic
+from textcls.files import write_atomic
 
-if TYPE_CHECKING:
-    from textcls.explain import Explanation
-
-__all__ = ["attention_grid", "attention_heatmap", "highlight_html", "token_bars", "write_explanation"]
+__all__ = [
+    "accuracy_vs_time", "attention_grid", "attention_heatmap", "available", "confusion_png", "curves_png",
+    "reliability_png", "token_bars",
+]
 
 DPI = 100
+EXTRA_HINT = "pip install 'textcls[plots]'"
+
+
+def available() -> bool:
+    """Whether matplotlib (the plots extra) is installed."""
+    return importlib.util.find_spec("matplotlib") is not None
 
 
 def _figure(width: float, height: float) -> Any:
@@ -37,9 +44,7 @@ def _figure(width: float, height: float) -> Any:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
     except ImportError as error:
-        raise TextclsError(
-            f"plots need matplotlib, found it missing ({error}); run `pip install 'textcls[plots]'`"
-        ) from error
+        raise TextclsError(f"plots need matplotlib, found it missing ({error}); run `{EXTRA_HINT}`") from error
     figure = Figure(figsize=(width, height), dpi=DPI)
     FigureCanvasAgg(figure)
     return figure
@@ -47,6 +52,12 @@ def _figure(width: float, height: float) -> Any:
 
 def _save(figure: Any, path: Path) -> Path:
     return write_atomic(path, lambda temp: figure.savefig(temp, format="png", bbox_inches="tight"))
+
+
+def _png(figure: Any) -> bytes:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", bbox_inches="tight", facecolor="white")
+    return buffer.getvalue()
 
 
 def _label_size(count: int) -> float:
@@ -112,91 +123,92 @@ def token_bars(tokens: Sequence[str], weights: np.ndarray, path: Path, title: st
     return _save(figure, path)
 
 
-def highlight_html(words_and_weights: Sequence[tuple[str, float]], title: str = "") -> str:
-    """An HTML fragment: each word in a <span> shaded by its weight (max weight = full colour).
-
-    Example:
-        >>> highlight_html([("stocks", 0.6), ("<b>", 0.3)])  # doctest: +ELLIPSIS
-        '<div class="highlight"><span ... title="0.6000">stocks</span> <span ... title="0.3000">&lt;b&gt;</span></div>'
-    """
-    top = max((float(w) for _, w in words_and_weights), default=0.0)
-    spans = []
-    for word, weight in words_and_weights:
-        alpha = max(float(weight), 0.0) / top if top > 0 else 0.0
-        spans.append(
-            f'<span style="background-color: rgba(255, 140, 0, {alpha:.3f}); padding: 1px 2px; border-radius: 3px" '
-            f'title="{float(weight):.4f}">{html.escape(word)}</span>'
-        )
-    heading = f"<h3>{html.escape(title)}</h3>" if title else ""
-    return f'{heading}<div class="highlight">{" ".join(spans)}</div>'
-
-
-def _png_tag(path: Path, alt: str) -> str:
-    data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
-    caption = html.escape(alt)
-    return f'<figure><img src="data:image/png;base64,{data}" alt="{caption}"><figcaption>{caption}</figcaption></figure>'
+def confusion_png(matrix: np.ndarray, label_names: Sequence[str]) -> bytes:
+    """The confusion matrix (gold rows, predicted columns) as PNG bytes, coloured by share of the gold row."""
+    n = len(label_names)
+    size = max(4.0, 0.6 * n + 2.0)
+    figure = _figure(size + 1.0, size)
+    axes = figure.add_subplot()
+    row_totals = matrix.sum(axis=1, keepdims=True)
+    share = np.divide(matrix, row_totals, out=np.zeros(matrix.shape, dtype=float), where=row_totals > 0)
+    image = axes.imshow(share, cmap="Blues", vmin=0.0, vmax=1.0)
+    figure.colorbar(image, ax=axes, fraction=0.046, pad=0.04, label="share of gold row")
+    axes.set_xticks(range(n), labels=list(label_names), rotation=45, ha="right")
+    axes.set_yticks(range(n), labels=list(label_names))
+    axes.set_xlabel("predicted")
+    axes.set_ylabel("gold")
+    if n <= 30:  # beyond that the numbers no longer fit their cells
+        for gold in range(n):
+            for predicted in range(n):
+                axes.text(predicted, gold, str(int(matrix[gold, predicted])), ha="center", va="center",
+                          fontsize=9, color="white" if share[gold, predicted] > 0.5 else "black")
+    return _png(figure)
 
 
-def _prob_bars(probs: dict[str, float], label: str) -> str:
-    rows = []
-    for name, p in sorted(probs.items(), key=lambda item: -item[1]):
-        weight = "bold" if name == label else "normal"
-        rows.append(
-            f'<div style="display: flex; align-items: center; gap: 8px; font-weight: {weight}">'
-            f'<span style="width: 10em">{html.escape(name)}</span>'
-            f'<div style="background: #4a78c2; height: 12px; width: {300 * p:.1f}px"></div>'
-            f"<span>{p:.3f}</span></div>"
-        )
-    return "\n".join(rows)
+def curves_png(epochs: list[dict[str, Any]]) -> bytes:
+    """Training curves as PNG bytes: train/dev loss and dev accuracy/macro-F1 per epoch row of metrics.json."""
+    figure = _figure(10.0, 3.6)
+    loss_axes, score_axes = figure.subplots(1, 2)
+    x = [e.get("epoch", i + 1) for i, e in enumerate(epochs)]
+
+    def series(key: str) -> list[float]:
+        return [np.nan if e.get(key) is None else float(e[key]) for e in epochs]
+
+    loss_axes.plot(x, series("train_loss"), marker="o", label="train loss")
+    loss_axes.plot(x, series("dev_loss"), marker="o", label="dev loss")
+    loss_axes.set_xlabel("epoch")
+    loss_axes.set_ylabel("loss")
+    loss_axes.legend()
+    loss_axes.grid(alpha=0.3)
+    score_axes.plot(x, series("dev_accuracy"), marker="o", label="dev accuracy")
+    if any(e.get("dev_macro_f1") is not None for e in epochs):
+        score_axes.plot(x, series("dev_macro_f1"), marker="o", label="dev macro-F1")
+    score_axes.set_xlabel("epoch")
+    score_axes.set_ylabel("score")
+    score_axes.legend()
+    score_axes.grid(alpha=0.3)
+    from matplotlib.ticker import MaxNLocator
+
+    for axes in (loss_axes, score_axes):
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+    figure.tight_layout()
+    return _png(figure)
 
 
-def write_explanation(expl: Explanation, out_dir: Path) -> dict[str, Path]:
-    """Write explanation.json, the family's PNGs and a standalone explanation.html into `out_dir`.
+def reliability_png(calib: dict[str, Any]) -> bytes:
+    """A reliability diagram as PNG bytes, from `evaluation.calibration`'s bins."""
+    figure = _figure(5.0, 5.0)
+    axes = figure.add_subplot()
+    filled = [b for b in calib["bins"] if b["count"]]
+    width = calib["bins"][0]["upper"] - calib["bins"][0]["lower"]
+    axes.bar([b["lower"] for b in filled], [b["accuracy"] for b in filled], width=width, align="edge",
+             color="tab:blue", edgecolor="black", alpha=0.8, label="accuracy")
+    axes.plot([0, 1], [0, 1], linestyle="--", color="gray", label="perfect calibration")
+    axes.plot([b["confidence"] for b in filled], [b["accuracy"] for b in filled], "o", color="tab:orange",
+              label="bin mean confidence")
+    axes.set_xlim(0, 1)
+    axes.set_ylim(0, 1)
+    axes.set_xlabel("confidence (top label)")
+    axes.set_ylabel("accuracy")
+    axes.set_title(f"Reliability diagram, ECE {calib['ece']:.3f}")
+    axes.legend(loc="upper left")
+    return _png(figure)
 
-    PNGs: heatmap.png (the chosen layer's map), grid.png (every layer and head) and rollout.png for
-    pretrained/scratch-transformer; weights.png for lstm-attention and tfidf. Returns name -> path.
-    """
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    paths: dict[str, Path] = {}
-    data = expl.to_dict()
-    paths["explanation.json"] = write_json(out_dir / "explanation.json", data)
 
-    figures: list[tuple[str, str]] = []  # (file name, caption)
-    if expl.attention is not None and np.ndim(expl.attention) == 4:
-        head = "mean over heads" if expl.head is None else f"head {expl.head}"
-        layer_maps = expl.attention[expl.layer]
-        matrix = layer_maps.mean(axis=0) if expl.head is None else layer_maps[expl.head]
-        caption = f"attention, layer {expl.layer}, {head}"
-        attention_heatmap(matrix, expl.tokens, out_dir / "heatmap.png", caption)
-        figures.append(("heatmap.png", caption))
-        attention_grid(expl.attention, expl.tokens, out_dir / "grid.png")
-        figures.append(("grid.png", "attention of every layer (rows) and head (columns)"))
-        token_bars(expl.tokens, expl.rollout, out_dir / "rollout.png", "attention rollout from [CLS]")
-        figures.append(("rollout.png", "attention rollout from [CLS] through all layers"))
-    else:
-        caption = "n-gram contributions to the predicted label" if expl.family == "tfidf" else "attention weights"
-        token_bars(expl.tokens, expl.token_weights, out_dir / "weights.png", caption)
-        figures.append(("weights.png", caption))
-    for name, _ in figures:
-        paths[name] = out_dir / name
-
-    shown = "n-gram contributions" if expl.family == "tfidf" else "attention per word"
-    page = f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>textcls explanation</title>
-<style>body {{ font-family: sans-serif; max-width: 60em; margin: 2em auto; }} img {{ max-width: 100%; }}
-.highlight {{ line-height: 2; font-size: 1.2em; }}</style></head>
-<body>
-<h1>Prediction: {html.escape(expl.label)}</h1>
-<p>Family: {html.escape(expl.family)}</p>
-<blockquote>{html.escape(expl.text)}</blockquote>
-<h2>Probabilities</h2>
-{_prob_bars(expl.probs, expl.label)}
-<h2>Words ({shown})</h2>
-{highlight_html(expl.words())}
-<h2>Figures</h2>
-{"".join(_png_tag(out_dir / name, caption) for name, caption in figures)}
-</body></html>
-"""
-    paths["explanation.html"] = write_text_atomic(out_dir / "explanation.html", page)
-    return paths
+def accuracy_vs_time(rows: Sequence[dict[str, Any]], path: Path) -> Path:
+    """Dev accuracy against training time, one labelled point per family row of compare.json."""
+    figure = _figure(6.4, 4.2)
+    figure.set_dpi(120)
+    axes = figure.add_subplot(1, 1, 1)
+    for row in rows:
+        seconds = max(row["train_seconds"], 0.1)
+        axes.scatter(seconds, row["dev_accuracy"], s=40)
+        axes.annotate(row["family"], (seconds, row["dev_accuracy"]), textcoords="offset points", xytext=(6, 4))
+    axes.set_xscale("log")
+    axes.margins(x=0.25, y=0.12)  # room for the labels of the outermost points
+    axes.set_xlabel("training time (s, log scale)")
+    axes.set_ylabel("dev accuracy")
+    axes.set_title("accuracy against training time")
+    axes.grid(alpha=0.3)
+    figure.tight_layout()
+    return write_atomic(path, lambda temporary: figure.savefig(temporary, format="png"))

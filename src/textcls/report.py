@@ -1,30 +1,31 @@
-"""A one-page HTML evaluation report: headline numbers, per-class table, confusion matrix,
-training curves, reliability diagram and the most confident mistakes.
+"""The HTML pages textcls writes, assembled from data (figures come from `textcls.plots`):
 
-The page is self-contained: figures are inline base64 PNGs, CSS is inline, nothing is fetched.
+- the evaluation report: headline numbers, per-class table, confusion matrix, training curves,
+  reliability diagram and the most confident mistakes, from scored predictions and a `RunRecord`;
+- an explanation's page and files (`write_explanation`), from an `Explanation`.
+
+Pages are self-contained: figures are inline base64 PNGs, CSS is inline, nothing is fetched.
 
 Example:
-    >>> clf = textcls.load("runs/agnews")                                          # doctest: +SKIP
-    >>> probs = clf.predict_proba(texts)                                           # doctest: +SKIP
-    >>> page = build_report(Path("runs/agnews"), texts, labels, probs, clf.label_names, "test")  # doctest: +SKIP
-    >>> write_report(Path("runs/agnews/report_test.html"), page)                  # doctest: +SKIP
+    >>> record = runfolder.read_record("runs/agnews")                                    # doctest: +SKIP
+    >>> page = build_report(record, texts, labels, probs, record.info["label_names"], "test")  # doctest: +SKIP
+    >>> write_report(Path("runs/agnews/report_test.html"), page)                        # doctest: +SKIP
 """
 
 from __future__ import annotations
 
 import base64
 import html
-import io
-import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from textcls import plots
 from textcls.evaluation import calibration, classification_metrics
-from textcls.files import write_text_atomic
-from textcls.runs import METRICS_FILE, RUN_FILE
+from textcls.files import write_json, write_text_atomic
+from textcls.runfolder import METRICS_FILE, RunRecord, read_record
 
 MISTAKES_SHOWN = 20
 
@@ -85,7 +86,7 @@ def write_report(path: Path, html_text: str) -> Path:
 
 
 def build_report(
-    run_dir: Path,
+    run: RunRecord | str | Path,
     texts: list[str],
     labels: list[int],
     probs: np.ndarray,
@@ -94,22 +95,23 @@ def build_report(
     highlight: Highlighter | None = None,
 ) -> str:
     """The HTML page for predictions `probs` (rows, classes) on `split_name`, with the run's
-    `metrics.json` (training curves) and `textcls.json` (family) when the run folder has them.
+    metrics (training curves) and info (family) where the record has them. `run` may also be a run
+    folder, read with `read_record(strict=False)`.
 
     `highlight(text)` may return [(word, weight)] to colour the words of each shown mistake.
     """
-    run_dir = Path(run_dir)
+    if not isinstance(run, RunRecord):
+        run = read_record(run, strict=False)
     probs = np.asarray(probs, dtype=float)
     if probs.ndim != 2 or probs.shape != (len(texts), len(label_names)) or len(labels) != len(texts):
         raise ValueError(
             f"expected {len(texts)} texts, labels and probability rows over {len(label_names)} classes, "
             f"found {len(labels)} labels and probs of shape {probs.shape}; pass matching inputs"
         )
-    info = _read_json(run_dir / RUN_FILE)
-    run_metrics = _read_json(run_dir / METRICS_FILE)
+    info, run_metrics = run.info, run.metrics
     metrics = classification_metrics(labels, probs, label_names)
     calib = calibration(labels, probs)
-    run_name = run_dir.name or str(run_dir)
+    run_name = run.name
     title = f"textcls report: {run_name} on {split_name}"
 
     sections = [
@@ -164,7 +166,7 @@ def _per_class_section(metrics: dict[str, Any]) -> str:
 
 
 def _confusion_section(metrics: dict[str, Any]) -> str:
-    image = _img(_confusion_png(np.array(metrics["confusion_matrix"]), metrics["label_names"]), "confusion matrix")
+    image = _img(plots.confusion_png(np.array(metrics["confusion_matrix"]), metrics["label_names"]), "confusion matrix")
     return (
         '<section id="confusion">\n<h2>Confusion matrix</h2>\n'
         '<p class="note">Rows: gold label; columns: predicted label; colour: share of the gold row.</p>\n'
@@ -185,7 +187,7 @@ def _curves_section(run_metrics: dict[str, Any] | None) -> str:
             table = "<table><tr>" + "".join(f"<th>{_esc(k)}</th>" for k in e) + "</tr><tr>"
             table += "".join(f"<td>{_esc(_fmt(v))}</td>" for v in e.values()) + "</tr></table>"
         return head + f'<p class="note">{note}</p>\n{table}\n</section>'
-    return head + _img(_curves_png(epochs), "training curves") + "\n</section>"
+    return head + _img(plots.curves_png(epochs), "training curves") + "\n</section>"
 
 
 def _calibration_section(calib: dict[str, Any]) -> str:
@@ -198,7 +200,7 @@ def _calibration_section(calib: dict[str, Any]) -> str:
         '<section id="calibration">\n<h2>Calibration</h2>\n'
         f"<p>Expected calibration error (top-label, {len(calib['bins'])} equal-width bins): "
         f"<b>{calib['ece']:.4f}</b></p>\n"
-        f"{_img(_reliability_png(calib), 'reliability diagram')}\n"
+        f"{_img(plots.reliability_png(calib), 'reliability diagram')}\n"
         "<details><summary>bins</summary><table><tr><th>confidence</th><th>rows</th>"
         f"<th>mean confidence</th><th>accuracy</th></tr>{rows}</table></details>\n</section>"
     )
@@ -239,92 +241,6 @@ def _highlighted(text: str, highlight: Highlighter | None) -> str:
     return " ".join(spans)
 
 
-# ---------------------------------------------------------------- figures
-
-
-def _figure(width: float, height: float) -> Any:
-    # Lazy import: the library (and the CLI's startup) need no matplotlib unless a report is built.
-    # Figure without pyplot uses the Agg canvas and keeps no global state.
-    from matplotlib.figure import Figure
-
-    return Figure(figsize=(width, height), dpi=100)
-
-
-def _png(figure: Any) -> bytes:
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", bbox_inches="tight", facecolor="white")
-    return buffer.getvalue()
-
-
-def _confusion_png(matrix: np.ndarray, label_names: Sequence[str]) -> bytes:
-    n = len(label_names)
-    size = max(4.0, 0.6 * n + 2.0)
-    figure = _figure(size + 1.0, size)
-    axes = figure.add_subplot()
-    row_totals = matrix.sum(axis=1, keepdims=True)
-    share = np.divide(matrix, row_totals, out=np.zeros(matrix.shape, dtype=float), where=row_totals > 0)
-    image = axes.imshow(share, cmap="Blues", vmin=0.0, vmax=1.0)
-    figure.colorbar(image, ax=axes, fraction=0.046, pad=0.04, label="share of gold row")
-    axes.set_xticks(range(n), labels=list(label_names), rotation=45, ha="right")
-    axes.set_yticks(range(n), labels=list(label_names))
-    axes.set_xlabel("predicted")
-    axes.set_ylabel("gold")
-    if n <= 30:  # beyond that the numbers no longer fit their cells
-        for gold in range(n):
-            for predicted in range(n):
-                axes.text(predicted, gold, str(int(matrix[gold, predicted])), ha="center", va="center",
-                          fontsize=9, color="white" if share[gold, predicted] > 0.5 else "black")
-    return _png(figure)
-
-
-def _curves_png(epochs: list[dict[str, Any]]) -> bytes:
-    figure = _figure(10.0, 3.6)
-    loss_axes, score_axes = figure.subplots(1, 2)
-    x = [e.get("epoch", i + 1) for i, e in enumerate(epochs)]
-
-    def series(key: str) -> list[float]:
-        return [np.nan if e.get(key) is None else float(e[key]) for e in epochs]
-
-    loss_axes.plot(x, series("train_loss"), marker="o", label="train loss")
-    loss_axes.plot(x, series("dev_loss"), marker="o", label="dev loss")
-    loss_axes.set_xlabel("epoch")
-    loss_axes.set_ylabel("loss")
-    loss_axes.legend()
-    loss_axes.grid(alpha=0.3)
-    score_axes.plot(x, series("dev_accuracy"), marker="o", label="dev accuracy")
-    if any(e.get("dev_macro_f1") is not None for e in epochs):
-        score_axes.plot(x, series("dev_macro_f1"), marker="o", label="dev macro-F1")
-    score_axes.set_xlabel("epoch")
-    score_axes.set_ylabel("score")
-    score_axes.legend()
-    score_axes.grid(alpha=0.3)
-    from matplotlib.ticker import MaxNLocator
-
-    for axes in (loss_axes, score_axes):
-        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
-    figure.tight_layout()
-    return _png(figure)
-
-
-def _reliability_png(calib: dict[str, Any]) -> bytes:
-    figure = _figure(5.0, 5.0)
-    axes = figure.add_subplot()
-    filled = [b for b in calib["bins"] if b["count"]]
-    width = calib["bins"][0]["upper"] - calib["bins"][0]["lower"]
-    axes.bar([b["lower"] for b in filled], [b["accuracy"] for b in filled], width=width, align="edge",
-             color="tab:blue", edgecolor="black", alpha=0.8, label="accuracy")
-    axes.plot([0, 1], [0, 1], linestyle="--", color="gray", label="perfect calibration")
-    axes.plot([b["confidence"] for b in filled], [b["accuracy"] for b in filled], "o", color="tab:orange",
-              label="bin mean confidence")
-    axes.set_xlim(0, 1)
-    axes.set_ylim(0, 1)
-    axes.set_xlabel("confidence (top label)")
-    axes.set_ylabel("accuracy")
-    axes.set_title(f"Reliability diagram, ECE {calib['ece']:.3f}")
-    axes.legend(loc="upper left")
-    return _png(figure)
-
-
 # ---------------------------------------------------------------- helpers
 
 
@@ -344,35 +260,95 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
-def _read_json(path: Path) -> dict[str, Any] | None:
-    """A run-folder JSON file, or None when it is missing or unreadable (the report still renders)."""
-    if not path.is_file():
-        return None
-    try:
-        payload = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return None
-    return payload if isinstance(payload, dict) else None
+# ---------------------------------------------------------------- explanations
 
 
-def write_run_report(run_dir: Path, scored: Any, path: Path) -> Path:
-    """The report for `scored` (a `runs.Scored`), mistakes highlighted by the model's own weights.
+def highlight_html(words_and_weights: Sequence[tuple[str, float]], title: str = "") -> str:
+    """An HTML fragment: each word in a <span> shaded by its weight (max weight = full colour).
 
-    Families without attention weights (plain lstm) get the mistakes as plain text.
+    Example:
+        >>> highlight_html([("stocks", 0.6), ("<b>", 0.3)])  # doctest: +ELLIPSIS
+        '<div class="highlight"><span ... title="0.6000">stocks</span> <span ... title="0.3000">&lt;b&gt;</span></div>'
     """
-    from textcls.errors import TextclsError
-    from textcls.explain import explain
+    top = max((float(w) for _, w in words_and_weights), default=0.0)
+    spans = []
+    for word, weight in words_and_weights:
+        alpha = max(float(weight), 0.0) / top if top > 0 else 0.0
+        spans.append(
+            f'<span style="background-color: rgba(255, 140, 0, {alpha:.3f}); padding: 1px 2px; border-radius: 3px" '
+            f'title="{float(weight):.4f}">{html.escape(word)}</span>'
+        )
+    heading = f"<h3>{html.escape(title)}</h3>" if title else ""
+    return f'{heading}<div class="highlight">{" ".join(spans)}</div>'
 
-    classifier = scored.classifier
 
-    def highlight(text: str) -> list[tuple[str, float]]:
-        return explain(classifier, text).words()
+def _png_tag(path: Path, alt: str) -> str:
+    data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
+    caption = html.escape(alt)
+    return f'<figure><img src="data:image/png;base64,{data}" alt="{caption}"><figcaption>{caption}</figcaption></figure>'
 
-    try:
-        explain(classifier, scored.texts[0])
-    except TextclsError:  # this family has nothing to highlight with
-        highlight = None  # type: ignore[assignment]
-    page = build_report(
-        Path(run_dir), scored.texts, scored.labels, scored.probs, classifier.label_names, scored.split, highlight
-    )
-    return write_report(path, page)
+
+def _prob_bars(probs: dict[str, float], label: str) -> str:
+    rows = []
+    for name, p in sorted(probs.items(), key=lambda item: -item[1]):
+        weight = "bold" if name == label else "normal"
+        rows.append(
+            f'<div style="display: flex; align-items: center; gap: 8px; font-weight: {weight}">'
+            f'<span style="width: 10em">{html.escape(name)}</span>'
+            f'<div style="background: #4a78c2; height: 12px; width: {300 * p:.1f}px"></div>'
+            f"<span>{p:.3f}</span></div>"
+        )
+    return "\n".join(rows)
+
+
+def write_explanation(expl: Any, out_dir: Path) -> dict[str, Path]:
+    """Write explanation.json, the PNGs and a standalone explanation.html of an `Explanation` into `out_dir`.
+
+    PNGs: heatmap.png (the chosen layer's map), grid.png (every layer and head) and rollout.png for
+    attention maps (layers, heads, tokens, tokens); weights.png for one weight per token or feature.
+    Returns name -> path.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths: dict[str, Path] = {}
+    data = expl.to_dict()
+    paths["explanation.json"] = write_json(out_dir / "explanation.json", data)
+
+    figures: list[tuple[str, str]] = []  # (file name, caption)
+    if expl.attention is not None and np.ndim(expl.attention) == 4:
+        head = "mean over heads" if expl.head is None else f"head {expl.head}"
+        layer_maps = expl.attention[expl.layer]
+        matrix = layer_maps.mean(axis=0) if expl.head is None else layer_maps[expl.head]
+        caption = f"attention, layer {expl.layer}, {head}"
+        plots.attention_heatmap(matrix, expl.tokens, out_dir / "heatmap.png", caption)
+        figures.append(("heatmap.png", caption))
+        plots.attention_grid(expl.attention, expl.tokens, out_dir / "grid.png")
+        figures.append(("grid.png", "attention of every layer (rows) and head (columns)"))
+        plots.token_bars(expl.tokens, expl.rollout, out_dir / "rollout.png", "attention rollout from [CLS]")
+        figures.append(("rollout.png", "attention rollout from [CLS] through all layers"))
+    else:
+        caption = "n-gram contributions to the predicted label" if expl.features else "attention weights"
+        plots.token_bars(expl.tokens, expl.token_weights, out_dir / "weights.png", caption)
+        figures.append(("weights.png", caption))
+    for name, _ in figures:
+        paths[name] = out_dir / name
+
+    shown = "n-gram contributions" if expl.features else "attention per word"
+    page = f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>textcls explanation</title>
+<style>body {{ font-family: sans-serif; max-width: 60em; margin: 2em auto; }} img {{ max-width: 100%; }}
+.highlight {{ line-height: 2; font-size: 1.2em; }}</style></head>
+<body>
+<h1>Prediction: {html.escape(expl.label)}</h1>
+<p>Family: {html.escape(expl.family)}</p>
+<blockquote>{html.escape(expl.text)}</blockquote>
+<h2>Probabilities</h2>
+{_prob_bars(expl.probs, expl.label)}
+<h2>Words ({shown})</h2>
+{highlight_html(expl.words())}
+<h2>Figures</h2>
+{"".join(_png_tag(out_dir / name, caption) for name, caption in figures)}
+</body></html>
+"""
+    paths["explanation.html"] = write_text_atomic(out_dir / "explanation.html", page)
+    return paths

@@ -1,45 +1,38 @@
-"""Run folders: `train` writes one, `load` and `evaluate` read one. A run folder describes itself.
+"""Training, loading and scoring runs: `train` writes a run folder, `load` reads one into a `Run`.
 
-Layout of `runs/NAME/`:
-    textcls.json   family, configs, label names, data fingerprint, library versions
-    model/         the weights (safetensors) and tokenizer
-    metrics.json   per-epoch dev metrics and the final dev evaluation
+The folder's layout and files belong to `textcls.runfolder`; this module decides what goes in them.
 
 Example:
     >>> result = train(data="../shared/data/ag_news", out="runs/quick", max_train_samples=500, epochs=1)  # doctest: +SKIP
-    >>> clf = load("runs/quick")                                                                         # doctest: +SKIP
-    >>> clf.predict(["Stocks fell sharply."])                                                            # doctest: +SKIP
-    ['Business']
+    >>> run = load("runs/quick")                                                                         # doctest: +SKIP
+    >>> run.predict(["Stocks fell sharply."]), run.metrics["dev"]["accuracy"]                            # doctest: +SKIP
+    (['Business'], 0.86)
 """
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import logging
-import os
-import platform
 import shutil
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from textcls.config import DataConfig, PredictConfig, TrainConfig, from_dict, to_dict
+import numpy as np
+
+from textcls import runfolder
+from textcls.backends import load_predictor
+from textcls.config import DataConfig, PredictConfig, TrainConfig, from_dict, split_options, to_dict
 from textcls.data import load_data
-from textcls.errors import RunFolderError, TextclsError
+from textcls.errors import TextclsError
 from textcls.evaluation import classification_metrics
+from textcls.explain import Explanation
 from textcls.files import write_json
-from textcls.models.base import Classifier, family_class
+from textcls.models.base import EXPLAIN, Classifier, Predictor, family_class
 
 log = logging.getLogger("textcls")
-
-RUN_FILE = "textcls.json"
-MODEL_DIR = "model"
-METRICS_FILE = "metrics.json"
-REPORT_FILE = "report.html"
-FORMAT_VERSION = 1
 
 
 @dataclass
@@ -49,32 +42,6 @@ class TrainResult:
     run_dir: Path
     metrics: dict[str, Any]
     classifier: Classifier | None
-
-
-def library_versions() -> dict[str, str]:
-    """Versions that decide whether a run folder can be reproduced."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    versions = {"python": platform.python_version()}
-    for package in ("textcls", "torch", "transformers", "datasets", "accelerate", "scikit-learn", "tokenizers"):
-        try:
-            versions[package] = version(package)
-        except PackageNotFoundError:
-            pass
-    return versions
-
-
-def split_options(options: dict[str, Any]) -> tuple[DataConfig, TrainConfig]:
-    """Route keyword options to `DataConfig` or `TrainConfig` by field name; unknown names are an error."""
-    data_fields = {f.name for f in dataclasses.fields(DataConfig)}
-    train_fields = {f.name for f in dataclasses.fields(TrainConfig)}
-    unknown = sorted(set(options) - data_fields - train_fields)
-    if unknown:
-        raise TypeError(f"unknown option(s) {unknown}; expected fields of DataConfig or TrainConfig")
-    # `seed` belongs to both: one seed drives the split, the sampling and the training.
-    data_options = {k: v for k, v in options.items() if k in data_fields}
-    train_options = {k: v for k, v in options.items() if k in train_fields}
-    return DataConfig(**data_options), TrainConfig(**train_options)
 
 
 def train(
@@ -100,7 +67,7 @@ def train(
 
     state = PartialState()  # joins the process group under torchrun / accelerate launch
     run_dir = Path(out)
-    partial_dir = run_dir.with_name(f".{run_dir.name}.partial")
+    partial_dir = runfolder.partial_dir(run_dir)
     if run_dir.exists() and not overwrite:
         raise TextclsError(f"run folder {run_dir} already exists; pass --overwrite or choose another --out")
     if state.is_main_process:
@@ -119,7 +86,7 @@ def train(
 
     family = family_class(train_config.family)
     classifier, summary = family.fit(
-        train_split, dev_split, dataset.label_names, train_config, partial_dir / "checkpoints"
+        train_split, dev_split, dataset.label_names, train_config, runfolder.checkpoint_dir(partial_dir)
     )
     if not state.is_main_process:
         state.wait_for_everyone()
@@ -128,9 +95,8 @@ def train(
     dev_probs = classifier.predict_proba(dev_split.texts, batch_size=train_config.eval_batch_size, progress=True)
     metrics = {"train": summary, "dev": classification_metrics(dev_split.labels, dev_probs, dataset.label_names)}
 
-    classifier.save(partial_dir / MODEL_DIR)
+    classifier.save(runfolder.model_dir(partial_dir))
     info = {
-        "format_version": FORMAT_VERSION,
         "family": classifier.family,
         "label_names": dataset.label_names,
         "max_length": getattr(classifier, "max_length", train_config.max_length),
@@ -143,86 +109,95 @@ def train(
             "rows": {name: len(split) for name, split in dataset.splits.items()},
             "skipped_rows": dataset.skipped_rows,
         },
-        "versions": library_versions(),
-        "hardware": {"platform": platform.platform(), "processor": platform.processor(), "cpus": os.cpu_count()},
+        "versions": runfolder.library_versions(),
+        "hardware": runfolder.hardware(),
         "command": sys.argv,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-    write_json(partial_dir / RUN_FILE, info)
-    write_json(partial_dir / METRICS_FILE, metrics)
-    _write_dev_report(partial_dir, Scored(
-        classifier, "dev", dev_split.source, dataset.fingerprint, dev_split.texts, dev_split.labels, dev_probs
-    ))
-    shutil.rmtree(partial_dir / "checkpoints", ignore_errors=True)
-    _move_into_place(partial_dir, run_dir)
-    classifier.run_dir = run_dir
+    runfolder.write_run(partial_dir, info, metrics)
+    # named after its final folder: the report shows the run's name, not the partial folder's
+    run = Run(run_dir, runfolder.read_info(partial_dir), metrics, PredictConfig(), classifier)
+    scored = Scored(run, "dev", dev_split.source, dataset.fingerprint, dev_split.texts, dev_split.labels, dev_probs)
+    _write_dev_report(scored, runfolder.report_path(partial_dir))
+    runfolder.move_into_place(partial_dir, run_dir)
     state.wait_for_everyone()
     return TrainResult(run_dir, metrics, classifier)
 
 
-def _write_dev_report(run_dir: Path, scored: Scored) -> None:
-    """report.html in the run folder; a missing plotting extra costs the report, not the run."""
-    try:
-        from textcls.report import write_run_report
+def _write_dev_report(scored: Scored, path: Path) -> None:
+    """The dev report in the run folder; a missing plotting extra costs the report, not the run."""
+    from textcls import plots
 
-        write_run_report(run_dir, scored, run_dir / REPORT_FILE)
-    except (ImportError, TextclsError) as error:
-        log.warning("no %s written (%s); pip install 'textcls[plots]' for it", REPORT_FILE, error)
-
-
-def _move_into_place(partial_dir: Path, run_dir: Path) -> None:
-    """Rename the finished run over `run_dir`; an old run is removed only once the new one is complete."""
-    old = run_dir.with_name(f".{run_dir.name}.old")
-    if run_dir.exists():
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(run_dir, old)
-    os.replace(partial_dir, run_dir)
-    shutil.rmtree(old, ignore_errors=True)
+    if not plots.available():
+        log.warning("no %s written (matplotlib is missing); %s for it", path.name, plots.EXTRA_HINT)
+        return
+    write_report(scored, path)
 
 
-def read_run_info(run_dir: str | Path) -> dict[str, Any]:
-    """The parsed `textcls.json` of a run folder, with a clear error when it is not one."""
-    path = Path(run_dir) / RUN_FILE
-    if not path.is_file():
-        partial = Path(run_dir).with_name(f".{Path(run_dir).name}.partial")
-        hint = f"; an interrupted run is in {partial}, continue it with --resume" if partial.exists() else ""
-        raise RunFolderError(f"{run_dir} is not a textcls run folder: expected {RUN_FILE} in it{hint}")
-    try:
-        info = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as error:
-        raise RunFolderError(f"{path} is not valid JSON ({error}); the run folder is damaged, train again") from error
-    if info.get("format_version", 0) > FORMAT_VERSION:
-        raise RunFolderError(
-            f"{path} has format_version {info['format_version']}, this textcls reads up to {FORMAT_VERSION}; "
-            "upgrade textcls"
-        )
-    return info
+@dataclass(frozen=True)
+class Run:
+    """A loaded run folder: where it is, what it says about itself, and its model on a backend.
+
+    It predicts and explains like its classifier, so `textcls.load(path).predict(texts)` works.
+    """
+
+    run_dir: Path
+    info: dict[str, Any]
+    metrics: dict[str, Any] | None
+    predict_config: PredictConfig
+    classifier: Predictor
+
+    @property
+    def label_names(self) -> list[str]:
+        return self.classifier.label_names
+
+    @property
+    def family(self) -> str:
+        return self.classifier.family
+
+    @property
+    def capabilities(self) -> frozenset[str]:
+        return self.classifier.capabilities
+
+    @property
+    def record(self) -> runfolder.RunRecord:
+        return runfolder.RunRecord(self.run_dir, self.info, self.metrics)
+
+    def predict_proba(self, texts: Sequence[str], batch_size: int | None = None, progress: bool = False) -> np.ndarray:
+        """Class probabilities (rows, classes) in input order; `batch_size` defaults to the backend's."""
+        return self.classifier.predict_proba(texts, batch_size=batch_size or self.predict_config.batch_size, progress=progress)
+
+    def predict(self, texts: Sequence[str], batch_size: int | None = None) -> list[str]:
+        """Most probable label name per text."""
+        return self.classifier.predict(texts, batch_size=batch_size or self.predict_config.batch_size)
+
+    def explain(self, text: str, layer: int = -1, head: int | None = None) -> Explanation:
+        """The classifier's explanation of `text` (see `Predictor.explain`)."""
+        return self.classifier.explain(text, layer=layer, head=head)
+
+    def num_parameters(self) -> int:
+        return self.classifier.num_parameters()
 
 
-def load(run_dir: str | Path, predict_config: PredictConfig | None = None) -> Classifier:
-    """Rebuild the classifier of a run folder on `predict_config.backend`; needs nothing but the folder.
+def load(run_dir: str | Path, predict_config: PredictConfig | None = None) -> Run:
+    """Load a run folder with its model on `predict_config.backend`; needs nothing but the folder.
 
     Example:
-        >>> clf = load("runs/agnews")                                      # doctest: +SKIP
-        >>> clf.predict(["Stocks fell."])                                  # doctest: +SKIP
+        >>> run = load("runs/agnews")                                      # doctest: +SKIP
+        >>> run.predict(["Stocks fell."]), run.info["family"]              # doctest: +SKIP
         >>> fast = load("runs/agnews", PredictConfig(backend="onnx-int8"))  # after `textcls export --int8`
     """
-    from textcls.runtime import load_for_backend
-
-    info = read_run_info(run_dir)
+    record = runfolder.read_record(run_dir)
     predict_config = predict_config or PredictConfig()
-    classifier = load_for_backend(Path(run_dir), info, predict_config)
-    classifier.run_dir = Path(run_dir)
-    classifier.info = info
-    classifier.predict_config = predict_config
-    return classifier
+    classifier = load_predictor(record.run_dir, record.info, predict_config)
+    return Run(record.run_dir, record.info, record.metrics, predict_config, classifier)
 
 
 @dataclass
 class Scored:
     """A run's predictions on one split: gold labels and probabilities in the model's label order."""
 
-    classifier: Classifier
+    run: Run
     split: str
     source: str
     fingerprint: str
@@ -241,9 +216,9 @@ def score(
 
     `split="test"` falls back to dev when the data has no test split.
     """
-    classifier = load(run_dir, predict_config)
+    run = load(run_dir, predict_config)
     if data_config is None:
-        data_config = from_dict(DataConfig, classifier.info["data_config"])
+        data_config = from_dict(DataConfig, run.info["data_config"])
     dataset = load_data(data_config, splits=("dev", "test"), require_train=False)
     chosen = split
     if chosen not in dataset.splits:
@@ -253,12 +228,12 @@ def score(
         else:
             raise TextclsError(f"split {split!r} not found; the data has {sorted(dataset.splits)}")
     rows = dataset.splits[chosen]
-    _check_labels(classifier.label_names, dataset.label_names)
+    _check_labels(run.label_names, dataset.label_names)
     # Map the data's label indices onto the model's label order (same names, maybe another order).
-    index = {name: i for i, name in enumerate(classifier.label_names)}
+    index = {name: i for i, name in enumerate(run.label_names)}
     gold = [index[dataset.label_names[label]] for label in rows.labels]
-    probs = classifier.predict_proba(rows.texts, batch_size=classifier.predict_config.batch_size, progress=True)
-    return Scored(classifier, chosen, rows.source, dataset.fingerprint, rows.texts, gold, probs)
+    probs = run.predict_proba(rows.texts, progress=True)
+    return Scored(run, chosen, rows.source, dataset.fingerprint, rows.texts, gold, probs)
 
 
 def evaluate(
@@ -272,12 +247,44 @@ def evaluate(
     A backend other than torch writes `eval_<split>.<backend>.json`, so its figures sit beside torch's.
     """
     scored = score(run_dir, data_config, split, predict_config)
-    metrics = classification_metrics(scored.labels, scored.probs, scored.classifier.label_names)
-    backend = scored.classifier.predict_config.backend
+    metrics = classification_metrics(scored.labels, scored.probs, scored.run.label_names)
+    backend = scored.run.predict_config.backend
     metrics.update({"split": scored.split, "source": scored.source, "fingerprint": scored.fingerprint, "backend": backend})
-    suffix = "" if backend == "torch" else f".{backend}"
-    write_json(Path(run_dir) / f"eval_{scored.split}{suffix}.json", metrics)
+    write_json(runfolder.eval_path(run_dir, scored.split, backend), metrics)
     return metrics
+
+
+def write_report(scored: Scored, path: str | Path) -> Path:
+    """The HTML report of `scored`, mistakes highlighted by the model's own weights where it can explain.
+
+    Example:
+        >>> write_report(score("runs/agnews", split="dev"), "runs/agnews/report_dev.html")   # doctest: +SKIP
+    """
+    from textcls.report import build_report, write_report as write_page
+
+    run = scored.run
+    highlight = None
+    if EXPLAIN in run.capabilities:
+
+        def highlight(text: str) -> list[tuple[str, float]]:
+            return run.explain(text).words()
+
+    page = build_report(run.record, scored.texts, scored.labels, scored.probs, run.label_names, scored.split, highlight)
+    return write_page(Path(path), page)
+
+
+def data_config_for_run(run_dir: str | Path, options: dict[str, Any]) -> DataConfig | None:
+    """The data options given to evaluate/report, or None for the data the run was trained with.
+
+    Reading options left unset (columns, classes file) default to those the run was trained with.
+    """
+    given = {k: v for k, v in options.items() if v is not None}
+    if not given:
+        return None
+    trained_with = runfolder.read_info(run_dir)["data_config"]
+    kept = {k: v for k, v in trained_with.items() if k not in ("data", "train_file", "dev_file", "test_file")}
+    data_config, _ = split_options({**kept, **given})
+    return data_config
 
 
 def _check_labels(model_labels: list[str], data_labels: list[str]) -> None:

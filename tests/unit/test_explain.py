@@ -11,7 +11,7 @@ from textcls.config import TrainConfig
 from textcls.data import Split
 from textcls.errors import TextclsError
 from textcls.explain import Explanation, attention_rollout, explain
-from textcls.plots import highlight_html, write_explanation
+from textcls.report import highlight_html, write_explanation
 from tests.conftest import TOPIC_WORDS, make_texts
 
 LABELS = list(TOPIC_WORDS)
@@ -163,7 +163,7 @@ def test_tfidf_uses_top_ngrams(tfidf):
 
 def test_plain_lstm_has_no_attention():
     from textcls.models.neural import TOKENIZER_FILE, load_tokenizer
-    from textcls.models.pretrained import embedded_model_path
+    from textcls.environment import embedded_model_path
     from textcls.models.rnn import LSTMClassifier, LSTMModel
 
     hparams = {"embedding_dim": 8, "hidden_size": 8, "dropout": 0.0}

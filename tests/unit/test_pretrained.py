@@ -7,13 +7,8 @@ import pytest
 
 from textcls.config import TrainConfig
 from textcls.data import Split
-from textcls.models.pretrained import (
-    PretrainedClassifier,
-    clamp_max_length,
-    embedded_model_path,
-    epoch_history,
-    resolve_precision,
-)
+from textcls.environment import embedded_model_path, resolve_precision
+from textcls.models.pretrained import PretrainedClassifier, clamp_max_length, epoch_history
 from tests.conftest import TOPIC_WORDS, make_texts
 
 LABELS = list(TOPIC_WORDS)

@@ -9,7 +9,8 @@ import pytest
 import textcls
 from textcls.errors import RunFolderError, TextclsError
 from textcls.models.pretrained import PretrainedClassifier
-from textcls.runs import read_run_info, split_options
+from textcls.config import split_options
+from textcls.runfolder import read_info as read_run_info
 from tests.conftest import write_ag_news_folder
 
 

@@ -1,9 +1,18 @@
-"""The interface every model family implements, so commands loop over families alike.
+"""The interfaces every model family implements, so commands loop over families alike.
+
+- `Predictor`: what inference needs (label names, `predict_proba`, `explain` where declared). The
+  ONNX backend is a `Predictor` only.
+- `Classifier`: a `Predictor` that also trains (`fit`) and persists (`save`, `load`); every family
+  in `textcls.families` is one.
+- Each class declares what it can do in `capabilities` (`PREDICT`, `EXPLAIN`, `EXPORT_ONNX`);
+  callers check the set instead of testing family names or catching errors.
+- `TrainSummary` (with one `EpochRow` per dev evaluation) is what `fit` reports; it goes into
+  `metrics.json` as it is.
 
 Example:
     >>> clf = family_class("pretrained").load(run_dir / "model")   # doctest: +SKIP
-    >>> clf.predict(["Stocks fell sharply."])                         # doctest: +SKIP
-    ['Business']
+    >>> "explain" in clf.capabilities, clf.predict(["Stocks fell sharply."])   # doctest: +SKIP
+    (True, ['Business'])
 """
 
 from __future__ import annotations
@@ -12,60 +21,64 @@ import abc
 import importlib
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar, TypedDict
 
 import numpy as np
+
+from textcls.errors import RunFolderError, TextclsError
+from textcls.families import FAMILIES
 
 if TYPE_CHECKING:
     from textcls.config import TrainConfig
     from textcls.data import Split
+    from textcls.explain import Explanation
 
-# family name -> "module:Class"; imported lazily so `textcls --help` stays fast.
-_FAMILIES = {
-    "tfidf": "textcls.models.linear:TfidfClassifier",
-    "lstm": "textcls.models.rnn:LSTMClassifier",
-    "lstm-attention": "textcls.models.rnn:AttentionLSTMClassifier",
-    "scratch-transformer": "textcls.models.scratch:ScratchTransformerClassifier",
-    "pretrained": "textcls.models.pretrained:PretrainedClassifier",
-}
+PREDICT = "predict"
+EXPLAIN = "explain"  # `explain(text)` returns an Explanation (attention or feature weights)
+EXPORT_ONNX = "export-onnx"  # `textcls export` can write an ONNX graph of it
 
 
-class Classifier(abc.ABC):
-    """A trained text classifier: probabilities over `label_names` for each text."""
+class EpochRow(TypedDict):
+    """One dev evaluation during training."""
 
-    family: str = ""
+    epoch: float
+    step: int
+    train_loss: float | None
+    dev_loss: float | None
+    dev_accuracy: float
+    dev_macro_f1: float | None
+
+
+class TrainSummary(TypedDict):
+    """What `Classifier.fit` reports about its training; written into `metrics.json` under "train"."""
+
+    model: str
+    max_length: int | None
+    precision: str
+    world_size: int
+    train_seconds: float
+    train_samples_per_second: float | None
+    train_loss: float | None
+    global_step: int
+    best_checkpoint_metric: float | None
+    stopped_by_time_budget: bool
+    resumed_from: str | None
+    epochs: list[EpochRow]
+
+
+class Predictor(abc.ABC):
+    """A trained text classifier ready for inference: probabilities over `label_names` for each text."""
+
+    family: ClassVar[str] = ""
+    capabilities: ClassVar[frozenset[str]] = frozenset({PREDICT})
+    # Completes "the <family> family ..." when `explain` is not among the capabilities.
+    no_explain_reason: ClassVar[str] = "has no attention or feature weights to explain its predictions with"
     label_names: list[str]
-
-    @classmethod
-    @abc.abstractmethod
-    def fit(
-        cls,
-        train: Split,
-        dev: Split,
-        label_names: Sequence[str],
-        config: TrainConfig,
-        checkpoint_dir: Path,
-    ) -> tuple[Classifier, dict[str, Any]]:
-        """Train on `train`, evaluating on `dev`; return the model and a summary for metrics.json.
-
-        The summary has the keys model, max_length, precision, world_size, train_seconds,
-        train_samples_per_second, train_loss, global_step, best_checkpoint_metric,
-        stopped_by_time_budget, resumed_from and epochs (one row per dev evaluation).
-        Families that checkpoint write into `checkpoint_dir` and resume from it when `config.resume`.
-        """
+    max_length: int | None = None
 
     @abc.abstractmethod
     def predict_proba(self, texts: Sequence[str], batch_size: int = 64, progress: bool = False) -> np.ndarray:
         """Class probabilities, shape (len(texts), len(label_names)), rows in input order."""
-
-    @abc.abstractmethod
-    def save(self, model_dir: Path) -> None:
-        """Write everything needed to rebuild the model into `model_dir` (no pickle)."""
-
-    @classmethod
-    @abc.abstractmethod
-    def load(cls, model_dir: Path, **options: Any) -> Classifier:
-        """Rebuild a classifier written by `save`."""
 
     def predict(self, texts: Sequence[str], batch_size: int = 64) -> list[str]:
         """Most probable label name per text."""
@@ -76,23 +89,58 @@ class Classifier(abc.ABC):
         """Trainable parameter count (0 where the family has no such notion)."""
         return 0
 
-    def explain(self, text: str, layer: int = -1, head: int | None = None) -> Any:
+    def explain(self, text: str, layer: int = -1, head: int | None = None) -> Explanation:
         """What the model weighs in `text`: a `textcls.explain.Explanation` (tokens, weights, attention).
+
+        Families that declare `EXPLAIN` implement this; `layer` and `head` pick the attention map
+        where the family has several.
 
         Example:
             >>> explanation = clf.explain("Stocks fell sharply.")   # doctest: +SKIP
             >>> explanation.words()[:2], explanation.save("out")    # doctest: +SKIP
         """
-        from textcls.explain import explain
+        raise TextclsError(f"the {self.family} family {self.no_explain_reason}")
 
-        return explain(self, text, layer=layer, head=head)
+
+class Classifier(Predictor):
+    """A model family: a `Predictor` that trains from labelled splits and saves itself without pickle."""
+
+    @classmethod
+    @abc.abstractmethod
+    def fit(
+        cls,
+        train: Split,
+        dev: Split,
+        label_names: Sequence[str],
+        config: TrainConfig,
+        checkpoint_dir: Path,
+    ) -> tuple[Classifier, TrainSummary]:
+        """Train on `train`, evaluating on `dev`; return the model and its `TrainSummary`.
+
+        Families that checkpoint write into `checkpoint_dir` and resume from it when `config.resume`.
+        """
+
+    @abc.abstractmethod
+    def save(self, model_dir: Path) -> None:
+        """Write everything needed to rebuild the model into `model_dir` (no pickle)."""
+
+    @classmethod
+    @abc.abstractmethod
+    def load(cls, model_dir: Path, **options: Any) -> Classifier:
+        """Rebuild a classifier written by `save`."""
 
 
 def family_class(name: str) -> type[Classifier]:
-    """The `Classifier` subclass implementing family `name`."""
-    if name not in _FAMILIES:
-        from textcls.errors import RunFolderError
+    """The `Classifier` subclass implementing family `name` (imported on first use)."""
+    if name not in FAMILIES:
+        raise RunFolderError(f"unknown model family {name!r}; expected one of {list(FAMILIES)}")
+    module_name, class_name = FAMILIES[name].target.split(":")
+    cls = getattr(importlib.import_module(module_name), class_name)
+    if cls.family != name:  # the registry and the class must agree
+        raise RuntimeError(f"{FAMILIES[name].target} declares family {cls.family!r}, registered as {name!r}")
+    return cls
 
-        raise RunFolderError(f"unknown model family {name!r}; expected one of {sorted(_FAMILIES)}")
-    module_name, class_name = _FAMILIES[name].split(":")
-    return getattr(importlib.import_module(module_name), class_name)
+
+def families_that(capability: str) -> list[str]:
+    """The registered families whose class declares `capability` (imports every family module)."""
+    return [name for name in FAMILIES if capability in family_class(name).capabilities]

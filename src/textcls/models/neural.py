@@ -31,7 +31,7 @@ import os
 import shutil
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -40,12 +40,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from textcls.batching import length_sorted_batches
 from textcls.config import TrainConfig
 from textcls.data import Split
-from textcls.errors import RunFolderError, TextclsError
+from textcls.environment import device, embedded_model_path, resolve_precision
+from textcls.errors import ConfigError, RunFolderError, TextclsError
 from textcls.evaluation import accuracy_and_f1
-from textcls.models.base import Classifier
-from textcls.models.pretrained import embedded_model_path, resolve_precision
+from textcls.models.base import PREDICT, Classifier, EpochRow, TrainSummary
 
 log = logging.getLogger("textcls.neural")
 
@@ -138,18 +139,12 @@ def make_optimizer(module: nn.Module, lr: float, weight_decay: float) -> torch.o
     return torch.optim.AdamW(groups, lr=lr, fused=True)
 
 
-def device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
 @torch.inference_mode()
 def predict_logits(
     module: nn.Module, sequences: Sequence[Sequence[int]], batch_size: int, progress: bool = False
 ) -> np.ndarray:
     """Logits (rows, classes) in input order, in fp32; batches of similar length carry little padding."""
     from tqdm.auto import tqdm
-
-    from textcls.runtime import length_sorted_batches
 
     was_training = module.training
     module.eval()
@@ -174,17 +169,30 @@ def evaluate(module: nn.Module, sequences: Sequence[Sequence[int]], labels: Sequ
 
 
 @dataclass
-class TrainingOutcome:
-    """What `train_module` did; `history` has one row per dev evaluation."""
+class LoopState:
+    """Where training stands: written into each checkpoint, read back by `--resume`."""
 
-    global_step: int
-    train_loss: float | None
-    train_seconds: float
-    samples_per_second: float | None
-    best_metric: float | None
-    stopped_by_time_budget: bool
-    resumed_from: str | None
-    history: list[dict[str, Any]]
+    step: int = 0
+    history: list[EpochRow] = field(default_factory=list)
+    best_metric: float | None = None
+    epochs_without_improvement: int = 0
+    loss_sum: float = 0.0  # over every step of the training, resumed parts included
+    loss_steps: int = 0
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """The step plan of a training run, fixed by the data size and the config."""
+
+    steps_per_epoch: int
+    total_steps: int
+    warmup_steps: int
+
+    @classmethod
+    def of(cls, rows: int, config: TrainConfig) -> Schedule:
+        steps_per_epoch = math.ceil(rows / config.batch_size)
+        total_steps = max(1, math.ceil(config.epochs * steps_per_epoch))
+        return cls(steps_per_epoch, total_steps, math.ceil(config.warmup_ratio * total_steps))
 
 
 def _clone_state(module: nn.Module) -> dict[str, torch.Tensor]:
@@ -250,9 +258,10 @@ def train_module(
     config: TrainConfig,
     checkpoint_dir: Path,
     *,
-    bf16: bool,
+    precision: str,
+    description: str,
     identity: Mapping[str, Any],
-) -> TrainingOutcome:
+) -> TrainSummary:
     """Train `module` in place and leave the best weights (by dev accuracy) in it, in eval mode.
 
     Evaluates on dev after every epoch (and when stopped early) and writes a checkpoint there.
@@ -260,134 +269,193 @@ def train_module(
     Batch order and dropout are seeded from `config.seed` and the step, so a run resumed at an epoch
     boundary replays the same batches an uninterrupted one would have.
     """
-    from safetensors.torch import load_file
-    from tqdm.auto import tqdm
-
-    target = next(module.parameters()).device
     lengths = np.array([len(ids) for ids in train_ids])
     labels = torch.tensor(train_labels, dtype=torch.long)
-    steps_per_epoch = math.ceil(len(train_ids) / config.batch_size)
-    total_steps = max(1, math.ceil(config.epochs * steps_per_epoch))
-    warmup_steps = math.ceil(config.warmup_ratio * total_steps)
+    schedule = Schedule.of(len(train_ids), config)
     optimizer = make_optimizer(module, config.lr, config.weight_decay)
     patience = config.early_stopping_patience
-
-    step, history, best_metric, stale = 0, [], None, 0
-    loss_sum, loss_steps = 0.0, 0  # over every step of the training, resumed parts included
-    best_state = _clone_state(module)
-    resumed_from = None
+    state, best_state, resumed_from = LoopState(), _clone_state(module), None
     if config.resume:
-        checkpoint = last_checkpoint(checkpoint_dir)
-        if checkpoint is None:
-            log.warning("--resume: no checkpoint in %s; starting from scratch", checkpoint_dir)
-        else:
-            state = json.loads((checkpoint / STATE_FILE).read_text(encoding="utf-8"))
-            if state["identity"] != dict(identity):
-                raise TextclsError(
-                    f"cannot resume from {checkpoint}: expected a checkpoint of {dict(identity)}, found "
-                    f"{state['identity']}; train without --resume or with the same family and settings"
-                )
-            module.load_state_dict(load_file(str(checkpoint / WEIGHTS_FILE)))
-            _load_optimizer_tensors(optimizer, load_file(str(checkpoint / OPTIMIZER_FILE)))
-            best_state = load_file(str(checkpoint / BEST_WEIGHTS_FILE))
-            step, history, best_metric = state["step"], state["history"], state["best_metric"]
-            stale, loss_sum, loss_steps = state["epochs_without_improvement"], state["loss_sum"], state["loss_steps"]
-            resumed_from = str(checkpoint)
-            log.info("resuming from %s at step %d of %d", checkpoint, step, total_steps)
+        state, best_state, resumed_from = _resume(checkpoint_dir, module, optimizer, identity, best_state, schedule)
 
     log.info(
-        "training %d rows, %d steps (%d per epoch), batch %d, lr %g, %s",
-        len(train_ids), total_steps, steps_per_epoch, config.batch_size, config.lr, "bf16 autocast" if bf16 else "fp32",
+        "training %d rows, %d steps (%d per epoch), batch %d, lr %g, %s", len(train_ids), schedule.total_steps,
+        schedule.steps_per_epoch, config.batch_size, config.lr, "bf16 autocast" if precision == "bf16" else "fp32",
     )
-    budget_seconds = config.time_budget * 60.0 if config.time_budget is not None else None
-    stopped_by_time_budget = False
-    samples_seen = 0
+    deadline = time.perf_counter() + config.time_budget * 60.0 if config.time_budget is not None else None
+    stopped_by_time_budget, samples_seen = False, 0
     started = time.perf_counter()
-    while step < total_steps and not (patience and stale >= patience) and not stopped_by_time_budget:
-        epoch = step // steps_per_epoch
+    while state.step < schedule.total_steps and not (patience and state.epochs_without_improvement >= patience):
+        epoch = state.step // schedule.steps_per_epoch
         batches = training_batches(lengths, config.batch_size, config.seed + epoch, config.group_by_length)
-        first, last = step - epoch * steps_per_epoch, min(steps_per_epoch, total_steps - epoch * steps_per_epoch)
-        dropout_seed = config.seed + step
+        first = state.step - epoch * schedule.steps_per_epoch
+        last = min(schedule.steps_per_epoch, schedule.total_steps - epoch * schedule.steps_per_epoch)
+        dropout_seed = config.seed + state.step
         torch.manual_seed(dropout_seed)  # dropout masks, replayed by a run resumed here
-        module.train()
-        epoch_loss, epoch_steps = 0.0, 0
-        bar = tqdm(batches[first:last], desc=f"epoch {epoch + 1}", unit="batch", leave=False)
-        for rows in bar:
-            input_ids, attention_mask = pad_batch([train_ids[i] for i in rows])  # (batch, seq) each
-            lr = learning_rate(step, total_steps, warmup_steps, config.lr)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            with torch.autocast(target.type, dtype=torch.bfloat16, enabled=bf16):
-                logits, _ = module(input_ids.to(target), attention_mask.to(target))  # (batch, classes)
-            loss = F.cross_entropy(logits.float(), labels[rows].to(target))
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            nn.utils.clip_grad_norm_(module.parameters(), MAX_GRAD_NORM)
-            optimizer.step()
-
-            step += 1
-            samples_seen += len(rows)
-            epoch_loss += loss.item()
-            epoch_steps += 1
-            if step % config.logging_steps == 0:
-                bar.set_postfix(loss=f"{epoch_loss / epoch_steps:.4f}", lr=f"{lr:.2e}")
-                log.debug("step %d: loss %.4f, lr %.3g", step, epoch_loss / epoch_steps, lr)
-            if budget_seconds is not None and time.perf_counter() - started >= budget_seconds:
-                log.warning("time budget of %.3g min reached at step %d; stopping", config.time_budget, step)
-                stopped_by_time_budget = True
-                break
-        bar.close()
-        loss_sum, loss_steps = loss_sum + epoch_loss, loss_steps + epoch_steps
-
-        dev = evaluate(module, dev_ids, dev_labels, config.eval_batch_size)
-        row = {
-            "epoch": round(step / steps_per_epoch, 4),
-            "step": step,
-            "train_loss": epoch_loss / epoch_steps if epoch_steps else None,
-            "dev_loss": dev["loss"],
-            "dev_accuracy": dev["accuracy"],
-            "dev_macro_f1": dev["macro_f1"],
-        }
-        history.append(row)
-        log.info(
-            "epoch %.2f (step %d): train loss %.4f, dev loss %.4f, dev accuracy %.4f, dev macro-F1 %.4f",
-            row["epoch"], step, row["train_loss"] or float("nan"), dev["loss"], dev["accuracy"], dev["macro_f1"],
+        epoch_loss, epoch_steps, stopped_by_time_budget = _train_epoch(
+            module, optimizer, batches[first:last], train_ids, labels, state, schedule, config, precision, epoch, deadline
         )
-        if best_metric is None or dev["accuracy"] > best_metric:
-            best_metric, best_state, stale = dev["accuracy"], _clone_state(module), 0
-        else:
-            stale += 1
-        state = {
-            "identity": dict(identity),
-            "epoch": row["epoch"],
-            "step": step,
-            "total_steps": total_steps,
-            "steps_per_epoch": steps_per_epoch,
-            "best_metric": best_metric,
-            "epochs_without_improvement": stale,
-            "loss_sum": loss_sum,
-            "loss_steps": loss_steps,
-            "history": history,
-            # batches of epoch e come from seed + e, dropout from seed + the step the epoch (or its resumed part) began at
-            "seeds": {"seed": config.seed, "batch_order": config.seed + epoch, "dropout": dropout_seed},
-        }
-        write_checkpoint(checkpoint_dir, module, best_state, optimizer, state)
-        if patience and stale >= patience:
-            log.info("no dev improvement for %d evaluations; stopping early at step %d", stale, step)
+        samples_seen += sum(len(rows) for rows in batches[first : first + epoch_steps])
+        improved = _evaluate_epoch(module, dev_ids, dev_labels, config, state, schedule, epoch_loss, epoch_steps)
+        if improved:
+            best_state = _clone_state(module)
+        seeds = {"seed": config.seed, "batch_order": config.seed + epoch, "dropout": dropout_seed}
+        write_checkpoint(checkpoint_dir, module, best_state, optimizer, _checkpoint_state(state, schedule, identity, seeds))
+        if patience and state.epochs_without_improvement >= patience:
+            log.info("no dev improvement for %d evaluations; stopping early at step %d", patience, state.step)
+        if stopped_by_time_budget:
+            break
 
     train_seconds = time.perf_counter() - started
     module.load_state_dict(best_state)
     module.eval()
-    return TrainingOutcome(
-        global_step=step,
-        train_loss=loss_sum / loss_steps if loss_steps else None,
-        train_seconds=train_seconds,
-        samples_per_second=round(samples_seen / train_seconds, 2) if samples_seen else None,
-        best_metric=best_metric,
+    return TrainSummary(
+        model=description,
+        max_length=config.max_length,
+        precision=precision,
+        world_size=1,
+        train_seconds=round(train_seconds, 2),
+        train_samples_per_second=round(samples_seen / train_seconds, 2) if samples_seen else None,
+        train_loss=state.loss_sum / state.loss_steps if state.loss_steps else None,
+        global_step=state.step,
+        best_checkpoint_metric=state.best_metric,
         stopped_by_time_budget=stopped_by_time_budget,
         resumed_from=resumed_from,
-        history=history,
+        epochs=state.history,
     )
+
+
+def _resume(
+    checkpoint_dir: Path,
+    module: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    identity: Mapping[str, Any],
+    best_state: dict[str, torch.Tensor],
+    schedule: Schedule,
+) -> tuple[LoopState, dict[str, torch.Tensor], str | None]:
+    """Load the last checkpoint into `module` and `optimizer`; the loop state, best weights and where it came from."""
+    from safetensors.torch import load_file
+
+    checkpoint = last_checkpoint(checkpoint_dir)
+    if checkpoint is None:
+        log.warning("--resume: no checkpoint in %s; starting from scratch", checkpoint_dir)
+        return LoopState(), best_state, None
+    saved = json.loads((checkpoint / STATE_FILE).read_text(encoding="utf-8"))
+    if saved["identity"] != dict(identity):
+        raise TextclsError(
+            f"cannot resume from {checkpoint}: expected a checkpoint of {dict(identity)}, found "
+            f"{saved['identity']}; train without --resume or with the same family and settings"
+        )
+    module.load_state_dict(load_file(str(checkpoint / WEIGHTS_FILE)))
+    _load_optimizer_tensors(optimizer, load_file(str(checkpoint / OPTIMIZER_FILE)))
+    state = LoopState(
+        step=saved["step"], history=saved["history"], best_metric=saved["best_metric"],
+        epochs_without_improvement=saved["epochs_without_improvement"], loss_sum=saved["loss_sum"],
+        loss_steps=saved["loss_steps"],
+    )
+    log.info("resuming from %s at step %d of %d", checkpoint, state.step, schedule.total_steps)
+    return state, load_file(str(checkpoint / BEST_WEIGHTS_FILE)), str(checkpoint)
+
+
+def _train_epoch(
+    module: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    batches: Sequence[np.ndarray],
+    train_ids: Sequence[Sequence[int]],
+    labels: torch.Tensor,
+    state: LoopState,
+    schedule: Schedule,
+    config: TrainConfig,
+    precision: str,
+    epoch: int,
+    deadline: float | None,
+) -> tuple[float, int, bool]:
+    """One epoch's (remaining) batches; advances `state.step`. Returns the loss sum, steps run, and
+    whether the time budget ran out."""
+    from tqdm.auto import tqdm
+
+    target = next(module.parameters()).device
+    module.train()
+    epoch_loss, epoch_steps, out_of_time = 0.0, 0, False
+    bar = tqdm(batches, desc=f"epoch {epoch + 1}", unit="batch", leave=False)
+    for rows in bar:
+        input_ids, attention_mask = pad_batch([train_ids[i] for i in rows])  # (batch, seq) each
+        lr = learning_rate(state.step, schedule.total_steps, schedule.warmup_steps, config.lr)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        with torch.autocast(target.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+            logits, _ = module(input_ids.to(target), attention_mask.to(target))  # (batch, classes)
+        loss = F.cross_entropy(logits.float(), labels[rows].to(target))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(module.parameters(), MAX_GRAD_NORM)
+        optimizer.step()
+
+        state.step += 1
+        epoch_loss += loss.item()
+        epoch_steps += 1
+        if state.step % config.logging_steps == 0:
+            bar.set_postfix(loss=f"{epoch_loss / epoch_steps:.4f}", lr=f"{lr:.2e}")
+            log.debug("step %d: loss %.4f, lr %.3g", state.step, epoch_loss / epoch_steps, lr)
+        if deadline is not None and time.perf_counter() >= deadline:
+            log.warning("time budget of %.3g min reached at step %d; stopping", config.time_budget, state.step)
+            out_of_time = True
+            break
+    bar.close()
+    return epoch_loss, epoch_steps, out_of_time
+
+
+def _evaluate_epoch(
+    module: nn.Module,
+    dev_ids: Sequence[Sequence[int]],
+    dev_labels: Sequence[int],
+    config: TrainConfig,
+    state: LoopState,
+    schedule: Schedule,
+    epoch_loss: float,
+    epoch_steps: int,
+) -> bool:
+    """Score dev, append the epoch's row to `state.history` and track the best; True if this epoch is the best."""
+    state.loss_sum, state.loss_steps = state.loss_sum + epoch_loss, state.loss_steps + epoch_steps
+    dev = evaluate(module, dev_ids, dev_labels, config.eval_batch_size)
+    row = EpochRow(
+        epoch=round(state.step / schedule.steps_per_epoch, 4),
+        step=state.step,
+        train_loss=epoch_loss / epoch_steps if epoch_steps else None,
+        dev_loss=dev["loss"],
+        dev_accuracy=dev["accuracy"],
+        dev_macro_f1=dev["macro_f1"],
+    )
+    state.history.append(row)
+    log.info(
+        "epoch %.2f (step %d): train loss %.4f, dev loss %.4f, dev accuracy %.4f, dev macro-F1 %.4f",
+        row["epoch"], state.step, row["train_loss"] or float("nan"), dev["loss"], dev["accuracy"], dev["macro_f1"],
+    )
+    if state.best_metric is None or dev["accuracy"] > state.best_metric:
+        state.best_metric, state.epochs_without_improvement = dev["accuracy"], 0
+        return True
+    state.epochs_without_improvement += 1
+    return False
+
+
+def _checkpoint_state(
+    state: LoopState, schedule: Schedule, identity: Mapping[str, Any], seeds: dict[str, int]
+) -> dict[str, Any]:
+    """The JSON written as a checkpoint's state.json."""
+    return {
+        "identity": dict(identity),
+        "epoch": state.history[-1]["epoch"],
+        "step": state.step,
+        "total_steps": schedule.total_steps,
+        "steps_per_epoch": schedule.steps_per_epoch,
+        "best_metric": state.best_metric,
+        "epochs_without_improvement": state.epochs_without_improvement,
+        "loss_sum": state.loss_sum,
+        "loss_steps": state.loss_steps,
+        "history": state.history,
+        # batches of epoch e come from seed + e, dropout from seed + the step the epoch (or its resumed part) began at
+        "seeds": seeds,
+    }
 
 
 # ---- the classifier ------------------------------------------------------------------------
@@ -410,6 +478,7 @@ class TorchClassifier(Classifier):
     """
 
     family = ""
+    capabilities = frozenset({PREDICT})
     # Whether bf16 autocast pays off on a CPU for this family ("auto" precision); measured per family.
     bf16_on_cpu = True
 
@@ -451,7 +520,7 @@ class TorchClassifier(Classifier):
         hparams = cls.default_hparams()
         unknown = sorted(set(overrides or {}) - set(hparams))
         if unknown:
-            raise ValueError(f"hparams: expected names among {sorted(hparams)}, found {unknown}; fix the names")
+            raise ConfigError(f"hparams: expected names among {sorted(hparams)}, found {unknown}; fix the names")
         hparams.update(overrides or {})
         return hparams
 
@@ -477,7 +546,7 @@ class TorchClassifier(Classifier):
         config: TrainConfig,
         checkpoint_dir: Path,
         hparams: Mapping[str, Any] | None = None,
-    ) -> tuple[TorchClassifier, dict[str, Any]]:
+    ) -> tuple[TorchClassifier, TrainSummary]:
         """Train from scratch on `train`, evaluating on `dev` every epoch; returns the best model and a summary.
 
         `hparams` overrides some of `default_hparams()` (tests use tiny ones). Checkpoints go to
@@ -496,7 +565,7 @@ class TorchClassifier(Classifier):
         description = f"{cls.describe(hparams)}, {classifier.num_parameters() / 1e6:.2f}M parameters"
         log.info("model %s, max_length %d, precision %s", description, config.max_length, precision)
 
-        outcome = train_module(
+        summary = train_module(
             module,
             train_ids,
             train.labels,
@@ -504,23 +573,10 @@ class TorchClassifier(Classifier):
             dev.labels,
             config,
             checkpoint_dir,
-            bf16=precision == "bf16",
+            precision=precision,
+            description=description,
             identity={"family": cls.family, "hparams": hparams, "max_length": config.max_length},
         )
-        summary = {
-            "model": description,
-            "max_length": config.max_length,
-            "precision": precision,
-            "world_size": 1,
-            "train_seconds": round(outcome.train_seconds, 2),
-            "train_samples_per_second": outcome.samples_per_second,
-            "train_loss": outcome.train_loss,
-            "global_step": outcome.global_step,
-            "best_checkpoint_metric": outcome.best_metric,
-            "stopped_by_time_budget": outcome.stopped_by_time_budget,
-            "resumed_from": outcome.resumed_from,
-            "epochs": outcome.history,
-        }
         return classifier, summary
 
     # ---- inference ------------------------------------------------------------------------
@@ -536,7 +592,7 @@ class TorchClassifier(Classifier):
     def _token_attention(self, texts: str | Sequence[str]) -> list[TokenAttention]:
         """Per text, its tokens and the model's attention weights over them (one text at a time, no padding).
 
-        The attention families expose this as `attention(texts)`; the plain LSTM has none.
+        The attention families expose this as `attention(texts)` and explain with it; the plain LSTM has none.
         """
         texts = [texts] if isinstance(texts, str) else list(texts)
         self.tokenizer.enable_truncation(self.max_length)

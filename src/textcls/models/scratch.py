@@ -24,9 +24,13 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
+from textcls.errors import ConfigError
+from textcls.explain import Explanation, check_text, from_attention_maps
+from textcls.models.base import EXPLAIN, PREDICT
 from textcls.models.neural import PAD_ID, TokenAttention, TorchClassifier, pad_batch
 
 __all__ = ["ScratchTransformerClassifier", "ScratchTransformerModel", "sinusoidal_positions"]
@@ -53,7 +57,7 @@ class MultiHeadSelfAttention(nn.Module):
     def __init__(self, d_model: int, num_heads: int):
         super().__init__()
         if d_model % num_heads:
-            raise ValueError(f"d_model: expected a multiple of num_heads ({num_heads}), found {d_model}; change either")
+            raise ConfigError(f"d_model: expected a multiple of num_heads ({num_heads}), found {d_model}; change either")
         self.num_heads = num_heads
         self.qkv = nn.Linear(d_model, 3 * d_model)  # the Q, K and V projections in one matrix multiply
         self.out = nn.Linear(d_model, d_model)
@@ -154,6 +158,7 @@ class ScratchTransformerClassifier(TorchClassifier):
     """
 
     family = "scratch-transformer"
+    capabilities = frozenset({PREDICT, EXPLAIN})
     bf16_on_cpu = True
 
     @classmethod
@@ -174,3 +179,11 @@ class ScratchTransformerClassifier(TorchClassifier):
     def attention(self, texts: str | Sequence[str]) -> list[TokenAttention]:
         """Per text, its tokens and attention maps (layers, heads, tokens, tokens), rows summing to 1."""
         return self._token_attention(texts)
+
+    def explain(self, text: str, layer: int = -1, head: int | None = None) -> Explanation:
+        """Every layer's attention maps for `text`; `layer`/`head` pick the one whose [CLS] row is shown."""
+        (token_attention,) = self.attention([check_text(text)])
+        maps = np.asarray(token_attention.weights, dtype=np.float32)  # (layers, heads, tokens, tokens)
+        return from_attention_maps(
+            text, self.family, self.label_names, self.predict_proba([text]), token_attention.tokens, maps, layer, head
+        )

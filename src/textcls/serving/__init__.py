@@ -17,7 +17,7 @@ from textcls.errors import TextclsError
 
 log = logging.getLogger("textcls.serving")
 
-__all__ = ["create_app", "serve"]
+__all__ = ["create_app", "serve", "serving_predict_config"]
 
 
 def _require_serving() -> None:
@@ -28,12 +28,19 @@ def _require_serving() -> None:
         raise TextclsError(f"serving needs FastAPI and uvicorn ({error.name} is missing); pip install 'textcls[serve]'") from error
 
 
-def create_app(classifier: Any, config: ServeConfig | None = None) -> Any:
+def create_app(run: Any, config: ServeConfig | None = None) -> Any:
     """See `textcls.serving.app.create_app`."""
     _require_serving()
     from textcls.serving.app import create_app as build
 
-    return build(classifier, config)
+    return build(run, config)
+
+
+def serving_predict_config(options: dict[str, Any] | None = None) -> PredictConfig:
+    """The PredictConfig a server uses: `options`, with ONNX Runtime's thread spinning off unless given,
+    so an idle server leaves the cores alone."""
+    given = {k: v for k, v in (options or {}).items() if v is not None}
+    return PredictConfig(**{"spin": False, **given})
 
 
 def _is_loopback(host: str) -> bool:
@@ -54,15 +61,14 @@ def serve(run_dir: str | Path, config: ServeConfig, predict_config: PredictConfi
 
     from textcls.runs import load
 
-    # Without a config, ONNX Runtime's threads do not spin: an idle server leaves the cores alone.
-    classifier = load(run_dir, predict_config or PredictConfig(spin=False))
-    classifier.predict_proba(["warm-up"])  # first call allocates; do it before the first user waits
-    app = create_app(classifier, config)
+    run = load(run_dir, predict_config or serving_predict_config())
+    run.predict_proba(["warm-up"])  # first call allocates; do it before the first user waits
+    app = create_app(run, config)
     if config.token is None and not _is_loopback(config.host):
         log.warning("serving on %s without a token: anyone who can reach this address can use the model; "
                     "pass --token or set TEXTCLS_TOKEN", config.host)
     log.info("serving %s (%s, backend %s) on http://%s:%d  (page /, API docs /docs)",
-             run_dir, classifier.family, classifier.predict_config.backend, config.host, config.port)
+             run_dir, run.family, run.predict_config.backend, config.host, config.port)
     server = uvicorn.Server(
         uvicorn.Config(
             app,

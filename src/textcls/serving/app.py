@@ -1,4 +1,4 @@
-"""The HTTP app: `create_app(classifier, ServeConfig)` builds it, so tests need no CLI.
+"""The HTTP app: `create_app(run, ServeConfig)` builds it from a loaded `Run`, so tests need no CLI.
 
 (No `from __future__ import annotations` here: FastAPI reads the request models from the
 route annotations at runtime, and those models are built per app inside `create_app`.)
@@ -23,13 +23,15 @@ import logging
 import secrets
 import time
 from importlib.resources import files
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from textcls.config import ServeConfig
 from textcls.errors import TextclsError
-from textcls.models.base import Classifier
+from textcls.predictions import prediction_records
 from textcls.serving.batcher import MicroBatcher, Overloaded
+
+if TYPE_CHECKING:
+    from textcls.runs import Run
 
 log = logging.getLogger("textcls.serving")
 
@@ -92,24 +94,18 @@ class BodyLimit:
         await send({"type": "http.response.body", "body": body})
 
 
-def _model_card(classifier: Classifier, config: ServeConfig) -> dict[str, Any]:
-    info = getattr(classifier, "info", {}) or {}
-    run_dir = getattr(classifier, "run_dir", None)
-    metrics: dict[str, Any] = {}
-    if run_dir is not None and (Path(run_dir) / "metrics.json").is_file():
-        dev = json.loads((Path(run_dir) / "metrics.json").read_text(encoding="utf-8")).get("dev", {})
-        metrics = {key: dev[key] for key in ("accuracy", "macro_f1", "num_samples") if key in dev}
-    predict_config = getattr(classifier, "predict_config", None)
+def _model_card(run: "Run", config: ServeConfig) -> dict[str, Any]:
+    dev = (run.metrics or {}).get("dev", {})
     return {
-        "run": Path(run_dir).name if run_dir is not None else None,
-        "family": classifier.family,
-        "label_names": list(classifier.label_names),
-        "backend": predict_config.backend if predict_config else "torch",
-        "max_length": getattr(classifier, "max_length", None),
-        "dev_metrics": metrics,
-        "train_config": info.get("train_config"),
-        "versions": info.get("versions"),
-        "created": info.get("created"),
+        "run": run.run_dir.name,
+        "family": run.family,
+        "label_names": list(run.label_names),
+        "backend": run.predict_config.backend,
+        "max_length": run.classifier.max_length,
+        "dev_metrics": {key: dev[key] for key in ("accuracy", "macro_f1", "num_samples") if key in dev},
+        "train_config": run.info.get("train_config"),
+        "versions": run.info.get("versions"),
+        "created": run.info.get("created"),
         "limits": {
             "max_texts": config.max_texts,
             "max_text_chars": config.max_text_chars,
@@ -121,8 +117,8 @@ def _model_card(classifier: Classifier, config: ServeConfig) -> dict[str, Any]:
     }
 
 
-def create_app(classifier: Classifier, config: ServeConfig | None = None) -> Any:
-    """A FastAPI app serving `classifier` with `config`'s limits, micro-batching and auth.
+def create_app(run: "Run", config: ServeConfig | None = None) -> Any:
+    """A FastAPI app serving a loaded run with `config`'s limits, micro-batching and auth.
 
     Example:
         >>> app = create_app(textcls.load("runs/agnews"), ServeConfig(token="s3cret-token"))  # doctest: +SKIP
@@ -138,13 +134,10 @@ def create_app(classifier: Classifier, config: ServeConfig | None = None) -> Any
     from textcls.serving.schemas import ErrorResponse, ExplainResponse, PredictResponse, request_models
 
     config = config or ServeConfig()
-    predict_config = getattr(classifier, "predict_config", None)
-    batch_size = predict_config.batch_size if predict_config else 64
     batcher = MicroBatcher(
-        lambda texts: classifier.predict_proba(texts, batch_size=batch_size),
-        max_batch=config.max_batch, max_wait=config.max_wait_ms / 1000.0, max_queue=config.max_queue,
+        run.predict_proba, max_batch=config.max_batch, max_wait=config.max_wait_ms / 1000.0, max_queue=config.max_queue,
     )
-    card = _model_card(classifier, config)
+    card = _model_card(run, config)
     PredictRequest, ExplainRequest = request_models(config)
 
     @contextlib.asynccontextmanager
@@ -156,7 +149,7 @@ def create_app(classifier: Classifier, config: ServeConfig | None = None) -> Any
     app = FastAPI(
         title="textcls",
         version=__version__,
-        summary=f"{classifier.family} text classifier: {', '.join(classifier.label_names)}",
+        summary=f"{run.family} text classifier: {', '.join(run.label_names)}",
         lifespan=lifespan,
         responses={422: {"model": ErrorResponse, "description": "Input the schema rejects"}},
     )
@@ -227,17 +220,15 @@ def create_app(classifier: Classifier, config: ServeConfig | None = None) -> Any
     @app.post(f"{API_PREFIX}/predict", response_model=PredictResponse, dependencies=guarded, responses=errors,
               summary="Classify texts")
     async def predict(body: PredictRequest) -> dict[str, Any]:
-        from textcls.runtime import prediction_records
-
         started = time.perf_counter()
         probs = await batcher.predict(body.texts)
         log.debug("predicted %d texts in %.1f ms", len(body.texts), (time.perf_counter() - started) * 1000)
-        return {"predictions": prediction_records(probs, classifier.label_names)}
+        return {"predictions": prediction_records(probs, run.label_names)}
 
     @app.post(f"{API_PREFIX}/explain", response_model=ExplainResponse, dependencies=guarded, responses=errors,
               summary="Classify one text and show the words it weighs")
     async def explain(body: ExplainRequest) -> dict[str, Any]:
-        explanation = await batcher.call(classifier.explain, body.text, body.layer, body.head)
+        explanation = await batcher.call(run.explain, body.text, body.layer, body.head)
         result = explanation.to_dict()
         return {
             "label": result["label"],

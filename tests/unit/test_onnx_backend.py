@@ -1,4 +1,4 @@
-"""runtime.py: length-bucketed batches, ONNX export and the onnx / onnx-int8 backends, checked against torch."""
+"""onnx_backend.py: ONNX export and the onnx / onnx-int8 backends, checked against torch."""
 
 from __future__ import annotations
 
@@ -12,37 +12,13 @@ import textcls
 from tests.conftest import make_texts
 from textcls.config import PredictConfig
 from textcls.errors import RunFolderError, TextclsError
-from textcls.runtime import (
-    ONNX_DIR,
-    OnnxClassifier,
-    check_against_torch,
-    export_onnx,
-    length_sorted_batches,
-    prediction_records,
-)
+from textcls.onnx_backend import ONNX_DIR, OnnxClassifier, check_against_torch, export_onnx
 
 pytest.importorskip("onnxruntime", reason="the onnx extra is not installed (pip install 'textcls[onnx]')")
 
 
 def texts(n: int = 50) -> list[str]:
     return [f"{title} {body}" for _, title, body in make_texts(n, seed=11)]
-
-
-def test_length_sorted_batches_cover_every_row_once_in_length_order():
-    rng = np.random.default_rng(0)
-    lengths = rng.integers(1, 100, size=103)
-    batches = list(length_sorted_batches(lengths, batch_size=16))
-    assert [len(b) for b in batches] == [16] * 6 + [7]
-    rows = np.concatenate(batches)
-    assert sorted(rows.tolist()) == list(range(103))
-    assert (np.diff(lengths[rows]) >= 0).all()  # each batch holds neighbours in length
-
-
-def test_prediction_records_name_the_most_probable_label():
-    records = prediction_records(np.array([[0.1, 0.7, 0.2], [0.5, 0.2, 0.3]]), ["a", "b", "c"])
-    assert [r["label"] for r in records] == ["b", "a"]
-    assert records[0]["score"] == pytest.approx(0.7)
-    assert records[1]["probs"] == pytest.approx({"a": 0.5, "b": 0.2, "c": 0.3})
 
 
 def test_predict_config_rejects_unknown_backends_and_picks_the_backends_batch_size():
@@ -80,8 +56,9 @@ def test_onnx_backends_match_torch_in_input_order(exported_run, backend, atol):
     run_dir, _ = exported_run
     sample = texts(60)
     expected = textcls.load(run_dir).predict_proba(sample)
-    classifier = textcls.load(run_dir, PredictConfig(backend=backend, threads=1))
-    assert isinstance(classifier, OnnxClassifier) and classifier.predict_config.backend == backend
+    run = textcls.load(run_dir, PredictConfig(backend=backend, threads=1))
+    classifier = run.classifier
+    assert isinstance(classifier, OnnxClassifier) and run.predict_config.backend == backend
     found = classifier.predict_proba(sample, batch_size=7)  # batches cut across length buckets
     np.testing.assert_allclose(found, expected, atol=atol)
     np.testing.assert_allclose(found.sum(axis=1), 1.0, atol=1e-5)
@@ -147,8 +124,8 @@ def test_bf16_precision_keeps_the_fp32_labels(tiny_run):
 def test_spin_off_stops_onnx_runtime_threads_busy_waiting(exported_run):
     run_dir, _ = exported_run
     key = "session.intra_op.allow_spinning"
-    quiet = textcls.load(run_dir, PredictConfig(backend="onnx", spin=False))
+    quiet = textcls.load(run_dir, PredictConfig(backend="onnx", spin=False)).classifier
     assert quiet.session.get_session_options().get_session_config_entry(key) == "0"
-    default = textcls.load(run_dir, PredictConfig(backend="onnx"))
+    default = textcls.load(run_dir, PredictConfig(backend="onnx")).classifier
     with pytest.raises(Exception):  # never set: ONNX Runtime's own default (spinning) applies
         default.session.get_session_options().get_session_config_entry(key)

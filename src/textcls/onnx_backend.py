@@ -1,14 +1,13 @@
-"""Fast inference: length-bucketed batches, ONNX export, int8 quantisation, the choice of backend.
+"""The ONNX backends (behind the onnx extra): export a run to ONNX, quantise it to int8, run it
+with ONNX Runtime, and check it against the torch model.
 
-Backends (all give probabilities in input order, over the run's `label_names`):
-    torch      the family's own model, eager, under `torch.inference_mode`; every family has it
-    onnx       the pretrained family exported to ONNX (fp32), run by ONNX Runtime
+    onnx       a run exported to ONNX (fp32), run by ONNX Runtime
     onnx-int8  the same graph with int8 weights (dynamic quantisation), run by ONNX Runtime
 
-What makes them fast (measured by `benchmarks/inference.py`): texts are sorted by token count and
-cut into batches of similar length, so a batch is padded only to its own longest text, never to
-`max_length`; ONNX Runtime then runs small batches well, and int8 matrix multiplies use the CPU's
-VNNI units.
+Only families that declare the "export-onnx" capability can be exported. Texts are sorted by token
+count and cut into batches of similar length (`textcls.batching`), so a batch is padded only to its
+own longest text; ONNX Runtime then runs small batches well, and int8 matrix multiplies use the
+CPU's VNNI units (`benchmarks/inference.py` measures it).
 
 `textcls export RUN --format onnx [--int8]` writes `RUN/onnx/model.onnx` (and `model.int8.onnx`)
 with `export.json`; loading an ONNX backend checks the graph against the torch model on a few
@@ -16,8 +15,8 @@ sample texts, and refuses a graph exported from other weights.
 
 Example:
     >>> export_onnx("runs/agnews", int8=True)                                       # doctest: +SKIP
-    >>> clf = textcls.load("runs/agnews", PredictConfig(backend="onnx-int8"))        # doctest: +SKIP
-    >>> clf.predict(["Stocks fell sharply."])                                        # doctest: +SKIP
+    >>> run = textcls.load("runs/agnews", PredictConfig(backend="onnx-int8"))        # doctest: +SKIP
+    >>> run.predict(["Stocks fell sharply."])                                        # doctest: +SKIP
     ['Business']
 """
 
@@ -25,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import logging
 import re
 import time
@@ -36,16 +36,21 @@ from typing import Any
 import numpy as np
 import torch
 
+from textcls import runfolder
+from textcls.batching import padded_batches
 from textcls.config import BACKEND_BATCH_SIZE, PredictConfig
 from textcls.errors import RunFolderError, TextclsError
+from textcls.explain import Explanation
 from textcls.files import write_atomic, write_json
-from textcls.models.base import Classifier
+from textcls.models.base import EXPLAIN, EXPORT_ONNX, PREDICT, Predictor, families_that, family_class
+from textcls.models.pretrained import PretrainedClassifier, set_attention_implementation
 
-log = logging.getLogger("textcls.runtime")
+log = logging.getLogger("textcls.onnx")
 
 ONNX_DIR = "onnx"
 ONNX_FILES = {"onnx": "model.onnx", "onnx-int8": "model.int8.onnx"}
 EXPORT_FILE = "export.json"
+EXPORT_FORMATS = ("onnx",)
 OPSET = 17
 # How close an exported graph must stay to the torch model on the sample texts. fp32 graphs differ
 # by rounding only (measured ~1e-6 in probability). int8 weights move probabilities by up to ~0.2
@@ -67,56 +72,6 @@ SAMPLE_TEXTS = (
 _EXTRA_HINT = "pip install 'textcls[onnx]'"
 
 
-def length_sorted_batches(lengths: Sequence[int], batch_size: int) -> Iterator[np.ndarray]:
-    """Row indices in batches of similar length (shortest first), so padding stays small.
-
-    Example:
-        >>> [b.tolist() for b in length_sorted_batches([5, 1, 3, 2], batch_size=2)]
-        [[1, 3], [2, 0]]
-    """
-    order = np.argsort(np.asarray(lengths), kind="stable")
-    for start in range(0, len(order), batch_size):
-        yield order[start : start + batch_size]
-
-
-def padded_batches(
-    tokenizer: Any, texts: Sequence[str], max_length: int, batch_size: int, tensors: str = "np", progress: bool = False
-) -> Iterator[tuple[np.ndarray, Any]]:
-    """Tokenise `texts` once, then yield (row indices, batch padded to its longest text) in length order."""
-    from tqdm.auto import tqdm
-
-    texts = list(texts)
-    if not texts:
-        return
-    encoded = tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]
-    batches = list(length_sorted_batches([len(ids) for ids in encoded], batch_size))
-    for rows in tqdm(batches, desc="predicting", unit="batch", disable=not progress, leave=False):
-        yield rows, tokenizer.pad({"input_ids": [encoded[i] for i in rows]}, return_tensors=tensors)
-
-
-def prediction_records(probs: np.ndarray, label_names: Sequence[str]) -> list[dict[str, Any]]:
-    """One `{"label", "score", "probs"}` per row of `probs`: what `predict` prints and the server answers.
-
-    Example:
-        >>> prediction_records(np.array([[0.2, 0.8]]), ["a", "b"])[0]["label"]
-        'b'
-    """
-    return [
-        {
-            "label": label_names[int(row.argmax())],
-            "score": float(row.max()),
-            "probs": {name: float(p) for name, p in zip(label_names, row)},
-        }
-        for row in probs
-    ]
-
-
-def set_torch_threads(threads: int | None) -> None:
-    """Use `threads` CPU threads for torch ops (None: torch's default, one per core)."""
-    if threads is not None:
-        torch.set_num_threads(threads)
-
-
 def _require_onnxruntime() -> Any:
     try:
         import onnxruntime
@@ -134,14 +89,15 @@ def weights_digest(model_dir: Path) -> str:
     return digest.hexdigest()
 
 
-class OnnxClassifier(Classifier):
-    """A pretrained-family run served by ONNX Runtime; same labels and outputs as the torch model.
+class OnnxClassifier(Predictor):
+    """An exported run served by ONNX Runtime; same labels and outputs as the torch model. Predict-only.
 
     `explain` needs attention maps, which the exported graph does not return, so it runs the torch
     model (loaded on first use).
     """
 
-    family = "pretrained"
+    family = PretrainedClassifier.family
+    capabilities = frozenset({PREDICT, EXPLAIN})
 
     def __init__(self, session: Any, tokenizer: Any, label_names: Sequence[str], max_length: int, backend: str, model_dir: Path):
         self.session = session
@@ -151,14 +107,7 @@ class OnnxClassifier(Classifier):
         self.backend = backend
         self.model_dir = model_dir
         self.input_names = [node.name for node in session.get_inputs()]
-        self._torch: Classifier | None = None
-
-    @classmethod
-    def fit(cls, *args: Any, **kwargs: Any) -> Any:
-        raise TextclsError("an ONNX model is for inference; train with --family pretrained, then `textcls export`")
-
-    def save(self, model_dir: Path) -> None:
-        raise TextclsError("an ONNX model is saved by `textcls export`; save the torch model instead")
+        self._torch: PretrainedClassifier | None = None
 
     @classmethod
     def load(
@@ -169,7 +118,6 @@ class OnnxClassifier(Classifier):
         backend: str = "onnx",
         threads: int | None = None,
         spin: bool = True,
-        **_: Any,
     ) -> OnnxClassifier:
         """Open `RUN/onnx/<file>` for `backend` beside `model_dir` (= RUN/model).
 
@@ -217,15 +165,13 @@ class OnnxClassifier(Classifier):
             probs[rows] = torch.softmax(torch.from_numpy(logits).float(), dim=-1).numpy()
         return probs
 
-    def torch_classifier(self) -> Classifier:
+    def torch_classifier(self) -> PretrainedClassifier:
         """The torch model of the same run (for attention maps and checks), loaded once."""
         if self._torch is None:
-            from textcls.models.pretrained import PretrainedClassifier
-
             self._torch = PretrainedClassifier.load(self.model_dir, max_length=self.max_length, label_names=self.label_names)
         return self._torch
 
-    def explain(self, text: str, layer: int = -1, head: int | None = None) -> Any:
+    def explain(self, text: str, layer: int = -1, head: int | None = None) -> Explanation:
         return self.torch_classifier().explain(text, layer=layer, head=head)
 
     def num_parameters(self) -> int:
@@ -233,8 +179,6 @@ class OnnxClassifier(Classifier):
 
 
 def _read_export_record(run_dir: Path) -> dict[str, Any]:
-    import json
-
     path = run_dir / ONNX_DIR / EXPORT_FILE
     try:
         return json.loads(path.read_text(encoding="utf-8"))
@@ -249,7 +193,7 @@ def _centred_log_probs(probs: np.ndarray) -> np.ndarray:
     return logs - logs.mean(axis=1, keepdims=True)
 
 
-def check_against_torch(candidate: Classifier, reference: Classifier, backend: str, texts: Sequence[str] = SAMPLE_TEXTS) -> dict[str, Any]:
+def check_against_torch(candidate: Predictor, reference: Predictor, backend: str, texts: Sequence[str] = SAMPLE_TEXTS) -> dict[str, Any]:
     """Compare `candidate`'s probabilities with the torch `reference` on `texts`; raise if they differ.
 
     Returns the largest |probability difference|, the correlation of centred log-probabilities and
@@ -276,31 +220,29 @@ def check_against_torch(candidate: Classifier, reference: Classifier, backend: s
     return {"texts": len(texts), "max_abs_prob_diff": max_diff, "log_prob_correlation": correlation, "label_agreement": agreement}
 
 
+def export(run_dir: str | Path, format: str = "onnx", int8: bool = False, opset: int = OPSET) -> dict[str, Any]:
+    """Export a run for fast inference in `format` (only "onnx" so far); returns the export record."""
+    if format not in EXPORT_FORMATS:
+        raise TextclsError(f"--format: expected {' or '.join(EXPORT_FORMATS)}, found {format!r}")
+    return export_onnx(run_dir, int8=int8, opset=opset)
+
+
 def export_onnx(run_dir: str | Path, int8: bool = False, opset: int = OPSET) -> dict[str, Any]:
     """Export a pretrained-family run to `RUN/onnx/model.onnx` (and `model.int8.onnx`); returns export.json.
 
     Batch and sequence axes are dynamic. Each file is written to a temporary name, checked against
     the torch model on `SAMPLE_TEXTS`, and only then renamed into place.
     """
-    from textcls.runs import MODEL_DIR, library_versions, read_run_info
-
     onnxruntime = _require_onnxruntime()
     run_dir = Path(run_dir)
-    info = read_run_info(run_dir)
-    if info["family"] != "pretrained":
-        raise TextclsError(
-            f"ONNX export is for the pretrained family, found {info['family']!r} in {run_dir}; "
-            "serve this run with --backend torch"
-        )
-    model_dir = run_dir / MODEL_DIR
-    from textcls.models.pretrained import PretrainedClassifier
-
+    info = runfolder.read_info(run_dir)
+    runfolder.check_loadable(run_dir, info)
+    check_exportable(run_dir, info["family"])
+    model_dir = runfolder.model_dir(run_dir)
     reference = PretrainedClassifier.load(model_dir, max_length=info["max_length"], label_names=info["label_names"])
     model = reference.model.to("cpu").eval()
-    from textcls.explain import _set_attn_implementation
-
     # Plain MatMul/Softmax attention exports to a graph ONNX Runtime fuses and quantises well.
-    _set_attn_implementation(model, "eager")
+    set_attention_implementation(model, "eager")
     input_names = [name for name in ("input_ids", "attention_mask", "token_type_ids") if name in reference.tokenizer.model_input_names]
     sample = reference.tokenizer(list(SAMPLE_TEXTS[:2]), padding=True, return_tensors="pt")
     args = tuple(sample[name] for name in input_names)
@@ -315,7 +257,7 @@ def export_onnx(run_dir: str | Path, int8: bool = False, opset: int = OPSET) -> 
         "label_names": info["label_names"],
         "max_length": info["max_length"],
         "weights_sha256": weights_digest(model_dir),
-        "versions": {**library_versions(), "onnxruntime": onnxruntime.__version__},
+        "versions": {**runfolder.library_versions(), "onnxruntime": onnxruntime.__version__},
         "files": {},
     }
 
@@ -387,7 +329,7 @@ def _sensitive_nodes(path: Path) -> list[str]:
     return [node.name for node in graph.node if node.op_type == "MatMul" and _SENSITIVE.search(node.name)]
 
 
-def _checked(path: Path, backend: str, reference: Classifier, model_dir: Path, info: dict[str, Any]) -> dict[str, Any]:
+def _checked(path: Path, backend: str, reference: PretrainedClassifier, model_dir: Path, info: dict[str, Any]) -> dict[str, Any]:
     onnxruntime = _require_onnxruntime()
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     candidate = OnnxClassifier(session, reference.tokenizer, info["label_names"], info["max_length"], backend, model_dir)
@@ -395,29 +337,19 @@ def _checked(path: Path, backend: str, reference: Classifier, model_dir: Path, i
     return {"file": ONNX_FILES[backend], "bytes": path.stat().st_size, "check": check}
 
 
-def load_for_backend(run_dir: Path, info: dict[str, Any], config: PredictConfig) -> Classifier:
-    """The run's classifier on `config.backend`; ONNX graphs are checked against torch first."""
-    from textcls.models.base import family_class
-    from textcls.runs import MODEL_DIR
+def check_exportable(run_dir: Path, family: str) -> None:
+    """Raise unless runs of `family` can be exported to ONNX (its class declares "export-onnx")."""
+    if EXPORT_ONNX not in family_class(family).capabilities:
+        exportable = " or ".join(families_that(EXPORT_ONNX))
+        raise TextclsError(f"ONNX export is for the {exportable} family, found {family!r} in {run_dir}; pass --backend torch")
 
-    family = family_class(info["family"])  # an unknown family is a RunFolderError
-    missing = [key for key in ("label_names", "max_length") if key not in info]
-    if missing:
-        raise RunFolderError(f"{run_dir}/textcls.json lacks {missing}; the run folder is damaged, train again")
-    max_length = config.max_length or info["max_length"]
-    set_torch_threads(config.threads)
-    if config.backend == "torch":
-        return family.load(
-            run_dir / MODEL_DIR, max_length=max_length, label_names=info["label_names"], precision=config.precision
-        )
-    if info["family"] != "pretrained":
-        raise TextclsError(
-            f"backend {config.backend!r} is for the pretrained family, found {info['family']!r} in {run_dir}; "
-            "pass --backend torch"
-        )
+
+def load_onnx(run_dir: Path, info: dict[str, Any], config: PredictConfig) -> OnnxClassifier:
+    """The run's exported graph on `config.backend` (onnx or onnx-int8), checked against torch first."""
+    check_exportable(run_dir, info["family"])
     classifier = OnnxClassifier.load(
-        run_dir / MODEL_DIR, max_length=max_length, label_names=info["label_names"], backend=config.backend,
-        threads=config.threads, spin=config.spin,
+        runfolder.model_dir(run_dir), max_length=config.max_length or info["max_length"],
+        label_names=info["label_names"], backend=config.backend, threads=config.threads, spin=config.spin,
     )
     check_against_torch(classifier, classifier.torch_classifier(), config.backend)
     return classifier

