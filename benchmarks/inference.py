@@ -33,8 +33,8 @@ import torch
 import textcls
 from textcls.config import PredictConfig
 from textcls.files import write_json
-from textcls.runs import library_versions
-from textcls.runtime import ONNX_DIR, ONNX_FILES, export_onnx
+from textcls.onnx_backend import ONNX_DIR, ONNX_FILES, export_onnx
+from textcls.runfolder import is_run, library_versions
 
 log = logging.getLogger("benchmark")
 
@@ -113,7 +113,7 @@ def main() -> None:
     run_dir, data = Path(args.run), Path(args.data)
     if not (data / "train.csv").is_file():
         sys.exit(f"no AG News data at {data}; pass --data FOLDER with train.csv and dev.csv")
-    if not (run_dir / "textcls.json").is_file():
+    if not is_run(run_dir):
         sys.exit(f"{run_dir} is not a run folder; train one: textcls train --data {data} --out {run_dir}")
     if not all((run_dir / ONNX_DIR / name).is_file() for name in ONNX_FILES.values()):
         log.info("exporting %s to ONNX (fp32 and int8)", run_dir)
@@ -124,13 +124,13 @@ def main() -> None:
     texts = [pool[i] for i in rng.choice(len(pool), size=min(args.rows, len(pool)), replace=False)]
     dev_texts, dev_labels = read_texts(data / "dev.csv")
 
-    reference = textcls.load(run_dir)
+    reference = textcls.load(run_dir).classifier
     rows = []
     if not args.skip_pipeline:
         rows.append(timed("pipeline", pipeline_predict(run_dir / "model"), texts))
         rows.append(timed("torch unsorted", unsorted_predict(reference.model, reference.tokenizer, reference.max_length), texts))
     quantised = torch.ao.quantization.quantize_dynamic(reference.model, {torch.nn.Linear}, dtype=torch.qint8)
-    dyn_int8 = textcls.load(run_dir)
+    dyn_int8 = textcls.load(run_dir).classifier
     dyn_int8.model = quantised
     rows.append(timed("torch dyn-int8", lambda t: dyn_int8.predict_proba(t, batch_size=64), texts))
 
@@ -146,7 +146,7 @@ def main() -> None:
         "label_agreement": float((dyn_labels == reference_labels).mean()), "dev_accuracy": float((dyn_labels == dev_labels).mean())
     }}
     for name, config in backends.items():
-        classifier = textcls.load(run_dir, config)
+        classifier = textcls.load(run_dir, config).classifier
         rows.append(timed(name, lambda t, c=classifier, b=config.batch_size: c.predict_proba(t, batch_size=b), texts))
         labels = classifier.predict_proba(dev_texts, batch_size=config.batch_size).argmax(axis=1)
         agreement[name] = {

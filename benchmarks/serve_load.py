@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from textcls.files import write_json
-from textcls.runs import library_versions
+from textcls.runfolder import library_versions
 
 log = logging.getLogger("benchmark")
 

@@ -29,9 +29,9 @@ import torch
 
 import textcls
 from textcls.data import load_data
-from textcls.models.pretrained import embedded_model_path
+from textcls.environment import embedded_model_path
 from textcls.files import write_json
-from textcls.runs import library_versions
+from textcls.runfolder import library_versions
 
 
 def recipe_samples_per_second(texts: list[str], labels: list[int], steps: int, seed: int) -> float:

@@ -52,14 +52,14 @@ def _inference_rate(classifier: Any, texts: list[str], batch_size: int) -> float
 
 
 def split_compare_options(options: dict[str, Any]) -> tuple[DataConfig, dict[str, Any]]:
-    """The data config and the training options that were given (each family fills the rest from its
-    own defaults); `family` and `resume` are compare's own business, so they are refused."""
+    """The data config and the training options that were given; each family fills the rest from its
+    own defaults. Every name and value is checked; a `family` (say from a config file shared with
+    `train`) is set by --families instead, so it is dropped with a note."""
     given = {k: v for k, v in options.items() if v is not None}
-    refused = sorted({"family", "resume"} & set(given))
-    if refused:
-        raise TextclsError(f"compare: {refused} cannot be set; it trains every family in --families and reuses finished runs")
     data_config, _ = split_options(given)  # validates every name and value
-    train_options = {k: v for k, v in given.items() if k in field_names(TrainConfig)}
+    if "family" in given:
+        log.info("compare trains the families of --families; ignoring family=%r", given["family"])
+    train_options = {k: v for k, v in given.items() if k in field_names(TrainConfig) and k != "family"}
     return data_config, train_options
 
 

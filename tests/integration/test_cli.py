@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -157,6 +158,25 @@ def test_config_file_is_overridden_by_flags(tiny_bert, tmp_path):
     assert result.exit_code == 0, result.output
     saved = json.loads((tmp_path / "run" / "textcls.json").read_text())["train_config"]
     assert saved["epochs"] == 1 and saved["batch_size"] == 4 and saved["max_length"] == 16
+
+
+@pytest.mark.parametrize(
+    "values, expected",
+    [
+        ({"epochz": 2}, r"unknown option\(s\) \['epochz'\].*epochs"),  # a typo: the known names are listed
+        ({"warmup-ratio": 1.2}, r"warmup_ratio: expected a fraction in \[0, 1\), found 1.2"),
+        ({"family": "gpt"}, r"family: expected one of \('tfidf'"),
+        (["epochs", 2], r"expected a JSON object, found list"),
+    ],
+)
+@pytest.mark.parametrize("command", ["train", "compare"])
+def test_a_bad_config_file_is_a_clear_error_not_a_traceback(command, values, expected, tmp_path):
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps(values))
+    result = invoke(command, "--data", tmp_path / "no-data", "--config", config, "--out", tmp_path / "run")
+    assert result.exit_code == 2, result.output
+    assert re.search(expected, " ".join(result.stderr.split())), result.stderr
+    assert "Traceback" not in result.output and not (tmp_path / "run").exists()
 
 
 def test_console_script_runs_as_a_module():

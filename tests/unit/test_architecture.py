@@ -214,3 +214,33 @@ def test_every_registered_family_declares_what_it_can_do():
             "explain" in vars(base) for base in cls.__mro__[1:] if base.__module__.startswith("textcls.models.")
             and base.__name__ not in {"Predictor", "Classifier"}
         ))
+
+
+def _readme_layers() -> dict[str, int]:
+    """Module -> row of the README's "How the code is organised" table (lowest layer first)."""
+    readme = (PACKAGE.parents[1] / "README.md").read_text(encoding="utf-8")
+    table = readme.split("### How the code is organised", 1)[1].split("\n\n", 2)[2].split("\n\n", 1)[0]
+    layers: dict[str, int] = {}
+    for row_number, row in enumerate(line for line in table.splitlines()[2:] if line.startswith("|")):
+        names = [part.split("`")[0] for part in row.split("|")[1].split("`")[1::2]]
+        folder = names[0].rsplit("/", 1)[0] + "/" if "/" in names[0].rstrip("/") else ""
+        for name in names:
+            path = name if "/" in name else folder + name
+            module = "textcls." + path.removesuffix(".py").rstrip("/").replace("/", ".")
+            layers[module] = row_number
+    return layers
+
+
+def test_the_readme_layer_table_lists_every_module_in_an_order_the_imports_keep():
+    layers = _readme_layers()
+    modules = {m for m in MODULES if m not in ("textcls", "textcls.__main__", "textcls.models")}
+    # serving/ is one row: its modules sit on it together
+    rank = {m: layers.get(m, layers.get("textcls.serving") if m.startswith("textcls.serving") else None) for m in modules}
+    assert [m for m, r in rank.items() if r is None] == [], "modules missing from the README table"
+    assert len(set(layers.values())) > 10  # the parse found the table's rows
+    upward = [
+        f"{module} imports {target}"
+        for module, targets in _import_graph().items() if module in rank
+        for target in targets if target in rank and rank[target] > rank[module]
+    ]
+    assert upward == []
