@@ -79,6 +79,16 @@ def write_tiny_bert(folder: Path) -> Path:
     return folder
 
 
+@pytest.fixture(autouse=True)
+def _restore_torch_threads():
+    """`--threads N` sets torch's process-wide thread count; keep one test's setting out of the next."""
+    import torch
+
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def tiny_bert(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_tiny_bert(tmp_path_factory.mktemp("tiny-bert"))

@@ -25,7 +25,7 @@ import numpy as np
 from textcls import runfolder
 from textcls.backends import load_predictor
 from textcls.config import DataConfig, PredictConfig, TrainConfig, from_dict, split_options, to_dict
-from textcls.data import load_data
+from textcls.data import LoadedData, load_data
 from textcls.errors import TextclsError
 from textcls.evaluation import classification_metrics
 from textcls.explain import Explanation
@@ -96,7 +96,20 @@ def train(
     metrics = {"train": summary, "dev": classification_metrics(dev_split.labels, dev_probs, dataset.label_names)}
 
     classifier.save(runfolder.model_dir(partial_dir))
-    info = {
+    info = _run_info(classifier, dataset, data_config, train_config)
+    runfolder.write_run(partial_dir, info, metrics)
+    # named after its final folder: the report shows the run's name, not the partial folder's
+    run = Run(run_dir, runfolder.read_info(partial_dir), metrics, PredictConfig(), classifier)
+    scored = Scored(run, "dev", dev_split.source, dataset.fingerprint, dev_split.texts, dev_split.labels, dev_probs)
+    _write_dev_report(scored, runfolder.report_path(partial_dir))
+    runfolder.move_into_place(partial_dir, run_dir)
+    state.wait_for_everyone()
+    return TrainResult(run_dir, metrics, classifier)
+
+
+def _run_info(classifier: Classifier, dataset: LoadedData, data_config: DataConfig, train_config: TrainConfig) -> dict[str, Any]:
+    """What `textcls.json` says about a finished run: enough to load, reproduce and audit it."""
+    return {
         "family": classifier.family,
         "label_names": dataset.label_names,
         "max_length": getattr(classifier, "max_length", train_config.max_length),
@@ -114,14 +127,6 @@ def train(
         "command": sys.argv,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-    runfolder.write_run(partial_dir, info, metrics)
-    # named after its final folder: the report shows the run's name, not the partial folder's
-    run = Run(run_dir, runfolder.read_info(partial_dir), metrics, PredictConfig(), classifier)
-    scored = Scored(run, "dev", dev_split.source, dataset.fingerprint, dev_split.texts, dev_split.labels, dev_probs)
-    _write_dev_report(scored, runfolder.report_path(partial_dir))
-    runfolder.move_into_place(partial_dir, run_dir)
-    state.wait_for_everyone()
-    return TrainResult(run_dir, metrics, classifier)
 
 
 def _write_dev_report(scored: Scored, path: Path) -> None:

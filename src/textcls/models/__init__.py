@@ -1,5 +1,5 @@
-"""Model families behind one `Classifier` interface."""
+"""Model families behind one `Classifier` interface; each declares its `capabilities`."""
 
-from textcls.models.base import Classifier, family_class
+from textcls.models.base import EXPLAIN, EXPORT_ONNX, PREDICT, Classifier, Predictor, TrainSummary, family_class
 
-__all__ = ["Classifier", "family_class"]
+__all__ = ["EXPLAIN", "EXPORT_ONNX", "PREDICT", "Classifier", "Predictor", "TrainSummary", "family_class"]
