@@ -78,12 +78,20 @@ class DataConfig:
     skip_bad_rows: bool = _help("Skip bad rows with a counted warning instead of failing.", default=False)
     max_train_samples: int | None = _help("Use at most this many training rows (seeded sample).", default=None)
     max_eval_samples: int | None = _help("Use at most this many dev/test rows (seeded sample).", default=None)
+    allow_new_labels: bool = _help(
+        "Accept dev/test labels that train lacks (a warning instead of an error).", default=False
+    )
+    max_text_chars: int = _help(
+        "Longest text accepted, in characters; a longer row is a bad row (raise it for long documents).",
+        default=10_000_000,
+    )
 
     def __post_init__(self) -> None:
         _check(0.0 < self.dev_fraction < 0.5, "dev_fraction", "a fraction in (0, 0.5)", self.dev_fraction)
         for name in ("max_train_samples", "max_eval_samples"):
             value = getattr(self, name)
             _check(value is None or value >= 1, name, "a positive row count", value)
+        _check(self.max_text_chars >= 1, "max_text_chars", "a positive character count", self.max_text_chars)
         if self.text_columns is not None:
             columns = column_names(self.text_columns)
             _check(len(columns) > 0, "text_columns", "at least one column name", self.text_columns)

@@ -2,7 +2,8 @@
 
 Every row goes through one validation path whatever its source: a bad row raises a ``DataError``
 naming the file, row, line and field, or is skipped and counted under ``skip_bad_rows``. Label
-names come from a classes file, the hub's ``ClassLabel`` feature, or the sorted union of labels.
+names come from a classes file, the hub's ``ClassLabel`` feature, or the sorted union of labels;
+in the last case a dev/test label that train lacks is a bad row unless ``allow_new_labels`` is set.
 
 Example:
     >>> data = load_data(DataConfig(data="data/ag_news"))  # doctest: +SKIP
@@ -21,8 +22,9 @@ import logging
 import math
 import random
 import re
+import sys
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,6 +42,14 @@ AG_NEWS_NAMES = ["World", "Sports", "Business", "Sci/Tech"]
 KNOWN_COLUMNS = ("label", "text", "title", "description")
 TEXT_COLUMN_CHOICES = (("text",), ("title", "description"), ("sentence",), ("content",))
 SKIP_HINT = "Fix the row or pass --skip-bad-rows"
+PATH_SUFFIXES = (*TABLE_SUFFIXES, ".txt")
+# A hub dataset id: "name" or "owner/name"; anything else that is not on disk is a missing local path.
+HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?")
+# Label cells that spreadsheets and pandas write for "no value".
+MISSING_LABELS = frozenset({"nan", "null", "none"})
+DEFAULT_MAX_TEXT_CHARS = 10_000_000
+# Above this share of dev/test rows repeating a train text, scores overstate how the model does on new text.
+OVERLAP_WARN_SHARE = 0.01
 # surrogateescape decoding turns each byte that is not UTF-8 into one of these lone surrogates
 _UNDECODABLE = re.compile("[\udc80-\udcff]")
 
@@ -75,6 +85,7 @@ class _Record:
     line: int | None  # physical line where the row starts (text formats only)
     values: dict[str, Any]
     problem: str | None = None
+    problem_field: str | None = None
 
 
 @dataclass
@@ -143,6 +154,36 @@ def load_data(
         needed = set(sources)
 
     bad = _BadRows(config.skip_bad_rows)
+    examples, source_names, headerless = _read_examples(sources, needed, config, bad)
+    if names is None and "train" in examples:
+        # A training run takes its label list from every split it reads, so then all of them must agree with train.
+        strict = set(examples) if "train" in splits else set(splits)
+        _check_new_labels(examples, source_names, strict, config, bad)
+    label_map = _build_label_map(examples, names, headerless)
+    loaded = _map_labels(examples, source_names, label_map, config.label_column, bad)
+    bad.warn()
+    if "train" in splits and "train" in loaded:
+        _require_two_classes(loaded["train"], label_map.names, "add rows of another class")
+
+    if carve:
+        loaded["train"], loaded["dev"] = _carve_dev(loaded["train"], config.dev_fraction, config.seed)
+    _warn_overlap(loaded, splits)
+    result = {}
+    for split in SPLIT_STEMS:
+        if split in splits and split in loaded:
+            limit = config.max_train_samples if split == "train" else config.max_eval_samples
+            result[split] = _sample(loaded[split], limit, config.seed)
+    if "train" in result:
+        fix = "the dev carve or --max-train-samples left one; raise --max-train-samples or pass --dev FILE"
+        _require_two_classes(result["train"], label_map.names, fix)
+    return LoadedData(result, label_map.names, _fingerprint(result), sum(bad.counts.values()))
+
+
+def _read_examples(
+    sources: dict[str, _Reader], needed: set[str], config: DataConfig, bad: _BadRows
+) -> tuple[dict[str, list[_Example]], dict[str, str], bool]:
+    """Each needed split's valid rows with raw labels, its source name, and whether a file is headerless AG News."""
+    max_text_chars = getattr(config, "max_text_chars", DEFAULT_MAX_TEXT_CHARS)
     examples: dict[str, list[_Example]] = {}
     source_names: dict[str, str] = {}
     headerless = False
@@ -155,18 +196,27 @@ def load_data(
                     "pass --label-column NAME"
                 )
             text_columns = resolve_text_columns(table.columns, config.text_columns, table.source)
-            examples[split] = _examples(table, text_columns, config.label_column, bad)
+            examples[split] = _examples(table, text_columns, config.label_column, bad, max_text_chars)
             source_names[split] = table.source
             headerless = headerless or table.headerless_ag_news
+    return examples, source_names, headerless
 
-    label_map = _build_label_map(examples, names, headerless)
+
+def _map_labels(
+    examples: dict[str, list[_Example]],
+    source_names: dict[str, str],
+    label_map: _LabelMap,
+    label_column: str,
+    bad: _BadRows,
+) -> dict[str, Split]:
+    """Splits with label indices; a row whose label the map lacks goes to ``bad``."""
     loaded: dict[str, Split] = {}
     for split, rows in examples.items():
         source, texts, labels = source_names[split], [], []
         for example in rows:
             index = label_map.index(example.label)
             if index is None:
-                bad.report(source, example.number, example.line, config.label_column, label_map.unknown(example.label))
+                bad.report(source, example.number, example.line, label_column, label_map.unknown(example.label))
             else:
                 texts.append(example.text)
                 labels.append(index)
@@ -174,16 +224,7 @@ def load_data(
             skipped = bad.counts[source]
             raise DataError(f"{source}: expected at least one usable row, found none ({skipped} skipped); fix the file")
         loaded[split] = Split(split, texts, labels, source)
-    bad.warn()
-
-    if carve:
-        loaded["train"], loaded["dev"] = _carve_dev(loaded["train"], config.dev_fraction, config.seed)
-    result = {}
-    for split in SPLIT_STEMS:
-        if split in splits and split in loaded:
-            limit = config.max_train_samples if split == "train" else config.max_eval_samples
-            result[split] = _sample(loaded[split], limit, config.seed)
-    return LoadedData(result, label_map.names, _fingerprint(result), sum(bad.counts.values()))
+    return loaded
 
 
 def read_texts(path: str | Path, text_columns: tuple[str, ...] | None = None) -> list[str]:
@@ -257,17 +298,23 @@ def _locate(config: DataConfig) -> tuple[dict[str, _Reader], list[str] | None]:
         elif path.is_file():
             sources["train"] = reader(path)
             classes_file = path.parent / "classes.txt"
-        elif config.data.startswith((".", "/", "~")) or path.suffix.lower() in TABLE_SUFFIXES:
-            raise DataError(f"expected a file or folder for --data, found nothing at {config.data}; check the path")
+        elif _looks_like_path(config.data):
+            raise DataError(
+                f"no such file or folder: {config.data} (resolved to {path.resolve()}); expected a file or folder "
+                "for --data, found nothing at that path; check the path"
+            )
         else:
-            sources, names = _load_hub(config.data, config.label_column)
+            sources, names = _load_hub(config.data, config.label_column, local_name=config.data)
     elif not any(explicit.values()):
         sources, names = _load_hub(DEFAULT_HUB_DATASET, config.label_column)
     for split, file in explicit.items():
         if file is not None:
             path = Path(file).expanduser()
             if not path.is_file():
-                raise DataError(f"expected a file for {SPLIT_FLAGS[split]}, found nothing at {file}; check the path")
+                raise DataError(
+                    f"expected a file for {SPLIT_FLAGS[split]}, found nothing at {file} "
+                    f"(resolved to {path.resolve()}); check the path"
+                )
             sources[split] = reader(path)
     if config.train_file is not None:
         classes_file = Path(config.train_file).expanduser().parent / "classes.txt"
@@ -276,6 +323,22 @@ def _locate(config: DataConfig) -> tuple[dict[str, _Reader], list[str] | None]:
     elif classes_file is not None and classes_file.is_file():
         names = _read_label_names(classes_file)
     return sources, names
+
+
+def _looks_like_path(value: str) -> bool:
+    """Whether a --data value that is not on disk names a local path rather than a hub id like owner/name.
+
+    Example:
+        >>> _looks_like_path("data/train.csv"), _looks_like_path("./news"), _looks_like_path("data/crlf")
+        (True, True, False)
+    """
+    return (
+        value.startswith((".", "/", "~"))
+        or "\\" in value
+        or value.count("/") > 1
+        or value.lower().endswith(PATH_SUFFIXES)
+        or HUB_ID.fullmatch(value) is None
+    )
 
 
 def _split_files(folder: Path) -> dict[str, Path]:
@@ -313,21 +376,28 @@ def _read_label_names(path: Path) -> list[str]:
     return names
 
 
-def _load_hub(dataset_id: str, label_column: str) -> tuple[dict[str, _Reader], list[str] | None]:
+def _load_hub(
+    dataset_id: str, label_column: str, local_name: str | None = None
+) -> tuple[dict[str, _Reader], list[str] | None]:
+    """The hub dataset's splits and ClassLabel names; ``local_name``: the --data value, not found on disk."""
     import datasets  # heavy; only the hub path needs it
 
+    local = ""
+    if local_name is not None:
+        resolved = Path(local_name).expanduser().resolve()
+        local = f"; no local file or folder named {local_name} exists either (resolved to {resolved})"
     try:
         loaded = datasets.load_dataset(dataset_id)
     except (ConnectionError, TimeoutError) as error:
         raise DataError(
-            f"could not reach the Hugging Face hub for dataset {dataset_id} ({error}); to work offline pass a local "
-            "folder (--data DIR) or files (--train/--dev/--test), or set HF_HUB_OFFLINE=1 with the dataset already "
-            "in the cache"
+            f"could not reach the Hugging Face hub for dataset {dataset_id} ({error}){local}; to work offline pass "
+            "a local folder (--data DIR) or files (--train/--dev/--test), or set HF_HUB_OFFLINE=1 with the dataset "
+            "already in the cache"
         ) from error
     except FileNotFoundError as error:
         raise DataError(
             f"expected a local file or folder or a Hugging Face hub dataset id, found {dataset_id!r}, which is "
-            f"neither ({error}); check the path or dataset name"
+            f"not on the hub ({error}){local}; check the path or dataset name"
         ) from error
     sources: dict[str, _Reader] = {}
     names: list[str] | None = None
@@ -359,11 +429,23 @@ def _decode(path: Path) -> str:
     return path.read_bytes().decode("utf-8-sig", errors="surrogateescape")
 
 
+@functools.cache
+def _lift_csv_field_limit() -> None:
+    """Let one CSV field be as long as the platform allows; --max-text-chars is the cap users see."""
+    try:
+        csv.field_size_limit(sys.maxsize)
+    except OverflowError:  # a C long is 32 bits on Windows
+        csv.field_size_limit(2**31 - 1)
+
+
 def _read_delimited(path: Path, label_column: str, known_columns: set[str]) -> _Table:
+    _lift_csv_field_limit()
     tsv = path.suffix.lower() == ".tsv"
+    delimiter = "\t" if tsv else ","
     # TSV files (GLUE and others) do not quote fields: a '"' in a sentence must not swallow the next lines.
+    # In a CSV, strict parsing refuses text after a closing quote ("a"b) and a quote left open at the end.
     quoting = csv.QUOTE_NONE if tsv else csv.QUOTE_MINIMAL
-    reader = csv.reader(io.StringIO(_decode(path), newline=""), delimiter="\t" if tsv else ",", quoting=quoting)
+    reader = csv.reader(io.StringIO(_decode(path), newline=""), delimiter=delimiter, quoting=quoting, strict=not tsv)
     rows: list[tuple[int, list[str]]] = []
     start = 1
     try:
@@ -379,8 +461,26 @@ def _read_delimited(path: Path, label_column: str, known_columns: set[str]) -> _
     # The original AG News CSVs have no header: "3","title","description" with 1-based class indices.
     headerless = len(first) == 3 and _as_int(first[0]) is not None and not known_columns.intersection(first)
     columns = [label_column, "title", "description"] if headerless else first
+    repeated = sorted(name for name, count in Counter(columns).items() if count > 1)
+    if repeated:
+        raise DataError(
+            f"{path}, line 1: expected distinct column names in the header, found {repeated} more than once; "
+            "rename the repeated columns"
+        )
     data_rows = rows if headerless else rows[1:]
-    records = [_Record(number, line, dict(zip(columns, fields))) for number, (line, fields) in enumerate(data_rows, 1)]
+    records = []
+    for number, (line, fields) in enumerate(data_rows, 1):
+        record = _Record(number, line, dict(zip(columns, fields)))
+        if len(fields) < len(columns):
+            record.problem_field = columns[len(fields)]
+            record.problem = (
+                f"missing field: expected {len(columns)} fields as in the header, found {len(fields)} "
+                f"(a stray {'tab' if tsv else 'line break'} or a missing quote?)"
+            )
+        elif len(fields) > len(columns):
+            extra = "TSV fields cannot hold a tab" if tsv else "quote a field that holds a ','"
+            record.problem = f"expected {len(columns)} fields as in the header, found {len(fields)}; {extra}"
+        records.append(record)
     return _Table(str(path), columns, records, headerless)
 
 
@@ -395,6 +495,9 @@ def _read_jsonl(path: Path) -> _Table:
             values = json.loads(content)
         except json.JSONDecodeError as error:
             records.append(_Record(number, line, {}, f"invalid JSON ({error.msg} at column {error.colno})"))
+            continue
+        except (ValueError, RecursionError) as error:  # a number past int's digit limit; nesting past the stack
+            records.append(_Record(number, line, {}, f"invalid JSON ({error})"))
             continue
         if not isinstance(values, dict):
             records.append(_Record(number, line, {}, f"expected a JSON object, found {type(values).__name__}"))
@@ -440,14 +543,20 @@ def _read_lines(path: Path) -> list[str]:
 
 
 
-def _examples(table: _Table, text_columns: tuple[str, ...], label_column: str | None, bad: _BadRows) -> list[_Example]:
+def _examples(
+    table: _Table,
+    text_columns: tuple[str, ...],
+    label_column: str | None,
+    bad: _BadRows,
+    max_text_chars: int | None = None,
+) -> list[_Example]:
     """The table's valid rows (text and raw label); bad ones go to ``bad``. No label column: label is ''."""
     used = (*text_columns, label_column) if label_column is not None else text_columns
     examples = []
     for record in table.records:
         report = functools.partial(bad.report, table.source, record.number, record.line)
         if record.problem is not None:
-            report(None, record.problem)
+            report(record.problem_field, record.problem)
             continue
         problem = next((column for column in used if column not in record.values), None)
         if problem is not None:
@@ -457,13 +566,28 @@ def _examples(table: _Table, text_columns: tuple[str, ...], label_column: str | 
         if problem is not None:
             report(problem, "undecodable bytes (not UTF-8)")
             continue
+        problem = next((column for column in used if _not_scalar(record.values[column], column in text_columns)), None)
+        if problem is not None:
+            value = record.values[problem]
+            expected = "a string" if problem in text_columns else "a string or a number"
+            report(problem, f"expected {expected}, found {_describe(value)}; write the field as {expected}")
+            continue
         text = " ".join(cell for cell in (_cell(record.values[column]) for column in text_columns) if cell)
         if not text:
             report("+".join(text_columns), "empty text")
             continue
+        if max_text_chars is not None and len(text) > max_text_chars:
+            report(
+                "+".join(text_columns),
+                f"expected a text of at most {max_text_chars:,} characters, found {len(text):,}; "
+                "shorten it or raise --max-text-chars",
+            )
+            continue
         label = _raw_label(record.values[label_column]) if label_column is not None else ""
         if label is None:
-            report(label_column, "empty label")
+            shown = _cell(record.values[label_column])
+            found = f"{shown!r}, which means no value" if shown else "nothing"
+            report(label_column, f"empty label: expected a class name or index, found {found}")
             continue
         examples.append(_Example(record.number, record.line, text, label))
     return examples
@@ -473,6 +597,19 @@ def _is_undecodable(value: Any) -> bool:
     return isinstance(value, str) and _UNDECODABLE.search(value) is not None
 
 
+def _not_scalar(value: Any, is_text: bool) -> bool:
+    """True for values whose ``str()`` is not the user's text or label: objects, lists, bytes; booleans as text."""
+    if isinstance(value, bool):
+        return is_text
+    return value is not None and not isinstance(value, (str, int, float))
+
+
+def _describe(value: Any) -> str:
+    kind = {dict: "an object", list: "a list", bool: "a boolean"}.get(type(value), f"a {type(value).__name__}")
+    shown = repr(value)
+    return f"{kind} ({shown[:40]}{'...' if len(shown) > 40 else ''})"
+
+
 def _cell(value: Any) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return ""
@@ -480,11 +617,17 @@ def _cell(value: Any) -> str:
 
 
 def _raw_label(value: Any) -> int | str | None:
-    """An integral label as int ("3", "3.0" and 3.0 included), else the stripped name; None when empty."""
+    """An integral label as int ("3", "3.0" and 3.0 included), else the stripped name; None when missing.
+
+    Example:
+        >>> _raw_label(" 3.0"), _raw_label("Sports"), _raw_label("NaN"), _raw_label("")
+        (3, 'Sports', None, None)
+    """
     number = _as_int(value)
     if number is not None:
         return number
-    return _cell(value) or None
+    name = _cell(value)
+    return None if not name or name.lower() in MISSING_LABELS else name
 
 
 def _as_int(value: Any) -> int | None:
@@ -516,9 +659,93 @@ class _LabelMap:
         return self.exact.get(key, self.folded.get(key.lower()))
 
     def unknown(self, label: int | str) -> str:
-        shown = self.names if len(self.names) <= 20 else [*self.names[:20], "..."]
         indices = f" (or an index {self.base}..{self.base + len(self.names) - 1})" if self.base is not None else ""
-        return f"unknown label {label!r}; expected one of {shown}{indices}"
+        hint = _did_you_mean(label, self.names)
+        return f"unknown label {label!r}{hint}; expected one of {_shown(self.names)}{indices}"
+
+
+def _shown(names: list[str]) -> list[str]:
+    return names if len(names) <= 20 else [*names[:20], "..."]
+
+
+def _did_you_mean(label: int | str, known: Iterable[int | str]) -> str:
+    """" (did you mean 'Sports'?)" when a known name differs from ``label`` only by case, spacing or one edit.
+
+    One edit counts only between names of 4+ characters: "A" is one edit from any other letter.
+
+    Example:
+        >>> _did_you_mean("Sprots", ["World", "Sports"]), _did_you_mean("sci / tech", ["Sci/Tech"])
+        (" (did you mean 'Sports'?)", " (did you mean 'Sci/Tech'?)")
+    """
+    if not isinstance(label, str):
+        return ""
+    folded = _fold(label)
+
+    def close(name: int | str) -> bool:
+        if not isinstance(name, str) or name == label:
+            return False
+        other = _fold(name)
+        return other == folded or (min(len(other), len(folded)) >= 4 and _one_edit(folded, other))
+
+    candidates = sorted(name for name in known if close(name))
+    candidates.sort(key=lambda name: _fold(name) != folded)  # case or spacing first, then one edit
+    return f" (did you mean {candidates[0]!r}?)" if candidates else ""
+
+
+def _fold(name: str) -> str:
+    return "".join(name.casefold().split())
+
+
+def _one_edit(a: str, b: str) -> bool:
+    """Whether ``a`` becomes ``b`` by at most one insertion, deletion, substitution or swap of neighbours."""
+    if a == b:
+        return True
+    if len(a) == len(b):
+        diffs = [i for i in range(len(a)) if a[i] != b[i]]
+        if len(diffs) == 2:
+            first, second = diffs
+            return second == first + 1 and (a[first], a[second]) == (b[second], b[first])
+        return len(diffs) == 1
+    shorter, longer = sorted((a, b), key=len)
+    if len(longer) - len(shorter) != 1:
+        return False
+    return any(longer[:i] + longer[i + 1 :] == shorter for i in range(len(longer)))
+
+
+def _check_new_labels(
+    examples: dict[str, list[_Example]], sources: dict[str, str], strict: set[str], config: DataConfig, bad: _BadRows
+) -> None:
+    """Without a classes file, a label train lacks is a bad row in a ``strict`` split, else a warning.
+
+    ``allow_new_labels`` turns the bad rows into one warning per split; a skipped row is dropped from ``examples``.
+    """
+    allow = getattr(config, "allow_new_labels", False)
+    known = {example.label for example in examples["train"]}
+    known_names = [str(label) for label in sorted(known, key=lambda label: (isinstance(label, str), label))]
+    for split, rows in examples.items():
+        new = [example for example in rows if example.label not in known]
+        if split == "train" or not new:
+            continue
+        if allow or split not in strict:
+            labels = sorted({str(example.label) for example in new})
+            then = (
+                "accepted as --allow-new-labels is set; the model has no training rows for them"
+                if allow
+                else "they join the label list; fix the rows or pass --allow-new-labels"
+            )
+            logger.warning(
+                "%s: %d rows carry labels that train lacks, %s (first at row %d); %s",
+                sources[split], len(new), labels, new[0].number, then,
+            )
+            continue
+        for example in new:
+            reason = (
+                f"expected a label that train has (one of {_shown(known_names)}), found {example.label!r}"
+                f"{_did_you_mean(example.label, known)}; fix the label, or pass --allow-new-labels to accept it "
+                "with a warning"
+            )
+            bad.report(sources[split], example.number, example.line, config.label_column, reason)
+        examples[split] = [example for example in rows if example.label in known]
 
 
 def _build_label_map(examples: dict[str, list[_Example]], names: list[str] | None, headerless: bool) -> _LabelMap:
@@ -526,6 +753,11 @@ def _build_label_map(examples: dict[str, list[_Example]], names: list[str] | Non
     integers = {label for label in labels if isinstance(label, int)}
     if names is None and headerless:
         count = max(integers, default=0)
+        if count > max(len(labels), 1000):  # not class indices: naming 1..count would not even fit in memory
+            raise DataError(
+                f"expected 1-based class indices 1..N in a headerless file, found {count} among {len(labels)} rows; "
+                "add a header row (label,title,description) or a classes.txt"
+            )
         names = AG_NEWS_NAMES if count == 4 else [str(k) for k in range(1, count + 1)]
         logger.info("headerless AG News layout without a classes file: assuming label names %s", names)
     if names is not None:
@@ -542,6 +774,35 @@ def _build_label_map(examples: dict[str, list[_Example]], names: list[str] | Non
         return _LabelMap([str(value) for value in sorted(integers)], None)
     return _LabelMap(sorted(strings), None)
 
+
+
+def _require_two_classes(train: Split, label_names: list[str], fix: str) -> None:
+    """Every family needs two classes to tell apart; name the one found rather than its index."""
+    present = sorted(set(train.labels))
+    if len(present) < 2:
+        found = ", ".join(repr(label_names[label]) for label in present)
+        raise DataError(f"{train.source}: expected at least 2 classes in train, found only {found}; {fix}")
+
+
+def _warn_overlap(splits: dict[str, Split], requested: tuple[str, ...]) -> None:
+    """Warn when more than 1% of a requested dev/test split repeats a train text (compared case- and space-folded)."""
+    if "train" not in splits:
+        return
+    seen = {_normalise(text) for text in splits["train"].texts}
+    for name, split in splits.items():
+        if name == "train" or name not in requested or not len(split):
+            continue
+        count = sum(_normalise(text) in seen for text in split.texts)
+        if count / len(split) > OVERLAP_WARN_SHARE:
+            logger.warning(
+                "%d of %d %s rows (%.1f%%) repeat a train text (%s); their scores overstate how the model does on "
+                "new text: drop the repeats from one of the splits",
+                count, len(split), name, 100 * count / len(split), split.source,
+            )
+
+
+def _normalise(text: str) -> str:
+    return " ".join(text.casefold().split())
 
 
 def _carve_dev(train: Split, dev_fraction: float, seed: int) -> tuple[Split, Split]:

@@ -211,6 +211,21 @@ BAD_CASES = {
         b'{"text": "fine", "label": 0}\n\n{"text": "broken", \n',
         ["dev.jsonl", "row 2", "line 3", "invalid JSON"],
     ),
+    "extra field": (
+        "dev.csv",
+        b"text,label\nfine,0\nhello, world,1\n",  # an unquoted comma
+        ["dev.csv", "row 2", "line 3", "expected 2 fields as in the header, found 3"],
+    ),
+    "missing-value label": (
+        "dev.csv",
+        b"text,label\nfine,0\nbad,NaN\n",
+        ["dev.csv", "row 2", "line 3", "'label'", "empty label"],
+    ),
+    "text not a string": (
+        "dev.jsonl",
+        b'{"text": "fine", "label": 0}\n{"text": {"title": "x"}, "label": 1}\n',
+        ["dev.jsonl", "row 2", "line 2", "'text'", "expected a string, found an object"],
+    ),
 }
 
 
