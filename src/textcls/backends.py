@@ -48,6 +48,7 @@ def load_predictor(run_dir: Path, info: dict[str, Any], config: PredictConfig) -
 
     family_class(info["family"])  # an unknown family is a RunFolderError
     runfolder.check_loadable(run_dir, info)
+    runfolder.verify_model_files(run_dir, info)
     set_torch_threads(config.threads)
     module_name, function_name = LOADERS[config.backend].split(":")
     loader: Callable[[Path, dict[str, Any], PredictConfig], Predictor] = getattr(

@@ -19,3 +19,11 @@ class RunFolderError(TextclsError):
 
 class UnknownOptionError(ConfigError, TypeError):
     """An option name that no config has, like an unexpected keyword argument; the message lists the known ones."""
+
+
+class StorageError(TextclsError, OSError):
+    """A file could not be written (disk full, read-only, a folder in the way) or read; the message
+    names the path, the cause and the fix. `errno` says which failure it was."""
+
+    def __str__(self) -> str:
+        return str(self.strerror)

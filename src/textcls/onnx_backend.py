@@ -23,7 +23,6 @@ Example:
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import logging
 import re
@@ -51,6 +50,7 @@ ONNX_DIR = "onnx"
 ONNX_FILES = {"onnx": "model.onnx", "onnx-int8": "model.int8.onnx"}
 EXPORT_FILE = "export.json"
 EXPORT_FORMATS = ("onnx",)
+WEIGHTS_FILE = "model.safetensors"
 OPSET = 17
 # How close an exported graph must stay to the torch model on the sample texts. fp32 graphs differ
 # by rounding only (measured ~1e-6 in probability). int8 weights move probabilities by up to ~0.2
@@ -82,11 +82,7 @@ def _require_onnxruntime() -> Any:
 
 def weights_digest(model_dir: Path) -> str:
     """sha256 of the model's weights file, tying an export to the weights it came from."""
-    digest = hashlib.sha256()
-    with (model_dir / "model.safetensors").open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+    return runfolder.file_digest(model_dir / WEIGHTS_FILE)
 
 
 class OnnxClassifier(Predictor):
@@ -118,11 +114,13 @@ class OnnxClassifier(Predictor):
         backend: str = "onnx",
         threads: int | None = None,
         spin: bool = True,
+        weights_sha256: str | None = None,
     ) -> OnnxClassifier:
         """Open `RUN/onnx/<file>` for `backend` beside `model_dir` (= RUN/model).
 
         `spin=False` stops idle ONNX Runtime threads from busy-waiting: a server answering one client
         (about 100 requests/s, 2 cores) used 27 of 38 core-seconds with spinning, 12 without.
+        `weights_sha256` is the torch weights' digest where the caller has checked it already.
         """
         from transformers import AutoTokenizer
 
@@ -135,18 +133,22 @@ class OnnxClassifier(Predictor):
                 f"backend {backend!r} needs {path}, which does not exist; run `textcls export {run_dir} --format onnx{flag}` first"
             )
         record = _read_export_record(run_dir)
-        if record.get("weights_sha256") != weights_digest(model_dir):
-            raise RunFolderError(
-                f"{path} was exported from other weights than {model_dir}; "
-                f"export again with `textcls export {run_dir} --format onnx{flag}`"
-            )
+        fix = f"export again with `textcls export {run_dir} --format onnx{flag}`"
+        if record.get("weights_sha256") != (weights_sha256 or weights_digest(model_dir)):
+            raise RunFolderError(f"{path} was exported from other weights than {model_dir}; {fix}")
+        recorded = (record.get("files") or {}).get(backend) or {}
+        if "sha256" in recorded and runfolder.file_digest(path) != recorded["sha256"]:
+            raise runfolder.damaged(path, "its sha256 differs from the one recorded at export", fix)
         options = onnxruntime.SessionOptions()
         options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.intra_op_num_threads = threads or 0  # 0: one per physical core
         options.inter_op_num_threads = 1
         if not spin:
             options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        try:
+            session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except Exception as error:  # ONNX Runtime's own error types (InvalidProtobuf, Fail, ...)
+            raise runfolder.damaged(path, str(error).splitlines()[0][:200], fix) from error
         tokenizer = AutoTokenizer.from_pretrained(model_dir)
         if label_names is None:
             label_names = record["label_names"]
@@ -334,7 +336,7 @@ def _checked(path: Path, backend: str, reference: PretrainedClassifier, model_di
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     candidate = OnnxClassifier(session, reference.tokenizer, info["label_names"], info["max_length"], backend, model_dir)
     check = check_against_torch(candidate, reference, backend)
-    return {"file": ONNX_FILES[backend], "bytes": path.stat().st_size, "check": check}
+    return {"file": ONNX_FILES[backend], "bytes": path.stat().st_size, "sha256": runfolder.file_digest(path), "check": check}
 
 
 def check_exportable(run_dir: Path, family: str) -> None:
@@ -347,9 +349,11 @@ def check_exportable(run_dir: Path, family: str) -> None:
 def load_onnx(run_dir: Path, info: dict[str, Any], config: PredictConfig) -> OnnxClassifier:
     """The run's exported graph on `config.backend` (onnx or onnx-int8), checked against torch first."""
     check_exportable(run_dir, info["family"])
+    checked = (info.get("model_files") or {}).get(WEIGHTS_FILE, {}).get("sha256")  # verified by the loader
     classifier = OnnxClassifier.load(
         runfolder.model_dir(run_dir), max_length=config.max_length or info["max_length"],
         label_names=info["label_names"], backend=config.backend, threads=config.threads, spin=config.spin,
+        weights_sha256=checked,
     )
     check_against_torch(classifier, classifier.torch_classifier(), config.backend)
     return classifier

@@ -19,6 +19,7 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import platform
@@ -164,9 +165,44 @@ def read_record(run_dir: str | Path, strict: bool = True) -> RunRecord:
 
 
 def write_run(work_dir: Path, info: dict[str, Any], metrics: dict[str, Any]) -> None:
-    """Write `textcls.json` (with the format version) and `metrics.json` into a partial run folder."""
-    write_json(Path(work_dir) / RUN_FILE, {"format_version": FORMAT_VERSION, **info})
+    """Write `textcls.json` (with the format version and the size and sha256 of every file in
+    `model/`, so damage is found before a parser meets it) and `metrics.json` into a partial run folder."""
+    model_files = {
+        str(path.relative_to(model_dir(work_dir))): {"bytes": path.stat().st_size, "sha256": file_digest(path)}
+        for path in sorted(model_dir(work_dir).rglob("*")) if path.is_file()
+    }
+    write_json(Path(work_dir) / RUN_FILE, {"format_version": FORMAT_VERSION, **info, "model_files": model_files})
     write_json(Path(work_dir) / METRICS_FILE, metrics)
+
+
+def file_digest(path: Path) -> str:
+    """sha256 of a file, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def damaged(path: Path, cause: object, fix: str = "train again or restore the folder") -> RunFolderError:
+    """The error for a weights file that exists but cannot be what was written."""
+    return RunFolderError(f"the weights at {path} are damaged ({cause}); {fix}")
+
+
+def verify_model_files(run_dir: Path, info: dict[str, Any]) -> None:
+    """Raise `damaged` when a file of `model/` differs in size or sha256 from what training recorded.
+
+    Runs written before the record existed are not checked here (their loaders still catch damage).
+    """
+    for name, expected in (info.get("model_files") or {}).items():
+        path = model_dir(run_dir) / name
+        if not path.is_file():
+            raise RunFolderError(f"{path} is missing; the run folder is incomplete, train again or restore it")
+        size = path.stat().st_size
+        if size != expected["bytes"]:
+            raise damaged(path, f"{size} bytes, training wrote {expected['bytes']}")
+        if file_digest(path) != expected["sha256"]:
+            raise damaged(path, "its sha256 differs from the one recorded when it was written")
 
 
 def move_into_place(work_dir: Path, run_dir: Path) -> None:

@@ -11,10 +11,12 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import logging
 import shutil
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -26,10 +28,10 @@ from textcls import runfolder
 from textcls.backends import load_predictor
 from textcls.config import DataConfig, PredictConfig, TrainConfig, from_dict, split_options, to_dict
 from textcls.data import LoadedData, load_data
-from textcls.errors import TextclsError
+from textcls.errors import StorageError, TextclsError
 from textcls.evaluation import classification_metrics
 from textcls.explain import Explanation
-from textcls.files import write_json
+from textcls.files import storage_error, write_json
 from textcls.models.base import EXPLAIN, Classifier, Predictor, family_class
 
 log = logging.getLogger("textcls")
@@ -85,9 +87,10 @@ def train(
     state.wait_for_everyone()
 
     family = family_class(train_config.family)
-    classifier, summary = family.fit(
-        train_split, dev_split, dataset.label_names, train_config, runfolder.checkpoint_dir(partial_dir)
-    )
+    with _storage_errors(partial_dir):
+        classifier, summary = family.fit(
+            train_split, dev_split, dataset.label_names, train_config, runfolder.checkpoint_dir(partial_dir)
+        )
     if not state.is_main_process:
         state.wait_for_everyone()
         return TrainResult(run_dir, {}, None)
@@ -95,9 +98,9 @@ def train(
     dev_probs = classifier.predict_proba(dev_split.texts, batch_size=train_config.eval_batch_size, progress=True)
     metrics = {"train": summary, "dev": classification_metrics(dev_split.labels, dev_probs, dataset.label_names)}
 
-    classifier.save(runfolder.model_dir(partial_dir))
-    info = _run_info(classifier, dataset, data_config, train_config)
-    runfolder.write_run(partial_dir, info, metrics)
+    with _storage_errors(partial_dir):
+        classifier.save(runfolder.model_dir(partial_dir))
+        runfolder.write_run(partial_dir, _run_info(classifier, dataset, data_config, train_config), metrics)
     # named after its final folder: the report shows the run's name, not the partial folder's
     run = Run(run_dir, runfolder.read_info(partial_dir), metrics, PredictConfig(), classifier)
     scored = Scored(run, "dev", dev_split.source, dataset.fingerprint, dev_split.texts, dev_split.labels, dev_probs)
@@ -107,15 +110,44 @@ def train(
     return TrainResult(run_dir, metrics, classifier)
 
 
+@contextlib.contextmanager
+def _storage_errors(work_dir: Path) -> Iterator[None]:
+    """Turn a failed write (disk full, read-only) during training into a `StorageError` that says how
+    to go on; the last complete checkpoint stays in the partial folder for --resume."""
+    try:
+        yield
+    except Exception as error:
+        failure = storage_error(error, work_dir)
+        if failure is None:
+            raise
+        raise StorageError(
+            failure.errno, f"{failure}; then run the same command with --resume to continue from the last complete checkpoint"
+        ) from error
+
+
+def _absolute_paths(config: DataConfig) -> DataConfig:
+    """`config` with every local path made absolute, so the run's data is found from any folder."""
+    paths = {}
+    for name in ("data", "train_file", "dev_file", "test_file", "label_names_file"):
+        value = getattr(config, name)
+        if value is not None and Path(value).expanduser().exists():
+            paths[name] = str(Path(value).expanduser().resolve())
+    return dataclasses.replace(config, **paths)
+
+
 def _run_info(classifier: Classifier, dataset: LoadedData, data_config: DataConfig, train_config: TrainConfig) -> dict[str, Any]:
-    """What `textcls.json` says about a finished run: enough to load, reproduce and audit it."""
+    """What `textcls.json` says about a finished run: enough to load, reproduce and audit it.
+
+    `data_config` holds absolute paths (what `evaluate` reads); `data_config_as_given` the command's own.
+    """
     return {
         "family": classifier.family,
         "label_names": dataset.label_names,
         "max_length": getattr(classifier, "max_length", train_config.max_length),
         "num_parameters": classifier.num_parameters(),
         "train_config": to_dict(train_config),
-        "data_config": to_dict(data_config),
+        "data_config": to_dict(_absolute_paths(data_config)),
+        "data_config_as_given": to_dict(data_config),
         "data": {
             "fingerprint": dataset.fingerprint,
             "sources": {name: split.source for name, split in dataset.splits.items()},
@@ -287,9 +319,16 @@ def data_config_for_run(run_dir: str | Path, options: dict[str, Any]) -> DataCon
     if not given:
         return None
     trained_with = runfolder.read_info(run_dir)["data_config"]
-    kept = {k: v for k, v in trained_with.items() if k not in ("data", "train_file", "dev_file", "test_file")}
+    sources = ("data", "train_file", "dev_file", "test_file")
+    # Flags without a source (say --max-eval-samples alone) apply to the run's own data.
+    kept = {k: v for k, v in trained_with.items() if k not in sources or not sources_given(given)}
     data_config, _ = split_options({**kept, **given})
     return data_config
+
+
+def sources_given(options: dict[str, Any]) -> bool:
+    """Whether `options` name a data source of their own (--data, --train, --dev or --test)."""
+    return any(options.get(name) is not None for name in ("data", "train_file", "dev_file", "test_file"))
 
 
 def _check_labels(model_labels: list[str], data_labels: list[str]) -> None:

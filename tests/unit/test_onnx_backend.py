@@ -13,6 +13,7 @@ from tests.conftest import make_texts
 from textcls.config import PredictConfig
 from textcls.errors import RunFolderError, TextclsError
 from textcls.onnx_backend import ONNX_DIR, OnnxClassifier, check_against_torch, export_onnx
+from textcls.runfolder import file_digest
 
 pytest.importorskip("onnxruntime", reason="the onnx extra is not installed (pip install 'textcls[onnx]')")
 
@@ -83,6 +84,13 @@ def test_a_graph_from_other_weights_is_refused(exported_run, tmp_path):
     name = next(k for k in weights if k.startswith("classifier"))
     weights[name] = weights[name] + 1.0
     save_file(weights, stale / "model" / "model.safetensors", metadata={"format": "pt"})
+    # the run folder's own record follows the new weights (as a retrain would); only the export is stale
+    info = json.loads((stale / "textcls.json").read_text())
+    info["model_files"]["model.safetensors"] = {
+        "bytes": (stale / "model" / "model.safetensors").stat().st_size,
+        "sha256": file_digest(stale / "model" / "model.safetensors"),
+    }
+    (stale / "textcls.json").write_text(json.dumps(info))
     with pytest.raises(RunFolderError, match="exported from other weights.*textcls export"):
         textcls.load(stale, PredictConfig(backend="onnx"))
 

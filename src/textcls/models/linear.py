@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,7 @@ from textcls.errors import RunFolderError, TextclsError
 from textcls.evaluation import accuracy_and_f1
 from textcls.explain import Explanation, check_text, from_token_weights
 from textcls.models.base import EXPLAIN, PREDICT, Classifier, EpochRow, TrainSummary
+from textcls.runfolder import damaged
 
 log = logging.getLogger("textcls.tfidf")
 
@@ -111,8 +113,9 @@ class TfidfClassifier(Classifier):
         from sklearn.linear_model import LogisticRegression
 
         if len(set(train.labels)) < 2:
+            found = [label_names[label] for label in sorted(set(train.labels))]
             raise TextclsError(
-                f"{train.source}: expected at least 2 classes in the training rows, found {sorted(set(train.labels))}; "
+                f"{train.source}: expected at least 2 classes in the training rows, found only {found}; "
                 "use more data or another split"
             )
         started = time.perf_counter()
@@ -245,14 +248,20 @@ class TfidfClassifier(Classifier):
         missing = [name for name in (SETTINGS_FILE, WEIGHTS_FILE) if not (model_dir / name).is_file()]
         if missing:
             raise RunFolderError(f"{model_dir}: expected {missing} written by the tfidf family, found none; train again")
-        settings = json.loads((model_dir / SETTINGS_FILE).read_text(encoding="utf-8"))
+        try:
+            settings = json.loads((model_dir / SETTINGS_FILE).read_text(encoding="utf-8"))
+        except ValueError as error:
+            raise damaged(model_dir / SETTINGS_FILE, error) from error
         if settings.get("format_version", 0) > FORMAT_VERSION:
             raise RunFolderError(
                 f"{model_dir / SETTINGS_FILE} has format_version {settings['format_version']}, this textcls reads up "
                 f"to {FORMAT_VERSION}; upgrade textcls"
             )
-        with np.load(model_dir / WEIGHTS_FILE, allow_pickle=False) as weights:
-            arrays = {key: weights[key] for key in weights.files}
+        try:
+            with np.load(model_dir / WEIGHTS_FILE, allow_pickle=False) as weights:
+                arrays = {key: weights[key] for key in weights.files}
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:  # a cut or altered archive
+            raise damaged(model_dir / WEIGHTS_FILE, error) from error
         vectorizers = {}
         for name, saved in settings["features"].items():
             params = {**saved["params"], "ngram_range": tuple(saved["params"]["ngram_range"])}

@@ -47,6 +47,7 @@ from textcls.environment import device, embedded_model_path, resolve_precision
 from textcls.errors import ConfigError, RunFolderError, TextclsError
 from textcls.evaluation import accuracy_and_f1
 from textcls.models.base import PREDICT, Classifier, EpochRow, TrainSummary
+from textcls.runfolder import damaged
 
 log = logging.getLogger("textcls.neural")
 
@@ -652,7 +653,10 @@ class TorchClassifier(Classifier):
             raise RunFolderError(
                 f"expected {CONFIG_FILE} in {model_dir}, found none; the run folder is incomplete, train again"
             )
-        info = json.loads(config_path.read_text(encoding="utf-8"))
+        try:
+            info = json.loads(config_path.read_text(encoding="utf-8"))
+        except ValueError as error:
+            raise damaged(config_path, error) from error
         if info.get("family") != cls.family:
             raise RunFolderError(f"{config_path}: expected family {cls.family!r}, found {info.get('family')!r}")
         saved_names = info["label_names"]
@@ -661,6 +665,9 @@ class TorchClassifier(Classifier):
             raise RunFolderError(f"{config_path}: expected {len(saved_names)} label names, found {len(names)} ({names})")
         tokenizer = load_tokenizer(model_dir / TOKENIZER_FILE)
         module = cls.build_module(info["hparams"], info["vocab_size"], len(saved_names))
-        module.load_state_dict(load_file(str(model_dir / WEIGHTS_FILE)))
+        try:
+            module.load_state_dict(load_file(str(model_dir / WEIGHTS_FILE)))
+        except Exception as error:  # a cut or overwritten file: safetensors' header, sizes or names
+            raise damaged(model_dir / WEIGHTS_FILE, str(error).splitlines()[0][:200]) from error
         module.to(device()).eval()
         return cls(module, tokenizer, names, max_length or info["max_length"], info["hparams"], model_dir / TOKENIZER_FILE)

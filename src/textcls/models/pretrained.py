@@ -13,7 +13,10 @@ Example:
 
 from __future__ import annotations
 
+import json
 import logging
+import re
+import shutil
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -29,6 +32,8 @@ from textcls.environment import EMBEDDED_MODEL_NAME, device, inference_precision
 from textcls.errors import TextclsError
 from textcls.evaluation import accuracy_and_f1
 from textcls.explain import Explanation, check_text, from_attention_maps
+from textcls.files import write_json
+from textcls.runfolder import damaged
 from textcls.models.base import EXPLAIN, EXPORT_ONNX, PREDICT, Classifier, EpochRow, TrainSummary
 
 log = logging.getLogger("textcls.pretrained")
@@ -54,6 +59,62 @@ def clamp_max_length(requested: int, tokenizer: Any, model_config: Any) -> int:
     if clamped < requested:
         log.warning("max_length %d exceeds the model's limit; using %d", requested, clamped)
     return clamped
+
+
+# Trainer writes a checkpoint file by file; this marker, written last (atomically), lists what a
+# complete one holds, so a kill or a full disk mid-write leaves a folder that resume skips.
+CHECKPOINT_MARKER = "textcls-complete.json"
+# Trainer's pickled TrainingArguments: never read back on resume, so never kept (no pickle at rest).
+PICKLED_ARGS = "training_args.bin"
+_CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
+
+
+def mark_complete(folder: Path) -> None:
+    """Record every file of a finished checkpoint, with its size, in its marker."""
+    (folder / PICKLED_ARGS).unlink(missing_ok=True)
+    files = {str(path.relative_to(folder)): path.stat().st_size for path in sorted(folder.rglob("*")) if path.is_file()}
+    write_json(folder / CHECKPOINT_MARKER, {"files": files})
+
+
+def is_complete(folder: Path) -> bool:
+    """Whether `folder` holds its marker and every file the marker lists, at the recorded size."""
+    try:
+        files = json.loads((folder / CHECKPOINT_MARKER).read_text(encoding="utf-8"))["files"]
+        return all((folder / name).stat().st_size == size for name, size in files.items())
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return False
+
+
+def last_complete_checkpoint(checkpoint_dir: Path, remove_incomplete: bool = True) -> Path | None:
+    """The complete checkpoint with the highest step; incomplete ones (a kill or a full disk while
+    Trainer wrote them) are removed when `remove_incomplete`, with a warning naming each."""
+    if not checkpoint_dir.is_dir():
+        return None
+    found = sorted(
+        (int(match.group(1)), path) for path in checkpoint_dir.iterdir()
+        if path.is_dir() and (match := _CHECKPOINT.match(path.name))
+    )
+    complete = [path for _, path in found if is_complete(path)]
+    for _, path in found:
+        if path not in complete and remove_incomplete:
+            log.warning("removing %s: it was not written completely (interrupted, or the disk was full)", path)
+            shutil.rmtree(path, ignore_errors=True)
+    return complete[-1] if complete else None
+
+
+class _CheckpointGuard:
+    """Trainer callback: mark each checkpoint complete once Trainer has written all of it."""
+
+    def __init__(self) -> None:
+        from transformers import TrainerCallback
+
+        class Callback(TrainerCallback):
+            def on_save(self, args, state, control, **kwargs):
+                if args.should_save:  # the process that writes checkpoints
+                    mark_complete(Path(args.output_dir) / f"checkpoint-{state.global_step}")
+                return control
+
+        self.callback = Callback()
 
 
 class _TimeBudget:
@@ -137,7 +198,6 @@ class PretrainedClassifier(Classifier):
             TrainingArguments,
             set_seed,
         )
-        from transformers.trainer_utils import get_last_checkpoint
 
         model_name = resolve_model(config.model)
         set_seed(config.seed)  # the fresh classification head is drawn now, before Trainer seeds anything
@@ -189,7 +249,7 @@ class PretrainedClassifier(Classifier):
         def compute_metrics(prediction: Any) -> dict[str, float]:
             return accuracy_and_f1(prediction.label_ids, np.argmax(prediction.predictions, axis=-1))
 
-        callbacks: list[Any] = []
+        callbacks: list[Any] = [_CheckpointGuard().callback]
         if config.early_stopping_patience > 0:
             callbacks.append(EarlyStoppingCallback(early_stopping_patience=config.early_stopping_patience))
         if config.time_budget is not None:
@@ -207,13 +267,20 @@ class PretrainedClassifier(Classifier):
         )
         resume_from = None
         if config.resume:
-            resume_from = get_last_checkpoint(str(checkpoint_dir)) if checkpoint_dir.is_dir() else None
-            if resume_from is None:
-                log.warning("--resume: no checkpoint in %s; starting from scratch", checkpoint_dir)
+            last = last_complete_checkpoint(checkpoint_dir, remove_incomplete=args.should_save)
+            if last is None:
+                log.warning("--resume: no complete checkpoint in %s; starting from scratch", checkpoint_dir)
             else:
+                resume_from = str(last)
                 log.info("resuming from %s", resume_from)
         started = time.perf_counter()
-        result = trainer.train(resume_from_checkpoint=resume_from)
+        try:
+            result = trainer.train(resume_from_checkpoint=resume_from)
+        except BaseException:
+            # A checkpoint cut short (full disk, Ctrl+C while saving) must not be the one resume finds.
+            if args.should_save:
+                last_complete_checkpoint(checkpoint_dir, remove_incomplete=True)
+            raise
         train_seconds = time.perf_counter() - started
 
         summary = TrainSummary(
@@ -305,8 +372,11 @@ class PretrainedClassifier(Classifier):
         """Rebuild from `save`'s folder; `precision` "bf16" (or "auto" where supported) runs in bf16 autocast."""
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-        tokenizer = AutoTokenizer.from_pretrained(model_dir)
-        model = AutoModelForSequenceClassification.from_pretrained(model_dir, use_safetensors=True)
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(model_dir)
+            model = AutoModelForSequenceClassification.from_pretrained(model_dir, use_safetensors=True)
+        except Exception as error:  # safetensors, JSON and tokenizer parsers each raise their own kind
+            raise damaged(Path(model_dir), str(error).splitlines()[0][:200] if str(error) else type(error).__name__) from error
         model.to(device()).eval()
         if label_names is None:
             label_names = [model.config.id2label[i] for i in range(model.config.num_labels)]
@@ -336,6 +406,8 @@ def _load_tokenizer_and_model(model_name: str, label_names: Sequence[str], trust
             model = AutoModelForSequenceClassification.from_pretrained(
                 model_name,
                 num_labels=len(label_names),
+                # never regression, whatever the label count or the checkpoint's own config says
+                problem_type="single_label_classification",
                 id2label=id2label,
                 label2id={name: i for i, name in id2label.items()},
                 # A checkpoint fine-tuned for another task has a head of another size: start it afresh.
