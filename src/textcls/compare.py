@@ -24,7 +24,7 @@ from textcls import plots, runfolder
 from textcls.config import DataConfig, TrainConfig, field_names, split_options
 from textcls.errors import TextclsError
 from textcls.families import FAMILIES
-from textcls.files import write_json, write_text_atomic
+from textcls.files import make_folder, write_json, write_text_atomic
 from textcls.runs import load, train
 
 log = logging.getLogger("textcls.compare")
@@ -111,7 +111,7 @@ def compare(
         "train_options": options,
         "versions": runfolder.library_versions(),
     }
-    out.mkdir(parents=True, exist_ok=True)
+    make_folder(out)
     write_json(out / COMPARE_FILE, result)
     write_text_atomic(out / "compare.md", markdown_table(rows))
     if plots.available():

@@ -207,7 +207,10 @@ class ServeConfig:
     max_batch: int = _help("Most texts the micro-batcher gives the model in one call.", default=64)
     max_wait_ms: float = _help("How long the first request of a batch waits for others to join it.", default=5.0)
     max_queue: int = _help("Requests waiting for the model before new ones get 503.", default=1024)
-    graceful_timeout: float = _help("Seconds to finish in-flight requests on shutdown.", default=30.0)
+    graceful_timeout: float = _help(
+        "Seconds a shutdown may take: queued requests are answered (oldest first) until then, the rest get 503.",
+        default=10.0,
+    )
     access_log: bool = _help("Log one line per request to stderr.", default=True)
 
     def __post_init__(self) -> None:

@@ -75,6 +75,18 @@ def _disk_full(path: Path) -> bool:
     return False
 
 
+def make_folder(path: Path) -> Path:
+    """`path` as a folder (parents included); a failure is a `StorageError` naming it."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        code = errno.ENOTDIR if isinstance(error, FileExistsError) else error.errno
+        cause = "a file is in the way" if isinstance(error, FileExistsError) else os.strerror(code or errno.EIO)
+        raise StorageError(code, f"could not make the folder {path}: {cause}; {_FIXES.get(code, 'pass another path')}") from error
+    return path
+
+
 def write_atomic(path: Path, write: Callable[[Path], Any]) -> Path:
     """Call `write(temp_path)` on a temporary file beside `path`, then rename it into place.
 

@@ -40,7 +40,7 @@ from textcls.batching import padded_batches
 from textcls.config import BACKEND_BATCH_SIZE, PredictConfig
 from textcls.errors import RunFolderError, TextclsError
 from textcls.explain import Explanation
-from textcls.files import write_atomic, write_json
+from textcls.files import make_folder, write_atomic, write_json
 from textcls.models.base import EXPLAIN, EXPORT_ONNX, PREDICT, Predictor, families_that, family_class
 from textcls.models.pretrained import PretrainedClassifier, set_attention_implementation
 
@@ -251,7 +251,7 @@ def export_onnx(run_dir: str | Path, int8: bool = False, opset: int = OPSET) -> 
     axes = {name: {0: "batch", 1: "sequence"} for name in input_names}
     axes["logits"] = {0: "batch"}
     out_dir = run_dir / ONNX_DIR
-    out_dir.mkdir(exist_ok=True)
+    make_folder(out_dir)
     record: dict[str, Any] = {
         "format": "onnx",
         "opset": opset,

@@ -24,7 +24,7 @@ import numpy as np
 
 from textcls import plots
 from textcls.evaluation import calibration, classification_metrics
-from textcls.files import write_json, write_text_atomic
+from textcls.files import make_folder, write_json, write_text_atomic
 from textcls.runfolder import METRICS_FILE, RunRecord, read_record
 
 MISTAKES_SHOWN = 20
@@ -309,7 +309,7 @@ def write_explanation(expl: Any, out_dir: Path) -> dict[str, Path]:
     Returns name -> path.
     """
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    make_folder(out_dir)
     paths: dict[str, Path] = {}
     data = expl.to_dict()
     paths["explanation.json"] = write_json(out_dir / "explanation.json", data)

@@ -31,7 +31,7 @@ from textcls.data import LoadedData, load_data
 from textcls.errors import StorageError, TextclsError
 from textcls.evaluation import classification_metrics
 from textcls.explain import Explanation
-from textcls.files import storage_error, write_json
+from textcls.files import make_folder, storage_error, write_json
 from textcls.models.base import EXPLAIN, Classifier, Predictor, family_class
 
 log = logging.getLogger("textcls")
@@ -83,7 +83,7 @@ def train(
         if partial_dir.exists() and not train_config.resume:
             log.info("removing the leftovers of an interrupted run in %s (pass --resume to continue it)", partial_dir)
             shutil.rmtree(partial_dir)
-        partial_dir.mkdir(parents=True, exist_ok=True)
+        make_folder(partial_dir)
     state.wait_for_everyone()
 
     family = family_class(train_config.family)

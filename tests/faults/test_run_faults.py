@@ -269,6 +269,12 @@ def test_predict_output_onto_a_folder_is_a_clear_error(tiny_run, tmp_path):
     assert_clean_failure(result, f"could not write {tmp_path / 'out'}", "a folder is in the way")
 
 
+def test_explain_into_a_path_that_is_a_file_is_a_clear_error(tiny_run, tmp_path):
+    (tmp_path / "taken").write_text("a file, not a folder")
+    result = cli("explain", tiny_run, "shares profit", "--out", tmp_path / "taken")
+    assert_clean_failure(result, f"could not make the folder {tmp_path / 'taken'}", "a file is in the way")
+
+
 def test_writes_onto_a_read_only_file_system_are_a_clear_error(tiny_run, tmp_path):
     with tmpfs(tmp_path / "ro", "1m", read_only=True) as read_only:
         result = cli("predict", tiny_run, "shares profit", "--output", read_only / "preds.jsonl")

@@ -9,7 +9,7 @@ import time
 import numpy as np
 import pytest
 
-from textcls.serving.batcher import MicroBatcher, Overloaded
+from textcls.serving.batcher import MicroBatcher, Overloaded, ShuttingDown
 
 
 class RecordingModel:
@@ -17,6 +17,7 @@ class RecordingModel:
 
     def __init__(self, delay: float = 0.0, fail_on: str | None = None):
         self.calls: list[int] = []
+        self.batches: list[list[str]] = []
         self.delay = delay
         self.fail_on = fail_on
         self.threads: set[str] = set()
@@ -27,6 +28,7 @@ class RecordingModel:
             raise RuntimeError("model exploded")
         time.sleep(self.delay)
         self.calls.append(len(texts))
+        self.batches.append(list(texts))
         return np.array([[len(text), 1.0] for text in texts])
 
 
@@ -117,3 +119,59 @@ def test_stop_finishes_queued_requests_first():
         return [task.result()[0, 0] for task in pending]
 
     assert run(main()) == [2.0] * 6
+
+
+def test_a_request_larger_than_max_batch_is_split_and_cannot_starve_small_ones():
+    model = RecordingModel(delay=0.005)
+    large = ["L" * n for n in range(1, 96)]  # 95 texts; a row's first value is its text's length, so order shows
+    smalls = [["s" * (100 + i)] for i in range(5)]
+    finished: list[str] = []
+
+    async def main():
+        batcher = MicroBatcher(model, max_batch=8, max_wait=0.0, max_queue=100)
+        await batcher.start()
+
+        async def ask(name, texts):
+            rows = await batcher.predict(texts)
+            finished.append(name)
+            return rows
+
+        # Queued in this order before the worker runs: the large request first, the small ones behind it.
+        results = await asyncio.gather(ask("large", large), *(ask(f"small{i}", texts) for i, texts in enumerate(smalls)))
+        await batcher.stop()
+        return results
+
+    large_rows, *small_rows = run(main())
+    assert max(model.calls) <= 8 and sum(model.calls) == 95 + 5
+    assert large_rows[:, 0].tolist() == list(range(1, 96))  # every chunk's rows back in input order
+    for texts, rows in zip(smalls, small_rows):
+        assert rows[:, 0].tolist() == [len(texts[0])]
+    # The small requests went in the second model call, not after all twelve chunks of the large one.
+    assert {text for texts in smalls for text in texts} <= set(model.batches[1])
+    assert finished[-1] == "large"
+
+
+def test_stop_with_a_timeout_answers_the_oldest_requests_and_refuses_the_rest():
+    model = RecordingModel(delay=0.05)
+
+    async def main():
+        batcher = MicroBatcher(model, max_batch=2, max_wait=0.0, max_queue=100)
+        await batcher.start()
+        # One request of five texts, then thirty of one: about 0.3 s of work fits in the timeout, not 1.75 s.
+        tasks = [asyncio.create_task(batcher.predict([f"big{i}" for i in range(5)]))]
+        tasks += [asyncio.create_task(batcher.predict([f"t{i:02d}"])) for i in range(30)]
+        await asyncio.sleep(0)  # let them queue
+        started = time.perf_counter()
+        await batcher.stop(timeout=0.3)
+        elapsed = time.perf_counter() - started
+        with pytest.raises(ShuttingDown):
+            await batcher.predict(["late"])
+        return elapsed, await asyncio.gather(*tasks, return_exceptions=True)
+
+    elapsed, outcomes = run(main())
+    assert elapsed < 1.0
+    answered = [isinstance(outcome, np.ndarray) for outcome in outcomes]
+    assert all(isinstance(o, ShuttingDown) and isinstance(o, Overloaded) for o in outcomes if not isinstance(o, np.ndarray))
+    assert answered[0] and not answered[-1]  # the five-text request went first, though larger than max_batch
+    assert answered == sorted(answered, reverse=True)  # oldest first: the answered ones are a prefix
+    assert outcomes[0][:, 0].tolist() == [4.0] * 5

@@ -7,8 +7,11 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import logging
+import signal
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -53,12 +56,10 @@ def _is_loopback(host: str) -> bool:
 def serve(run_dir: str | Path, config: ServeConfig, predict_config: PredictConfig | None = None) -> None:
     """Load a run on `predict_config.backend` and serve it until SIGINT/SIGTERM.
 
-    On a signal the server stops accepting connections and finishes in-flight requests (for up to
-    `config.graceful_timeout` seconds) before it exits.
+    On a signal the server stops accepting connections, answers the queued requests it can within
+    `config.graceful_timeout` seconds, refuses the rest with 503, and returns (exit status 0).
     """
     _require_serving()
-    import uvicorn
-
     from textcls.runs import load
 
     run = load(run_dir, predict_config or serving_predict_config())
@@ -69,7 +70,23 @@ def serve(run_dir: str | Path, config: ServeConfig, predict_config: PredictConfi
                     "pass --token or set TEXTCLS_TOKEN", config.host)
     log.info("serving %s (%s, backend %s) on http://%s:%d  (page /, API docs /docs)",
              run_dir, run.family, run.predict_config.backend, config.host, config.port)
-    server = uvicorn.Server(
+    server = _uvicorn_server(app, config)
+    with _signals_stop(server):
+        server.run()
+
+
+def _uvicorn_server(app: Any, config: ServeConfig) -> Any:
+    """A uvicorn server that closes the app's batcher as its shutdown begins."""
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        async def shutdown(self, sockets: Any = None) -> None:
+            # uvicorn next waits up to `graceful_timeout` for open requests, then cancels them.
+            # Closing the batcher first bounds that wait: it answers what fits in the time, refuses the rest.
+            app.state.batcher.close(config.graceful_timeout)
+            await super().shutdown(sockets)
+
+    return Server(
         uvicorn.Config(
             app,
             host=config.host,
@@ -79,4 +96,22 @@ def serve(run_dir: str | Path, config: ServeConfig, predict_config: PredictConfi
             log_level="info",
         )
     )
-    server.run()
+
+
+@contextlib.contextmanager
+def _signals_stop(server: Any):
+    """Route SIGINT/SIGTERM to `server.handle_exit` while it runs.
+
+    uvicorn re-raises the signal it stopped on once its shutdown is done; with Python's default
+    handler that turns a clean stop into "killed by SIGTERM" (exit -15). With uvicorn's own handler
+    it is a no-op, so a clean stop exits 0, and a signal that comes before uvicorn listens still stops it.
+    """
+    if threading.current_thread() is not threading.main_thread():  # signals reach the main thread only
+        yield
+        return
+    previous = {sig: signal.signal(sig, server.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

@@ -12,11 +12,13 @@ Routes:
     GET  /docs, /openapi.json
 
 Every error has one shape, `{"error": {"status", "type", "message", "details"}}`: 413 for a body
-over `max_body_bytes`, 422 for input the schema rejects, 401 without the token, 503 when the
-queue is full; an unexpected failure is a generic 500 whose details go only to the log.
+over `max_body_bytes`, 422 for input the schema rejects (malformed JSON included), 400 for a body
+that is not UTF-8, 401 without the token, 503 when the queue is full or the server is shutting
+down; an unexpected failure is a generic 500 whose details go only to the log.
 """
 
 
+import asyncio
 import contextlib
 import json
 import logging
@@ -28,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 from textcls.config import ServeConfig
 from textcls.errors import TextclsError
 from textcls.predictions import prediction_records
-from textcls.serving.batcher import MicroBatcher, Overloaded
+from textcls.serving.batcher import MicroBatcher, Overloaded, ShuttingDown
 
 if TYPE_CHECKING:
     from textcls.runs import Run
@@ -40,6 +42,24 @@ API_PREFIX = "/v1"
 
 def _error_body(status: int, kind: str, message: str, details: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     return {"error": {"status": status, "type": kind, "message": message, "details": details}}
+
+
+async def _send_error(send: Any, status: int, kind: str, message: str) -> None:
+    """An error answer sent straight through ASGI, for middleware that answers before (or instead of) the app."""
+    body = json.dumps(_error_body(status, kind, message)).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+
+
+def _unparsable_body(cause: BaseException | None) -> tuple[int, str, str]:
+    """(status, type, message) for a body FastAPI could not parse; `cause` is what its parser raised."""
+    if isinstance(cause, UnicodeDecodeError):
+        return 400, "bad_request", "could not read the body as JSON: expected UTF-8 text"
+    if isinstance(cause, RecursionError):
+        return 422, "invalid_request", 'could not parse the body as JSON: arrays or objects nested too deeply; send {"texts": ["...", ...]}'
+    # e.g. an integer of more than 4300 digits
+    return 422, "invalid_request", f"could not parse the body as JSON: {cause}"
 
 
 class BodyLimit:
@@ -86,12 +106,38 @@ class BodyLimit:
         await self.app(scope, replay, send)
 
     async def _reject(self, send: Any) -> None:
-        body = json.dumps(
-            _error_body(413, "payload_too_large", f"request body over {self.max_bytes} bytes; send fewer or shorter texts")
-        ).encode()
-        await send({"type": "http.response.start", "status": 413,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
-        await send({"type": "http.response.body", "body": body})
+        await _send_error(send, 413, "payload_too_large", f"request body over {self.max_bytes} bytes; send fewer or shorter texts")
+
+
+class AnswerCancelled:
+    """ASGI middleware: a request that uvicorn cancels when its graceful-shutdown timeout runs out
+    (a stalled upload, a model call longer than the time left) gets a JSON 503, not uvicorn's
+    plain-text 500 and a traceback in the log."""
+
+    def __init__(self, app: Any):
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracked(message: dict) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracked)
+        except asyncio.CancelledError:
+            if started:
+                raise
+            log.warning("%s %s was still running when the shutdown timeout ran out; answered 503",
+                        scope["method"], scope["path"])
+            await _send_error(send, 503, "shutting_down", "the server shut down before this request was answered; retry")
+            # Not re-raised: this is uvicorn's task for this one request and it ends here; re-raising
+            # would only make uvicorn log a traceback and try to send its own 500.
 
 
 def _model_card(run: "Run", config: ServeConfig) -> dict[str, Any]:
@@ -144,7 +190,8 @@ def create_app(run: "Run", config: ServeConfig | None = None) -> Any:
     async def lifespan(app: FastAPI):
         await batcher.start()
         yield
-        await batcher.stop()  # uvicorn has already let in-flight requests finish
+        # Under `textcls serve` the batcher was closed when the shutdown began (see `serving.serve`).
+        await batcher.stop(config.graceful_timeout)
 
     app = FastAPI(
         title="textcls",
@@ -155,6 +202,7 @@ def create_app(run: "Run", config: ServeConfig | None = None) -> Any:
     )
     app.state.batcher = batcher
     app.add_middleware(BodyLimit, max_bytes=config.max_body_bytes)
+    app.add_middleware(AnswerCancelled)  # added last: the outermost, so it sees every request
 
     # ---- one error shape -----------------------------------------------------------------
     @app.exception_handler(RequestValidationError)
@@ -162,6 +210,10 @@ def create_app(run: "Run", config: ServeConfig | None = None) -> Any:
         # Drop the offending input from the details: echoing a 1 MB string back helps nobody.
         details = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")} for e in error.errors()]
         message = "; ".join(f"{'.'.join(map(str, d['loc']))}: {d['msg']}" for d in details[:5])
+        unparsable = [e for e in error.errors() if e.get("type") == "json_invalid"]  # FastAPI's JSONDecodeError
+        if unparsable:
+            where, reason = unparsable[0].get("loc", ("body", "?"))[-1], unparsable[0].get("ctx", {}).get("error", "")
+            message = f"could not parse the body as JSON at character {where}: {reason}"
         content_type = request.headers.get("content-type", "")
         if request.method == "POST" and "json" not in content_type:
             message = f"expected a JSON body with Content-Type: application/json, found {content_type or 'none'!r}; {message}"
@@ -169,15 +221,16 @@ def create_app(run: "Run", config: ServeConfig | None = None) -> Any:
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, error: HTTPException) -> JSONResponse:
-        kind = {400: "bad_request", 401: "unauthorized", 404: "not_found", 405: "method_not_allowed"}.get(error.status_code, "http_error")
-        message = str(error.detail)
-        if error.status_code == 400 and message == "There was an error parsing the body":  # FastAPI's words
-            message = "could not read the body as JSON: expected UTF-8 text"
-        return JSONResponse(_error_body(error.status_code, kind, message), status_code=error.status_code, headers=error.headers)
+        status, message = error.status_code, str(error.detail)
+        kind = {400: "bad_request", 401: "unauthorized", 404: "not_found", 405: "method_not_allowed"}.get(status, "http_error")
+        if status == 400 and message == "There was an error parsing the body":  # FastAPI's words, for any parser error
+            status, kind, message = _unparsable_body(error.__cause__)
+        return JSONResponse(_error_body(status, kind, message), status_code=status, headers=error.headers)
 
     @app.exception_handler(Overloaded)
     async def overloaded(request: Request, error: Overloaded) -> JSONResponse:
-        return JSONResponse(_error_body(503, "overloaded", str(error)), status_code=503, headers={"Retry-After": "1"})
+        kind = "shutting_down" if isinstance(error, ShuttingDown) else "overloaded"
+        return JSONResponse(_error_body(503, kind, str(error)), status_code=503, headers={"Retry-After": "1"})
 
     @app.exception_handler(TextclsError)
     async def model_refused(request: Request, error: TextclsError) -> JSONResponse:

@@ -1,10 +1,14 @@
 """Micro-batching: concurrent requests share one model call, so throughput rises with load.
 
 Requests wait in a bounded queue. A worker runs one `predict(texts)` for up to `max_batch` waiting
-texts on a single model thread; each request gets its own rows back. A request that finds the
-model idle waits up to `max_wait` for others to join it; requests that queued while the model was
-busy go in the next call at once (they have waited already, and more waiting only adds latency). A full queue answers `Overloaded`
-(HTTP 503) at once instead of letting latency grow without bound.
+texts on a single model thread; each request gets its own rows back, in order. A request larger
+than `max_batch` is served a chunk at a time: a request with texts left after a model call goes to
+the back of the queue, so one large request cannot hold the model while small ones wait. A request
+that finds the model idle waits up to `max_wait` for others to join it; requests that queued while
+the model was busy go in the next call at once (they have waited already, and more waiting only
+adds latency). A full queue answers `Overloaded` (HTTP 503) at once instead of letting latency
+grow without bound. On shutdown (`close(timeout)`) queued requests are served oldest first, and
+those that cannot be answered within the timeout get `ShuttingDown` (also 503).
 
 Example:
     >>> batcher = MicroBatcher(classifier.predict_proba, max_batch=64, max_wait=0.005, max_queue=1024)  # doctest: +SKIP
@@ -18,7 +22,7 @@ import collections
 import logging
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -30,11 +34,21 @@ class Overloaded(Exception):
     """The request queue is full; the client should retry later."""
 
 
+class ShuttingDown(Overloaded):
+    """The server is shutting down; the client should retry (elsewhere, or once it is back)."""
+
+
 @dataclass
 class _Job:
     texts: Sequence[str]
     future: asyncio.Future
     arrived: float  # event-loop time
+    given: int = 0  # texts already handed to the model
+    rows: list[np.ndarray] = field(default_factory=list)  # one array per model call that had a chunk
+
+    @property
+    def left(self) -> int:
+        return len(self.texts) - self.given
 
 
 class MicroBatcher:
@@ -49,6 +63,8 @@ class MicroBatcher:
         self._wakeup: asyncio.Event | None = None
         self._worker: asyncio.Task | None = None
         self._stopping = False
+        self._deadline = float("inf")  # event-loop time by which a shutdown must be done
+        self._last_call_seconds = 0.0
         # One model thread: calls never overlap, so the model's own threads have the cores to themselves.
         self._model_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="textcls-model")
         self.batches = 0
@@ -62,11 +78,20 @@ class MicroBatcher:
         self._wakeup = asyncio.Event()
         self._worker = asyncio.create_task(self._run(), name="textcls-batcher")
 
-    async def stop(self) -> None:
-        """Finish every queued request, then stop the worker and the model thread."""
+    def close(self, timeout: float | None = None) -> None:
+        """Refuse new requests from now on; answer the queued ones, except that a model call that
+        would end more than `timeout` seconds from now is not started: its requests get `ShuttingDown`."""
+        if self._stopping:
+            return
         self._stopping = True
+        if timeout is not None:
+            self._deadline = asyncio.get_running_loop().time() + timeout
         if self._wakeup is not None:
             self._wakeup.set()
+
+    async def stop(self, timeout: float | None = None) -> None:
+        """`close(timeout)`, then wait for the worker and stop the model thread."""
+        self.close(timeout)
         if self._worker is not None:
             await self._worker
         self._model_thread.shutdown(wait=True)
@@ -74,7 +99,7 @@ class MicroBatcher:
     async def predict(self, texts: Sequence[str]) -> np.ndarray:
         """Probabilities for `texts` (rows in order), computed in a batch with other requests."""
         if self._stopping:
-            raise Overloaded("the server is shutting down")
+            raise ShuttingDown("the server is shutting down")
         if len(self._pending) >= self.max_queue:
             raise Overloaded(f"{len(self._pending)} requests are already waiting for the model")
         loop = asyncio.get_running_loop()
@@ -85,19 +110,35 @@ class MicroBatcher:
 
     async def call(self, function: Callable[..., Any], *args: Any) -> Any:
         """Run `function(*args)` on the model thread, between batches (for explain)."""
+        if self._stopping:
+            raise ShuttingDown("the server is shutting down")
         return await asyncio.get_running_loop().run_in_executor(self._model_thread, function, *args)
 
     def _waiting_texts(self) -> int:
-        return sum(len(job.texts) for job in self._pending)
+        return sum(job.left for job in self._pending)
 
-    def _take_batch(self) -> list[_Job]:
-        jobs = [self._pending.popleft()]  # always one, even if it alone exceeds max_batch
-        count = len(jobs[0].texts)
-        while self._pending and count + len(self._pending[0].texts) <= self.max_batch:
+    def _take_batch(self) -> list[tuple[_Job, int, int]]:
+        """(job, start, stop) chunks of up to `max_batch` texts in all, from the front of the queue."""
+        batch, room = [], self.max_batch
+        while self._pending and room > 0:
             job = self._pending.popleft()
-            jobs.append(job)
-            count += len(job.texts)
-        return jobs
+            if job.future.done():  # the client left, or an earlier chunk failed
+                continue
+            size = min(job.left, room)
+            batch.append((job, job.given, job.given + size))
+            job.given += size
+            room -= size
+            if job.left and self._stopping:  # oldest first now: finish as many requests as the time allows
+                self._pending.appendleft(job)
+            elif job.left:  # its turn is over: the rest waits behind the requests that queued meanwhile
+                self._pending.append(job)
+        return batch
+
+    def _refuse_queued(self, reason: str) -> None:
+        while self._pending:
+            job = self._pending.popleft()
+            if not job.future.done():
+                job.future.set_exception(ShuttingDown(reason))
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -109,29 +150,35 @@ class MicroBatcher:
                 self._wakeup.clear()
                 await self._wakeup.wait()
                 continue
+            # A model call cannot be interrupted, so one that would outlast a shutdown's deadline is not started.
+            if loop.time() + self._last_call_seconds > self._deadline:
+                self._refuse_queued("the server is shutting down and could not answer this request in time")
+                return
             # Only a request that arrived at an idle model waits for company.
             deadline = self._pending[0].arrived + self.max_wait if self._pending[0].arrived > last_call_ended else 0.0
             while not self._stopping and self._waiting_texts() < self.max_batch and loop.time() < deadline:
                 await asyncio.sleep(min(0.001, max(0.0, deadline - loop.time())))
-            jobs = [job for job in self._take_batch() if not job.future.done()]  # done: the client left
-            if not jobs:
+            batch = self._take_batch()
+            if not batch:
                 continue
-            texts = [text for job in jobs for text in job.texts]
+            texts = [text for job, start, stop in batch for text in job.texts[start:stop]]
+            started = loop.time()
             try:
                 probs = await loop.run_in_executor(self._model_thread, self._predict, texts)
-            except Exception as error:  # every waiting request learns of it; the worker lives on
+            except Exception as error:  # every request in the batch learns of it; the worker lives on
                 log.exception("model call failed for a batch of %d texts", len(texts))
-                for job in jobs:
+                for job, _, _ in batch:
                     if not job.future.done():
                         job.future.set_exception(error)
                 continue
             finally:
                 last_call_ended = loop.time()
+                self._last_call_seconds = last_call_ended - started
             self.batches += 1
             self.texts += len(texts)
             offset = 0
-            for job in jobs:
-                rows = probs[offset : offset + len(job.texts)]
-                offset += len(job.texts)
-                if not job.future.done():
-                    job.future.set_result(rows)
+            for job, start, stop in batch:
+                job.rows.append(probs[offset : offset + stop - start])
+                offset += stop - start
+                if stop == len(job.texts) and not job.future.done():
+                    job.future.set_result(np.concatenate(job.rows))
