@@ -14,6 +14,25 @@ from textcls.runs import Run, TrainResult, evaluate, load, train
 
 __version__ = "0.1.0"
 
+
+def pretrain(data: str, out: str = "runs/mlm", overwrite: bool = False, **options: object) -> dict:
+    """Continue masked-word pre-training on unlabelled text; options are `PretrainConfig` fields.
+
+    Example:
+        >>> textcls.pretrain("news.txt", "runs/mlm", epochs=1)   # doctest: +SKIP
+    """
+    from textcls.config import PretrainConfig
+    from textcls.pretraining import pretrain as run_pretraining
+
+    return run_pretraining(PretrainConfig(data=data, **options), out, overwrite=overwrite)
+
+
+def fill_mask(run_or_model: str | None, text: str, top_k: int = 5) -> list:
+    """The top words for each `[MASK]` in `text` (see `textcls.pretraining.fill_mask`)."""
+    from textcls.pretraining import fill_mask as fill
+
+    return fill(run_or_model, text, top_k)
+
 __all__ = [
     "ConfigError",
     "DataConfig",
@@ -26,6 +45,8 @@ __all__ = [
     "TrainConfig",
     "TrainResult",
     "evaluate",
+    "fill_mask",
     "load",
+    "pretrain",
     "train",
 ]

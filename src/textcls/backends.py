@@ -20,6 +20,7 @@ from typing import Any
 
 from textcls import runfolder
 from textcls.config import BACKENDS, PredictConfig
+from textcls.errors import RunFolderError
 from textcls.models.base import Predictor, family_class
 
 # backend name -> "module:function(run_dir, info, config) -> Predictor"
@@ -46,6 +47,11 @@ def load_predictor(run_dir: Path, info: dict[str, Any], config: PredictConfig) -
     """The run's model on `config.backend`, with `config.threads` CPU threads."""
     from textcls.environment import set_torch_threads
 
+    if info.get("family") == runfolder.PRETRAINING_FAMILY:
+        raise RunFolderError(
+            f"{run_dir} is a `textcls pretrain` run (an encoder, not a classifier); fine-tune it with "
+            f"`textcls train --model {run_dir}`, or try it with `textcls fill-mask {run_dir} \"... [MASK] ...\"`"
+        )
     family_class(info["family"])  # an unknown family is a RunFolderError
     runfolder.check_loadable(run_dir, info)
     runfolder.verify_model_files(run_dir, info)

@@ -26,7 +26,7 @@ import typer  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from textcls.config import DataConfig, PredictConfig, ServeConfig, TrainConfig, column_names, field_names, split_options  # noqa: E402
+from textcls.config import DataConfig, PredictConfig, PretrainConfig, ServeConfig, TrainConfig, column_names, field_names, split_options  # noqa: E402
 from textcls.errors import TextclsError  # noqa: E402
 from textcls.families import FAMILIES  # noqa: E402
 
@@ -427,6 +427,61 @@ def serve(
         predict_config = serving_predict_config(_take_predict_options(options))
         serve_config = ServeConfig(token=token, **{k: v for k, v in options.items() if v is not None})
         run_server(run_dir, serve_config, predict_config)
+
+
+@app.command()
+@_with_parameters(_field_parameters(PretrainConfig))
+def pretrain(
+    out: Path = typer.Option(Path("runs/mlm"), "--out", help="Run folder to write."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run folder (only once the new one is complete)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the metrics as JSON instead of a table."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging."),
+    **options: Any,
+) -> None:
+    """Continue an encoder's masked-word pre-training on unlabelled text; fine-tune it later with `train --model RUN`."""
+    from textcls.pretraining import pretrain as run_pretraining
+
+    _setup_logging(verbose)
+    with _library_call():
+        metrics = run_pretraining(PretrainConfig(**{k: v for k, v in options.items() if v is not None}), out, overwrite)
+    if as_json:
+        print(json.dumps({"run_dir": str(out), **metrics}, indent=2))
+        return
+    table = Table(title=f"held-out text ({metrics['held_out']['texts']} texts), before and after")
+    for column in ("", "masked-token accuracy", "masked loss", "pseudo-perplexity"):
+        table.add_column(column, justify="left" if not column else "right")
+    for name in ("before", "after"):
+        scores = metrics["held_out"][name]
+        pppl = scores.get("pseudo_perplexity")
+        table.add_row(name, f"{scores['masked_accuracy']:.4f}", f"{scores['masked_loss']:.4f}", "-" if pppl is None else f"{pppl:.2f}")
+    stdout.print(table)
+    stdout.print(f"trained in {metrics['train']['train_seconds']:.0f}s; run folder: {out}; fine-tune it: textcls train --model {out}")
+
+
+@app.command("fill-mask")
+def fill_mask(
+    model: str = typer.Argument(..., help="A `textcls pretrain` run, a model folder or hub id."),
+    text: str = typer.Argument(..., help="Text with [MASK] where a word is missing."),
+    top_k: int = typer.Option(5, "--top-k", help="How many words to show per [MASK]."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging."),
+) -> None:
+    """The most probable words for each [MASK] in a text."""
+    from textcls.pretraining import fill_mask as fill
+
+    _setup_logging(verbose)
+    with _library_call():
+        results = fill(model, text, top_k)
+    if as_json:
+        print(json.dumps([[{"token": token, "probability": p} for token, p in words] for words in results], indent=2))
+        return
+    for number, words in enumerate(results, start=1):
+        table = Table(title=f"[MASK] {number} of {len(results)}")
+        table.add_column("word")
+        table.add_column("probability", justify="right")
+        for token, probability in words:
+            table.add_row(token, f"{probability:.4f}")
+        stdout.print(table)
 
 
 def main() -> None:

@@ -157,6 +157,63 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
+class PretrainConfig:
+    """How to continue an encoder's masked-word pre-training on unlabelled text (`textcls pretrain`)."""
+
+    data: str | None = _help(
+        "Unlabelled text: a .txt file (one text a line), a folder of .txt files, a table or a folder that "
+        "`train` reads (its train file; labels are ignored), or a hub dataset id (its train split).",
+        default=None,
+    )
+    text_columns: tuple[str, ...] | None = _help("Text columns of a table, as in `train`.", default=None)
+    model: str | None = _help(
+        "Hub id or local folder of a Hugging Face encoder; default: the embedded all-MiniLM-L6-v2.", default=None
+    )
+    epochs: float = _help("Passes over the text (may be fractional).", default=1.0)
+    batch_size: int = _help("Texts per training step.", default=32)
+    eval_batch_size: int = _help("Texts per step when scoring the held-out text.", default=64)
+    lr: float = _help("Peak learning rate (AdamW), after linear warm-up, then linear decay.", default=1e-4)
+    weight_decay: float = _help("AdamW weight decay.", default=0.01)
+    warmup_ratio: float = _help("Fraction of steps spent warming up the learning rate.", default=0.06)
+    max_length: int = _help("Maximum tokens per text, clamped to the model's limit.", default=128)
+    mlm_probability: float = _help("Share of tokens masked for prediction (BERT: 0.15).", default=0.15)
+    whole_word_masking: bool = _help(
+        "Mask every piece of a word together instead of pieces alone (transformers then always uses [MASK], "
+        "never a random token).",
+        default=False,
+    )
+    holdout_fraction: float = _help("Share of the texts held out (seeded) to score the model before and after.", default=0.05)
+    pseudo_perplexity_texts: int = _help(
+        "Held-out texts scored by pseudo-perplexity (one forward pass per token, so it is capped).", default=200
+    )
+    precision: str = _help("fp32, bf16, fp16 or auto (bf16 where the CPU/GPU supports it).", default="auto")
+    time_budget: float | None = _help("Stop training cleanly after this many minutes, then save.", default=None)
+    seed: int = _help("Seed for the hold-out split, masking and batch order.", default=42)
+    resume: bool = _help("Resume from the last complete checkpoint of an interrupted run in the same --out.", default=False)
+    trust_remote_code: bool = _help("Allow model code from the hub to run (off: only built-in architectures).", default=False)
+    logging_steps: int = _help("Log the training loss every this many steps.", default=50)
+
+    def __post_init__(self) -> None:
+        _check(bool(self.data), "data", "a text source", self.data)
+        if self.text_columns is not None:
+            object.__setattr__(self, "text_columns", column_names(self.text_columns))
+        _check(math.isfinite(self.epochs) and self.epochs > 0, "epochs", "a positive number", self.epochs)
+        for name in ("batch_size", "eval_batch_size", "logging_steps"):
+            _check(getattr(self, name) >= 1, name, "an integer >= 1", getattr(self, name))
+        _check(0.0 < self.lr < 1.0, "lr", "a learning rate in (0, 1)", self.lr)
+        _check(0.0 <= self.weight_decay < 1.0, "weight_decay", "a value in [0, 1)", self.weight_decay)
+        _check(0.0 <= self.warmup_ratio < 1.0, "warmup_ratio", "a fraction in [0, 1)", self.warmup_ratio)
+        _check(8 <= self.max_length <= 8192, "max_length", "an integer in [8, 8192]", self.max_length)
+        _check(0.0 < self.mlm_probability < 1.0, "mlm_probability", "a fraction in (0, 1)", self.mlm_probability)
+        _check(0.0 < self.holdout_fraction < 0.5, "holdout_fraction", "a fraction in (0, 0.5)", self.holdout_fraction)
+        _check(self.pseudo_perplexity_texts >= 0, "pseudo_perplexity_texts", "an integer >= 0", self.pseudo_perplexity_texts)
+        _check(self.precision in PRECISIONS, "precision", f"one of {PRECISIONS}", self.precision)
+        _check(
+            self.time_budget is None or self.time_budget > 0, "time_budget", "a positive number of minutes", self.time_budget
+        )
+
+
+@dataclass(frozen=True)
 class PredictConfig:
     """How to run a trained classifier over texts."""
 

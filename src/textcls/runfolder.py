@@ -37,6 +37,7 @@ METRICS_FILE = "metrics.json"
 REPORT_FILE = "report.html"
 CHECKPOINT_DIR = "checkpoints"
 FORMAT_VERSION = 1
+PRETRAINING_FAMILY = "mlm"  # `textcls pretrain` runs: an encoder to fine-tune, not a classifier
 # Keys of textcls.json that loading a run cannot do without.
 REQUIRED_INFO = ("family", "label_names", "max_length")
 
@@ -82,6 +83,18 @@ def eval_path(run_dir: Path, split: str, backend: str = "torch") -> Path:
     """`eval_<split>.json`; a backend other than torch gets `eval_<split>.<backend>.json` beside it."""
     suffix = "" if backend == "torch" else f".{backend}"
     return Path(run_dir) / f"eval_{split}{suffix}.json"
+
+
+def pretraining_run(path: str | Path) -> Path | None:
+    """The run folder when `path` is a `textcls pretrain` run or its `model/`, else None."""
+    path = Path(path).expanduser()
+    for run_dir in (path, path.parent):
+        if path in (run_dir, model_dir(run_dir)) and is_run(run_dir):
+            info = read_info(run_dir)
+            if info.get("family") == PRETRAINING_FAMILY:
+                verify_model_files(run_dir, info)
+                return run_dir
+    return None
 
 
 def is_run(run_dir: Path) -> bool:

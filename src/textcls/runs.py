@@ -146,6 +146,8 @@ def _run_info(classifier: Classifier, dataset: LoadedData, data_config: DataConf
         "max_length": getattr(classifier, "max_length", train_config.max_length),
         "num_parameters": classifier.num_parameters(),
         "train_config": to_dict(train_config),
+        # the encoder's origin when it is a `textcls pretrain` run (its weights were checked on load)
+        "encoder_from": _encoder_origin(train_config.model),
         "data_config": to_dict(_absolute_paths(data_config)),
         "data_config_as_given": to_dict(data_config),
         "data": {
@@ -159,6 +161,12 @@ def _run_info(classifier: Classifier, dataset: LoadedData, data_config: DataConf
         "command": sys.argv,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
+
+
+def _encoder_origin(model: str | None) -> str | None:
+    """The `textcls pretrain` run the encoder came from, as an absolute path, or None."""
+    run_dir = runfolder.pretraining_run(model) if model is not None else None
+    return str(run_dir.resolve()) if run_dir is not None else None
 
 
 def _write_dev_report(scored: Scored, path: Path) -> None:

@@ -117,6 +117,36 @@ class _CheckpointGuard:
         self.callback = Callback()
 
 
+def training_callbacks(time_budget: float | None) -> list[Any]:
+    """The Trainer callbacks every textcls run uses: complete-checkpoint markers, and the time budget."""
+    callbacks = [_CheckpointGuard().callback]
+    if time_budget is not None:
+        callbacks.append(_TimeBudget(time_budget).callback)
+    return callbacks
+
+
+def run_trainer(trainer: Any, checkpoint_dir: Path, resume: bool) -> tuple[Any, str | None, float]:
+    """`trainer.train()`, from the last complete checkpoint when `resume`; (result, resumed from, seconds)."""
+    should_save = trainer.args.should_save
+    resume_from = None
+    if resume:
+        last = last_complete_checkpoint(checkpoint_dir, remove_incomplete=should_save)
+        if last is None:
+            log.warning("--resume: no complete checkpoint in %s; starting from scratch", checkpoint_dir)
+        else:
+            resume_from = str(last)
+            log.info("resuming from %s", resume_from)
+    started = time.perf_counter()
+    try:
+        result = trainer.train(resume_from_checkpoint=resume_from)
+    except BaseException:
+        # A checkpoint cut short (full disk, Ctrl+C while saving) must not be the one resume finds.
+        if should_save:
+            last_complete_checkpoint(checkpoint_dir, remove_incomplete=True)
+        raise
+    return result, resume_from, time.perf_counter() - started
+
+
 class _TimeBudget:
     """Trainer callback: after `minutes`, stop at the next step.
 
@@ -249,11 +279,9 @@ class PretrainedClassifier(Classifier):
         def compute_metrics(prediction: Any) -> dict[str, float]:
             return accuracy_and_f1(prediction.label_ids, np.argmax(prediction.predictions, axis=-1))
 
-        callbacks: list[Any] = [_CheckpointGuard().callback]
+        callbacks = training_callbacks(config.time_budget)
         if config.early_stopping_patience > 0:
             callbacks.append(EarlyStoppingCallback(early_stopping_patience=config.early_stopping_patience))
-        if config.time_budget is not None:
-            callbacks.append(_TimeBudget(config.time_budget).callback)
 
         trainer = Trainer(
             model=model,
@@ -265,23 +293,7 @@ class PretrainedClassifier(Classifier):
             compute_metrics=compute_metrics,
             callbacks=callbacks,
         )
-        resume_from = None
-        if config.resume:
-            last = last_complete_checkpoint(checkpoint_dir, remove_incomplete=args.should_save)
-            if last is None:
-                log.warning("--resume: no complete checkpoint in %s; starting from scratch", checkpoint_dir)
-            else:
-                resume_from = str(last)
-                log.info("resuming from %s", resume_from)
-        started = time.perf_counter()
-        try:
-            result = trainer.train(resume_from_checkpoint=resume_from)
-        except BaseException:
-            # A checkpoint cut short (full disk, Ctrl+C while saving) must not be the one resume finds.
-            if args.should_save:
-                last_complete_checkpoint(checkpoint_dir, remove_incomplete=True)
-            raise
-        train_seconds = time.perf_counter() - started
+        result, resume_from, train_seconds = run_trainer(trainer, checkpoint_dir, config.resume)
 
         summary = TrainSummary(
             model=model_name if config.model is not None else EMBEDDED_MODEL_NAME,

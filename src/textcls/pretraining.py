@@ -1,0 +1,355 @@
+"""BERT's own objective on your own text: further masked-word pre-training, and fill-mask.
+
+`pretrain` continues an encoder's masked-language-model training on unlabelled text (Sun et al.
+2019 did this on AG News's own text before fine-tuning) and writes a run folder of family `mlm`;
+`textcls train --model RUN` then fine-tunes its encoder with a fresh classification head.
+`fill_mask` shows what a model predicts for `[MASK]`.
+
+The training is Trainer with `DataCollatorForLanguageModeling` (15% of tokens chosen; of those 80%
+become [MASK], 10% a random token, 10% stay), the same checkpoints, resume, time budget and
+precision handling as classification. 5% of the texts (seeded) are held out and scored before and
+after: masked-token accuracy and loss under one fixed seeded masking, and pseudo-perplexity
+(Salazar et al. 2020: each token masked in turn) on up to `pseudo_perplexity_texts` of them.
+
+Example:
+    >>> result = pretrain(PretrainConfig(data="../shared/data/ag_news", epochs=1), "runs/mlm")   # doctest: +SKIP
+    >>> fill_mask("runs/mlm", "The [MASK] scored twice in the final.")[0][:2]                    # doctest: +SKIP
+    [('striker', 0.41), ('team', 0.12)]
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import shutil
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from textcls import runfolder
+from textcls.config import PretrainConfig, to_dict
+from textcls.data import TABLE_SUFFIXES, read_texts
+from textcls.environment import EMBEDDED_MODEL_NAME, resolve_model, resolve_precision
+from textcls.errors import DataError, TextclsError
+from textcls.files import make_folder
+from textcls.models.pretrained import clamp_max_length, run_trainer, training_callbacks
+
+log = logging.getLogger("textcls.pretrain")
+
+MASK = "[MASK]"  # how users write the mask, whatever the model's own mask token is
+
+
+# ---- text ---------------------------------------------------------------------------------------
+def read_pretraining_texts(source: str, text_columns: tuple[str, ...] | None = None) -> list[str]:
+    """Unlabelled texts from a .txt file, a folder of .txt files, a table or split folder (its train
+    file, preferred over .txt files beside it), or a hub dataset id (its train split). Blank lines are dropped."""
+    path = Path(source).expanduser()
+    if path.is_file() and path.suffix.lower() == ".txt":
+        texts = _text_lines(path)
+    elif path.is_file():
+        texts = read_texts(path, text_columns)
+    elif path.is_dir():
+        texts = _folder_texts(path, text_columns)
+    else:
+        texts = _hub_texts(source, text_columns)
+    texts = [text.strip() for text in texts if text and text.strip()]
+    if not texts:
+        raise DataError(f"{source}: expected unlabelled text to pre-train on, found none; pass a source with texts")
+    return texts
+
+
+def _text_lines(path: Path) -> list[str]:
+    """The non-blank lines of a UTF-8 text file (blank lines separate paragraphs in a corpus)."""
+    try:
+        content = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = path.read_bytes()[: error.start].count(b"\n") + 1
+        raise DataError(f"{path}, line {line}: expected UTF-8 text, found byte {error.object[error.start]:#x}; re-save the file as UTF-8") from error
+    return [line.strip() for line in content.splitlines() if line.strip()]
+
+
+def _folder_texts(folder: Path, text_columns: tuple[str, ...] | None) -> list[str]:
+    text_files = sorted(folder.glob("*.txt"))
+    tables = sorted(p for p in folder.iterdir() if p.suffix.lower() in TABLE_SUFFIXES and p.stem.lower() == "train")
+    if tables:  # a split folder as `train` reads it (its classes.txt is not text)
+        return read_texts(tables[0], text_columns)
+    if text_files:
+        return [text for file in text_files for text in _text_lines(file)]
+    raise DataError(
+        f"{folder}: expected .txt files or a train table (train.csv, .tsv, .jsonl, .parquet), found "
+        f"{sorted(p.name for p in folder.iterdir())[:10]}; point --data at the text"
+    )
+
+
+def _hub_texts(dataset_id: str, text_columns: tuple[str, ...] | None) -> list[str]:
+    import datasets
+
+    try:
+        rows = datasets.load_dataset(dataset_id, split="train")
+    except (ConnectionError, TimeoutError, FileNotFoundError, ValueError) as error:
+        raise DataError(
+            f"{dataset_id}: no local file or folder of that name, and the hub did not give a dataset ({error}); "
+            "pass a local .txt file, folder or table"
+        ) from error
+    columns = text_columns or next((c for c in (("text",), ("title", "description"), ("sentence",)) if set(c) <= set(rows.column_names)), None)
+    if not columns:
+        raise DataError(f"{dataset_id}: expected a text column, found {rows.column_names}; pass --text-column")
+    return [" ".join(str(row[c] or "") for c in columns) for row in rows]
+
+
+def holdout_split(texts: list[str], fraction: float, seed: int) -> tuple[list[str], list[str]]:
+    """(train, held-out) texts: a seeded `fraction` held out, at least one text on each side."""
+    if len(texts) < 2:
+        raise DataError(f"expected at least 2 texts (one to train on, one to hold out), found {len(texts)}; add text")
+    order = list(range(len(texts)))
+    random.Random(seed).shuffle(order)
+    held = max(1, round(len(texts) * fraction))
+    return [texts[i] for i in sorted(order[held:])], [texts[i] for i in sorted(order[:held])]
+
+
+# ---- model --------------------------------------------------------------------------------------
+def load_masked_lm(model_name: str, trust_remote_code: bool = False) -> tuple[Any, Any]:
+    """Tokenizer and `AutoModelForMaskedLM`; an encoder shipped without an MLM head gets a fresh one,
+    tied to the input embeddings, and a log line says so."""
+    from transformers import AutoModelForMaskedLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(model_name, trust_remote_code=trust_remote_code)
+        verbosity = hf_logging.get_verbosity()
+        hf_logging.set_verbosity_error()  # the missing head is expected, and reported below in our words
+        try:
+            model, loading = AutoModelForMaskedLM.from_pretrained(
+                model_name, trust_remote_code=trust_remote_code, output_loading_info=True
+            )
+        finally:
+            hf_logging.set_verbosity(verbosity)
+    except (OSError, ValueError) as error:
+        raise TextclsError(
+            f"could not load {model_name!r} as a masked language model ({error}); pass a local encoder folder "
+            "(--model DIR) or omit --model for the embedded all-MiniLM-L6-v2"
+        ) from error
+    if tokenizer.mask_token is None:
+        raise TextclsError(f"{model_name}: its tokenizer has no mask token; pre-train a BERT-like encoder instead")
+    fresh = [key for key in loading["missing_keys"] if not key.endswith("decoder.weight")]
+    if fresh:
+        model.tie_weights()
+        log.info("%s has no MLM head; added a fresh one tied to the input embeddings (%d new tensors)", model_name, len(fresh))
+    return tokenizer, model
+
+
+def masking_collator(tokenizer: Any, config: PretrainConfig, seed: int | None = None) -> Any:
+    """`DataCollatorForLanguageModeling` for `config`; with whole-word masking it also pads the
+    offset mappings (which the tokenizer's `pad` leaves alone) so the collator can find the words."""
+    from transformers import DataCollatorForLanguageModeling
+
+    collator = DataCollatorForLanguageModeling(
+        tokenizer, mlm_probability=config.mlm_probability, whole_word_mask=config.whole_word_masking, seed=seed
+    )
+    if not config.whole_word_masking:
+        return collator
+
+    def pad_offsets(rows: list[dict[str, Any]]) -> Any:
+        longest = max(len(row["input_ids"]) for row in rows)
+        padded = [{**row, "offset_mapping": [*map(tuple, row["offset_mapping"]), *[(0, 0)] * (longest - len(row["input_ids"]))]} for row in rows]
+        return collator(padded)
+
+    return pad_offsets
+
+
+# ---- scoring ------------------------------------------------------------------------------------
+@torch.inference_mode()
+def masked_token_scores(model: Any, tokenizer: Any, texts: list[str], config: PretrainConfig) -> dict[str, float]:
+    """Masked-token accuracy and loss (and its exp) under one seeded masking of `texts`."""
+    collator = masking_collator(tokenizer, config, seed=config.seed)
+    encoded = tokenizer(
+        texts, truncation=True, max_length=config.max_length, return_special_tokens_mask=True,
+        return_offsets_mapping=config.whole_word_masking,  # the collator finds word boundaries from these
+    )
+    device = next(model.parameters()).device
+    model.eval()
+    loss_sum, correct, count = 0.0, 0, 0
+    for start in range(0, len(texts), config.eval_batch_size):
+        rows = [{key: encoded[key][i] for key in encoded} for i in range(start, min(start + config.eval_batch_size, len(texts)))]
+        batch = {key: value.to(device) for key, value in collator(rows).items()}
+        logits = model(**{k: v for k, v in batch.items() if k != "labels"}).logits.float()  # (batch, seq, vocab)
+        chosen = batch["labels"] != -100  # (batch, seq): the tokens picked for prediction
+        loss_sum += torch.nn.functional.cross_entropy(logits[chosen], batch["labels"][chosen], reduction="sum").item()
+        correct += int((logits[chosen].argmax(-1) == batch["labels"][chosen]).sum())
+        count += int(chosen.sum())
+    loss = loss_sum / max(count, 1)
+    return {"masked_accuracy": correct / max(count, 1), "masked_loss": loss, "perplexity": math.exp(min(loss, 50.0)), "masked_tokens": count}
+
+
+@torch.inference_mode()
+def pseudo_perplexity(model: Any, tokenizer: Any, texts: list[str], max_length: int, batch_size: int = 64) -> float:
+    """exp of the mean negative log-likelihood of each token with only that token masked (Salazar et al. 2020)."""
+    device = next(model.parameters()).device
+    model.eval()
+    nll, count = 0.0, 0
+    for text in texts:
+        ids = tokenizer(text, truncation=True, max_length=max_length, return_tensors="pt")["input_ids"][0]
+        special = torch.tensor(tokenizer.get_special_tokens_mask(ids.tolist(), already_has_special_tokens=True), dtype=torch.bool)
+        positions = torch.nonzero(~special).flatten()  # (tokens,)
+        for start in range(0, len(positions), batch_size):
+            chunk = positions[start : start + batch_size]
+            masked = ids.repeat(len(chunk), 1)  # (chunk, seq): one copy per masked position
+            masked[torch.arange(len(chunk)), chunk] = tokenizer.mask_token_id
+            logits = model(input_ids=masked.to(device)).logits.float()  # (chunk, seq, vocab)
+            log_probs = torch.log_softmax(logits[torch.arange(len(chunk)), chunk.to(device)], dim=-1)  # (chunk, vocab)
+            nll -= log_probs[torch.arange(len(chunk)), ids[chunk].to(device)].sum().item()
+            count += len(chunk)
+    return math.exp(min(nll / max(count, 1), 50.0))
+
+
+def held_out_scores(model: Any, tokenizer: Any, texts: list[str], config: PretrainConfig) -> dict[str, float]:
+    scores = masked_token_scores(model, tokenizer, texts, config)
+    scored = texts[: config.pseudo_perplexity_texts]
+    if scored:
+        scores["pseudo_perplexity"] = pseudo_perplexity(model, tokenizer, scored, config.max_length)
+        scores["pseudo_perplexity_texts"] = len(scored)
+    return scores
+
+
+# ---- the command --------------------------------------------------------------------------------
+def pretrain(config: PretrainConfig, out: str | Path, overwrite: bool = False) -> dict[str, Any]:
+    """Continue masked-word pre-training on `config.data` and write a run folder at `out`; returns metrics.json.
+
+    Example:
+        >>> metrics = pretrain(PretrainConfig(data="news.txt", epochs=1), "runs/mlm")   # doctest: +SKIP
+        >>> metrics["held_out"]["after"]["pseudo_perplexity"] < metrics["held_out"]["before"]["pseudo_perplexity"]  # doctest: +SKIP
+        True
+    """
+    from datasets import Dataset
+    from transformers import Trainer, TrainingArguments, set_seed
+
+    run_dir = Path(out)
+    work_dir = runfolder.partial_dir(run_dir)
+    if run_dir.exists() and not overwrite:
+        raise TextclsError(f"run folder {run_dir} already exists; pass --overwrite or choose another --out")
+    texts = read_pretraining_texts(config.data, config.text_columns)  # bad data fails before anything is written
+    train_texts, held_out = holdout_split(texts, config.holdout_fraction, config.seed)
+    log.info("%d texts: %d to train on, %d held out", len(texts), len(train_texts), len(held_out))
+    if work_dir.exists() and not config.resume:
+        log.info("removing the leftovers of an interrupted run in %s (pass --resume to continue it)", work_dir)
+        shutil.rmtree(work_dir)
+    make_folder(work_dir)
+
+    model_name = resolve_model(config.model)
+    set_seed(config.seed)  # a fresh MLM head is drawn now
+    tokenizer, model = load_masked_lm(model_name, config.trust_remote_code)
+    config = _with_max_length(config, clamp_max_length(config.max_length, tokenizer, model.config))
+    precision = resolve_precision(config.precision)
+    before = held_out_scores(model, tokenizer, held_out, config)
+    log.info("held out before: %s", _describe(before))
+
+    rows = Dataset.from_dict({"text": train_texts}).map(
+        lambda batch: tokenizer(
+            batch["text"], truncation=True, max_length=config.max_length, return_special_tokens_mask=True,
+            return_offsets_mapping=config.whole_word_masking,
+        ),
+        batched=True, remove_columns=["text"], desc="tokenising",
+    )
+    args = TrainingArguments(
+        output_dir=str(runfolder.checkpoint_dir(work_dir)),
+        num_train_epochs=config.epochs,
+        per_device_train_batch_size=config.batch_size,
+        learning_rate=config.lr,
+        weight_decay=config.weight_decay,
+        lr_scheduler_type="linear",
+        warmup_steps=config.warmup_ratio if config.warmup_ratio > 0 else 0,
+        save_strategy="epoch",
+        save_total_limit=2,
+        logging_strategy="steps",
+        logging_steps=config.logging_steps,
+        train_sampling_strategy="group_by_length",
+        remove_unused_columns=False,  # the collator reads special_tokens_mask and offset_mapping, then drops them
+        bf16=precision == "bf16",
+        fp16=precision == "fp16",
+        use_cpu=not torch.cuda.is_available(),
+        seed=config.seed,
+        data_seed=config.seed,
+        report_to="none",
+    )
+    trainer = Trainer(
+        model=model, args=args, data_collator=masking_collator(tokenizer, config), train_dataset=rows, processing_class=tokenizer,
+        callbacks=training_callbacks(config.time_budget),
+    )
+    result, resumed_from, seconds = run_trainer(trainer, runfolder.checkpoint_dir(work_dir), config.resume)
+    model = trainer.accelerator.unwrap_model(trainer.model, keep_fp32_wrapper=False).eval()
+    after = held_out_scores(model, tokenizer, held_out, config)
+    log.info("held out after: %s", _describe(after))
+
+    metrics = {
+        "train": {
+            "model": model_name if config.model is not None else EMBEDDED_MODEL_NAME,
+            "precision": precision,
+            "train_seconds": round(seconds, 2),
+            "train_samples_per_second": result.metrics.get("train_samples_per_second"),
+            "train_loss": result.metrics.get("train_loss"),
+            "global_step": trainer.state.global_step,
+            "resumed_from": resumed_from,
+            "stopped_by_time_budget": bool(getattr(trainer.state, "stopped_by_time_budget", False)),
+        },
+        "held_out": {"texts": len(held_out), "before": before, "after": after},
+    }
+    model.save_pretrained(runfolder.model_dir(work_dir), safe_serialization=True)
+    tokenizer.save_pretrained(runfolder.model_dir(work_dir))
+    info = {
+        "family": runfolder.PRETRAINING_FAMILY,
+        "max_length": config.max_length,
+        "pretrain_config": to_dict(config),
+        "data": {"source": str(config.data), "texts": len(texts), "train_texts": len(train_texts), "held_out": len(held_out)},
+        "versions": runfolder.library_versions(),
+        "hardware": runfolder.hardware(),
+        "command": sys.argv,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    runfolder.write_run(work_dir, info, metrics)
+    runfolder.move_into_place(work_dir, run_dir)
+    return metrics
+
+
+def _with_max_length(config: PretrainConfig, max_length: int) -> PretrainConfig:
+    import dataclasses
+
+    return dataclasses.replace(config, max_length=max_length)
+
+
+def _describe(scores: dict[str, float]) -> str:
+    return ", ".join(f"{k} {v:.4g}" for k, v in scores.items() if isinstance(v, float))
+
+
+# ---- fill-mask and reuse as an encoder ------------------------------------------------------------
+def fill_mask(run_or_model: str | Path | None, text: str, top_k: int = 5) -> list[list[tuple[str, float]]]:
+    """The `top_k` words (and probabilities) for each `[MASK]` in `text`, most probable first.
+
+    `run_or_model` is a pre-training run, a model folder or hub id, or None for the embedded model.
+
+    Example:
+        >>> fill_mask("runs/mlm", "The [MASK] scored twice in the final.", top_k=2)   # doctest: +SKIP
+        [[('striker', 0.41), ('team', 0.12)]]
+    """
+    if top_k < 1:
+        raise TextclsError(f"top_k: expected an integer >= 1, found {top_k}; pass --top-k 1 or more")
+    if MASK not in text:
+        raise TextclsError(f"expected {MASK} in the text, found none in {text!r}; write {MASK} where a word is missing")
+    tokenizer, model = load_masked_lm(resolve_model(None if run_or_model is None else str(run_or_model)))
+    encoded = tokenizer(text.replace(MASK, tokenizer.mask_token), return_tensors="pt", truncation=True)
+    positions = torch.nonzero(encoded["input_ids"][0] == tokenizer.mask_token_id).flatten()
+    model.eval()
+    with torch.inference_mode():
+        logits = model(**encoded).logits[0].float()  # (seq, vocab)
+    results = []
+    for position in positions.tolist():
+        probs = torch.softmax(logits[position], dim=-1)
+        top = torch.topk(probs, k=min(top_k, probs.shape[-1]))
+        results.append([(tokenizer.decode([int(i)]).strip(), float(p)) for p, i in zip(top.values, top.indices)])
+    return results
+
+
+__all__ = ["fill_mask", "pretrain", "read_pretraining_texts"]

@@ -1,0 +1,156 @@
+"""pretraining.py on a tiny random BERT: masking, the loss, resume, reuse by `train`, fill-mask, bad sources."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+import textcls
+from tests.conftest import make_texts, write_ag_news_folder
+from textcls import runfolder
+from textcls.config import PretrainConfig
+from textcls.errors import DataError, RunFolderError, TextclsError
+from textcls.pretraining import fill_mask, masking_collator, pretrain, read_pretraining_texts
+
+
+def write_text(path: Path, n: int = 120, seed: int = 3) -> Path:
+    path.write_text("\n".join(f"{title} {body}" for _, title, body in make_texts(n, seed)) + "\n", encoding="utf-8")
+    return path
+
+
+def tiny_config(tiny_bert: Path, data: Path, **overrides) -> PretrainConfig:
+    values = {
+        "data": str(data), "model": str(tiny_bert), "epochs": 1, "batch_size": 16, "lr": 1e-3, "max_length": 32,
+        "precision": "fp32", "pseudo_perplexity_texts": 5, "seed": 1,
+    }
+    return PretrainConfig(**{**values, **overrides})
+
+
+@pytest.mark.parametrize("whole_words", [False, True])
+def test_masking_picks_about_15_percent_and_never_special_tokens_or_padding(tiny_bert, whole_words):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_bert)
+    config = PretrainConfig(data="x", whole_word_masking=whole_words)
+    texts = [f"{t} {d}" for _, t, d in make_texts(400, 5)]
+    encoded = tokenizer(texts, truncation=True, max_length=32, return_special_tokens_mask=True, return_offsets_mapping=whole_words)
+    rows = [{key: encoded[key][i] for key in encoded} for i in range(len(texts))]
+    batch = masking_collator(tokenizer, config, seed=0)(rows)
+    chosen = batch["labels"] != -100  # (rows, seq)
+    padded = tokenizer.pad({"input_ids": encoded["input_ids"]}, return_tensors="pt")
+    special = torch.isin(padded["input_ids"], torch.tensor(tokenizer.all_special_ids))  # [CLS], [SEP], [PAD]
+    assert not (chosen & special).any()
+    rate = chosen.sum().item() / (~special).sum().item()
+    assert 0.12 < rate < 0.18, rate
+    # 80% of the chosen tokens become [MASK] (all of them with whole words: transformers then never
+    # swaps in random tokens); the labels keep the original ids
+    masked = (batch["input_ids"] == tokenizer.mask_token_id) & chosen
+    share = masked.sum().item() / chosen.sum().item()
+    assert share == 1.0 if whole_words else 0.7 < share < 0.9
+    assert (batch["labels"][chosen] == padded["input_ids"][chosen]).all()
+    if whole_words:  # a piece that continues a word is chosen exactly when the piece before it is
+        tokens = [tokenizer.convert_ids_to_tokens(row) for row in padded["input_ids"].tolist()]
+        for row, pieces in enumerate(tokens):
+            for position, piece in enumerate(pieces):
+                if piece.startswith("##"):
+                    assert chosen[row, position] == chosen[row, position - 1]
+
+
+@pytest.fixture(scope="module")
+def pretrained_run(tiny_bert, tmp_path_factory) -> tuple[Path, dict]:
+    root = tmp_path_factory.mktemp("mlm")
+    # a small corpus repeated, so three epochs can learn it
+    corpus = write_text(root / "text.txt", n=40)
+    corpus.write_text(corpus.read_text() * 5)
+    metrics = pretrain(tiny_config(tiny_bert, corpus, epochs=3), root / "run")
+    return root / "run", metrics
+
+
+def test_the_loss_falls_on_a_repeated_corpus_and_the_run_describes_itself(pretrained_run):
+    run, metrics = pretrained_run
+    before, after = metrics["held_out"]["before"], metrics["held_out"]["after"]
+    assert after["masked_loss"] < before["masked_loss"] - 0.5
+    assert after["pseudo_perplexity"] < before["pseudo_perplexity"]
+    info = json.loads((run / "textcls.json").read_text())
+    assert info["family"] == runfolder.PRETRAINING_FAMILY and info["data"]["held_out"] >= 1
+    assert "model.safetensors" in info["model_files"]
+    assert not [p for p in run.rglob("*") if p.suffix in (".bin", ".pt", ".pth", ".pkl")]
+
+
+def test_train_fine_tunes_the_pretrained_encoder(pretrained_run, tmp_path):
+    from safetensors.torch import load_file
+
+    run, _ = pretrained_run
+    data = write_ag_news_folder(tmp_path / "data", n_train=32, n_dev=16, n_test=0)
+    # epochs tiny and lr ~0: the classifier's encoder must still hold the pre-trained weights
+    result = textcls.train(data=str(data), out=tmp_path / "cls", model=str(run), epochs=0.05, lr=1e-12, batch_size=8,
+                           max_length=32, precision="fp32")
+    encoder = load_file(run / "model" / "model.safetensors")
+    classifier = load_file(tmp_path / "cls" / "model" / "model.safetensors")
+    name = "bert.embeddings.word_embeddings.weight"
+    torch.testing.assert_close(classifier[name], encoder[name])
+    info = json.loads((tmp_path / "cls" / "textcls.json").read_text())
+    assert info["encoder_from"] == str(run.resolve())
+    assert result.metrics["train"]["model"] == str(run / "model")
+
+
+def test_a_pretraining_run_is_not_loaded_as_a_classifier(pretrained_run):
+    run, _ = pretrained_run
+    with pytest.raises(RunFolderError, match="textcls train --model"):
+        textcls.load(run)
+
+
+def test_fill_mask_lists_the_top_words_most_probable_first(pretrained_run):
+    run, _ = pretrained_run
+    (words,) = fill_mask(run, "the striker scored a [MASK] .", top_k=4)
+    assert len(words) == 4
+    probabilities = [p for _, p in words]
+    assert probabilities == sorted(probabilities, reverse=True) and 0 < sum(probabilities) <= 1.0 + 1e-6
+    assert len(fill_mask(run, "[MASK] shares [MASK]", top_k=2)) == 2  # one list per mask
+    with pytest.raises(TextclsError, match=r"expected \[MASK\]"):
+        fill_mask(run, "no mask here")
+
+
+def test_resume_continues_an_interrupted_pretraining(tiny_bert, tmp_path, monkeypatch):
+    corpus = write_text(tmp_path / "text.txt", n=64)
+    out = tmp_path / "run"
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt  # as if killed once training had checkpointed its epoch
+
+    monkeypatch.setattr(runfolder, "move_into_place", killed)
+    with pytest.raises(KeyboardInterrupt):
+        pretrain(tiny_config(tiny_bert, corpus, epochs=1), out)
+    monkeypatch.undo()
+    first_steps = len(list((tmp_path / ".run.partial" / "checkpoints").glob("checkpoint-*")))
+    assert first_steps == 1
+    metrics = pretrain(tiny_config(tiny_bert, corpus, epochs=2, resume=True), out)
+    assert metrics["train"]["resumed_from"].endswith("checkpoint-4")  # 61 texts / batch 16 = 4 steps an epoch
+    assert metrics["train"]["global_step"] == 8
+
+
+@pytest.mark.parametrize(
+    "content, suffix, message",
+    [
+        ("", ".txt", "expected unlabelled text"),
+        ("\n \n\n", ".txt", "expected unlabelled text"),
+        ("label\n1\n2\n", ".csv", "text"),  # a label column and nothing to read
+    ],
+)
+def test_empty_or_label_only_sources_are_clear_errors(tmp_path, content, suffix, message):
+    source = tmp_path / f"source{suffix}"
+    source.write_text(content, encoding="utf-8")
+    with pytest.raises(DataError, match=message):
+        read_pretraining_texts(str(source))
+
+
+def test_a_folder_of_text_files_and_a_split_folder_are_read(tmp_path):
+    (tmp_path / "texts").mkdir()
+    write_text(tmp_path / "texts" / "a.txt", n=3)
+    write_text(tmp_path / "texts" / "b.txt", n=2)
+    assert len(read_pretraining_texts(str(tmp_path / "texts"))) == 5
+    folder = write_ag_news_folder(tmp_path / "ag", n_train=12, n_dev=4, n_test=4)
+    assert len(read_pretraining_texts(str(folder))) == 12  # the train file only; labels ignored
