@@ -33,6 +33,15 @@ if set(LOADERS) != set(BACKENDS):  # config validates the names, this registry l
     raise RuntimeError(f"backends {sorted(BACKENDS)} and loaders {sorted(LOADERS)} disagree")
 
 
+# Run folders of the other commands, and where they belong.
+NOT_CLASSIFIERS = {
+    runfolder.PRETRAINING_FAMILY: "a `textcls pretrain` run (an encoder, not a classifier); fine-tune it with "
+    "`textcls train --model {run}`, or try it with `textcls fill-mask {run} \"... [MASK] ...\"`",
+    runfolder.SEQ2SEQ_FAMILY: "a `textcls seq2seq` run (an encoder-decoder, not a classifier); use "
+    "`textcls seq2seq translate {run} TEXT` or `textcls.seq2seq.load`",
+}
+
+
 def load_torch(run_dir: Path, info: dict[str, Any], config: PredictConfig) -> Predictor:
     """The family's own model from `RUN/model`, in `config.precision`."""
     return family_class(info["family"]).load(
@@ -47,11 +56,8 @@ def load_predictor(run_dir: Path, info: dict[str, Any], config: PredictConfig) -
     """The run's model on `config.backend`, with `config.threads` CPU threads."""
     from textcls.environment import set_torch_threads
 
-    if info.get("family") == runfolder.PRETRAINING_FAMILY:
-        raise RunFolderError(
-            f"{run_dir} is a `textcls pretrain` run (an encoder, not a classifier); fine-tune it with "
-            f"`textcls train --model {run_dir}`, or try it with `textcls fill-mask {run_dir} \"... [MASK] ...\"`"
-        )
+    if info.get("family") in NOT_CLASSIFIERS:
+        raise RunFolderError(f"{run_dir} is {NOT_CLASSIFIERS[info['family']].format(run=run_dir)}")
     family_class(info["family"])  # an unknown family is a RunFolderError
     runfolder.check_loadable(run_dir, info)
     runfolder.verify_model_files(run_dir, info)

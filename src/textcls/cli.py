@@ -7,7 +7,6 @@ flags override both. Logs go to stderr; results go to stdout (a table, or JSON w
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import inspect
 import json
@@ -23,12 +22,15 @@ if not sys.stdout.isatty():
     os.environ.setdefault("TERMINAL_WIDTH", "160")
 
 import typer  # noqa: E402
-from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 from textcls.config import DataConfig, PredictConfig, PretrainConfig, ServeConfig, TrainConfig, column_names, field_names, split_options  # noqa: E402
+from textcls.console import library_call as _library_call  # noqa: E402
+from textcls.console import setup_logging as _setup_logging  # noqa: E402
+from textcls.console import stdout  # noqa: E402
 from textcls.errors import TextclsError  # noqa: E402
 from textcls.families import FAMILIES  # noqa: E402
+from textcls.seq2seq.cli import app as seq2seq_app  # noqa: E402
 
 app = typer.Typer(
     name="textcls",
@@ -37,29 +39,12 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-# Piped output (CI logs, `| tee`) gets wide tables instead of rich's 80-column default.
-stdout = Console(width=None if sys.stdout.isatty() else 160)
-stderr = Console(stderr=True)
+app.add_typer(seq2seq_app, name="seq2seq")
 log = logging.getLogger("textcls")
 
 # Flags whose names an issue fixed as contracts, where they differ from the field name.
 _FLAG_NAMES = {"train_file": "--train", "dev_file": "--dev", "test_file": "--test", "text_columns": "--text-column"}
 _TYPES = {"bool": bool, "int": int, "float": float, "str": str, "tuple[str, ...]": list[str]}
-
-
-def _setup_logging(verbose: bool) -> None:
-    from rich.logging import RichHandler
-
-    handler = RichHandler(console=stderr, show_path=False, show_time=False)
-    logging.basicConfig(level=logging.WARNING, handlers=[handler], format="%(message)s", force=True)
-    # Under torchrun every process runs this; only rank 0 tells the story.
-    main_process = os.environ.get("RANK", "0") == "0"
-    level = (logging.DEBUG if verbose else logging.INFO) if main_process else logging.WARNING
-    logging.getLogger("textcls").setLevel(level)
-    with contextlib.suppress(ImportError):
-        from transformers.utils import logging as hf_logging
-
-        hf_logging.set_verbosity_warning()
 
 
 def _field_parameters(*classes: type, skip: tuple[str, ...] = ()) -> list[inspect.Parameter]:
@@ -121,24 +106,6 @@ def _take_predict_options(options: dict[str, Any]) -> dict[str, Any]:
     """Take PredictConfig's flags out of `options` (the rest are data options), keeping those given."""
     taken = {name: options.pop(name) for name in field_names(PredictConfig) if name in options}
     return {k: v for k, v in taken.items() if v is not None}
-
-
-@contextlib.contextmanager
-def _library_call():
-    """Run library code: what libraries print goes to stderr (stdout is for results); user errors exit 2."""
-    try:
-        with contextlib.redirect_stdout(sys.stderr):
-            yield
-    except TextclsError as error:
-        _fail(error)
-
-
-def _fail(error: Exception) -> None:
-    from rich.markup import escape
-
-    # Messages quote lists like ['a', 'b']: escape them so rich does not read them as markup.
-    stderr.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True)
-    raise typer.Exit(2)
 
 
 def _metrics_table(title: str, metrics: dict[str, Any]) -> Table:

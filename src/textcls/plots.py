@@ -25,8 +25,8 @@ from textcls.errors import TextclsError
 from textcls.files import write_atomic
 
 __all__ = [
-    "accuracy_vs_time", "attention_grid", "attention_heatmap", "available", "confusion_png", "curves_png",
-    "reliability_png", "token_bars",
+    "accuracy_vs_time", "alignment_matrix", "attention_grid", "attention_heatmap", "available", "confusion_png",
+    "curves_png", "length_curves", "reliability_png", "token_bars",
 ]
 
 DPI = 100
@@ -210,5 +210,54 @@ def accuracy_vs_time(rows: Sequence[dict[str, Any]], path: Path) -> Path:
     axes.set_ylabel("dev accuracy")
     axes.set_title("accuracy against training time")
     axes.grid(alpha=0.3)
+    figure.tight_layout()
+    return write_atomic(path, lambda temporary: figure.savefig(temporary, format="png"))
+
+
+def alignment_matrix(
+    weights: np.ndarray, source_tokens: Sequence[str], output_tokens: Sequence[str], path: Path, title: str = ""
+) -> Path:
+    """An encoder-decoder's alignment (output tokens, source tokens) as a PNG, like Bahdanau et al.'s
+    Fig. 3: source tokens across the top, output tokens down, grey levels for alpha(t, i) (white = 1).
+
+    Example:
+        >>> alignment_matrix(t.attention, t.source_tokens, t.output_tokens, Path("alignment.png"))  # doctest: +SKIP
+    """
+    weights = np.asarray(weights, dtype=float)
+    rows, columns = weights.shape
+    cell = 0.32
+    figure = _figure(min(2.0 + cell * columns, 30), min(1.5 + cell * rows, 30))
+    axes = figure.add_subplot(1, 1, 1)
+    axes.imshow(weights, cmap="gray", vmin=0.0, vmax=1.0, aspect="equal", interpolation="nearest")
+    axes.xaxis.tick_top()
+    axes.set_xticks(np.arange(columns), labels=list(source_tokens), rotation=90, fontsize=_label_size(columns))
+    axes.set_yticks(np.arange(rows), labels=list(output_tokens), fontsize=_label_size(rows))
+    axes.set_xlabel("source")
+    axes.xaxis.set_label_position("top")
+    axes.set_ylabel("output")
+    if title:
+        axes.set_title(title, fontsize=9)  # matplotlib lifts it above the top tick labels
+    return _save(figure, path)
+
+
+def length_curves(rows: Sequence[dict[str, Any]], path: Path) -> Path:
+    """BLEU and exact match against source length, one line per run (Bahdanau et al.'s Fig. 2 in spirit).
+
+    Each row: `name`, `x` (bucket middles, source words), `bleu` (0-100), `exact_match` (0-100).
+    """
+    figure = _figure(10.0, 4.0)
+    figure.set_dpi(120)
+    bleu_axes, exact_axes = figure.subplots(1, 2)
+    for row in rows:
+        bleu_axes.plot(row["x"], row["bleu"], marker="o", label=row["name"])
+        exact_axes.plot(row["x"], row["exact_match"], marker="o", label=row["name"])
+    for axes, label in ((bleu_axes, "BLEU"), (exact_axes, "exact match (%)")):
+        axes.set_xlabel("source length (words)")
+        axes.set_ylabel(label)
+        axes.set_ylim(0, 102)
+        axes.grid(alpha=0.3)
+        axes.legend(fontsize=8)
+    bleu_axes.set_title("BLEU against source length")
+    exact_axes.set_title("exact match against source length")
     figure.tight_layout()
     return write_atomic(path, lambda temporary: figure.savefig(temporary, format="png"))

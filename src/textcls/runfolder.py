@@ -38,6 +38,7 @@ REPORT_FILE = "report.html"
 CHECKPOINT_DIR = "checkpoints"
 FORMAT_VERSION = 1
 PRETRAINING_FAMILY = "mlm"  # `textcls pretrain` runs: an encoder to fine-tune, not a classifier
+SEQ2SEQ_FAMILY = "seq2seq"  # `textcls seq2seq` runs: an encoder-decoder
 # Keys of textcls.json that loading a run cannot do without.
 REQUIRED_INFO = ("family", "label_names", "max_length")
 

@@ -308,12 +308,10 @@ def write_report(scored: Scored, path: str | Path) -> Path:
     from textcls.report import build_report, write_report as write_page
 
     run = scored.run
-    highlight = None
-    if EXPLAIN in run.capabilities:
+    def words(text: str) -> list[tuple[str, float]]:
+        return run.explain(text).words()
 
-        def highlight(text: str) -> list[tuple[str, float]]:
-            return run.explain(text).words()
-
+    highlight = words if EXPLAIN in run.capabilities else None
     page = build_report(run.record, scored.texts, scored.labels, scored.probs, run.label_names, scored.split, highlight)
     return write_page(Path(path), page)
 

@@ -27,7 +27,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import shutil
 import time
 from collections.abc import Mapping, Sequence
@@ -41,6 +40,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from textcls.batching import length_sorted_batches
+from textcls.checkpoints import BEST_WEIGHTS_FILE, OPTIMIZER_FILE, STATE_FILE, last_checkpoint, write_checkpoint
+from textcls.checkpoints import clone_state as _clone_state
+from textcls.checkpoints import load_optimizer_tensors as _load_optimizer_tensors
+from textcls.checkpoints import optimizer_tensors as _optimizer_tensors  # noqa: F401  (tests reach it here)
 from textcls.config import TrainConfig
 from textcls.data import Split
 from textcls.environment import device, embedded_model_path, resolve_precision
@@ -56,10 +59,6 @@ TOKENIZER_FILE = "tokenizer.json"
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "neural.json"
 FORMAT_VERSION = 1
-# A checkpoint folder: the current weights, the best weights so far, AdamW's moments, and the loop state.
-BEST_WEIGHTS_FILE = "best.safetensors"
-OPTIMIZER_FILE = "optimizer.safetensors"
-STATE_FILE = "state.json"
 CHUNK_BATCHES = 50  # batches per length-sorted chunk: little padding, yet a random batch order
 MAX_GRAD_NORM = 1.0
 
@@ -196,60 +195,6 @@ class Schedule:
         return cls(steps_per_epoch, total_steps, math.ceil(config.warmup_ratio * total_steps))
 
 
-def _clone_state(module: nn.Module) -> dict[str, torch.Tensor]:
-    return {name: tensor.detach().clone().contiguous() for name, tensor in module.state_dict().items()}
-
-
-def _optimizer_tensors(optimizer: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
-    """AdamW's per-parameter state as flat safetensors entries: '<param index>.<exp_avg|exp_avg_sq|step>'."""
-    state = optimizer.state_dict()["state"]
-    return {f"{index}.{name}": value.contiguous() for index, entries in state.items() for name, value in entries.items()}
-
-
-def _load_optimizer_tensors(optimizer: torch.optim.Optimizer, tensors: Mapping[str, torch.Tensor]) -> None:
-    state: dict[int, dict[str, torch.Tensor]] = {}
-    for key, value in tensors.items():
-        index, name = key.split(".", 1)
-        state.setdefault(int(index), {})[name] = value
-    # param_groups come from the optimizer just built from the same config; the lr is set every step.
-    optimizer.load_state_dict({"state": state, "param_groups": optimizer.state_dict()["param_groups"]})
-
-
-def last_checkpoint(checkpoint_dir: Path) -> Path | None:
-    """The complete checkpoint folder with the highest step in `checkpoint_dir`, or None."""
-    if not checkpoint_dir.is_dir():
-        return None
-    complete = [path for path in checkpoint_dir.glob("checkpoint-*") if (path / STATE_FILE).is_file()]
-    return max(complete, key=lambda path: int(path.name.split("-")[-1]), default=None)
-
-
-def write_checkpoint(
-    checkpoint_dir: Path,
-    module: nn.Module,
-    best_state: Mapping[str, torch.Tensor],
-    optimizer: torch.optim.Optimizer,
-    state: dict[str, Any],
-) -> Path:
-    """Write `checkpoint-<step>/` atomically (a partial folder renamed into place); older ones are removed."""
-    from safetensors.torch import save_file
-
-    checkpoint_dir.mkdir(parents=True, exist_ok=True)
-    final = checkpoint_dir / f"checkpoint-{state['step']}"
-    partial = checkpoint_dir / f".checkpoint-{state['step']}.partial"
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir()
-    save_file(_clone_state(module), str(partial / WEIGHTS_FILE))
-    save_file(dict(best_state), str(partial / BEST_WEIGHTS_FILE))
-    save_file(_optimizer_tensors(optimizer), str(partial / OPTIMIZER_FILE))
-    (partial / STATE_FILE).write_text(json.dumps(state, indent=2) + "\n", encoding="utf-8")
-    shutil.rmtree(final, ignore_errors=True)
-    os.replace(partial, final)
-    for old in checkpoint_dir.glob("checkpoint-*"):
-        if old != final:
-            shutil.rmtree(old, ignore_errors=True)
-    return final
-
-
 def train_module(
     module: nn.Module,
     train_ids: Sequence[Sequence[int]],
@@ -301,7 +246,9 @@ def train_module(
         if improved:
             best_state = _clone_state(module)
         seeds = {"seed": config.seed, "batch_order": config.seed + epoch, "dropout": dropout_seed}
-        write_checkpoint(checkpoint_dir, module, best_state, optimizer, _checkpoint_state(state, schedule, identity, seeds))
+        write_checkpoint(
+            checkpoint_dir, state.step, module, best_state, optimizer, _checkpoint_state(state, schedule, identity, seeds)
+        )
         if patience and state.epochs_without_improvement >= patience:
             log.info("no dev improvement for %d evaluations; stopping early at step %d", patience, state.step)
         if stopped_by_time_budget:
