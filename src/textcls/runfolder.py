@@ -87,14 +87,11 @@ def eval_path(run_dir: Path, split: str, backend: str = "torch") -> Path:
 
 
 def pretraining_run(path: str | Path) -> Path | None:
-    """The run folder when `path` is a `textcls pretrain` run or its `model/`, else None."""
+    """The run folder when `path` is a `textcls pretrain` run or its `model/`, else None (no digest check)."""
     path = Path(path).expanduser()
     for run_dir in (path, path.parent):
-        if path in (run_dir, model_dir(run_dir)) and is_run(run_dir):
-            info = read_info(run_dir)
-            if info.get("family") == PRETRAINING_FAMILY:
-                verify_model_files(run_dir, info)
-                return run_dir
+        if path in (run_dir, model_dir(run_dir)) and is_run(run_dir) and read_info(run_dir).get("family") == PRETRAINING_FAMILY:
+            return run_dir
     return None
 
 

@@ -35,6 +35,7 @@ from textcls.files import make_folder, storage_error, write_json
 from textcls.models.base import EXPLAIN, Classifier, Predictor, family_class
 
 log = logging.getLogger("textcls")
+DATA_SOURCES = ("data", "train_file", "dev_file", "test_file")  # the DataConfig fields that name where rows come from
 
 
 @dataclass
@@ -128,7 +129,7 @@ def _storage_errors(work_dir: Path) -> Iterator[None]:
 def _absolute_paths(config: DataConfig) -> DataConfig:
     """`config` with every local path made absolute, so the run's data is found from any folder."""
     paths = {}
-    for name in ("data", "train_file", "dev_file", "test_file", "label_names_file"):
+    for name in (*DATA_SOURCES, "label_names_file"):
         value = getattr(config, name)
         if value is not None and Path(value).expanduser().exists():
             paths[name] = str(Path(value).expanduser().resolve())
@@ -325,16 +326,12 @@ def data_config_for_run(run_dir: str | Path, options: dict[str, Any]) -> DataCon
     if not given:
         return None
     trained_with = runfolder.read_info(run_dir)["data_config"]
-    sources = ("data", "train_file", "dev_file", "test_file")
     # Flags without a source (say --max-eval-samples alone) apply to the run's own data.
-    kept = {k: v for k, v in trained_with.items() if k not in sources or not sources_given(given)}
+    own_source = not any(given.get(name) is not None for name in DATA_SOURCES)
+    kept = {k: v for k, v in trained_with.items() if k not in DATA_SOURCES or own_source}
     data_config, _ = split_options({**kept, **given})
     return data_config
 
-
-def sources_given(options: dict[str, Any]) -> bool:
-    """Whether `options` name a data source of their own (--data, --train, --dev or --test)."""
-    return any(options.get(name) is not None for name in ("data", "train_file", "dev_file", "test_file"))
 
 
 def _check_labels(model_labels: list[str], data_labels: list[str]) -> None:

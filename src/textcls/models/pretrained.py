@@ -117,6 +117,35 @@ class _CheckpointGuard:
         self.callback = Callback()
 
 
+def training_arguments(checkpoint_dir: Path, config: Any, precision: str, **options: Any) -> Any:
+    """The `TrainingArguments` every textcls Trainer run shares (schedule, checkpoints each epoch,
+    precision, seeds) from a config with epochs, batch_size, lr, weight_decay, warmup_ratio,
+    logging_steps and seed; `options` add or override the rest."""
+    from transformers import TrainingArguments
+
+    shared = dict(
+        output_dir=str(checkpoint_dir),
+        num_train_epochs=config.epochs,
+        per_device_train_batch_size=config.batch_size,
+        learning_rate=config.lr,
+        weight_decay=config.weight_decay,
+        lr_scheduler_type="linear",
+        # a float in (0, 1) is a ratio of all steps in transformers 5.x
+        warmup_steps=config.warmup_ratio if config.warmup_ratio > 0 else 0,
+        save_strategy="epoch",
+        save_total_limit=2,
+        logging_strategy="steps",
+        logging_steps=config.logging_steps,
+        bf16=precision == "bf16",
+        fp16=precision == "fp16",
+        use_cpu=not torch.cuda.is_available(),
+        seed=config.seed,
+        data_seed=config.seed,
+        report_to="none",
+    )
+    return TrainingArguments(**{**shared, **options})
+
+
 def training_callbacks(time_budget: float | None) -> list[Any]:
     """The Trainer callbacks every textcls run uses: complete-checkpoint markers, and the time budget."""
     callbacks = [_CheckpointGuard().callback]
@@ -225,7 +254,6 @@ class PretrainedClassifier(Classifier):
             DataCollatorWithPadding,
             EarlyStoppingCallback,
             Trainer,
-            TrainingArguments,
             set_seed,
         )
 
@@ -245,34 +273,17 @@ class PretrainedClassifier(Classifier):
 
         train_rows, dev_rows = to_dataset(train), to_dataset(dev)
 
-        args = TrainingArguments(
-            output_dir=str(checkpoint_dir),
-            num_train_epochs=config.epochs,
-            per_device_train_batch_size=config.batch_size,
+        args = training_arguments(
+            checkpoint_dir, config, precision,
             per_device_eval_batch_size=config.eval_batch_size,
-            learning_rate=config.lr,
-            weight_decay=config.weight_decay,
-            lr_scheduler_type="linear",
-            # a float in (0, 1) is a ratio of all steps in transformers 5.x
-            warmup_steps=config.warmup_ratio if config.warmup_ratio > 0 else 0,
             eval_strategy="epoch",
-            save_strategy="epoch",
-            save_total_limit=2,
             load_best_model_at_end=True,
             metric_for_best_model="accuracy",
             greater_is_better=True,
-            logging_strategy="steps",
-            logging_steps=config.logging_steps,
             train_sampling_strategy="group_by_length" if config.group_by_length else "random",
-            bf16=precision == "bf16",
-            fp16=precision == "fp16",
-            use_cpu=not torch.cuda.is_available(),
-            seed=config.seed,
-            data_seed=config.seed,
             dataloader_num_workers=config.num_workers,
             # every parameter of an encoder + head takes part in the loss; skip DDP's extra graph walk
             ddp_find_unused_parameters=False,
-            report_to="none",
             disable_tqdm=False,
         )
 
