@@ -8,6 +8,8 @@ Rows, each a full pass over the same texts after a warm-up (tokenisation include
     textcls torch bf16   the same in bf16 autocast (--precision bf16)
     textcls onnx         ONNX Runtime, fp32 graph, sorted batches of 8
     textcls onnx-int8    ONNX Runtime, int8 weights, sorted batches of 8
+    textcls auto         what `textcls predict` uses by default: textcls.load(RUN) with --backend auto,
+                         after it has timed the candidates (its choice and the seconds it took are printed)
 
 Then agreement on all of dev.csv: each textcls backend's labels against textcls torch fp32, and its
 dev accuracy. Figures go to stdout (a table) and to --output (JSON with config, versions, hardware).
@@ -34,7 +36,7 @@ import textcls
 from textcls.config import PredictConfig
 from textcls.files import write_json
 from textcls.onnx_backend import ONNX_DIR, ONNX_FILES, export_onnx
-from textcls.runfolder import is_run, library_versions
+from textcls.runfolder import backend_cache_path, is_run, library_versions
 
 log = logging.getLogger("benchmark")
 
@@ -99,6 +101,19 @@ def cpu_matrix_units() -> dict:
     }
 
 
+def exported_run_and_data(run: str, data: str) -> tuple[Path, Path]:
+    """The run folder (exported to ONNX, fp32 and int8, if it was not) and the AG News folder; exits if either is missing."""
+    run_dir, data_dir = Path(run), Path(data)
+    if not (data_dir / "train.csv").is_file():
+        sys.exit(f"no AG News data at {data_dir}; pass --data FOLDER with train.csv and dev.csv")
+    if not is_run(run_dir):
+        sys.exit(f"{run_dir} is not a run folder; train one: textcls train --data {data_dir} --out {run_dir}")
+    if not all((run_dir / ONNX_DIR / name).is_file() for name in ONNX_FILES.values()):
+        log.info("exporting %s to ONNX (fp32 and int8)", run_dir)
+        export_onnx(run_dir, int8=True)
+    return run_dir, data_dir
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run", default="runs/agnews", help="A fine-tuned pretrained-family run folder.")
@@ -110,50 +125,54 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
 
-    run_dir, data = Path(args.run), Path(args.data)
-    if not (data / "train.csv").is_file():
-        sys.exit(f"no AG News data at {data}; pass --data FOLDER with train.csv and dev.csv")
-    if not is_run(run_dir):
-        sys.exit(f"{run_dir} is not a run folder; train one: textcls train --data {data} --out {run_dir}")
-    if not all((run_dir / ONNX_DIR / name).is_file() for name in ONNX_FILES.values()):
-        log.info("exporting %s to ONNX (fp32 and int8)", run_dir)
-        export_onnx(run_dir, int8=True)
+    run_dir, data = exported_run_and_data(args.run, args.data)
 
     pool, _ = read_texts(data / "train.csv")
     rng = np.random.default_rng(args.seed)
     texts = [pool[i] for i in rng.choice(len(pool), size=min(args.rows, len(pool)), replace=False)]
     dev_texts, dev_labels = read_texts(data / "dev.csv")
 
-    reference = textcls.load(run_dir).classifier
+    # auto's choice is made (and cached in RUN/backends.json) before anything is timed; how long it took is reported
+    backend_cache_path(run_dir).unlink(missing_ok=True)
+    started = time.perf_counter()
+    auto = textcls.load(run_dir)
+    choice_seconds = time.perf_counter() - started
+    chosen, backend_choice = auto.backend_choice["chosen"], auto.backend_choice["candidates"]
+    log.info("auto chose %s in %.1f s", chosen, choice_seconds)
+
+    reference = textcls.load(run_dir, PredictConfig(backend="torch")).classifier
     rows = []
     if not args.skip_pipeline:
         rows.append(timed("pipeline", pipeline_predict(run_dir / "model"), texts))
         rows.append(timed("torch unsorted", unsorted_predict(reference.model, reference.tokenizer, reference.max_length), texts))
     quantised = torch.ao.quantization.quantize_dynamic(reference.model, {torch.nn.Linear}, dtype=torch.qint8)
-    dyn_int8 = textcls.load(run_dir).classifier
+    dyn_int8 = textcls.load(run_dir, PredictConfig(backend="torch")).classifier
     dyn_int8.model = quantised
     rows.append(timed("torch dyn-int8", lambda t: dyn_int8.predict_proba(t, batch_size=64), texts))
 
     backends = {
-        "textcls torch": PredictConfig(),
-        "textcls torch bf16": PredictConfig(precision="bf16"),
+        "textcls torch": PredictConfig(backend="torch"),
+        "textcls torch bf16": PredictConfig(backend="torch", precision="bf16"),
         "textcls onnx": PredictConfig(backend="onnx"),
         "textcls onnx-int8": PredictConfig(backend="onnx-int8"),
+        "textcls auto": PredictConfig(),  # the default: the choice cached above
     }
     reference_labels = reference.predict_proba(dev_texts).argmax(axis=1)
     dyn_labels = dyn_int8.predict_proba(dev_texts).argmax(axis=1)
     agreement = {"torch dyn-int8": {
         "label_agreement": float((dyn_labels == reference_labels).mean()), "dev_accuracy": float((dyn_labels == dev_labels).mean())
     }}
+    del auto
     for name, config in backends.items():
-        classifier = textcls.load(run_dir, config).classifier
-        rows.append(timed(name, lambda t, c=classifier, b=config.batch_size: c.predict_proba(t, batch_size=b), texts))
-        labels = classifier.predict_proba(dev_texts, batch_size=config.batch_size).argmax(axis=1)
+        run = textcls.load(run_dir, config)
+        classifier, batch_size = run.classifier, run.predict_config.batch_size
+        rows.append(timed(name, lambda t, c=classifier, b=batch_size: c.predict_proba(t, batch_size=b), texts))
+        labels = classifier.predict_proba(dev_texts, batch_size=batch_size).argmax(axis=1)
         agreement[name] = {
             "label_agreement": float((labels == reference_labels).mean()),
             "dev_accuracy": float((labels == dev_labels).mean()),
         }
-        del classifier
+        del classifier, run
 
     baseline = next((r["texts_per_second"] for r in rows if r["name"] == "pipeline"), None)
     for row in rows:
@@ -170,6 +189,10 @@ def main() -> None:
     best = max(rows, key=lambda r: r["texts_per_second"])
     if baseline:
         print(f"best: {best['name']} at {best['texts_per_second']:.0f} texts/s = {best['texts_per_second'] / baseline:.2f}x the pipeline")
+    default = next(r for r in rows if r["name"] == "textcls auto")
+    ratio = f" = {default['texts_per_second'] / baseline:.2f}x the pipeline" if baseline else ""
+    print(f"default (auto): chose {chosen} in {choice_seconds:.1f} s (first load on this machine, export included), "
+          f"then {default['texts_per_second']:.0f} texts/s{ratio}")
     units = cpu_matrix_units()
     print(f"matrix units: {', '.join(f for f, on in units['flags'].items() if on) or 'none'}; "
           f"oneDNN ISA: {units['onednn_isa']}; bf16 kernels: {', '.join(units['onednn_bf16_kernels']) or '-'}")
@@ -180,6 +203,7 @@ def main() -> None:
         "run": str(run_dir),
         "dev_rows": len(dev_texts),
         "rows": rows,
+        "auto": {"chosen": chosen, "choice_seconds": round(choice_seconds, 1), "candidates": backend_choice},
         "versions": {**library_versions(), "onnxruntime": __import__("onnxruntime").__version__},
         "hardware": {"platform": platform.platform(), "processor": platform.processor(), "cpus": os.cpu_count(),
                      "torch_threads": torch.get_num_threads(), **units},

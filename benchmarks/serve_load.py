@@ -8,6 +8,7 @@ row runs 32 clients against a server with micro-batching off (--max-batch 1) for
 The clients run on the same machine as the server, so they take CPU from it: the figures are a
 floor for what a separate client machine would see.
 
+    python benchmarks/serve_load.py --run runs/agnews            # the default backend, auto
     python benchmarks/serve_load.py --run runs/agnews --backend onnx-int8
 """
 
@@ -29,6 +30,7 @@ import httpx
 import numpy as np
 import pandas as pd
 
+from inference import cpu_matrix_units  # benchmarks/inference.py: the CPU's matrix-unit flags and oneDNN's pick
 from textcls.files import write_json
 from textcls.runfolder import library_versions
 
@@ -149,7 +151,7 @@ def measure(server: Server, texts: list[str], clients: int, requests: int, label
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run", default="runs/agnews", help="Run folder to serve.")
-    parser.add_argument("--backend", default="onnx-int8", help="torch, onnx or onnx-int8 (after `textcls export`).")
+    parser.add_argument("--backend", default="auto", help="auto (the server's default), torch, onnx or onnx-int8.")
     parser.add_argument("--data", default="../shared/data/ag_news", help="AG News folder (dev.csv gives the texts).")
     parser.add_argument("--clients", default="1,8,32", help="Concurrency levels, comma-separated.")
     parser.add_argument("--requests", type=int, default=2000, help="Requests per concurrency level.")
@@ -174,6 +176,9 @@ def main() -> None:
     threads += [] if args.batch_size is None else ["--batch-size", str(args.batch_size)]
     threads += ["--spin"] if args.spin else []
     server = Server(Path(args.run), args.backend, threads)
+    model = httpx.get(f"{server.url}/v1/model").json()
+    served = f"{model['backend']}" + (f" {model['precision']}" if model["backend"] == "torch" else "")
+    log.info("the server runs %s (asked for %s)", served, args.backend)
     try:
         # Warm-up at the highest concurrency: ONNX Runtime's first call at a new batch size takes
         # ~0.3 s (its memory arena grows), which would otherwise land in one level's p99.
@@ -191,7 +196,8 @@ def main() -> None:
         finally:
             server.stop()
 
-    print(f"\n`textcls serve {args.run} --backend {args.backend} {' '.join(threads)}` on loopback, {args.requests} requests of one text per level")
+    print(f"\n`textcls serve {args.run} --backend {args.backend} {' '.join(threads)}` on loopback (running {served}), "
+          f"{args.requests} requests of one text per level")
     print(f"{'server':<10} {'pass':>4} {'clients':>7} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'texts/call':>11}"
           f" {'CPU s: avail':>13} {'server':>7} {'client':>7}")
     for row in rows:
@@ -207,9 +213,14 @@ def main() -> None:
     if ratios:
         print(f"throughput at {max(levels)} clients / at {min(levels)}: {', '.join(f'{r:.2f}x' for r in ratios)} "
               f"(median {float(np.median(ratios)):.2f}x); errors in all: {sum(row['errors'] for row in rows)}")
+    units = cpu_matrix_units()
+    print(f"matrix units: {', '.join(f for f, on in units['flags'].items() if on) or 'none'}; oneDNN ISA: {units['onednn_isa']}")
     write_json(Path(args.output), {
         "benchmark": "serve_load",
         "config": vars(args),
+        "served_backend": served,
+        "backend_choice": model.get("backend_choice"),
+        "matrix_units": units,
         "rows": rows,
         "ratios_max_to_min_clients": ratios,
         "median_ratio": float(np.median(ratios)) if ratios else None,

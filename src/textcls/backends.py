@@ -1,5 +1,6 @@
 """Which engine runs a trained run: a small registry from backend name to loader, consulted by `runs.load`.
 
+    auto       not a loader: `textcls.autobackend` times the ones below and picks one
     torch      the family's own model, eager, under `torch.inference_mode`; every family has it
     onnx       the run exported to ONNX (fp32), run by ONNX Runtime (`textcls.onnx_backend`)
     onnx-int8  the same graph with int8 weights
@@ -19,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from textcls import runfolder
-from textcls.config import BACKENDS, PredictConfig
+from textcls.config import AUTO_BACKEND, ENGINES, PredictConfig
 from textcls.errors import RunFolderError
 from textcls.models.base import Predictor, family_class
 
@@ -29,8 +30,8 @@ LOADERS: dict[str, str] = {
     "onnx": "textcls.onnx_backend:load_onnx",
     "onnx-int8": "textcls.onnx_backend:load_onnx",
 }
-if set(LOADERS) != set(BACKENDS):  # config validates the names, this registry loads them
-    raise RuntimeError(f"backends {sorted(BACKENDS)} and loaders {sorted(LOADERS)} disagree")
+if set(LOADERS) != set(ENGINES):  # config validates the names, this registry loads them
+    raise RuntimeError(f"backends {sorted(ENGINES)} and loaders {sorted(LOADERS)} disagree")
 
 
 # Run folders of the other commands, and where they belong.
@@ -48,18 +49,27 @@ def load_torch(run_dir: Path, info: dict[str, Any], config: PredictConfig) -> Pr
         runfolder.model_dir(run_dir),
         max_length=config.max_length or info["max_length"],
         label_names=info["label_names"],
-        precision=config.precision,
+        precision=config.precision or "fp32",
     )
 
 
-def load_predictor(run_dir: Path, info: dict[str, Any], config: PredictConfig) -> Predictor:
-    """The run's model on `config.backend`, with `config.threads` CPU threads."""
-    from textcls.environment import set_torch_threads
-
+def check_classifier_run(run_dir: Path, info: dict[str, Any]) -> None:
+    """Raise a `RunFolderError` that says what to do unless `info` is a classifier run that can be loaded."""
     if info.get("family") in NOT_CLASSIFIERS:
         raise RunFolderError(f"{run_dir} is {NOT_CLASSIFIERS[info['family']].format(run=run_dir)}")
-    family_class(info["family"])  # an unknown family is a RunFolderError
+    if "family" in info:
+        family_class(info["family"])  # an unknown family is a RunFolderError
     runfolder.check_loadable(run_dir, info)
+
+
+def load_predictor(run_dir: Path, info: dict[str, Any], config: PredictConfig) -> Predictor:
+    """The run's model on `config.backend` (not auto: `textcls.autobackend` resolves that), with
+    `config.threads` CPU threads."""
+    from textcls.environment import set_torch_threads
+
+    if config.backend == AUTO_BACKEND:
+        raise ValueError("backend auto is resolved by textcls.autobackend.choose, not loaded")
+    check_classifier_run(run_dir, info)
     runfolder.verify_model_files(run_dir, info)
     set_torch_threads(config.threads)
     module_name, function_name = LOADERS[config.backend].split(":")

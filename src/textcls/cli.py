@@ -258,7 +258,8 @@ def explain(
 
     _setup_logging(verbose)
     with _library_call():
-        explanation = explain_text(load(run_dir), text, layer=layer, head=head)
+        # attention maps come from the torch model whatever backend predicts, so auto has nothing to choose
+        explanation = explain_text(load(run_dir, PredictConfig(backend="torch")), text, layer=layer, head=head)
         written = explanation.save(out or run_dir / "explain")
     if as_json:
         print(json.dumps({**explanation.to_dict(), "files": {k: str(v) for k, v in written.items()}}, indent=2))

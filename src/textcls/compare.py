@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from textcls import plots, runfolder
-from textcls.config import DataConfig, TrainConfig, field_names, split_options
+from textcls.config import DataConfig, PredictConfig, TrainConfig, field_names, split_options
 from textcls.errors import TextclsError
 from textcls.families import FAMILIES
 from textcls.files import make_folder, write_json, write_text_atomic
@@ -87,7 +87,7 @@ def compare(
             log.info("%s trained in %.0fs", family, time.perf_counter() - started)
         else:
             log.info("%s: reusing the finished run in %s (pass --overwrite to retrain)", family, run_dir)
-        run = load(run_dir)
+        run = load(run_dir, PredictConfig(backend="torch"))  # the family's own model, as every row is timed
         metrics = run.metrics
         if metrics is None:
             raise TextclsError(f"{run_dir} has no readable metrics; retrain it with --overwrite")

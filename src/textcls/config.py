@@ -21,7 +21,9 @@ from textcls.errors import ConfigError, UnknownOptionError
 from textcls.families import DEFAULT_FAMILY, FAMILIES
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-BACKENDS = ("torch", "onnx", "onnx-int8")
+AUTO_BACKEND = "auto"  # the fastest agreeing backend, measured once per machine (`textcls.autobackend`)
+ENGINES = ("torch", "onnx", "onnx-int8")  # the backends that run a model
+BACKENDS = (AUTO_BACKEND, *ENGINES)
 # Texts per model call where none is given, measured on 2 CPU cores with sorted batches: torch is
 # flat from 16 to 64; ONNX Runtime int8 ran 707 / 699 / 600 texts/s at 8 / 16 / 64 offline, and
 # serving 32 clients 414 / 372 / 238 requests/s at 8 / 16 / 32 (a micro-batch of random lengths pads
@@ -218,8 +220,10 @@ class PredictConfig:
     """How to run a trained classifier over texts."""
 
     backend: str = _help(
-        "Inference engine: torch (every family), onnx or onnx-int8 (pretrained runs after `textcls export`).",
-        default="torch",
+        "Inference engine: auto (the fastest this machine runs whose labels agree with torch fp32, timed once "
+        "and remembered per machine in RUN/backends.json), torch (every family), onnx or onnx-int8 (pretrained "
+        "runs; auto exports them on first use, or run `textcls export`).",
+        default=AUTO_BACKEND,
     )
     batch_size: int | None = _help(
         "Texts per model call, sorted by length first; default: the backend's fastest (torch 64, onnx 8).", default=None
@@ -231,20 +235,21 @@ class PredictConfig:
         "`textcls serve` turns it off unless given, so an idle server does not burn the cores.",
         default=True,
     )
-    precision: str = _help(
-        "torch backend: fp32, or bf16 autocast (faster on CPUs with bf16 units; benchmarks/inference.py measures "
-        "speed and label agreement), or auto (bf16 where supported).",
-        default="fp32",
+    precision: str | None = _help(
+        "torch backend: fp32, or bf16 autocast (faster on CPUs with bf16 units), or auto (bf16 where supported); "
+        "default: fp32 under --backend torch, timed against bf16 under --backend auto (a precision given there "
+        "narrows the torch candidates to it).",
+        default=None,
     )
 
     def __post_init__(self) -> None:
         _check(self.backend in BACKENDS, "backend", f"one of {BACKENDS}", self.backend)
-        if self.batch_size is None:
+        if self.batch_size is None and self.backend != AUTO_BACKEND:  # auto: the chosen backend's
             object.__setattr__(self, "batch_size", BACKEND_BATCH_SIZE[self.backend])
-        _check(self.batch_size >= 1, "batch_size", "an integer >= 1", self.batch_size)
+        _check(self.batch_size is None or self.batch_size >= 1, "batch_size", "an integer >= 1", self.batch_size)
         _check(self.max_length is None or self.max_length >= 8, "max_length", "an integer >= 8", self.max_length)
         _check(self.threads is None or self.threads >= 1, "threads", "an integer >= 1", self.threads)
-        _check(self.precision in ("auto", "fp32", "bf16"), "precision", "one of auto, fp32, bf16", self.precision)
+        _check(self.precision in (None, "auto", "fp32", "bf16"), "precision", "one of auto, fp32, bf16", self.precision)
 
 
 @dataclass(frozen=True)

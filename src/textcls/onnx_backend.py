@@ -195,6 +195,19 @@ def _centred_log_probs(probs: np.ndarray) -> np.ndarray:
     return logs - logs.mean(axis=1, keepdims=True)
 
 
+def export_is_current(run_dir: Path, info: dict[str, Any]) -> bool:
+    """True when `RUN/onnx` holds both graphs, exported from the run's present weights."""
+    folder = Path(run_dir) / ONNX_DIR
+    if not all((folder / name).is_file() for name in ONNX_FILES.values()):
+        return False
+    try:
+        record = _read_export_record(Path(run_dir))
+    except RunFolderError:
+        return False
+    checked = (info.get("model_files") or {}).get(WEIGHTS_FILE, {}).get("sha256")
+    return record.get("weights_sha256") == (checked or weights_digest(runfolder.model_dir(Path(run_dir))))
+
+
 def check_against_torch(candidate: Predictor, reference: Predictor, backend: str, texts: Sequence[str] = SAMPLE_TEXTS) -> dict[str, Any]:
     """Compare `candidate`'s probabilities with the torch `reference` on `texts`; raise if they differ.
 

@@ -8,6 +8,7 @@ Layout of `runs/NAME/`:
     metrics.json   per-epoch dev metrics and the final dev evaluation
     report.html    the dev report written by `train`
     eval_<split>[.<backend>].json   what `evaluate` wrote
+    backends.json  which backend `--backend auto` chose on each machine, and its timings
 
 A run is written into `.NAME.partial/` beside it and renamed into place only when complete.
 
@@ -35,6 +36,7 @@ RUN_FILE = "textcls.json"
 MODEL_DIR = "model"
 METRICS_FILE = "metrics.json"
 REPORT_FILE = "report.html"
+BACKEND_CACHE_FILE = "backends.json"
 CHECKPOINT_DIR = "checkpoints"
 FORMAT_VERSION = 1
 PRETRAINING_FAMILY = "mlm"  # `textcls pretrain` runs: an encoder to fine-tune, not a classifier
@@ -80,9 +82,15 @@ def report_path(run_dir: Path, split: str | None = None) -> Path:
     return Path(run_dir) / (REPORT_FILE if split is None else f"report_{split}.html")
 
 
+def backend_cache_path(run_dir: Path) -> Path:
+    """Where `--backend auto` remembers its choice per machine."""
+    return Path(run_dir) / BACKEND_CACHE_FILE
+
+
 def eval_path(run_dir: Path, split: str, backend: str = "torch") -> Path:
-    """`eval_<split>.json`; a backend other than torch gets `eval_<split>.<backend>.json` beside it."""
-    suffix = "" if backend == "torch" else f".{backend}"
+    """`eval_<split>.json` for the backend asked for by default (auto) or torch; a backend forced by
+    name gets `eval_<split>.<backend>.json` beside it."""
+    suffix = "" if backend in ("torch", "auto") else f".{backend}"
     return Path(run_dir) / f"eval_{split}{suffix}.json"
 
 

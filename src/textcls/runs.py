@@ -25,8 +25,8 @@ from typing import Any
 import numpy as np
 
 from textcls import runfolder
-from textcls.backends import load_predictor
-from textcls.config import DataConfig, PredictConfig, TrainConfig, from_dict, split_options, to_dict
+from textcls.backends import check_classifier_run, load_predictor
+from textcls.config import AUTO_BACKEND, DataConfig, PredictConfig, TrainConfig, from_dict, split_options, to_dict
 from textcls.data import LoadedData, load_data
 from textcls.errors import StorageError, TextclsError
 from textcls.evaluation import classification_metrics
@@ -103,7 +103,7 @@ def train(
         classifier.save(runfolder.model_dir(partial_dir))
         runfolder.write_run(partial_dir, _run_info(classifier, dataset, data_config, train_config), metrics)
     # named after its final folder: the report shows the run's name, not the partial folder's
-    run = Run(run_dir, runfolder.read_info(partial_dir), metrics, PredictConfig(), classifier)
+    run = Run(run_dir, runfolder.read_info(partial_dir), metrics, PredictConfig(backend="torch"), classifier)
     scored = Scored(run, "dev", dev_split.source, dataset.fingerprint, dev_split.texts, dev_split.labels, dev_probs)
     _write_dev_report(scored, runfolder.report_path(partial_dir))
     runfolder.move_into_place(partial_dir, run_dir)
@@ -190,8 +190,9 @@ class Run:
     run_dir: Path
     info: dict[str, Any]
     metrics: dict[str, Any] | None
-    predict_config: PredictConfig
+    predict_config: PredictConfig  # resolved: never backend auto
     classifier: Predictor
+    backend_choice: dict[str, Any] | None = None  # what `--backend auto` measured or found cached
 
     @property
     def label_names(self) -> list[str]:
@@ -228,13 +229,23 @@ class Run:
 def load(run_dir: str | Path, predict_config: PredictConfig | None = None) -> Run:
     """Load a run folder with its model on `predict_config.backend`; needs nothing but the folder.
 
+    The default backend, auto, is the fastest this machine runs that agrees with torch fp32: timed
+    once (a few seconds) and remembered in `RUN/backends.json` (see `textcls.autobackend`).
+
     Example:
         >>> run = load("runs/agnews")                                      # doctest: +SKIP
-        >>> run.predict(["Stocks fell."]), run.info["family"]              # doctest: +SKIP
-        >>> fast = load("runs/agnews", PredictConfig(backend="onnx-int8"))  # after `textcls export --int8`
+        >>> run.predict(["Stocks fell."]), run.predict_config.backend       # doctest: +SKIP
+        (['Business'], 'onnx-int8')
+        >>> exact = load("runs/agnews", PredictConfig(backend="torch"))     # force one
     """
     record = runfolder.read_record(run_dir)
     predict_config = predict_config or PredictConfig()
+    if predict_config.backend == AUTO_BACKEND:
+        from textcls.autobackend import choose
+
+        check_classifier_run(record.run_dir, record.info)
+        choice = choose(record.run_dir, record.info, predict_config)
+        return Run(record.run_dir, record.info, record.metrics, choice.config, choice.predictor, choice.describe())
     classifier = load_predictor(record.run_dir, record.info, predict_config)
     return Run(record.run_dir, record.info, record.metrics, predict_config, classifier)
 
@@ -290,13 +301,17 @@ def evaluate(
 ) -> dict[str, Any]:
     """Score a run folder on a split (see `score`); writes `eval_<split>.json` and returns the metrics.
 
-    A backend other than torch writes `eval_<split>.<backend>.json`, so its figures sit beside torch's.
+    A backend forced by name other than torch writes `eval_<split>.<backend>.json`, so its figures sit
+    beside the default's; the metrics say which backend ran (under auto, the one it chose).
     """
+    asked = (predict_config or PredictConfig()).backend
     scored = score(run_dir, data_config, split, predict_config)
     metrics = classification_metrics(scored.labels, scored.probs, scored.run.label_names)
-    backend = scored.run.predict_config.backend
-    metrics.update({"split": scored.split, "source": scored.source, "fingerprint": scored.fingerprint, "backend": backend})
-    write_json(runfolder.eval_path(run_dir, scored.split, backend), metrics)
+    config = scored.run.predict_config
+    backend = config.backend
+    metrics.update({"split": scored.split, "source": scored.source, "fingerprint": scored.fingerprint, "backend": backend,
+                    "precision": (config.precision or "fp32") if backend == "torch" else None})
+    write_json(runfolder.eval_path(run_dir, scored.split, asked), metrics)
     return metrics
 
 

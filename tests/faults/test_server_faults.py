@@ -135,7 +135,8 @@ def test_a_request_still_running_at_the_shutdown_timeout_gets_a_json_503(start_s
 
 @pytest.fixture(scope="module")
 def server(tiny_run, tmp_path_factory):
-    instance = Server(tiny_run, tmp_path_factory.mktemp("serve-faults") / "server.log", "--max-batch", "8")
+    # torch: answers are compared with the torch model to 1e-5 (see tests/integration/test_server.py)
+    instance = Server(tiny_run, tmp_path_factory.mktemp("serve-faults") / "server.log", "--max-batch", "8", "--backend", "torch")
     yield instance
     assert instance.stop() == 0, instance.log_path.read_text()
 
@@ -171,7 +172,7 @@ def test_a_large_request_does_not_starve_a_small_one(server, tiny_run):
     # Served a chunk at a time, the 8 x 256 texts take 256 model calls; the small request needs one.
     # (Run whole, one call each, the large ones were all done before the small one was even sent.)
     assert finished[0] == "small", finished
-    expected = textcls.load(tiny_run).predict_proba(large)
+    expected = textcls.load(tiny_run, textcls.PredictConfig(backend="torch")).predict_proba(large)
     probs = [[record["probs"][name] for name in record["probs"]] for record in answers[1]["predictions"]]
     np.testing.assert_allclose(probs, expected, atol=1e-5)  # 32 chunks, rows back in input order
 

@@ -195,7 +195,7 @@ def test_export_then_predict_and_evaluate_on_the_onnx_backends(run_dir):
     assert set(record["files"]) == {"onnx", "onnx-int8"}
     assert (run_dir / "onnx" / "model.int8.onnx").is_file()
 
-    torch_lines = invoke("predict", run_dir, "shares profit stocks", "goal coach", "--json")
+    torch_lines = invoke("predict", run_dir, "shares profit stocks", "goal coach", "--json", "--backend", "torch")
     onnx_lines = invoke("predict", run_dir, "shares profit stocks", "goal coach", "--json", "--backend", "onnx")
     assert onnx_lines.exit_code == 0, onnx_lines.output
     torch_records = [json.loads(line) for line in torch_lines.stdout.splitlines()]
@@ -225,3 +225,22 @@ def test_negative_bool_flags_turn_options_off(monkeypatch):
     assert seen["data_config"].skip_bad_rows is True
     invoke("train", "--data", "x")
     assert seen["train_config"].group_by_length is True and seen["data_config"].skip_bad_rows is False
+
+
+def test_predict_by_default_times_the_backends_once_and_says_what_it_chose(run_dir, tmp_path):
+    import shutil
+
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    (copy / "backends.json").unlink(missing_ok=True)
+    first = invoke("predict", copy, "shares profit stocks", "goal coach", "--json")
+    assert first.exit_code == 0, first.output
+    assert "backend auto: chose" in first.stderr and (copy / "backends.json").is_file()
+    cache = json.loads((copy / "backends.json").read_text())
+    [entry] = cache["machines"].values()
+    assert entry["backend"] in ("torch", "onnx", "onnx-int8") and entry["candidates"][0]["name"] == "torch fp32"
+    second = invoke("predict", copy, "shares profit stocks", "--json")
+    assert second.exit_code == 0 and "measured on" in second.stderr and "timing" not in second.stderr
+    forced = invoke("predict", copy, "shares profit stocks", "--json", "--backend", "torch")
+    assert forced.exit_code == 0 and "backend auto" not in forced.stderr
+    assert len(first.stdout.splitlines()) == 2 and json.loads(forced.stdout)["label"] in ("World", "Sports", "Business", "Sci/Tech")

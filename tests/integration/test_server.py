@@ -72,7 +72,9 @@ class Server:
 
 @pytest.fixture(scope="module")
 def server(tiny_run, tmp_path_factory):
-    instance = Server(tiny_run, tmp_path_factory.mktemp("serve") / "server.log", "--max-texts", "32")
+    # torch, so answers can be compared with the torch model to 1e-5 (auto may pick int8, whose
+    # activation scales follow each micro-batch); the default backend has its own test below
+    instance = Server(tiny_run, tmp_path_factory.mktemp("serve") / "server.log", "--max-texts", "32", "--backend", "torch")
     yield instance
     assert instance.stop() in CLEAN_EXIT, instance.log_path.read_text()
 
@@ -100,7 +102,7 @@ def test_predict_answers_one_record_per_text_in_order(server, tiny_run):
     response = httpx.post(f"{server.url}/v1/predict", json={"texts": texts})
     assert response.status_code == 200, response.text
     predictions = response.json()["predictions"]
-    expected = textcls.load(tiny_run).predict_proba(texts)
+    expected = textcls.load(tiny_run, textcls.PredictConfig(backend="torch")).predict_proba(texts)
     assert len(predictions) == len(texts)
     for record, row in zip(predictions, expected):
         names = list(record["probs"])
@@ -116,7 +118,7 @@ def test_explain_model_and_health(server):
     assert [w for w, _ in explained["words"]] == ["profit", "shares"]
     assert explained["layer"] == 0 and explained["head"] == 1 and explained["label"] in explained["probs"]
     card = httpx.get(f"{server.url}/v1/model").json()
-    assert card["family"] == "pretrained" and card["backend"] == "torch"
+    assert card["family"] == "pretrained" and card["backend"] == "torch" and card["backend_choice"] is None
     assert card["label_names"] == ["World", "Sports", "Business", "Sci/Tech"]
     assert 0.0 <= card["dev_metrics"]["accuracy"] <= 1.0 and card["versions"]["torch"].startswith("2.13")
     assert card["limits"]["max_texts"] == 32 and card["auth"] is False
@@ -256,3 +258,23 @@ def test_the_web_page_shows_a_label_for_typed_text(server):
             assert page.text_content("#error") == ""
         finally:
             browser.close()
+
+
+def test_by_default_the_server_runs_what_auto_chose_and_says_so(tiny_run, tmp_path):
+    import shutil
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(tiny_run, run_dir)
+    (run_dir / "backends.json").unlink(missing_ok=True)
+    instance = Server(run_dir, tmp_path / "server.log")
+    try:
+        card = httpx.get(f"{instance.url}/v1/model").json()
+        choice = card["backend_choice"]
+        assert choice["backend"] == card["backend"] and card["backend"] in ("torch", "onnx", "onnx-int8")
+        assert choice["candidates"][0]["name"] == "torch fp32" and not choice["cached"]
+        assert httpx.get(f"{instance.url}/healthz").json()["backend"] == card["backend"]
+        response = httpx.post(f"{instance.url}/v1/predict", json={"texts": ["shares profit stocks", "goal coach"]})
+        assert response.status_code == 200 and len(response.json()["predictions"]) == 2
+    finally:
+        assert instance.stop() in CLEAN_EXIT, instance.log_path.read_text()
+    assert "backend auto: chose" in instance.log_path.read_text() and (run_dir / "backends.json").is_file()

@@ -25,7 +25,8 @@ def texts(n: int = 50) -> list[str]:
 def test_predict_config_rejects_unknown_backends_and_picks_the_backends_batch_size():
     with pytest.raises(ValueError, match="backend: expected one of"):
         PredictConfig(backend="tensorrt")
-    assert PredictConfig().batch_size == 64
+    assert PredictConfig(backend="torch").batch_size == 64
+    assert PredictConfig().backend == "auto" and PredictConfig().batch_size is None  # the chosen backend's
     assert PredictConfig(backend="onnx-int8").batch_size == 8
     assert PredictConfig(backend="onnx", batch_size=3).batch_size == 3
     with pytest.raises(ValueError, match="threads"):
@@ -56,7 +57,7 @@ def test_export_writes_both_graphs_with_a_record_of_their_checks(exported_run):
 def test_onnx_backends_match_torch_in_input_order(exported_run, backend, atol):
     run_dir, _ = exported_run
     sample = texts(60)
-    expected = textcls.load(run_dir).predict_proba(sample)
+    expected = textcls.load(run_dir, PredictConfig(backend="torch")).predict_proba(sample)
     run = textcls.load(run_dir, PredictConfig(backend=backend, threads=1))
     classifier = run.classifier
     assert isinstance(classifier, OnnxClassifier) and run.predict_config.backend == backend
@@ -95,14 +96,17 @@ def test_a_graph_from_other_weights_is_refused(exported_run, tmp_path):
         textcls.load(stale, PredictConfig(backend="onnx"))
 
 
-def test_a_missing_export_names_the_command_that_makes_it(tiny_run):
+def test_a_missing_export_names_the_command_that_makes_it(tiny_run, tmp_path):
+    run_dir = tmp_path / "run"
+    shutil.copytree(tiny_run, run_dir)
+    shutil.rmtree(run_dir / ONNX_DIR, ignore_errors=True)  # tests that load with backend auto export into tiny_run
     with pytest.raises(RunFolderError, match=r"textcls export .* --format onnx --int8"):
-        textcls.load(tiny_run, PredictConfig(backend="onnx-int8"))
+        textcls.load(run_dir, PredictConfig(backend="onnx-int8"))
 
 
 def test_the_check_catches_a_model_that_answers_differently(exported_run):
     run_dir, _ = exported_run
-    reference = textcls.load(run_dir)
+    reference = textcls.load(run_dir, PredictConfig(backend="torch"))
 
     class Shuffled:
         label_names = reference.label_names
@@ -124,8 +128,8 @@ def test_onnx_is_refused_for_families_without_an_export(tmp_path, ag_folder):
 
 def test_bf16_precision_keeps_the_fp32_labels(tiny_run):
     sample = texts(40)
-    fp32 = textcls.load(tiny_run).predict_proba(sample)
-    bf16 = textcls.load(tiny_run, PredictConfig(precision="bf16")).predict_proba(sample)
+    fp32 = textcls.load(tiny_run, PredictConfig(backend="torch")).predict_proba(sample)
+    bf16 = textcls.load(tiny_run, PredictConfig(backend="torch", precision="bf16")).predict_proba(sample)
     np.testing.assert_allclose(bf16, fp32, atol=0.05)
 
 

@@ -73,6 +73,8 @@ class Predictor(abc.ABC):
     capabilities: ClassVar[frozenset[str]] = frozenset({PREDICT})
     # Completes "the <family> family ..." when `explain` is not among the capabilities.
     no_explain_reason: ClassVar[str] = "has no attention or feature weights to explain its predictions with"
+    # Precisions `load(..., precision=...)` runs inference in; `--backend auto` times each one.
+    inference_precisions: ClassVar[tuple[str, ...]] = ("fp32",)
     label_names: list[str]
     max_length: int | None = None
 

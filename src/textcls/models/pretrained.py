@@ -226,6 +226,7 @@ class PretrainedClassifier(Classifier):
 
     family = "pretrained"
     capabilities = frozenset({PREDICT, EXPLAIN, EXPORT_ONNX})
+    inference_precisions = ("fp32", "bf16")
 
     def __init__(self, model: Any, tokenizer: Any, label_names: Sequence[str], max_length: int, precision: str = "fp32"):
         self.model = model

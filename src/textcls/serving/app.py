@@ -147,6 +147,8 @@ def _model_card(run: "Run", config: ServeConfig) -> dict[str, Any]:
         "family": run.family,
         "label_names": list(run.label_names),
         "backend": run.predict_config.backend,
+        "precision": run.predict_config.precision or "fp32",
+        "backend_choice": getattr(run, "backend_choice", None),  # what --backend auto measured, where it ran
         "max_length": run.classifier.max_length,
         "dev_metrics": {key: dev[key] for key in ("accuracy", "macro_f1", "num_samples") if key in dev},
         "train_config": run.info.get("train_config"),

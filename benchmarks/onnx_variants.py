@@ -1,0 +1,190 @@
+"""What else ONNX Runtime offers on this CPU, against the graphs textcls ships (issue 13's search).
+
+For a fine-tuned pretrained-family run this builds, beside `RUN/onnx/` in a scratch folder:
+    fp32                  the graph `textcls export` writes (shipped as backend `onnx`)
+    fp32 fused            the same through ONNX Runtime's transformer optimizer (Attention,
+                          SkipLayerNormalization, BiasGelu, EmbedLayerNormalization fused ops)
+    int8 dynamic          the graph `textcls export --int8` writes (shipped as backend `onnx-int8`)
+    int8 dynamic fused    dynamic int8 of the fused graph (QAttention)
+    int8 static QDQ       static int8 (u8 activations, s8 per-channel weights) calibrated (MinMax) on
+    int8 static QOperator 128 dev texts, as QDQ pairs and as QLinearMatMul operators
+and times each over the same texts (sampled from train.csv, tokenised once beforehand, sorted by
+length, batches of 8, one fresh session at a time so no idle session's threads spin alongside),
+best of --repeats passes. Then the shipped int8 graph under other thread layouts: 2 intra-op
+threads with and without spinning, and 1 thread in each of 2 Python workers sharing the session.
+Agreement (labels against the fp32 graph) and accuracy on all dev texts.
+
+    python benchmarks/onnx_variants.py --run runs/agnews --data ../shared/data/ag_news
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import os
+import platform
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from inference import cpu_matrix_units, exported_run_and_data, read_texts
+from textcls.files import write_json
+from textcls.onnx_backend import ONNX_DIR, ONNX_FILES, _sensitive_nodes
+from textcls.runfolder import library_versions, model_dir
+
+log = logging.getLogger("benchmark")
+
+
+def batches(tokenizer, texts: list[str], inputs: list[str], batch_size: int = 8) -> tuple[list[np.ndarray], list[dict]]:
+    """Length-sorted, per-batch padded feeds (row indices, feed) for `texts`."""
+    encoded = tokenizer(texts, truncation=True, max_length=128)["input_ids"]
+    order = np.argsort([len(ids) for ids in encoded], kind="stable")
+    rows, feeds = [], []
+    for start in range(0, len(order), batch_size):
+        chosen = order[start : start + batch_size]
+        width = max(len(encoded[i]) for i in chosen)
+        ids = np.zeros((len(chosen), width), np.int64)
+        for j, i in enumerate(chosen):
+            ids[j, : len(encoded[i])] = encoded[i]
+        feed = {"input_ids": ids, "attention_mask": (ids != 0).astype(np.int64), "token_type_ids": np.zeros_like(ids)}
+        rows.append(chosen)
+        feeds.append({k: v for k, v in feed.items() if k in inputs})
+    return rows, feeds
+
+
+def session(path: Path, threads: int, spin: bool):
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
+    return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def run_all(sess, feeds: list[dict], workers: int) -> list[np.ndarray]:
+    if workers == 1:
+        return [sess.run(["logits"], feed)[0] for feed in feeds]
+    with ThreadPoolExecutor(workers) as pool:
+        return list(pool.map(lambda feed: sess.run(["logits"], feed)[0], feeds))
+
+
+def build_variants(run_dir: Path, scratch: Path, tokenizer, calibration: list[str]) -> dict[str, Path]:
+    from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType
+    from onnxruntime.quantization import quantize_dynamic, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+    from onnxruntime.transformers.optimizer import optimize_model
+    from transformers import AutoConfig
+
+    shipped = run_dir / ONNX_DIR
+    config = AutoConfig.from_pretrained(model_dir(run_dir))
+    variants = {"fp32": shipped / ONNX_FILES["onnx"], "int8 dynamic": shipped / ONNX_FILES["onnx-int8"]}
+    fused = scratch / "fused.onnx"
+    optimize_model(str(variants["fp32"]), model_type="bert", num_heads=config.num_attention_heads,
+                   hidden_size=config.hidden_size).save_model_to_file(str(fused))
+    variants["fp32 fused"] = fused
+    fused_int8 = scratch / "fused.int8.onnx"
+    quantize_dynamic(fused, fused_int8, weight_type=QuantType.QInt8, per_channel=True, reduce_range=True,
+                     extra_options={"DefaultTensorType": 1})
+    variants["int8 dynamic fused"] = fused_int8
+    prepared = scratch / "prepared.onnx"
+    with contextlib.chdir(scratch):  # the pre-processor leaves temporary files in the working folder
+        quant_pre_process(str(variants["fp32"]), str(prepared), skip_symbolic_shape=True)
+    inputs = [node.name for node in session(prepared, 1, False).get_inputs()]
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.feeds = iter(batches(tokenizer, calibration, inputs)[1])
+
+        def get_next(self):
+            return next(self.feeds, None)
+
+    for name, form in (("int8 static QDQ", QuantFormat.QDQ), ("int8 static QOperator", QuantFormat.QOperator)):
+        path = scratch / (name.replace(" ", "_") + ".onnx")
+        with contextlib.chdir(scratch):
+            quantize_static(
+                str(prepared), str(path), Reader(), quant_format=form, per_channel=True, activation_type=QuantType.QUInt8,
+                weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul"], nodes_to_exclude=_sensitive_nodes(variants["fp32"]),
+                calibrate_method=CalibrationMethod.MinMax, extra_options={"DefaultTensorType": 1},
+            )
+        variants[name] = path
+    return variants
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--run", default="runs/agnews", help="A fine-tuned pretrained-family run folder.")
+    parser.add_argument("--data", default="../shared/data/ag_news", help="AG News folder (train.csv, dev.csv).")
+    parser.add_argument("--rows", type=int, default=2000, help="Texts timed per variant (sampled from train.csv).")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--output", default="benchmarks/results/onnx_variants.json")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    logging.getLogger("root").setLevel(logging.ERROR)  # ONNX Runtime's quantiser advice
+
+    from transformers import AutoTokenizer
+
+    run_dir, data = exported_run_and_data(args.run, args.data)
+    tokenizer = AutoTokenizer.from_pretrained(model_dir(run_dir))
+    pool, _ = read_texts(data / "train.csv")
+    rng = np.random.default_rng(0)
+    texts = [pool[i] for i in rng.choice(len(pool), size=min(args.rows, len(pool)), replace=False)]
+    dev_texts, dev_labels = read_texts(data / "dev.csv")
+
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="onnx-variants-") as scratch:
+        variants = build_variants(run_dir, Path(scratch), tokenizer, dev_texts[:128])
+        layouts = [(name, path, 2, True, 1) for name, path in variants.items()]
+        shipped = variants["int8 dynamic"]
+        layouts += [("int8 dynamic, 2 threads, no spinning", shipped, 2, False, 1),
+                    ("int8 dynamic, 1 thread x 2 workers", shipped, 1, False, 2)]
+        reference = None
+        for name, path, threads, spin, workers in layouts:
+            sess = session(path, threads, spin)
+            inputs = [node.name for node in sess.get_inputs()]
+            _, feeds = batches(tokenizer, texts, inputs)
+            run_all(sess, feeds[:8], workers)
+            best = min(_timed(lambda: run_all(sess, feeds, workers)) for _ in range(args.repeats))
+            dev_rows, dev_feeds = batches(tokenizer, dev_texts, inputs)
+            labels = np.zeros(len(dev_texts), dtype=np.int64)
+            for chosen, logits in zip(dev_rows, run_all(sess, dev_feeds, 1)):
+                labels[chosen] = logits.argmax(axis=1)
+            reference = labels if reference is None else reference
+            row = {"variant": name, "threads": threads, "spin": spin, "workers": workers, "bytes": path.stat().st_size,
+                   "texts_per_second": round(len(texts) / best, 1),
+                   "label_agreement": float((labels == reference).mean()), "dev_accuracy": float((labels == dev_labels).mean())}
+            log.info("%-38s %7.1f texts/s  agree %.4f  dev %.4f", name, row["texts_per_second"], row["label_agreement"], row["dev_accuracy"])
+            rows.append(row)
+            sess = None  # closes its threads before the next variant starts
+
+    shipped_speed = next(r["texts_per_second"] for r in rows if r["variant"] == "int8 dynamic")
+    print(f"\nONNX Runtime variants, {len(texts)} AG News texts (tokenised beforehand), sorted batches of 8, best of {args.repeats}")
+    print(f"{'variant':<38} {'texts/s':>8} {'x shipped int8':>15} {'agree (dev)':>12} {'dev acc':>8}")
+    for row in rows:
+        print(f"{row['variant']:<38} {row['texts_per_second']:>8.1f} {row['texts_per_second'] / shipped_speed:>15.2f} "
+              f"{row['label_agreement']:>12.2%} {row['dev_accuracy']:>8.4f}")
+    units = cpu_matrix_units()
+    print(f"matrix units: {', '.join(f for f, on in units['flags'].items() if on) or 'none'}; oneDNN ISA: {units['onednn_isa']}")
+    write_json(Path(args.output), {
+        "benchmark": "onnx_variants", "config": vars(args), "rows": rows,
+        "versions": {**library_versions(), "onnxruntime": __import__("onnxruntime").__version__},
+        "hardware": {"platform": platform.platform(), "processor": platform.processor(), "cpus": os.cpu_count(), **units},
+        "measured": time.strftime("%Y-%m-%d %H:%M:%S"),
+    })
+    print(f"written: {args.output}")
+
+
+def _timed(work) -> float:
+    started = time.perf_counter()
+    work()
+    return time.perf_counter() - started
+
+
+if __name__ == "__main__":
+    main()
