@@ -33,6 +33,7 @@ import pandas as pd
 import torch
 
 import textcls
+from textcls.autobackend import cpu_flags
 from textcls.config import PredictConfig
 from textcls.files import write_json
 from textcls.onnx_backend import ONNX_DIR, ONNX_FILES, export_onnx
@@ -76,12 +77,7 @@ def unsorted_predict(model, tokenizer, max_length: int, batch_size: int = 64):
 
 def cpu_matrix_units() -> dict:
     """Which matrix instructions this CPU has, and what torch's oneDNN picks for itself."""
-    flags = set()
-    with open("/proc/cpuinfo", encoding="utf-8") as handle:
-        for line in handle:
-            if line.startswith("flags"):
-                flags = set(line.split(":", 1)[1].split())
-                break
+    flags = cpu_flags()
     wanted = ["amx_tile", "amx_bf16", "amx_int8", "avx512_bf16", "avx512_vnni", "avx_vnni", "avx512f"]
     probe = (
         "import torch; x = torch.randn(64, 384); l = torch.nn.Linear(384, 384);\n"

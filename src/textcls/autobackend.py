@@ -112,7 +112,9 @@ def choose(run_dir: Path, info: dict[str, Any], given: PredictConfig, measure: C
     """The fastest agreeing backend for this run on this machine: from `RUN/backends.json` when it
     holds an entry for this machine, else measured now (and cached)."""
     measure = measure or time_predictions
-    if candidates(run_dir, info, given, quiet=True) == [REFERENCE]:  # nothing to choose between
+    left_out: list[str] = []  # why the others are not candidates; said only when measuring
+    found = candidates(run_dir, info, given, left_out)
+    if found == [REFERENCE]:  # nothing to choose between
         config = REFERENCE.config(given)
         log.info("backend auto: torch fp32 (the only backend for this run here)")
         return Choice(REFERENCE, config, load_predictor(run_dir, info, config))
@@ -122,7 +124,7 @@ def choose(run_dir: Path, info: dict[str, Any], given: PredictConfig, measure: C
     entry = entries.get(key)
     if entry is not None:
         candidate = Candidate(entry["backend"], entry["precision"])
-        if candidate in candidates(run_dir, info, given, quiet=True):
+        if candidate in found:
             try:
                 config = candidate.config(given)
                 predictor = load_predictor(run_dir, info, config)
@@ -132,7 +134,9 @@ def choose(run_dir: Path, info: dict[str, Any], given: PredictConfig, measure: C
                 log.info("backend auto: %s, measured on %s for this machine (%s); delete %s to measure again",
                          candidate.name, entry.get("measured_at", "?"), cache_path, cache_path.name)
                 return Choice(candidate, config, predictor, entry.get("candidates", []), cached=True)
-    choice = measure_candidates(run_dir, info, given, measure)
+    for reason in left_out:
+        log.info("backend auto: %s", reason)
+    choice = measure_candidates(run_dir, info, given, measure, found)
     entries[key] = {
         "machine": machine,
         "backend": choice.config.backend,
@@ -147,40 +151,45 @@ def choose(run_dir: Path, info: dict[str, Any], given: PredictConfig, measure: C
     return choice
 
 
-def candidates(run_dir: Path, info: dict[str, Any], given: PredictConfig, quiet: bool = False) -> list[Candidate]:
-    """What this machine can run for this run, reference first; logs why the others are left out."""
+def candidates(run_dir: Path, info: dict[str, Any], given: PredictConfig, left_out: list[str] | None = None) -> list[Candidate]:
+    """What this machine can run for this run, reference first; why the others are left out goes into
+    `left_out` (logged when none is given)."""
     from textcls.environment import inference_precision
 
-    say = log.debug if quiet else log.info
+    def say(message: str, *args: Any) -> None:
+        if left_out is None:
+            log.info("backend auto: " + message, *args)
+        else:
+            left_out.append(message % args)
     family = family_class(info["family"])
     precisions = [p for p in ("fp32", "bf16") if p in family.inference_precisions]
     if given.precision in ("fp32", "bf16"):  # an explicit precision narrows the torch candidates
         precisions = [p for p in precisions if p == given.precision]
     if "bf16" in precisions and inference_precision("auto") != "bf16":
-        say("backend auto: no torch bf16 (this processor has no native bf16 units)")
+        say("no torch bf16 (this processor has no native bf16 units)")
         precisions.remove("bf16")
     if not precisions:
-        say("backend auto: precision %s does not apply to this run here; torch runs in fp32", given.precision)
+        say("precision %s does not apply to this run here; torch runs in fp32", given.precision)
         precisions = ["fp32"]
     found = [Candidate("torch", p) for p in precisions]
     if EXPORT_ONNX not in family.capabilities:
         return found
     if _on_gpu():
-        say("backend auto: no onnx backends (ONNX Runtime runs here on the CPU; the GPU is faster)")
+        say("no onnx backends (ONNX Runtime runs here on the CPU; the GPU is faster)")
         return found
     try:
         import onnxruntime  # noqa: F401
     except ImportError:
-        say("backend auto: no onnx backends (ONNX Runtime is not installed; pip install 'textcls[onnx]')")
+        say("no onnx backends (ONNX Runtime is not installed; pip install 'textcls[onnx]')")
         return found
     return found + [Candidate("onnx"), Candidate("onnx-int8")]
 
 
 def measure_candidates(
-    run_dir: Path, info: dict[str, Any], given: PredictConfig, measure: Callable[..., tuple[float, np.ndarray]]
+    run_dir: Path, info: dict[str, Any], given: PredictConfig, measure: Callable[..., tuple[float, np.ndarray]],
+    found: list[Candidate],
 ) -> Choice:
-    """Load and time every candidate on the same sample texts; return the fastest that agrees with torch fp32."""
-    found = candidates(run_dir, info, given)
+    """Load and time every candidate in `found` on the same sample texts; return the fastest that agrees with torch fp32."""
     if any(c.backend != "torch" for c in found):
         found = _with_export(run_dir, info, found)
     texts, source = sample_texts(info)
