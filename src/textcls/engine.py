@@ -278,7 +278,8 @@ def for_this_device(config: TrainConfig) -> TrainConfig:
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
     resolved = config.on_device(gpu=gpu, workers=GPU_WORKERS if gpu else 0)
-    log.info(
+    log.log(
+        logging.INFO if resolved != config else logging.DEBUG,  # a config resolved before (by `runs.train`) was logged then
         "batches: %s, lr %g, %s, compile %s", describe_batching(resolved), resolved.lr,
         "GPU" if gpu else "CPU", "on" if resolved.compile else "off",
     )
@@ -312,12 +313,12 @@ class ThroughputMeter:
         self._last = now
 
     def pause(self) -> None:
-        """Stop the clock until the next step ends (before evaluating or saving)."""
-        if torch.cuda.is_available() and self._last is not None:
-            torch.cuda.synchronize()  # the queued steps belong to the measured time
+        """Stop the clock until the next step ends (before evaluating or saving). The time since the last
+        step end counts: on a GPU that is where the queued steps finish (synchronised here first)."""
+        if self._last is not None and self.steps > self.warmup_steps:
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()
             self.seconds += time.perf_counter() - self._last
-            self._last = None
-            return
         self._last = None
 
     @property

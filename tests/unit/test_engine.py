@@ -160,11 +160,12 @@ def test_a_resumed_run_reads_its_token_ids_from_the_cache(tmp_path, cache, caplo
 def test_defaults_follow_the_device_and_explicit_batching_wins():
     cpu, gpu = TrainConfig().on_device(gpu=False), TrainConfig().on_device(gpu=True, workers=2)
     assert (cpu.batch_size, cpu.batch_tokens, cpu.lr, cpu.compile, cpu.num_workers) == (32, None, 1e-4, False, 0)
-    assert (gpu.batch_size, gpu.batch_tokens, gpu.lr, gpu.compile, gpu.num_workers) == (None, 8192, 2e-4, True, 2)
+    assert (gpu.batch_size, gpu.batch_tokens, gpu.lr, gpu.compile, gpu.num_workers) == (None, 8192, 2e-4, False, 2)
     fixed = TrainConfig(batch_size=16).on_device(gpu=True)
     assert (fixed.batch_size, fixed.batch_tokens, fixed.lr) == (16, None, 1e-4)  # the count, and the family's lr
     assert TrainConfig(batch_tokens=1024, lr=3e-5).on_device(gpu=False).lr == 3e-5
-    assert TrainConfig(compile=False).on_device(gpu=True).compile is False
+    assert TrainConfig(compile=True).on_device(gpu=True).compile is True  # asked for, on a GPU
+    assert TrainConfig(compile=True).on_device(gpu=False).compile is False  # a CPU compiles longer than it saves
     assert TrainConfig(family="lstm").on_device(gpu=False).batch_size == 64
 
 
@@ -184,15 +185,17 @@ def test_bad_batching_options_are_clear_errors(options, message):
 
 
 def test_throughput_meter_leaves_out_warm_up_and_paused_time(monkeypatch):
-    clock = iter([0.0, 1.0, 2.0, 3.0, 13.0, 14.0])  # step ends; evaluation between 3 and 13
+    clock = iter([0.0, 1.0, 2.0, 3.0, 3.5, 13.0, 14.0])  # 4 step ends, a pause (evaluation until 13), 2 step ends
     monkeypatch.setattr(engine.time, "perf_counter", lambda: next(clock))
     meter = ThroughputMeter(warmup_steps=1)
     for _ in range(4):
         meter.step_end(10)
-    meter.pause()
+    meter.pause()  # the queued work of step 4 finishes by 3.5 (on a GPU: synchronised); that half second counts
     meter.step_end(10)  # the first step after a pause only restarts the clock
     meter.step_end(10)
-    assert meter.samples == 40 and meter.seconds == 4.0 and meter.samples_per_second == 10.0  # steps 2-4 and 6
+    assert meter.samples == 40 and meter.seconds == 4.5  # steps 2-4, the pause's 0.5 s, step 6
+    assert meter.samples_per_second == round(40 / 4.5, 2)
+    assert next(clock, None) is None  # every clock reading taken, on any device
 
 
 # ---- both loops on the engine ---------------------------------------------------------------
