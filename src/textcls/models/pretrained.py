@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from textcls.batching import padded_batches
+from textcls.batching import sorted_plan
 from textcls.config import TrainConfig
 from textcls.data import Split
 from textcls.engine import (
@@ -40,6 +40,7 @@ from textcls.engine import (
     encode_ids,
     eval_plan,
     for_this_device,
+    to_device,
 )
 from textcls.environment import EMBEDDED_MODEL_NAME, device, inference_precision, resolve_model, resolve_precision
 from textcls.errors import TextclsError
@@ -389,14 +390,28 @@ class PretrainedClassifier(Classifier):
     # ---- inference ------------------------------------------------------------------------
     @torch.inference_mode()
     def predict_proba(self, texts: Sequence[str], batch_size: int = 64, progress: bool = False) -> np.ndarray:
-        """Class probabilities in input order; texts are sorted by length so batches carry little padding."""
+        """Class probabilities in input order; texts are sorted by length so batches carry little padding.
+
+        The engine's path, as in training: Rust tokenisation of the whole list, padding in numpy, and
+        the probabilities left on the device until the last batch (no host sync per batch on a GPU)."""
+        from tqdm.auto import tqdm
+
         probs = np.zeros((len(texts), len(self.label_names)), dtype=np.float32)
+        if not len(texts):
+            return probs
+        token_ids = encode_ids(self.tokenizer, texts, self.max_length, cache=False)
+        rows_data = TokenizedRows(token_ids, None, self.tokenizer.pad_token_id or 0)
         device = next(self.model.parameters()).device
         self.model.eval()
+        outputs = []
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
-            for rows, batch in padded_batches(self.tokenizer, texts, self.max_length, batch_size, "pt", progress):
-                logits = self.model(**{k: v.to(device) for k, v in batch.items()}).logits.float()  # (batch, classes)
-                probs[rows] = torch.softmax(logits, dim=-1).cpu().numpy()
+            plan = sorted_plan(token_ids.lengths, batch_size=batch_size)
+            for rows in tqdm(plan, desc="predicting", unit="batch", disable=not progress, leave=False):
+                batch = to_device(rows_data.__getitems__(rows), device)  # input_ids, attention_mask (batch, seq)
+                logits = self.model(**batch).logits.float()  # (batch, classes)
+                outputs.append((rows, torch.softmax(logits, dim=-1)))
+        for rows, batch_probs in outputs:
+            probs[rows] = batch_probs.cpu().numpy()
         return probs
 
     def num_parameters(self) -> int:
