@@ -21,7 +21,7 @@ per-epoch evaluation, checkpoints); Trainer's own `train_samples_per_second`; st
 training steps only (the first 5 steps, each epoch's first step and evaluation left out).
 
 CUDA rows (only where `torch.cuda.is_available()`; the same command): MiniLM on all 50,769 rows for 3
-epochs with the GPU defaults (token budget, scaled lr, compile), the previous path for comparison,
+epochs with the GPU defaults (token budget, scaled lr, no compile), the previous path for comparison,
 and a BERT-base-sized model built from a config (random weights).
 
     python benchmarks/train_throughput.py --data ../shared/data/ag_news

@@ -10,7 +10,7 @@ everything around it lives here, once:
   texts of similar length, a dev evaluation after every epoch, the best weights by dev accuracy,
   early stopping, a time budget, and resumable checkpoints written without pickle (safetensors + JSON).
   Its data path is `textcls.engine`'s, the same as the pretrained family's: cached Rust tokenisation,
-  token-budget batches on a GPU, pinned memory and prefetching workers, `torch.compile` on a GPU, and
+  token-budget batches on a GPU, pinned memory and prefetching workers, `torch.compile` on a GPU with `--compile`, and
   a loss read back from the device only when it is logged;
 - `TorchClassifier` turns a subclass's `build_module(hparams, vocab_size, num_labels)` into a full
   `Classifier` (fit, predict_proba, save, load).

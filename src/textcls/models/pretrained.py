@@ -7,7 +7,7 @@ by a token budget; the matrix multiplies run in bf16 autocast where the processo
 The data path is `textcls.engine`'s, shared with the from-scratch families: `Trainer` runs the
 steps (measured: its own overhead is small beside a step; it keeps DDP, checkpoints and resume)
 and is handed the engine's data loaders. On a GPU: pinned memory and worker processes, fused
-AdamW, TF32, `torch.compile`, and no host sync per step for logging.
+AdamW, TF32, `torch.compile` when asked (`--compile`), and no host sync per step for logging.
 
 Example:
     >>> clf = PretrainedClassifier.load(Path("runs/agnews/model"))   # doctest: +SKIP
