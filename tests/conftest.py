@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import os
 import random
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,8 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Token ids are cached on disk (textcls.engine); tests keep theirs out of the user's cache.
+os.environ.setdefault("TEXTCLS_CACHE_DIR", tempfile.mkdtemp(prefix="textcls-test-token-cache-"))
 
 SHARED_AG_NEWS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ag_news"
 

@@ -63,12 +63,17 @@ def train(
     """
     from accelerate import PartialState
 
+    from textcls.engine import for_this_device  # torch: imported only when training
+
     if data_config is None or train_config is None:
         built_data, built_train = split_options({"data": data, **options} if data is not None else options)
         data_config = data_config or built_data
         train_config = train_config or built_train
 
     state = PartialState()  # joins the process group under torchrun / accelerate launch
+    # the defaults that depend on the device (batching, lr, workers, compile) are fixed here, so that
+    # textcls.json records the values the run trained with, not "the default"
+    train_config = for_this_device(train_config)
     run_dir = Path(out)
     partial_dir = runfolder.partial_dir(run_dir)
     if run_dir.exists() and not overwrite:

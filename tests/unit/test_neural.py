@@ -33,7 +33,16 @@ TINY_LSTM = {"embedding_dim": 16, "hidden_size": 16, "dropout": 0.0}
 SUMMARY_KEYS = {
     "model", "max_length", "precision", "world_size", "train_seconds", "train_samples_per_second", "train_loss",
     "global_step", "best_checkpoint_metric", "stopped_by_time_budget", "resumed_from", "epochs",
+    "steady_samples_per_second",
 }  # fmt: skip
+
+
+def expected_lstm_precision() -> str:
+    """What "auto" gives an LSTM here: bf16 on a GPU with bf16 (fp16 needs loss scaling the loop lacks, so fp32),
+    fp32 on any CPU (measured faster than bf16 autocast for LSTMs)."""
+    if torch.cuda.is_available():
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    return "fp32"
 
 
 def split(name: str, n: int, seed: int) -> Split:
@@ -125,7 +134,8 @@ def test_fit_summary_has_the_pretrained_keys_and_checkpoints_hold_no_pickle(tmp_
     assert summary["global_step"] == 8  # 64 rows / batch 16 * 2 epochs
     assert [row["epoch"] for row in summary["epochs"]] == [1.0, 2.0]
     assert set(summary["epochs"][0]) == {"epoch", "step", "train_loss", "dev_loss", "dev_accuracy", "dev_macro_f1"}
-    assert summary["precision"] == "fp32" and summary["world_size"] == 1 and summary["resumed_from"] is None
+    assert summary["precision"] == expected_lstm_precision() == LSTMClassifier.training_precision("auto")
+    assert summary["world_size"] == 1 and summary["resumed_from"] is None
     checkpoint = last_checkpoint(tmp_path / "ckpt")
     assert checkpoint.name == "checkpoint-8"
     assert sorted(p.name for p in checkpoint.iterdir()) == [

@@ -21,7 +21,7 @@ import abc
 import importlib
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, TypedDict
+from typing import TYPE_CHECKING, Any, ClassVar, NotRequired, TypedDict
 
 import numpy as np
 
@@ -58,6 +58,8 @@ class TrainSummary(TypedDict):
     world_size: int
     train_seconds: float
     train_samples_per_second: float | None
+    # samples/s over training steps only (no start-up, first steps or evaluation); the torch families report it
+    steady_samples_per_second: NotRequired[float | None]
     train_loss: float | None
     global_step: int
     best_checkpoint_metric: float | None

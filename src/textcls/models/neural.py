@@ -4,10 +4,14 @@ The families `lstm`, `lstm-attention` and `scratch-transformer` differ only in t
 everything around it lives here, once:
 
 - texts become WordPiece ids with the embedded all-MiniLM-L6-v2 tokenizer (vocab 30,522, uncased,
-  pad id 0), cut to `max_length` and padded per batch to its longest text, never to a fixed length;
+  pad id 0), cut to `max_length` and padded per batch to its longest text (rounded up to a multiple
+  of 8), never to a fixed length;
 - one training loop: AdamW, linear warm-up then linear decay, gradient clipping at 1.0, batches of
   texts of similar length, a dev evaluation after every epoch, the best weights by dev accuracy,
-  early stopping, a time budget, and resumable checkpoints written without pickle (safetensors + JSON);
+  early stopping, a time budget, and resumable checkpoints written without pickle (safetensors + JSON).
+  Its data path is `textcls.engine`'s, the same as the pretrained family's: cached Rust tokenisation,
+  token-budget batches on a GPU, pinned memory and prefetching workers, `torch.compile` on a GPU with `--compile`, and
+  a loss read back from the device only when it is logged;
 - `TorchClassifier` turns a subclass's `build_module(hparams, vocab_size, num_labels)` into a full
   `Classifier` (fit, predict_proba, save, load).
 
@@ -39,13 +43,25 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from textcls.batching import length_sorted_batches
+from textcls.batching import sorted_plan, training_plan
 from textcls.checkpoints import BEST_WEIGHTS_FILE, OPTIMIZER_FILE, STATE_FILE, last_checkpoint, write_checkpoint
 from textcls.checkpoints import clone_state as _clone_state
 from textcls.checkpoints import load_optimizer_tensors as _load_optimizer_tensors
 from textcls.checkpoints import optimizer_tensors as _optimizer_tensors  # noqa: F401  (tests reach it here)
 from textcls.config import TrainConfig
 from textcls.data import Split
+from textcls.engine import (
+    EpochBatches,
+    ThroughputMeter,
+    TokenIds,
+    TokenizedRows,
+    batch_loader,
+    describe_batching,
+    encode_ids,
+    eval_plan,
+    for_this_device,
+    to_device,
+)
 from textcls.environment import device, embedded_model_path, resolve_precision
 from textcls.errors import ConfigError, RunFolderError, TextclsError
 from textcls.evaluation import accuracy_and_f1
@@ -59,7 +75,6 @@ TOKENIZER_FILE = "tokenizer.json"
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "neural.json"
 FORMAT_VERSION = 1
-CHUNK_BATCHES = 50  # batches per length-sorted chunk: little padding, yet a random batch order
 MAX_GRAD_NORM = 1.0
 
 
@@ -106,19 +121,9 @@ def pad_batch(sequences: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.T
 
 # ---- training loop --------------------------------------------------------------------------
 def training_batches(lengths: np.ndarray, batch_size: int, seed: int, group_by_length: bool = True) -> list[np.ndarray]:
-    """One epoch's batches of row indices, a pure function of `seed` (so a resumed run replays them).
-
-    Rows are shuffled, sorted by length within chunks of 50 batches and cut into batches, whose order
-    is shuffled again: each batch holds texts of similar length, the order stays random.
-    """
-    rng = np.random.default_rng(seed)
-    order = rng.permutation(len(lengths))
-    if group_by_length:
-        chunk = batch_size * CHUNK_BATCHES
-        parts = [order[start : start + chunk] for start in range(0, len(order), chunk)]
-        order = np.concatenate([part[np.argsort(lengths[part], kind="stable")] for part in parts])
-    batches = [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
-    return [batches[i] for i in rng.permutation(len(batches))]
+    """One epoch's batches of `batch_size` row indices, a pure function of `seed` (so a resumed run
+    replays them): `batching.training_plan` by count, texts of similar length together, in random order."""
+    return training_plan(lengths, seed, batch_size=batch_size, group_by_length=group_by_length)
 
 
 def learning_rate(step: int, total_steps: int, warmup_steps: int, peak: float) -> float:
@@ -141,29 +146,37 @@ def make_optimizer(module: nn.Module, lr: float, weight_decay: float) -> torch.o
 
 @torch.inference_mode()
 def predict_logits(
-    module: nn.Module, sequences: Sequence[Sequence[int]], batch_size: int, progress: bool = False
+    module: nn.Module,
+    sequences: TokenIds | Sequence[Sequence[int]],
+    batch_size: int,
+    progress: bool = False,
+    batches: Sequence[np.ndarray] | None = None,
 ) -> np.ndarray:
-    """Logits (rows, classes) in input order, in fp32; batches of similar length carry little padding."""
+    """Logits (rows, classes) in input order, in fp32; batches of similar length carry little padding.
+
+    `batches` (row indices) replaces the default: `batch_size` rows at a time in length order."""
     from tqdm.auto import tqdm
 
+    token_ids = sequences if isinstance(sequences, TokenIds) else TokenIds.from_lists(sequences)
     was_training = module.training
     module.eval()
     target = next(module.parameters()).device
     logits = None
-    batches = list(length_sorted_batches([len(ids) for ids in sequences], batch_size))
+    batches = batches if batches is not None else sorted_plan(token_ids.lengths, batch_size=batch_size)
+    rows_dataset = TokenizedRows(token_ids, None, PAD_ID)
     for rows in tqdm(batches, desc="predicting", unit="batch", disable=not progress, leave=False):
-        input_ids, attention_mask = pad_batch([sequences[i] for i in rows])
-        batch_logits, _ = module(input_ids.to(target), attention_mask.to(target))  # (batch, classes)
+        batch = to_device(rows_dataset.__getitems__(rows), target)
+        batch_logits, _ = module(batch["input_ids"], batch["attention_mask"])  # (batch, classes)
         if logits is None:
-            logits = np.zeros((len(sequences), batch_logits.shape[-1]), dtype=np.float32)
+            logits = np.zeros((len(token_ids), batch_logits.shape[-1]), dtype=np.float32)
         logits[rows] = batch_logits.float().cpu().numpy()
     module.train(was_training)
     return logits
 
 
-def evaluate(module: nn.Module, sequences: Sequence[Sequence[int]], labels: Sequence[int], batch_size: int) -> dict[str, float]:
-    """Dev loss, accuracy and macro-F1 of `module` on encoded `sequences`."""
-    logits = predict_logits(module, sequences, batch_size)
+def evaluate(module: nn.Module, token_ids: TokenIds, labels: Sequence[int], batches: Sequence[np.ndarray]) -> dict[str, float]:
+    """Dev loss, accuracy and macro-F1 of `module` on encoded texts, scored in `batches` of row indices."""
+    logits = predict_logits(module, token_ids, 0, batches=batches)
     loss = F.cross_entropy(torch.from_numpy(logits), torch.tensor(labels, dtype=torch.long)).item()
     return {"loss": loss, **accuracy_and_f1(labels, logits.argmax(axis=1))}
 
@@ -189,17 +202,16 @@ class Schedule:
     warmup_steps: int
 
     @classmethod
-    def of(cls, rows: int, config: TrainConfig) -> Schedule:
-        steps_per_epoch = math.ceil(rows / config.batch_size)
+    def of(cls, steps_per_epoch: int, config: TrainConfig) -> Schedule:
         total_steps = max(1, math.ceil(config.epochs * steps_per_epoch))
         return cls(steps_per_epoch, total_steps, math.ceil(config.warmup_ratio * total_steps))
 
 
 def train_module(
     module: nn.Module,
-    train_ids: Sequence[Sequence[int]],
+    train_ids: TokenIds,
     train_labels: Sequence[int],
-    dev_ids: Sequence[Sequence[int]],
+    dev_ids: TokenIds,
     dev_labels: Sequence[int],
     config: TrainConfig,
     checkpoint_dir: Path,
@@ -210,39 +222,45 @@ def train_module(
 ) -> TrainSummary:
     """Train `module` in place and leave the best weights (by dev accuracy) in it, in eval mode.
 
-    Evaluates on dev after every epoch (and when stopped early) and writes a checkpoint there.
-    `identity` (family, hyper-parameters) goes into each checkpoint; resuming checks it matches.
-    Batch order and dropout are seeded from `config.seed` and the step, so a run resumed at an epoch
-    boundary replays the same batches an uninterrupted one would have.
+    `config` is resolved for this device (`engine.for_this_device`). Evaluates on dev after every
+    epoch (and when stopped early) and writes a checkpoint there. `identity` (family,
+    hyper-parameters, batching) goes into each checkpoint; resuming checks it matches. Batch order
+    and dropout are seeded from `config.seed` and the step, so a resumed run replays the batches an
+    uninterrupted one would have.
     """
-    lengths = np.array([len(ids) for ids in train_ids])
-    labels = torch.tensor(train_labels, dtype=torch.long)
-    schedule = Schedule.of(len(train_ids), config)
+    epochs = EpochBatches(train_ids.lengths, config)
+    schedule = Schedule.of(len(epochs), config)
+    rows, dev_rows = TokenizedRows(train_ids, train_labels, PAD_ID), TokenizedRows(dev_ids, dev_labels, PAD_ID)
+    dev_batches = eval_plan(dev_ids.lengths, config)
     optimizer = make_optimizer(module, config.lr, config.weight_decay)
+    # compiled for the forward and backward passes only; checkpoints and evaluation use `module` itself
+    forward = torch.compile(module) if config.compile else module
     patience = config.early_stopping_patience
     state, best_state, resumed_from = LoopState(), _clone_state(module), None
     if config.resume:
         state, best_state, resumed_from = _resume(checkpoint_dir, module, optimizer, identity, best_state, schedule)
 
     log.info(
-        "training %d rows, %d steps (%d per epoch), batch %d, lr %g, %s", len(train_ids), schedule.total_steps,
-        schedule.steps_per_epoch, config.batch_size, config.lr, "bf16 autocast" if precision == "bf16" else "fp32",
+        "training %d rows, %d steps (%d per epoch), batches of %s, lr %g, %s", len(train_ids), schedule.total_steps,
+        schedule.steps_per_epoch, describe_batching(config), config.lr, "bf16 autocast" if precision == "bf16" else "fp32",
     )
     deadline = time.perf_counter() + config.time_budget * 60.0 if config.time_budget is not None else None
-    stopped_by_time_budget, samples_seen = False, 0
+    stopped_by_time_budget, samples_seen, meter = False, 0, ThroughputMeter()
     started = time.perf_counter()
     while state.step < schedule.total_steps and not (patience and state.epochs_without_improvement >= patience):
         epoch = state.step // schedule.steps_per_epoch
-        batches = training_batches(lengths, config.batch_size, config.seed + epoch, config.group_by_length)
+        batches = epochs.plan(epoch)
         first = state.step - epoch * schedule.steps_per_epoch
         last = min(schedule.steps_per_epoch, schedule.total_steps - epoch * schedule.steps_per_epoch)
         dropout_seed = config.seed + state.step
         torch.manual_seed(dropout_seed)  # dropout masks, replayed by a run resumed here
+        loader = batch_loader(rows, batches[first:last], config)
         epoch_loss, epoch_steps, stopped_by_time_budget = _train_epoch(
-            module, optimizer, batches[first:last], train_ids, labels, state, schedule, config, precision, epoch, deadline
+            forward, optimizer, loader, state, schedule, config, precision, epoch, deadline, meter
         )
-        samples_seen += sum(len(rows) for rows in batches[first : first + epoch_steps])
-        improved = _evaluate_epoch(module, dev_ids, dev_labels, config, state, schedule, epoch_loss, epoch_steps)
+        meter.pause()
+        samples_seen += sum(len(batch) for batch in batches[first : first + epoch_steps])
+        improved = _evaluate_epoch(module, dev_rows, dev_batches, state, schedule, epoch_loss, epoch_steps)
         if improved:
             best_state = _clone_state(module)
         seeds = {"seed": config.seed, "batch_order": config.seed + epoch, "dropout": dropout_seed}
@@ -264,6 +282,7 @@ def train_module(
         world_size=1,
         train_seconds=round(train_seconds, 2),
         train_samples_per_second=round(samples_seen / train_seconds, 2) if samples_seen else None,
+        steady_samples_per_second=meter.samples_per_second,
         train_loss=state.loss_sum / state.loss_steps if state.loss_steps else None,
         global_step=state.step,
         best_checkpoint_metric=state.best_metric,
@@ -306,58 +325,59 @@ def _resume(
 
 
 def _train_epoch(
-    module: nn.Module,
+    forward: nn.Module,
     optimizer: torch.optim.Optimizer,
-    batches: Sequence[np.ndarray],
-    train_ids: Sequence[Sequence[int]],
-    labels: torch.Tensor,
+    loader: torch.utils.data.DataLoader,
     state: LoopState,
     schedule: Schedule,
     config: TrainConfig,
     precision: str,
     epoch: int,
     deadline: float | None,
+    meter: ThroughputMeter,
 ) -> tuple[float, int, bool]:
     """One epoch's (remaining) batches; advances `state.step`. Returns the loss sum, steps run, and
-    whether the time budget ran out."""
+    whether the time budget ran out. The loss stays on the device until a logging step reads it."""
     from tqdm.auto import tqdm
 
-    target = next(module.parameters()).device
-    module.train()
-    epoch_loss, epoch_steps, out_of_time = 0.0, 0, False
-    bar = tqdm(batches, desc=f"epoch {epoch + 1}", unit="batch", leave=False)
-    for rows in bar:
-        input_ids, attention_mask = pad_batch([train_ids[i] for i in rows])  # (batch, seq) each
+    parameters = [p for p in forward.parameters() if p.requires_grad]
+    target = parameters[0].device
+    forward.train()
+    loss_sum, epoch_steps, out_of_time = torch.zeros((), device=target), 0, False
+    bar = tqdm(loader, desc=f"epoch {epoch + 1}", unit="batch", leave=False)
+    for batch in bar:
+        batch = to_device(batch, target)  # input_ids, attention_mask (batch, seq); labels (batch,)
         lr = learning_rate(state.step, schedule.total_steps, schedule.warmup_steps, config.lr)
         for group in optimizer.param_groups:
             group["lr"] = lr
         with torch.autocast(target.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
-            logits, _ = module(input_ids.to(target), attention_mask.to(target))  # (batch, classes)
-        loss = F.cross_entropy(logits.float(), labels[rows].to(target))
+            logits, _ = forward(batch["input_ids"], batch["attention_mask"])  # (batch, classes)
+        loss = F.cross_entropy(logits.float(), batch["labels"])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        nn.utils.clip_grad_norm_(module.parameters(), MAX_GRAD_NORM)
+        nn.utils.clip_grad_norm_(parameters, MAX_GRAD_NORM)
         optimizer.step()
 
         state.step += 1
-        epoch_loss += loss.item()
+        loss_sum += loss.detach()
         epoch_steps += 1
+        meter.step_end(len(batch["labels"]))
         if state.step % config.logging_steps == 0:
-            bar.set_postfix(loss=f"{epoch_loss / epoch_steps:.4f}", lr=f"{lr:.2e}")
-            log.debug("step %d: loss %.4f, lr %.3g", state.step, epoch_loss / epoch_steps, lr)
+            mean_loss = loss_sum.item() / epoch_steps  # the one host sync, every logging_steps steps
+            bar.set_postfix(loss=f"{mean_loss:.4f}", lr=f"{lr:.2e}")
+            log.debug("step %d: loss %.4f, lr %.3g", state.step, mean_loss, lr)
         if deadline is not None and time.perf_counter() >= deadline:
             log.warning("time budget of %.3g min reached at step %d; stopping", config.time_budget, state.step)
             out_of_time = True
             break
     bar.close()
-    return epoch_loss, epoch_steps, out_of_time
+    return float(loss_sum.item()), epoch_steps, out_of_time
 
 
 def _evaluate_epoch(
     module: nn.Module,
-    dev_ids: Sequence[Sequence[int]],
-    dev_labels: Sequence[int],
-    config: TrainConfig,
+    dev_rows: TokenizedRows,
+    dev_batches: Sequence[np.ndarray],
     state: LoopState,
     schedule: Schedule,
     epoch_loss: float,
@@ -365,7 +385,7 @@ def _evaluate_epoch(
 ) -> bool:
     """Score dev, append the epoch's row to `state.history` and track the best; True if this epoch is the best."""
     state.loss_sum, state.loss_steps = state.loss_sum + epoch_loss, state.loss_steps + epoch_steps
-    dev = evaluate(module, dev_ids, dev_labels, config.eval_batch_size)
+    dev = evaluate(module, dev_rows.token_ids, dev_rows.labels.tolist(), dev_batches)
     row = EpochRow(
         epoch=round(state.step / schedule.steps_per_epoch, 4),
         step=state.step,
@@ -501,10 +521,11 @@ class TorchClassifier(Classifier):
         `checkpoint_dir`; with `config.resume` training continues from the last one.
         """
         hparams = cls.resolve_hparams(hparams)
+        config = for_this_device(config)
         tokenizer_file = embedded_model_path() / TOKENIZER_FILE
         tokenizer = load_tokenizer(tokenizer_file)
-        train_ids = encode(tokenizer, train.texts, config.max_length)
-        dev_ids = encode(tokenizer, dev.texts, config.max_length)
+        train_ids = encode_ids(tokenizer, train.texts, config.max_length, desc=f"tokenising {train.name}")
+        dev_ids = encode_ids(tokenizer, dev.texts, config.max_length, desc=f"tokenising {dev.name}")
         precision = cls.training_precision(config.precision)
 
         torch.manual_seed(config.seed)
@@ -523,7 +544,12 @@ class TorchClassifier(Classifier):
             checkpoint_dir,
             precision=precision,
             description=description,
-            identity={"family": cls.family, "hparams": hparams, "max_length": config.max_length},
+            identity={
+                "family": cls.family, "hparams": hparams, "max_length": config.max_length,
+                # the batches fix the steps per epoch, which a resumed run must share
+                "batching": {"batch_size": config.batch_size, "batch_tokens": config.batch_tokens,
+                             "group_by_length": config.group_by_length},
+            },
         )
         return classifier, summary
 
@@ -533,7 +559,7 @@ class TorchClassifier(Classifier):
         texts = list(texts)
         if not texts:
             return np.zeros((0, len(self.label_names)), dtype=np.float32)
-        logits = predict_logits(self.model, encode(self.tokenizer, texts, self.max_length), batch_size, progress)
+        logits = predict_logits(self.model, encode_ids(self.tokenizer, texts, self.max_length, cache=False), batch_size, progress)
         return torch.softmax(torch.from_numpy(logits), dim=-1).numpy()
 
     @torch.inference_mode()

@@ -1,9 +1,13 @@
 """Hugging Face encoders fine-tuned with `Trainer`: the lesson's BERT recipe, made fast.
 
-What makes it fast on a small CPU (measured by `benchmarks/train_throughput.py`): texts are
-padded per batch to the longest one (`DataCollatorWithPadding`) instead of to 512 tokens,
-batches hold texts of similar length (`train_sampling_strategy="group_by_length"`), and the
-matrix multiplies run in bf16 autocast where the processor has bf16 units.
+What makes it fast (measured by `benchmarks/train_throughput.py`): texts are tokenised once by the
+Rust tokenizer into compact arrays (cached), padded per batch to the longest one rounded up to a
+multiple of 8 instead of to 512 tokens, batches hold texts of similar length and, on a GPU, are cut
+by a token budget; the matrix multiplies run in bf16 autocast where the processor has bf16 units.
+The data path is `textcls.engine`'s, shared with the from-scratch families: `Trainer` runs the
+steps (measured: its own overhead is small beside a step; it keeps DDP, checkpoints and resume)
+and is handed the engine's data loaders. On a GPU: pinned memory and worker processes, fused
+AdamW, TF32, `torch.compile` when asked (`--compile`), and no host sync per step for logging.
 
 Example:
     >>> clf = PretrainedClassifier.load(Path("runs/agnews/model"))   # doctest: +SKIP
@@ -25,9 +29,19 @@ from typing import Any
 import numpy as np
 import torch
 
-from textcls.batching import padded_batches
+from textcls.batching import sorted_plan
 from textcls.config import TrainConfig
 from textcls.data import Split
+from textcls.engine import (
+    EpochBatches,
+    ThroughputMeter,
+    TokenizedRows,
+    batch_loader,
+    encode_ids,
+    eval_plan,
+    for_this_device,
+    to_device,
+)
 from textcls.environment import EMBEDDED_MODEL_NAME, device, inference_precision, resolve_model, resolve_precision
 from textcls.errors import TextclsError
 from textcls.evaluation import accuracy_and_f1
@@ -119,9 +133,11 @@ class _CheckpointGuard:
 
 def training_arguments(checkpoint_dir: Path, config: Any, precision: str, **options: Any) -> Any:
     """The `TrainingArguments` every textcls Trainer run shares (schedule, checkpoints each epoch,
-    precision, seeds) from a config with epochs, batch_size, lr, weight_decay, warmup_ratio,
-    logging_steps and seed; `options` add or override the rest."""
+    precision, seeds, the GPU's fast step) from a config with epochs, batch_size, lr, weight_decay,
+    warmup_ratio, logging_steps and seed (and `compile`, where it has one); `options` add or override the rest."""
     from transformers import TrainingArguments
+
+    gpu = torch.cuda.is_available()
 
     shared = dict(
         output_dir=str(checkpoint_dir),
@@ -138,11 +154,21 @@ def training_arguments(checkpoint_dir: Path, config: Any, precision: str, **opti
         logging_steps=config.logging_steps,
         bf16=precision == "bf16",
         fp16=precision == "fp16",
-        use_cpu=not torch.cuda.is_available(),
+        use_cpu=not gpu,
         seed=config.seed,
         data_seed=config.seed,
         report_to="none",
+        # the NaN/inf filter reads every step's loss on the host: a sync per step on a GPU
+        logging_nan_inf_filter=False,
+        torch_compile=bool(getattr(config, "compile", False)) and gpu,
     )
+    if gpu:
+        shared.update(
+            optim="adamw_torch_fused",  # one kernel for all parameters
+            tf32=torch.cuda.get_device_capability()[0] >= 8,  # Ampere or newer
+            dataloader_pin_memory=True,
+            accelerator_config={"non_blocking": True},  # copies from pinned memory overlap the step
+        )
     return TrainingArguments(**{**shared, **options})
 
 
@@ -174,6 +200,52 @@ def run_trainer(trainer: Any, checkpoint_dir: Path, resume: bool) -> tuple[Any, 
             last_complete_checkpoint(checkpoint_dir, remove_incomplete=True)
         raise
     return result, resume_from, time.perf_counter() - started
+
+
+def engine_trainer(
+    train_rows: TokenizedRows, batches: EpochBatches, dev_rows: TokenizedRows, dev_batches: list[np.ndarray],
+    config: TrainConfig, **trainer_options: Any,
+) -> Any:
+    """A `Trainer` fed by the engine's data loaders: the token-budget (or count) batches of `batches`,
+    evaluation in `dev_batches`, padding in numpy; accelerate shards the batches under DDP."""
+    from transformers import Trainer
+
+    class EngineTrainer(Trainer):
+        def get_train_dataloader(self) -> Any:
+            return self.accelerator.prepare(batch_loader(train_rows, batches, config))
+
+        def get_eval_dataloader(self, eval_dataset: Any = None) -> Any:
+            return self.accelerator.prepare(batch_loader(dev_rows, dev_batches, config))
+
+    meter = _SteadyThroughput(len(train_rows) / len(batches))
+    trainer = EngineTrainer(
+        train_dataset=train_rows, eval_dataset=dev_rows,
+        callbacks=[*trainer_options.pop("callbacks", []), meter.callback], **trainer_options,
+    )
+    trainer.throughput = meter.meter  # read back by fit() for metrics.json
+    return trainer
+
+
+class _SteadyThroughput:
+    """Trainer callback: steady-state samples/s (`engine.ThroughputMeter`), the clock paused over
+    evaluation and saving. Trainer does not show callbacks a batch, so a step counts the plan's mean
+    rows per batch (times the processes)."""
+
+    def __init__(self, rows_per_batch: float):
+        from transformers import TrainerCallback
+
+        meter = self.meter = ThroughputMeter()
+
+        class Callback(TrainerCallback):
+            def on_step_end(self, args, state, control, **kwargs):
+                meter.step_end(round(rows_per_batch * args.world_size))
+                return control
+
+            def on_epoch_end(self, args, state, control, **kwargs):
+                meter.pause()  # evaluation and the checkpoint follow
+                return control
+
+        self.callback = Callback()
 
 
 class _TimeBudget:
@@ -250,14 +322,9 @@ class PretrainedClassifier(Classifier):
         Checkpoints go to `checkpoint_dir`; with `config.resume` training continues from the last one.
         Works unchanged under `torchrun`/`accelerate launch` (Trainer's own DDP).
         """
-        from datasets import Dataset
-        from transformers import (
-            DataCollatorWithPadding,
-            EarlyStoppingCallback,
-            Trainer,
-            set_seed,
-        )
+        from transformers import EarlyStoppingCallback, set_seed
 
+        config = for_this_device(config)
         model_name = resolve_model(config.model)
         set_seed(config.seed)  # the fresh classification head is drawn now, before Trainer seeds anything
         tokenizer, model = _load_tokenizer_and_model(model_name, label_names, config.trust_remote_code)
@@ -265,23 +332,20 @@ class PretrainedClassifier(Classifier):
         precision = resolve_precision(config.precision)
         log.info("model %s, max_length %d, precision %s", model_name, max_length, precision)
 
-        def tokenize(batch: dict[str, list]) -> dict[str, list]:
-            return tokenizer(batch["text"], truncation=True, max_length=max_length)
-
-        def to_dataset(split: Split) -> Any:
-            rows = Dataset.from_dict({"text": split.texts, "label": split.labels})
-            return rows.map(tokenize, batched=True, remove_columns=["text"], desc=f"tokenising {split.name}")
-
-        train_rows, dev_rows = to_dataset(train), to_dataset(dev)
+        pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        train_ids = encode_ids(tokenizer, train.texts, max_length, desc=f"tokenising {train.name}")
+        dev_ids = encode_ids(tokenizer, dev.texts, max_length, desc=f"tokenising {dev.name}")
+        batches = EpochBatches(train_ids.lengths, config)
 
         args = training_arguments(
             checkpoint_dir, config, precision,
+            # Trainer reads only its logs and its fallbacks from this: the batches are the engine's
+            per_device_train_batch_size=max(1, round(len(train_ids) / len(batches))),
             per_device_eval_batch_size=config.eval_batch_size,
             eval_strategy="epoch",
             load_best_model_at_end=True,
             metric_for_best_model="accuracy",
             greater_is_better=True,
-            train_sampling_strategy="group_by_length" if config.group_by_length else "random",
             dataloader_num_workers=config.num_workers,
             # every parameter of an encoder + head takes part in the loss; skip DDP's extra graph walk
             ddp_find_unused_parameters=False,
@@ -295,15 +359,10 @@ class PretrainedClassifier(Classifier):
         if config.early_stopping_patience > 0:
             callbacks.append(EarlyStoppingCallback(early_stopping_patience=config.early_stopping_patience))
 
-        trainer = Trainer(
-            model=model,
-            args=args,
-            data_collator=DataCollatorWithPadding(tokenizer),
-            train_dataset=train_rows,
-            eval_dataset=dev_rows,
-            processing_class=tokenizer,
-            compute_metrics=compute_metrics,
-            callbacks=callbacks,
+        trainer = engine_trainer(
+            TokenizedRows(train_ids, train.labels, pad_id), batches,
+            TokenizedRows(dev_ids, dev.labels, pad_id), eval_plan(dev_ids.lengths, config), config,
+            model=model, args=args, processing_class=tokenizer, compute_metrics=compute_metrics, callbacks=callbacks,
         )
         result, resume_from, train_seconds = run_trainer(trainer, checkpoint_dir, config.resume)
 
@@ -314,6 +373,7 @@ class PretrainedClassifier(Classifier):
             world_size=args.world_size,
             train_seconds=round(train_seconds, 2),
             train_samples_per_second=result.metrics.get("train_samples_per_second"),
+            steady_samples_per_second=trainer.throughput.samples_per_second,
             train_loss=result.metrics.get("train_loss"),
             global_step=trainer.state.global_step,
             best_checkpoint_metric=trainer.state.best_metric,
@@ -323,21 +383,35 @@ class PretrainedClassifier(Classifier):
         )
         # load_best_model_at_end put the best weights in trainer.model; for mixed precision, accelerate
         # also wrapped its forward in autocast, which we drop so inference matches a reloaded model.
-        best = trainer.accelerator.unwrap_model(trainer.model, keep_fp32_wrapper=False)
+        best = trainer.accelerator.unwrap_model(trainer.model, keep_fp32_wrapper=False, keep_torch_compile=False)
         best.eval()
         return cls(best, tokenizer, label_names, max_length), summary
 
     # ---- inference ------------------------------------------------------------------------
     @torch.inference_mode()
     def predict_proba(self, texts: Sequence[str], batch_size: int = 64, progress: bool = False) -> np.ndarray:
-        """Class probabilities in input order; texts are sorted by length so batches carry little padding."""
+        """Class probabilities in input order; texts are sorted by length so batches carry little padding.
+
+        The engine's path, as in training: Rust tokenisation of the whole list, padding in numpy, and
+        the probabilities left on the device until the last batch (no host sync per batch on a GPU)."""
+        from tqdm.auto import tqdm
+
         probs = np.zeros((len(texts), len(self.label_names)), dtype=np.float32)
+        if not len(texts):
+            return probs
+        token_ids = encode_ids(self.tokenizer, texts, self.max_length, cache=False)
+        rows_data = TokenizedRows(token_ids, None, self.tokenizer.pad_token_id or 0)
         device = next(self.model.parameters()).device
         self.model.eval()
+        outputs = []
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
-            for rows, batch in padded_batches(self.tokenizer, texts, self.max_length, batch_size, "pt", progress):
-                logits = self.model(**{k: v.to(device) for k, v in batch.items()}).logits.float()  # (batch, classes)
-                probs[rows] = torch.softmax(logits, dim=-1).cpu().numpy()
+            plan = sorted_plan(token_ids.lengths, batch_size=batch_size)
+            for rows in tqdm(plan, desc="predicting", unit="batch", disable=not progress, leave=False):
+                batch = to_device(rows_data.__getitems__(rows), device)  # input_ids, attention_mask (batch, seq)
+                logits = self.model(**batch).logits.float()  # (batch, classes)
+                outputs.append((rows, torch.softmax(logits, dim=-1)))
+        for rows, batch_probs in outputs:
+            probs[rows] = batch_probs.cpu().numpy()
         return probs
 
     def num_parameters(self) -> int:

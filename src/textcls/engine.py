@@ -1,0 +1,326 @@
+"""The training data path every torch family shares: tokenise once, batch by a token budget, feed
+the device without stalls.
+
+- Tokenisation goes through the Rust `tokenizers.Tokenizer` (`encode_batch_fast`, all cores), not
+  row by row through `datasets.map`; the ids are kept as two compact arrays (`TokenIds`) and cached
+  on disk by (texts, tokenizer, max_length), so a resumed run or a second family on the same data
+  reads them back instead of tokenising again.
+- Batches come from `batching.training_plan`: cut by a token budget (or a count when
+  `--batch-size` is given) from texts grouped by length, padded to a multiple of 8.
+- `TokenizedRows` pads a whole batch at once in numpy; a `DataLoader` over it pins memory and
+  prefetches in worker processes on a GPU, where copies are non-blocking and TF32 matmuls are on.
+- `ThroughputMeter` measures steady-state samples/s: training steps only, without start-up,
+  the first steps (compilation) or evaluation.
+
+Both loops use it: `models/neural.py` (the from-scratch families' own loop) and
+`models/pretrained.py` (Hugging Face `Trainer`, given these data loaders).
+
+Example:
+    >>> token_ids = encode_ids(tokenizer, ["Stocks fell.", "A goal!"], max_length=128)  # doctest: +SKIP
+    >>> token_ids.lengths.tolist()                                                       # doctest: +SKIP
+    [5, 5]
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from textcls.batching import round_up, sorted_plan, training_plan
+from textcls.config import TrainConfig
+from textcls.files import write_atomic
+
+log = logging.getLogger("textcls.engine")
+
+CACHE_ENV = "TEXTCLS_CACHE_DIR"
+CACHE_FORMAT = 1
+ENCODE_CHUNK = 16_384  # texts per encode call: large enough for all cores, small enough for a progress bar
+EVAL_TOKEN_FACTOR = 4  # evaluation keeps no activations for backward, so its batches may hold this many times more
+GPU_WORKERS = 2  # DataLoader processes preparing batches ahead on a GPU; a CPU pads in the main process (~0.1 ms a batch)
+WARMUP_STEPS = 5  # steps left out of the steady-state figure: compilation, allocator growth
+
+
+# ---- tokenisation ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class TokenIds:
+    """Token ids of many texts as two compact arrays: every text's ids end to end, and where each starts.
+
+    `ids` is (total tokens,) int32; `offsets` is (texts + 1,) int64, text i being `ids[offsets[i]:offsets[i+1]]`.
+    Indexing gives one text's ids, so it also serves where a list of id lists is expected.
+    """
+
+    ids: np.ndarray
+    offsets: np.ndarray
+
+    @classmethod
+    def from_lists(cls, sequences: Iterable[Sequence[int]]) -> TokenIds:
+        arrays = [np.asarray(ids, dtype=np.int32) for ids in sequences]
+        offsets = np.zeros(len(arrays) + 1, dtype=np.int64)
+        np.cumsum([len(a) for a in arrays], out=offsets[1:])
+        ids = np.concatenate(arrays) if arrays else np.zeros(0, dtype=np.int32)
+        return cls(ids, offsets)
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def __getitem__(self, row: int) -> np.ndarray:
+        return self.ids[self.offsets[row] : self.offsets[row + 1]]
+
+    @property
+    def lengths(self) -> np.ndarray:
+        """Tokens per text, (texts,)."""
+        return np.diff(self.offsets)
+
+    def pad(self, rows: Sequence[int] | np.ndarray, pad_id: int) -> tuple[np.ndarray, np.ndarray]:
+        """`input_ids` and `attention_mask` of `rows`, right-padded to their longest text rounded up to a
+        multiple of 8; both (batch, seq) int64."""
+        rows = np.asarray(rows, dtype=np.int64)
+        starts, lengths = self.offsets[rows], self.lengths[rows]
+        width = int(round_up(int(lengths.max(initial=1))))
+        mask = np.arange(width)[None, :] < lengths[:, None]  # (batch, seq)
+        input_ids = np.full((len(rows), width), pad_id, dtype=np.int64)
+        # the real tokens of every row, in row-major order: exactly the positions `mask` selects
+        positions = np.repeat(starts - np.concatenate(([0], np.cumsum(lengths)[:-1])), lengths) + np.arange(lengths.sum())
+        input_ids[mask] = self.ids[positions]
+        return input_ids, mask.astype(np.int64)
+
+
+def rust_tokenizer(tokenizer: Any) -> Any | None:
+    """A copy of the `tokenizers.Tokenizer` behind `tokenizer` (itself one, or a Hugging Face fast
+    tokenizer), without padding or truncation, so setting them leaves the original alone and its
+    serialisation names the tokenizer alone; None for a slow tokenizer."""
+    from tokenizers import Tokenizer
+
+    if not isinstance(tokenizer, Tokenizer):
+        tokenizer = getattr(tokenizer, "backend_tokenizer", None) if getattr(tokenizer, "is_fast", False) else None
+    if tokenizer is None:
+        return None
+    copy = Tokenizer.from_str(tokenizer.to_str())
+    copy.no_padding()
+    copy.no_truncation()
+    return copy
+
+
+def encode_ids(
+    tokenizer: Any, texts: Sequence[str], max_length: int, *, cache: bool = True, desc: str = "tokenising"
+) -> TokenIds:
+    """Ids of `texts` with the model's special tokens, cut to `max_length`; read from the cache when
+    these texts were tokenised before with this tokenizer and length.
+
+    `tokenizer` is a `tokenizers.Tokenizer` or a Hugging Face tokenizer (a slow one is called on the list).
+    """
+    texts = list(texts)
+    rust = rust_tokenizer(tokenizer)
+    path = _cache_path(texts, rust, tokenizer, max_length) if cache and texts else None
+    if path is not None and path.is_file():
+        try:
+            with np.load(path, allow_pickle=False) as stored:
+                cached = TokenIds(stored["ids"], stored["offsets"])
+            if len(cached) == len(texts):
+                log.info("%s: %d texts' token ids read from the cache %s", desc, len(texts), path)
+                return cached
+        except (OSError, ValueError, KeyError) as error:  # a damaged cache file is only a lost shortcut
+            log.warning("ignoring the unreadable token cache %s (%s); tokenising again", path, error)
+    started = time.perf_counter()
+    token_ids = _encode(rust, tokenizer, texts, max_length, desc)
+    seconds = time.perf_counter() - started
+    log.log(
+        logging.INFO if cache else logging.DEBUG,  # inference tokenises small batches often: no log line each time
+        "%s: %d texts in %.2f s (%.0f texts/s)", desc, len(texts), seconds, len(texts) / max(seconds, 1e-9),
+    )
+    if path is not None:
+        try:
+            write_atomic(path, lambda temporary: _save_npz(temporary, token_ids))
+        except OSError as error:  # a read-only or full cache folder costs speed, not the run
+            log.warning("could not cache token ids in %s (%s)", path, error)
+    return token_ids
+
+
+def _encode(rust: Any, tokenizer: Any, texts: list[str], max_length: int, desc: str) -> TokenIds:
+    from tqdm.auto import tqdm
+
+    chunks = [texts[start : start + ENCODE_CHUNK] for start in range(0, len(texts), ENCODE_CHUNK)]
+    encoded: list[Sequence[int]] = []
+    if rust is not None:
+        rust.enable_truncation(max_length)
+        encode = getattr(rust, "encode_batch_fast", rust.encode_batch)  # _fast: no character offsets
+    for chunk in tqdm(chunks, desc=desc, unit="chunk", disable=len(chunks) < 2, leave=False):
+        if rust is not None:
+            encoded.extend(encoding.ids for encoding in encode(chunk))
+        else:
+            encoded.extend(tokenizer(chunk, truncation=True, max_length=max_length)["input_ids"])
+    return TokenIds.from_lists(encoded)
+
+
+def _save_npz(path: Path, token_ids: TokenIds) -> None:
+    with open(path, "wb") as handle:  # a handle: np.savez would append ".npz" to a file name
+        np.savez(handle, ids=token_ids.ids, offsets=token_ids.offsets)
+
+
+def cache_dir() -> Path:
+    """Where token ids are cached: $TEXTCLS_CACHE_DIR, else ~/.cache/textcls/token-ids."""
+    configured = os.environ.get(CACHE_ENV)
+    return Path(configured) if configured else Path.home() / ".cache" / "textcls" / "token-ids"
+
+
+def _cache_path(texts: list[str], rust: Any, tokenizer: Any, max_length: int) -> Path:
+    """The cache file of these texts under this tokenizer and length: a change in any of them is a new file."""
+    digest = hashlib.sha256(f"textcls-token-ids {CACHE_FORMAT} {max_length}\n".encode())
+    recipe = rust.to_str() if rust is not None else f"{type(tokenizer).__name__} {getattr(tokenizer, 'name_or_path', '')}"
+    digest.update(hashlib.sha256(recipe.encode()).digest())
+    for text in texts:
+        digest.update(text.encode("utf-8", "surrogatepass"))
+        digest.update(b"\x00")
+    return cache_dir() / f"{digest.hexdigest()[:40]}.npz"
+
+
+# ---- batches --------------------------------------------------------------------------------
+class TokenizedRows(torch.utils.data.Dataset):
+    """Tokenised rows that a `DataLoader` reads a whole batch at a time (`__getitems__`), padded in numpy.
+
+    A batch is `{"input_ids", "attention_mask"}` (batch, seq) int64, plus `"labels"` (batch,) when labelled.
+    """
+
+    def __init__(self, token_ids: TokenIds, labels: Sequence[int] | None, pad_id: int):
+        self.token_ids = token_ids
+        self.labels = None if labels is None else np.asarray(labels, dtype=np.int64)
+        self.pad_id = pad_id
+
+    def __len__(self) -> int:
+        return len(self.token_ids)
+
+    def __getitem__(self, row: int) -> dict[str, torch.Tensor]:
+        return self.__getitems__([row])
+
+    def __getitems__(self, rows: Sequence[int]) -> dict[str, torch.Tensor]:
+        input_ids, attention_mask = self.token_ids.pad(rows, self.pad_id)
+        batch = {"input_ids": torch.from_numpy(input_ids), "attention_mask": torch.from_numpy(attention_mask)}
+        if self.labels is not None:
+            batch["labels"] = torch.from_numpy(self.labels[np.asarray(rows, dtype=np.int64)])
+        return batch
+
+
+def _as_is(batch: Any) -> Any:
+    """The DataLoader's collate function: `__getitems__` already made the batch."""
+    return batch
+
+
+class EpochBatches:
+    """A batch sampler: epoch e's `training_plan` from seed + e. Every epoch has the same number of
+    batches, and `set_epoch` (called by Trainer and by the own loop) picks the epoch."""
+
+    def __init__(self, lengths: np.ndarray, config: TrainConfig):
+        self.lengths = np.asarray(lengths)
+        self.config = config
+        self.epoch = 0
+        self._count = len(self.plan(0))
+
+    def plan(self, epoch: int) -> list[np.ndarray]:
+        config = self.config
+        return training_plan(
+            self.lengths, config.seed + epoch, config.batch_size, config.batch_tokens, config.group_by_length
+        )
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self) -> Iterator[list[int]]:
+        return (batch.tolist() for batch in self.plan(self.epoch))
+
+    def __len__(self) -> int:
+        return self._count
+
+
+def batch_loader(rows: TokenizedRows, batches: Iterable[Any], config: TrainConfig) -> torch.utils.data.DataLoader:
+    """A `DataLoader` over ready batches of row indices: pinned memory and prefetching workers on a GPU."""
+    workers = config.num_workers or 0
+    if not isinstance(batches, EpochBatches):  # accelerate's DDP sharding wants lists of ints, not arrays
+        batches = [batch.tolist() if isinstance(batch, np.ndarray) else list(batch) for batch in batches]
+    return torch.utils.data.DataLoader(
+        rows,
+        batch_sampler=batches,
+        collate_fn=_as_is,
+        num_workers=workers,
+        pin_memory=torch.cuda.is_available(),
+        persistent_workers=workers > 0,  # the batch plan is made in this process, so set_epoch still reaches it
+        prefetch_factor=4 if workers else None,
+    )
+
+
+def eval_plan(lengths: np.ndarray, config: TrainConfig) -> list[np.ndarray]:
+    """Evaluation batches in length order: `eval_batch_size` rows on a CPU; on a GPU a token budget of
+    4x the training one, so the device gets batches worth its size."""
+    if torch.cuda.is_available() and config.batch_tokens is not None:
+        return sorted_plan(lengths, batch_tokens=EVAL_TOKEN_FACTOR * config.batch_tokens)
+    return sorted_plan(lengths, batch_size=config.eval_batch_size)
+
+
+def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    """The batch on `device`; from pinned memory the copies do not block the host."""
+    return {name: tensor.to(device, non_blocking=True) for name, tensor in batch.items()}
+
+
+# ---- the device -----------------------------------------------------------------------------
+def for_this_device(config: TrainConfig) -> TrainConfig:
+    """`config` with its device-dependent defaults resolved here (batching, lr, workers, compile), and
+    TF32 matmuls switched on where a GPU has them."""
+    gpu = torch.cuda.is_available()
+    if gpu and torch.cuda.get_device_capability()[0] >= 8:  # Ampere or newer: TF32 for the fp32 matmuls left
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    resolved = config.on_device(gpu=gpu, workers=GPU_WORKERS if gpu else 0)
+    log.log(
+        logging.INFO if resolved != config else logging.DEBUG,  # a config resolved before (by `runs.train`) was logged then
+        "batches: %s, lr %g, %s, compile %s", describe_batching(resolved), resolved.lr,
+        "GPU" if gpu else "CPU", "on" if resolved.compile else "off",
+    )
+    return resolved
+
+
+def describe_batching(config: TrainConfig) -> str:
+    if config.batch_tokens is not None:
+        return f"a budget of {config.batch_tokens} tokens (texts grouped by length, padded to multiples of 8)"
+    return f"{config.batch_size} texts" + (" grouped by length" if config.group_by_length else "")
+
+
+class ThroughputMeter:
+    """Steady-state training samples/s: the time between consecutive step ends within an epoch, leaving
+    out each epoch's first step, the run's first `WARMUP_STEPS` steps and whatever `pause()` brackets
+    (evaluation, checkpoints)."""
+
+    def __init__(self, warmup_steps: int = WARMUP_STEPS):
+        self.warmup_steps = warmup_steps
+        self.steps = 0
+        self.seconds = 0.0
+        self.samples = 0
+        self._last: float | None = None
+
+    def step_end(self, samples: int) -> None:
+        now = time.perf_counter()
+        self.steps += 1
+        if self._last is not None and self.steps > self.warmup_steps:
+            self.seconds += now - self._last
+            self.samples += samples
+        self._last = now
+
+    def pause(self) -> None:
+        """Stop the clock until the next step ends (before evaluating or saving). The time since the last
+        step end counts: on a GPU that is where the queued steps finish (synchronised here first)."""
+        if self._last is not None and self.steps > self.warmup_steps:
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()
+            self.seconds += time.perf_counter() - self._last
+        self._last = None
+
+    @property
+    def samples_per_second(self) -> float | None:
+        return round(self.samples / self.seconds, 2) if self.seconds > 0 and self.samples else None

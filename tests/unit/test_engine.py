@@ -1,0 +1,228 @@
+"""engine.py and the batching under it: cached Rust tokenisation, token-budget batches padded to
+multiples of 8, the device's defaults, the steady-state meter, and both loops running on them."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+import torch
+
+from textcls import engine
+from textcls.batching import round_up, sorted_plan, training_plan
+from textcls.config import TrainConfig
+from textcls.data import Split
+from textcls.engine import EpochBatches, ThroughputMeter, TokenIds, TokenizedRows, encode_ids
+from textcls.environment import device, embedded_model_path, resolve_precision
+from textcls.models.neural import load_tokenizer, pad_batch
+from textcls.models.rnn import LSTMClassifier
+from tests.conftest import TOPIC_WORDS, make_texts
+
+LABELS = list(TOPIC_WORDS)
+TINY_LSTM = {"embedding_dim": 16, "hidden_size": 16, "dropout": 0.0}
+
+
+def split(name: str, n: int, seed: int) -> Split:
+    rows = make_texts(n, seed)
+    return Split(name, [f"{t} {d}" for _, t, d in rows], [label for label, _, _ in rows], f"generated:{name}")
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv(engine.CACHE_ENV, str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+# ---- batches --------------------------------------------------------------------------------
+def test_token_budget_batches_respect_the_budget_and_see_every_row_once_per_epoch():
+    lengths = np.random.default_rng(0).integers(3, 129, size=5000)
+    counts = set()
+    for epoch in range(3):
+        plan = training_plan(lengths, seed=10 + epoch, batch_tokens=2048)
+        rows = np.concatenate(plan)
+        assert sorted(rows.tolist()) == list(range(5000))  # every row exactly once
+        assert all(len(b) * round_up(lengths[b]).max() <= 2048 for b in plan)
+        counts.add(len(plan))
+    assert len(counts) == 1  # the same number of batches every epoch: schedules and resume rely on it
+    # the batch order and the rows that share a batch change with the epoch
+    first, second = training_plan(lengths, 10, batch_tokens=2048), training_plan(lengths, 11, batch_tokens=2048)
+    assert any(not np.array_equal(a, b) for a, b in zip(first, second))
+    # short texts make large batches, long ones small
+    short = [len(b) for b in first if lengths[b].max() <= 24]
+    long = [len(b) for b in first if lengths[b].min() > 100]
+    assert min(short) > 3 * max(long)
+    # grouped by length: almost no padding beyond the multiple of 8
+    padded = sum(len(b) * round_up(lengths[b]).max() for b in first)
+    assert round_up(lengths).sum() / padded > 0.97
+
+
+def test_a_fixed_batch_size_still_fixes_the_count():
+    lengths = np.random.default_rng(1).integers(3, 60, size=103)
+    plan = training_plan(lengths, seed=0, batch_size=16)
+    assert sorted(len(b) for b in plan) == [7] + [16] * 6
+    ungrouped = training_plan(lengths, seed=0, batch_tokens=640, group_by_length=False)
+    assert {len(b) for b in ungrouped} <= {640 // 64, 103 % 10}  # a count: budget // longest padded text
+    with pytest.raises(ValueError, match="smaller than the longest"):
+        training_plan([200], seed=0, batch_tokens=128)
+
+
+def test_sorted_plan_for_evaluation_keeps_length_order_within_a_budget():
+    lengths = np.array([30, 5, 100, 7, 64, 9])
+    plan = sorted_plan(lengths, batch_tokens=128)
+    assert sorted(np.concatenate(plan).tolist()) == list(range(6))
+    assert all(len(b) * round_up(lengths[b]).max() <= 128 for b in plan)
+    assert [lengths[b].max() for b in plan] == sorted(lengths[b].max() for b in plan)
+
+
+def test_rows_are_padded_to_a_multiple_of_8_with_a_mask_of_real_tokens():
+    sequences = [[101, 7, 8, 102], [101, 102], list(range(1, 12))]
+    token_ids = TokenIds.from_lists(sequences)
+    assert token_ids.ids.dtype == np.int32 and token_ids.lengths.tolist() == [4, 2, 11]
+    batch = TokenizedRows(token_ids, [0, 1, 2], pad_id=0).__getitems__([2, 0])
+    assert batch["input_ids"].shape == (2, 16) and batch["input_ids"].dtype == torch.int64
+    assert batch["input_ids"][0, :11].tolist() == sequences[2] and batch["input_ids"][0, 11:].tolist() == [0] * 5
+    assert batch["input_ids"][1, :4].tolist() == sequences[0]
+    assert batch["attention_mask"].sum(1).tolist() == [11, 4]
+    assert batch["labels"].tolist() == [2, 0]
+    # the same ids and mask as the old per-row padding, only wider
+    ids, mask = pad_batch([sequences[2], sequences[0]])
+    assert torch.equal(batch["input_ids"][:, :11], ids) and torch.equal(batch["attention_mask"][:, :11], mask)
+
+
+def test_epoch_batches_follow_set_epoch_with_a_constant_length():
+    lengths = np.random.default_rng(2).integers(3, 100, size=300)
+    sampler = EpochBatches(lengths, TrainConfig(batch_tokens=512, seed=3))
+    epoch0 = list(sampler)
+    sampler.set_epoch(1)
+    epoch1 = list(sampler)
+    assert len(epoch0) == len(epoch1) == len(sampler) and epoch0 != epoch1
+    assert sorted(i for b in epoch1 for i in b) == list(range(300))
+
+
+# ---- tokenisation ---------------------------------------------------------------------------
+def test_rust_encoding_matches_the_hugging_face_tokenizer(tiny_bert, cache):
+    from transformers import AutoTokenizer
+
+    texts = split("x", 50, 3).texts + ["", "word " * 200]
+    for folder in (tiny_bert, embedded_model_path()):
+        tokenizer = AutoTokenizer.from_pretrained(folder)
+        expected = tokenizer(texts, truncation=True, max_length=32)["input_ids"]
+        token_ids = encode_ids(tokenizer, texts, max_length=32)
+        assert [token_ids[i].tolist() for i in range(len(texts))] == expected
+        # the tokenizer's own settings are untouched (the engine encodes with a copy of its backend)
+        assert tokenizer(texts[-1])["input_ids"] == tokenizer(texts[-1], truncation=False)["input_ids"]
+
+
+def test_token_ids_are_cached_and_reused_and_a_change_of_texts_tokenizer_or_length_is_a_new_entry(
+    tiny_bert, cache, monkeypatch, caplog
+):
+    from transformers import AutoTokenizer
+
+    texts = split("x", 40, 4).texts
+    bert, wordpiece = AutoTokenizer.from_pretrained(tiny_bert), load_tokenizer()
+    first = encode_ids(bert, texts, max_length=32)
+    assert len(list(cache.glob("*.npz"))) == 1
+
+    def no_tokenising(*args, **kwargs):
+        raise AssertionError("tokenised again instead of reading the cache")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(engine, "_encode", no_tokenising)
+        with caplog.at_level(logging.INFO, logger="textcls.engine"):
+            again = encode_ids(bert, texts, max_length=32)
+    assert np.array_equal(again.ids, first.ids) and np.array_equal(again.offsets, first.offsets)
+    assert "read from the cache" in caplog.text
+
+    encode_ids(bert, texts, max_length=16)  # another length
+    encode_ids(wordpiece, texts, max_length=32)  # another tokenizer
+    encode_ids(bert, texts[:-1] + ["changed"], max_length=32)  # other texts
+    assert len(list(cache.glob("*.npz"))) == 4
+    # a damaged entry costs a re-tokenisation, not the run
+    for path in cache.glob("*.npz"):
+        path.write_bytes(b"not a zip")
+    assert np.array_equal(encode_ids(bert, texts, max_length=32).ids, first.ids)
+    assert encode_ids(bert, texts, max_length=32, cache=False).lengths.tolist() == first.lengths.tolist()
+
+
+def test_a_resumed_run_reads_its_token_ids_from_the_cache(tmp_path, cache, caplog):
+    train, dev = split("train", 64, 1), split("dev", 16, 2)
+    config = TrainConfig(family="lstm", epochs=1, batch_size=16, lr=5e-3, max_length=32, early_stopping_patience=0)
+    LSTMClassifier.fit(train, dev, LABELS, config, tmp_path / "ckpt", hparams=TINY_LSTM)
+    with caplog.at_level(logging.INFO, logger="textcls.engine"):
+        resumed = TrainConfig(**{**config.__dict__, "epochs": 2, "resume": True})
+        _, summary = LSTMClassifier.fit(train, dev, LABELS, resumed, tmp_path / "ckpt", hparams=TINY_LSTM)
+    assert summary["resumed_from"] is not None
+    assert caplog.text.count("read from the cache") == 2  # train and dev
+
+
+# ---- the device -----------------------------------------------------------------------------
+def test_defaults_follow_the_device_and_explicit_batching_wins():
+    cpu, gpu = TrainConfig().on_device(gpu=False), TrainConfig().on_device(gpu=True, workers=2)
+    assert (cpu.batch_size, cpu.batch_tokens, cpu.lr, cpu.compile, cpu.num_workers) == (32, None, 1e-4, False, 0)
+    assert (gpu.batch_size, gpu.batch_tokens, gpu.lr, gpu.compile, gpu.num_workers) == (None, 8192, 2e-4, False, 2)
+    fixed = TrainConfig(batch_size=16).on_device(gpu=True)
+    assert (fixed.batch_size, fixed.batch_tokens, fixed.lr) == (16, None, 1e-4)  # the count, and the family's lr
+    assert TrainConfig(batch_tokens=1024, lr=3e-5).on_device(gpu=False).lr == 3e-5
+    assert TrainConfig(compile=True).on_device(gpu=True).compile is True  # asked for, on a GPU
+    assert TrainConfig(compile=True).on_device(gpu=False).compile is False  # a CPU compiles longer than it saves
+    assert TrainConfig(family="lstm").on_device(gpu=False).batch_size == 64
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"batch_tokens": 100}, r"^batch_tokens: expected at least 128 tokens .* found 100"),
+        ({"batch_tokens": 0, "max_length": 16}, r"^batch_tokens: expected at least 16 tokens .* found 0"),
+        ({"batch_tokens": -5}, r"^batch_tokens: expected at least 128"),
+        ({"batch_tokens": 4096, "batch_size": 8}, r"batch_size and batch_tokens both set"),
+        ({"num_workers": -1}, r"^num_workers: expected an integer >= 0"),
+    ],
+)
+def test_bad_batching_options_are_clear_errors(options, message):
+    with pytest.raises(ValueError, match=message):
+        TrainConfig(**options)
+
+
+def test_throughput_meter_leaves_out_warm_up_and_paused_time(monkeypatch):
+    clock = iter([0.0, 1.0, 2.0, 3.0, 3.5, 13.0, 14.0])  # 4 step ends, a pause (evaluation until 13), 2 step ends
+    monkeypatch.setattr(engine.time, "perf_counter", lambda: next(clock))
+    meter = ThroughputMeter(warmup_steps=1)
+    for _ in range(4):
+        meter.step_end(10)
+    meter.pause()  # the queued work of step 4 finishes by 3.5 (on a GPU: synchronised); that half second counts
+    meter.step_end(10)  # the first step after a pause only restarts the clock
+    meter.step_end(10)
+    assert meter.samples == 40 and meter.seconds == 4.5  # steps 2-4, the pause's 0.5 s, step 6
+    assert meter.samples_per_second == round(40 / 4.5, 2)
+    assert next(clock, None) is None  # every clock reading taken, on any device
+
+
+# ---- both loops on the engine ---------------------------------------------------------------
+def test_the_own_loop_trains_on_a_token_budget_and_its_loss_falls(tmp_path):
+    config = TrainConfig(family="lstm", epochs=3, batch_tokens=256, lr=1e-2, max_length=32, early_stopping_patience=0)
+    classifier, summary = LSTMClassifier.fit(split("train", 200, 1), split("dev", 32, 2), LABELS, config, tmp_path, hparams=TINY_LSTM)
+    losses = [row["train_loss"] for row in summary["epochs"]]
+    assert losses[-1] < losses[0]
+    steps = summary["global_step"] // 3
+    assert steps < 200 / 8  # the texts pad to 16-24 tokens: 10-16 of them fit in 256, not 8
+    assert summary["steady_samples_per_second"] is None or summary["steady_samples_per_second"] > 0
+    assert next(classifier.model.parameters()).device.type == device().type
+
+
+def test_the_pretrained_loop_runs_on_the_engine_on_this_device(tiny_bert, tmp_path):
+    from textcls.models.pretrained import PretrainedClassifier
+
+    config = TrainConfig(
+        model=str(tiny_bert), epochs=3, batch_tokens=128, lr=2e-3, max_length=32, early_stopping_patience=0, logging_steps=2
+    )
+    classifier, summary = PretrainedClassifier.fit(split("train", 160, 1), split("dev", 32, 2), LABELS, config, tmp_path)
+    # precision and device asserted for the machine the test runs on, not assumed
+    assert summary["precision"] == resolve_precision("auto")
+    assert next(classifier.model.parameters()).device.type == device().type
+    assert next(classifier.model.parameters()).dtype == torch.float32  # mixed precision is autocast; weights stay fp32
+    steps_per_epoch = summary["global_step"] // 3
+    assert summary["global_step"] == 3 * steps_per_epoch and steps_per_epoch < 160 / 4  # 128 tokens hold 4-8 texts
+    assert summary["steady_samples_per_second"] > 0
+    losses = [row["train_loss"] for row in summary["epochs"]]
+    assert losses[-1] < losses[0] and losses[-1] < 1.3  # ln 4 = 1.386 at chance: it learns the topics
