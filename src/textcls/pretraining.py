@@ -6,7 +6,8 @@
 `fill_mask` shows what a model predicts for `[MASK]`.
 
 The training is Trainer with `DataCollatorForLanguageModeling` (15% of tokens chosen; of those 80%
-become [MASK], 10% a random token, 10% stay), the same checkpoints, resume, time budget and
+become [MASK], 10% a random token, 10% stay) and the vocabulary head run only at the chosen
+positions (`masked_positions_trainer`), with the same checkpoints, resume, time budget and
 precision handling as classification. 5% of the texts (seeded) are held out and scored before and
 after: masked-token accuracy and loss under one fixed seeded masking, and pseudo-perplexity
 (Salazar et al. 2020: each token masked in turn) on up to `pseudo_perplexity_texts` of them.
@@ -161,6 +162,41 @@ def masking_collator(tokenizer: Any, config: PretrainConfig, seed: int | None = 
     return pad_offsets
 
 
+def masked_lm_head(model: Any) -> Any | None:
+    """The vocabulary head of a masked-LM model whose encoder is `model.base_model` (BERT's `cls`,
+    RoBERTa's `lm_head`); None for other layouts, or a model wrapped for DDP, which keep the model's own loss."""
+    if getattr(model, "base_model", model) is model:
+        return None
+    head = next((getattr(model, name) for name in ("cls", "lm_head") if isinstance(getattr(model, name, None), torch.nn.Module)), None)
+    return head
+
+
+def masked_positions_trainer(**trainer_options: Any) -> Any:
+    """A `Trainer` whose loss runs the vocabulary head only where a token is to be predicted.
+
+    The model's own forward projects every position onto the vocabulary (30,522 wide for BERT's
+    WordPiece) although only the ~15% chosen positions count in the loss: for MiniLM that projection
+    is about half of a step's arithmetic. Here the encoder runs on the whole batch and the head on
+    the chosen positions' hidden states only; the loss is the same cross-entropy (tested equal).
+    """
+    from transformers import Trainer
+
+    class MaskedPositionsTrainer(Trainer):
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            head = masked_lm_head(model)
+            if head is None or return_outputs:
+                return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+            labels = inputs["labels"]  # (batch, seq): -100 except where a token is to be predicted
+            chosen = labels != -100
+            encoder_inputs = {name: value for name, value in inputs.items() if name != "labels"}
+            with self.accelerator.autocast():  # the encoder is called directly, outside the model's wrapped forward
+                hidden = model.base_model(**encoder_inputs).last_hidden_state  # (batch, seq, hidden)
+                logits = head(hidden[chosen])  # (chosen, vocab)
+            return torch.nn.functional.cross_entropy(logits.float(), labels[chosen])
+
+    return MaskedPositionsTrainer(**trainer_options)
+
+
 # ---- scoring ------------------------------------------------------------------------------------
 @torch.inference_mode()
 def masked_token_scores(model: Any, tokenizer: Any, texts: list[str], config: PretrainConfig) -> dict[str, float]:
@@ -225,7 +261,7 @@ def pretrain(config: PretrainConfig, out: str | Path, overwrite: bool = False) -
         True
     """
     from datasets import Dataset
-    from transformers import Trainer, set_seed
+    from transformers import set_seed
 
     run_dir = Path(out)
     work_dir = runfolder.partial_dir(run_dir)
@@ -259,7 +295,7 @@ def pretrain(config: PretrainConfig, out: str | Path, overwrite: bool = False) -
         train_sampling_strategy="group_by_length",
         remove_unused_columns=False,  # the collator reads special_tokens_mask and offset_mapping, then drops them
     )
-    trainer = Trainer(
+    trainer = masked_positions_trainer(
         model=model, args=args, data_collator=masking_collator(tokenizer, config), train_dataset=rows, processing_class=tokenizer,
         callbacks=training_callbacks(config.time_budget),
     )

@@ -13,7 +13,15 @@ from tests.conftest import make_texts, write_ag_news_folder
 from textcls import runfolder
 from textcls.config import PretrainConfig
 from textcls.errors import DataError, RunFolderError, TextclsError
-from textcls.pretraining import fill_mask, masking_collator, pretrain, read_pretraining_texts
+from textcls.pretraining import (
+    fill_mask,
+    load_masked_lm,
+    masked_lm_head,
+    masked_positions_trainer,
+    masking_collator,
+    pretrain,
+    read_pretraining_texts,
+)
 
 
 def write_text(path: Path, n: int = 120, seed: int = 3) -> Path:
@@ -27,6 +35,31 @@ def tiny_config(tiny_bert: Path, data: Path, **overrides) -> PretrainConfig:
         "precision": "fp32", "pseudo_perplexity_texts": 5, "seed": 1,
     }
     return PretrainConfig(**{**values, **overrides})
+
+
+def test_the_head_on_masked_positions_only_gives_the_models_own_loss_and_gradients(tiny_bert, tmp_path):
+    from transformers import TrainingArguments
+
+    tokenizer, model = load_masked_lm(str(tiny_bert))
+    assert masked_lm_head(model) is model.cls  # BERT's head: the fast path is taken, not the fallback
+    assert masked_lm_head(torch.nn.Sequential(model)) is None  # a wrapped model keeps its own forward
+    texts = [f"{title} {body}" for _, title, body in make_texts(16, 5)]
+    encoded = tokenizer(texts, truncation=True, max_length=32, return_special_tokens_mask=True)
+    inputs = masking_collator(tokenizer, tiny_config(tiny_bert, tmp_path), seed=0)([{k: encoded[k][i] for k in encoded} for i in range(16)])
+    args = TrainingArguments(output_dir=str(tmp_path / "out"), use_cpu=True, report_to="none")
+    trainer = masked_positions_trainer(model=model, args=args)
+
+    def loss_and_grads(compute):
+        model.zero_grad()
+        loss = compute()
+        loss.backward()
+        return loss.item(), [p.grad.clone() for p in (model.bert.encoder.layer[0].attention.self.query.weight, model.cls.predictions.transform.dense.weight)]
+
+    fast, fast_grads = loss_and_grads(lambda: trainer.compute_loss(model, dict(inputs)))
+    own, own_grads = loss_and_grads(lambda: model(**inputs).loss)
+    assert fast == pytest.approx(own, rel=1e-5)
+    for a, b in zip(fast_grads, own_grads):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
 
 
 @pytest.mark.parametrize("whole_words", [False, True])
