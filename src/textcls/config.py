@@ -179,7 +179,7 @@ class TrainConfig:
         )
         _check(self.num_workers is None or self.num_workers >= 0, "num_workers", "an integer >= 0", self.num_workers)
         _check(self.logging_steps >= 1, "logging_steps", "an integer >= 1", self.logging_steps)
-        longest = -(-self.max_length // PAD_MULTIPLE) * PAD_MULTIPLE
+        longest = self.padded_max_length
         _check(
             self.batch_tokens is None or self.batch_tokens >= longest, "batch_tokens",
             f"at least {longest} tokens (max_length {self.max_length} rounded up to a multiple of {PAD_MULTIPLE}), "
@@ -190,6 +190,11 @@ class TrainConfig:
                 f"batch_size and batch_tokens both set (found --batch-size {self.batch_size} and --batch-tokens "
                 f"{self.batch_tokens}); pass --batch-size for a fixed count of texts or --batch-tokens for a token budget"
             )
+
+    @property
+    def padded_max_length(self) -> int:
+        """`max_length` rounded up to a multiple of `PAD_MULTIPLE`: the longest a padded batch row can be."""
+        return -(-self.max_length // PAD_MULTIPLE) * PAD_MULTIPLE
 
     def on_device(self, gpu: bool, workers: int = 0) -> TrainConfig:
         """This config with the device's defaults for what was left unset: on a CPU the family's batch size
@@ -206,7 +211,7 @@ class TrainConfig:
             values["num_workers"] = workers
         if self.batch_size is None and self.batch_tokens is None:
             if gpu and "batch_tokens" in spec.gpu_defaults:
-                values["batch_tokens"] = max(spec.gpu_defaults["batch_tokens"], -(-self.max_length // PAD_MULTIPLE) * PAD_MULTIPLE)
+                values["batch_tokens"] = max(spec.gpu_defaults["batch_tokens"], self.padded_max_length)
                 if self.lr is None:
                     values["lr"] = spec.gpu_defaults.get("lr", spec.defaults["lr"])
             else:

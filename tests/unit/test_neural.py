@@ -16,7 +16,6 @@ from textcls.models.neural import (
     TorchClassifier,
     _load_optimizer_tensors,
     _optimizer_tensors,
-    encode,
     last_checkpoint,
     learning_rate,
     load_tokenizer,
@@ -24,6 +23,7 @@ from textcls.models.neural import (
     pad_batch,
     training_batches,
 )
+from textcls.engine import encode_ids
 from textcls.models.rnn import LSTMClassifier
 from tests.conftest import TOPIC_WORDS, make_texts
 
@@ -59,9 +59,9 @@ def test_tokenizer_is_the_embedded_uncased_wordpiece_without_fixed_padding():
     tokenizer = load_tokenizer()
     assert tokenizer.get_vocab_size() == 30522
     assert tokenizer.token_to_id("[PAD]") == PAD_ID
-    short, long = encode(tokenizer, ["Stocks FELL", "word " * 100], max_length=16)
+    short, long = (ids.tolist() for ids in encode_ids(tokenizer, ["Stocks FELL", "word " * 100], max_length=16, cache=False))
     assert short[0] == tokenizer.token_to_id("[CLS]") and short[-1] == tokenizer.token_to_id("[SEP]")
-    assert short == encode(tokenizer, ["stocks fell"], max_length=16)[0]  # uncased
+    assert short == encode_ids(tokenizer, ["stocks fell"], max_length=16, cache=False)[0].tolist()  # uncased
     assert len(short) < 16 and len(long) == 16  # padded per batch later, cut at max_length
 
 

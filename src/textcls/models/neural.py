@@ -98,17 +98,6 @@ def load_tokenizer(path: Path | None = None) -> Any:
     return tokenizer
 
 
-def encode(tokenizer: Any, texts: Sequence[str], max_length: int) -> list[list[int]]:
-    """Token ids per text, with [CLS] and [SEP], cut to `max_length` tokens.
-
-    Example:
-        >>> encode(load_tokenizer(), ["Stocks fell."], max_length=8)  # doctest: +SKIP
-        [[101, 15768, 3062, 1012, 102]]
-    """
-    tokenizer.enable_truncation(max_length)
-    return [encoding.ids for encoding in tokenizer.encode_batch(list(texts))]
-
-
 def pad_batch(sequences: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]:
     """Right-pad to the longest sequence: `input_ids` and `attention_mask` (1 = real token), both (batch, seq)."""
     lengths = torch.tensor([len(ids) for ids in sequences])
