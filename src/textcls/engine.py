@@ -37,6 +37,7 @@ import torch
 
 from textcls.batching import round_up, sorted_plan, training_plan
 from textcls.config import TrainConfig
+from textcls.environment import tune_cuda
 from textcls.files import write_atomic
 
 log = logging.getLogger("textcls.engine")
@@ -272,11 +273,10 @@ def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str,
 # ---- the device -----------------------------------------------------------------------------
 def for_this_device(config: TrainConfig) -> TrainConfig:
     """`config` with its device-dependent defaults resolved here (batching, lr, workers, compile), and
-    TF32 matmuls switched on where a GPU has them."""
+    a GPU set up by `environment.tune_cuda`."""
     gpu = torch.cuda.is_available()
-    if gpu and torch.cuda.get_device_capability()[0] >= 8:  # Ampere or newer: TF32 for the fp32 matmuls left
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
+    if gpu:
+        tune_cuda()
     resolved = config.on_device(gpu=gpu, workers=GPU_WORKERS if gpu else 0)
     log.log(
         logging.INFO if resolved != config else logging.DEBUG,  # a config resolved before (by `runs.train`) was logged then

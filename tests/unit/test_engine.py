@@ -169,6 +169,24 @@ def test_defaults_follow_the_device_and_explicit_batching_wins():
     assert TrainConfig(family="lstm").on_device(gpu=False).batch_size == 64
 
 
+def test_a_gpu_runs_attention_without_cudnn_and_fp32_matmuls_in_tf32(monkeypatch):
+    from textcls import environment
+
+    flags = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32, torch.backends.cuda.cudnn_sdp_enabled())
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *args: (9, 0))  # as on an H100/H200, on any machine
+    try:
+        environment.tune_cuda.__wrapped__()
+        assert torch.backends.cuda.matmul.allow_tf32 and torch.backends.cudnn.allow_tf32
+        assert not torch.backends.cuda.cudnn_sdp_enabled()
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = flags[:2]
+        torch.backends.cuda.enable_cudnn_sdp(flags[2])
+    if torch.cuda.is_available():  # the real device: set up by the first `device()`
+        assert device().type == "cuda" and not torch.backends.cuda.cudnn_sdp_enabled()
+    else:
+        assert device().type == "cpu" and torch.backends.cuda.cudnn_sdp_enabled() == flags[2]  # a CPU run changes nothing
+
+
 @pytest.mark.parametrize(
     ("options", "message"),
     [
