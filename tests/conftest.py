@@ -43,6 +43,17 @@ def make_texts(n: int, seed: int = 0) -> list[tuple[int, str, str]]:
     return rows
 
 
+def make_long_texts(n: int, seed: int = 0, filler_words: int = 40) -> list[tuple[int, str]]:
+    """`n` rows of (label, text) whose topic words come only after `filler_words` words of filler, so a
+    model that reads the first few dozen tokens sees nothing of the class."""
+    rng = random.Random(seed)
+    rows = []
+    for label, title, body in make_texts(n, seed):
+        filler = " ".join(rng.choice(FILLER) for _ in range(filler_words))
+        rows.append((label, f"{filler} {title} {body}"))
+    return rows
+
+
 def write_ag_news_folder(folder: Path, n_train: int = 64, n_dev: int = 32, n_test: int = 32) -> Path:
     """An AG News-shaped folder: train/dev/test.csv (label,title,description) and classes.txt."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -80,6 +91,32 @@ def write_tiny_bert(folder: Path) -> Path:
     BertForSequenceClassification(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
+
+
+def write_long_text_folder(folder: Path, n_train: int = 128, n_dev: int = 32, filler_words: int = 40) -> Path:
+    """train/dev.csv (label,text) of `make_long_texts`, with classes.txt: the class sits past the first 40 words."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, n, seed in (("train", n_train, 1), ("dev", n_dev, 2)):
+        with (folder / f"{name}.csv").open("w", newline="", encoding="utf-8") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["label", "text"])
+            writer.writerows(make_long_texts(n, seed, filler_words))
+    (folder / "classes.txt").write_text("\n".join(TOPIC_WORDS) + "\n", encoding="utf-8")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def chunk_run(tiny_bert: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A pretrained-family run on long texts read in chunks (windows of 32 tokens sharing 8), class weights on."""
+    import textcls
+
+    root = tmp_path_factory.mktemp("chunk-run")
+    data = write_long_text_folder(root / "data")
+    result = textcls.train(
+        data=str(data), out=root / "run", model=str(tiny_bert), epochs=8, batch_size=8, lr=2e-3, max_length=32,
+        early_stopping_patience=0, seed=1, long_text="chunk", stride=8, class_weights="balanced",
+    )
+    return result.run_dir
 
 
 @pytest.fixture(autouse=True)

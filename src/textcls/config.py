@@ -12,6 +12,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -34,6 +35,12 @@ DEFAULT_HUB_DATASET = "fancyzhx/ag_news"
 PAD_MULTIPLE = 8
 # TrainConfig fields whose default depends on the device training runs on (`TrainConfig.on_device`).
 DEVICE_DEFAULTS = ("batch_size", "batch_tokens", "lr")
+# What `--metric` may choose the best epoch and early stopping by (`evaluation.headline_metrics` computes them).
+METRICS = ("accuracy", "macro_f1", "weighted_f1", "balanced_accuracy")
+SAMPLERS = ("none", "balanced")
+CLASS_WEIGHT_MODES = ("none", "balanced")  # or a JSON object of label name -> weight, inline or in a .json file
+LONG_TEXT_STRATEGIES = ("truncate", "head-tail", "chunk")
+POOLINGS = ("mean", "max")
 
 
 def column_names(values: str | Sequence[str]) -> tuple[str, ...]:
@@ -159,6 +166,32 @@ class TrainConfig:
         default=False,
     )
     logging_steps: int = _help("Log the training loss every this many steps.", default=50)
+    class_weights: str = _help(
+        "Loss weight per class: none, balanced (rows / (classes x the class's rows), as scikit-learn), or a JSON "
+        "object of label name -> weight, inline ('{\"World\": 1, \"Sports\": 4}') or a .json file; a label left "
+        "out weighs 1.",
+        default="none",
+    )
+    sampler: str = _help(
+        "none, or balanced: each epoch draws its rows with replacement so every class is drawn equally often "
+        "(torch families).",
+        default="none",
+    )
+    metric: str | None = _help(
+        f"Dev metric that picks the best epoch and drives early stopping: one of {', '.join(METRICS)}; default: "
+        "macro_f1 when the train labels are skewed (largest class >= 1.5x the smallest), else accuracy.",
+        default=None,
+    )
+    long_text: str = _help(
+        "Texts longer than --max-length tokens: truncate (keep the start), head-tail (the first quarter and the "
+        "last three quarters of the window, Sun et al. 2019), or chunk (overlapping windows whose logits are "
+        "pooled, in training and inference alike).",
+        default="truncate",
+    )
+    stride: int | None = _help(
+        "chunk: tokens shared by consecutive windows; default: a quarter of --max-length.", default=None
+    )
+    pooling: str = _help("chunk: how the windows' logits make the text's, mean or max.", default="mean")
 
     def __post_init__(self) -> None:
         _check(self.family in FAMILIES, "family", f"one of {tuple(FAMILIES)}", self.family)
@@ -179,6 +212,22 @@ class TrainConfig:
         )
         _check(self.num_workers is None or self.num_workers >= 0, "num_workers", "an integer >= 0", self.num_workers)
         _check(self.logging_steps >= 1, "logging_steps", "an integer >= 1", self.logging_steps)
+        _check_class_weights(self.class_weights)
+        _check(self.sampler in SAMPLERS, "sampler", f"one of {SAMPLERS}", self.sampler)
+        _check(self.metric is None or self.metric in METRICS, "metric", f"one of {METRICS}", self.metric)
+        _check(self.long_text in LONG_TEXT_STRATEGIES, "long_text", f"one of {LONG_TEXT_STRATEGIES}", self.long_text)
+        _check(self.pooling in POOLINGS, "pooling", f"one of {POOLINGS}", self.pooling)
+        if self.long_text != "chunk" and self.stride is not None:
+            raise ConfigError(
+                f"stride: expected no value unless long_text is 'chunk', found --stride {self.stride} with --long-text "
+                f"{self.long_text}; pass --long-text chunk or drop --stride"
+            )
+        if self.long_text == "chunk" and self.stride is None:
+            object.__setattr__(self, "stride", self.max_length // 4)
+        _check(
+            self.stride is None or 0 <= self.stride <= self.max_length // 2, "stride",
+            f"an overlap in [0, {self.max_length // 2}] tokens (half of max_length {self.max_length})", self.stride,
+        )
         longest = self.padded_max_length
         _check(
             self.batch_tokens is None or self.batch_tokens >= longest, "batch_tokens",
@@ -219,6 +268,37 @@ class TrainConfig:
         if self.lr is None and "lr" not in values:
             values["lr"] = spec.defaults["lr"]
         return dataclasses.replace(self, **values)
+
+
+def _check_class_weights(value: str) -> None:
+    """none, balanced, a .json path (read with the data, `textcls.imbalance`) or an inline JSON object of
+    label name -> positive weight; the names are checked against the labels once the data is read."""
+    if value in CLASS_WEIGHT_MODES or value.endswith(".json"):
+        return
+    fix = "pass --class-weights none, balanced, a .json file or a JSON object like '{\"Sports\": 4}'"
+    try:
+        weights = json.loads(value)
+    except ValueError as error:
+        raise ConfigError(f"class_weights: expected none, balanced or a JSON object, found {value!r} ({error}); {fix}") from error
+    problem = class_weights_problem(weights)
+    if problem is not None:
+        raise ConfigError(f"class_weights{problem}; {fix}")
+
+
+def class_weights_problem(weights: Any) -> str | None:
+    """What is wrong with parsed class weights, to follow where they came from (": expected ..." or
+    ", field 'X': expected ..."), or None when they are an object of label name -> positive number.
+
+    Example:
+        >>> class_weights_problem({"Sports": -1})
+        ", field 'Sports': expected a positive number, found -1"
+    """
+    if not isinstance(weights, dict) or not weights:
+        return f": expected a JSON object of label name -> weight, found {type(weights).__name__} {weights!r}"[:120]
+    for name, weight in weights.items():
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not (math.isfinite(weight) and weight > 0):
+            return f", field {name!r}: expected a positive number, found {weight!r}"
+    return None
 
 
 @dataclass(frozen=True)

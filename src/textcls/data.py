@@ -660,7 +660,7 @@ class _LabelMap:
 
     def unknown(self, label: int | str) -> str:
         indices = f" (or an index {self.base}..{self.base + len(self.names) - 1})" if self.base is not None else ""
-        hint = _did_you_mean(label, self.names)
+        hint = did_you_mean(label, self.names)
         return f"unknown label {label!r}{hint}; expected one of {_shown(self.names)}{indices}"
 
 
@@ -668,13 +668,13 @@ def _shown(names: list[str]) -> list[str]:
     return names if len(names) <= 20 else [*names[:20], "..."]
 
 
-def _did_you_mean(label: int | str, known: Iterable[int | str]) -> str:
+def did_you_mean(label: int | str, known: Iterable[int | str]) -> str:
     """" (did you mean 'Sports'?)" when a known name differs from ``label`` only by case, spacing or one edit.
 
     One edit counts only between names of 4+ characters: "A" is one edit from any other letter.
 
     Example:
-        >>> _did_you_mean("Sprots", ["World", "Sports"]), _did_you_mean("sci / tech", ["Sci/Tech"])
+        >>> did_you_mean("Sprots", ["World", "Sports"]), did_you_mean("sci / tech", ["Sci/Tech"])
         (" (did you mean 'Sports'?)", " (did you mean 'Sci/Tech'?)")
     """
     if not isinstance(label, str):
@@ -741,7 +741,7 @@ def _check_new_labels(
         for example in new:
             reason = (
                 f"expected a label that train has (one of {_shown(known_names)}), found {example.label!r}"
-                f"{_did_you_mean(example.label, known)}; fix the label, or pass --allow-new-labels to accept it "
+                f"{did_you_mean(example.label, known)}; fix the label, or pass --allow-new-labels to accept it "
                 "with a warning"
             )
             bad.report(sources[split], example.number, example.line, config.label_column, reason)

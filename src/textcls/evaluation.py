@@ -1,4 +1,4 @@
-"""Metrics for a classifier's predictions: accuracy, macro-F1, per-class report, confusion matrix.
+"""Metrics for a classifier's predictions: accuracy, macro-F1, per-class recall and report, confusion matrix.
 
 Example:
     >>> import numpy as np
@@ -13,14 +13,23 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
+from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support, recall_score
 
 
-def accuracy_and_f1(labels: Sequence[int], predictions: Sequence[int]) -> dict[str, float]:
-    """The two headline numbers, as plain floats (also used by Trainer each epoch)."""
+def headline_metrics(labels: Sequence[int], predictions: Sequence[int]) -> dict[str, float]:
+    """The numbers a best epoch can be chosen by (`--metric`), as plain floats (also Trainer's each epoch).
+
+    balanced_accuracy is the mean per-class recall over the classes present in `labels`.
+
+    Example:
+        >>> headline_metrics([0, 0, 0, 1], [0, 0, 0, 0])["balanced_accuracy"]
+        0.5
+    """
     return {
         "accuracy": float(accuracy_score(labels, predictions)),
         "macro_f1": float(f1_score(labels, predictions, average="macro", zero_division=0)),
+        "weighted_f1": float(f1_score(labels, predictions, average="weighted", zero_division=0)),
+        "balanced_accuracy": float(recall_score(labels, predictions, labels=sorted(set(labels)), average="macro", zero_division=0)),
     }
 
 
@@ -40,10 +49,14 @@ def classification_metrics(labels: Sequence[int], probs: np.ndarray, label_names
         }
         for i, name in enumerate(label_names)
     }
+    lowest = int(np.argmin(np.where(support > 0, recall, np.inf))) if support.any() else 0
     return {
-        **accuracy_and_f1(labels, predictions),
+        **headline_metrics(labels, predictions),
         "num_samples": len(labels),
         "per_class": per_class,
+        # next to accuracy, what a skewed split hides in it: every class's recall, and the lowest one
+        "per_class_recall": {name: float(recall[i]) for i, name in enumerate(label_names)},
+        "lowest_recall": {"label": label_names[lowest], "recall": float(recall[lowest])},
         # rows: gold label, columns: predicted label, both in label_names order
         "confusion_matrix": confusion_matrix(labels, predictions, labels=label_ids).tolist(),
         "label_names": list(label_names),

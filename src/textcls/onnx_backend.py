@@ -36,13 +36,14 @@ import numpy as np
 import torch
 
 from textcls import runfolder
-from textcls.batching import padded_batches
+from textcls.engine import pooled_logits
 from textcls.config import BACKEND_BATCH_SIZE, PredictConfig
 from textcls.errors import RunFolderError, TextclsError
 from textcls.explain import Explanation
 from textcls.files import make_folder, write_atomic, write_json
 from textcls.models.base import EXPLAIN, EXPORT_ONNX, PREDICT, Predictor, families_that, family_class
 from textcls.models.pretrained import PretrainedClassifier, set_attention_implementation
+from textcls.windows import Windowing
 
 log = logging.getLogger("textcls.onnx")
 
@@ -95,8 +96,12 @@ class OnnxClassifier(Predictor):
     family = PretrainedClassifier.family
     capabilities = frozenset({PREDICT, EXPLAIN})
 
-    def __init__(self, session: Any, tokenizer: Any, label_names: Sequence[str], max_length: int, backend: str, model_dir: Path):
+    def __init__(
+        self, session: Any, tokenizer: Any, label_names: Sequence[str], max_length: int, backend: str, model_dir: Path,
+        windowing: Windowing | None = None,
+    ):
         self.session = session
+        self.windowing = windowing or Windowing(max_length)  # the run's --long-text, pooled here as in torch
         self.tokenizer = tokenizer
         self.label_names = list(label_names)
         self.max_length = max_length
@@ -115,6 +120,7 @@ class OnnxClassifier(Predictor):
         threads: int | None = None,
         spin: bool = True,
         weights_sha256: str | None = None,
+        windowing: Windowing | None = None,
     ) -> OnnxClassifier:
         """Open `RUN/onnx/<file>` for `backend` beside `model_dir` (= RUN/model).
 
@@ -152,25 +158,33 @@ class OnnxClassifier(Predictor):
         tokenizer = AutoTokenizer.from_pretrained(model_dir)
         if label_names is None:
             label_names = record["label_names"]
-        return cls(session, tokenizer, label_names, max_length, backend, model_dir)
+        return cls(session, tokenizer, label_names, max_length, backend, model_dir, windowing)
 
     def predict_proba(
         self, texts: Sequence[str], batch_size: int = BACKEND_BATCH_SIZE["onnx"], progress: bool = False
     ) -> np.ndarray:
-        """Class probabilities in input order, from length-sorted batches."""
-        probs = np.zeros((len(texts), len(self.label_names)), dtype=np.float32)
-        for rows, batch in padded_batches(self.tokenizer, texts, self.max_length, batch_size, "np", progress):
-            feed = {"input_ids": batch["input_ids"].astype(np.int64), "attention_mask": batch["attention_mask"].astype(np.int64)}
+        """Class probabilities in input order, from length-sorted batches; long texts read as the run's
+        `--long-text` says (chunk: the graph scores each window, the windows' logits are pooled here)."""
+        if not len(texts):
+            return np.zeros((0, len(self.label_names)), dtype=np.float32)
+
+        def forward(input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+            feed = {"input_ids": input_ids, "attention_mask": attention_mask}
             if "token_type_ids" in self.input_names:  # one segment: all zeros
-                feed["token_type_ids"] = np.zeros_like(feed["input_ids"])
+                feed["token_type_ids"] = np.zeros_like(input_ids)
             (logits,) = self.session.run(["logits"], feed)  # (batch, classes)
-            probs[rows] = torch.softmax(torch.from_numpy(logits).float(), dim=-1).numpy()
-        return probs
+            return logits.astype(np.float32)
+
+        pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        logits = pooled_logits(self.tokenizer, texts, self.windowing, forward, pad_id=pad_id, batch_size=batch_size, progress=progress)
+        return torch.softmax(torch.from_numpy(logits), dim=-1).numpy()
 
     def torch_classifier(self) -> PretrainedClassifier:
         """The torch model of the same run (for attention maps and checks), loaded once."""
         if self._torch is None:
-            self._torch = PretrainedClassifier.load(self.model_dir, max_length=self.max_length, label_names=self.label_names)
+            self._torch = PretrainedClassifier.load(
+                self.model_dir, max_length=self.max_length, label_names=self.label_names, windowing=self.windowing
+            )
         return self._torch
 
     def explain(self, text: str, layer: int = -1, head: int | None = None) -> Explanation:
@@ -254,7 +268,9 @@ def export_onnx(run_dir: str | Path, int8: bool = False, opset: int = OPSET) -> 
     runfolder.check_loadable(run_dir, info)
     check_exportable(run_dir, info["family"])
     model_dir = runfolder.model_dir(run_dir)
-    reference = PretrainedClassifier.load(model_dir, max_length=info["max_length"], label_names=info["label_names"])
+    reference = PretrainedClassifier.load(
+        model_dir, max_length=info["max_length"], label_names=info["label_names"], windowing=Windowing.of_run(info)
+    )
     model = reference.model.to("cpu").eval()
     # Plain MatMul/Softmax attention exports to a graph ONNX Runtime fuses and quantises well.
     set_attention_implementation(model, "eager")
@@ -347,7 +363,9 @@ def _sensitive_nodes(path: Path) -> list[str]:
 def _checked(path: Path, backend: str, reference: PretrainedClassifier, model_dir: Path, info: dict[str, Any]) -> dict[str, Any]:
     onnxruntime = _require_onnxruntime()
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    candidate = OnnxClassifier(session, reference.tokenizer, info["label_names"], info["max_length"], backend, model_dir)
+    candidate = OnnxClassifier(
+        session, reference.tokenizer, info["label_names"], info["max_length"], backend, model_dir, Windowing.of_run(info)
+    )
     check = check_against_torch(candidate, reference, backend)
     return {"file": ONNX_FILES[backend], "bytes": path.stat().st_size, "sha256": runfolder.file_digest(path), "check": check}
 
@@ -366,7 +384,7 @@ def load_onnx(run_dir: Path, info: dict[str, Any], config: PredictConfig) -> Onn
     classifier = OnnxClassifier.load(
         runfolder.model_dir(run_dir), max_length=config.max_length or info["max_length"],
         label_names=info["label_names"], backend=config.backend, threads=config.threads, spin=config.spin,
-        weights_sha256=checked,
+        weights_sha256=checked, windowing=Windowing.of_run(info, config.max_length),
     )
     check_against_torch(classifier, classifier.torch_classifier(), config.backend)
     return classifier

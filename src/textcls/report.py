@@ -25,6 +25,7 @@ import numpy as np
 from textcls import plots
 from textcls.evaluation import calibration, classification_metrics
 from textcls.files import make_folder, write_json, write_text_atomic
+from textcls.imbalance import MIN_DEV_ROWS_PER_CLASS, small_classes
 from textcls.runfolder import METRICS_FILE, RunRecord, read_record
 
 MISTAKES_SHOWN = 20
@@ -43,6 +44,7 @@ th, td { border: 1px solid #ddd; padding: 0.3em 0.7em; text-align: right; }
 th { background: #f3f3f3; } td.text, th.text { text-align: left; }
 img { max-width: 100%; height: auto; }
 .note { color: #666; font-style: italic; }
+.warning { color: #8a4b00; background: #fff4e0; padding: 0.4em 0.6em; }
 .mistake td.text { max-width: 650px; line-height: 1.6; }
 .word { border-radius: 3px; padding: 0 1px; }
 """
@@ -116,7 +118,7 @@ def build_report(
 
     sections = [
         _headline_section(metrics, calib, run_name, split_name, info),
-        _per_class_section(metrics),
+        _per_class_section(metrics, small_classes(labels, label_names)),
         _confusion_section(metrics),
         _curves_section(run_metrics),
         _calibration_section(calib),
@@ -138,6 +140,7 @@ def _headline_section(
     cards = [
         ("accuracy", f"{metrics['accuracy']:.4f}"),
         ("macro-F1", f"{metrics['macro_f1']:.4f}"),
+        (f"lowest recall ({metrics['lowest_recall']['label']})", f"{metrics['lowest_recall']['recall']:.4f}"),
         ("ECE", f"{calib['ece']:.4f}"),
         ("rows", str(metrics["num_samples"])),
         ("run", run_name),
@@ -152,14 +155,21 @@ def _headline_section(
     return f'<section id="headline">\n<h2>Headline</h2>\n<div class="cards">{body}</div>\n</section>'
 
 
-def _per_class_section(metrics: dict[str, Any]) -> str:
+def _per_class_section(metrics: dict[str, Any], small: dict[str, int]) -> str:
+    warning = ""
+    if small:
+        shown = ", ".join(f"{name} ({rows} rows)" for name, rows in small.items())
+        warning = (
+            f'<p class="warning">Fewer than {MIN_DEV_ROWS_PER_CLASS} rows of {_esc(shown)}: one row moves their '
+            "recall by 5 points or more, so read their figures as rough; add rows of these classes.</p>\n"
+        )
     rows = "".join(
         f'<tr><td class="text">{_esc(name)}</td><td>{m["precision"]:.4f}</td><td>{m["recall"]:.4f}</td>'
         f'<td>{m["f1"]:.4f}</td><td>{m["support"]}</td></tr>'
         for name, m in metrics["per_class"].items()
     )
     return (
-        '<section id="per-class">\n<h2>Per class</h2>\n<table>\n'
+        '<section id="per-class">\n<h2>Per class</h2>\n' + warning + '<table>\n'
         '<tr><th class="text">label</th><th>precision</th><th>recall</th><th>F1</th><th>support</th></tr>\n'
         f"{rows}\n</table>\n</section>"
     )

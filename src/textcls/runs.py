@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from textcls import runfolder
+from textcls import imbalance, runfolder
 from textcls.backends import check_classifier_run, load_predictor
 from textcls.config import AUTO_BACKEND, DataConfig, PredictConfig, TrainConfig, from_dict, split_options, to_dict
 from textcls.data import LoadedData, load_data
@@ -32,7 +32,7 @@ from textcls.errors import StorageError, TextclsError
 from textcls.evaluation import classification_metrics
 from textcls.explain import Explanation
 from textcls.files import make_folder, storage_error, write_json
-from textcls.models.base import EXPLAIN, Classifier, Predictor, family_class
+from textcls.models.base import EXPLAIN, Classifier, Predictor, check_training_options, family_class
 
 log = logging.getLogger("textcls")
 DATA_SOURCES = ("data", "train_file", "dev_file", "test_file")  # the DataConfig fields that name where rows come from
@@ -84,6 +84,8 @@ def train(
     # Bad data fails here, before anything is written.
     dataset = load_data(data_config, splits=("train", "dev"))
     train_split, dev_split = dataset.splits["train"], dataset.splits["dev"]
+    family = family_class(train_config.family)
+    train_config = _check_training_choices(family, train_config, dataset)
     if state.is_main_process:
         log.info("rows: train %d, dev %d; labels %s", len(train_split), len(dev_split), dataset.label_names)
         if partial_dir.exists() and not train_config.resume:
@@ -92,7 +94,6 @@ def train(
         make_folder(partial_dir)
     state.wait_for_everyone()
 
-    family = family_class(train_config.family)
     with _storage_errors(partial_dir):
         classifier, summary = family.fit(
             train_split, dev_split, dataset.label_names, train_config, runfolder.checkpoint_dir(partial_dir)
@@ -114,6 +115,22 @@ def train(
     runfolder.move_into_place(partial_dir, run_dir)
     state.wait_for_everyone()
     return TrainResult(run_dir, metrics, classifier)
+
+
+def _check_training_choices(family: type[Classifier], config: TrainConfig, dataset: LoadedData) -> TrainConfig:
+    """Refuse options the family lacks and bad class weights before anything is written; choose the
+    metric for the best epoch (recorded in textcls.json); warn about dev classes too small to score."""
+    check_training_options(family, config)
+    train_labels, label_names = dataset.splits["train"].labels, dataset.label_names
+    imbalance.class_weights(config.class_weights, train_labels, label_names)  # a bad name or file fails here
+    small = imbalance.small_classes(dataset.splits["dev"].labels, label_names)
+    if small:
+        log.warning(
+            "dev has fewer than %d rows of %s: their recall and F1 move by %s points a row; add dev rows",
+            imbalance.MIN_DEV_ROWS_PER_CLASS, ", ".join(f"{name} ({rows})" for name, rows in small.items()),
+            "5 or more",
+        )
+    return imbalance.with_metric(config, train_labels, label_names)
 
 
 @contextlib.contextmanager

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, NotRequired, TypedDict
 
 import numpy as np
 
-from textcls.errors import RunFolderError, TextclsError
+from textcls.errors import ConfigError, RunFolderError, TextclsError
 from textcls.families import FAMILIES
 
 if TYPE_CHECKING:
@@ -36,6 +36,13 @@ if TYPE_CHECKING:
 PREDICT = "predict"
 EXPLAIN = "explain"  # `explain(text)` returns an Explanation (attention or feature weights)
 EXPORT_ONNX = "export-onnx"  # `textcls export` can write an ONNX graph of it
+BALANCED_SAMPLER = "balanced-sampler"  # trains with `--sampler balanced`
+LONG_TEXT = "long-text"  # reads token windows: `--long-text head-tail|chunk` change what it sees
+# Every family weighs its loss by `--class-weights`, so that needs no capability.
+TRAINING_OPTIONS = {  # TrainConfig field -> (its value that needs nothing, the capability any other value needs)
+    "sampler": ("none", BALANCED_SAMPLER),
+    "long_text": ("truncate", LONG_TEXT),
+}
 
 
 class EpochRow(TypedDict):
@@ -75,6 +82,8 @@ class Predictor(abc.ABC):
     capabilities: ClassVar[frozenset[str]] = frozenset({PREDICT})
     # Completes "the <family> family ..." when `explain` is not among the capabilities.
     no_explain_reason: ClassVar[str] = "has no attention or feature weights to explain its predictions with"
+    # Why a training option is missing from `capabilities`, ending "; " (TrainConfig field -> reason).
+    no_option_reason: ClassVar[dict[str, str]] = {}
     # Precisions `load(..., precision=...)` runs inference in; `--backend auto` times each one.
     inference_precisions: ClassVar[tuple[str, ...]] = ("fp32",)
     label_names: list[str]
@@ -132,6 +141,19 @@ class Classifier(Predictor):
     @abc.abstractmethod
     def load(cls, model_dir: Path, **options: Any) -> Classifier:
         """Rebuild a classifier written by `save`."""
+
+
+def check_training_options(cls: type[Classifier], config: TrainConfig) -> None:
+    """A `ConfigError` naming the option when `config` asks family `cls` for something it does not declare."""
+    for name, (plain, capability) in TRAINING_OPTIONS.items():
+        value = getattr(config, name)
+        if value != plain and capability not in cls.capabilities:
+            able = [family for family in FAMILIES if capability in family_class(family).capabilities]
+            flag = "--" + name.replace("_", "-")
+            raise ConfigError(
+                f"{name}: the {cls.family} family does not support {flag} {value} ({cls.no_option_reason.get(name, '')}"
+                f"families that do: {', '.join(able)}); drop {flag} or pass --family with one of them"
+            )
 
 
 def family_class(name: str) -> type[Classifier]:

@@ -34,9 +34,10 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from textcls.config import TrainConfig
 from textcls.data import Split
 from textcls.errors import RunFolderError, TextclsError
-from textcls.evaluation import accuracy_and_f1
+from textcls.evaluation import headline_metrics
 from textcls.explain import Explanation, check_text, from_token_weights
-from textcls.models.base import EXPLAIN, PREDICT, Classifier, EpochRow, TrainSummary
+from textcls.imbalance import loss_weights, with_metric
+from textcls.models.base import EXPLAIN, PREDICT, Classifier, EpochRow, TrainSummary, check_training_options
 from textcls.runfolder import damaged
 
 log = logging.getLogger("textcls.tfidf")
@@ -80,6 +81,11 @@ class TfidfClassifier(Classifier):
 
     family = "tfidf"
     capabilities = frozenset({PREDICT, EXPLAIN})
+    no_option_reason = {
+        "sampler": "lbfgs sees every row at once, so there are no batches to draw; --class-weights balanced "
+        "weighs the rows instead; ",
+        "long_text": "it reads every word of a text, never a window of tokens; ",
+    }
     max_length: int | None = None  # texts are never truncated; kept for the run folder's `max_length`
 
     def __init__(
@@ -112,6 +118,9 @@ class TfidfClassifier(Classifier):
         """
         from sklearn.linear_model import LogisticRegression
 
+        check_training_options(cls, config)
+        config = with_metric(config, train.labels, label_names)
+        weights, _ = loss_weights(config, train.labels, label_names)
         if len(set(train.labels)) < 2:
             found = [label_names[label] for label in sorted(set(train.labels))]
             raise TextclsError(
@@ -130,7 +139,10 @@ class TfidfClassifier(Classifier):
 
         log.info("logistic regression on %d rows x %d features (C=%g)", *features.shape, REGULARISATION_C)
         # lbfgs over the full softmax: calibrated probabilities and deterministic; float32 input halves memory.
-        model = LogisticRegression(C=REGULARISATION_C, solver="lbfgs", max_iter=MAX_ITERATIONS, random_state=config.seed)
+        class_weight = None if weights is None else {label: float(weights[label]) for label in sorted(set(train.labels))}
+        model = LogisticRegression(
+            C=REGULARISATION_C, solver="lbfgs", max_iter=MAX_ITERATIONS, random_state=config.seed, class_weight=class_weight
+        )
         model.fit(features, train.labels)
         train_seconds = time.perf_counter() - started
         iterations = int(np.max(model.n_iter_))
@@ -141,7 +153,7 @@ class TfidfClassifier(Classifier):
         classifier = cls(vectorizers, model.coef_, model.intercept_, model.classes_.astype(np.int64), label_names)
         train_loss = _log_loss(classifier._probabilities(features), train.labels)
         dev_probs = classifier.predict_proba(dev.texts)
-        dev_scores = accuracy_and_f1(dev.labels, dev_probs.argmax(axis=1))
+        dev_scores = headline_metrics(dev.labels, dev_probs.argmax(axis=1))
         summary = TrainSummary(
             model="tfidf word 1-2 + char_wb 2-5, logistic regression",
             max_length=None,
@@ -151,7 +163,7 @@ class TfidfClassifier(Classifier):
             train_samples_per_second=round(len(train) / train_seconds, 2),
             train_loss=train_loss,
             global_step=iterations,
-            best_checkpoint_metric=dev_scores["accuracy"],
+            best_checkpoint_metric=dev_scores[config.metric],
             stopped_by_time_budget=False,
             resumed_from=None,
             epochs=[
