@@ -105,6 +105,55 @@ def write_long_text_folder(folder: Path, n_train: int = 128, n_dev: int = 32, fi
     return folder
 
 
+def make_multilabel_rows(n: int, seed: int = 0) -> list[tuple[list[str], str]]:
+    """`n` rows of (label names, text): every third a single topic, the rest two topics' texts joined, carrying both."""
+    rng = random.Random(seed)
+    names = list(TOPIC_WORDS)
+    singles, others = make_texts(n, seed), make_texts(n + 8, seed + 100)
+    rows = []
+    for i, first in enumerate(singles):
+        if i % 3 == 0:
+            rows.append(([names[first[0]]], f"{first[1]} {first[2]}"))
+            continue
+        second = rng.choice([row for row in others[i : i + 8] if row[0] != first[0]])
+        labels = [names[first[0]], names[second[0]]]
+        rows.append((labels, f"{first[1]} {first[2]} {second[1]} {second[2]}"))
+    return rows
+
+
+def write_multilabel_folder(folder: Path, n_train: int = 120, n_dev: int = 48, jsonl: bool = False) -> Path:
+    """train/dev of `make_multilabel_rows` with classes.txt: a CSV label cell joins names with '|', a JSONL one lists them."""
+    import json
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, n, seed in (("train", n_train, 1), ("dev", n_dev, 2)):
+        rows = make_multilabel_rows(n, seed)
+        if jsonl:
+            lines = "".join(json.dumps({"label": labels, "text": text}) + "\n" for labels, text in rows)
+            (folder / f"{name}.jsonl").write_text(lines, encoding="utf-8")
+            continue
+        with (folder / f"{name}.csv").open("w", newline="", encoding="utf-8") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["label", "text"])
+            writer.writerows(("|".join(labels), text) for labels, text in rows)
+    (folder / "classes.txt").write_text("\n".join(TOPIC_WORDS) + "\n", encoding="utf-8")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def multilabel_run(tiny_bert: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A pretrained-family run on generated multi-label rows (tiny BERT), thresholds tuned on dev."""
+    import textcls
+
+    root = tmp_path_factory.mktemp("multilabel-run")
+    data = write_multilabel_folder(root / "data")
+    result = textcls.train(
+        data=str(data), out=root / "run", model=str(tiny_bert), epochs=6, batch_size=8, lr=2e-3, max_length=48,
+        early_stopping_patience=0, seed=1, multi_label=True,
+    )
+    return result.run_dir
+
+
 @pytest.fixture(scope="session")
 def chunk_run(tiny_bert: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A pretrained-family run on long texts read in chunks (windows of 32 tokens sharing 8), class weights on."""

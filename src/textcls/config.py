@@ -36,7 +36,7 @@ PAD_MULTIPLE = 8
 # TrainConfig fields whose default depends on the device training runs on (`TrainConfig.on_device`).
 DEVICE_DEFAULTS = ("batch_size", "batch_tokens", "lr")
 # What `--metric` may choose the best epoch and early stopping by (`evaluation.headline_metrics` computes them).
-METRICS = ("accuracy", "macro_f1", "weighted_f1", "balanced_accuracy")
+METRICS = ("accuracy", "macro_f1", "weighted_f1", "balanced_accuracy", "micro_f1")
 SAMPLERS = ("none", "balanced")
 CLASS_WEIGHT_MODES = ("none", "balanced")  # or a JSON object of label name -> weight, inline or in a .json file
 LONG_TEXT_STRATEGIES = ("truncate", "head-tail", "chunk")
@@ -98,8 +98,16 @@ class DataConfig:
         "Longest text accepted, in characters; a longer row is a bad row (raise it for long documents).",
         default=10_000_000,
     )
+    multi_label: bool = _help(
+        "A text may carry several labels: a label cell holds names separated by --label-separator, or a JSON "
+        "list in JSONL; the model scores each label on its own (sigmoid) and thresholds tuned on dev decide.",
+        default=False,
+    )
+    label_separator: str = _help("--multi-label: what separates the names in a label cell.", default="|")
 
     def __post_init__(self) -> None:
+        _check(len(self.label_separator) >= 1 and not self.label_separator.isspace(), "label_separator",
+               "a non-blank separator such as '|' or ';'", self.label_separator)
         _check(0.0 < self.dev_fraction < 0.5, "dev_fraction", "a fraction in (0, 0.5)", self.dev_fraction)
         for name in ("max_train_samples", "max_eval_samples"):
             value = getattr(self, name)
@@ -179,7 +187,8 @@ class TrainConfig:
     )
     metric: str | None = _help(
         f"Dev metric that picks the best epoch and drives early stopping: one of {', '.join(METRICS)}; default: "
-        "macro_f1 when the train labels are skewed (largest class >= 1.5x the smallest), else accuracy.",
+        "micro_f1 for --multi-label data, else macro_f1 when the train labels are skewed (largest class >= 1.5x "
+        "the smallest), else accuracy (for --multi-label, accuracy is subset accuracy).",
         default=None,
     )
     long_text: str = _help(
@@ -301,6 +310,34 @@ def class_weights_problem(weights: Any) -> str | None:
     return None
 
 
+def parse_threshold(value: str) -> float | dict[str, float]:
+    """`--threshold` as one number or a label name -> number object; a `ConfigError` when it is neither.
+
+    Example:
+        >>> parse_threshold("0.4"), parse_threshold('{"Sports": 0.3}')
+        (0.4, {'Sports': 0.3})
+    """
+    problem = threshold_problem(value)
+    if problem is not None:
+        raise ConfigError(f"threshold{problem}; pass --threshold 0.5 or '{{\"Sports\": 0.3}}'")
+    parsed = json.loads(value)
+    return float(parsed) if not isinstance(parsed, dict) else {name: float(t) for name, t in parsed.items()}
+
+
+def threshold_problem(value: str) -> str | None:
+    """What is wrong with a `--threshold` value (": expected ..."), or None."""
+    try:
+        parsed = json.loads(value)
+    except ValueError:
+        return f": expected a number or a JSON object, found {value!r}"
+    items = parsed.items() if isinstance(parsed, dict) and parsed else [("", parsed)]
+    for name, threshold in items:
+        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0.0 < threshold < 1.0:
+            where = f", field {name!r}" if name else ""
+            return f"{where}: expected a number in (0, 1), found {threshold!r}"
+    return None
+
+
 @dataclass(frozen=True)
 class PretrainConfig:
     """How to continue an encoder's masked-word pre-training on unlabelled text (`textcls pretrain`)."""
@@ -384,8 +421,18 @@ class PredictConfig:
         "narrows the torch candidates to it).",
         default=None,
     )
+    threshold: str | None = _help(
+        "Multi-label runs: the score from which a label is predicted, one number for every label (0.5) or a "
+        "JSON object of label name -> threshold ('{\"Sports\": 0.3}', the rest keep theirs); default: the "
+        "thresholds tuned per label on dev and saved in the run.",
+        default=None,
+    )
 
     def __post_init__(self) -> None:
+        if isinstance(self.threshold, (int, float)) and not isinstance(self.threshold, bool):
+            object.__setattr__(self, "threshold", str(self.threshold))
+        _check(self.threshold is None or threshold_problem(self.threshold) is None, "threshold",
+               "a number in (0, 1) or a JSON object of label name -> number in (0, 1)", self.threshold)
         _check(self.backend in BACKENDS, "backend", f"one of {BACKENDS}", self.backend)
         if self.batch_size is None and self.backend != AUTO_BACKEND:  # auto: the chosen backend's
             object.__setattr__(self, "batch_size", BACKEND_BATCH_SIZE[self.backend])

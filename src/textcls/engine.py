@@ -212,7 +212,8 @@ def _cache_path(texts: list[str], rust: Any, tokenizer: Any, max_length: int) ->
 class TokenizedRows(torch.utils.data.Dataset):
     """Tokenised rows that a `DataLoader` reads a whole batch at a time (`__getitems__`), padded in numpy.
 
-    A batch is `{"input_ids", "attention_mask"}` (batch, seq) int64, plus `"labels"` (batch,) when labelled.
+    A batch is `{"input_ids", "attention_mask"}` (batch, seq) int64, plus `"labels"` (batch,) int64 when
+    labelled, or (batch, labels) float32 0/1 when `labels` is a multi-hot matrix (`--multi-label`).
     With `windows` (`--long-text chunk`), a row is a text and `token_ids` holds its windows: a batch then
     holds every window of its texts, (windows, seq), and `"window_owner"` (windows,) int64, the text
     (0..batch-1) each window belongs to, so the loss is taken on the pooled logits of each text.
@@ -220,7 +221,9 @@ class TokenizedRows(torch.utils.data.Dataset):
 
     def __init__(self, token_ids: TokenIds, labels: Sequence[int] | None, pad_id: int, windows: Windows | None = None):
         self.token_ids = token_ids
-        self.labels = None if labels is None else np.asarray(labels, dtype=np.int64)
+        if labels is not None and not (isinstance(labels, np.ndarray) and labels.ndim == 2):
+            labels = np.asarray(labels, dtype=np.int64)
+        self.labels = labels  # (rows,) int64, or (rows, labels) float32 multi-hot
         self.pad_id = pad_id
         # only a text with several windows needs the owner map; one window a text is a plain row
         self.windows = windows if windows is not None and len(windows) > windows.num_texts else None

@@ -22,7 +22,7 @@ import dataclasses
 import numpy as np
 
 from textcls.config import TrainConfig, class_weights_problem
-from textcls.data import did_you_mean
+from textcls.data import did_you_mean, flat_labels
 from textcls.errors import ConfigError, DataError
 
 log = logging.getLogger("textcls.imbalance")
@@ -34,9 +34,9 @@ SKEW_RATIO = 1.5
 MIN_DEV_ROWS_PER_CLASS = 20
 
 
-def class_counts(labels: Sequence[int], num_classes: int) -> np.ndarray:
-    """Rows per class, (classes,) int64."""
-    return np.bincount(np.asarray(labels, dtype=np.int64), minlength=num_classes)[:num_classes]
+def class_counts(labels: Sequence[int] | Sequence[tuple[int, ...]], num_classes: int) -> np.ndarray:
+    """Rows per class, (classes,) int64 (a multi-label row counts once for each of its labels)."""
+    return np.bincount(np.asarray(flat_labels(labels), dtype=np.int64), minlength=num_classes)[:num_classes]
 
 
 def class_weights(spec: str, labels: Sequence[int], label_names: Sequence[str]) -> np.ndarray | None:
@@ -98,8 +98,11 @@ def is_skewed(labels: Sequence[int], num_classes: int) -> bool:
     return bool(len(present) and present.max() >= SKEW_RATIO * present.min())
 
 
-def default_metric(labels: Sequence[int], num_classes: int) -> str:
-    """macro_f1 for skewed train labels (accuracy would reward ignoring a small class), else accuracy."""
+def default_metric(labels: Sequence[int] | Sequence[tuple[int, ...]], num_classes: int) -> str:
+    """micro_f1 for multi-label rows (subset accuracy counts a text right only when every label is), else
+    macro_f1 for skewed train labels (accuracy would reward ignoring a small class), else accuracy."""
+    if labels and isinstance(labels[0], tuple):
+        return "micro_f1"
     return "macro_f1" if is_skewed(labels, num_classes) else "accuracy"
 
 
@@ -108,9 +111,10 @@ def with_metric(config: TrainConfig, labels: Sequence[int], label_names: Sequenc
     if config.metric is not None:
         return config
     metric = default_metric(labels, len(label_names))
+    kind = {"micro_f1": "multi-label", "macro_f1": "skewed"}.get(metric, "balanced")
     log.info(
-        "best epoch and early stopping by dev %s (--metric): the train labels are %s (%s)", metric,
-        "skewed" if metric == "macro_f1" else "balanced", describe_distribution(labels, label_names),
+        "best epoch and early stopping by dev %s (--metric): the train labels are %s (%s)", metric, kind,
+        describe_distribution(labels, label_names),
     )
     return dataclasses.replace(config, metric=metric)
 
@@ -128,11 +132,11 @@ def loss_weights(config: TrainConfig, labels: Sequence[int], label_names: Sequen
 def describe_distribution(labels: Sequence[int], label_names: Sequence[str]) -> str:
     """"World 25.0%, Sports 5.0%, ..." for a log line."""
     counts = class_counts(labels, len(label_names))
-    total = max(int(counts.sum()), 1)
+    total = max(len(labels), 1)  # of rows: multi-label shares add up to more than 100%
     return ", ".join(f"{name} {100 * count / total:.1f}%" for name, count in zip(label_names, counts))
 
 
 def small_classes(labels: Sequence[int], label_names: Sequence[str], minimum: int = MIN_DEV_ROWS_PER_CLASS) -> dict[str, int]:
     """Label name -> rows for the classes with fewer than `minimum` rows."""
-    counts = Counter(int(label) for label in labels)
+    counts = Counter(flat_labels(labels))
     return {name: counts.get(i, 0) for i, name in enumerate(label_names) if counts.get(i, 0) < minimum}

@@ -1,6 +1,7 @@
-"""What the torch families minimise: cross-entropy with optional class weights, on each text's logits,
-pooled over its windows under `--long-text chunk`. Both training loops (the own loop in
-`models/neural.py` and the pretrained family's `Trainer`) call the same `Objective`.
+"""What the torch families minimise: cross-entropy with optional class weights, or for `--multi-label`
+binary cross-entropy of each label's sigmoid, on each text's logits, pooled over its windows under
+`--long-text chunk`. Both training loops (the own loop in `models/neural.py` and the pretrained
+family's `Trainer`) call the same `Objective`.
 
 Example:
     >>> objective = Objective(class_weights=torch.tensor([1.0, 4.0]))
@@ -18,20 +19,37 @@ import torch
 import torch.nn.functional as F
 
 
+def probabilities(logits: np.ndarray, multi_label: bool) -> np.ndarray:
+    """What the loss makes of (texts, classes) logits, as numpy: a softmax over the classes, or for multi-label
+    each label's own sigmoid (every backend applies this after the model or graph, so both match training).
+
+    Example:
+        >>> probabilities(np.array([[0.0, 0.0]], dtype=np.float32), multi_label=True).tolist()
+        [[0.5, 0.5]]
+    """
+    logits = torch.from_numpy(np.ascontiguousarray(logits, dtype=np.float32))
+    return (torch.sigmoid(logits) if multi_label else torch.softmax(logits, dim=-1)).numpy()
+
+
 @dataclass(frozen=True)
 class Objective:
-    """A loss over text logits: `class_weights` (classes,) or None, `pooling` of window logits (mean or max)."""
+    """A loss over text logits: `class_weights` (classes,) or None, `pooling` of window logits (mean or max),
+    and `multi_label`: labels are (texts, labels) 0/1 and each label is its own sigmoid (no class weights)."""
 
     class_weights: torch.Tensor | None = None
     pooling: str = "mean"
+    multi_label: bool = False
 
     @classmethod
-    def of(cls, class_weights: np.ndarray | None, pooling: str = "mean") -> Objective:
+    def of(cls, class_weights: np.ndarray | None, pooling: str = "mean", multi_label: bool = False) -> Objective:
         weights = None if class_weights is None else torch.as_tensor(class_weights, dtype=torch.float32)
-        return cls(weights, pooling)
+        return cls(weights, pooling, multi_label)
 
     def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """Mean cross-entropy of (texts, classes) fp32 logits; weighted, it is the weighted mean, as torch's."""
+        """Mean cross-entropy of (texts, classes) fp32 logits; weighted, it is the weighted mean, as torch's.
+        Multi-label: binary cross-entropy with logits, the mean over texts and labels."""
+        if self.multi_label:
+            return F.binary_cross_entropy_with_logits(logits.float(), labels.float())
         weights = None if self.class_weights is None else self.class_weights.to(logits.device)
         return F.cross_entropy(logits.float(), labels, weight=weights)
 

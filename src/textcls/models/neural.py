@@ -63,18 +63,20 @@ from textcls.engine import (
 )
 from textcls.environment import device, embedded_model_path, resolve_precision
 from textcls.errors import ConfigError, RunFolderError, TextclsError
-from textcls.evaluation import headline_metrics
+from textcls.evaluation import headline_metrics, predicted_labels
 from textcls.imbalance import loss_weights, with_metric
 from textcls.models.base import (
     BALANCED_SAMPLER,
     LONG_TEXT,
+    MULTI_LABEL,
     PREDICT,
     Classifier,
     EpochRow,
     TrainSummary,
     check_training_options,
 )
-from textcls.objectives import Objective
+from textcls.multilabel import targets
+from textcls.objectives import Objective, probabilities
 from textcls.runfolder import damaged
 from textcls.windows import Windowing
 
@@ -180,7 +182,7 @@ def evaluate(module: nn.Module, rows: TokenizedRows, batches: Sequence[np.ndarra
     if rows.windows is not None:
         logits = rows.windows.pool(logits)  # (texts, classes)
     loss = objective.loss(torch.from_numpy(logits), torch.from_numpy(rows.labels)).item()
-    return {"loss": loss, **headline_metrics(rows.labels, logits.argmax(axis=1))}
+    return {"loss": loss, **headline_metrics(rows.labels, predicted_labels(logits, objective.multi_label))}
 
 
 @dataclass
@@ -451,7 +453,7 @@ class TorchClassifier(Classifier):
     """
 
     family = ""
-    capabilities = frozenset({PREDICT, BALANCED_SAMPLER, LONG_TEXT})
+    capabilities = frozenset({PREDICT, BALANCED_SAMPLER, LONG_TEXT, MULTI_LABEL})
     # Whether bf16 autocast pays off on a CPU for this family ("auto" precision); measured per family.
     bf16_on_cpu = True
 
@@ -464,8 +466,10 @@ class TorchClassifier(Classifier):
         hparams: Mapping[str, Any],
         tokenizer_file: Path,
         windowing: Windowing | None = None,
+        multi_label: bool = False,
     ):
         self.model = model
+        self.multi_label = multi_label  # a sigmoid per label instead of a softmax over them
         self.tokenizer = tokenizer
         self.label_names = list(label_names)
         self.max_length = max_length
@@ -528,7 +532,7 @@ class TorchClassifier(Classifier):
         `checkpoint_dir`; with `config.resume` training continues from the last one.
         """
         hparams = cls.resolve_hparams(hparams)
-        check_training_options(cls, config)
+        check_training_options(cls, config, train.multi_label)
         config = for_this_device(with_metric(config, train.labels, label_names))
         weights, sample_weights = loss_weights(config, train.labels, label_names)
         tokenizer_file = embedded_model_path() / TOKENIZER_FILE
@@ -540,22 +544,25 @@ class TorchClassifier(Classifier):
 
         torch.manual_seed(config.seed)
         module = cls.build_module(hparams, tokenizer.get_vocab_size(), len(label_names)).to(device())
-        classifier = cls(module, tokenizer, label_names, config.max_length, hparams, tokenizer_file, windowing)
+        classifier = cls(
+            module, tokenizer, label_names, config.max_length, hparams, tokenizer_file, windowing, train.multi_label
+        )
         description = f"{cls.describe(hparams)}, {classifier.num_parameters() / 1e6:.2f}M parameters"
         log.info("model %s, max_length %d, precision %s", description, config.max_length, precision)
 
         summary = train_module(
             module,
-            TokenizedRows(train_ids, train.labels, PAD_ID, train_windows),
-            TokenizedRows(dev_ids, dev.labels, PAD_ID, dev_windows),
+            TokenizedRows(train_ids, targets(train.labels, len(label_names), train.multi_label), PAD_ID, train_windows),
+            TokenizedRows(dev_ids, targets(dev.labels, len(label_names), dev.multi_label), PAD_ID, dev_windows),
             config,
             checkpoint_dir,
             precision=precision,
             description=description,
-            objective=Objective.of(weights, config.pooling),
+            objective=Objective.of(weights, config.pooling, train.multi_label),
             sample_weights=sample_weights,
             identity={
                 "family": cls.family, "hparams": hparams, "max_length": config.max_length,
+                **({"multi_label": True} if train.multi_label else {}),  # single-label checkpoints stay resumable
                 # the batches fix the steps per epoch, which a resumed run must share
                 "batching": {"batch_size": config.batch_size, "batch_tokens": config.batch_tokens,
                              "group_by_length": config.group_by_length, "sampler": config.sampler},
@@ -572,7 +579,7 @@ class TorchClassifier(Classifier):
             return np.zeros((0, len(self.label_names)), dtype=np.float32)
         token_ids, windows = encode_windows(self.tokenizer, texts, self.windowing, cache=False)
         logits = windows.pool(predict_logits(self.model, token_ids, batch_size, progress))  # (texts, classes)
-        return torch.softmax(torch.from_numpy(logits), dim=-1).numpy()
+        return probabilities(logits, self.multi_label)
 
     @torch.inference_mode()
     def _token_attention(self, texts: str | Sequence[str]) -> list[TokenAttention]:
@@ -616,6 +623,7 @@ class TorchClassifier(Classifier):
             "vocab_size": self.tokenizer.get_vocab_size(),
             "label_names": self.label_names,
             "max_length": self.max_length,
+            "multi_label": self.multi_label,
             # the WordPiece vocabulary of the embedded all-MiniLM-L6-v2 (uncased), copied beside the weights
             "tokenizer": {"source": "embedded", "model": "all-MiniLM-L6-v2", "file": TOKENIZER_FILE, "pad_id": PAD_ID},
         }
@@ -658,4 +666,7 @@ class TorchClassifier(Classifier):
             raise damaged(model_dir / WEIGHTS_FILE, str(error).splitlines()[0][:200]) from error
         module.to(device()).eval()
         max_length = max_length or info["max_length"]
-        return cls(module, tokenizer, names, max_length, info["hparams"], model_dir / TOKENIZER_FILE, windowing)
+        return cls(
+            module, tokenizer, names, max_length, info["hparams"], model_dir / TOKENIZER_FILE, windowing,
+            bool(info.get("multi_label", False)),
+        )

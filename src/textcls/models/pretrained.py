@@ -43,7 +43,7 @@ from textcls.engine import (
 )
 from textcls.environment import EMBEDDED_MODEL_NAME, device, inference_precision, resolve_model, resolve_precision
 from textcls.errors import TextclsError
-from textcls.evaluation import headline_metrics
+from textcls.evaluation import headline_metrics, predicted_labels
 from textcls.explain import Explanation, check_text, from_attention_maps
 from textcls.files import write_json
 from textcls.runfolder import damaged
@@ -53,13 +53,15 @@ from textcls.models.base import (
     EXPLAIN,
     EXPORT_ONNX,
     LONG_TEXT,
+    MULTI_LABEL,
     PREDICT,
     Classifier,
     EpochRow,
     TrainSummary,
     check_training_options,
 )
-from textcls.objectives import Objective
+from textcls.multilabel import targets
+from textcls.objectives import Objective, probabilities
 from textcls.windows import Windowing
 
 log = logging.getLogger("textcls.pretrained")
@@ -320,7 +322,7 @@ class PretrainedClassifier(Classifier):
     """A Hugging Face `AutoModelForSequenceClassification` with its tokenizer."""
 
     family = "pretrained"
-    capabilities = frozenset({PREDICT, EXPLAIN, EXPORT_ONNX, BALANCED_SAMPLER, LONG_TEXT})
+    capabilities = frozenset({PREDICT, EXPLAIN, EXPORT_ONNX, BALANCED_SAMPLER, LONG_TEXT, MULTI_LABEL})
     inference_precisions = ("fp32", "bf16")
 
     def __init__(
@@ -328,6 +330,8 @@ class PretrainedClassifier(Classifier):
         windowing: Windowing | None = None,
     ):
         self.model = model
+        # the model's config says so (problem_type), so a saved model reloads as what it was trained for
+        self.multi_label = getattr(model.config, "problem_type", None) == MULTI_LABEL_PROBLEM
         self.tokenizer = tokenizer
         self.label_names = list(label_names)
         self.max_length = max_length
@@ -351,12 +355,12 @@ class PretrainedClassifier(Classifier):
         """
         from transformers import EarlyStoppingCallback, set_seed
 
-        check_training_options(cls, config)
+        check_training_options(cls, config, train.multi_label)
         config = for_this_device(with_metric(config, train.labels, label_names))
         weights, sample_weights = loss_weights(config, train.labels, label_names)
         model_name = resolve_model(config.model)
         set_seed(config.seed)  # the fresh classification head is drawn now, before Trainer seeds anything
-        tokenizer, model = _load_tokenizer_and_model(model_name, label_names, config.trust_remote_code)
+        tokenizer, model = _load_tokenizer_and_model(model_name, label_names, config.trust_remote_code, train.multi_label)
         max_length = clamp_max_length(config.max_length, tokenizer, model.config)
         precision = resolve_precision(config.precision)
         log.info("model %s, max_length %d, precision %s", model_name, max_length, precision)
@@ -365,8 +369,8 @@ class PretrainedClassifier(Classifier):
         windowing = Windowing.from_config(config, max_length)
         train_ids, train_windows = encode_windows(tokenizer, train.texts, windowing, desc=f"tokenising {train.name}")
         dev_ids, dev_windows = encode_windows(tokenizer, dev.texts, windowing, desc=f"tokenising {dev.name}")
-        train_rows = TokenizedRows(train_ids, train.labels, pad_id, train_windows)
-        dev_rows = TokenizedRows(dev_ids, dev.labels, pad_id, dev_windows)
+        train_rows = TokenizedRows(train_ids, targets(train.labels, len(label_names), train.multi_label), pad_id, train_windows)
+        dev_rows = TokenizedRows(dev_ids, targets(dev.labels, len(label_names), dev.multi_label), pad_id, dev_windows)
         batches = EpochBatches(train_rows.text_lengths(config.batch_tokens), config, sample_weights)
 
         args = training_arguments(
@@ -385,7 +389,7 @@ class PretrainedClassifier(Classifier):
         )
 
         def compute_metrics(prediction: Any) -> dict[str, float]:
-            return headline_metrics(prediction.label_ids, np.argmax(prediction.predictions, axis=-1))
+            return headline_metrics(prediction.label_ids, predicted_labels(prediction.predictions, train.multi_label))
 
         callbacks = training_callbacks(config.time_budget)
         if config.early_stopping_patience > 0:
@@ -393,7 +397,7 @@ class PretrainedClassifier(Classifier):
 
         trainer = engine_trainer(
             train_rows, batches, dev_rows, eval_plan(dev_rows.text_lengths(), config), config,
-            objective=Objective.of(weights, config.pooling),
+            objective=Objective.of(weights, config.pooling, train.multi_label),
             model=model, args=args, processing_class=tokenizer, compute_metrics=compute_metrics, callbacks=callbacks,
         )
         result, resume_from, train_seconds = run_trainer(trainer, checkpoint_dir, config.resume)
@@ -435,7 +439,7 @@ class PretrainedClassifier(Classifier):
                 return self.model(**inputs).logits.float()  # (batch, classes), left on the device: no host sync per batch
 
         logits = pooled_logits(self.tokenizer, texts, self.windowing, forward, pad_id=self._pad_id(), batch_size=batch_size, progress=progress)
-        return torch.softmax(torch.from_numpy(logits), dim=-1).numpy()
+        return probabilities(logits, self.multi_label)
 
     def _pad_id(self) -> int:
         return self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
@@ -474,7 +478,7 @@ class PretrainedClassifier(Classifier):
                 "return them (output_attentions=True); explain a BERT-like encoder or another family"
             )
         maps = torch.stack([a[0] for a in attentions]).float().cpu().numpy()  # (layers, heads, tokens, tokens)
-        probs = torch.softmax(output.logits.float(), dim=-1)[0].cpu().numpy()  # (classes,)
+        probs = probabilities(output.logits.float().cpu().numpy(), self.multi_label)[0]  # (classes,)
         tokens = tokenizer.convert_ids_to_tokens(encoded["input_ids"][0].tolist())
         return list(tokens), maps, probs
 
@@ -516,7 +520,13 @@ def set_attention_implementation(model: Any, name: str) -> None:
         model.config._attn_implementation = name
 
 
-def _load_tokenizer_and_model(model_name: str, label_names: Sequence[str], trust_remote_code: bool) -> tuple[Any, Any]:
+# transformers' name for one sigmoid per label and BCE (`problem_type`), saved in the model's config.json
+MULTI_LABEL_PROBLEM = "multi_label_classification"
+
+
+def _load_tokenizer_and_model(
+    model_name: str, label_names: Sequence[str], trust_remote_code: bool, multi_label: bool = False
+) -> tuple[Any, Any]:
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
@@ -532,7 +542,7 @@ def _load_tokenizer_and_model(model_name: str, label_names: Sequence[str], trust
                 model_name,
                 num_labels=len(label_names),
                 # never regression, whatever the label count or the checkpoint's own config says
-                problem_type="single_label_classification",
+                problem_type=MULTI_LABEL_PROBLEM if multi_label else "single_label_classification",
                 id2label=id2label,
                 label2id={name: i for i, name in id2label.items()},
                 # A checkpoint fine-tuned for another task has a head of another size: start it afresh.
