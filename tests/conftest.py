@@ -140,32 +140,29 @@ def write_multilabel_folder(folder: Path, n_train: int = 120, n_dev: int = 48, j
     return folder
 
 
+def train_tiny_bert(tiny_bert: Path, root: Path, data: Path, **options: object) -> Path:
+    """The tiny BERT fine-tuned on `data` into `root/run` (batch 8, lr 2e-3, no early stopping, seed 1)."""
+    import textcls
+
+    settings = {"batch_size": 8, "lr": 2e-3, "early_stopping_patience": 0, "seed": 1, **options}
+    return textcls.train(data=str(data), out=root / "run", model=str(tiny_bert), **settings).run_dir
+
+
 @pytest.fixture(scope="session")
 def multilabel_run(tiny_bert: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A pretrained-family run on generated multi-label rows (tiny BERT), thresholds tuned on dev."""
-    import textcls
-
     root = tmp_path_factory.mktemp("multilabel-run")
-    data = write_multilabel_folder(root / "data")
-    result = textcls.train(
-        data=str(data), out=root / "run", model=str(tiny_bert), epochs=6, batch_size=8, lr=2e-3, max_length=48,
-        early_stopping_patience=0, seed=1, multi_label=True,
-    )
-    return result.run_dir
+    return train_tiny_bert(tiny_bert, root, write_multilabel_folder(root / "data"), epochs=6, max_length=48, multi_label=True)
 
 
 @pytest.fixture(scope="session")
 def chunk_run(tiny_bert: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A pretrained-family run on long texts read in chunks (windows of 32 tokens sharing 8), class weights on."""
-    import textcls
-
     root = tmp_path_factory.mktemp("chunk-run")
-    data = write_long_text_folder(root / "data")
-    result = textcls.train(
-        data=str(data), out=root / "run", model=str(tiny_bert), epochs=8, batch_size=8, lr=2e-3, max_length=32,
-        early_stopping_patience=0, seed=1, long_text="chunk", stride=8, class_weights="balanced",
+    return train_tiny_bert(
+        tiny_bert, root, write_long_text_folder(root / "data"), epochs=8, max_length=32, long_text="chunk", stride=8,
+        class_weights="balanced",
     )
-    return result.run_dir
 
 
 @pytest.fixture(autouse=True)

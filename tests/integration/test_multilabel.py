@@ -134,9 +134,14 @@ def test_pretrained_multi_label_uses_bce_and_onnx_sigmoid_agrees_with_torch(mult
     torch_run = textcls.load(multilabel_run, textcls.PredictConfig(backend="torch"))
     expected = torch_run.predict_proba(texts)
     assert not np.allclose(expected.sum(axis=1), 1.0)  # sigmoids, not a softmax
-    for backend in ("onnx", "onnx-int8", "auto"):
+    for backend in ("onnx", "onnx-int8"):
         run = textcls.load(multilabel_run, textcls.PredictConfig(backend=backend))
         assert run.predict(texts) == torch_run.predict(texts), backend
         if backend == "onnx":
             assert np.abs(run.predict_proba(texts) - expected).max() < 1e-4
+    # auto may pick torch bf16, which its rule lets differ on up to 1% of its sample texts (whole label sets)
+    auto = textcls.load(multilabel_run)
+    same = np.mean([a == b for a, b in zip(auto.predict(texts), torch_run.predict(texts))])
+    assert same >= 0.95, (auto.predict_config, auto.backend_choice)
+    assert all(row["label_agreement"] >= 0.99 for row in auto.backend_choice["candidates"] if row.get("ok"))
 
