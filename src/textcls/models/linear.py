@@ -151,14 +151,16 @@ class TfidfClassifier(Classifier):
         from sklearn.linear_model import LogisticRegression
 
         check_training_options(cls, config, train.multi_label)
-        config = with_metric(config, train.labels, label_names)
-        weights, _ = loss_weights(config, train.labels, label_names)
         if len(set(train.labels)) < 2:
-            found = [str(label) for label in sorted(set(train.labels))]
+            # names, not indices; a multi-label row's set reads as its cell would ("World|Sports")
+            found = ["|".join(label_names[i] for i in label) if isinstance(label, tuple) else label_names[label]
+                     for label in sorted(set(train.labels))]
             raise TextclsError(
                 f"{train.source}: expected at least 2 classes in the training rows, found only {found}; "
                 "use more data or another split"
             )
+        config = with_metric(config, train.labels, label_names)
+        weights, _ = loss_weights(config, train.labels, label_names)
         started = time.perf_counter()
         vectorizers, blocks = {}, []
         for name, settings in FEATURES.items():
