@@ -81,7 +81,7 @@ def before_fit(train: Split, dev: Split, label_names: list[str], config: TrainCo
     from datasets import Dataset
     from transformers import DataCollatorWithPadding, EarlyStoppingCallback, Trainer, TrainerCallback, TrainingArguments, set_seed
 
-    from textcls.evaluation import accuracy_and_f1
+    from textcls.evaluation import headline_metrics
     from textcls.models.pretrained import _load_tokenizer_and_model, clamp_max_length, run_trainer, training_callbacks
 
     started = time.perf_counter()
@@ -125,7 +125,7 @@ def before_fit(train: Split, dev: Split, label_names: list[str], config: TrainCo
     trainer = Trainer(
         model=model, args=args, data_collator=DataCollatorWithPadding(tokenizer), train_dataset=train_rows,
         eval_dataset=dev_rows, processing_class=tokenizer,
-        compute_metrics=lambda p: accuracy_and_f1(p.label_ids, np.argmax(p.predictions, axis=-1)), callbacks=callbacks,
+        compute_metrics=lambda p: headline_metrics(p.label_ids, np.argmax(p.predictions, axis=-1)), callbacks=callbacks,
     )
     result, _, _ = run_trainer(trainer, checkpoint_dir, False)
     return {

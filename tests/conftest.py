@@ -43,6 +43,17 @@ def make_texts(n: int, seed: int = 0) -> list[tuple[int, str, str]]:
     return rows
 
 
+def make_long_texts(n: int, seed: int = 0, filler_words: int = 40) -> list[tuple[int, str]]:
+    """`n` rows of (label, text) whose topic words come only after `filler_words` words of filler, so a
+    model that reads the first few dozen tokens sees nothing of the class."""
+    rng = random.Random(seed)
+    rows = []
+    for label, title, body in make_texts(n, seed):
+        filler = " ".join(rng.choice(FILLER) for _ in range(filler_words))
+        rows.append((label, f"{filler} {title} {body}"))
+    return rows
+
+
 def write_ag_news_folder(folder: Path, n_train: int = 64, n_dev: int = 32, n_test: int = 32) -> Path:
     """An AG News-shaped folder: train/dev/test.csv (label,title,description) and classes.txt."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -80,6 +91,78 @@ def write_tiny_bert(folder: Path) -> Path:
     BertForSequenceClassification(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
+
+
+def write_long_text_folder(folder: Path, n_train: int = 128, n_dev: int = 32, filler_words: int = 40) -> Path:
+    """train/dev.csv (label,text) of `make_long_texts`, with classes.txt: the class sits past the first 40 words."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, n, seed in (("train", n_train, 1), ("dev", n_dev, 2)):
+        with (folder / f"{name}.csv").open("w", newline="", encoding="utf-8") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["label", "text"])
+            writer.writerows(make_long_texts(n, seed, filler_words))
+    (folder / "classes.txt").write_text("\n".join(TOPIC_WORDS) + "\n", encoding="utf-8")
+    return folder
+
+
+def make_multilabel_rows(n: int, seed: int = 0) -> list[tuple[list[str], str]]:
+    """`n` rows of (label names, text): every third a single topic, the rest two topics' texts joined, carrying both."""
+    rng = random.Random(seed)
+    names = list(TOPIC_WORDS)
+    singles, others = make_texts(n, seed), make_texts(n + 8, seed + 100)
+    rows = []
+    for i, first in enumerate(singles):
+        if i % 3 == 0:
+            rows.append(([names[first[0]]], f"{first[1]} {first[2]}"))
+            continue
+        second = rng.choice([row for row in others[i : i + 8] if row[0] != first[0]])
+        labels = [names[first[0]], names[second[0]]]
+        rows.append((labels, f"{first[1]} {first[2]} {second[1]} {second[2]}"))
+    return rows
+
+
+def write_multilabel_folder(folder: Path, n_train: int = 120, n_dev: int = 48, jsonl: bool = False) -> Path:
+    """train/dev of `make_multilabel_rows` with classes.txt: a CSV label cell joins names with '|', a JSONL one lists them."""
+    import json
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, n, seed in (("train", n_train, 1), ("dev", n_dev, 2)):
+        rows = make_multilabel_rows(n, seed)
+        if jsonl:
+            lines = "".join(json.dumps({"label": labels, "text": text}) + "\n" for labels, text in rows)
+            (folder / f"{name}.jsonl").write_text(lines, encoding="utf-8")
+            continue
+        with (folder / f"{name}.csv").open("w", newline="", encoding="utf-8") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["label", "text"])
+            writer.writerows(("|".join(labels), text) for labels, text in rows)
+    (folder / "classes.txt").write_text("\n".join(TOPIC_WORDS) + "\n", encoding="utf-8")
+    return folder
+
+
+def train_tiny_bert(tiny_bert: Path, root: Path, data: Path, **options: object) -> Path:
+    """The tiny BERT fine-tuned on `data` into `root/run` (batch 8, lr 2e-3, no early stopping, seed 1)."""
+    import textcls
+
+    settings = {"batch_size": 8, "lr": 2e-3, "early_stopping_patience": 0, "seed": 1, **options}
+    return textcls.train(data=str(data), out=root / "run", model=str(tiny_bert), **settings).run_dir
+
+
+@pytest.fixture(scope="session")
+def multilabel_run(tiny_bert: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A pretrained-family run on generated multi-label rows (tiny BERT), thresholds tuned on dev."""
+    root = tmp_path_factory.mktemp("multilabel-run")
+    return train_tiny_bert(tiny_bert, root, write_multilabel_folder(root / "data"), epochs=6, max_length=48, multi_label=True)
+
+
+@pytest.fixture(scope="session")
+def chunk_run(tiny_bert: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A pretrained-family run on long texts read in chunks (windows of 32 tokens sharing 8), class weights on."""
+    root = tmp_path_factory.mktemp("chunk-run")
+    return train_tiny_bert(
+        tiny_bert, root, write_long_text_folder(root / "data"), epochs=8, max_length=32, long_text="chunk", stride=8,
+        class_weights="balanced",
+    )
 
 
 @pytest.fixture(autouse=True)

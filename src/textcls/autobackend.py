@@ -43,6 +43,7 @@ from textcls.config import AUTO_BACKEND, DataConfig, PredictConfig, from_dict
 from textcls.errors import StorageError, TextclsError
 from textcls.files import write_json
 from textcls.models.base import EXPORT_ONNX, Predictor, family_class
+from textcls.multilabel import label_decisions
 
 log = logging.getLogger("textcls.backend")
 
@@ -211,10 +212,10 @@ def measure_candidates(
             log.warning("backend auto: %s left out: %s", candidate.name, error)
             rows.append(row)
             continue
-        labels = probs.argmax(axis=1)
+        labels = label_decisions(probs, predictor.multi_label)  # a multi-label row agrees when its whole set does
         if reference_labels is None:
             reference_labels = labels
-        agreement = float((labels == reference_labels).mean())
+        agreement = float((labels == reference_labels).all(axis=1).mean())
         eligible = candidate in found and agreement >= MIN_AGREEMENT
         row.update(ok=eligible, texts_per_second=round(speed, 1), label_agreement=round(agreement, 4))
         if candidate not in found:

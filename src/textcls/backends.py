@@ -23,6 +23,7 @@ from textcls import runfolder
 from textcls.config import AUTO_BACKEND, ENGINES, PredictConfig
 from textcls.errors import RunFolderError
 from textcls.models.base import Predictor, family_class
+from textcls.windows import Windowing
 
 # backend name -> "module:function(run_dir, info, config) -> Predictor"
 LOADERS: dict[str, str] = {
@@ -45,11 +46,13 @@ NOT_CLASSIFIERS = {
 
 def load_torch(run_dir: Path, info: dict[str, Any], config: PredictConfig) -> Predictor:
     """The family's own model from `RUN/model`, in `config.precision`."""
+    max_length = config.max_length or info["max_length"]
     return family_class(info["family"]).load(
         runfolder.model_dir(run_dir),
-        max_length=config.max_length or info["max_length"],
+        max_length=max_length,
         label_names=info["label_names"],
         precision=config.precision or "fp32",
+        windowing=Windowing.of_run(info, max_length) if max_length else None,  # tfidf has no length
     )
 
 

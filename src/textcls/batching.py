@@ -110,19 +110,3 @@ def sorted_plan(
     if batch_tokens is not None:
         batch_tokens = max(batch_tokens, int(padded.max(initial=1)))
     return _cut(padded, order, batch_size, batch_tokens)
-
-
-def padded_batches(
-    tokenizer: Any, texts: Sequence[str], max_length: int, batch_size: int, tensors: str = "np", progress: bool = False
-) -> Iterator[tuple[np.ndarray, Any]]:
-    """Tokenise `texts` once with a Hugging Face tokenizer, then yield (row indices, batch padded to its
-    longest text) in length order; `tensors` is "np" or "pt"."""
-    from tqdm.auto import tqdm
-
-    texts = list(texts)
-    if not texts:
-        return
-    encoded = tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]
-    batches = list(length_sorted_batches([len(ids) for ids in encoded], batch_size))
-    for rows in tqdm(batches, desc="predicting", unit="batch", disable=not progress, leave=False):
-        yield rows, tokenizer.pad({"input_ids": [encoded[i] for i in rows]}, return_tensors=tensors)

@@ -115,17 +115,24 @@ def _metrics_table(title: str, metrics: dict[str, Any]) -> Table:
     for name, row in metrics["per_class"].items():
         table.add_row(name, f"{row['precision']:.4f}", f"{row['recall']:.4f}", f"{row['f1']:.4f}", str(row["support"]))
     table.add_section()
-    table.add_row("accuracy", "", "", f"{metrics['accuracy']:.4f}", str(metrics["num_samples"]))
-    table.add_row("macro F1", "", "", f"{metrics['macro_f1']:.4f}", str(metrics["num_samples"]))
+    rows = [("accuracy", "accuracy"), ("macro F1", "macro_f1")]
+    if metrics.get("multi_label"):
+        rows = [("micro F1", "micro_f1"), ("macro F1", "macro_f1"), ("subset accuracy", "subset_accuracy"),
+                ("Hamming loss", "hamming_loss")]
+    for name, key in rows:
+        table.add_row(name, "", "", f"{metrics[key]:.4f}", str(metrics["num_samples"]))
     return table
 
 
 def _confusion_table(metrics: dict[str, Any]) -> Table:
-    table = Table(title="confusion matrix (rows: gold, columns: predicted)")
+    """The confusion matrix, or for multi-label how often gold labels occur together."""
+    multi_label = bool(metrics.get("multi_label"))
+    title = "gold labels together (texts carrying both)" if multi_label else "confusion matrix (rows: gold, columns: predicted)"
+    table = Table(title=title)
     table.add_column("")
     for name in metrics["label_names"]:
         table.add_column(name, justify="right")
-    for name, row in zip(metrics["label_names"], metrics["confusion_matrix"]):
+    for name, row in zip(metrics["label_names"], metrics["co_occurrence" if multi_label else "confusion_matrix"]):
         table.add_row(name, *map(str, row))
     return table
 
@@ -311,7 +318,7 @@ def predict(
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging."),
     **options: Any,
 ) -> None:
-    """Classify texts: {"label", "score", "probs"} per input, in input order."""
+    """Classify texts: {"label", "score", "probs"} per input, in input order ({"labels", "scores"} for a multi-label run)."""
     from textcls.data import read_texts
     from textcls.files import write_text_atomic
     from textcls.predictions import prediction_records
@@ -326,7 +333,7 @@ def predict(
             texts = read_texts(input_file, column_names(text_column) if text_column else None)
         run = load(run_dir, PredictConfig(**_take_predict_options(options)))
         probs = run.predict_proba(texts, progress=input_file is not None)
-        records = prediction_records(probs, run.label_names)
+        records = prediction_records(probs, run.label_names, run.thresholds)
         if output is not None:
             lines = "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in records)
             write_text_atomic(output, lines)
@@ -337,10 +344,15 @@ def predict(
             print(json.dumps(record, ensure_ascii=False))
         return
     table = Table()
-    for column in ("text", "label", "score"):
+    for column in ("text", "labels" if run.multi_label else "label", "score" + ("s" if run.multi_label else "")):
         table.add_column(column, justify="right" if column == "score" else "left")
     for text, record in zip(texts, records):
-        table.add_row(text if len(text) <= 80 else text[:77] + "...", record["label"], f"{record['score']:.4f}")
+        shown = text if len(text) <= 80 else text[:77] + "..."
+        if run.multi_label:
+            scores = ", ".join(f"{name} {record['scores'][name]:.4f}" for name in record["labels"])
+            table.add_row(shown, ", ".join(record["labels"]) or "(none)", scores)
+        else:
+            table.add_row(shown, record["label"], f"{record['score']:.4f}")
     stdout.print(table)
 
 

@@ -25,6 +25,7 @@ from textcls.config import DataConfig, PredictConfig, TrainConfig, field_names, 
 from textcls.errors import TextclsError
 from textcls.families import FAMILIES
 from textcls.files import make_folder, write_json, write_text_atomic
+from textcls.models.base import family_class, training_option_problem
 from textcls.runs import load, train
 
 log = logging.getLogger("textcls.compare")
@@ -70,16 +71,24 @@ def compare(
     train_options: dict[str, Any] | None = None,
     overwrite: bool = False,
 ) -> dict[str, Any]:
-    """Train each family into `out/FAMILY`, evaluate on the same dev split, write compare.json/.md/.png."""
+    """Train each family into `out/FAMILY`, evaluate on the same dev split, write compare.json/.md/.png.
+
+    A family that cannot train with these options (`--long-text chunk` for tfidf, say) is skipped with the
+    reason logged and listed under "skipped"; none left is an error."""
     from textcls.data import load_data
 
     out = Path(out)
     options = {k: v for k, v in (train_options or {}).items() if k != "family"}
     dev = load_data(data_config, splits=("dev",), require_train=False).splits["dev"]
-    rows = []
+    rows, skipped = [], []
     for family in parse_families(families):
         run_dir = out / family
         config = TrainConfig(family=family, **options)
+        problem = training_option_problem(family_class(family), config, data_config.multi_label)
+        if problem is not None:
+            log.warning("skipping %s: %s", family, problem)
+            skipped.append({"family": family, "reason": problem})
+            continue
         if overwrite or not runfolder.is_run(run_dir):
             log.info("training %s into %s", family, run_dir)
             started = time.perf_counter()
@@ -103,8 +112,11 @@ def compare(
                 "run_dir": str(run_dir),
             }
         )
+    if not rows:
+        raise TextclsError(f"no family can train with these options: {'; '.join(row['reason'] for row in skipped)}")
     result = {
         "families": rows,
+        "skipped": skipped,
         "dev_source": dev.source,
         "dev_rows": len(dev),
         "data_config": dataclasses.asdict(data_config),

@@ -12,6 +12,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -34,6 +35,12 @@ DEFAULT_HUB_DATASET = "fancyzhx/ag_news"
 PAD_MULTIPLE = 8
 # TrainConfig fields whose default depends on the device training runs on (`TrainConfig.on_device`).
 DEVICE_DEFAULTS = ("batch_size", "batch_tokens", "lr")
+# What `--metric` may choose the best epoch and early stopping by (`evaluation.headline_metrics` computes them).
+METRICS = ("accuracy", "macro_f1", "weighted_f1", "balanced_accuracy", "micro_f1")
+SAMPLERS = ("none", "balanced")
+CLASS_WEIGHT_MODES = ("none", "balanced")  # or a JSON object of label name -> weight, inline or in a .json file
+LONG_TEXT_STRATEGIES = ("truncate", "head-tail", "chunk")
+POOLINGS = ("mean", "max")
 
 
 def column_names(values: str | Sequence[str]) -> tuple[str, ...]:
@@ -91,8 +98,16 @@ class DataConfig:
         "Longest text accepted, in characters; a longer row is a bad row (raise it for long documents).",
         default=10_000_000,
     )
+    multi_label: bool = _help(
+        "A text may carry several labels: a label cell holds names separated by --label-separator, or a JSON "
+        "list in JSONL; the model scores each label on its own (sigmoid) and thresholds tuned on dev decide.",
+        default=False,
+    )
+    label_separator: str = _help("--multi-label: what separates the names in a label cell.", default="|")
 
     def __post_init__(self) -> None:
+        _check(len(self.label_separator) >= 1 and not self.label_separator.isspace(), "label_separator",
+               "a non-blank separator such as '|' or ';'", self.label_separator)
         _check(0.0 < self.dev_fraction < 0.5, "dev_fraction", "a fraction in (0, 0.5)", self.dev_fraction)
         for name in ("max_train_samples", "max_eval_samples"):
             value = getattr(self, name)
@@ -159,6 +174,33 @@ class TrainConfig:
         default=False,
     )
     logging_steps: int = _help("Log the training loss every this many steps.", default=50)
+    class_weights: str = _help(
+        "Loss weight per class: none, balanced (rows / (classes x the class's rows), as scikit-learn), or a JSON "
+        "object of label name -> weight, inline ('{\"World\": 1, \"Sports\": 4}') or a .json file; a label left "
+        "out weighs 1.",
+        default="none",
+    )
+    sampler: str = _help(
+        "none, or balanced: each epoch draws its rows with replacement so every class is drawn equally often "
+        "(torch families).",
+        default="none",
+    )
+    metric: str | None = _help(
+        f"Dev metric that picks the best epoch and drives early stopping: one of {', '.join(METRICS)}; default: "
+        "micro_f1 for --multi-label data, else macro_f1 when the train labels are skewed (largest class >= 1.5x "
+        "the smallest), else accuracy (for --multi-label, accuracy is subset accuracy).",
+        default=None,
+    )
+    long_text: str = _help(
+        "Texts longer than --max-length tokens: truncate (keep the start), head-tail (the first quarter and the "
+        "last three quarters of the window, Sun et al. 2019), or chunk (overlapping windows whose logits are "
+        "pooled, in training and inference alike).",
+        default="truncate",
+    )
+    stride: int | None = _help(
+        "chunk: tokens shared by consecutive windows; default: a quarter of --max-length.", default=None
+    )
+    pooling: str = _help("chunk: how the windows' logits make the text's, mean or max.", default="mean")
 
     def __post_init__(self) -> None:
         _check(self.family in FAMILIES, "family", f"one of {tuple(FAMILIES)}", self.family)
@@ -179,6 +221,22 @@ class TrainConfig:
         )
         _check(self.num_workers is None or self.num_workers >= 0, "num_workers", "an integer >= 0", self.num_workers)
         _check(self.logging_steps >= 1, "logging_steps", "an integer >= 1", self.logging_steps)
+        _check_class_weights(self.class_weights)
+        _check(self.sampler in SAMPLERS, "sampler", f"one of {SAMPLERS}", self.sampler)
+        _check(self.metric is None or self.metric in METRICS, "metric", f"one of {METRICS}", self.metric)
+        _check(self.long_text in LONG_TEXT_STRATEGIES, "long_text", f"one of {LONG_TEXT_STRATEGIES}", self.long_text)
+        _check(self.pooling in POOLINGS, "pooling", f"one of {POOLINGS}", self.pooling)
+        if self.long_text != "chunk" and self.stride is not None:
+            raise ConfigError(
+                f"stride: expected no value unless long_text is 'chunk', found --stride {self.stride} with --long-text "
+                f"{self.long_text}; pass --long-text chunk or drop --stride"
+            )
+        if self.long_text == "chunk" and self.stride is None:
+            object.__setattr__(self, "stride", self.max_length // 4)
+        _check(
+            self.stride is None or 0 <= self.stride <= self.max_length // 2, "stride",
+            f"an overlap in [0, {self.max_length // 2}] tokens (half of max_length {self.max_length})", self.stride,
+        )
         longest = self.padded_max_length
         _check(
             self.batch_tokens is None or self.batch_tokens >= longest, "batch_tokens",
@@ -219,6 +277,65 @@ class TrainConfig:
         if self.lr is None and "lr" not in values:
             values["lr"] = spec.defaults["lr"]
         return dataclasses.replace(self, **values)
+
+
+def _check_class_weights(value: str) -> None:
+    """none, balanced, a .json path (read with the data, `textcls.imbalance`) or an inline JSON object of
+    label name -> positive weight; the names are checked against the labels once the data is read."""
+    if value in CLASS_WEIGHT_MODES or value.endswith(".json"):
+        return
+    fix = "pass --class-weights none, balanced, a .json file or a JSON object like '{\"Sports\": 4}'"
+    try:
+        weights = json.loads(value)
+    except ValueError as error:
+        raise ConfigError(f"class_weights: expected none, balanced or a JSON object, found {value!r} ({error}); {fix}") from error
+    problem = class_weights_problem(weights)
+    if problem is not None:
+        raise ConfigError(f"class_weights{problem}; {fix}")
+
+
+def class_weights_problem(weights: Any) -> str | None:
+    """What is wrong with parsed class weights, to follow where they came from (": expected ..." or
+    ", field 'X': expected ..."), or None when they are an object of label name -> positive number.
+
+    Example:
+        >>> class_weights_problem({"Sports": -1})
+        ", field 'Sports': expected a positive number, found -1"
+    """
+    if not isinstance(weights, dict) or not weights:
+        return f": expected a JSON object of label name -> weight, found {type(weights).__name__} {weights!r}"[:120]
+    for name, weight in weights.items():
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not (math.isfinite(weight) and weight > 0):
+            return f", field {name!r}: expected a positive number, found {weight!r}"
+    return None
+
+
+def parse_threshold(value: str) -> float | dict[str, float]:
+    """`--threshold` as one number or a label name -> number object; a `ConfigError` when it is neither.
+
+    Example:
+        >>> parse_threshold("0.4"), parse_threshold('{"Sports": 0.3}')
+        (0.4, {'Sports': 0.3})
+    """
+    problem = threshold_problem(value)
+    if problem is not None:
+        raise ConfigError(f"threshold{problem}; pass --threshold 0.5 or '{{\"Sports\": 0.3}}'")
+    parsed = json.loads(value)
+    return float(parsed) if not isinstance(parsed, dict) else {name: float(t) for name, t in parsed.items()}
+
+
+def threshold_problem(value: str) -> str | None:
+    """What is wrong with a `--threshold` value (": expected ..."), or None."""
+    try:
+        parsed = json.loads(value)
+    except ValueError:
+        return f": expected a number or a JSON object, found {value!r}"
+    items = parsed.items() if isinstance(parsed, dict) and parsed else [("", parsed)]
+    for name, threshold in items:
+        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0.0 < threshold < 1.0:
+            where = f", field {name!r}" if name else ""
+            return f"{where}: expected a number in (0, 1), found {threshold!r}"
+    return None
 
 
 @dataclass(frozen=True)
@@ -304,8 +421,18 @@ class PredictConfig:
         "narrows the torch candidates to it).",
         default=None,
     )
+    threshold: str | None = _help(
+        "Multi-label runs: the score from which a label is predicted, one number for every label (0.5) or a "
+        "JSON object of label name -> threshold ('{\"Sports\": 0.3}', the rest keep theirs); default: the "
+        "thresholds tuned per label on dev and saved in the run.",
+        default=None,
+    )
 
     def __post_init__(self) -> None:
+        if isinstance(self.threshold, (int, float)) and not isinstance(self.threshold, bool):
+            object.__setattr__(self, "threshold", str(self.threshold))
+        _check(self.threshold is None or threshold_problem(self.threshold) is None, "threshold",
+               "a number in (0, 1) or a JSON object of label name -> number in (0, 1)", self.threshold)
         _check(self.backend in BACKENDS, "backend", f"one of {BACKENDS}", self.backend)
         if self.batch_size is None and self.backend != AUTO_BACKEND:  # auto: the chosen backend's
             object.__setattr__(self, "batch_size", BACKEND_BATCH_SIZE[self.backend])

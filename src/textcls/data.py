@@ -56,12 +56,16 @@ _UNDECODABLE = re.compile("[\udc80-\udcff]")
 
 @dataclass(frozen=True)
 class Split:
-    """One split: ``labels[i]`` indexes ``LoadedData.label_names``; ``source`` is a path or "hubid:split"."""
+    """One split: ``labels[i]`` indexes ``LoadedData.label_names``; ``source`` is a path or "hubid:split".
+
+    With ``multi_label``, ``labels[i]`` is the sorted tuple of every label index row i carries (at least one).
+    """
 
     name: str
     texts: list[str]
-    labels: list[int]
+    labels: list[int] | list[tuple[int, ...]]
     source: str
+    multi_label: bool = False
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -75,6 +79,7 @@ class LoadedData:
     label_names: list[str]
     fingerprint: str
     skipped_rows: int
+    multi_label: bool = False
 
 
 @dataclass
@@ -101,7 +106,9 @@ class _Example:
     number: int
     line: int | None
     text: str
-    label: int | str  # raw: an integral number or a name, mapped to an index once all splits are read
+    # raw: an integral number or a name, mapped to an index once all splits are read; a tuple of them (in cell
+    # order, no repeats) under --multi-label
+    label: int | str | tuple[int | str, ...]
 
 
 class _BadRows:
@@ -160,7 +167,7 @@ def load_data(
         strict = set(examples) if "train" in splits else set(splits)
         _check_new_labels(examples, source_names, strict, config, bad)
     label_map = _build_label_map(examples, names, headerless)
-    loaded = _map_labels(examples, source_names, label_map, config.label_column, bad)
+    loaded = _map_labels(examples, source_names, label_map, config, bad)
     bad.warn()
     if "train" in splits and "train" in loaded:
         _require_two_classes(loaded["train"], label_map.names, "add rows of another class")
@@ -176,7 +183,8 @@ def load_data(
     if "train" in result:
         fix = "the dev carve or --max-train-samples left one; raise --max-train-samples or pass --dev FILE"
         _require_two_classes(result["train"], label_map.names, fix)
-    return LoadedData(result, label_map.names, _fingerprint(result), sum(bad.counts.values()))
+    multi_label = getattr(config, "multi_label", False)
+    return LoadedData(result, label_map.names, _fingerprint(result), sum(bad.counts.values()), multi_label)
 
 
 def _read_examples(
@@ -196,7 +204,9 @@ def _read_examples(
                     "pass --label-column NAME"
                 )
             text_columns = resolve_text_columns(table.columns, config.text_columns, table.source)
-            examples[split] = _examples(table, text_columns, config.label_column, bad, max_text_chars)
+            examples[split] = _examples(
+                table, text_columns, config.label_column, bad, max_text_chars, _label_reader(config)
+            )
             source_names[split] = table.source
             headerless = headerless or table.headerless_ag_news
     return examples, source_names, headerless
@@ -206,25 +216,48 @@ def _map_labels(
     examples: dict[str, list[_Example]],
     source_names: dict[str, str],
     label_map: _LabelMap,
-    label_column: str,
+    config: DataConfig,
     bad: _BadRows,
 ) -> dict[str, Split]:
-    """Splits with label indices; a row whose label the map lacks goes to ``bad``."""
+    """Splits with label indices (a sorted tuple of them per row under --multi-label); a row with a label
+    the map lacks goes to ``bad``."""
+    multi_label = getattr(config, "multi_label", False)
     loaded: dict[str, Split] = {}
     for split, rows in examples.items():
         source, texts, labels = source_names[split], [], []
         for example in rows:
-            index = label_map.index(example.label)
-            if index is None:
-                bad.report(source, example.number, example.line, label_column, label_map.unknown(example.label))
-            else:
-                texts.append(example.text)
-                labels.append(index)
+            indices = [label_map.index(label) for label in _label_tuple(example.label)]
+            if None in indices:
+                unknown = _label_tuple(example.label)[indices.index(None)]
+                reason = label_map.unknown(unknown)
+                if multi_label:
+                    reason += f" (in the multi-label cell {config.label_separator.join(map(str, example.label))!r})"
+                elif isinstance(unknown, str) and any(mark in unknown for mark in ("|", ";")):
+                    reason += "; a cell of several labels needs --multi-label (and --label-separator)"
+                bad.report(source, example.number, example.line, config.label_column, reason)
+                continue
+            texts.append(example.text)
+            labels.append(tuple(sorted(set(indices))) if multi_label else indices[0])
         if not texts:
             skipped = bad.counts[source]
             raise DataError(f"{source}: expected at least one usable row, found none ({skipped} skipped); fix the file")
-        loaded[split] = Split(split, texts, labels, source)
+        loaded[split] = Split(split, texts, labels, source, multi_label)
     return loaded
+
+
+def _label_tuple(label: int | str | tuple[int | str, ...]) -> tuple[int | str, ...]:
+    """A raw label as a tuple of names or numbers (one, unless the row is multi-label)."""
+    return label if isinstance(label, tuple) else (label,)
+
+
+def flat_labels(labels: Iterable[int | tuple[int, ...]]) -> list[int]:
+    """Every label index of `labels`, a multi-label row's several counted once each.
+
+    Example:
+        >>> flat_labels([(0, 2), (1,)]), flat_labels([3, 1])
+        ([0, 2, 1], [3, 1])
+    """
+    return [label for row in labels for label in _label_tuple(row)]
 
 
 def read_texts(path: str | Path, text_columns: tuple[str, ...] | None = None) -> list[str]:
@@ -244,7 +277,7 @@ def read_texts(path: str | Path, text_columns: tuple[str, ...] | None = None) ->
         table = _read_table(path, "label", {*KNOWN_COLUMNS, *(text_columns or ())})
         columns = resolve_text_columns(table.columns, text_columns, table.source)
         bad = _BadRows(skip=False, hint="Fix the row: every input row needs a text")
-        texts = [example.text for example in _examples(table, columns, None, bad)]
+        texts = [example.text for example in _examples(table, columns, None, bad, label_reader=_raw_label)]
     else:
         raise DataError(
             f"{path}: expected one of {['.txt', *TABLE_SUFFIXES]}, found {suffix or 'no extension'!r}; "
@@ -543,14 +576,71 @@ def _read_lines(path: Path) -> list[str]:
 
 
 
+# Reads one raw label cell: the label (a tuple of them under --multi-label), None when the cell is empty, or
+# a string saying what is wrong with it.
+_LabelReader = Callable[[Any], "int | str | tuple[int | str, ...] | None | _Problem"]
+
+
+class _Problem(str):
+    """What is wrong with a label cell, as `_LabelReader` returns it."""
+
+
+def _label_reader(config: DataConfig) -> _LabelReader:
+    if getattr(config, "multi_label", False):
+        return functools.partial(_raw_label_set, separator=config.label_separator)
+    return _raw_label
+
+
+def _raw_label_set(value: Any, separator: str) -> tuple[int | str, ...] | None | _Problem:
+    """A multi-label cell as a tuple of raw labels in cell order, repeats dropped: names split at
+    `separator`, or a JSON list (JSONL); None when the cell is empty.
+
+    Example:
+        >>> _raw_label_set("World| Sports", "|"), _raw_label_set(["World", 2], "|"), _raw_label_set("", "|")
+        (('World', 'Sports'), ('World', 2), None)
+    """
+    if isinstance(value, list):
+        items: list[Any] = value
+        shown = json.dumps(value, ensure_ascii=False)[:80]
+    else:
+        cell = _cell(value)
+        if isinstance(value, str) and separator in cell:
+            items = cell.split(separator)
+        elif _raw_label(value) is None:
+            return None
+        else:
+            items = [value]
+        shown = cell
+    if not items:
+        return None
+    labels: list[int | str] = []
+    for position, item in enumerate(items, 1):
+        if isinstance(item, bool) or (item is not None and not isinstance(item, (str, int, float))):
+            return _Problem(f"expected label names or indices in the list, found {_describe(item)} at position {position}")
+        label = _raw_label(item)
+        if label is None:
+            return _Problem(
+                f"empty label name at position {position} of the multi-label cell {shown!r}; write names separated "
+                f"by {separator!r} (--label-separator) with none left empty"
+            )
+        if label not in labels:
+            labels.append(label)
+    return tuple(labels)
+
+
 def _examples(
     table: _Table,
     text_columns: tuple[str, ...],
     label_column: str | None,
     bad: _BadRows,
     max_text_chars: int | None = None,
+    label_reader: _LabelReader | None = None,
 ) -> list[_Example]:
-    """The table's valid rows (text and raw label); bad ones go to ``bad``. No label column: label is ''."""
+    """The table's valid rows (text and raw label); bad ones go to ``bad``. No label column: label is ''.
+
+    `label_reader` reads a label cell (default: one label; `_raw_label_set` for --multi-label)."""
+    label_reader = label_reader or _raw_label
+    lists_allowed = label_reader is not _raw_label  # a JSON list is a multi-label cell
     used = (*text_columns, label_column) if label_column is not None else text_columns
     examples = []
     for record in table.records:
@@ -566,7 +656,14 @@ def _examples(
         if problem is not None:
             report(problem, "undecodable bytes (not UTF-8)")
             continue
-        problem = next((column for column in used if _not_scalar(record.values[column], column in text_columns)), None)
+        problem = next(
+            (
+                column for column in used
+                if _not_scalar(record.values[column], column in text_columns)
+                and not (lists_allowed and column == label_column and isinstance(record.values[column], list))
+            ),
+            None,
+        )
         if problem is not None:
             value = record.values[problem]
             expected = "a string" if problem in text_columns else "a string or a number"
@@ -583,7 +680,10 @@ def _examples(
                 "shorten it or raise --max-text-chars",
             )
             continue
-        label = _raw_label(record.values[label_column]) if label_column is not None else ""
+        label = label_reader(record.values[label_column]) if label_column is not None else ""
+        if isinstance(label, _Problem):
+            report(label_column, str(label))
+            continue
         if label is None:
             shown = _cell(record.values[label_column])
             found = f"{shown!r}, which means no value" if shown else "nothing"
@@ -660,7 +760,7 @@ class _LabelMap:
 
     def unknown(self, label: int | str) -> str:
         indices = f" (or an index {self.base}..{self.base + len(self.names) - 1})" if self.base is not None else ""
-        hint = _did_you_mean(label, self.names)
+        hint = did_you_mean(label, self.names)
         return f"unknown label {label!r}{hint}; expected one of {_shown(self.names)}{indices}"
 
 
@@ -668,13 +768,13 @@ def _shown(names: list[str]) -> list[str]:
     return names if len(names) <= 20 else [*names[:20], "..."]
 
 
-def _did_you_mean(label: int | str, known: Iterable[int | str]) -> str:
+def did_you_mean(label: int | str, known: Iterable[int | str]) -> str:
     """" (did you mean 'Sports'?)" when a known name differs from ``label`` only by case, spacing or one edit.
 
     One edit counts only between names of 4+ characters: "A" is one edit from any other letter.
 
     Example:
-        >>> _did_you_mean("Sprots", ["World", "Sports"]), _did_you_mean("sci / tech", ["Sci/Tech"])
+        >>> did_you_mean("Sprots", ["World", "Sports"]), did_you_mean("sci / tech", ["Sci/Tech"])
         (" (did you mean 'Sports'?)", " (did you mean 'Sci/Tech'?)")
     """
     if not isinstance(label, str):
@@ -720,14 +820,18 @@ def _check_new_labels(
     ``allow_new_labels`` turns the bad rows into one warning per split; a skipped row is dropped from ``examples``.
     """
     allow = getattr(config, "allow_new_labels", False)
-    known = {example.label for example in examples["train"]}
+    known = {label for example in examples["train"] for label in _label_tuple(example.label)}
     known_names = [str(label) for label in sorted(known, key=lambda label: (isinstance(label, str), label))]
+
+    def new_label(example: _Example) -> int | str | None:
+        return next((label for label in _label_tuple(example.label) if label not in known), None)
+
     for split, rows in examples.items():
-        new = [example for example in rows if example.label not in known]
+        new = [example for example in rows if new_label(example) is not None]
         if split == "train" or not new:
             continue
         if allow or split not in strict:
-            labels = sorted({str(example.label) for example in new})
+            labels = sorted({str(new_label(example)) for example in new})
             then = (
                 "accepted as --allow-new-labels is set; the model has no training rows for them"
                 if allow
@@ -739,17 +843,18 @@ def _check_new_labels(
             )
             continue
         for example in new:
+            label = new_label(example)
             reason = (
-                f"expected a label that train has (one of {_shown(known_names)}), found {example.label!r}"
-                f"{_did_you_mean(example.label, known)}; fix the label, or pass --allow-new-labels to accept it "
+                f"expected a label that train has (one of {_shown(known_names)}), found {label!r}"
+                f"{did_you_mean(label, known)}; fix the label, or pass --allow-new-labels to accept it "
                 "with a warning"
             )
             bad.report(sources[split], example.number, example.line, config.label_column, reason)
-        examples[split] = [example for example in rows if example.label in known]
+        examples[split] = [example for example in rows if new_label(example) is None]
 
 
 def _build_label_map(examples: dict[str, list[_Example]], names: list[str] | None, headerless: bool) -> _LabelMap:
-    labels = [example.label for rows in examples.values() for example in rows]
+    labels = [label for rows in examples.values() for example in rows for label in _label_tuple(example.label)]
     integers = {label for label in labels if isinstance(label, int)}
     if names is None and headerless:
         count = max(integers, default=0)
@@ -778,7 +883,7 @@ def _build_label_map(examples: dict[str, list[_Example]], names: list[str] | Non
 
 def _require_two_classes(train: Split, label_names: list[str], fix: str) -> None:
     """Every family needs two classes to tell apart; name the one found rather than its index."""
-    present = sorted(set(train.labels))
+    present = sorted(set(flat_labels(train.labels)))
     if len(present) < 2:
         found = ", ".join(repr(label_names[label]) for label in present)
         raise DataError(f"{train.source}: expected at least 2 classes in train, found only {found}; {fix}")
@@ -811,14 +916,15 @@ def _carve_dev(train: Split, dev_fraction: float, seed: int) -> tuple[Split, Spl
     if len(train) < 2:
         raise DataError(f"{train.source}: expected 2+ rows to carve a dev split, found {len(train)}; pass --dev FILE")
 
-    def split(stratify: list[int] | None) -> tuple[list[int], list[int]]:
+    def split(stratify: list[Any] | None) -> tuple[list[int], list[int]]:
         kept, held = train_test_split(range(len(train)), test_size=dev_fraction, random_state=seed, stratify=stratify)
         return sorted(kept), sorted(held)  # keep the file's order within each part
 
     try:
         if min(Counter(train.labels).values()) < 2:
-            raise ValueError("a class has fewer than 2 rows")
-        kept, held = split(train.labels)
+            raise ValueError("a class (or a multi-label set of classes) has fewer than 2 rows")
+        # a multi-label row is stratified by its whole set of labels
+        kept, held = split([str(label) for label in train.labels] if train.multi_label else train.labels)
     except ValueError as error:  # also sklearn's: fewer dev rows than classes
         logger.warning("dev split carved from %s without stratification: %s", train.source, error)
         kept, held = split(None)
@@ -827,7 +933,8 @@ def _carve_dev(train: Split, dev_fraction: float, seed: int) -> tuple[Split, Spl
 
 
 def _subset(split: Split, rows: list[int], source: str, name: str | None = None) -> Split:
-    return Split(name or split.name, [split.texts[i] for i in rows], [split.labels[i] for i in rows], source)
+    labels = [split.labels[i] for i in rows]
+    return Split(name or split.name, [split.texts[i] for i in rows], labels, source, split.multi_label)
 
 
 def _sample(split: Split, limit: int | None, seed: int) -> Split:

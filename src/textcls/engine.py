@@ -27,7 +27,7 @@ import hashlib
 import logging
 import os
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,11 +39,13 @@ from textcls.batching import round_up, sorted_plan, training_plan
 from textcls.config import TrainConfig
 from textcls.environment import tune_cuda
 from textcls.files import write_atomic
+from textcls.windows import Windowing, Windows, log_line, special_tokens
 
 log = logging.getLogger("textcls.engine")
 
 CACHE_ENV = "TEXTCLS_CACHE_DIR"
 CACHE_FORMAT = 1
+FULL_LENGTH = None  # `encode_ids` at this length keeps every token (`encode_windows` cuts them)
 ENCODE_CHUNK = 16_384  # texts per encode call: large enough for all cores, small enough for a progress bar
 EVAL_TOKEN_FACTOR = 4  # evaluation keeps no activations for backward, so its batches may hold this many times more
 GPU_WORKERS = 2  # DataLoader processes preparing batches ahead on a GPU; a CPU pads in the main process (~0.1 ms a batch)
@@ -112,7 +114,7 @@ def rust_tokenizer(tokenizer: Any) -> Any | None:
 
 
 def encode_ids(
-    tokenizer: Any, texts: Sequence[str], max_length: int, *, cache: bool = True, desc: str = "tokenising"
+    tokenizer: Any, texts: Sequence[str], max_length: int | None, *, cache: bool = True, desc: str = "tokenising"
 ) -> TokenIds:
     """Ids of `texts` with the model's special tokens, cut to `max_length`; read from the cache when
     these texts were tokenised before with this tokenizer and length.
@@ -146,20 +148,42 @@ def encode_ids(
     return token_ids
 
 
-def _encode(rust: Any, tokenizer: Any, texts: list[str], max_length: int, desc: str) -> TokenIds:
+def _encode(rust: Any, tokenizer: Any, texts: list[str], max_length: int | None, desc: str) -> TokenIds:
+    """Ids of `texts`, cut to `max_length` tokens; all of each text's ids when `max_length` is None."""
     from tqdm.auto import tqdm
 
     chunks = [texts[start : start + ENCODE_CHUNK] for start in range(0, len(texts), ENCODE_CHUNK)]
     encoded: list[Sequence[int]] = []
     if rust is not None:
-        rust.enable_truncation(max_length)
+        if max_length is not None:
+            rust.enable_truncation(max_length)
         encode = getattr(rust, "encode_batch_fast", rust.encode_batch)  # _fast: no character offsets
     for chunk in tqdm(chunks, desc=desc, unit="chunk", disable=len(chunks) < 2, leave=False):
         if rust is not None:
             encoded.extend(encoding.ids for encoding in encode(chunk))
         else:
-            encoded.extend(tokenizer(chunk, truncation=True, max_length=max_length)["input_ids"])
+            encoded.extend(tokenizer(chunk, truncation=max_length is not None, max_length=max_length)["input_ids"])
     return TokenIds.from_lists(encoded)
+
+
+def encode_windows(
+    tokenizer: Any, texts: Sequence[str], windowing: Windowing, *, cache: bool = True, desc: str = "tokenising"
+) -> tuple[TokenIds, Windows]:
+    """Whole texts tokenised (cached like `encode_ids`, under no length), then cut into the model's inputs
+    by `windowing` (`--long-text`): the windows' ids, and which text each window belongs to.
+
+    Training (`cache`) logs how many texts exceed max_length and by how much.
+    """
+    full = encode_ids(tokenizer, texts, FULL_LENGTH, cache=cache, desc=desc)
+    rust = rust_tokenizer(tokenizer)
+    if rust is not None:
+        prefix, suffix = special_tokens(lambda text: rust.encode(text).ids)
+    else:
+        prefix, suffix = special_tokens(lambda text: tokenizer(text)["input_ids"])
+    windows = windowing.cut(full, prefix, suffix)
+    if cache:
+        log.info("%s", log_line(windows.stats(), windowing, desc))
+    return TokenIds.from_lists(windows.sequences), windows
 
 
 def _save_npz(path: Path, token_ids: TokenIds) -> None:
@@ -188,25 +212,47 @@ def _cache_path(texts: list[str], rust: Any, tokenizer: Any, max_length: int) ->
 class TokenizedRows(torch.utils.data.Dataset):
     """Tokenised rows that a `DataLoader` reads a whole batch at a time (`__getitems__`), padded in numpy.
 
-    A batch is `{"input_ids", "attention_mask"}` (batch, seq) int64, plus `"labels"` (batch,) when labelled.
+    A batch is `{"input_ids", "attention_mask"}` (batch, seq) int64, plus `"labels"` (batch,) int64 when
+    labelled, or (batch, labels) float32 0/1 when `labels` is a multi-hot matrix (`--multi-label`).
+    With `windows` (`--long-text chunk`), a row is a text and `token_ids` holds its windows: a batch then
+    holds every window of its texts, (windows, seq), and `"window_owner"` (windows,) int64, the text
+    (0..batch-1) each window belongs to, so the loss is taken on the pooled logits of each text.
     """
 
-    def __init__(self, token_ids: TokenIds, labels: Sequence[int] | None, pad_id: int):
+    def __init__(self, token_ids: TokenIds, labels: Sequence[int] | None, pad_id: int, windows: Windows | None = None):
         self.token_ids = token_ids
-        self.labels = None if labels is None else np.asarray(labels, dtype=np.int64)
+        if labels is not None and not (isinstance(labels, np.ndarray) and labels.ndim == 2):
+            labels = np.asarray(labels, dtype=np.int64)
+        self.labels = labels  # (rows,) int64, or (rows, labels) float32 multi-hot
         self.pad_id = pad_id
+        # only a text with several windows needs the owner map; one window a text is a plain row
+        self.windows = windows if windows is not None and len(windows) > windows.num_texts else None
 
     def __len__(self) -> int:
-        return len(self.token_ids)
+        return len(self.token_ids) if self.windows is None else self.windows.num_texts
+
+    def text_lengths(self, budget: int | None = None) -> np.ndarray:
+        """Tokens per row, (rows,): a text's windows together, at most `budget` (for a batch plan)."""
+        lengths = self.token_ids.lengths
+        if self.windows is not None:
+            lengths = np.add.reduceat(lengths, self.windows.offsets[:-1])
+        return lengths if budget is None else np.minimum(lengths, budget)
 
     def __getitem__(self, row: int) -> dict[str, torch.Tensor]:
         return self.__getitems__([row])
 
     def __getitems__(self, rows: Sequence[int]) -> dict[str, torch.Tensor]:
-        input_ids, attention_mask = self.token_ids.pad(rows, self.pad_id)
-        batch = {"input_ids": torch.from_numpy(input_ids), "attention_mask": torch.from_numpy(attention_mask)}
+        rows = np.asarray(rows, dtype=np.int64)
+        batch: dict[str, torch.Tensor] = {}
+        windows = rows
+        if self.windows is not None:
+            starts, ends = self.windows.offsets[rows], self.windows.offsets[rows + 1]
+            windows = np.concatenate([np.arange(a, b) for a, b in zip(starts, ends)])
+            batch["window_owner"] = torch.from_numpy(np.repeat(np.arange(len(rows)), ends - starts))
+        input_ids, attention_mask = self.token_ids.pad(windows, self.pad_id)
+        batch = {"input_ids": torch.from_numpy(input_ids), "attention_mask": torch.from_numpy(attention_mask), **batch}
         if self.labels is not None:
-            batch["labels"] = torch.from_numpy(self.labels[np.asarray(rows, dtype=np.int64)])
+            batch["labels"] = torch.from_numpy(self.labels[rows])
         return batch
 
 
@@ -217,19 +263,33 @@ def _as_is(batch: Any) -> Any:
 
 class EpochBatches:
     """A batch sampler: epoch e's `training_plan` from seed + e. Every epoch has the same number of
-    batches, and `set_epoch` (called by Trainer and by the own loop) picks the epoch."""
+    batches, and `set_epoch` (called by Trainer and by the own loop) picks the epoch.
 
-    def __init__(self, lengths: np.ndarray, config: TrainConfig):
+    With `sample_weights` (`--sampler balanced`), each epoch first draws as many rows as there are, with
+    replacement, row i with probability `sample_weights[i]`; a token budget may then cut the drawn rows into
+    another number of batches, so the plan is cut or cycled to the first epoch's count.
+    """
+
+    def __init__(self, lengths: np.ndarray, config: TrainConfig, sample_weights: np.ndarray | None = None):
         self.lengths = np.asarray(lengths)
         self.config = config
+        self.sample_weights = sample_weights
         self.epoch = 0
         self._count = len(self.plan(0))
 
     def plan(self, epoch: int) -> list[np.ndarray]:
         config = self.config
-        return training_plan(
-            self.lengths, config.seed + epoch, config.batch_size, config.batch_tokens, config.group_by_length
+        rows = np.arange(len(self.lengths))
+        if self.sample_weights is not None:  # its own stream: the batch order stays a function of seed + epoch
+            draw = np.random.default_rng([config.seed, epoch, 1])
+            rows = np.sort(draw.choice(len(self.lengths), size=len(self.lengths), replace=True, p=self.sample_weights))
+        batches = training_plan(
+            self.lengths[rows], config.seed + epoch, config.batch_size, config.batch_tokens, config.group_by_length
         )
+        batches = [rows[batch] for batch in batches]
+        if self.sample_weights is not None and hasattr(self, "_count"):
+            batches = [batches[i % len(batches)] for i in range(self._count)]
+        return batches
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -263,6 +323,35 @@ def eval_plan(lengths: np.ndarray, config: TrainConfig) -> list[np.ndarray]:
     if torch.cuda.is_available() and config.batch_tokens is not None:
         return sorted_plan(lengths, batch_tokens=EVAL_TOKEN_FACTOR * config.batch_tokens)
     return sorted_plan(lengths, batch_size=config.eval_batch_size)
+
+
+def pooled_logits(
+    tokenizer: Any,
+    texts: Sequence[str],
+    windowing: Windowing,
+    forward: Callable[[np.ndarray, np.ndarray], Any],
+    *,
+    pad_id: int,
+    batch_size: int,
+    progress: bool = False,
+) -> np.ndarray:
+    """Logits (texts, classes) in input order for inference: texts cut by `windowing`, the windows run
+    through `forward(input_ids, attention_mask)` (both (batch, seq) int64, returning (batch, classes)
+    as numpy or a torch tensor) in length order, `batch_size` at a time, then pooled per text. Torch
+    outputs are read back only after the last batch, so a GPU runs the batches without a host sync each."""
+    from tqdm.auto import tqdm
+
+    token_ids, windows = encode_windows(tokenizer, texts, windowing, cache=False)
+    outputs = []
+    batches = sorted_plan(token_ids.lengths, batch_size=batch_size)
+    for rows in tqdm(batches, desc="predicting", unit="batch", disable=not progress, leave=False):
+        outputs.append((rows, forward(*token_ids.pad(rows, pad_id))))
+    if not outputs:
+        return np.zeros((0, 0), dtype=np.float32)
+    logits = np.zeros((len(token_ids), outputs[0][1].shape[-1]), dtype=np.float32)
+    for rows, batch_logits in outputs:
+        logits[rows] = batch_logits.cpu().numpy() if isinstance(batch_logits, torch.Tensor) else batch_logits
+    return windows.pool(logits)
 
 
 def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:

@@ -1,4 +1,5 @@
-"""Metrics for a classifier's predictions: accuracy, macro-F1, per-class report, confusion matrix.
+"""Metrics for a classifier's predictions: accuracy, macro-F1, per-class recall and report, confusion matrix;
+for multi-label predictions micro/macro-F1, subset accuracy, Hamming loss, per-label figures and co-occurrence.
 
 Example:
     >>> import numpy as np
@@ -13,14 +14,52 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
+from sklearn.metrics import (
+    accuracy_score,
+    confusion_matrix,
+    f1_score,
+    hamming_loss,
+    precision_recall_fscore_support,
+    recall_score,
+)
+
+from textcls.multilabel import decide
 
 
-def accuracy_and_f1(labels: Sequence[int], predictions: Sequence[int]) -> dict[str, float]:
-    """The two headline numbers, as plain floats (also used by Trainer each epoch)."""
+def predicted_labels(logits: np.ndarray, multi_label: bool) -> np.ndarray:
+    """Predictions from logits (rows, classes): the argmax per row, or for multi-label a (rows, labels) 0/1
+    matrix of the labels whose logit is above 0 (a sigmoid score above 0.5), as training scores each epoch."""
+    return (np.asarray(logits) > 0).astype(np.int64) if multi_label else np.asarray(logits).argmax(axis=1)
+
+
+def headline_metrics(labels: Sequence[int] | np.ndarray, predictions: Sequence[int] | np.ndarray) -> dict[str, float]:
+    """The numbers a best epoch can be chosen by (`--metric`), as plain floats (also Trainer's each epoch).
+
+    balanced_accuracy is the mean per-class recall over the classes present in `labels`. Multi-label labels
+    and predictions are (rows, labels) 0/1 matrices: accuracy is then subset accuracy (every label right),
+    balanced_accuracy the mean recall of the labels dev has.
+
+    Example:
+        >>> headline_metrics([0, 0, 0, 1], [0, 0, 0, 0])["balanced_accuracy"]
+        0.5
+    """
+    if np.ndim(labels) == 2:
+        gold, predicted = np.asarray(labels) > 0.5, np.asarray(predictions) > 0
+        present = np.flatnonzero(gold.any(axis=0))
+        return {
+            "accuracy": float(accuracy_score(gold, predicted)),
+            "macro_f1": float(f1_score(gold, predicted, average="macro", zero_division=0)),
+            "weighted_f1": float(f1_score(gold, predicted, average="weighted", zero_division=0)),
+            "balanced_accuracy": float(recall_score(gold, predicted, labels=present, average="macro", zero_division=0)),
+            "micro_f1": float(f1_score(gold, predicted, average="micro", zero_division=0)),
+        }
     return {
         "accuracy": float(accuracy_score(labels, predictions)),
         "macro_f1": float(f1_score(labels, predictions, average="macro", zero_division=0)),
+        "weighted_f1": float(f1_score(labels, predictions, average="weighted", zero_division=0)),
+        "balanced_accuracy": float(recall_score(labels, predictions, labels=sorted(set(labels)), average="macro", zero_division=0)),
+        # micro-F1 of a single-label prediction is its accuracy; kept so --metric micro_f1 means the same everywhere
+        "micro_f1": float(f1_score(labels, predictions, average="micro", zero_division=0)),
     }
 
 
@@ -40,12 +79,55 @@ def classification_metrics(labels: Sequence[int], probs: np.ndarray, label_names
         }
         for i, name in enumerate(label_names)
     }
+    lowest = int(np.argmin(np.where(support > 0, recall, np.inf))) if support.any() else 0
     return {
-        **accuracy_and_f1(labels, predictions),
+        **headline_metrics(labels, predictions),
         "num_samples": len(labels),
         "per_class": per_class,
+        # next to accuracy, what a skewed split hides in it: every class's recall, and the lowest one
+        "per_class_recall": {name: float(recall[i]) for i, name in enumerate(label_names)},
+        "lowest_recall": {"label": label_names[lowest], "recall": float(recall[lowest])},
         # rows: gold label, columns: predicted label, both in label_names order
         "confusion_matrix": confusion_matrix(labels, predictions, labels=label_ids).tolist(),
+        "label_names": list(label_names),
+    }
+
+
+def multilabel_metrics(
+    gold: np.ndarray, scores: np.ndarray, label_names: Sequence[str], thresholds: Sequence[float] | np.ndarray
+) -> dict[str, Any]:
+    """Full evaluation of multi-label `scores` (rows, labels) against `gold` (rows, labels) 0/1, each label
+    decided at its threshold: micro/macro-F1, subset accuracy, Hamming loss, per-label P/R/F1 with support,
+    and how often gold labels occur together.
+
+    Example:
+        >>> m = multilabel_metrics(np.array([[1, 0], [1, 1]]), np.array([[.9, .6], [.8, .7]]), ["a", "b"], [.5, .65])
+        >>> m["subset_accuracy"], m["hamming_loss"], m["per_label"]["b"]["precision"]
+        (1.0, 0.0, 1.0)
+    """
+    gold = np.asarray(gold) > 0.5
+    predicted = decide(scores, thresholds).astype(bool)
+    precision, recall, f1, support = precision_recall_fscore_support(gold, predicted, average=None, zero_division=0)
+    per_label = {
+        name: {"precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]), "support": int(support[i])}
+        for i, name in enumerate(label_names)
+    }
+    lowest = int(np.argmin(np.where(support > 0, recall, np.inf))) if support.any() else 0
+    counts = gold.astype(np.int64)
+    return {
+        **headline_metrics(gold, predicted),
+        "multi_label": True,
+        "subset_accuracy": float(accuracy_score(gold, predicted)),
+        "hamming_loss": float(hamming_loss(gold, predicted)),
+        "num_samples": int(len(gold)),
+        "labels_per_text": {"gold": float(gold.sum(axis=1).mean()), "predicted": float(predicted.sum(axis=1).mean())},
+        "per_label": per_label,
+        "per_class": per_label,  # the name the single-label tables read
+        "per_class_recall": {name: float(recall[i]) for i, name in enumerate(label_names)},
+        "lowest_recall": {"label": label_names[lowest], "recall": float(recall[lowest])},
+        # (labels, labels): texts whose gold labels include both; the diagonal is each label's support
+        "co_occurrence": (counts.T @ counts).tolist(),
+        "thresholds": {name: float(t) for name, t in zip(label_names, thresholds)},
         "label_names": list(label_names),
     }
 

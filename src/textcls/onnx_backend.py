@@ -36,13 +36,16 @@ import numpy as np
 import torch
 
 from textcls import runfolder
-from textcls.batching import padded_batches
+from textcls.engine import pooled_logits
 from textcls.config import BACKEND_BATCH_SIZE, PredictConfig
 from textcls.errors import RunFolderError, TextclsError
 from textcls.explain import Explanation
 from textcls.files import make_folder, write_atomic, write_json
 from textcls.models.base import EXPLAIN, EXPORT_ONNX, PREDICT, Predictor, families_that, family_class
 from textcls.models.pretrained import PretrainedClassifier, set_attention_implementation
+from textcls.multilabel import label_decisions
+from textcls.objectives import probabilities
+from textcls.windows import Windowing
 
 log = logging.getLogger("textcls.onnx")
 
@@ -89,14 +92,21 @@ class OnnxClassifier(Predictor):
     """An exported run served by ONNX Runtime; same labels and outputs as the torch model. Predict-only.
 
     `explain` needs attention maps, which the exported graph does not return, so it runs the torch
-    model (loaded on first use).
+    model (loaded on first use). The graph returns logits; a softmax over them, or for a multi-label run
+    each label's sigmoid, is applied here as the torch model does.
     """
 
     family = PretrainedClassifier.family
     capabilities = frozenset({PREDICT, EXPLAIN})
 
-    def __init__(self, session: Any, tokenizer: Any, label_names: Sequence[str], max_length: int, backend: str, model_dir: Path):
+    def __init__(
+        self, session: Any, tokenizer: Any, label_names: Sequence[str], max_length: int, backend: str, model_dir: Path,
+        windowing: Windowing | None = None,
+        multi_label: bool = False,
+    ):
         self.session = session
+        self.multi_label = multi_label
+        self.windowing = windowing or Windowing(max_length)  # the run's --long-text, pooled here as in torch
         self.tokenizer = tokenizer
         self.label_names = list(label_names)
         self.max_length = max_length
@@ -115,6 +125,8 @@ class OnnxClassifier(Predictor):
         threads: int | None = None,
         spin: bool = True,
         weights_sha256: str | None = None,
+        windowing: Windowing | None = None,
+        multi_label: bool | None = None,
     ) -> OnnxClassifier:
         """Open `RUN/onnx/<file>` for `backend` beside `model_dir` (= RUN/model).
 
@@ -152,25 +164,35 @@ class OnnxClassifier(Predictor):
         tokenizer = AutoTokenizer.from_pretrained(model_dir)
         if label_names is None:
             label_names = record["label_names"]
-        return cls(session, tokenizer, label_names, max_length, backend, model_dir)
+        if multi_label is None:
+            multi_label = bool(record.get("multi_label", False))
+        return cls(session, tokenizer, label_names, max_length, backend, model_dir, windowing, multi_label)
 
     def predict_proba(
         self, texts: Sequence[str], batch_size: int = BACKEND_BATCH_SIZE["onnx"], progress: bool = False
     ) -> np.ndarray:
-        """Class probabilities in input order, from length-sorted batches."""
-        probs = np.zeros((len(texts), len(self.label_names)), dtype=np.float32)
-        for rows, batch in padded_batches(self.tokenizer, texts, self.max_length, batch_size, "np", progress):
-            feed = {"input_ids": batch["input_ids"].astype(np.int64), "attention_mask": batch["attention_mask"].astype(np.int64)}
+        """Class probabilities in input order, from length-sorted batches; long texts read as the run's
+        `--long-text` says (chunk: the graph scores each window, the windows' logits are pooled here)."""
+        if not len(texts):
+            return np.zeros((0, len(self.label_names)), dtype=np.float32)
+
+        def forward(input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+            feed = {"input_ids": input_ids, "attention_mask": attention_mask}
             if "token_type_ids" in self.input_names:  # one segment: all zeros
-                feed["token_type_ids"] = np.zeros_like(feed["input_ids"])
+                feed["token_type_ids"] = np.zeros_like(input_ids)
             (logits,) = self.session.run(["logits"], feed)  # (batch, classes)
-            probs[rows] = torch.softmax(torch.from_numpy(logits).float(), dim=-1).numpy()
-        return probs
+            return logits.astype(np.float32)
+
+        pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        logits = pooled_logits(self.tokenizer, texts, self.windowing, forward, pad_id=pad_id, batch_size=batch_size, progress=progress)
+        return probabilities(logits, self.multi_label)
 
     def torch_classifier(self) -> PretrainedClassifier:
         """The torch model of the same run (for attention maps and checks), loaded once."""
         if self._torch is None:
-            self._torch = PretrainedClassifier.load(self.model_dir, max_length=self.max_length, label_names=self.label_names)
+            self._torch = PretrainedClassifier.load(
+                self.model_dir, max_length=self.max_length, label_names=self.label_names, windowing=self.windowing
+            )
         return self._torch
 
     def explain(self, text: str, layer: int = -1, head: int | None = None) -> Explanation:
@@ -218,7 +240,8 @@ def check_against_torch(candidate: Predictor, reference: Predictor, backend: str
     found = candidate.predict_proba(texts)
     max_diff = float(np.abs(expected - found).max())
     correlation = float(np.corrcoef(_centred_log_probs(expected).ravel(), _centred_log_probs(found).ravel())[0, 1])
-    agreement = float((expected.argmax(axis=1) == found.argmax(axis=1)).mean())
+    same = label_decisions(expected, reference.multi_label) == label_decisions(found, reference.multi_label)
+    agreement = float(same.all(axis=1).mean())
     if backend == "onnx-int8":
         same, wanted, measured = correlation >= INT8_MIN_CORRELATION, f"a log-probability correlation >= {INT8_MIN_CORRELATION}", f"{correlation:.4f}"
     else:
@@ -254,7 +277,9 @@ def export_onnx(run_dir: str | Path, int8: bool = False, opset: int = OPSET) -> 
     runfolder.check_loadable(run_dir, info)
     check_exportable(run_dir, info["family"])
     model_dir = runfolder.model_dir(run_dir)
-    reference = PretrainedClassifier.load(model_dir, max_length=info["max_length"], label_names=info["label_names"])
+    reference = PretrainedClassifier.load(
+        model_dir, max_length=info["max_length"], label_names=info["label_names"], windowing=Windowing.of_run(info)
+    )
     model = reference.model.to("cpu").eval()
     # Plain MatMul/Softmax attention exports to a graph ONNX Runtime fuses and quantises well.
     set_attention_implementation(model, "eager")
@@ -271,6 +296,8 @@ def export_onnx(run_dir: str | Path, int8: bool = False, opset: int = OPSET) -> 
         "inputs": input_names,
         "label_names": info["label_names"],
         "max_length": info["max_length"],
+        # the graph returns logits; the backend applies a sigmoid per label to them, not a softmax
+        "multi_label": reference.multi_label,
         "weights_sha256": weights_digest(model_dir),
         "versions": {**runfolder.library_versions(), "onnxruntime": onnxruntime.__version__},
         "files": {},
@@ -347,7 +374,10 @@ def _sensitive_nodes(path: Path) -> list[str]:
 def _checked(path: Path, backend: str, reference: PretrainedClassifier, model_dir: Path, info: dict[str, Any]) -> dict[str, Any]:
     onnxruntime = _require_onnxruntime()
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    candidate = OnnxClassifier(session, reference.tokenizer, info["label_names"], info["max_length"], backend, model_dir)
+    candidate = OnnxClassifier(
+        session, reference.tokenizer, info["label_names"], info["max_length"], backend, model_dir, Windowing.of_run(info),
+        reference.multi_label,
+    )
     check = check_against_torch(candidate, reference, backend)
     return {"file": ONNX_FILES[backend], "bytes": path.stat().st_size, "sha256": runfolder.file_digest(path), "check": check}
 
@@ -366,7 +396,8 @@ def load_onnx(run_dir: Path, info: dict[str, Any], config: PredictConfig) -> Onn
     classifier = OnnxClassifier.load(
         runfolder.model_dir(run_dir), max_length=config.max_length or info["max_length"],
         label_names=info["label_names"], backend=config.backend, threads=config.threads, spin=config.spin,
-        weights_sha256=checked,
+        weights_sha256=checked, windowing=Windowing.of_run(info, config.max_length),
+        multi_label=bool(info.get("multi_label", False)),
     )
     check_against_torch(classifier, classifier.torch_classifier(), config.backend)
     return classifier

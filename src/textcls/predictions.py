@@ -13,14 +13,27 @@ from typing import Any
 
 import numpy as np
 
+from textcls.multilabel import decide, label_sets
 
-def prediction_records(probs: np.ndarray, label_names: Sequence[str]) -> list[dict[str, Any]]:
-    """One `{"label", "score", "probs"}` per row of `probs` (rows, classes).
+
+def prediction_records(
+    probs: np.ndarray, label_names: Sequence[str], thresholds: Sequence[float] | np.ndarray | None = None
+) -> list[dict[str, Any]]:
+    """One `{"label", "score", "probs"}` per row of `probs` (rows, classes); for a multi-label run (its
+    `thresholds` given) one `{"labels", "scores"}`: every label reaching its threshold, and each label's score.
 
     Example:
         >>> prediction_records(np.array([[0.2, 0.8]]), ["a", "b"])[0]["score"]
         0.8
+        >>> prediction_records(np.array([[0.7, 0.8]]), ["a", "b"], [0.5, 0.9])
+        [{'labels': ['a'], 'scores': {'a': 0.7, 'b': 0.8}}]
     """
+    if thresholds is not None:
+        chosen = label_sets(decide(probs, thresholds), label_names)
+        return [
+            {"labels": labels, "scores": {name: float(p) for name, p in zip(label_names, row)}}
+            for labels, row in zip(chosen, probs)
+        ]
     return [
         {
             "label": label_names[int(row.argmax())],

@@ -1,7 +1,9 @@
 """The HTML pages textcls writes, assembled from data (figures come from `textcls.plots`):
 
 - the evaluation report: headline numbers, per-class table, confusion matrix, training curves,
-  reliability diagram and the most confident mistakes, from scored predictions and a `RunRecord`;
+  reliability diagram and the most confident mistakes, from scored predictions and a `RunRecord`
+  (multi-label: micro/macro-F1, subset accuracy, Hamming loss, per-label table with thresholds, how
+  often gold labels occur together, and the texts whose label sets are furthest off);
 - an explanation's page and files (`write_explanation`), from an `Explanation`.
 
 Pages are self-contained: figures are inline base64 PNGs, CSS is inline, nothing is fetched.
@@ -23,8 +25,10 @@ from typing import Any
 import numpy as np
 
 from textcls import plots
-from textcls.evaluation import calibration, classification_metrics
+from textcls.evaluation import calibration, classification_metrics, multilabel_metrics
 from textcls.files import make_folder, write_json, write_text_atomic
+from textcls.imbalance import MIN_DEV_ROWS_PER_CLASS, small_classes
+from textcls.multilabel import decide
 from textcls.runfolder import METRICS_FILE, RunRecord, read_record
 
 MISTAKES_SHOWN = 20
@@ -43,6 +47,7 @@ th, td { border: 1px solid #ddd; padding: 0.3em 0.7em; text-align: right; }
 th { background: #f3f3f3; } td.text, th.text { text-align: left; }
 img { max-width: 100%; height: auto; }
 .note { color: #666; font-style: italic; }
+.warning { color: #8a4b00; background: #fff4e0; padding: 0.4em 0.6em; }
 .mistake td.text { max-width: 650px; line-height: 1.6; }
 .word { border-radius: 3px; padding: 0 1px; }
 """
@@ -93,12 +98,14 @@ def build_report(
     label_names: list[str],
     split_name: str,
     highlight: Highlighter | None = None,
+    thresholds: Sequence[float] | np.ndarray | None = None,
 ) -> str:
     """The HTML page for predictions `probs` (rows, classes) on `split_name`, with the run's
     metrics (training curves) and info (family) where the record has them. `run` may also be a run
     folder, read with `read_record(strict=False)`.
 
-    `highlight(text)` may return [(word, weight)] to colour the words of each shown mistake.
+    `highlight(text)` may return [(word, weight)] to colour the words of each shown mistake. A multi-label
+    run passes its `thresholds` and `labels` as a (rows, labels) 0/1 matrix.
     """
     if not isinstance(run, RunRecord):
         run = read_record(run, strict=False)
@@ -108,25 +115,117 @@ def build_report(
             f"expected {len(texts)} texts, labels and probability rows over {len(label_names)} classes, "
             f"found {len(labels)} labels and probs of shape {probs.shape}; pass matching inputs"
         )
+    if thresholds is not None:
+        return _page(run, split_name, _multilabel_sections(run, texts, np.asarray(labels), probs, label_names, split_name,
+                                                           highlight, np.asarray(thresholds, dtype=float)))
     info, run_metrics = run.info, run.metrics
     metrics = classification_metrics(labels, probs, label_names)
     calib = calibration(labels, probs)
     run_name = run.name
-    title = f"textcls report: {run_name} on {split_name}"
 
     sections = [
         _headline_section(metrics, calib, run_name, split_name, info),
-        _per_class_section(metrics),
+        _per_class_section(metrics, small_classes(labels, label_names)),
         _confusion_section(metrics),
         _curves_section(run_metrics),
         _calibration_section(calib),
         _mistakes_section(mistakes(texts, labels, probs, label_names, MISTAKES_SHOWN), highlight),
     ]
+    return _page(run, split_name, sections)
+
+
+def _page(run: RunRecord, split_name: str, sections: list[str]) -> str:
+    title = f"textcls report: {run.name} on {split_name}"
     return (
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
         f"<title>{_esc(title)}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n"
         f"<h1>{_esc(title)}</h1>\n" + "\n".join(sections) + "\n</body>\n</html>\n"
     )
+
+
+# ---------------------------------------------------------------- multi-label
+
+
+def multilabel_mistakes(
+    texts: Sequence[str], gold: np.ndarray, scores: np.ndarray, thresholds: np.ndarray, label_names: Sequence[str],
+    k: int = MISTAKES_SHOWN,
+) -> list[dict[str, Any]]:
+    """The `k` texts whose predicted label set misses its gold set the most surely: ranked by the largest
+    |score - gold| over their wrong labels.
+
+    Example:
+        >>> multilabel_mistakes(["a", "b"], np.array([[1, 0], [1, 1]]), np.array([[.9, .2], [.8, .1]]), np.array([.5, .5]), ["x", "y"])
+        [{'index': 1, 'text': 'b', 'gold': ['x', 'y'], 'predicted': ['x'], 'confidence': 0.9}]
+    """
+    gold = np.asarray(gold) > 0.5
+    predicted = decide(scores, thresholds).astype(bool)
+    wrong = predicted != gold  # (rows, labels)
+    miss = np.where(wrong, np.abs(scores - gold), 0.0).max(axis=1)  # (rows,)
+    rows = np.flatnonzero(wrong.any(axis=1))
+    order = rows[np.argsort(-miss[rows], kind="stable")][:k]
+    names = np.asarray(label_names, dtype=object)
+    return [
+        {"index": int(i), "text": texts[i], "gold": list(names[gold[i]]), "predicted": list(names[predicted[i]]),
+         "confidence": round(float(miss[i]), 6)}
+        for i in order
+    ]
+
+
+def _multilabel_sections(
+    run: RunRecord, texts: list[str], gold: np.ndarray, scores: np.ndarray, label_names: list[str], split_name: str,
+    highlight: Highlighter | None, thresholds: np.ndarray,
+) -> list[str]:
+    metrics = multilabel_metrics(gold, scores, label_names, thresholds)
+    cards = [
+        ("micro-F1", f"{metrics['micro_f1']:.4f}"), ("macro-F1", f"{metrics['macro_f1']:.4f}"),
+        ("subset accuracy", f"{metrics['subset_accuracy']:.4f}"), ("Hamming loss", f"{metrics['hamming_loss']:.4f}"),
+        ("labels a text (gold / predicted)", f"{metrics['labels_per_text']['gold']:.2f} / {metrics['labels_per_text']['predicted']:.2f}"),
+        ("rows", str(metrics["num_samples"])), ("run", run.name), ("split", split_name),
+    ]
+    if run.info and run.info.get("family"):
+        cards.append(("family", str(run.info["family"])))
+    body = "".join(
+        f'<div class="card"><div class="name">{_esc(name)}</div><div class="value">{_esc(value)}</div></div>'
+        for name, value in cards
+    )
+    headline = f'<section id="headline">\n<h2>Headline (multi-label)</h2>\n<div class="cards">{body}</div>\n</section>'
+    rows = "".join(
+        f'<tr><td class="text">{_esc(name)}</td><td>{m["precision"]:.4f}</td><td>{m["recall"]:.4f}</td>'
+        f'<td>{m["f1"]:.4f}</td><td>{m["support"]}</td><td>{metrics["thresholds"][name]:.2f}</td></tr>'
+        for name, m in metrics["per_label"].items()
+    )
+    per_label = (
+        '<section id="per-label">\n<h2>Per label</h2>\n<p class="note">Each label is decided on its own: predicted '
+        "when its score reaches its threshold (tuned per label on dev, or --threshold).</p>\n<table>\n"
+        '<tr><th class="text">label</th><th>precision</th><th>recall</th><th>F1</th><th>support</th><th>threshold</th></tr>\n'
+        f"{rows}\n</table>\n</section>"
+    )
+    header = "".join(f"<th>{_esc(name)}</th>" for name in label_names)
+    cells = "".join(
+        f'<tr><th class="text">{_esc(name)}</th>' + "".join(f"<td>{count}</td>" for count in row) + "</tr>"
+        for name, row in zip(label_names, metrics["co_occurrence"])
+    )
+    co_occurrence = (
+        '<section id="co-occurrence">\n<h2>Labels together</h2>\n<p class="note">Texts whose gold labels include both '
+        "the row's and the column's label; the diagonal is each label's support.</p>\n"
+        f'<table>\n<tr><th></th>{header}</tr>\n{cells}\n</table>\n</section>'
+    )
+    shown = multilabel_mistakes(texts, gold, scores, thresholds, label_names, MISTAKES_SHOWN)
+    head = f'<section id="mistakes">\n<h2>Label sets furthest off (top {MISTAKES_SHOWN})</h2>\n'
+    if not shown:
+        mistakes_section = head + '<p class="note">Every text got exactly its labels.</p>\n</section>'
+    else:
+        lines = "".join(
+            f'<tr class="mistake"><td>{m["confidence"]:.3f}</td><td class="text">{_esc(" + ".join(m["gold"]))}</td>'
+            f'<td class="text">{_esc(" + ".join(m["predicted"]) or "(none)")}</td>'
+            f'<td class="text">{_highlighted(m["text"], highlight)}</td></tr>'
+            for m in shown
+        )
+        mistakes_section = (
+            head + '<table>\n<tr><th>largest |score - gold|</th><th class="text">gold</th><th class="text">predicted</th>'
+            f'<th class="text">text</th></tr>\n{lines}\n</table>\n</section>'
+        )
+    return [headline, per_label, co_occurrence, _curves_section(run.metrics), mistakes_section]
 
 
 # ---------------------------------------------------------------- sections
@@ -138,6 +237,7 @@ def _headline_section(
     cards = [
         ("accuracy", f"{metrics['accuracy']:.4f}"),
         ("macro-F1", f"{metrics['macro_f1']:.4f}"),
+        (f"lowest recall ({metrics['lowest_recall']['label']})", f"{metrics['lowest_recall']['recall']:.4f}"),
         ("ECE", f"{calib['ece']:.4f}"),
         ("rows", str(metrics["num_samples"])),
         ("run", run_name),
@@ -152,14 +252,21 @@ def _headline_section(
     return f'<section id="headline">\n<h2>Headline</h2>\n<div class="cards">{body}</div>\n</section>'
 
 
-def _per_class_section(metrics: dict[str, Any]) -> str:
+def _per_class_section(metrics: dict[str, Any], small: dict[str, int]) -> str:
+    warning = ""
+    if small:
+        shown = ", ".join(f"{name} ({rows} rows)" for name, rows in small.items())
+        warning = (
+            f'<p class="warning">Fewer than {MIN_DEV_ROWS_PER_CLASS} rows of {_esc(shown)}: one row moves their '
+            "recall by 5 points or more, so read their figures as rough; add rows of these classes.</p>\n"
+        )
     rows = "".join(
         f'<tr><td class="text">{_esc(name)}</td><td>{m["precision"]:.4f}</td><td>{m["recall"]:.4f}</td>'
         f'<td>{m["f1"]:.4f}</td><td>{m["support"]}</td></tr>'
         for name, m in metrics["per_class"].items()
     )
     return (
-        '<section id="per-class">\n<h2>Per class</h2>\n<table>\n'
+        '<section id="per-class">\n<h2>Per class</h2>\n' + warning + '<table>\n'
         '<tr><th class="text">label</th><th>precision</th><th>recall</th><th>F1</th><th>support</th></tr>\n'
         f"{rows}\n</table>\n</section>"
     )

@@ -24,15 +24,15 @@ from typing import Any
 
 import numpy as np
 
-from textcls import runfolder
+from textcls import imbalance, multilabel, runfolder
 from textcls.backends import check_classifier_run, load_predictor
 from textcls.config import AUTO_BACKEND, DataConfig, PredictConfig, TrainConfig, from_dict, split_options, to_dict
 from textcls.data import LoadedData, load_data
-from textcls.errors import StorageError, TextclsError
-from textcls.evaluation import classification_metrics
+from textcls.errors import ConfigError, StorageError, TextclsError
+from textcls.evaluation import classification_metrics, multilabel_metrics
 from textcls.explain import Explanation
 from textcls.files import make_folder, storage_error, write_json
-from textcls.models.base import EXPLAIN, Classifier, Predictor, family_class
+from textcls.models.base import EXPLAIN, Classifier, Predictor, check_training_options, family_class
 
 log = logging.getLogger("textcls")
 DATA_SOURCES = ("data", "train_file", "dev_file", "test_file")  # the DataConfig fields that name where rows come from
@@ -84,6 +84,8 @@ def train(
     # Bad data fails here, before anything is written.
     dataset = load_data(data_config, splits=("train", "dev"))
     train_split, dev_split = dataset.splits["train"], dataset.splits["dev"]
+    family = family_class(train_config.family)
+    train_config = _check_training_choices(family, train_config, dataset)
     if state.is_main_process:
         log.info("rows: train %d, dev %d; labels %s", len(train_split), len(dev_split), dataset.label_names)
         if partial_dir.exists() and not train_config.resume:
@@ -92,7 +94,6 @@ def train(
         make_folder(partial_dir)
     state.wait_for_everyone()
 
-    family = family_class(train_config.family)
     with _storage_errors(partial_dir):
         classifier, summary = family.fit(
             train_split, dev_split, dataset.label_names, train_config, runfolder.checkpoint_dir(partial_dir)
@@ -102,18 +103,61 @@ def train(
         return TrainResult(run_dir, {}, None)
 
     dev_probs = classifier.predict_proba(dev_split.texts, batch_size=train_config.eval_batch_size, progress=True)
-    metrics = {"train": summary, "dev": classification_metrics(dev_split.labels, dev_probs, dataset.label_names)}
+    dev_gold = gold_labels(dev_split.labels, len(dataset.label_names), dataset.multi_label)
+    thresholds = _tuned_thresholds(dev_gold, dev_probs, dataset.label_names) if dataset.multi_label else None
+    metrics = {"train": summary, "dev": split_metrics(dev_gold, dev_probs, dataset.label_names, thresholds)}
 
     with _storage_errors(partial_dir):
         classifier.save(runfolder.model_dir(partial_dir))
-        runfolder.write_run(partial_dir, _run_info(classifier, dataset, data_config, train_config), metrics)
+        info = _run_info(classifier, dataset, data_config, train_config, thresholds)
+        runfolder.write_run(partial_dir, info, metrics)
     # named after its final folder: the report shows the run's name, not the partial folder's
-    run = Run(run_dir, runfolder.read_info(partial_dir), metrics, PredictConfig(backend="torch"), classifier)
-    scored = Scored(run, "dev", dev_split.source, dataset.fingerprint, dev_split.texts, dev_split.labels, dev_probs)
+    run = Run(run_dir, runfolder.read_info(partial_dir), metrics, PredictConfig(backend="torch"), classifier, thresholds=thresholds)
+    scored = Scored(run, "dev", dev_split.source, dataset.fingerprint, dev_split.texts, dev_gold, dev_probs)
     _write_dev_report(scored, runfolder.report_path(partial_dir))
     runfolder.move_into_place(partial_dir, run_dir)
     state.wait_for_everyone()
     return TrainResult(run_dir, metrics, classifier)
+
+
+def gold_labels(labels: Sequence[Any], num_labels: int, multi_label: bool) -> Any:
+    """Gold labels as metrics take them: class indices, or a (rows, labels) 0/1 matrix for multi-label."""
+    return multilabel.multi_hot(labels, num_labels) if multi_label else list(labels)
+
+
+def split_metrics(gold: Any, probs: np.ndarray, label_names: Sequence[str], thresholds: np.ndarray | None) -> dict[str, Any]:
+    """The full evaluation of one split: multi-label (decided at `thresholds`) when they are given."""
+    if thresholds is None:
+        return classification_metrics(gold, probs, label_names)
+    return multilabel_metrics(gold, probs, label_names, thresholds)
+
+
+def _tuned_thresholds(gold: np.ndarray, probs: np.ndarray, label_names: Sequence[str]) -> np.ndarray:
+    """Per-label thresholds tuned on dev, logged beside the micro-F1 they reach and the one at 0.5."""
+    thresholds = multilabel.tune_thresholds(gold, probs)
+    at_half = multilabel_metrics(gold, probs, label_names, np.full(len(label_names), 0.5))["micro_f1"]
+    tuned = multilabel_metrics(gold, probs, label_names, thresholds)["micro_f1"]
+    log.info(
+        "thresholds tuned per label on dev: %s; dev micro-F1 %.4f (at 0.5 for every label: %.4f); --threshold "
+        "overrides them at predict time", ", ".join(f"{n} {t:.2f}" for n, t in zip(label_names, thresholds)), tuned, at_half,
+    )
+    return thresholds
+
+
+def _check_training_choices(family: type[Classifier], config: TrainConfig, dataset: LoadedData) -> TrainConfig:
+    """Refuse options the family lacks and bad class weights before anything is written; choose the
+    metric for the best epoch (recorded in textcls.json); warn about dev classes too small to score."""
+    check_training_options(family, config, dataset.multi_label)
+    train_labels, label_names = dataset.splits["train"].labels, dataset.label_names
+    imbalance.class_weights(config.class_weights, train_labels, label_names)  # a bad name or file fails here
+    small = imbalance.small_classes(dataset.splits["dev"].labels, label_names)
+    if small:
+        log.warning(
+            "dev has fewer than %d rows of %s: their recall and F1 move by %s points a row; add dev rows",
+            imbalance.MIN_DEV_ROWS_PER_CLASS, ", ".join(f"{name} ({rows})" for name, rows in small.items()),
+            "5 or more",
+        )
+    return imbalance.with_metric(config, train_labels, label_names)
 
 
 @contextlib.contextmanager
@@ -141,14 +185,22 @@ def _absolute_paths(config: DataConfig) -> DataConfig:
     return dataclasses.replace(config, **paths)
 
 
-def _run_info(classifier: Classifier, dataset: LoadedData, data_config: DataConfig, train_config: TrainConfig) -> dict[str, Any]:
+def _run_info(
+    classifier: Classifier, dataset: LoadedData, data_config: DataConfig, train_config: TrainConfig,
+    thresholds: np.ndarray | None = None,
+) -> dict[str, Any]:
     """What `textcls.json` says about a finished run: enough to load, reproduce and audit it.
 
     `data_config` holds absolute paths (what `evaluate` reads); `data_config_as_given` the command's own.
+    A multi-label run also keeps the per-label thresholds tuned on dev.
     """
+    multi = {} if thresholds is None else {
+        "multi_label": True, "thresholds": multilabel.thresholds_record(thresholds, dataset.label_names),
+    }
     return {
         "family": classifier.family,
         "label_names": dataset.label_names,
+        **multi,
         "max_length": getattr(classifier, "max_length", train_config.max_length),
         "num_parameters": classifier.num_parameters(),
         "train_config": to_dict(train_config),
@@ -198,6 +250,8 @@ class Run:
     predict_config: PredictConfig  # resolved: never backend auto
     classifier: Predictor
     backend_choice: dict[str, Any] | None = None  # what `--backend auto` measured or found cached
+    # multi-label runs: the score from which each label is predicted (saved in the run, or `--threshold`)
+    thresholds: np.ndarray | None = None
 
     @property
     def label_names(self) -> list[str]:
@@ -212,6 +266,10 @@ class Run:
         return self.classifier.capabilities
 
     @property
+    def multi_label(self) -> bool:
+        return self.thresholds is not None
+
+    @property
     def record(self) -> runfolder.RunRecord:
         return runfolder.RunRecord(self.run_dir, self.info, self.metrics)
 
@@ -219,9 +277,12 @@ class Run:
         """Class probabilities (rows, classes) in input order; `batch_size` defaults to the backend's."""
         return self.classifier.predict_proba(texts, batch_size=batch_size or self.predict_config.batch_size, progress=progress)
 
-    def predict(self, texts: Sequence[str], batch_size: int | None = None) -> list[str]:
-        """Most probable label name per text."""
-        return self.classifier.predict(texts, batch_size=batch_size or self.predict_config.batch_size)
+    def predict(self, texts: Sequence[str], batch_size: int | None = None) -> list[str] | list[list[str]]:
+        """Most probable label name per text; multi-label: the names of every label that reaches its threshold."""
+        if self.thresholds is None:
+            return self.classifier.predict(texts, batch_size=batch_size or self.predict_config.batch_size)
+        decisions = multilabel.decide(self.predict_proba(texts, batch_size), self.thresholds)
+        return multilabel.label_sets(decisions, self.label_names)
 
     def explain(self, text: str, layer: int = -1, head: int | None = None) -> Explanation:
         """The classifier's explanation of `text` (see `Predictor.explain`)."""
@@ -245,14 +306,28 @@ def load(run_dir: str | Path, predict_config: PredictConfig | None = None) -> Ru
     """
     record = runfolder.read_record(run_dir)
     predict_config = predict_config or PredictConfig()
+    thresholds = _run_thresholds(record, predict_config)
     if predict_config.backend == AUTO_BACKEND:
         from textcls.autobackend import choose
 
         check_classifier_run(record.run_dir, record.info)
         choice = choose(record.run_dir, record.info, predict_config)
-        return Run(record.run_dir, record.info, record.metrics, choice.config, choice.predictor, choice.describe())
+        return Run(record.run_dir, record.info, record.metrics, choice.config, choice.predictor, choice.describe(), thresholds)
     classifier = load_predictor(record.run_dir, record.info, predict_config)
-    return Run(record.run_dir, record.info, record.metrics, predict_config, classifier)
+    return Run(record.run_dir, record.info, record.metrics, predict_config, classifier, thresholds=thresholds)
+
+
+def _run_thresholds(record: runfolder.RunRecord, config: PredictConfig) -> np.ndarray | None:
+    """A multi-label run's thresholds (saved, overridden by `config.threshold`); None for a single-label run,
+    which refuses `--threshold`."""
+    if not record.info.get("multi_label"):
+        if config.threshold is not None:
+            raise ConfigError(
+                f"threshold: expected a multi-label run for --threshold, found {record.run_dir}, trained single-label "
+                "(it predicts the most probable label); drop --threshold"
+            )
+        return None
+    return multilabel.run_thresholds(record.info.get("thresholds"), config.threshold, record.info["label_names"])
 
 
 @dataclass
@@ -264,7 +339,7 @@ class Scored:
     source: str
     fingerprint: str
     texts: list[str]
-    labels: list[int]
+    labels: Any  # list[int], or for a multi-label run np.ndarray (rows, labels) 0/1
     probs: Any  # np.ndarray (rows, classes)
 
 
@@ -291,9 +366,19 @@ def score(
             raise TextclsError(f"split {split!r} not found; the data has {sorted(dataset.splits)}")
     rows = dataset.splits[chosen]
     _check_labels(run.label_names, dataset.label_names)
+    if dataset.multi_label != run.multi_label:
+        trained = "multi-label" if run.multi_label else "single-label"
+        raise TextclsError(
+            f"{run.run_dir} was trained {trained}, found data read {'with' if dataset.multi_label else 'without'} "
+            f"--multi-label; {'pass' if run.multi_label else 'drop'} --multi-label"
+        )
     # Map the data's label indices onto the model's label order (same names, maybe another order).
     index = {name: i for i, name in enumerate(run.label_names)}
-    gold = [index[dataset.label_names[label]] for label in rows.labels]
+    if run.multi_label:
+        mapped = [tuple(index[dataset.label_names[label]] for label in labels) for labels in rows.labels]
+        gold = gold_labels(mapped, len(run.label_names), True)
+    else:
+        gold = [index[dataset.label_names[label]] for label in rows.labels]
     probs = run.predict_proba(rows.texts, progress=True)
     return Scored(run, chosen, rows.source, dataset.fingerprint, rows.texts, gold, probs)
 
@@ -311,7 +396,7 @@ def evaluate(
     """
     asked = (predict_config or PredictConfig()).backend
     scored = score(run_dir, data_config, split, predict_config)
-    metrics = classification_metrics(scored.labels, scored.probs, scored.run.label_names)
+    metrics = split_metrics(scored.labels, scored.probs, scored.run.label_names, scored.run.thresholds)
     config = scored.run.predict_config
     backend = config.backend
     metrics.update({"split": scored.split, "source": scored.source, "fingerprint": scored.fingerprint, "backend": backend,
@@ -333,7 +418,9 @@ def write_report(scored: Scored, path: str | Path) -> Path:
         return run.explain(text).words()
 
     highlight = words if EXPLAIN in run.capabilities else None
-    page = build_report(run.record, scored.texts, scored.labels, scored.probs, run.label_names, scored.split, highlight)
+    page = build_report(
+        run.record, scored.texts, scored.labels, scored.probs, run.label_names, scored.split, highlight, run.thresholds
+    )
     return write_page(Path(path), page)
 
 

@@ -261,3 +261,41 @@ def test_predict_by_default_times_the_backends_once_and_says_what_it_chose(run_d
     forced = invoke("predict", copy, "shares profit stocks", "--json", "--backend", "torch")
     assert forced.exit_code == 0 and "backend auto" not in forced.stderr
     assert len(first.stdout.splitlines()) == 2 and json.loads(forced.stdout)["label"] in ("World", "Sports", "Business", "Sci/Tech")
+
+
+def test_train_takes_imbalance_and_long_text_flags_and_predict_reads_windows(tmp_path):
+    from tests.conftest import write_long_text_folder
+
+    data = write_long_text_folder(tmp_path / "data", n_train=64, n_dev=16)
+    out = tmp_path / "run"
+    result = invoke(
+        "train", "--data", data, "--family", "lstm", "--epochs", "1", "--batch-size", "8", "--max-length", "16",
+        "--class-weights", '{"Sports": 2}', "--sampler", "balanced", "--metric", "balanced_accuracy",
+        "--long-text", "chunk", "--stride", "4", "--pooling", "max", "--out", out, "--json",
+    )
+    assert result.exit_code == 0, result.output
+    metrics = json.loads(result.stdout)
+    assert set(metrics["dev"]["per_class_recall"]) == {"World", "Sports", "Business", "Sci/Tech"}
+    config = json.loads((out / "textcls.json").read_text())["train_config"]
+    assert (config["class_weights"], config["sampler"], config["metric"]) == ('{"Sports": 2}', "balanced", "balanced_accuracy")
+    assert (config["long_text"], config["stride"], config["pooling"]) == ("chunk", 4, "max")
+    assert "exceed max_length 16 tokens" in result.stderr and "windows" in result.stderr
+    predicted = invoke("predict", out, "filler " * 60 + "goal striker season", "--json", "--backend", "torch")
+    assert predicted.exit_code == 0, predicted.output
+    assert json.loads(predicted.stdout.splitlines()[0])["label"] in {"World", "Sports", "Business", "Sci/Tech"}
+
+
+@pytest.mark.parametrize(
+    "flags, expected",
+    [
+        (["--class-weights", "{oops"], r"class_weights: expected none, balanced or a JSON object, found '\{oops'"),
+        (["--class-weights", '{"Sprots": 3}'], r"--class-weights, field 'Sprots': unknown label \(did you mean 'Sports'\?\)"),
+        (["--family", "tfidf", "--long-text", "chunk"], r"long_text: the tfidf family does not support --long-text chunk"),
+        (["--family", "tfidf", "--sampler", "balanced"], r"sampler: the tfidf family does not support --sampler balanced"),
+    ],
+)
+def test_bad_imbalance_and_long_text_flags_are_one_line_errors(tmp_path, ag_folder, flags, expected):
+    result = invoke("train", "--data", ag_folder, "--out", tmp_path / "run", *flags)
+    assert result.exit_code == 2, result.output
+    assert re.search(expected, " ".join(result.stderr.split())), result.stderr
+    assert "Traceback" not in result.output and not (tmp_path / "run").exists()

@@ -39,6 +39,26 @@ def test_compare_trains_each_family_and_writes_table_json_and_figure(tiny_bert, 
     assert json.loads((out / "tfidf" / "textcls.json").read_text())["created"] == created
 
 
+def test_compare_skips_a_family_that_cannot_read_long_texts_in_chunks(tmp_path):
+    from tests.conftest import write_long_text_folder
+
+    data = write_long_text_folder(tmp_path / "data", n_train=48, n_dev=16)
+    out = tmp_path / "compare"
+    result = _invoke("compare", "--data", data, "--families", "tfidf,lstm", "--long-text", "chunk", "--max-length", "32",
+                    "--epochs", "1", "--out", out, "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "compare.json").read_text())
+    assert [row["family"] for row in report["families"]] == ["lstm"]
+    assert report["skipped"][0]["family"] == "tfidf" and "--long-text chunk" in report["skipped"][0]["reason"]
+    assert "skipping tfidf" in result.stderr
+    only_tfidf = _invoke("compare", "--data", data, "--families", "tfidf", "--long-text", "chunk", "--out", tmp_path / "none")
+    assert only_tfidf.exit_code == 2 and "no family can train" in only_tfidf.stderr
+
+
+def _invoke(*args):
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
 def test_compare_rejects_unknown_families(tmp_path):
     result = CliRunner().invoke(app, ["compare", "--families", "tfidf,gpt5", "--out", str(tmp_path)])
     assert result.exit_code == 2 and "gpt5" in result.stderr

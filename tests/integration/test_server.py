@@ -278,3 +278,21 @@ def test_by_default_the_server_runs_what_auto_chose_and_says_so(tiny_run, tmp_pa
     finally:
         assert instance.stop() in CLEAN_EXIT, instance.log_path.read_text()
     assert "backend auto: chose" in instance.log_path.read_text() and (run_dir / "backends.json").is_file()
+
+
+def test_a_chunk_run_is_served_reading_long_texts_in_pooled_windows(chunk_run, tmp_path):
+    """The server answers what torch's `predict_proba` gives, windows pooled, for texts past max_length."""
+    import textcls
+    from tests.conftest import make_long_texts
+
+    texts = [text for _, text in make_long_texts(6, seed=4)]
+    expected = textcls.load(chunk_run, textcls.PredictConfig(backend="torch")).predict_proba(texts)
+    server = Server(chunk_run, tmp_path / "server.log", "--backend", "torch")
+    try:
+        answer = httpx.post(f"{server.url}/v1/predict", json={"texts": texts}, timeout=60)
+    finally:
+        server.stop()
+    assert answer.status_code == 200, answer.text
+    probs = np.array([[row["probs"][name] for name in ("World", "Sports", "Business", "Sci/Tech")]
+                      for row in answer.json()["predictions"]])
+    assert np.allclose(probs, expected, atol=1e-5)

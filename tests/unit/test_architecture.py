@@ -16,7 +16,7 @@ import pytest
 
 import textcls
 from textcls.families import FAMILIES
-from textcls.models.base import EXPLAIN, EXPORT_ONNX, PREDICT, Classifier, family_class
+from textcls.models.base import BALANCED_SAMPLER, EXPLAIN, EXPORT_ONNX, LONG_TEXT, MULTI_LABEL, PREDICT, Classifier, family_class
 
 PACKAGE = Path(textcls.__file__).parent
 MODULES = {
@@ -208,7 +208,8 @@ def test_every_registered_family_declares_what_it_can_do():
     for name in FAMILIES:
         cls = family_class(name)
         assert issubclass(cls, Classifier) and cls.family == name
-        assert PREDICT in cls.capabilities and cls.capabilities <= {PREDICT, EXPLAIN, EXPORT_ONNX}
+        assert PREDICT in cls.capabilities
+        assert cls.capabilities <= {PREDICT, EXPLAIN, EXPORT_ONNX, BALANCED_SAMPLER, LONG_TEXT, MULTI_LABEL}
         # explain is implemented exactly by the families that declare it
         assert (EXPLAIN in cls.capabilities) == ("explain" in vars(cls) or any(
             "explain" in vars(base) for base in cls.__mro__[1:] if base.__module__.startswith("textcls.models.")

@@ -197,3 +197,41 @@ def test_early_stopping_ends_training_after_patience_evaluations_without_improve
     _, summary = LSTMClassifier.fit(split("train", 32, 1), split("dev", 8, 2), LABELS, config, tmp_path, hparams=TINY_LSTM)
     assert [row["dev_accuracy"] for row in summary["epochs"]] == [0.5, 0.6, 0.6, 0.55]
     assert summary["best_checkpoint_metric"] == 0.6
+
+
+def long_split(name: str, n: int, seed: int) -> Split:
+    from tests.conftest import make_long_texts
+
+    rows = make_long_texts(n, seed)
+    return Split(name, [text for _, text in rows], [label for label, _ in rows], f"generated:{name}")
+
+
+def test_chunk_reads_what_truncation_cuts_off_and_pools_its_windows(tmp_path):
+    """The topic words sit past the first 32 tokens: truncation sees only filler, chunk windows see them."""
+    train, dev = long_split("train", 256, 1), long_split("dev", 64, 2)
+    scores = {}
+    for strategy in ("truncate", "chunk"):
+        config = tiny_config(epochs=4, lr=1e-2, long_text=strategy, metric="accuracy")
+        clf, summary = LSTMClassifier.fit(train, dev, LABELS, config, tmp_path / strategy, hparams=TINY_LSTM)
+        scores[strategy] = summary["best_checkpoint_metric"]
+    assert scores["truncate"] < 0.5 and scores["chunk"] > 0.9, scores
+    # inference pools the windows as training did: the mean of the windows' logits
+    text = dev.texts[0]
+    token_ids, windows = neural.encode_windows(clf.tokenizer, [text], clf.windowing, cache=False)
+    assert len(windows) > 1
+    window_logits = neural.predict_logits(clf.model, token_ids, batch_size=4)
+    expected = torch.softmax(torch.from_numpy(window_logits.mean(axis=0)), dim=-1).numpy()
+    assert np.allclose(clf.predict_proba([text])[0], expected, atol=1e-5)
+
+
+def test_class_weights_sampler_and_metric_reach_the_own_loop(tmp_path, caplog):
+    labels = [0] * 30 + [1] * 30 + [2] * 30 + [3] * 3
+    rows = make_texts(4 * len(labels), 5)
+    by_class = {k: [f"{t} {d}" for label, t, d in rows if label == k] for k in range(4)}
+    train = Split("train", [by_class[label].pop() for label in labels], labels, "generated:train")
+    config = tiny_config(epochs=2, class_weights="balanced", sampler="balanced")
+    with caplog.at_level("INFO"):
+        _, summary = LSTMClassifier.fit(train, split("dev", 16, 2), LABELS, config, tmp_path, hparams=TINY_LSTM)
+    assert "by dev macro_f1 (--metric): the train labels are skewed" in caplog.text
+    assert "class weights (--class-weights balanced): World 0.775, Sports 0.775, Business 0.775, Sci/Tech 7.75" in caplog.text
+    assert summary["best_checkpoint_metric"] == max(row["dev_macro_f1"] for row in summary["epochs"])

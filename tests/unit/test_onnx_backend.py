@@ -141,3 +141,16 @@ def test_spin_off_stops_onnx_runtime_threads_busy_waiting(exported_run):
     default = textcls.load(run_dir, PredictConfig(backend="onnx")).classifier
     with pytest.raises(Exception):  # never set: ONNX Runtime's own default (spinning) applies
         default.session.get_session_options().get_session_config_entry(key)
+
+
+def test_a_chunk_run_exports_and_pools_its_windows_like_torch(chunk_run, tmp_path):
+    from tests.conftest import make_long_texts
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(chunk_run, run_dir)
+    export_onnx(run_dir)
+    sample = [text for _, text in make_long_texts(20, seed=9)]
+    expected = textcls.load(run_dir, PredictConfig(backend="torch")).predict_proba(sample)
+    onnx = textcls.load(run_dir, PredictConfig(backend="onnx"))
+    assert onnx.classifier.windowing.chunks
+    assert np.allclose(onnx.predict_proba(sample), expected, atol=1e-4)

@@ -108,3 +108,22 @@ def test_fp16_on_cpu_is_refused_with_a_fix(monkeypatch):
 def test_embedded_model_folder_is_a_plain_hf_model():
     folder = embedded_model_path()
     assert (folder / "config.json").is_file() and (folder / "vocab.txt").is_file()
+
+
+def test_a_chunk_run_trains_on_pooled_windows_and_loads_reading_them_again(chunk_run):
+    import json
+
+    import textcls
+    from textcls.config import PredictConfig
+
+    info = json.loads((chunk_run / "textcls.json").read_text())
+    assert info["train_config"]["long_text"] == "chunk" and info["train_config"]["stride"] == 8
+    assert info["train_config"]["metric"] == "accuracy"  # balanced labels: accuracy chosen, and recorded
+    metrics = json.loads((chunk_run / "metrics.json").read_text())
+    assert metrics["dev"]["accuracy"] > 0.5  # the class words sit past the first 32 tokens, only windows see them
+    run = textcls.load(chunk_run, PredictConfig(backend="torch"))
+    assert run.classifier.windowing.chunks and run.classifier.windowing.stride == 8
+    # a reloaded run reads the windows as training did: the same dev scores
+    assert textcls.evaluate(chunk_run, split="dev", predict_config=PredictConfig(backend="torch"))["accuracy"] == (
+        metrics["dev"]["accuracy"]
+    )

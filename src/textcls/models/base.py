@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, NotRequired, TypedDict
 
 import numpy as np
 
-from textcls.errors import RunFolderError, TextclsError
+from textcls.errors import ConfigError, RunFolderError, TextclsError
 from textcls.families import FAMILIES
 
 if TYPE_CHECKING:
@@ -36,6 +36,19 @@ if TYPE_CHECKING:
 PREDICT = "predict"
 EXPLAIN = "explain"  # `explain(text)` returns an Explanation (attention or feature weights)
 EXPORT_ONNX = "export-onnx"  # `textcls export` can write an ONNX graph of it
+BALANCED_SAMPLER = "balanced-sampler"  # trains with `--sampler balanced`
+LONG_TEXT = "long-text"  # reads token windows: `--long-text head-tail|chunk` change what it sees
+MULTI_LABEL = "multi-label"  # trains on `--multi-label` data: one sigmoid score per label, `multi_label` set when loaded
+# Every family weighs its loss by `--class-weights`, so that needs no capability.
+# Options that multi-label training does not take, with why (TrainConfig field -> (its plain value, reason)).
+NOT_WITH_MULTI_LABEL = {
+    "class_weights": ("none", "the weights are per class of a softmax, and a multi-label text has several"),
+    "sampler": ("none", "balanced draws need one class per row, and a multi-label text has several"),
+}
+TRAINING_OPTIONS = {  # TrainConfig field -> (its value that needs nothing, the capability any other value needs)
+    "sampler": ("none", BALANCED_SAMPLER),
+    "long_text": ("truncate", LONG_TEXT),
+}
 
 
 class EpochRow(TypedDict):
@@ -75,18 +88,26 @@ class Predictor(abc.ABC):
     capabilities: ClassVar[frozenset[str]] = frozenset({PREDICT})
     # Completes "the <family> family ..." when `explain` is not among the capabilities.
     no_explain_reason: ClassVar[str] = "has no attention or feature weights to explain its predictions with"
+    # Why a training option is missing from `capabilities`, ending "; " (TrainConfig field -> reason).
+    no_option_reason: ClassVar[dict[str, str]] = {}
     # Precisions `load(..., precision=...)` runs inference in; `--backend auto` times each one.
     inference_precisions: ClassVar[tuple[str, ...]] = ("fp32",)
     label_names: list[str]
     max_length: int | None = None
+    # True for a model trained with --multi-label: `predict_proba` gives each label's own sigmoid score
+    multi_label: bool = False
 
     @abc.abstractmethod
     def predict_proba(self, texts: Sequence[str], batch_size: int = 64, progress: bool = False) -> np.ndarray:
-        """Class probabilities, shape (len(texts), len(label_names)), rows in input order."""
+        """Class probabilities, shape (len(texts), len(label_names)), rows in input order (multi-label: each
+        label's sigmoid score, so a row need not sum to 1)."""
 
-    def predict(self, texts: Sequence[str], batch_size: int = 64) -> list[str]:
-        """Most probable label name per text."""
+    def predict(self, texts: Sequence[str], batch_size: int = 64) -> list[str] | list[list[str]]:
+        """Most probable label name per text; multi-label: every label scoring 0.5 or more (a `Run` decides
+        with the thresholds tuned on dev instead)."""
         probs = self.predict_proba(texts, batch_size=batch_size)
+        if self.multi_label:
+            return [[self.label_names[i] for i in np.flatnonzero(row >= 0.5)] for row in probs]
         return [self.label_names[i] for i in probs.argmax(axis=1)]
 
     def num_parameters(self) -> int:
@@ -132,6 +153,39 @@ class Classifier(Predictor):
     @abc.abstractmethod
     def load(cls, model_dir: Path, **options: Any) -> Classifier:
         """Rebuild a classifier written by `save`."""
+
+
+def check_training_options(cls: type[Classifier], config: TrainConfig, multi_label: bool = False) -> None:
+    """A `ConfigError` naming the option when `config` (on `multi_label` data or not) asks family `cls` for
+    something it does not declare, or for an option multi-label training does not take."""
+    problem = training_option_problem(cls, config, multi_label)
+    if problem is not None:
+        raise ConfigError(problem)
+
+
+def training_option_problem(cls: type[Classifier], config: TrainConfig, multi_label: bool = False) -> str | None:
+    """What `check_training_options` would refuse, as its message, or None (`compare` skips a family with it)."""
+    if multi_label and MULTI_LABEL not in cls.capabilities:
+        able = [family for family in FAMILIES if MULTI_LABEL in family_class(family).capabilities]
+        return (
+            f"multi_label: the {cls.family} family does not train on --multi-label data (families that do: "
+            f"{', '.join(able)}); pass --family with one of them"
+        )
+    for name, (plain, reason) in NOT_WITH_MULTI_LABEL.items():
+        value = getattr(config, name)
+        if multi_label and value != plain:
+            flag = "--" + name.replace("_", "-")
+            return f"{name}: --multi-label training does not take {flag} {value} ({reason}); drop {flag}"
+    for name, (plain, capability) in TRAINING_OPTIONS.items():
+        value = getattr(config, name)
+        if value != plain and capability not in cls.capabilities:
+            able = [family for family in FAMILIES if capability in family_class(family).capabilities]
+            flag = "--" + name.replace("_", "-")
+            return (
+                f"{name}: the {cls.family} family does not support {flag} {value} ({cls.no_option_reason.get(name, '')}"
+                f"families that do: {', '.join(able)}); drop {flag} or pass --family with one of them"
+            )
+    return None
 
 
 def family_class(name: str) -> type[Classifier]:

@@ -5,6 +5,9 @@ catch spelling variants and word pieces), both with sublinear tf and l2 norm, si
 sparse matrix. Measured on AG News (50,769 train rows, 2,000 dev, 2 CPU cores shared with another
 training job): dev accuracy 0.913, fit 66 s in all (vectorising 25 s, lbfgs 93 iterations), 1.1 GB peak.
 
+With `--multi-label` it fits one binary logistic regression per label on the same features
+(one-vs-rest), and a label's score is its own sigmoid.
+
 Saved without pickle, so loading a run never runs code from the folder: `tfidf.json` holds the
 vectorizer settings, the vocabularies and the label names; `weights.npz` (read with
 `allow_pickle=False`) holds the idf vectors, coefficients, intercepts and class indices.
@@ -34,9 +37,11 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from textcls.config import TrainConfig
 from textcls.data import Split
 from textcls.errors import RunFolderError, TextclsError
-from textcls.evaluation import accuracy_and_f1
+from textcls.evaluation import headline_metrics
 from textcls.explain import Explanation, check_text, from_token_weights
-from textcls.models.base import EXPLAIN, PREDICT, Classifier, EpochRow, TrainSummary
+from textcls.imbalance import loss_weights, with_metric
+from textcls.models.base import MULTI_LABEL, EXPLAIN, PREDICT, Classifier, EpochRow, TrainSummary, check_training_options
+from textcls.multilabel import multi_hot
 from textcls.runfolder import damaged
 
 log = logging.getLogger("textcls.tfidf")
@@ -70,16 +75,47 @@ def _vectorizer(settings: dict[str, Any], vocabulary: dict[str, int] | None = No
     return TfidfVectorizer(**settings, dtype=np.float32, vocabulary=vocabulary)
 
 
-def _log_loss(probs: np.ndarray, labels: Sequence[int]) -> float:
+def _log_loss(probs: np.ndarray, labels: Sequence[int] | np.ndarray) -> float:
+    """Mean cross-entropy of the gold class, or for multi-hot `labels` (rows, labels) the mean binary one."""
+    if np.ndim(labels) == 2:
+        p = np.clip(probs.astype(np.float64), 1e-15, 1 - 1e-15)  # float32 would round 1 - 1e-15 up to 1
+        return float(-np.mean(labels * np.log(p) + (1 - labels) * np.log(1 - p)))
     picked = probs[np.arange(len(labels)), np.asarray(labels)]  # (rows,) probability of the gold class
     return float(-np.mean(np.log(np.clip(picked, 1e-15, None))))
+
+
+def _one_vs_rest(features: Any, gold: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """(coef (labels, features), intercept (labels,), most lbfgs iterations) of one binary logistic regression
+    per column of `gold` (rows, labels) 0/1. A label every row has, or none has, gets no weights and the
+    log-odds of its (clipped) train share as intercept: there is nothing to separate."""
+    from sklearn.linear_model import LogisticRegression
+
+    coef = np.zeros((gold.shape[1], features.shape[1]), dtype=np.float64)
+    intercept = np.zeros(gold.shape[1], dtype=np.float64)
+    iterations = 0
+    for label in range(gold.shape[1]):
+        column = gold[:, label]
+        if column.min() == column.max():
+            share = np.clip(column.mean(), 1e-3, 1 - 1e-3)
+            intercept[label] = np.log(share / (1 - share))
+            continue
+        model = LogisticRegression(C=REGULARISATION_C, solver="lbfgs", max_iter=MAX_ITERATIONS, random_state=seed)
+        model.fit(features, column.astype(np.int64))
+        coef[label], intercept[label] = model.coef_[0], model.intercept_[0]
+        iterations = max(iterations, int(np.max(model.n_iter_)))
+    return coef, intercept, iterations
 
 
 class TfidfClassifier(Classifier):
     """Fitted TF-IDF vectorizers and the linear weights over their concatenated features."""
 
     family = "tfidf"
-    capabilities = frozenset({PREDICT, EXPLAIN})
+    capabilities = frozenset({PREDICT, EXPLAIN, MULTI_LABEL})
+    no_option_reason = {
+        "sampler": "lbfgs sees every row at once, so there are no batches to draw; --class-weights balanced "
+        "weighs the rows instead; ",
+        "long_text": "it reads every word of a text, never a window of tokens; ",
+    }
     max_length: int | None = None  # texts are never truncated; kept for the run folder's `max_length`
 
     def __init__(
@@ -89,7 +125,9 @@ class TfidfClassifier(Classifier):
         intercept: np.ndarray,
         classes: np.ndarray,
         label_names: Sequence[str],
+        multi_label: bool = False,
     ):
+        self.multi_label = multi_label  # one-vs-rest: a row of `coef` per label, each scored by its own sigmoid
         self.vectorizers = vectorizers
         self.coef = coef  # (fitted classes, features); a single row for a binary problem
         self.intercept = intercept  # (fitted classes,)
@@ -112,12 +150,17 @@ class TfidfClassifier(Classifier):
         """
         from sklearn.linear_model import LogisticRegression
 
+        check_training_options(cls, config, train.multi_label)
         if len(set(train.labels)) < 2:
-            found = [label_names[label] for label in sorted(set(train.labels))]
+            # names, not indices; a multi-label row's set reads as its cell would ("World|Sports")
+            found = ["|".join(label_names[i] for i in label) if isinstance(label, tuple) else label_names[label]
+                     for label in sorted(set(train.labels))]
             raise TextclsError(
                 f"{train.source}: expected at least 2 classes in the training rows, found only {found}; "
                 "use more data or another split"
             )
+        config = with_metric(config, train.labels, label_names)
+        weights, _ = loss_weights(config, train.labels, label_names)
         started = time.perf_counter()
         vectorizers, blocks = {}, []
         for name, settings in FEATURES.items():
@@ -128,20 +171,33 @@ class TfidfClassifier(Classifier):
             log.info("%s n-grams: %d features (%.1f s)", name, blocks[-1].shape[1], time.perf_counter() - started)
         features = sp.hstack(blocks, format="csr")  # (rows, word + char features)
 
-        log.info("logistic regression on %d rows x %d features (C=%g)", *features.shape, REGULARISATION_C)
-        # lbfgs over the full softmax: calibrated probabilities and deterministic; float32 input halves memory.
-        model = LogisticRegression(C=REGULARISATION_C, solver="lbfgs", max_iter=MAX_ITERATIONS, random_state=config.seed)
-        model.fit(features, train.labels)
+        kind = "one binary logistic regression per label" if train.multi_label else "logistic regression"
+        log.info("%s on %d rows x %d features (C=%g)", kind, *features.shape, REGULARISATION_C)
+        train_labels: Any = train.labels
+        if train.multi_label:
+            train_labels = multi_hot(train.labels, len(label_names))
+            coef, intercept, iterations = _one_vs_rest(features, train_labels, config.seed)
+            classes = np.arange(len(label_names), dtype=np.int64)
+        else:
+            # lbfgs over the full softmax: calibrated probabilities and deterministic; float32 input halves memory.
+            class_weight = None if weights is None else {label: float(weights[label]) for label in sorted(set(train.labels))}
+            model = LogisticRegression(
+                C=REGULARISATION_C, solver="lbfgs", max_iter=MAX_ITERATIONS, random_state=config.seed, class_weight=class_weight
+            )
+            model.fit(features, train.labels)
+            coef, intercept, classes = model.coef_, model.intercept_, model.classes_.astype(np.int64)
+            iterations = int(np.max(model.n_iter_))
         train_seconds = time.perf_counter() - started
-        iterations = int(np.max(model.n_iter_))
         if iterations >= MAX_ITERATIONS:
             log.warning("logistic regression stopped at %d iterations before converging", iterations)
         log.info("fitted in %.1f s (%d lbfgs iterations)", train_seconds, iterations)
 
-        classifier = cls(vectorizers, model.coef_, model.intercept_, model.classes_.astype(np.int64), label_names)
-        train_loss = _log_loss(classifier._probabilities(features), train.labels)
+        classifier = cls(vectorizers, coef, intercept, classes, label_names, train.multi_label)
+        train_loss = _log_loss(classifier._probabilities(features), train_labels)
         dev_probs = classifier.predict_proba(dev.texts)
-        dev_scores = accuracy_and_f1(dev.labels, dev_probs.argmax(axis=1))
+        dev_labels: Any = multi_hot(dev.labels, len(label_names)) if dev.multi_label else dev.labels
+        dev_predictions = (dev_probs >= 0.5).astype(np.int64) if train.multi_label else dev_probs.argmax(axis=1)
+        dev_scores = headline_metrics(dev_labels, dev_predictions)
         summary = TrainSummary(
             model="tfidf word 1-2 + char_wb 2-5, logistic regression",
             max_length=None,
@@ -151,7 +207,7 @@ class TfidfClassifier(Classifier):
             train_samples_per_second=round(len(train) / train_seconds, 2),
             train_loss=train_loss,
             global_step=iterations,
-            best_checkpoint_metric=dev_scores["accuracy"],
+            best_checkpoint_metric=dev_scores[config.metric],
             stopped_by_time_budget=False,
             resumed_from=None,
             epochs=[
@@ -159,7 +215,7 @@ class TfidfClassifier(Classifier):
                     epoch=1.0,
                     step=iterations,
                     train_loss=train_loss,
-                    dev_loss=_log_loss(dev_probs, dev.labels),
+                    dev_loss=_log_loss(dev_probs, dev_labels),
                     dev_accuracy=dev_scores["accuracy"],
                     dev_macro_f1=dev_scores["macro_f1"],
                 )
@@ -172,8 +228,11 @@ class TfidfClassifier(Classifier):
         return sp.hstack([v.transform(texts) for v in self.vectorizers.values()], format="csr")
 
     def _probabilities(self, features: Any) -> np.ndarray:
-        """Softmax of the linear scores, one column per label name (0 for labels absent from train)."""
+        """Softmax of the linear scores, one column per label name (0 for labels absent from train); multi-label:
+        each label's sigmoid."""
         logits = np.asarray(features @ self.coef.T, dtype=np.float64) + self.intercept  # (rows, fitted classes)
+        if self.multi_label:
+            return (1.0 / (1.0 + np.exp(-logits))).astype(np.float32)
         if logits.shape[1] == 1:  # binary: P(classes[1]) = sigmoid(z) = softmax([0, z])
             logits = np.hstack([np.zeros_like(logits), logits])
         logits -= logits.max(axis=1, keepdims=True)
@@ -202,7 +261,7 @@ class TfidfClassifier(Classifier):
         features = self._features([text])
         row = int(np.argmax(self._probabilities(features)[0]))
         fitted = np.flatnonzero(self.classes == row)
-        if self.coef.shape[0] == 1:  # binary: the single row scores classes[1]; classes[0] gets its negative
+        if self.coef.shape[0] == 1 and not self.multi_label:  # binary: the single row scores classes[1]; classes[0] gets its negative
             weights = self.coef[0] * (1.0 if fitted[0] == 1 else -1.0)
         else:
             weights = self.coef[fitted[0]]
@@ -228,7 +287,9 @@ class TfidfClassifier(Classifier):
     def save(self, model_dir: Path) -> None:
         """Write `tfidf.json` (settings, vocabularies, label names) and `weights.npz` (plain arrays)."""
         model_dir.mkdir(parents=True, exist_ok=True)
-        settings: dict[str, Any] = {"format_version": FORMAT_VERSION, "label_names": self.label_names, "features": {}}
+        settings: dict[str, Any] = {
+            "format_version": FORMAT_VERSION, "label_names": self.label_names, "multi_label": self.multi_label, "features": {},
+        }
         arrays = {"coef": self.coef, "intercept": self.intercept, "classes": self.classes}
         for name, vectorizer in self.vectorizers.items():
             settings["features"][name] = {
@@ -269,4 +330,4 @@ class TfidfClassifier(Classifier):
             vectorizer.idf_ = arrays[f"idf_{name}"]  # the setter also builds the fitted TfidfTransformer
             vectorizers[name] = vectorizer
         names = list(label_names) if label_names is not None else settings["label_names"]
-        return cls(vectorizers, arrays["coef"], arrays["intercept"], arrays["classes"], names)
+        return cls(vectorizers, arrays["coef"], arrays["intercept"], arrays["classes"], names, bool(settings.get("multi_label")))

@@ -40,7 +40,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from textcls.batching import sorted_plan, training_plan
@@ -57,16 +56,29 @@ from textcls.engine import (
     TokenizedRows,
     batch_loader,
     describe_batching,
-    encode_ids,
+    encode_windows,
     eval_plan,
     for_this_device,
     to_device,
 )
 from textcls.environment import device, embedded_model_path, resolve_precision
 from textcls.errors import ConfigError, RunFolderError, TextclsError
-from textcls.evaluation import accuracy_and_f1
-from textcls.models.base import PREDICT, Classifier, EpochRow, TrainSummary
+from textcls.evaluation import headline_metrics, predicted_labels
+from textcls.imbalance import loss_weights, with_metric
+from textcls.models.base import (
+    BALANCED_SAMPLER,
+    LONG_TEXT,
+    MULTI_LABEL,
+    PREDICT,
+    Classifier,
+    EpochRow,
+    TrainSummary,
+    check_training_options,
+)
+from textcls.multilabel import targets
+from textcls.objectives import Objective, probabilities
 from textcls.runfolder import damaged
+from textcls.windows import Windowing
 
 log = logging.getLogger("textcls.neural")
 
@@ -163,11 +175,14 @@ def predict_logits(
     return logits
 
 
-def evaluate(module: nn.Module, token_ids: TokenIds, labels: Sequence[int], batches: Sequence[np.ndarray]) -> dict[str, float]:
-    """Dev loss, accuracy and macro-F1 of `module` on encoded texts, scored in `batches` of row indices."""
-    logits = predict_logits(module, token_ids, 0, batches=batches)
-    loss = F.cross_entropy(torch.from_numpy(logits), torch.tensor(labels, dtype=torch.long)).item()
-    return {"loss": loss, **accuracy_and_f1(labels, logits.argmax(axis=1))}
+def evaluate(module: nn.Module, rows: TokenizedRows, batches: Sequence[np.ndarray], objective: Objective) -> dict[str, float]:
+    """Dev loss and headline metrics of `module` on encoded texts, their windows scored in `batches` of
+    window indices and pooled per text."""
+    logits = predict_logits(module, rows.token_ids, 0, batches=batches)
+    if rows.windows is not None:
+        logits = rows.windows.pool(logits)  # (texts, classes)
+    loss = objective.loss(torch.from_numpy(logits), torch.from_numpy(rows.labels)).item()
+    return {"loss": loss, **headline_metrics(rows.labels, predicted_labels(logits, objective.multi_label))}
 
 
 @dataclass
@@ -198,18 +213,18 @@ class Schedule:
 
 def train_module(
     module: nn.Module,
-    train_ids: TokenIds,
-    train_labels: Sequence[int],
-    dev_ids: TokenIds,
-    dev_labels: Sequence[int],
+    rows: TokenizedRows,
+    dev_rows: TokenizedRows,
     config: TrainConfig,
     checkpoint_dir: Path,
     *,
     precision: str,
     description: str,
     identity: Mapping[str, Any],
+    objective: Objective,
+    sample_weights: np.ndarray | None = None,
 ) -> TrainSummary:
-    """Train `module` in place and leave the best weights (by dev accuracy) in it, in eval mode.
+    """Train `module` in place and leave the best weights (by dev `config.metric`) in it, in eval mode.
 
     `config` is resolved for this device (`engine.for_this_device`). Evaluates on dev after every
     epoch (and when stopped early) and writes a checkpoint there. `identity` (family,
@@ -217,10 +232,9 @@ def train_module(
     and dropout are seeded from `config.seed` and the step, so a resumed run replays the batches an
     uninterrupted one would have.
     """
-    epochs = EpochBatches(train_ids.lengths, config)
+    epochs = EpochBatches(rows.text_lengths(config.batch_tokens), config, sample_weights)
     schedule = Schedule.of(len(epochs), config)
-    rows, dev_rows = TokenizedRows(train_ids, train_labels, PAD_ID), TokenizedRows(dev_ids, dev_labels, PAD_ID)
-    dev_batches = eval_plan(dev_ids.lengths, config)
+    dev_batches = eval_plan(dev_rows.token_ids.lengths, config)
     optimizer = make_optimizer(module, config.lr, config.weight_decay)
     # compiled for the forward and backward passes only; checkpoints and evaluation use `module` itself
     forward = torch.compile(module) if config.compile else module
@@ -230,7 +244,7 @@ def train_module(
         state, best_state, resumed_from = _resume(checkpoint_dir, module, optimizer, identity, best_state, schedule)
 
     log.info(
-        "training %d rows, %d steps (%d per epoch), batches of %s, lr %g, %s", len(train_ids), schedule.total_steps,
+        "training %d rows, %d steps (%d per epoch), batches of %s, lr %g, %s", len(rows), schedule.total_steps,
         schedule.steps_per_epoch, describe_batching(config), config.lr, "bf16 autocast" if precision == "bf16" else "fp32",
     )
     deadline = time.perf_counter() + config.time_budget * 60.0 if config.time_budget is not None else None
@@ -245,11 +259,11 @@ def train_module(
         torch.manual_seed(dropout_seed)  # dropout masks, replayed by a run resumed here
         loader = batch_loader(rows, batches[first:last], config)
         epoch_loss, epoch_steps, stopped_by_time_budget = _train_epoch(
-            forward, optimizer, loader, state, schedule, config, precision, epoch, deadline, meter
+            forward, optimizer, loader, state, schedule, config, precision, epoch, deadline, meter, objective
         )
         meter.pause()
         samples_seen += sum(len(batch) for batch in batches[first : first + epoch_steps])
-        improved = _evaluate_epoch(module, dev_rows, dev_batches, state, schedule, epoch_loss, epoch_steps)
+        improved = _evaluate_epoch(module, dev_rows, dev_batches, state, schedule, epoch_loss, epoch_steps, objective, config.metric)
         if improved:
             best_state = _clone_state(module)
         seeds = {"seed": config.seed, "batch_order": config.seed + epoch, "dropout": dropout_seed}
@@ -324,6 +338,7 @@ def _train_epoch(
     epoch: int,
     deadline: float | None,
     meter: ThroughputMeter,
+    objective: Objective,
 ) -> tuple[float, int, bool]:
     """One epoch's (remaining) batches; advances `state.step`. Returns the loss sum, steps run, and
     whether the time budget ran out. The loss stays on the device until a logging step reads it."""
@@ -335,13 +350,14 @@ def _train_epoch(
     loss_sum, epoch_steps, out_of_time = torch.zeros((), device=target), 0, False
     bar = tqdm(loader, desc=f"epoch {epoch + 1}", unit="batch", leave=False)
     for batch in bar:
-        batch = to_device(batch, target)  # input_ids, attention_mask (batch, seq); labels (batch,)
+        # input_ids, attention_mask (windows, seq); labels (texts,); window_owner (windows,) when texts have several
+        batch = to_device(batch, target)
         lr = learning_rate(state.step, schedule.total_steps, schedule.warmup_steps, config.lr)
         for group in optimizer.param_groups:
             group["lr"] = lr
         with torch.autocast(target.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
-            logits, _ = forward(batch["input_ids"], batch["attention_mask"])  # (batch, classes)
-        loss = F.cross_entropy(logits.float(), batch["labels"])
+            logits, _ = forward(batch["input_ids"], batch["attention_mask"])  # (windows, classes)
+        loss, _ = objective.text_loss(logits, batch)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         nn.utils.clip_grad_norm_(parameters, MAX_GRAD_NORM)
@@ -371,10 +387,12 @@ def _evaluate_epoch(
     schedule: Schedule,
     epoch_loss: float,
     epoch_steps: int,
+    objective: Objective,
+    metric: str,
 ) -> bool:
-    """Score dev, append the epoch's row to `state.history` and track the best; True if this epoch is the best."""
+    """Score dev, append the epoch's row to `state.history` and track the best by `metric`; True if this epoch is the best."""
     state.loss_sum, state.loss_steps = state.loss_sum + epoch_loss, state.loss_steps + epoch_steps
-    dev = evaluate(module, dev_rows.token_ids, dev_rows.labels.tolist(), dev_batches)
+    dev = evaluate(module, dev_rows, dev_batches, objective)
     row = EpochRow(
         epoch=round(state.step / schedule.steps_per_epoch, 4),
         step=state.step,
@@ -388,8 +406,8 @@ def _evaluate_epoch(
         "epoch %.2f (step %d): train loss %.4f, dev loss %.4f, dev accuracy %.4f, dev macro-F1 %.4f",
         row["epoch"], state.step, row["train_loss"] or float("nan"), dev["loss"], dev["accuracy"], dev["macro_f1"],
     )
-    if state.best_metric is None or dev["accuracy"] > state.best_metric:
-        state.best_metric, state.epochs_without_improvement = dev["accuracy"], 0
+    if state.best_metric is None or dev[metric] > state.best_metric:
+        state.best_metric, state.epochs_without_improvement = dev[metric], 0
         return True
     state.epochs_without_improvement += 1
     return False
@@ -435,7 +453,7 @@ class TorchClassifier(Classifier):
     """
 
     family = ""
-    capabilities = frozenset({PREDICT})
+    capabilities = frozenset({PREDICT, BALANCED_SAMPLER, LONG_TEXT, MULTI_LABEL})
     # Whether bf16 autocast pays off on a CPU for this family ("auto" precision); measured per family.
     bf16_on_cpu = True
 
@@ -447,13 +465,17 @@ class TorchClassifier(Classifier):
         max_length: int,
         hparams: Mapping[str, Any],
         tokenizer_file: Path,
+        windowing: Windowing | None = None,
+        multi_label: bool = False,
     ):
         self.model = model
+        self.multi_label = multi_label  # a sigmoid per label instead of a softmax over them
         self.tokenizer = tokenizer
         self.label_names = list(label_names)
         self.max_length = max_length
         self.hparams = dict(hparams)
         self.tokenizer_file = Path(tokenizer_file)
+        self.windowing = windowing or Windowing(max_length)  # what reads texts longer than max_length
 
     # ---- what a family supplies -----------------------------------------------------------
     @classmethod
@@ -510,34 +532,41 @@ class TorchClassifier(Classifier):
         `checkpoint_dir`; with `config.resume` training continues from the last one.
         """
         hparams = cls.resolve_hparams(hparams)
-        config = for_this_device(config)
+        check_training_options(cls, config, train.multi_label)
+        config = for_this_device(with_metric(config, train.labels, label_names))
+        weights, sample_weights = loss_weights(config, train.labels, label_names)
         tokenizer_file = embedded_model_path() / TOKENIZER_FILE
         tokenizer = load_tokenizer(tokenizer_file)
-        train_ids = encode_ids(tokenizer, train.texts, config.max_length, desc=f"tokenising {train.name}")
-        dev_ids = encode_ids(tokenizer, dev.texts, config.max_length, desc=f"tokenising {dev.name}")
+        windowing = Windowing.from_config(config)
+        train_ids, train_windows = encode_windows(tokenizer, train.texts, windowing, desc=f"tokenising {train.name}")
+        dev_ids, dev_windows = encode_windows(tokenizer, dev.texts, windowing, desc=f"tokenising {dev.name}")
         precision = cls.training_precision(config.precision)
 
         torch.manual_seed(config.seed)
         module = cls.build_module(hparams, tokenizer.get_vocab_size(), len(label_names)).to(device())
-        classifier = cls(module, tokenizer, label_names, config.max_length, hparams, tokenizer_file)
+        classifier = cls(
+            module, tokenizer, label_names, config.max_length, hparams, tokenizer_file, windowing, train.multi_label
+        )
         description = f"{cls.describe(hparams)}, {classifier.num_parameters() / 1e6:.2f}M parameters"
         log.info("model %s, max_length %d, precision %s", description, config.max_length, precision)
 
         summary = train_module(
             module,
-            train_ids,
-            train.labels,
-            dev_ids,
-            dev.labels,
+            TokenizedRows(train_ids, targets(train.labels, len(label_names), train.multi_label), PAD_ID, train_windows),
+            TokenizedRows(dev_ids, targets(dev.labels, len(label_names), dev.multi_label), PAD_ID, dev_windows),
             config,
             checkpoint_dir,
             precision=precision,
             description=description,
+            objective=Objective.of(weights, config.pooling, train.multi_label),
+            sample_weights=sample_weights,
             identity={
                 "family": cls.family, "hparams": hparams, "max_length": config.max_length,
+                **({"multi_label": True} if train.multi_label else {}),  # single-label checkpoints stay resumable
                 # the batches fix the steps per epoch, which a resumed run must share
                 "batching": {"batch_size": config.batch_size, "batch_tokens": config.batch_tokens,
-                             "group_by_length": config.group_by_length},
+                             "group_by_length": config.group_by_length, "sampler": config.sampler},
+                "long_text": windowing.describe(),
             },
         )
         return classifier, summary
@@ -548,8 +577,9 @@ class TorchClassifier(Classifier):
         texts = list(texts)
         if not texts:
             return np.zeros((0, len(self.label_names)), dtype=np.float32)
-        logits = predict_logits(self.model, encode_ids(self.tokenizer, texts, self.max_length, cache=False), batch_size, progress)
-        return torch.softmax(torch.from_numpy(logits), dim=-1).numpy()
+        token_ids, windows = encode_windows(self.tokenizer, texts, self.windowing, cache=False)
+        logits = windows.pool(predict_logits(self.model, token_ids, batch_size, progress))  # (texts, classes)
+        return probabilities(logits, self.multi_label)
 
     @torch.inference_mode()
     def _token_attention(self, texts: str | Sequence[str]) -> list[TokenAttention]:
@@ -593,6 +623,7 @@ class TorchClassifier(Classifier):
             "vocab_size": self.tokenizer.get_vocab_size(),
             "label_names": self.label_names,
             "max_length": self.max_length,
+            "multi_label": self.multi_label,
             # the WordPiece vocabulary of the embedded all-MiniLM-L6-v2 (uncased), copied beside the weights
             "tokenizer": {"source": "embedded", "model": "all-MiniLM-L6-v2", "file": TOKENIZER_FILE, "pad_id": PAD_ID},
         }
@@ -604,9 +635,11 @@ class TorchClassifier(Classifier):
         model_dir: Path,
         max_length: int | None = None,
         label_names: Sequence[str] | None = None,
+        windowing: Windowing | None = None,
         **_: Any,
     ) -> TorchClassifier:
-        """Rebuild a classifier written by `save` from that folder alone."""
+        """Rebuild a classifier written by `save` from that folder alone; `windowing` (the run's
+        `--long-text`) reads texts longer than max_length, by default truncating them."""
         from safetensors.torch import load_file
 
         model_dir = Path(model_dir)
@@ -632,4 +665,8 @@ class TorchClassifier(Classifier):
         except Exception as error:  # a cut or overwritten file: safetensors' header, sizes or names
             raise damaged(model_dir / WEIGHTS_FILE, str(error).splitlines()[0][:200]) from error
         module.to(device()).eval()
-        return cls(module, tokenizer, names, max_length or info["max_length"], info["hparams"], model_dir / TOKENIZER_FILE)
+        max_length = max_length or info["max_length"]
+        return cls(
+            module, tokenizer, names, max_length, info["hparams"], model_dir / TOKENIZER_FILE, windowing,
+            bool(info.get("multi_label", False)),
+        )

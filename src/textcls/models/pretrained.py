@@ -29,7 +29,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from textcls.batching import sorted_plan
 from textcls.config import TrainConfig
 from textcls.data import Split
 from textcls.engine import (
@@ -37,18 +36,33 @@ from textcls.engine import (
     ThroughputMeter,
     TokenizedRows,
     batch_loader,
-    encode_ids,
+    encode_windows,
     eval_plan,
     for_this_device,
-    to_device,
+    pooled_logits,
 )
 from textcls.environment import EMBEDDED_MODEL_NAME, device, inference_precision, resolve_model, resolve_precision
 from textcls.errors import TextclsError
-from textcls.evaluation import accuracy_and_f1
+from textcls.evaluation import headline_metrics, predicted_labels
 from textcls.explain import Explanation, check_text, from_attention_maps
 from textcls.files import write_json
 from textcls.runfolder import damaged
-from textcls.models.base import EXPLAIN, EXPORT_ONNX, PREDICT, Classifier, EpochRow, TrainSummary
+from textcls.imbalance import loss_weights, with_metric
+from textcls.models.base import (
+    BALANCED_SAMPLER,
+    EXPLAIN,
+    EXPORT_ONNX,
+    LONG_TEXT,
+    MULTI_LABEL,
+    PREDICT,
+    Classifier,
+    EpochRow,
+    TrainSummary,
+    check_training_options,
+)
+from textcls.multilabel import targets
+from textcls.objectives import Objective, probabilities
+from textcls.windows import Windowing
 
 log = logging.getLogger("textcls.pretrained")
 
@@ -204,10 +218,11 @@ def run_trainer(trainer: Any, checkpoint_dir: Path, resume: bool) -> tuple[Any, 
 
 def engine_trainer(
     train_rows: TokenizedRows, batches: EpochBatches, dev_rows: TokenizedRows, dev_batches: list[np.ndarray],
-    config: TrainConfig, **trainer_options: Any,
+    config: TrainConfig, objective: Objective | None = None, **trainer_options: Any,
 ) -> Any:
     """A `Trainer` fed by the engine's data loaders: the token-budget (or count) batches of `batches`,
-    evaluation in `dev_batches`, padding in numpy; accelerate shards the batches under DDP."""
+    evaluation in `dev_batches`, padding in numpy; accelerate shards the batches under DDP. With an
+    `objective`, the loss is its own (class weights; window logits pooled per text) instead of the model's."""
     from transformers import Trainer
 
     class EngineTrainer(Trainer):
@@ -216,6 +231,16 @@ def engine_trainer(
 
         def get_eval_dataloader(self, eval_dataset: Any = None) -> Any:
             return self.accelerator.prepare(batch_loader(dev_rows, dev_batches, config))
+
+        def compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool = False, num_items_in_batch: Any = None) -> Any:
+            if objective is None:
+                return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+            # windows (windows, seq) in, the loss on each text's pooled logits (texts, classes): a per-batch mean
+            inputs = dict(inputs)
+            labels, owner = inputs.pop("labels"), inputs.pop("window_owner", None)
+            window_logits = model(**inputs).logits
+            loss, logits = objective.text_loss(window_logits, {"labels": labels, "window_owner": owner})
+            return (loss, {"logits": logits}) if return_outputs else loss
 
     meter = _SteadyThroughput(len(train_rows) / len(batches))
     trainer = EngineTrainer(
@@ -297,15 +322,21 @@ class PretrainedClassifier(Classifier):
     """A Hugging Face `AutoModelForSequenceClassification` with its tokenizer."""
 
     family = "pretrained"
-    capabilities = frozenset({PREDICT, EXPLAIN, EXPORT_ONNX})
+    capabilities = frozenset({PREDICT, EXPLAIN, EXPORT_ONNX, BALANCED_SAMPLER, LONG_TEXT, MULTI_LABEL})
     inference_precisions = ("fp32", "bf16")
 
-    def __init__(self, model: Any, tokenizer: Any, label_names: Sequence[str], max_length: int, precision: str = "fp32"):
+    def __init__(
+        self, model: Any, tokenizer: Any, label_names: Sequence[str], max_length: int, precision: str = "fp32",
+        windowing: Windowing | None = None,
+    ):
         self.model = model
+        # the model's config says so (problem_type), so a saved model reloads as what it was trained for
+        self.multi_label = getattr(model.config, "problem_type", None) == MULTI_LABEL_PROBLEM
         self.tokenizer = tokenizer
         self.label_names = list(label_names)
         self.max_length = max_length
         self.precision = precision  # fp32, or bf16 autocast at inference
+        self.windowing = windowing or Windowing(max_length)  # what reads texts longer than max_length
 
     # ---- training -------------------------------------------------------------------------
     @classmethod
@@ -324,27 +355,32 @@ class PretrainedClassifier(Classifier):
         """
         from transformers import EarlyStoppingCallback, set_seed
 
-        config = for_this_device(config)
+        check_training_options(cls, config, train.multi_label)
+        config = for_this_device(with_metric(config, train.labels, label_names))
+        weights, sample_weights = loss_weights(config, train.labels, label_names)
         model_name = resolve_model(config.model)
         set_seed(config.seed)  # the fresh classification head is drawn now, before Trainer seeds anything
-        tokenizer, model = _load_tokenizer_and_model(model_name, label_names, config.trust_remote_code)
+        tokenizer, model = _load_tokenizer_and_model(model_name, label_names, config.trust_remote_code, train.multi_label)
         max_length = clamp_max_length(config.max_length, tokenizer, model.config)
         precision = resolve_precision(config.precision)
         log.info("model %s, max_length %d, precision %s", model_name, max_length, precision)
 
         pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-        train_ids = encode_ids(tokenizer, train.texts, max_length, desc=f"tokenising {train.name}")
-        dev_ids = encode_ids(tokenizer, dev.texts, max_length, desc=f"tokenising {dev.name}")
-        batches = EpochBatches(train_ids.lengths, config)
+        windowing = Windowing.from_config(config, max_length)
+        train_ids, train_windows = encode_windows(tokenizer, train.texts, windowing, desc=f"tokenising {train.name}")
+        dev_ids, dev_windows = encode_windows(tokenizer, dev.texts, windowing, desc=f"tokenising {dev.name}")
+        train_rows = TokenizedRows(train_ids, targets(train.labels, len(label_names), train.multi_label), pad_id, train_windows)
+        dev_rows = TokenizedRows(dev_ids, targets(dev.labels, len(label_names), dev.multi_label), pad_id, dev_windows)
+        batches = EpochBatches(train_rows.text_lengths(config.batch_tokens), config, sample_weights)
 
         args = training_arguments(
             checkpoint_dir, config, precision,
             # Trainer reads only its logs and its fallbacks from this: the batches are the engine's
-            per_device_train_batch_size=max(1, round(len(train_ids) / len(batches))),
+            per_device_train_batch_size=max(1, round(len(train_rows) / len(batches))),
             per_device_eval_batch_size=config.eval_batch_size,
             eval_strategy="epoch",
             load_best_model_at_end=True,
-            metric_for_best_model="accuracy",
+            metric_for_best_model=config.metric,
             greater_is_better=True,
             dataloader_num_workers=config.num_workers,
             # every parameter of an encoder + head takes part in the loss; skip DDP's extra graph walk
@@ -353,15 +389,15 @@ class PretrainedClassifier(Classifier):
         )
 
         def compute_metrics(prediction: Any) -> dict[str, float]:
-            return accuracy_and_f1(prediction.label_ids, np.argmax(prediction.predictions, axis=-1))
+            return headline_metrics(prediction.label_ids, predicted_labels(prediction.predictions, train.multi_label))
 
         callbacks = training_callbacks(config.time_budget)
         if config.early_stopping_patience > 0:
             callbacks.append(EarlyStoppingCallback(early_stopping_patience=config.early_stopping_patience))
 
         trainer = engine_trainer(
-            TokenizedRows(train_ids, train.labels, pad_id), batches,
-            TokenizedRows(dev_ids, dev.labels, pad_id), eval_plan(dev_ids.lengths, config), config,
+            train_rows, batches, dev_rows, eval_plan(dev_rows.text_lengths(), config), config,
+            objective=Objective.of(weights, config.pooling, train.multi_label),
             model=model, args=args, processing_class=tokenizer, compute_metrics=compute_metrics, callbacks=callbacks,
         )
         result, resume_from, train_seconds = run_trainer(trainer, checkpoint_dir, config.resume)
@@ -385,34 +421,28 @@ class PretrainedClassifier(Classifier):
         # also wrapped its forward in autocast, which we drop so inference matches a reloaded model.
         best = trainer.accelerator.unwrap_model(trainer.model, keep_fp32_wrapper=False, keep_torch_compile=False)
         best.eval()
-        return cls(best, tokenizer, label_names, max_length), summary
+        return cls(best, tokenizer, label_names, max_length, windowing=windowing), summary
 
     # ---- inference ------------------------------------------------------------------------
     @torch.inference_mode()
     def predict_proba(self, texts: Sequence[str], batch_size: int = 64, progress: bool = False) -> np.ndarray:
-        """Class probabilities in input order; texts are sorted by length so batches carry little padding.
-
-        The engine's path, as in training: Rust tokenisation of the whole list, padding in numpy, and
-        the probabilities left on the device until the last batch (no host sync per batch on a GPU)."""
-        from tqdm.auto import tqdm
-
-        probs = np.zeros((len(texts), len(self.label_names)), dtype=np.float32)
+        """Class probabilities in input order; texts are sorted by length so batches carry little padding,
+        and texts longer than max_length are read as the run's `--long-text` says."""
         if not len(texts):
-            return probs
-        token_ids = encode_ids(self.tokenizer, texts, self.max_length, cache=False)
-        rows_data = TokenizedRows(token_ids, None, self.tokenizer.pad_token_id or 0)
+            return np.zeros((0, len(self.label_names)), dtype=np.float32)
         device = next(self.model.parameters()).device
         self.model.eval()
-        outputs = []
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
-            plan = sorted_plan(token_ids.lengths, batch_size=batch_size)
-            for rows in tqdm(plan, desc="predicting", unit="batch", disable=not progress, leave=False):
-                batch = to_device(rows_data.__getitems__(rows), device)  # input_ids, attention_mask (batch, seq)
-                logits = self.model(**batch).logits.float()  # (batch, classes)
-                outputs.append((rows, torch.softmax(logits, dim=-1)))
-        for rows, batch_probs in outputs:
-            probs[rows] = batch_probs.cpu().numpy()
-        return probs
+
+        def forward(input_ids: np.ndarray, attention_mask: np.ndarray) -> torch.Tensor:
+            inputs = {"input_ids": torch.from_numpy(input_ids).to(device), "attention_mask": torch.from_numpy(attention_mask).to(device)}
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
+                return self.model(**inputs).logits.float()  # (batch, classes), left on the device: no host sync per batch
+
+        logits = pooled_logits(self.tokenizer, texts, self.windowing, forward, pad_id=self._pad_id(), batch_size=batch_size, progress=progress)
+        return probabilities(logits, self.multi_label)
+
+    def _pad_id(self) -> int:
+        return self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.model.parameters() if p.requires_grad)
@@ -448,7 +478,7 @@ class PretrainedClassifier(Classifier):
                 "return them (output_attentions=True); explain a BERT-like encoder or another family"
             )
         maps = torch.stack([a[0] for a in attentions]).float().cpu().numpy()  # (layers, heads, tokens, tokens)
-        probs = torch.softmax(output.logits.float(), dim=-1)[0].cpu().numpy()  # (classes,)
+        probs = probabilities(output.logits.float().cpu().numpy(), self.multi_label)[0]  # (classes,)
         tokens = tokenizer.convert_ids_to_tokens(encoded["input_ids"][0].tolist())
         return list(tokens), maps, probs
 
@@ -465,6 +495,7 @@ class PretrainedClassifier(Classifier):
         max_length: int = 128,
         label_names: Sequence[str] | None = None,
         precision: str = "fp32",
+        windowing: Windowing | None = None,
         **_: Any,
     ) -> PretrainedClassifier:
         """Rebuild from `save`'s folder; `precision` "bf16" (or "auto" where supported) runs in bf16 autocast."""
@@ -478,7 +509,7 @@ class PretrainedClassifier(Classifier):
         model.to(device()).eval()
         if label_names is None:
             label_names = [model.config.id2label[i] for i in range(model.config.num_labels)]
-        return cls(model, tokenizer, label_names, max_length, inference_precision(precision))
+        return cls(model, tokenizer, label_names, max_length, inference_precision(precision), windowing)
 
 
 def set_attention_implementation(model: Any, name: str) -> None:
@@ -489,7 +520,13 @@ def set_attention_implementation(model: Any, name: str) -> None:
         model.config._attn_implementation = name
 
 
-def _load_tokenizer_and_model(model_name: str, label_names: Sequence[str], trust_remote_code: bool) -> tuple[Any, Any]:
+# transformers' name for one sigmoid per label and BCE (`problem_type`), saved in the model's config.json
+MULTI_LABEL_PROBLEM = "multi_label_classification"
+
+
+def _load_tokenizer_and_model(
+    model_name: str, label_names: Sequence[str], trust_remote_code: bool, multi_label: bool = False
+) -> tuple[Any, Any]:
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
@@ -505,7 +542,7 @@ def _load_tokenizer_and_model(model_name: str, label_names: Sequence[str], trust
                 model_name,
                 num_labels=len(label_names),
                 # never regression, whatever the label count or the checkpoint's own config says
-                problem_type="single_label_classification",
+                problem_type=MULTI_LABEL_PROBLEM if multi_label else "single_label_classification",
                 id2label=id2label,
                 label2id={name: i for i, name in id2label.items()},
                 # A checkpoint fine-tuned for another task has a head of another size: start it afresh.

@@ -27,7 +27,7 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from textcls.explain import Explanation, check_text, from_token_weights
-from textcls.models.base import EXPLAIN, PREDICT
+from textcls.models.base import EXPLAIN
 from textcls.models.neural import PAD_ID, TokenAttention, TorchClassifier, pad_batch
 
 __all__ = ["AttentionLSTMClassifier", "AttentionLSTMModel", "LSTMClassifier", "LSTMModel"]
@@ -146,7 +146,7 @@ class AttentionLSTMClassifier(TorchClassifier):
     """
 
     family = "lstm-attention"
-    capabilities = frozenset({PREDICT, EXPLAIN})
+    capabilities = TorchClassifier.capabilities | {EXPLAIN}
     bf16_on_cpu = False
 
     @classmethod

@@ -30,7 +30,7 @@ from torch import nn
 
 from textcls.errors import ConfigError
 from textcls.explain import Explanation, check_text, from_attention_maps
-from textcls.models.base import EXPLAIN, PREDICT
+from textcls.models.base import EXPLAIN
 from textcls.models.neural import PAD_ID, TokenAttention, TorchClassifier, pad_batch
 
 __all__ = ["ScratchTransformerClassifier", "ScratchTransformerModel", "sinusoidal_positions"]
@@ -158,7 +158,7 @@ class ScratchTransformerClassifier(TorchClassifier):
     """
 
     family = "scratch-transformer"
-    capabilities = frozenset({PREDICT, EXPLAIN})
+    capabilities = TorchClassifier.capabilities | {EXPLAIN}
     bf16_on_cpu = True
 
     @classmethod

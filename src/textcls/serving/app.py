@@ -8,6 +8,7 @@ Routes:
     GET  /healthz     liveness (never needs the token)
     GET  /v1/model    labels, family, backend, dev metrics, library versions, limits
     POST /v1/predict  {"texts": [...]} -> {"predictions": [{"label", "score", "probs"}, ...]}
+                      (a multi-label run: {"predictions": [{"labels", "scores"}, ...]})
     POST /v1/explain  {"text": ..., "layer": -1, "head": null} -> label, probs, tokens, weights, words
     GET  /docs, /openapi.json
 
@@ -142,15 +143,18 @@ class AnswerCancelled:
 
 def _model_card(run: "Run", config: ServeConfig) -> dict[str, Any]:
     dev = (run.metrics or {}).get("dev", {})
+    thresholds = getattr(run, "thresholds", None)
     return {
         "run": run.run_dir.name,
         "family": run.family,
         "label_names": list(run.label_names),
+        "multi_label": thresholds is not None,
+        "thresholds": None if thresholds is None else {n: float(t) for n, t in zip(run.label_names, thresholds)},
         "backend": run.predict_config.backend,
         "precision": run.predict_config.precision or "fp32",
         "backend_choice": getattr(run, "backend_choice", None),  # what --backend auto measured, where it ran
         "max_length": run.classifier.max_length,
-        "dev_metrics": {key: dev[key] for key in ("accuracy", "macro_f1", "num_samples") if key in dev},
+        "dev_metrics": {key: dev[key] for key in ("accuracy", "macro_f1", "micro_f1", "num_samples") if key in dev},
         "train_config": run.info.get("train_config"),
         "versions": run.info.get("versions"),
         "created": run.info.get("created"),
@@ -179,13 +183,20 @@ def create_app(run: "Run", config: ServeConfig | None = None) -> Any:
     from starlette.exceptions import HTTPException
 
     from textcls import __version__
-    from textcls.serving.schemas import ErrorResponse, ExplainResponse, PredictResponse, request_models
+    from textcls.serving.schemas import (
+        ErrorResponse,
+        ExplainResponse,
+        MultiLabelPredictResponse,
+        PredictResponse,
+        request_models,
+    )
 
     config = config or ServeConfig()
     batcher = MicroBatcher(
         run.predict_proba, max_batch=config.max_batch, max_wait=config.max_wait_ms / 1000.0, max_queue=config.max_queue,
     )
     card = _model_card(run, config)
+    thresholds = getattr(run, "thresholds", None)  # set for a multi-label run
     PredictRequest, ExplainRequest = request_models(config)
 
     @contextlib.asynccontextmanager
@@ -272,13 +283,13 @@ def create_app(run: "Run", config: ServeConfig | None = None) -> Any:
     async def model_card() -> dict[str, Any]:
         return card
 
-    @app.post(f"{API_PREFIX}/predict", response_model=PredictResponse, dependencies=guarded, responses=errors,
-              summary="Classify texts")
+    @app.post(f"{API_PREFIX}/predict", response_model=PredictResponse if thresholds is None else MultiLabelPredictResponse,
+              dependencies=guarded, responses=errors, summary="Classify texts")
     async def predict(body: PredictRequest) -> dict[str, Any]:
         started = time.perf_counter()
         probs = await batcher.predict(body.texts)
         log.debug("predicted %d texts in %.1f ms", len(body.texts), (time.perf_counter() - started) * 1000)
-        return {"predictions": prediction_records(probs, run.label_names)}
+        return {"predictions": prediction_records(probs, run.label_names, thresholds)}
 
     @app.post(f"{API_PREFIX}/explain", response_model=ExplainResponse, dependencies=guarded, responses=errors,
               summary="Classify one text and show the words it weighs")

@@ -23,6 +23,17 @@ class PredictResponse(BaseModel):
     predictions: list[Prediction] = Field(description="One per input text, in input order.")
 
 
+class MultiLabelPrediction(BaseModel):
+    labels: list[str] = Field(description="Every label whose score reaches its threshold (maybe none), in label order.")
+    scores: dict[str, float] = Field(description="Each label's own sigmoid score (they need not sum to 1).")
+
+
+class MultiLabelPredictResponse(BaseModel):
+    """What a multi-label run answers."""
+
+    predictions: list[MultiLabelPrediction] = Field(description="One per input text, in input order.")
+
+
 class ExplainResponse(Prediction):
     family: str
     tokens: list[str] = Field(description="The model's tokens (n-grams for tfidf).")

@@ -1,0 +1,68 @@
+"""What the torch families minimise: cross-entropy with optional class weights, or for `--multi-label`
+binary cross-entropy of each label's sigmoid, on each text's logits, pooled over its windows under
+`--long-text chunk`. Both training loops (the own loop in `models/neural.py` and the pretrained
+family's `Trainer`) call the same `Objective`.
+
+Example:
+    >>> objective = Objective(class_weights=torch.tensor([1.0, 4.0]))
+    >>> logits = torch.tensor([[2.0, 0.0], [0.0, 2.0]])
+    >>> round(objective.loss(logits, torch.tensor([0, 1])).item(), 4)
+    0.1269
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+def probabilities(logits: np.ndarray, multi_label: bool) -> np.ndarray:
+    """What the loss makes of (texts, classes) logits, as numpy: a softmax over the classes, or for multi-label
+    each label's own sigmoid (every backend applies this after the model or graph, so both match training).
+
+    Example:
+        >>> probabilities(np.array([[0.0, 0.0]], dtype=np.float32), multi_label=True).tolist()
+        [[0.5, 0.5]]
+    """
+    logits = torch.from_numpy(np.ascontiguousarray(logits, dtype=np.float32))
+    return (torch.sigmoid(logits) if multi_label else torch.softmax(logits, dim=-1)).numpy()
+
+
+@dataclass(frozen=True)
+class Objective:
+    """A loss over text logits: `class_weights` (classes,) or None, `pooling` of window logits (mean or max),
+    and `multi_label`: labels are (texts, labels) 0/1 and each label is its own sigmoid (no class weights)."""
+
+    class_weights: torch.Tensor | None = None
+    pooling: str = "mean"
+    multi_label: bool = False
+
+    @classmethod
+    def of(cls, class_weights: np.ndarray | None, pooling: str = "mean", multi_label: bool = False) -> Objective:
+        weights = None if class_weights is None else torch.as_tensor(class_weights, dtype=torch.float32)
+        return cls(weights, pooling, multi_label)
+
+    def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Mean cross-entropy of (texts, classes) fp32 logits; weighted, it is the weighted mean, as torch's.
+        Multi-label: binary cross-entropy with logits, the mean over texts and labels."""
+        if self.multi_label:
+            return F.binary_cross_entropy_with_logits(logits.float(), labels.float())
+        weights = None if self.class_weights is None else self.class_weights.to(logits.device)
+        return F.cross_entropy(logits.float(), labels, weight=weights)
+
+    def pool(self, window_logits: torch.Tensor, window_owner: torch.Tensor | None, texts: int) -> torch.Tensor:
+        """(windows, classes) -> (texts, classes): each text's windows' mean or max; as is without an owner map."""
+        if window_owner is None:
+            return window_logits
+        index = window_owner.to(window_logits.device)[:, None].expand_as(window_logits)
+        empty = window_logits.new_zeros((texts, window_logits.shape[1]))
+        reduce = "amax" if self.pooling == "max" else "mean"
+        return empty.scatter_reduce(0, index, window_logits, reduce=reduce, include_self=False)
+
+    def text_loss(self, window_logits: torch.Tensor, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(loss, text logits) of a batch from the engine's `TokenizedRows`."""
+        logits = self.pool(window_logits, batch.get("window_owner"), len(batch["labels"]))
+        return self.loss(logits, batch["labels"]), logits
