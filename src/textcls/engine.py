@@ -48,6 +48,9 @@ CACHE_FORMAT = 1
 FULL_LENGTH = None  # `encode_ids` at this length keeps every token (`encode_windows` cuts them)
 ENCODE_CHUNK = 16_384  # texts per encode call: large enough for all cores, small enough for a progress bar
 EVAL_TOKEN_FACTOR = 4  # evaluation keeps no activations for backward, so its batches may hold this many times more
+# Inference batches on a GPU: ~1,000 AG News texts. Measured on an H200 (MiniLM, bf16 autocast, 2026-11-27):
+# 15,900 texts/s at 64 texts a batch, 62,100 at this budget, 118,000 with the batches in pinned memory.
+GPU_PREDICT_TOKENS = 65_536
 GPU_WORKERS = 2  # DataLoader processes preparing batches ahead on a GPU; a CPU pads in the main process (~0.1 ms a batch)
 WARMUP_STEPS = 5  # steps left out of the steady-state figure: compilation, allocator growth
 
@@ -333,17 +336,19 @@ def pooled_logits(
     *,
     pad_id: int,
     batch_size: int,
+    batch_tokens: int | None = None,
     progress: bool = False,
 ) -> np.ndarray:
     """Logits (texts, classes) in input order for inference: texts cut by `windowing`, the windows run
     through `forward(input_ids, attention_mask)` (both (batch, seq) int64, returning (batch, classes)
-    as numpy or a torch tensor) in length order, `batch_size` at a time, then pooled per text. Torch
-    outputs are read back only after the last batch, so a GPU runs the batches without a host sync each."""
+    as numpy or a torch tensor) in length order, `batch_size` at a time (or by a token budget when
+    `batch_tokens` is given), then pooled per text. Torch outputs are read back only after the last
+    batch, so a GPU runs the batches without a host sync each."""
     from tqdm.auto import tqdm
 
     token_ids, windows = encode_windows(tokenizer, texts, windowing, cache=False)
     outputs = []
-    batches = sorted_plan(token_ids.lengths, batch_size=batch_size)
+    batches = sorted_plan(token_ids.lengths, batch_size=None if batch_tokens else batch_size, batch_tokens=batch_tokens)
     for rows in tqdm(batches, desc="predicting", unit="batch", disable=not progress, leave=False):
         outputs.append((rows, forward(*token_ids.pad(rows, pad_id))))
     if not outputs:
@@ -357,6 +362,14 @@ def pooled_logits(
 def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
     """The batch on `device`; from pinned memory the copies do not block the host."""
     return {name: tensor.to(device, non_blocking=True) for name, tensor in batch.items()}
+
+
+def array_to_device(array: np.ndarray, device: torch.device) -> torch.Tensor:
+    """A numpy array as a tensor on `device`; to a GPU through pinned memory, so the copy waits for no queued work."""
+    tensor = torch.from_numpy(array)
+    if device.type != "cuda":
+        return tensor
+    return tensor.pin_memory().to(device, non_blocking=True)
 
 
 # ---- the device -----------------------------------------------------------------------------

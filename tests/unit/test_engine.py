@@ -187,6 +187,29 @@ def test_a_gpu_runs_attention_without_cudnn_and_fp32_matmuls_in_tf32(monkeypatch
         assert device().type == "cpu" and torch.backends.cuda.cudnn_sdp_enabled() == flags[2]  # a CPU run changes nothing
 
 
+def test_inference_batches_by_a_token_budget_give_the_same_logits_in_input_order():
+    from textcls.windows import Windowing
+
+    tokenizer = load_tokenizer()
+    texts = [f"{title} {body}" for _, title, body in make_texts(40, seed=5)]
+    shapes = []
+
+    def forward(input_ids, attention_mask):  # a "model" whose logits are each row's token count and first id
+        shapes.append(input_ids.shape)
+        tokens = engine.array_to_device(attention_mask, torch.device("cpu")).sum(dim=1)
+        return torch.stack([tokens, engine.array_to_device(input_ids, torch.device("cpu"))[:, 1]], dim=1).float()
+
+    windowing = Windowing(max_length=32)
+    by_count = engine.pooled_logits(tokenizer, texts, windowing, forward, pad_id=0, batch_size=4)
+    count_shapes, shapes[:] = list(shapes), []
+    by_tokens = engine.pooled_logits(tokenizer, texts, windowing, forward, pad_id=0, batch_size=4, batch_tokens=128)
+    expected = encode_ids(tokenizer, texts, 32, cache=False)
+    np.testing.assert_array_equal(by_count[:, 0], expected.lengths)  # input order, whatever the batching
+    np.testing.assert_array_equal(by_tokens, by_count)
+    assert all(rows <= 4 for rows, _ in count_shapes)
+    assert all(rows * width <= 128 for rows, width in shapes) and max(rows for rows, _ in shapes) > 4
+
+
 @pytest.mark.parametrize(
     ("options", "message"),
     [

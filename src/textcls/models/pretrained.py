@@ -32,9 +32,11 @@ import torch
 from textcls.config import TrainConfig
 from textcls.data import Split
 from textcls.engine import (
+    GPU_PREDICT_TOKENS,
     EpochBatches,
     ThroughputMeter,
     TokenizedRows,
+    array_to_device,
     batch_loader,
     encode_windows,
     eval_plan,
@@ -427,18 +429,22 @@ class PretrainedClassifier(Classifier):
     @torch.inference_mode()
     def predict_proba(self, texts: Sequence[str], batch_size: int = 64, progress: bool = False) -> np.ndarray:
         """Class probabilities in input order; texts are sorted by length so batches carry little padding,
-        and texts longer than max_length are read as the run's `--long-text` says."""
+        and texts longer than max_length are read as the run's `--long-text` says. On a GPU the batches
+        are cut by a budget of `GPU_PREDICT_TOKENS` tokens instead of `batch_size` texts."""
         if not len(texts):
             return np.zeros((0, len(self.label_names)), dtype=np.float32)
         device = next(self.model.parameters()).device
         self.model.eval()
 
         def forward(input_ids: np.ndarray, attention_mask: np.ndarray) -> torch.Tensor:
-            inputs = {"input_ids": torch.from_numpy(input_ids).to(device), "attention_mask": torch.from_numpy(attention_mask).to(device)}
+            inputs = {"input_ids": array_to_device(input_ids, device), "attention_mask": array_to_device(attention_mask, device)}
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
                 return self.model(**inputs).logits.float()  # (batch, classes), left on the device: no host sync per batch
 
-        logits = pooled_logits(self.tokenizer, texts, self.windowing, forward, pad_id=self._pad_id(), batch_size=batch_size, progress=progress)
+        logits = pooled_logits(
+            self.tokenizer, texts, self.windowing, forward, pad_id=self._pad_id(), batch_size=batch_size,
+            batch_tokens=GPU_PREDICT_TOKENS if device.type == "cuda" else None, progress=progress,
+        )
         return probabilities(logits, self.multi_label)
 
     def _pad_id(self) -> int:
