@@ -102,9 +102,11 @@ def test_kill_while_a_checkpoint_is_written_then_resume_reaches_the_uninterrupte
                 victim = folder
                 break
         time.sleep(0.002)
+    if process.poll() is None:  # the deadline passed: never leave the training running behind the test
+        process.kill()
     process.wait(timeout=60)
     if victim is None:
-        pytest.skip("training finished before a checkpoint could be caught mid-write (the machine was too fast)")
+        pytest.skip("no checkpoint was caught mid-write (training finished first, or 240 s passed)")
     assert victim.exists() and not (victim / "textcls-complete.json").exists()
 
     resumed = cli(*tiny_train_args(tiny_bert, data, out), "--resume")
