@@ -8,7 +8,7 @@
 # most 64 MiB along: so `prepare` copies the AG News rows, an fp16 copy of the embedded model's
 # weights (cast back to fp32 there) and the wheels of datasets/dill/multiprocess into two folders that
 # git ignores. `run` installs them under /tmp, then runs the settings benchmark, the inference rates,
-# the engine's tests and the side-by-side throughput benchmark, each capped, writing to $OUT.
+# the engine's tests, a profile of training steps and the side-by-side throughput benchmark, each capped, writing to $OUT.
 set -u
 cd "$(dirname "$0")/.."
 case "${1:-}" in
@@ -56,6 +56,9 @@ save_file({k: (v.float() if v.is_floating_point() else v) for k, v in weights.it
         tests/unit/test_neural.py tests/unit/test_windows.py tests/unit/test_multilabel.py tests/unit/test_imbalance.py \
         > "$OUT/pytest.log" 2>&1; echo "pytest rc=$?"; grep -E "^(FAILED|ERROR)" "$OUT/pytest.log"; tail -2 "$OUT/pytest.log"
     elapsed tests
+    timeout 60 python3 benchmarks/step_profile.py --data .dev/data/ag_news --output "$OUT/step_profile.json" \
+        > "$OUT/step_profile.out" 2> "$OUT/step_profile.err"; echo "step profile rc=$?"
+    elapsed profile
     timeout 150 python3 benchmarks/train_throughput.py --data .dev/data/ag_news --skip-cpu \
         --output "$OUT/train_throughput.json" > "$OUT/train_throughput.out" 2> "$OUT/train_throughput.err"
     cat "$OUT/train_throughput.out"
