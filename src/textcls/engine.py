@@ -27,6 +27,7 @@ import hashlib
 import logging
 import os
 import time
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -100,10 +101,26 @@ class TokenIds:
         return input_ids, mask.astype(np.int64)
 
 
-def rust_tokenizer(tokenizer: Any) -> Any | None:
+# Copies of Rust tokenizers by (Hugging Face or Rust tokenizer, max_length): a copy costs about 30 ms
+# (a JSON round trip), which inference on a few texts would otherwise pay on every call.
+_RUST_COPIES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def rust_tokenizer(tokenizer: Any, max_length: int | None = FULL_LENGTH) -> Any | None:
     """A copy of the `tokenizers.Tokenizer` behind `tokenizer` (itself one, or a Hugging Face fast
-    tokenizer), without padding or truncation, so setting them leaves the original alone and its
-    serialisation names the tokenizer alone; None for a slow tokenizer."""
+    tokenizer), without padding, truncating at `max_length` (None: keeping every token), so the
+    original is left alone and its serialisation names the tokenizer alone; None for a slow tokenizer.
+    Made once per tokenizer and length and never changed after, so threads may share it."""
+    try:
+        copies = _RUST_COPIES.setdefault(tokenizer, {})
+    except TypeError:  # an object that takes no weak reference: a fresh copy each call
+        copies = {}
+    if max_length not in copies:
+        copies[max_length] = _rust_copy(tokenizer, max_length)
+    return copies[max_length]
+
+
+def _rust_copy(tokenizer: Any, max_length: int | None) -> Any | None:
     from tokenizers import Tokenizer
 
     if not isinstance(tokenizer, Tokenizer):
@@ -113,7 +130,14 @@ def rust_tokenizer(tokenizer: Any) -> Any | None:
     copy = Tokenizer.from_str(tokenizer.to_str())
     copy.no_padding()
     copy.no_truncation()
+    if max_length is not None:
+        copy.enable_truncation(max_length)
     return copy
+
+
+def pad_id(tokenizer: Any) -> int:
+    """The id a Hugging Face tokenizer pads with; 0 when it names none."""
+    return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
 
 
 def encode_ids(
@@ -125,8 +149,7 @@ def encode_ids(
     `tokenizer` is a `tokenizers.Tokenizer` or a Hugging Face tokenizer (a slow one is called on the list).
     """
     texts = list(texts)
-    rust = rust_tokenizer(tokenizer)
-    path = _cache_path(texts, rust, tokenizer, max_length) if cache and texts else None
+    path = _cache_path(texts, rust_tokenizer(tokenizer), tokenizer, max_length) if cache and texts else None
     if path is not None and path.is_file():
         try:
             with np.load(path, allow_pickle=False) as stored:
@@ -137,7 +160,7 @@ def encode_ids(
         except (OSError, ValueError, KeyError) as error:  # a damaged cache file is only a lost shortcut
             log.warning("ignoring the unreadable token cache %s (%s); tokenising again", path, error)
     started = time.perf_counter()
-    token_ids = _encode(rust, tokenizer, texts, max_length, desc)
+    token_ids = _encode(rust_tokenizer(tokenizer, max_length), tokenizer, texts, max_length, desc)
     seconds = time.perf_counter() - started
     log.log(
         logging.INFO if cache else logging.DEBUG,  # inference tokenises small batches often: no log line each time
@@ -152,14 +175,13 @@ def encode_ids(
 
 
 def _encode(rust: Any, tokenizer: Any, texts: list[str], max_length: int | None, desc: str) -> TokenIds:
-    """Ids of `texts`, cut to `max_length` tokens; all of each text's ids when `max_length` is None."""
+    """Ids of `texts`, cut to `max_length` tokens (by `rust`, a copy truncating there, or by the slow
+    `tokenizer` when there is none); all of each text's ids when `max_length` is None."""
     from tqdm.auto import tqdm
 
     chunks = [texts[start : start + ENCODE_CHUNK] for start in range(0, len(texts), ENCODE_CHUNK)]
     encoded: list[Sequence[int]] = []
     if rust is not None:
-        if max_length is not None:
-            rust.enable_truncation(max_length)
         encode = getattr(rust, "encode_batch_fast", rust.encode_batch)  # _fast: no character offsets
     for chunk in tqdm(chunks, desc=desc, unit="chunk", disable=len(chunks) < 2, leave=False):
         if rust is not None:
@@ -278,6 +300,7 @@ class EpochBatches:
         self.config = config
         self.sample_weights = sample_weights
         self.epoch = 0
+        self._count: int | None = None  # epoch 0's batch count, which every later epoch keeps
         self._count = len(self.plan(0))
 
     def plan(self, epoch: int) -> list[np.ndarray]:
@@ -290,7 +313,7 @@ class EpochBatches:
             self.lengths[rows], config.seed + epoch, config.batch_size, config.batch_tokens, config.group_by_length
         )
         batches = [rows[batch] for batch in batches]
-        if self.sample_weights is not None and hasattr(self, "_count"):
+        if self.sample_weights is not None and self._count is not None:
             batches = [batches[i % len(batches)] for i in range(self._count)]
         return batches
 

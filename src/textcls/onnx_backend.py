@@ -36,7 +36,7 @@ import numpy as np
 import torch
 
 from textcls import runfolder
-from textcls.engine import pooled_logits
+from textcls.engine import pad_id, pooled_logits
 from textcls.config import BACKEND_BATCH_SIZE, PredictConfig
 from textcls.errors import RunFolderError, TextclsError
 from textcls.explain import Explanation
@@ -183,8 +183,9 @@ class OnnxClassifier(Predictor):
             (logits,) = self.session.run(["logits"], feed)  # (batch, classes)
             return logits.astype(np.float32)
 
-        pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
-        logits = pooled_logits(self.tokenizer, texts, self.windowing, forward, pad_id=pad_id, batch_size=batch_size, progress=progress)
+        logits = pooled_logits(
+            self.tokenizer, texts, self.windowing, forward, pad_id=pad_id(self.tokenizer), batch_size=batch_size, progress=progress
+        )
         return probabilities(logits, self.multi_label)
 
     def torch_classifier(self) -> PretrainedClassifier:

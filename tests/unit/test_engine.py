@@ -114,6 +114,21 @@ def test_rust_encoding_matches_the_hugging_face_tokenizer(tiny_bert, cache):
         assert tokenizer(texts[-1])["input_ids"] == tokenizer(texts[-1], truncation=False)["input_ids"]
 
 
+def test_the_rust_copy_is_made_once_per_tokenizer_and_length_and_lengths_do_not_leak(monkeypatch):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(embedded_model_path())
+    copies = []
+    make_copy = engine._rust_copy
+    monkeypatch.setattr(engine, "_rust_copy", lambda *args: copies.append(args[1]) or make_copy(*args))
+    long_text = "word " * 300  # 300 word pieces + [CLS] and [SEP]
+    for _ in range(3):  # inference calls again and again, at a length and at none, in turns
+        assert len(encode_ids(tokenizer, [long_text], 128, cache=False)[0]) == 128
+        assert len(encode_ids(tokenizer, [long_text], None, cache=False)[0]) == 302
+        assert len(encode_ids(tokenizer, [long_text], 16, cache=False)[0]) == 16
+    assert sorted(copies, key=str) == [128, 16, None]  # one copy each, made on first use
+
+
 def test_token_ids_are_cached_and_reused_and_a_change_of_texts_tokenizer_or_length_is_a_new_entry(
     tiny_bert, cache, monkeypatch, caplog
 ):

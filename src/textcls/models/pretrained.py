@@ -41,9 +41,10 @@ from textcls.engine import (
     encode_windows,
     eval_plan,
     for_this_device,
+    pad_id,
     pooled_logits,
 )
-from textcls.environment import EMBEDDED_MODEL_NAME, device, inference_precision, resolve_model, resolve_precision
+from textcls.environment import EMBEDDED_MODEL_NAME, device, inference_precision, resolve_model, resolve_precision, tune_cuda
 from textcls.errors import TextclsError
 from textcls.evaluation import headline_metrics, predicted_labels
 from textcls.explain import Explanation, check_text, from_attention_maps
@@ -179,9 +180,9 @@ def training_arguments(checkpoint_dir: Path, config: Any, precision: str, **opti
         torch_compile=bool(getattr(config, "compile", False)) and gpu,
     )
     if gpu:
+        tune_cuda()  # TF32 and attention without cuDNN's, for `textcls pretrain` as for fine-tuning
         shared.update(
             optim="adamw_torch_fused",  # one kernel for all parameters
-            tf32=torch.cuda.get_device_capability()[0] >= 8,  # Ampere or newer
             dataloader_pin_memory=True,
             accelerator_config={"non_blocking": True},  # copies from pinned memory overlap the step
         )
@@ -367,12 +368,12 @@ class PretrainedClassifier(Classifier):
         precision = resolve_precision(config.precision)
         log.info("model %s, max_length %d, precision %s", model_name, max_length, precision)
 
-        pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        padding = pad_id(tokenizer)
         windowing = Windowing.from_config(config, max_length)
         train_ids, train_windows = encode_windows(tokenizer, train.texts, windowing, desc=f"tokenising {train.name}")
         dev_ids, dev_windows = encode_windows(tokenizer, dev.texts, windowing, desc=f"tokenising {dev.name}")
-        train_rows = TokenizedRows(train_ids, targets(train.labels, len(label_names), train.multi_label), pad_id, train_windows)
-        dev_rows = TokenizedRows(dev_ids, targets(dev.labels, len(label_names), dev.multi_label), pad_id, dev_windows)
+        train_rows = TokenizedRows(train_ids, targets(train.labels, len(label_names), train.multi_label), padding, train_windows)
+        dev_rows = TokenizedRows(dev_ids, targets(dev.labels, len(label_names), dev.multi_label), padding, dev_windows)
         batches = EpochBatches(train_rows.text_lengths(config.batch_tokens), config, sample_weights)
 
         args = training_arguments(
@@ -442,13 +443,10 @@ class PretrainedClassifier(Classifier):
                 return self.model(**inputs).logits.float()  # (batch, classes), left on the device: no host sync per batch
 
         logits = pooled_logits(
-            self.tokenizer, texts, self.windowing, forward, pad_id=self._pad_id(), batch_size=batch_size,
+            self.tokenizer, texts, self.windowing, forward, pad_id=pad_id(self.tokenizer), batch_size=batch_size,
             batch_tokens=GPU_PREDICT_TOKENS if device.type == "cuda" else None, progress=progress,
         )
         return probabilities(logits, self.multi_label)
-
-    def _pad_id(self) -> int:
-        return self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.model.parameters() if p.requires_grad)
