@@ -409,10 +409,15 @@ class PredictConfig:
         "Texts per model call, sorted by length first; default: the backend's fastest (torch 64, onnx 8).", default=None
     )
     max_length: int | None = _help("Override the run's max tokens per text.", default=None)
-    threads: int | None = _help("CPU threads for the model; default: one per core.", default=None)
+    threads: int | None = _help(
+        "CPU threads for the model; default: one per core. onnx backends run that many batches at once, one "
+        "thread each.",
+        default=None,
+    )
     spin: bool = _help(
-        "onnx backends: let ONNX Runtime's threads busy-wait between calls (lowest latency for batch jobs); "
-        "`textcls serve` turns it off unless given, so an idle server does not burn the cores.",
+        "onnx backends: allow ONNX Runtime's intra-op threads to busy-wait between calls (`textcls serve` turns it "
+        "off unless given). Each worker now runs ONNX Runtime on one thread, with no pool to spin, so this no "
+        "longer changes speed or idle CPU; kept so that scripts passing it still work.",
         default=True,
     )
     precision: str | None = _help(

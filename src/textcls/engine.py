@@ -29,6 +29,7 @@ import os
 import time
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -360,20 +361,32 @@ def pooled_logits(
     pad_id: int,
     batch_size: int,
     batch_tokens: int | None = None,
+    pool: Executor | None = None,
+    workers: int = 1,
     progress: bool = False,
 ) -> np.ndarray:
     """Logits (texts, classes) in input order for inference: texts cut by `windowing`, the windows run
     through `forward(input_ids, attention_mask)` (both (batch, seq) int64, returning (batch, classes)
     as numpy or a torch tensor) in length order, `batch_size` at a time (or by a token budget when
     `batch_tokens` is given), then pooled per text. Torch outputs are read back only after the last
-    batch, so a GPU runs the batches without a host sync each."""
+    batch, so a GPU runs the batches without a host sync each.
+
+    With `pool` (an executor of `workers` threads) the batches run concurrently, the next batch in
+    length order going to whichever thread is free; a call with fewer than `workers` x `batch_size`
+    windows is cut into smaller batches so that every thread gets one. `forward` must then be
+    thread-safe (ONNX Runtime's `run` is)."""
     from tqdm.auto import tqdm
 
     token_ids, windows = encode_windows(tokenizer, texts, windowing, cache=False)
-    outputs = []
+    if pool is not None and workers > 1 and batch_tokens is None:
+        batch_size = max(1, min(batch_size, -(-len(token_ids) // workers)))
     batches = sorted_plan(token_ids.lengths, batch_size=None if batch_tokens else batch_size, batch_tokens=batch_tokens)
-    for rows in tqdm(batches, desc="predicting", unit="batch", disable=not progress, leave=False):
-        outputs.append((rows, forward(*token_ids.pad(rows, pad_id))))
+
+    def run(rows: np.ndarray) -> Any:
+        return forward(*token_ids.pad(rows, pad_id))
+
+    results = pool.map(run, batches) if pool is not None else map(run, batches)
+    outputs = list(zip(batches, tqdm(results, total=len(batches), desc="predicting", unit="batch", disable=not progress, leave=False)))
     if not outputs:
         return np.zeros((0, 0), dtype=np.float32)
     logits = np.zeros((len(token_ids), outputs[0][1].shape[-1]), dtype=np.float32)

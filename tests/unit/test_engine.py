@@ -225,6 +225,36 @@ def test_inference_batches_by_a_token_budget_give_the_same_logits_in_input_order
     assert all(rows * width <= 128 for rows, width in shapes) and max(rows for rows, _ in shapes) > 4
 
 
+def test_inference_batches_on_a_pool_of_workers_give_the_same_logits_and_reach_every_worker():
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from textcls.windows import Windowing
+
+    tokenizer = load_tokenizer()
+    texts = [f"{title} {body}" for _, title, body in make_texts(40, seed=6)]
+    seen, both_running = [], threading.Barrier(2, timeout=10)
+
+    def plain(input_ids, attention_mask):  # a "model" whose logits are each row's token count and first id
+        return np.stack([attention_mask.sum(axis=1), input_ids[:, 1]], axis=1).astype(np.float32)
+
+    def forward(input_ids, attention_mask):
+        seen.append((threading.current_thread().name, input_ids.shape[0]))
+        if len(seen) <= 2:
+            both_running.wait()  # BrokenBarrierError unless the first two batches run at the same time
+        return plain(input_ids, attention_mask)
+
+    windowing = Windowing(max_length=32)
+    with ThreadPoolExecutor(2, thread_name_prefix="worker") as pool:
+        pooled = engine.pooled_logits(tokenizer, texts, windowing, forward, pad_id=0, batch_size=8, pool=pool, workers=2)
+        assert {name for name, _ in seen} == {"worker_0", "worker_1"} and max(rows for _, rows in seen) <= 8
+        seen[:] = [("", 0)] * 2  # no more meeting
+        few = engine.pooled_logits(tokenizer, texts[:2], windowing, forward, pad_id=0, batch_size=8, pool=pool, workers=2)
+    np.testing.assert_array_equal(pooled, engine.pooled_logits(tokenizer, texts, windowing, plain, pad_id=0, batch_size=8))
+    assert [rows for _, rows in seen[2:]] == [1, 1]  # two texts, two workers: a batch each, not one batch of two
+    np.testing.assert_array_equal(few, engine.pooled_logits(tokenizer, texts[:2], windowing, plain, pad_id=0, batch_size=8))
+
+
 @pytest.mark.parametrize(
     ("options", "message"),
     [

@@ -6,6 +6,7 @@ import json
 import shutil
 
 import numpy as np
+import torch
 import pytest
 
 import textcls
@@ -141,6 +142,18 @@ def test_spin_off_stops_onnx_runtime_threads_busy_waiting(exported_run):
     default = textcls.load(run_dir, PredictConfig(backend="onnx")).classifier
     with pytest.raises(Exception):  # never set: ONNX Runtime's own default (spinning) applies
         default.session.get_session_options().get_session_config_entry(key)
+
+
+def test_onnx_runs_one_single_threaded_batch_per_worker_with_the_same_answers(exported_run):
+    run_dir, _ = exported_run
+    sample = texts(40)
+    one = textcls.load(run_dir, PredictConfig(backend="onnx", threads=1)).classifier
+    two = textcls.load(run_dir, PredictConfig(backend="onnx", threads=2)).classifier
+    assert (one.workers, one._pool) == (1, None) and two.workers == 2
+    assert two.session.get_session_options().intra_op_num_threads == 1  # each worker runs the graph alone
+    np.testing.assert_allclose(two.predict_proba(sample), one.predict_proba(sample), atol=1e-5)
+    default = textcls.load(run_dir, PredictConfig(backend="onnx")).classifier
+    assert default.workers == torch.get_num_threads()
 
 
 def test_a_chunk_run_exports_and_pools_its_windows_like_torch(chunk_run, tmp_path):
