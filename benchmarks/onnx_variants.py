@@ -2,17 +2,21 @@
 
 For a fine-tuned pretrained-family run this builds, beside `RUN/onnx/` in a scratch folder:
     fp32                  the graph `textcls export` writes (shipped as backend `onnx`)
-    fp32 fused            the same through ONNX Runtime's transformer optimizer (Attention,
+    int8 dynamic          the graph `textcls export --int8` writes today (shipped as `onnx-int8`)
+    int8 dynamic, layer 0 FFN output fp32
+                          the same with the first layer's FFN output projection left in fp32, the
+                          graph textcls shipped until 2026-11-27
+    fp32 fused            the fp32 graph through ONNX Runtime's transformer optimizer (Attention,
                           SkipLayerNormalization, BiasGelu, EmbedLayerNormalization fused ops)
-    int8 dynamic          the graph `textcls export --int8` writes (shipped as backend `onnx-int8`)
     int8 dynamic fused    dynamic int8 of the fused graph (QAttention)
     int8 static QDQ       static int8 (u8 activations, s8 per-channel weights) calibrated (MinMax) on
     int8 static QOperator 128 dev texts, as QDQ pairs and as QLinearMatMul operators
 and times each over the same texts (sampled from train.csv, tokenised once beforehand, sorted by
-length, batches of 8, one fresh session at a time so no idle session's threads spin alongside),
-best of --repeats passes. Then the shipped int8 graph under other thread layouts: 2 intra-op
-threads with and without spinning, and 1 thread in each of 2 Python workers sharing the session.
-Agreement (labels against the fp32 graph) and accuracy on all dev texts.
+length, batches of 8) in the layout textcls uses (one ONNX Runtime thread in each of 2 Python
+workers sharing the session, ORT's SkipLayerNorm fusion off), one fresh session at a time, best of
+--repeats passes. Then the shipped int8 graph in other layouts: with the SkipLayerNorm fusion, and
+one batch at a time on 2 intra-op threads with and without spinning (textcls's layout until
+2026-11-27). Agreement (labels against the fp32 graph) and accuracy on all dev texts.
 
     python benchmarks/onnx_variants.py --run runs/agnews --data ../shared/data/ag_news
 """
@@ -24,6 +28,7 @@ import contextlib
 import logging
 import os
 import platform
+import re
 import sys
 import tempfile
 import time
@@ -34,7 +39,7 @@ import numpy as np
 
 from inference import cpu_matrix_units, exported_run_and_data, read_texts
 from textcls.files import write_json
-from textcls.onnx_backend import ONNX_DIR, ONNX_FILES, _sensitive_nodes
+from textcls.onnx_backend import DISABLED_FUSIONS, ONNX_DIR, ONNX_FILES, quantise_int8
 from textcls.runfolder import library_versions, model_dir
 
 log = logging.getLogger("benchmark")
@@ -57,7 +62,7 @@ def batches(tokenizer, texts: list[str], inputs: list[str], batch_size: int = 8)
     return rows, feeds
 
 
-def session(path: Path, threads: int, spin: bool):
+def session(path: Path, threads: int, spin: bool, disabled: list[str] = DISABLED_FUSIONS):
     import onnxruntime
 
     options = onnxruntime.SessionOptions()
@@ -65,7 +70,7 @@ def session(path: Path, threads: int, spin: bool):
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
-    return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"], disabled_optimizers=disabled)
 
 
 def run_all(sess, feeds: list[dict], workers: int) -> list[np.ndarray]:
@@ -73,6 +78,16 @@ def run_all(sess, feeds: list[dict], workers: int) -> list[np.ndarray]:
         return [sess.run(["logits"], feed)[0] for feed in feeds]
     with ThreadPoolExecutor(workers) as pool:
         return list(pool.map(lambda feed: sess.run(["logits"], feed)[0], feeds))
+
+
+def _first_ffn_output(path: Path) -> list[str]:
+    """The first encoder layer's FFN output MatMul, as the TorchScript exporter names it in BERT-like
+    models and DistilBERT (the graph textcls shipped until 2026-11-27 kept it in fp32)."""
+    import onnx
+
+    pattern = re.compile(r"layer\.0/(output/dense|ffn/lin2)/MatMul$")
+    return [node.name for node in onnx.load(str(path), load_external_data=False).graph.node
+            if node.op_type == "MatMul" and pattern.search(node.name)]
 
 
 def build_variants(run_dir: Path, scratch: Path, tokenizer, calibration: list[str]) -> dict[str, Path]:
@@ -84,7 +99,12 @@ def build_variants(run_dir: Path, scratch: Path, tokenizer, calibration: list[st
 
     shipped = run_dir / ONNX_DIR
     config = AutoConfig.from_pretrained(model_dir(run_dir))
-    variants = {"fp32": shipped / ONNX_FILES["onnx"], "int8 dynamic": shipped / ONNX_FILES["onnx-int8"]}
+    variants = {"fp32": shipped / ONNX_FILES["onnx"], "int8 dynamic": scratch / "int8.onnx"}
+    quantise_int8(variants["fp32"], variants["int8 dynamic"])  # what `textcls export --int8` writes today
+    first_ffn = _first_ffn_output(variants["fp32"])
+    variants["int8 dynamic, layer 0 FFN output fp32"] = scratch / "int8_first_ffn_fp32.onnx"
+    quantize_dynamic(variants["fp32"], variants["int8 dynamic, layer 0 FFN output fp32"], weight_type=QuantType.QInt8,
+                     per_channel=True, reduce_range=True, nodes_to_exclude=first_ffn)
     fused = scratch / "fused.onnx"
     optimize_model(str(variants["fp32"]), model_type="bert", num_heads=config.num_attention_heads,
                    hidden_size=config.hidden_size).save_model_to_file(str(fused))
@@ -110,7 +130,7 @@ def build_variants(run_dir: Path, scratch: Path, tokenizer, calibration: list[st
         with contextlib.chdir(scratch):
             quantize_static(
                 str(prepared), str(path), Reader(), quant_format=form, per_channel=True, activation_type=QuantType.QUInt8,
-                weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul"], nodes_to_exclude=_sensitive_nodes(variants["fp32"]),
+                weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul"],
                 calibrate_method=CalibrationMethod.MinMax, extra_options={"DefaultTensorType": 1},
             )
         variants[name] = path
@@ -140,13 +160,14 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory(prefix="onnx-variants-") as scratch:
         variants = build_variants(run_dir, Path(scratch), tokenizer, dev_texts[:128])
-        layouts = [(name, path, 2, True, 1) for name, path in variants.items()]
+        layouts = [(name, path, 1, False, 2, DISABLED_FUSIONS) for name, path in variants.items()]
         shipped = variants["int8 dynamic"]
-        layouts += [("int8 dynamic, 2 threads, no spinning", shipped, 2, False, 1),
-                    ("int8 dynamic, 1 thread x 2 workers", shipped, 1, False, 2)]
+        layouts += [("int8 dynamic, ORT's SkipLayerNorm fusion on", shipped, 1, False, 2, []),
+                    ("int8 dynamic, 2 threads on each batch, spinning", shipped, 2, True, 1, DISABLED_FUSIONS),
+                    ("int8 dynamic, 2 threads on each batch, no spinning", shipped, 2, False, 1, DISABLED_FUSIONS)]
         reference = None
-        for name, path, threads, spin, workers in layouts:
-            sess = session(path, threads, spin)
+        for name, path, threads, spin, workers, disabled in layouts:
+            sess = session(path, threads, spin, disabled)
             inputs = [node.name for node in sess.get_inputs()]
             _, feeds = batches(tokenizer, texts, inputs)
             run_all(sess, feeds[:8], workers)
@@ -159,15 +180,15 @@ def main() -> None:
             row = {"variant": name, "threads": threads, "spin": spin, "workers": workers, "bytes": path.stat().st_size,
                    "texts_per_second": round(len(texts) / best, 1),
                    "label_agreement": float((labels == reference).mean()), "dev_accuracy": float((labels == dev_labels).mean())}
-            log.info("%-38s %7.1f texts/s  agree %.4f  dev %.4f", name, row["texts_per_second"], row["label_agreement"], row["dev_accuracy"])
+            log.info("%-50s %7.1f texts/s  agree %.4f  dev %.4f", name, row["texts_per_second"], row["label_agreement"], row["dev_accuracy"])
             rows.append(row)
             sess = None  # closes its threads before the next variant starts
 
     shipped_speed = next(r["texts_per_second"] for r in rows if r["variant"] == "int8 dynamic")
     print(f"\nONNX Runtime variants, {len(texts)} AG News texts (tokenised beforehand), sorted batches of 8, best of {args.repeats}")
-    print(f"{'variant':<38} {'texts/s':>8} {'x shipped int8':>15} {'agree (dev)':>12} {'dev acc':>8}")
+    print(f"{'variant':<50} {'texts/s':>8} {'x shipped int8':>15} {'agree (dev)':>12} {'dev acc':>8}")
     for row in rows:
-        print(f"{row['variant']:<38} {row['texts_per_second']:>8.1f} {row['texts_per_second'] / shipped_speed:>15.2f} "
+        print(f"{row['variant']:<50} {row['texts_per_second']:>8.1f} {row['texts_per_second'] / shipped_speed:>15.2f} "
               f"{row['label_agreement']:>12.2%} {row['dev_accuracy']:>8.4f}")
     units = cpu_matrix_units()
     print(f"matrix units: {', '.join(f for f, on in units['flags'].items() if on) or 'none'}; oneDNN ISA: {units['onednn_isa']}")

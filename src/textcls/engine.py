@@ -373,7 +373,8 @@ def pooled_logits(
 
     With `pool` (an executor of `workers` threads) the batches run concurrently, the next batch in
     length order going to whichever thread is free; a call with fewer than `workers` x `batch_size`
-    windows is cut into smaller batches so that every thread gets one. `forward` must then be
+    windows is cut into smaller batches so that every thread gets one, and a single batch runs on the
+    calling thread (a hand-off would only add latency to a one-text call). `forward` must then be
     thread-safe (ONNX Runtime's `run` is)."""
     from tqdm.auto import tqdm
 
@@ -385,7 +386,7 @@ def pooled_logits(
     def run(rows: np.ndarray) -> Any:
         return forward(*token_ids.pad(rows, pad_id))
 
-    results = pool.map(run, batches) if pool is not None else map(run, batches)
+    results = pool.map(run, batches) if pool is not None and len(batches) > 1 else map(run, batches)  # one batch: no hand-off
     outputs = list(zip(batches, tqdm(results, total=len(batches), desc="predicting", unit="batch", disable=not progress, leave=False)))
     if not outputs:
         return np.zeros((0, 0), dtype=np.float32)

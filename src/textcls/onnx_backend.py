@@ -28,7 +28,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import re
 import time
 import warnings
 from collections.abc import Iterator, Sequence
@@ -76,9 +75,10 @@ SAMPLE_TEXTS = (
     " ".join(["Oil prices climbed again on Tuesday as supply worries grew."] * 20),
     "antidisestablishmentarianism",
 )
-# ONNX Runtime graph fusions left out: its fused SkipLayerNormalization kernel ran 10% of the int8
-# graph's time, and without it (a plain Add + LayerNormalization) the int8 graph ran 1.12x as fast at
-# the same dev labels (1 thread, 2-core AMD EPYC, ORT 1.32); the fp32 graph measured the same either way.
+# ONNX Runtime graph fusions left out: its fused SkipLayerNormalization kernel took 10% of the int8
+# graph's time, and without it (a plain Add + LayerNormalization) the int8 graph ran 1.21x as fast at
+# the same dev labels (2-core AMD EPYC, ORT 1.32, `benchmarks/onnx_variants.py`); the fp32 graph
+# measured the same either way.
 # An unknown name is ignored by ONNX Runtime, so a later release that renames the fusion loses only speed.
 DISABLED_FUSIONS = ["SkipLayerNormFusion"]
 _EXTRA_HINT = "pip install 'textcls[onnx]'"
@@ -143,10 +143,10 @@ class OnnxClassifier(Predictor):
         """Open `RUN/onnx/<file>` for `backend` beside `model_dir` (= RUN/model).
 
         `threads` (default: one per core, as torch counts them) worker threads each run whole batches
-        on one ONNX Runtime thread: 2 workers measured 1.15x to 1.5x the throughput of one batch at a
-        time on 2 ONNX Runtime threads (2-core AMD EPYC, int8 graph), and a one-text call took 3.4 ms
-        against 3.1. With one ONNX Runtime thread per run there is no thread pool to busy-wait, so
-        `spin=False` (recorded in the session's options) changes nothing measurable any more.
+        on one ONNX Runtime thread: 2 workers ran the int8 graph 1.19x as fast as one batch at a time
+        on 2 ONNX Runtime threads (2-core AMD EPYC, `benchmarks/onnx_variants.py`). With one ONNX
+        Runtime thread per run there is no thread pool to busy-wait, so `spin=False` (recorded in
+        the session's options) changes nothing measurable any more.
         `weights_sha256` is the torch weights' digest where the caller has checked it already.
         """
         from transformers import AutoTokenizer
@@ -341,18 +341,8 @@ def export_onnx(run_dir: str | Path, int8: bool = False, opset: int = OPSET) -> 
 
     write_atomic(out_dir / ONNX_FILES["onnx"], export)
     if int8:
-        from onnxruntime.quantization import QuantType, quantize_dynamic
-
         def quantise(temporary: Path) -> None:
-            # Measured on the fine-tuned embedded model, 2,000 AG News dev texts: per-tensor int8
-            # kept 98.8% of the fp32 labels (1,000 texts); per-channel scales with a 7-bit weight
-            # range 99.6% (dev accuracy -0.4 pt); leaving also the first layer's FFN output
-            # projection in fp32 99.7% (-0.1 pt) at the same speed (the last layer's instead: 99.6%).
-            with _without_log_message("pre-processing before quantization"):  # advice for static quantisation
-                quantize_dynamic(
-                    out_dir / ONNX_FILES["onnx"], temporary, weight_type=QuantType.QInt8, per_channel=True,
-                    reduce_range=True, nodes_to_exclude=_sensitive_nodes(out_dir / ONNX_FILES["onnx"]),
-                )
+            quantise_int8(out_dir / ONNX_FILES["onnx"], temporary)
             record["files"]["onnx-int8"] = _checked(temporary, "onnx-int8", reference, model_dir, info)
 
         write_atomic(out_dir / ONNX_FILES["onnx-int8"], quantise)
@@ -362,9 +352,19 @@ def export_onnx(run_dir: str | Path, int8: bool = False, opset: int = OPSET) -> 
     return record
 
 
-# The first encoder layer's FFN down-projection, as the TorchScript exporter names it in BERT,
-# RoBERTa and friends (".../layer.0/output/dense/MatMul") and in DistilBERT (".../layer.0/ffn/lin2/MatMul").
-_SENSITIVE = re.compile(r"layer\.0/(output/dense|ffn/lin2)/MatMul$")
+def quantise_int8(source: Path, target: Path) -> None:
+    """The int8 graph of `export --int8`: ONNX Runtime's dynamic quantisation of every MatMul's weights.
+
+    Measured on the fine-tuned embedded model, 2,000 AG News dev texts: per-tensor int8 kept 98.8% of
+    the fp32 labels (1,000 texts); per-channel scales with a 7-bit weight range 99.6%. Keeping the
+    first layer's FFN output projection in fp32 (as textcls did until 2026-11-27) kept 99.75% instead
+    of 99.65% at equal dev accuracy, but that one fp32 MatMul took 13% of a single-threaded run and the
+    all-int8 graph ran 1.13x as fast (2-core AMD EPYC, ORT 1.32; `benchmarks/onnx_variants.py`).
+    """
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    with _without_log_message("pre-processing before quantization"):  # advice for static quantisation
+        quantize_dynamic(source, target, weight_type=QuantType.QInt8, per_channel=True, reduce_range=True)
 
 
 @contextlib.contextmanager
@@ -381,14 +381,6 @@ def _without_log_message(fragment: str) -> Iterator[None]:
         yield
     finally:
         logging.getLogger().removeFilter(drop)
-
-
-def _sensitive_nodes(path: Path) -> list[str]:
-    """MatMul nodes kept in fp32 by the int8 export (see `export_onnx`)."""
-    import onnx
-
-    graph = onnx.load(str(path), load_external_data=False).graph
-    return [node.name for node in graph.node if node.op_type == "MatMul" and _SENSITIVE.search(node.name)]
 
 
 def _checked(path: Path, backend: str, reference: PretrainedClassifier, model_dir: Path, info: dict[str, Any]) -> dict[str, Any]:

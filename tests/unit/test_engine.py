@@ -250,6 +250,9 @@ def test_inference_batches_on_a_pool_of_workers_give_the_same_logits_and_reach_e
         assert {name for name, _ in seen} == {"worker_0", "worker_1"} and max(rows for _, rows in seen) <= 8
         seen[:] = [("", 0)] * 2  # no more meeting
         few = engine.pooled_logits(tokenizer, texts[:2], windowing, forward, pad_id=0, batch_size=8, pool=pool, workers=2)
+        engine.pooled_logits(tokenizer, texts[:1], windowing, forward, pad_id=0, batch_size=8, pool=pool, workers=2)
+    assert seen[-1] == (threading.current_thread().name, 1)  # a single batch runs here, with no hand-off
+    del seen[-1]
     np.testing.assert_array_equal(pooled, engine.pooled_logits(tokenizer, texts, windowing, plain, pad_id=0, batch_size=8))
     assert [rows for _, rows in seen[2:]] == [1, 1]  # two texts, two workers: a batch each, not one batch of two
     np.testing.assert_array_equal(few, engine.pooled_logits(tokenizer, texts[:2], windowing, plain, pad_id=0, batch_size=8))

@@ -54,6 +54,20 @@ def test_export_writes_both_graphs_with_a_record_of_their_checks(exported_run):
     assert not list((run_dir / ONNX_DIR).glob(".*tmp"))  # temporary files renamed or removed
 
 
+def test_the_int8_graph_quantises_every_weight_matmul(exported_run):
+    onnx = pytest.importorskip("onnx")
+    run_dir, _ = exported_run
+    graphs = {name: onnx.load(str(run_dir / ONNX_DIR / name)).graph for name in ("model.onnx", "model.int8.onnx")}
+    weights = {name: {tensor.name for tensor in graph.initializer} for name, graph in graphs.items()}
+
+    def weight_matmuls(name):
+        return [node.name for node in graphs[name].node if node.op_type == "MatMul" and set(node.input) & weights[name]]
+
+    assert len(weight_matmuls("model.onnx")) >= 6  # the tiny BERT's projections, in fp32
+    assert weight_matmuls("model.int8.onnx") == []  # none left in fp32, the first layer's FFN included
+    assert any(node.op_type == "MatMulInteger" for node in graphs["model.int8.onnx"].node)
+
+
 @pytest.mark.parametrize("backend, atol", [("onnx", 1e-4), ("onnx-int8", 0.1)])
 def test_onnx_backends_match_torch_in_input_order(exported_run, backend, atol):
     run_dir, _ = exported_run
