@@ -416,8 +416,8 @@ class PredictConfig:
     )
     spin: bool = _help(
         "onnx backends: allow ONNX Runtime's intra-op threads to busy-wait between calls (`textcls serve` turns it "
-        "off unless given). Each worker now runs ONNX Runtime on one thread, with no pool to spin, so this no "
-        "longer changes speed or idle CPU; kept so that scripts passing it still work.",
+        "off unless given). They run each batch on one ONNX Runtime thread, with no pool to spin, so this changes "
+        "nothing measurable; kept so that scripts passing it (`textcls serve --spin`) still work.",
         default=True,
     )
     precision: str | None = _help(

@@ -387,7 +387,8 @@ def pooled_logits(
         return forward(*token_ids.pad(rows, pad_id))
 
     results = pool.map(run, batches) if pool is not None and len(batches) > 1 else map(run, batches)  # one batch: no hand-off
-    outputs = list(zip(batches, tqdm(results, total=len(batches), desc="predicting", unit="batch", disable=not progress, leave=False)))
+    bar = tqdm(results, total=len(batches), desc="predicting", unit="batch", disable=not progress, leave=False)
+    outputs = list(zip(batches, bar))
     if not outputs:
         return np.zeros((0, 0), dtype=np.float32)
     logits = np.zeros((len(token_ids), outputs[0][1].shape[-1]), dtype=np.float32)

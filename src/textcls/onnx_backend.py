@@ -385,7 +385,7 @@ def _without_log_message(fragment: str) -> Iterator[None]:
 
 def _checked(path: Path, backend: str, reference: PretrainedClassifier, model_dir: Path, info: dict[str, Any]) -> dict[str, Any]:
     onnxruntime = _require_onnxruntime()
-    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"], disabled_optimizers=DISABLED_FUSIONS)
     candidate = OnnxClassifier(
         session, reference.tokenizer, info["label_names"], info["max_length"], backend, model_dir, Windowing.of_run(info),
         reference.multi_label,
