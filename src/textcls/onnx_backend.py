@@ -125,6 +125,7 @@ class OnnxClassifier(Predictor):
         self.input_names = [node.name for node in session.get_inputs()]
         self.workers = workers
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="textcls-onnx") if workers > 1 else None
+        self.concurrent_calls = 2 if workers > 1 else 1
         self._torch: PretrainedClassifier | None = None
 
     @classmethod

@@ -175,3 +175,56 @@ def test_stop_with_a_timeout_answers_the_oldest_requests_and_refuses_the_rest():
     assert answered[0] and not answered[-1]  # the five-text request went first, though larger than max_batch
     assert answered == sorted(answered, reverse=True)  # oldest first: the answered ones are a prefix
     assert outcomes[0][:, 0].tolist() == [4.0] * 5
+
+
+class OverlapModel(RecordingModel):
+    """A RecordingModel whose first two calls must run at the same time (else the barrier breaks),
+    and whose first call is the slowest, so later calls finish before it."""
+
+    def __init__(self):
+        super().__init__()
+        self.both_running = threading.Barrier(2, timeout=5)
+        self.count = 0
+        self.lock = threading.Lock()
+
+    def __call__(self, texts: list[str]) -> np.ndarray:
+        with self.lock:
+            self.count += 1
+            number = self.count
+        if number <= 2:
+            self.both_running.wait()  # BrokenBarrierError unless two calls overlap
+        time.sleep(0.1 if number == 1 else 0.01)
+        return super().__call__(texts)
+
+
+def test_with_max_calls_two_model_calls_overlap_and_a_split_request_still_gets_its_rows_in_order():
+    model = OverlapModel()
+    large = ["L" * n for n in range(1, 20)]  # 19 texts in chunks of 4, the first chunk back last
+
+    async def main():
+        batcher = MicroBatcher(model, max_batch=4, max_wait=0.0, max_queue=100, max_calls=2)
+        await batcher.start()
+        results = await asyncio.gather(batcher.predict(large), *(batcher.predict([f"s{i}"]) for i in range(6)))
+        await batcher.stop()
+        return results
+
+    large_rows, *small_rows = run(main())
+    assert large_rows[:, 0].tolist() == list(range(1, 20))  # chunks joined by position, not by arrival
+    assert [rows[0, 0] for rows in small_rows] == [2.0] * 6
+    assert len(model.threads) == 2 and sum(model.calls) == 19 + 6 and max(model.calls) <= 4
+
+
+def test_stop_waits_for_the_calls_in_flight_and_max_calls_must_be_positive():
+    model = RecordingModel(delay=0.05)
+
+    async def main():
+        batcher = MicroBatcher(model, max_batch=1, max_wait=0.0, max_queue=100, max_calls=2)
+        await batcher.start()
+        tasks = [asyncio.create_task(batcher.predict([f"t{i}"])) for i in range(5)]
+        await asyncio.sleep(0)  # let them queue
+        await batcher.stop()
+        return [task.result()[0, 0] for task in tasks]
+
+    assert run(main()) == [2.0] * 5
+    with pytest.raises(ValueError, match="max_calls: expected an integer >= 1, found 0"):
+        MicroBatcher(model, max_batch=1, max_wait=0.0, max_queue=1, max_calls=0)

@@ -164,6 +164,8 @@ def test_onnx_runs_one_single_threaded_batch_per_worker_with_the_same_answers(ex
     one = textcls.load(run_dir, PredictConfig(backend="onnx", threads=1)).classifier
     two = textcls.load(run_dir, PredictConfig(backend="onnx", threads=2)).classifier
     assert (one.workers, one._pool) == (1, None) and two.workers == 2
+    assert (one.concurrent_calls, two.concurrent_calls) == (1, 2)  # a server may overlap calls on two workers
+    assert one.torch_classifier().concurrent_calls == 1  # torch splits every call over the cores itself
     assert two.session.get_session_options().intra_op_num_threads == 1  # each worker runs the graph alone
     np.testing.assert_allclose(two.predict_proba(sample), one.predict_proba(sample), atol=1e-5)
     default = textcls.load(run_dir, PredictConfig(backend="onnx")).classifier

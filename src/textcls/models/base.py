@@ -96,6 +96,10 @@ class Predictor(abc.ABC):
     max_length: int | None = None
     # True for a model trained with --multi-label: `predict_proba` gives each label's own sigmoid score
     multi_label: bool = False
+    # How many `predict_proba` calls a server may run at once: 1 where a call already uses every core
+    # (torch splits each operation over them); more where a call spreads its batches over worker
+    # threads (the ONNX backends), so the next call's batches can fill the cores a call's last leaves idle.
+    concurrent_calls: int = 1
 
     @abc.abstractmethod
     def predict_proba(self, texts: Sequence[str], batch_size: int = 64, progress: bool = False) -> np.ndarray:

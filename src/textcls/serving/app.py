@@ -194,6 +194,7 @@ def create_app(run: "Run", config: ServeConfig | None = None) -> Any:
     config = config or ServeConfig()
     batcher = MicroBatcher(
         run.predict_proba, max_batch=config.max_batch, max_wait=config.max_wait_ms / 1000.0, max_queue=config.max_queue,
+        max_calls=run.classifier.concurrent_calls,
     )
     card = _model_card(run, config)
     thresholds = getattr(run, "thresholds", None)  # set for a multi-label run

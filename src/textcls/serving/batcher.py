@@ -1,7 +1,10 @@
 """Micro-batching: concurrent requests share one model call, so throughput rises with load.
 
 Requests wait in a bounded queue. A worker runs one `predict(texts)` for up to `max_batch` waiting
-texts on a single model thread; each request gets its own rows back, in order. A request larger
+texts on a model thread; each request gets its own rows back, in order. Calls do not overlap unless
+`max_calls` > 1, which suits a model that spreads a call over its own worker threads (the ONNX
+backends): the next call then prepares and queues its chunks while the last chunks of the one
+before still run, so no core idles at the end of a call. A request larger
 than `max_batch` is served a chunk at a time: a request with texts left after a model call goes to
 the back of the queue, so one large request cannot hold the model while small ones wait. A request
 that finds the model idle waits up to `max_wait` for others to join it; requests that queued while
@@ -44,7 +47,8 @@ class _Job:
     future: asyncio.Future
     arrived: float  # event-loop time
     given: int = 0  # texts already handed to the model
-    rows: list[np.ndarray] = field(default_factory=list)  # one array per model call that had a chunk
+    received: int = 0  # texts whose rows have come back
+    rows: dict[int, np.ndarray] = field(default_factory=dict)  # first text's index -> rows, one entry per chunk
 
     @property
     def left(self) -> int:
@@ -52,9 +56,13 @@ class _Job:
 
 
 class MicroBatcher:
-    """Collects `predict` requests from many coroutines into few model calls on one thread."""
+    """Collects `predict` requests from many coroutines into few model calls, `max_calls` at a time."""
 
-    def __init__(self, predict: Callable[[list[str]], np.ndarray], max_batch: int, max_wait: float, max_queue: int):
+    def __init__(
+        self, predict: Callable[[list[str]], np.ndarray], max_batch: int, max_wait: float, max_queue: int, max_calls: int = 1
+    ):
+        if max_calls < 1:
+            raise ValueError(f"max_calls: expected an integer >= 1, found {max_calls}")
         self._predict = predict
         self.max_batch = max_batch
         self.max_wait = max_wait
@@ -65,8 +73,12 @@ class MicroBatcher:
         self._stopping = False
         self._deadline = float("inf")  # event-loop time by which a shutdown must be done
         self._last_call_seconds = 0.0
-        # One model thread: calls never overlap, so the model's own threads have the cores to themselves.
-        self._model_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="textcls-model")
+        self._last_call_ended = float("-inf")
+        # With one model thread calls never overlap, so the model's own threads have the cores to themselves.
+        self.max_calls = max_calls
+        self._model_thread = ThreadPoolExecutor(max_workers=max_calls, thread_name_prefix="textcls-model")
+        self._free: asyncio.Semaphore | None = None  # model threads without a call
+        self._in_flight: set[asyncio.Task] = set()
         self.batches = 0
         self.texts = 0
 
@@ -76,6 +88,7 @@ class MicroBatcher:
 
     async def start(self) -> None:
         self._wakeup = asyncio.Event()
+        self._free = asyncio.Semaphore(self.max_calls)
         self._worker = asyncio.create_task(self._run(), name="textcls-batcher")
 
     def close(self, timeout: float | None = None) -> None:
@@ -109,7 +122,7 @@ class MicroBatcher:
         return await job.future
 
     async def call(self, function: Callable[..., Any], *args: Any) -> Any:
-        """Run `function(*args)` on the model thread, between batches (for explain)."""
+        """Run `function(*args)` on a model thread, between batches (for explain)."""
         if self._stopping:
             raise ShuttingDown("the server is shutting down")
         return await asyncio.get_running_loop().run_in_executor(self._model_thread, function, *args)
@@ -142,43 +155,57 @@ class MicroBatcher:
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
-        last_call_ended = float("-inf")
         while True:
             if not self._pending:
                 if self._stopping:
-                    return
+                    break
                 self._wakeup.clear()
                 await self._wakeup.wait()
                 continue
+            await self._free.acquire()  # a model thread is free; requests keep queueing meanwhile
             # A model call cannot be interrupted, so one that would outlast a shutdown's deadline is not started.
             if loop.time() + self._last_call_seconds > self._deadline:
+                self._free.release()
                 self._refuse_queued("the server is shutting down and could not answer this request in time")
-                return
+                break
             # Only a request that arrived at an idle model waits for company.
-            deadline = self._pending[0].arrived + self.max_wait if self._pending[0].arrived > last_call_ended else 0.0
+            idle = not self._in_flight and self._pending[0].arrived > self._last_call_ended
+            deadline = self._pending[0].arrived + self.max_wait if idle else 0.0
             while not self._stopping and self._waiting_texts() < self.max_batch and loop.time() < deadline:
                 await asyncio.sleep(min(0.001, max(0.0, deadline - loop.time())))
             batch = self._take_batch()
             if not batch:
+                self._free.release()
                 continue
-            texts = [text for job, start, stop in batch for text in job.texts[start:stop]]
-            started = loop.time()
-            try:
-                probs = await loop.run_in_executor(self._model_thread, self._predict, texts)
-            except Exception as error:  # every request in the batch learns of it; the worker lives on
-                log.exception("model call failed for a batch of %d texts", len(texts))
-                for job, _, _ in batch:
-                    if not job.future.done():
-                        job.future.set_exception(error)
-                continue
-            finally:
-                last_call_ended = loop.time()
-                self._last_call_seconds = last_call_ended - started
-            self.batches += 1
-            self.texts += len(texts)
-            offset = 0
-            for job, start, stop in batch:
-                job.rows.append(probs[offset : offset + stop - start])
-                offset += stop - start
-                if stop == len(job.texts) and not job.future.done():
-                    job.future.set_result(np.concatenate(job.rows))
+            call = loop.create_task(self._call_model(batch))
+            self._in_flight.add(call)
+            call.add_done_callback(self._in_flight.discard)
+        if self._in_flight:  # stopping: the calls already started answer their requests
+            await asyncio.gather(*self._in_flight)
+
+    async def _call_model(self, batch: list[tuple[_Job, int, int]]) -> None:
+        """One model call for `batch`; each job gets its rows, and its answer once all its chunks are back."""
+        loop = asyncio.get_running_loop()
+        texts = [text for job, start, stop in batch for text in job.texts[start:stop]]
+        started = loop.time()
+        try:
+            probs = await loop.run_in_executor(self._model_thread, self._predict, texts)
+        except Exception as error:  # every request in the batch learns of it; the worker lives on
+            log.exception("model call failed for a batch of %d texts", len(texts))
+            for job, _, _ in batch:
+                if not job.future.done():
+                    job.future.set_exception(error)
+            return
+        finally:
+            self._last_call_ended = loop.time()
+            self._last_call_seconds = self._last_call_ended - started
+            self._free.release()
+        self.batches += 1
+        self.texts += len(texts)
+        offset = 0
+        for job, start, stop in batch:
+            job.rows[start] = probs[offset : offset + stop - start]
+            job.received += stop - start
+            offset += stop - start
+            if job.received == len(job.texts) and not job.future.done():  # chunks may come back in any order
+                job.future.set_result(np.concatenate([job.rows[first] for first in sorted(job.rows)]))
