@@ -228,3 +228,27 @@ def test_stop_waits_for_the_calls_in_flight_and_max_calls_must_be_positive():
     assert run(main()) == [2.0] * 5
     with pytest.raises(ValueError, match="max_calls: expected an integer >= 1, found 0"):
         MicroBatcher(model, max_batch=1, max_wait=0.0, max_queue=1, max_calls=0)
+
+
+def test_explain_calls_run_one_at_a_time_even_when_model_calls_overlap():
+    running, most = [0], [0]
+    lock = threading.Lock()
+
+    def explain(_text):  # attention maps switch the torch model's attention: two at once would race
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        time.sleep(0.02)
+        with lock:
+            running[0] -= 1
+        return "done"
+
+    async def main():
+        batcher = MicroBatcher(RecordingModel(), max_batch=4, max_wait=0.0, max_queue=100, max_calls=2)
+        await batcher.start()
+        answers = await asyncio.gather(*(batcher.call(explain, f"t{i}") for i in range(4)), batcher.predict(["x"]))
+        await batcher.stop()
+        return answers
+
+    *explained, rows = run(main())
+    assert explained == ["done"] * 4 and most[0] == 1 and rows[0, 0] == 1.0

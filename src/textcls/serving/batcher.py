@@ -77,6 +77,11 @@ class MicroBatcher:
         # With one model thread calls never overlap, so the model's own threads have the cores to themselves.
         self.max_calls = max_calls
         self._model_thread = ThreadPoolExecutor(max_workers=max_calls, thread_name_prefix="textcls-model")
+        # `call` (explain) runs one at a time: on the model thread between batches, or beside overlapping
+        # calls on a thread of its own (attention maps switch the torch model's attention for the call).
+        self._call_thread = (
+            self._model_thread if max_calls == 1 else ThreadPoolExecutor(max_workers=1, thread_name_prefix="textcls-call")
+        )
         self._free: asyncio.Semaphore | None = None  # model threads without a call
         self._in_flight: set[asyncio.Task] = set()
         self.batches = 0
@@ -108,6 +113,7 @@ class MicroBatcher:
         if self._worker is not None:
             await self._worker
         self._model_thread.shutdown(wait=True)
+        self._call_thread.shutdown(wait=True)
 
     async def predict(self, texts: Sequence[str]) -> np.ndarray:
         """Probabilities for `texts` (rows in order), computed in a batch with other requests."""
@@ -122,10 +128,11 @@ class MicroBatcher:
         return await job.future
 
     async def call(self, function: Callable[..., Any], *args: Any) -> Any:
-        """Run `function(*args)` on a model thread, between batches (for explain)."""
+        """Run `function(*args)` (explain), one such call at a time: between batches with one model
+        thread, beside the model calls with several."""
         if self._stopping:
             raise ShuttingDown("the server is shutting down")
-        return await asyncio.get_running_loop().run_in_executor(self._model_thread, function, *args)
+        return await asyncio.get_running_loop().run_in_executor(self._call_thread, function, *args)
 
     def _waiting_texts(self) -> int:
         return sum(job.left for job in self._pending)
