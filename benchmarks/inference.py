@@ -36,7 +36,7 @@ import torch
 import textcls
 from textcls.autobackend import cpu_flags
 from textcls.config import PredictConfig
-from textcls.files import write_json
+from textcls.files import write_atomic, write_json
 from textcls.onnx_backend import ONNX_DIR, ONNX_FILES, export_onnx
 from textcls.runfolder import backend_cache_path, is_run, library_versions
 
@@ -120,6 +120,8 @@ def main() -> None:
     parser.add_argument("--skip-pipeline", action="store_true", help="Leave out the slow pipeline and unsorted rows.")
     parser.add_argument("--repeats", type=int, default=2, help="Timed passes over all rows, in turns; each row keeps its fastest.")
     parser.add_argument("--output", default="benchmarks/results/inference.json")
+    parser.add_argument("--texts-out", help="Also write the timed texts to this file, one per line (for timing "
+                        "`textcls predict RUN --input FILE` on the same texts), and exit.")
     args = parser.parse_args()
     if args.repeats < 1:
         parser.error(f"--repeats: expected an integer >= 1, found {args.repeats}")
@@ -130,6 +132,11 @@ def main() -> None:
     pool, _ = read_texts(data / "train.csv")
     rng = np.random.default_rng(args.seed)
     texts = [pool[i] for i in rng.choice(len(pool), size=min(args.rows, len(pool)), replace=False)]
+    if args.texts_out:
+        write_atomic(Path(args.texts_out), lambda temporary: temporary.write_text(
+            "".join(" ".join(text.split()) + "\n" for text in texts), encoding="utf-8"))
+        print(f"written: {args.texts_out} ({len(texts)} texts)")
+        return
     dev_texts, dev_labels = read_texts(data / "dev.csv")
 
     # auto's choice is made (and cached in RUN/backends.json) before anything is timed; how long it took is reported

@@ -125,8 +125,12 @@ class OnnxClassifier(Predictor):
         self.input_names = [node.name for node in session.get_inputs()]
         self.workers = workers
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="textcls-onnx") if workers > 1 else None
-        self.concurrent_calls = 2 if workers > 1 else 1
         self._torch: PretrainedClassifier | None = None
+
+    @property
+    def concurrent_calls(self) -> int:  # type: ignore[override]
+        """Two with worker threads: the next call's batches fill the cores a call's last batch leaves idle."""
+        return 2 if self.workers > 1 else 1
 
     @classmethod
     def load(
