@@ -50,6 +50,8 @@ def main() -> None:
     parser.add_argument("--pretrain-epochs", type=float, default=1.0)
     parser.add_argument("--pretrain-lr", type=float, default=1e-4)
     parser.add_argument("--whole-word-masking", action="store_true")
+    parser.add_argument("--fresh-head", default="data", choices=("data", "random"),
+                        help="How the embedded MiniLM's missing MLM head starts (textcls pretrain --fresh-head).")
     parser.add_argument("--epochs", type=float, default=5.0, help="Fine-tuning epochs on the small labelled sets.")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--lr", type=float, default=1e-4)
@@ -66,6 +68,7 @@ def main() -> None:
         textcls.pretrain(
             str(Path(data) / "train.csv"), str(encoder), overwrite=True, epochs=args.pretrain_epochs,
             lr=args.pretrain_lr, time_budget=args.pretrain_minutes, whole_word_masking=args.whole_word_masking,
+            fresh_head=args.fresh_head,
         )
     pretraining = read_record(encoder).metrics
     log.info("pre-training: %s", pretraining["held_out"])

@@ -22,6 +22,7 @@ from textcls.errors import ConfigError, UnknownOptionError
 from textcls.families import DEFAULT_FAMILY, FAMILIES
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+FRESH_HEADS = ("data", "random")  # how `pretrain` starts an MLM head the encoder lacks
 AUTO_BACKEND = "auto"  # the fastest agreeing backend, measured once per machine (`textcls.autobackend`)
 ENGINES = ("torch", "onnx", "onnx-int8")  # the backends that run a model
 BACKENDS = (AUTO_BACKEND, *ENGINES)
@@ -364,6 +365,11 @@ class PretrainConfig:
         "never a random token).",
         default=False,
     )
+    fresh_head: str = _help(
+        "How an encoder shipped without an MLM head starts its new one: 'data' (the transform as the identity, "
+        "the vocabulary bias as each token's log share of the text) or 'random' (as transformers draws it).",
+        default="data",
+    )
     holdout_fraction: float = _help("Share of the texts held out (seeded) to score the model before and after.", default=0.05)
     pseudo_perplexity_texts: int = _help(
         "Held-out texts scored by pseudo-perplexity (one forward pass per token, so it is capped).", default=200
@@ -387,6 +393,7 @@ class PretrainConfig:
         _check(0.0 <= self.warmup_ratio < 1.0, "warmup_ratio", "a fraction in [0, 1)", self.warmup_ratio)
         _check(8 <= self.max_length <= 8192, "max_length", "an integer in [8, 8192]", self.max_length)
         _check(0.0 < self.mlm_probability < 1.0, "mlm_probability", "a fraction in (0, 1)", self.mlm_probability)
+        _check(self.fresh_head in FRESH_HEADS, "fresh_head", f"one of {FRESH_HEADS}", self.fresh_head)
         _check(0.0 < self.holdout_fraction < 0.5, "holdout_fraction", "a fraction in (0, 0.5)", self.holdout_fraction)
         _check(self.pseudo_perplexity_texts >= 0, "pseudo_perplexity_texts", "an integer >= 0", self.pseudo_perplexity_texts)
         _check(self.precision in PRECISIONS, "precision", f"one of {PRECISIONS}", self.precision)
