@@ -49,6 +49,7 @@ def main() -> None:
     parser.add_argument("--pretrain-minutes", type=float, default=30.0, help="Time budget of the pre-training.")
     parser.add_argument("--pretrain-epochs", type=float, default=1.0)
     parser.add_argument("--pretrain-lr", type=float, default=1e-4)
+    parser.add_argument("--mlm-probability", type=float, default=0.15, help="Share of tokens masked in the pre-training.")
     parser.add_argument("--whole-word-masking", action="store_true")
     parser.add_argument("--fresh-head", default="data", choices=("data", "random"),
                         help="How the embedded MiniLM's missing MLM head starts (textcls pretrain --fresh-head).")
@@ -68,7 +69,7 @@ def main() -> None:
         textcls.pretrain(
             str(Path(data) / "train.csv"), str(encoder), overwrite=True, epochs=args.pretrain_epochs,
             lr=args.pretrain_lr, time_budget=args.pretrain_minutes, whole_word_masking=args.whole_word_masking,
-            fresh_head=args.fresh_head,
+            fresh_head=args.fresh_head, mlm_probability=args.mlm_probability,
         )
     pretraining = read_record(encoder).metrics
     log.info("pre-training: %s", pretraining["held_out"])
