@@ -47,12 +47,16 @@ class _Job:
     future: asyncio.Future
     arrived: float  # event-loop time
     given: int = 0  # texts already handed to the model
-    received: int = 0  # texts whose rows have come back
     rows: dict[int, np.ndarray] = field(default_factory=dict)  # first text's index -> rows, one entry per chunk
 
     @property
     def left(self) -> int:
         return len(self.texts) - self.given
+
+    @property
+    def complete(self) -> bool:
+        """Every chunk's rows are back (chunks may come back in any order)."""
+        return sum(len(rows) for rows in self.rows.values()) == len(self.texts)
 
 
 class MicroBatcher:
@@ -212,7 +216,6 @@ class MicroBatcher:
         offset = 0
         for job, start, stop in batch:
             job.rows[start] = probs[offset : offset + stop - start]
-            job.received += stop - start
             offset += stop - start
-            if job.received == len(job.texts) and not job.future.done():  # chunks may come back in any order
+            if job.complete and not job.future.done():
                 job.future.set_result(np.concatenate([job.rows[first] for first in sorted(job.rows)]))
