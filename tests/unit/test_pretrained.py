@@ -65,6 +65,44 @@ def test_save_and_load_give_identical_probabilities(trained, tmp_path):
     np.testing.assert_allclose(loaded.predict_proba(texts), classifier.predict_proba(texts), atol=1e-6)
 
 
+def test_bf16_inference_casts_weights_once_on_a_gpu_and_autocasts_on_a_cpu(trained, tmp_path):
+    import torch
+
+    from textcls.errors import TextclsError
+
+    classifier, _ = trained
+    classifier.save(tmp_path / "model")
+    fp32 = PretrainedClassifier.load(tmp_path / "model", max_length=classifier.max_length)
+    bf16 = PretrainedClassifier.load(tmp_path / "model", max_length=classifier.max_length, precision="bf16")
+    gpu = torch.cuda.is_available()  # asserted for the device this runs on
+    assert next(bf16.model.parameters()).dtype == (torch.bfloat16 if gpu else torch.float32)
+    assert next(fp32.model.parameters()).dtype == torch.float32
+    texts = split("x", 24, 11).texts
+    low, full = bf16.predict_proba(texts), fp32.predict_proba(texts)
+    assert low.dtype == np.float32 and not np.array_equal(low, full)  # bf16 really ran
+    np.testing.assert_allclose(low, full, atol=0.05)
+    assert (low.argmax(1) == full.argmax(1)).mean() >= 0.9
+    if gpu:  # cast weights lost their low bits: saving them is refused rather than done silently
+        with pytest.raises(TextclsError, match="load it with precision fp32"):
+            bf16.save(tmp_path / "again")
+
+
+def test_running_out_of_gpu_memory_says_which_option_to_lower(tmp_path):
+    import torch
+
+    from textcls.errors import TextclsError
+    from textcls.models.pretrained import run_trainer
+
+    class Trainer:  # stands in for transformers' Trainer: only what run_trainer touches
+        args = type("Args", (), {"should_save": True})()
+
+        def train(self, resume_from_checkpoint=None):
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    with pytest.raises(TextclsError, match="out of GPU memory.*2.00 GiB.*--batch-tokens"):
+        run_trainer(Trainer(), tmp_path, resume=False)
+
+
 def test_time_budget_stops_training_early_and_still_evaluates(tiny_bert, tmp_path):
     # 0.001 minutes is about one step: training must stop within the first epoch, yet evaluate once.
     config = TrainConfig(model=str(tiny_bert), epochs=50, batch_size=8, max_length=32, time_budget=0.001)

@@ -211,10 +211,16 @@ def run_trainer(trainer: Any, checkpoint_dir: Path, resume: bool) -> tuple[Any, 
     started = time.perf_counter()
     try:
         result = trainer.train(resume_from_checkpoint=resume_from)
-    except BaseException:
+    except BaseException as error:
         # A checkpoint cut short (full disk, Ctrl+C while saving) must not be the one resume finds.
         if should_save:
             last_complete_checkpoint(checkpoint_dir, remove_incomplete=True)
+        if isinstance(error, torch.OutOfMemoryError):
+            raise TextclsError(
+                f"out of GPU memory while training ({str(error).splitlines()[0][:160]}); pass a smaller "
+                "--batch-tokens (a GPU's default is 16384 tokens a batch for pretrained models) or --batch-size, "
+                "or a shorter --max-length"
+            ) from error
         raise
     return result, resume_from, time.perf_counter() - started
 
@@ -437,9 +443,12 @@ class PretrainedClassifier(Classifier):
         device = next(self.model.parameters()).device
         self.model.eval()
 
+        # bf16 weights (`load` casts them once on a GPU) need no autocast; fp32 weights get it for "bf16"
+        autocast = self.precision == "bf16" and next(self.model.parameters()).dtype == torch.float32
+
         def forward(input_ids: np.ndarray, attention_mask: np.ndarray) -> torch.Tensor:
             inputs = {"input_ids": array_to_device(input_ids, device), "attention_mask": array_to_device(attention_mask, device)}
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
                 return self.model(**inputs).logits.float()  # (batch, classes), left on the device: no host sync per batch
 
         logits = pooled_logits(
@@ -488,6 +497,14 @@ class PretrainedClassifier(Classifier):
 
     # ---- persistence ----------------------------------------------------------------------
     def save(self, model_dir: Path) -> None:
+        """The model and its tokenizer, as a Hugging Face folder; only fp32 weights (casting a bf16
+        inference model back would save weights that lost their low bits)."""
+        dtype = next(self.model.parameters()).dtype
+        if dtype != torch.float32:
+            raise TextclsError(
+                f"expected fp32 weights to save, found {dtype} (a model loaded for bf16 inference on a GPU); "
+                "load it with precision fp32 to save it"
+            )
         model_dir.mkdir(parents=True, exist_ok=True)
         self.model.save_pretrained(model_dir, safe_serialization=True)
         self.tokenizer.save_pretrained(model_dir)
@@ -502,7 +519,9 @@ class PretrainedClassifier(Classifier):
         windowing: Windowing | None = None,
         **_: Any,
     ) -> PretrainedClassifier:
-        """Rebuild from `save`'s folder; `precision` "bf16" (or "auto" where supported) runs in bf16 autocast."""
+        """Rebuild from `save`'s folder; `precision` "bf16" (or "auto" where supported) runs in bf16: on a
+        GPU the weights are cast to bf16 once (autocast would cast every weight on every batch), on a CPU
+        in bf16 autocast (its layer norms and softmax stay fp32)."""
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
         try:
@@ -510,10 +529,13 @@ class PretrainedClassifier(Classifier):
             model = AutoModelForSequenceClassification.from_pretrained(model_dir, use_safetensors=True)
         except Exception as error:  # safetensors, JSON and tokenizer parsers each raise their own kind
             raise damaged(Path(model_dir), str(error).splitlines()[0][:200] if str(error) else type(error).__name__) from error
-        model.to(device()).eval()
+        target, precision = device(), inference_precision(precision)
+        model.to(target).eval()
+        if precision == "bf16" and target.type == "cuda":
+            model.to(torch.bfloat16)
         if label_names is None:
             label_names = [model.config.id2label[i] for i in range(model.config.num_labels)]
-        return cls(model, tokenizer, label_names, max_length, inference_precision(precision), windowing)
+        return cls(model, tokenizer, label_names, max_length, precision, windowing)
 
 
 def set_attention_implementation(model: Any, name: str) -> None:
