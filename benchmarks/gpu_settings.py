@@ -9,6 +9,7 @@ a fresh machine the first compiled setting pays a cold compile cache, as a new u
 
     python benchmarks/gpu_settings.py --data ../shared/data/ag_news                # every part
     python benchmarks/gpu_settings.py --data DIR --parts full --settings nocompile compile
+    python benchmarks/gpu_settings.py --data DIR --parts full --settings bt16384-lr1.5e-4 bt8192-lr2e-4 --seeds 42 43
 
 Writes one JSON line per result to --output (appending) and prints them; on a CPU it runs too, slowly.
 The inference part needs a run folder (`--run`, e.g. from `textcls train ... --max-train-samples 2000`).
@@ -19,6 +20,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import re
 import sys
 import tempfile
 import time
@@ -43,6 +45,16 @@ SETTINGS = {
 }
 
 
+def setting(name: str) -> dict:
+    """A named setting, or `bt<tokens>-lr<lr>` (no compile): e.g. bt16384-lr1.5e-4."""
+    if name in SETTINGS:
+        return SETTINGS[name]
+    match = re.fullmatch(r"bt(\d+)-lr([0-9.]+e-?\d+|[0-9.]+)", name)
+    if match is None:
+        raise argparse.ArgumentTypeError(f"expected one of {', '.join(SETTINGS)} or bt<tokens>-lr<lr>, found {name!r}")
+    return {"compile": False, "batch_tokens": int(match.group(1)), "lr": float(match.group(2))}
+
+
 def emit(output: Path, **row: object) -> None:
     with output.open("a") as handle:
         handle.write(json.dumps(row) + "\n")
@@ -53,10 +65,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default="../shared/data/ag_news", help="AG News folder (train.csv, dev.csv).")
     parser.add_argument("--parts", nargs="+", default=["tok", "full", "infer"], choices=["tok", "full", "infer"])
-    parser.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
+    parser.add_argument("--settings", nargs="+", default=list(SETTINGS),
+                        help=f"Settings to run, in order: {', '.join(SETTINGS)}, or bt<tokens>-lr<lr> (no compile).")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[42], help="Seeds each setting runs with.")
     parser.add_argument("--run", default="runs/agnews", help="Run folder the inference part loads.")
     parser.add_argument("--output", type=Path, default=Path("benchmarks/results/gpu_settings.jsonl"))
     args = parser.parse_args()
+    for name in args.settings:
+        try:
+            setting(name)
+        except argparse.ArgumentTypeError as error:
+            parser.error(str(error))
     if not (Path(args.data) / "train.csv").is_file():
         sys.exit(f"no AG News data at {args.data}; pass --data DIR with train.csv and dev.csv")
     data = load_data(textcls.DataConfig(data=args.data, seed=42), splits=("train", "dev"))
@@ -75,13 +94,13 @@ def main() -> None:
 
     if "full" in args.parts:
         base = TrainConfig(model=str(embedded_model_path()), seed=42)
-        for name in args.settings:
+        for name, seed in [(name, seed) for seed in args.seeds for name in args.settings]:
             with tempfile.TemporaryDirectory() as scratch:
                 started = time.perf_counter()
                 _, summary = PretrainedClassifier.fit(
-                    train, dev, names, dataclasses.replace(base, **SETTINGS[name]), Path(scratch)
+                    train, dev, names, dataclasses.replace(base, seed=seed, **setting(name)), Path(scratch)
                 )
-                emit(args.output, what="full", device=device, name=name, fit_s=round(time.perf_counter() - started, 1),
+                emit(args.output, what="full", device=device, name=name, seed=seed, fit_s=round(time.perf_counter() - started, 1),
                      steady=summary["steady_samples_per_second"], trainer_sps=summary["train_samples_per_second"],
                      acc=summary["best_checkpoint_metric"], steps=summary["global_step"],
                      epochs=[(row["epoch"], row["dev_accuracy"]) for row in summary["epochs"]])

@@ -141,7 +141,7 @@ class TrainConfig:
     )
     batch_tokens: int | None = _help(
         "Token budget per training batch (texts x padded length): texts are grouped by length, so short ones "
-        "make large batches and long ones small; default: none on a CPU, the family's on a GPU (8192).",
+        "make large batches and long ones small; default: none on a CPU, the family's on a GPU (16384 for pretrained, 8192 for the others).",
         default=None,
     )
     eval_batch_size: int = _help(
@@ -262,7 +262,7 @@ class TrainConfig:
 
         Example:
             >>> TrainConfig().on_device(gpu=False).batch_size, TrainConfig().on_device(gpu=True).batch_tokens
-            (32, 8192)
+            (32, 16384)
         """
         spec = FAMILIES[self.family]
         values: dict[str, Any] = {"compile": self.compile and gpu}

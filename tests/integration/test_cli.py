@@ -12,6 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from textcls.cli import app
+from textcls.families import FAMILIES
 
 runner = CliRunner()
 
@@ -174,7 +175,8 @@ def test_a_run_records_the_batching_and_lr_it_trained_with_not_null(tiny_bert, t
     saved = json.loads((tmp_path / "run" / "textcls.json").read_text())["train_config"]
     gpu = torch.cuda.is_available()  # the defaults differ per device: asserted for the one this runs on
     batching = (saved["batch_size"], saved["batch_tokens"], saved["lr"], saved["compile"], saved["num_workers"])
-    assert batching == ((None, 8192, 2e-4, False, 2) if gpu else (32, None, 1e-4, False, 0))
+    spec = FAMILIES["pretrained"].gpu_defaults
+    assert batching == ((None, spec["batch_tokens"], spec["lr"], False, 2) if gpu else (32, None, 1e-4, False, 0))
 
 
 @pytest.mark.parametrize(

@@ -15,6 +15,7 @@ from textcls.config import TrainConfig
 from textcls.data import Split
 from textcls.engine import EpochBatches, ThroughputMeter, TokenIds, TokenizedRows, encode_ids
 from textcls.environment import device, embedded_model_path, resolve_precision
+from textcls.families import FAMILIES
 from textcls.models.neural import load_tokenizer, pad_batch
 from textcls.models.rnn import LSTMClassifier
 from tests.conftest import TOPIC_WORDS, make_texts
@@ -175,7 +176,9 @@ def test_a_resumed_run_reads_its_token_ids_from_the_cache(tmp_path, cache, caplo
 def test_defaults_follow_the_device_and_explicit_batching_wins():
     cpu, gpu = TrainConfig().on_device(gpu=False), TrainConfig().on_device(gpu=True, workers=2)
     assert (cpu.batch_size, cpu.batch_tokens, cpu.lr, cpu.compile, cpu.num_workers) == (32, None, 1e-4, False, 0)
-    assert (gpu.batch_size, gpu.batch_tokens, gpu.lr, gpu.compile, gpu.num_workers) == (None, 8192, 2e-4, False, 2)
+    spec = FAMILIES["pretrained"].gpu_defaults
+    assert (gpu.batch_size, gpu.batch_tokens, gpu.lr, gpu.compile, gpu.num_workers) == (None, spec["batch_tokens"], spec["lr"], False, 2)
+    assert spec["batch_tokens"] >= 8192 and spec["lr"] > FAMILIES["pretrained"].defaults["lr"]  # larger batches, scaled lr
     fixed = TrainConfig(batch_size=16).on_device(gpu=True)
     assert (fixed.batch_size, fixed.batch_tokens, fixed.lr) == (16, None, 1e-4)  # the count, and the family's lr
     assert TrainConfig(batch_tokens=1024, lr=3e-5).on_device(gpu=False).lr == 3e-5
