@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 import textcls
+from textcls.config import PretrainConfig
 from textcls.files import write_json
 from textcls.runfolder import is_run, library_versions, read_record
 
@@ -48,7 +49,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--pretrain-minutes", type=float, default=30.0, help="Time budget of the pre-training.")
     parser.add_argument("--pretrain-epochs", type=float, default=1.0)
-    parser.add_argument("--pretrain-lr", type=float, default=1e-4)
+    parser.add_argument("--pretrain-lr", type=float, default=PretrainConfig.lr, help="Pre-training peak lr (default: textcls pretrain's).")
     parser.add_argument("--mlm-probability", type=float, default=0.15, help="Share of tokens masked in the pre-training.")
     parser.add_argument("--whole-word-masking", action="store_true")
     parser.add_argument("--fresh-head", default="data", choices=("data", "random"),

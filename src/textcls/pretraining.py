@@ -144,6 +144,34 @@ def load_masked_lm(model_name: str, trust_remote_code: bool = False) -> tuple[An
     return tokenizer, model, bool(fresh)
 
 
+def carry_pooler(model: Any, model_name: str, trust_remote_code: bool = False) -> bool:
+    """Give a masked-LM model the pooler its source checkpoint ships, so that the saved run holds it.
+
+    `AutoModelForMaskedLM` builds its encoder without the pooler (the dense layer over [CLS] that
+    `AutoModelForSequenceClassification` classifies from), so a run saved from it would make every
+    fine-tune start from a newly drawn pooler where the source model had a trained one: a handicap
+    with few labels. Pre-training never touches the pooler, so the source's is the right one. False
+    (nothing done) for an encoder without a pooler slot, one that has its pooler, or a source without one.
+    """
+    from transformers import AutoModel
+    from transformers.utils import logging as hf_logging
+
+    encoder = getattr(model, "base_model", model)
+    if encoder is model or getattr(encoder, "pooler", False) is not None:
+        return False
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # the MLM head's weights are not an encoder's: expected
+    try:
+        source, loading = AutoModel.from_pretrained(model_name, trust_remote_code=trust_remote_code, output_loading_info=True)
+    finally:
+        hf_logging.set_verbosity(verbosity)
+    pooler = getattr(source, "pooler", None)
+    if pooler is None or any("pooler" in key.split(".") for key in loading["missing_keys"]):
+        return False  # the source has no trained pooler: fine-tuning draws one either way
+    encoder.pooler = pooler.to(next(encoder.parameters()).device)
+    return True
+
+
 def start_head_from_data(model: Any, token_counts: np.ndarray) -> bool:
     """Start a fresh MLM head from the text instead of noise: its hidden-to-hidden transform as the
     identity, and its vocabulary bias as the log of each token's share of the training text (add-half
@@ -349,6 +377,8 @@ def pretrain(config: PretrainConfig, out: str | Path, overwrite: bool = False) -
         },
         "held_out": {"texts": len(held_out), "before": before, "after": after},
     }
+    if carry_pooler(model, model_name, config.trust_remote_code):
+        log.info("saving %s's pooler with the encoder: pre-training leaves it as it was, and fine-tuning starts from it", model_name)
     model.save_pretrained(runfolder.model_dir(work_dir), safe_serialization=True)
     tokenizer.save_pretrained(runfolder.model_dir(work_dir))
     info = {

@@ -14,6 +14,7 @@ from textcls import runfolder
 from textcls.config import PretrainConfig
 from textcls.errors import DataError, RunFolderError, TextclsError
 from textcls.pretraining import (
+    carry_pooler,
     fill_mask,
     load_masked_lm,
     masked_lm_head,
@@ -170,11 +171,28 @@ def test_train_fine_tunes_the_pretrained_encoder(pretrained_run, tmp_path):
                            max_length=32, precision="fp32")
     encoder = load_file(run / "model" / "model.safetensors")
     classifier = load_file(tmp_path / "cls" / "model" / "model.safetensors")
-    name = "bert.embeddings.word_embeddings.weight"
-    torch.testing.assert_close(classifier[name], encoder[name])
+    for name in ("bert.embeddings.word_embeddings.weight", "bert.pooler.dense.weight"):
+        torch.testing.assert_close(classifier[name], encoder[name])
     info = json.loads((tmp_path / "cls" / "textcls.json").read_text())
     assert info["encoder_from"] == str(run.resolve())
     assert result.metrics["train"]["model"] == str(run / "model")
+
+
+def test_the_run_keeps_the_source_models_pooler_which_masked_lm_models_lack(pretrained_run, tiny_bert, tmp_path):
+    from safetensors.torch import load_file
+    from transformers import BertForMaskedLM
+
+    run, _ = pretrained_run
+    saved, source = load_file(run / "model" / "model.safetensors"), load_file(tiny_bert / "model.safetensors")
+    for name in ("bert.pooler.dense.weight", "bert.pooler.dense.bias"):  # untouched by pre-training: the source's
+        torch.testing.assert_close(saved[name], source[name])
+    _, model, _ = load_masked_lm(str(tiny_bert))
+    assert model.bert.pooler is None  # what `carry_pooler` is for
+    assert carry_pooler(model, str(tiny_bert)) and model.bert.pooler is not None
+    assert not carry_pooler(model, str(tiny_bert))  # it has one now
+    BertForMaskedLM(model.config).save_pretrained(tmp_path / "no-pooler")  # a source that ships none
+    _, other, _ = load_masked_lm(str(tmp_path / "no-pooler"))
+    assert not carry_pooler(other, str(tmp_path / "no-pooler")) and other.bert.pooler is None
 
 
 def test_a_pretraining_run_is_not_loaded_as_a_classifier(pretrained_run):
