@@ -55,6 +55,12 @@ def setting(name: str) -> dict:
     return {"compile": False, "batch_tokens": int(match.group(1)), "lr": float(match.group(2))}
 
 
+def setting_name(name: str) -> str:
+    """`name`, once `setting` reads it (argparse's check of --settings)."""
+    setting(name)
+    return name
+
+
 def emit(output: Path, **row: object) -> None:
     with output.open("a") as handle:
         handle.write(json.dumps(row) + "\n")
@@ -65,17 +71,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default="../shared/data/ag_news", help="AG News folder (train.csv, dev.csv).")
     parser.add_argument("--parts", nargs="+", default=["tok", "full", "infer"], choices=["tok", "full", "infer"])
-    parser.add_argument("--settings", nargs="+", default=list(SETTINGS),
+    parser.add_argument("--settings", nargs="+", type=setting_name, default=list(SETTINGS),
                         help=f"Settings to run, in order: {', '.join(SETTINGS)}, or bt<tokens>-lr<lr> (no compile).")
     parser.add_argument("--seeds", nargs="+", type=int, default=[42], help="Seeds each setting runs with.")
     parser.add_argument("--run", default="runs/agnews", help="Run folder the inference part loads.")
     parser.add_argument("--output", type=Path, default=Path("benchmarks/results/gpu_settings.jsonl"))
     args = parser.parse_args()
-    for name in args.settings:
-        try:
-            setting(name)
-        except argparse.ArgumentTypeError as error:
-            parser.error(str(error))
     if not (Path(args.data) / "train.csv").is_file():
         sys.exit(f"no AG News data at {args.data}; pass --data DIR with train.csv and dev.csv")
     data = load_data(textcls.DataConfig(data=args.data, seed=42), splits=("train", "dev"))

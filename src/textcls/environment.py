@@ -12,8 +12,10 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib.util
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -102,6 +104,20 @@ def inference_precision(precision: str) -> str:
     if precision == "auto":
         return "bf16" if resolve_precision("auto") == "bf16" else "fp32"
     return precision
+
+
+@contextlib.contextmanager
+def quiet_transformers() -> Iterator[None]:
+    """transformers logs errors only inside: for loads whose missing or unused weights are expected
+    (a fresh head, an MLM head's weights read as an encoder), which textcls reports in its own words."""
+    from transformers.utils import logging as hf_logging
+
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
 
 
 def set_torch_threads(threads: int | None) -> None:

@@ -35,7 +35,7 @@ import torch
 from textcls import runfolder
 from textcls.config import PretrainConfig, to_dict
 from textcls.data import TABLE_SUFFIXES, read_texts
-from textcls.environment import EMBEDDED_MODEL_NAME, resolve_model, resolve_precision
+from textcls.environment import EMBEDDED_MODEL_NAME, quiet_transformers, resolve_model, resolve_precision
 from textcls.errors import DataError, TextclsError
 from textcls.files import make_folder
 from textcls.models.pretrained import clamp_max_length, run_trainer, training_arguments, training_callbacks
@@ -118,18 +118,13 @@ def load_masked_lm(model_name: str, trust_remote_code: bool = False) -> tuple[An
     """Tokenizer, `AutoModelForMaskedLM`, and whether its MLM head is fresh: an encoder shipped
     without one gets a new head, tied to the input embeddings, and a log line says so."""
     from transformers import AutoModelForMaskedLM, AutoTokenizer
-    from transformers.utils import logging as hf_logging
 
     try:
         tokenizer = AutoTokenizer.from_pretrained(model_name, trust_remote_code=trust_remote_code)
-        verbosity = hf_logging.get_verbosity()
-        hf_logging.set_verbosity_error()  # the missing head is expected, and reported below in our words
-        try:
+        with quiet_transformers():  # the missing head is expected, and reported below in our words
             model, loading = AutoModelForMaskedLM.from_pretrained(
                 model_name, trust_remote_code=trust_remote_code, output_loading_info=True
             )
-        finally:
-            hf_logging.set_verbosity(verbosity)
     except (OSError, ValueError) as error:
         raise TextclsError(
             f"could not load {model_name!r} as a masked language model ({error}); pass a local encoder folder "
@@ -154,17 +149,12 @@ def carry_pooler(model: Any, model_name: str, trust_remote_code: bool = False) -
     (nothing done) for an encoder without a pooler slot, one that has its pooler, or a source without one.
     """
     from transformers import AutoModel
-    from transformers.utils import logging as hf_logging
 
     encoder = getattr(model, "base_model", model)
     if encoder is model or getattr(encoder, "pooler", False) is not None:
         return False
-    verbosity = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()  # the MLM head's weights are not an encoder's: expected
-    try:
+    with quiet_transformers():  # the MLM head's weights are not an encoder's: expected
         source, loading = AutoModel.from_pretrained(model_name, trust_remote_code=trust_remote_code, output_loading_info=True)
-    finally:
-        hf_logging.set_verbosity(verbosity)
     pooler = getattr(source, "pooler", None)
     if pooler is None or any("pooler" in key.split(".") for key in loading["missing_keys"]):
         return False  # the source has no trained pooler: fine-tuning draws one either way

@@ -44,10 +44,13 @@ from textcls.engine import (
     pad_id,
     pooled_logits,
 )
-from textcls.environment import EMBEDDED_MODEL_NAME, device, inference_precision, resolve_model, resolve_precision, tune_cuda
+from textcls.environment import (
+    EMBEDDED_MODEL_NAME, device, inference_precision, quiet_transformers, resolve_model, resolve_precision, tune_cuda,
+)
 from textcls.errors import TextclsError
 from textcls.evaluation import headline_metrics, predicted_labels
 from textcls.explain import Explanation, check_text, from_attention_maps
+from textcls.families import FAMILIES
 from textcls.files import write_json
 from textcls.runfolder import damaged
 from textcls.imbalance import loss_weights, with_metric
@@ -218,8 +221,8 @@ def run_trainer(trainer: Any, checkpoint_dir: Path, resume: bool) -> tuple[Any, 
         if isinstance(error, torch.OutOfMemoryError):
             raise TextclsError(
                 f"out of GPU memory while training ({str(error).splitlines()[0][:160]}); pass a smaller "
-                "--batch-tokens (a GPU's default is 16384 tokens a batch for pretrained models) or --batch-size, "
-                "or a shorter --max-length"
+                f"--batch-tokens (a GPU's default is {FAMILIES['pretrained'].gpu_defaults['batch_tokens']} tokens a "
+                "batch for pretrained models) or --batch-size, or a shorter --max-length"
             ) from error
         raise
     return result, resume_from, time.perf_counter() - started
@@ -554,16 +557,13 @@ def _load_tokenizer_and_model(
     model_name: str, label_names: Sequence[str], trust_remote_code: bool, multi_label: bool = False
 ) -> tuple[Any, Any]:
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
-    from transformers.utils import logging as hf_logging
 
     id2label = dict(enumerate(label_names))
     try:
         tokenizer = AutoTokenizer.from_pretrained(model_name, trust_remote_code=trust_remote_code)
         # The fresh classification head is expected to be missing from an encoder checkpoint;
         # silence that load report so the real warnings stay visible.
-        verbosity = hf_logging.get_verbosity()
-        hf_logging.set_verbosity_error()
-        try:
+        with quiet_transformers():
             model = AutoModelForSequenceClassification.from_pretrained(
                 model_name,
                 num_labels=len(label_names),
@@ -575,8 +575,6 @@ def _load_tokenizer_and_model(
                 ignore_mismatched_sizes=True,
                 trust_remote_code=trust_remote_code,
             )
-        finally:
-            hf_logging.set_verbosity(verbosity)
     except (OSError, ValueError) as error:
         raise _from_pretrained_error(model_name, error) from error
     log.info("loaded %s (%.1fM parameters)", model_name, model.num_parameters() / 1e6)
