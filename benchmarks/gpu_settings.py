@@ -9,7 +9,7 @@ a fresh machine the first compiled setting pays a cold compile cache, as a new u
 
     python benchmarks/gpu_settings.py --data ../shared/data/ag_news                # every part
     python benchmarks/gpu_settings.py --data DIR --parts full --settings nocompile compile
-    python benchmarks/gpu_settings.py --data DIR --parts full --settings bt16384-lr1.5e-4 bt8192-lr2e-4 --seeds 42 43
+    python benchmarks/gpu_settings.py --data DIR --parts full --settings bt16384-lr1.5e-4 bt8192-lr2e-4 bt16384-lr2e-4-ep4 --seeds 42 43
 
 Writes one JSON line per result to --output (appending) and prints them; on a CPU it runs too, slowly.
 The inference part needs a run folder (`--run`, e.g. from `textcls train ... --max-train-samples 2000`).
@@ -46,13 +46,16 @@ SETTINGS = {
 
 
 def setting(name: str) -> dict:
-    """A named setting, or `bt<tokens>-lr<lr>` (no compile): e.g. bt16384-lr1.5e-4."""
+    """A named setting, or `bt<tokens>-lr<lr>[-ep<epochs>]` (no compile): e.g. bt16384-lr1.5e-4, bt16384-lr2e-4-ep4."""
     if name in SETTINGS:
         return SETTINGS[name]
-    match = re.fullmatch(r"bt(\d+)-lr([0-9.]+e-?\d+|[0-9.]+)", name)
+    match = re.fullmatch(r"bt(\d+)-lr([0-9.]+e-?\d+|[0-9.]+)(?:-ep([0-9.]+))?", name)
     if match is None:
-        raise argparse.ArgumentTypeError(f"expected one of {', '.join(SETTINGS)} or bt<tokens>-lr<lr>, found {name!r}")
-    return {"compile": False, "batch_tokens": int(match.group(1)), "lr": float(match.group(2))}
+        raise argparse.ArgumentTypeError(f"expected one of {', '.join(SETTINGS)} or bt<tokens>-lr<lr>[-ep<epochs>], found {name!r}")
+    chosen = {"compile": False, "batch_tokens": int(match.group(1)), "lr": float(match.group(2))}
+    if match.group(3):
+        chosen["epochs"] = float(match.group(3))
+    return chosen
 
 
 def setting_name(name: str) -> str:
@@ -72,7 +75,7 @@ def main() -> None:
     parser.add_argument("--data", default="../shared/data/ag_news", help="AG News folder (train.csv, dev.csv).")
     parser.add_argument("--parts", nargs="+", default=["tok", "full", "infer"], choices=["tok", "full", "infer"])
     parser.add_argument("--settings", nargs="+", type=setting_name, default=list(SETTINGS),
-                        help=f"Settings to run, in order: {', '.join(SETTINGS)}, or bt<tokens>-lr<lr> (no compile).")
+                        help=f"Settings to run, in order: {', '.join(SETTINGS)}, or bt<tokens>-lr<lr>[-ep<epochs>] (no compile).")
     parser.add_argument("--seeds", nargs="+", type=int, default=[42], help="Seeds each setting runs with.")
     parser.add_argument("--run", default="runs/agnews", help="Run folder the inference part loads.")
     parser.add_argument("--output", type=Path, default=Path("benchmarks/results/gpu_settings.jsonl"))
