@@ -197,11 +197,12 @@ def masking_collator(tokenizer: Any, config: PretrainConfig, seed: int | None = 
     offset mappings (which the tokenizer's `pad` leaves alone) so the collator can find the words."""
     from transformers import DataCollatorForLanguageModeling
 
-    collator = DataCollatorForLanguageModeling(
-        tokenizer, mlm_probability=config.mlm_probability, whole_word_mask=config.whole_word_masking, seed=seed
-    )
     if not config.whole_word_masking:
-        return collator
+        return DataCollatorForLanguageModeling(tokenizer, mlm_probability=config.mlm_probability, seed=seed)
+    # whole words are always replaced by [MASK]: said here, the collator does not warn on every run that it chose so
+    collator = DataCollatorForLanguageModeling(
+        tokenizer, mlm_probability=config.mlm_probability, whole_word_mask=True, mask_replace_prob=1.0, random_replace_prob=0.0, seed=seed
+    )
 
     def pad_offsets(rows: list[dict[str, Any]]) -> Any:
         longest = max(len(row["input_ids"]) for row in rows)
