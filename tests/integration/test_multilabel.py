@@ -134,11 +134,16 @@ def test_pretrained_multi_label_uses_bce_and_onnx_sigmoid_agrees_with_torch(mult
     torch_run = textcls.load(multilabel_run, textcls.PredictConfig(backend="torch"))
     expected = torch_run.predict_proba(texts)
     assert not np.allclose(expected.sum(axis=1), 1.0)  # sigmoids, not a softmax
-    for backend in ("onnx", "onnx-int8"):
-        run = textcls.load(multilabel_run, textcls.PredictConfig(backend=backend))
-        assert run.predict(texts) == torch_run.predict(texts), backend
-        if backend == "onnx":
-            assert np.abs(run.predict_proba(texts) - expected).max() < 1e-4
+    wanted = torch_run.predict(texts)
+    onnx = textcls.load(multilabel_run, textcls.PredictConfig(backend="onnx"))
+    assert onnx.predict(texts) == wanted
+    assert np.abs(onnx.predict_proba(texts) - expected).max() < 1e-4
+    # int8 may flip a label whose score sits at its threshold (export holds it to a log-probability
+    # correlation, auto to 99% of its sample texts); a softmax head or shuffled labels would miss far more
+    int8 = textcls.load(multilabel_run, textcls.PredictConfig(backend="onnx-int8"))
+    found = int8.predict(texts)
+    assert np.mean([a == b for a, b in zip(found, wanted)]) >= 0.9, (found, wanted)
+    assert not np.allclose(int8.predict_proba(texts).sum(axis=1), 1.0)  # sigmoids here too
     # auto may pick torch bf16, which its rule lets differ on up to 1% of its sample texts (whole label sets)
     auto = textcls.load(multilabel_run)
     same = np.mean([a == b for a, b in zip(auto.predict(texts), torch_run.predict(texts))])
