@@ -92,12 +92,13 @@ def main() -> None:
             lr=args.pretrain_lr, time_budget=args.pretrain_minutes, whole_word_masking=args.whole_word_masking,
             fresh_head=args.fresh_head, mlm_probability=args.mlm_probability,
         )
-    made = read_record(encoder).info["pretrain_config"]
-    check_reused(encoder, {key: made[key] for key in ("epochs", "lr", "time_budget", "mlm_probability", "whole_word_masking", "fresh_head")}, {
+    record = read_record(encoder)
+    asked = {
         "epochs": args.pretrain_epochs, "lr": args.pretrain_lr, "time_budget": args.pretrain_minutes,
         "mlm_probability": args.mlm_probability, "whole_word_masking": args.whole_word_masking, "fresh_head": args.fresh_head,
-    })
-    pretraining = read_record(encoder).metrics
+    }
+    check_reused(encoder, {key: record.info["pretrain_config"][key] for key in asked}, asked)
+    pretraining = record.metrics
     log.info("pre-training: %s", pretraining["held_out"])
 
     sizes = [int(n) for n in args.labels.split(",")]
