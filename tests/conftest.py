@@ -88,7 +88,12 @@ def write_tiny_bert(folder: Path) -> Path:
         hidden_dropout_prob=0.0,
         attention_probs_dropout_prob=0.0,
     )
-    BertForSequenceClassification(config).save_pretrained(folder)
+    import torch
+
+    # seeded, so the tiny BERT is the same whichever tests ran before its fixture (the global RNG is left as it was)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        BertForSequenceClassification(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
 

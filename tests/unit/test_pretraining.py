@@ -145,10 +145,11 @@ def test_masking_picks_about_15_percent_and_never_special_tokens_or_padding(tiny
 @pytest.fixture(scope="module")
 def pretrained_run(tiny_bert, tmp_path_factory) -> tuple[Path, dict]:
     root = tmp_path_factory.mktemp("mlm")
-    # a small corpus repeated, so three epochs can learn it
+    # a small corpus repeated, so six epochs can learn it; a quarter held out (~100 masked tokens, not ~13:
+    # one token's flip then moves the accuracy by 0.01, not 0.08, and the check below stops being a coin toss)
     corpus = write_text(root / "text.txt", n=40)
     corpus.write_text(corpus.read_text() * 5)
-    metrics = pretrain(tiny_config(tiny_bert, corpus, epochs=3, lr=1e-2), root / "run")
+    metrics = pretrain(tiny_config(tiny_bert, corpus, epochs=6, lr=1e-2, holdout_fraction=0.25), root / "run")
     return root / "run", metrics
 
 
@@ -157,7 +158,8 @@ def test_the_loss_falls_on_a_repeated_corpus_and_the_run_describes_itself(pretra
     before, after = metrics["held_out"]["before"], metrics["held_out"]["after"]
     # the fresh head starts at the corpus's token shares (the unigram loss); training must go below it
     assert after["masked_loss"] < before["masked_loss"] - 0.25
-    assert after["masked_accuracy"] > before["masked_accuracy"]
+    assert before["masked_tokens"] >= 50
+    assert after["masked_accuracy"] > before["masked_accuracy"] + 0.05, (before, after)  # +0.10 to +0.15 over seeds 1-5
     assert after["pseudo_perplexity"] < before["pseudo_perplexity"]
     info = json.loads((run / "textcls.json").read_text())
     assert info["family"] == runfolder.PRETRAINING_FAMILY and info["data"]["held_out"] >= 1
