@@ -11,6 +11,8 @@ Side-by-side rows (always, on this machine's device: the CPU here, the GPU where
   Both (b) and (c) run on MiniLM (accuracy checked on the same dev rows) and on an overhead proxy: a
   2-layer, 64-wide BERT built from a config (random weights), 20,000 rows, 1 epoch, where the model is
   so small that the rest of the step shows; (d) adds the engine with `--batch-tokens` on the proxy.
+  The proxy's bare step (forward, backward, fused AdamW on batches built beforehand, batch 32/64/160) is
+  timed alone too: no engine can beat it, so it bounds the ratio any engine can reach on this device.
   Tokenisation rates: `datasets.map`, the tokenizer called on the list, and the engine's Rust path.
 
 With `--repeats N` each side-by-side row runs N times in turns and the fastest is kept (all are in the
@@ -208,6 +210,53 @@ def tokenisation_rates(texts: list[str], max_length: int = 128) -> dict[str, flo
     return rates
 
 
+# ---- the proxy's ceiling -------------------------------------------------------------------
+def bare_step_rates(model_dir: Path, split: Split, batch_sizes: tuple[int, ...], steps: int, seed: int) -> dict[str, float]:
+    """Samples/s of the proxy's bare training step (forward, backward, fused AdamW; autocast as the engine
+    resolves it) on batches built beforehand from length-sorted texts, per batch size: no tokenisation, no
+    data loading, no `Trainer`, no evaluation. What any engine can reach on this device with that model."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    ids = tokenizer(split.texts, truncation=True, max_length=128)["input_ids"]
+    order = np.argsort([len(row) for row in ids], kind="stable")
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    precision = resolve_precision("auto")
+    rates = {}
+    for batch_size in batch_sizes:
+        batches = []
+        for start in range(0, len(order) - batch_size + 1, batch_size):
+            chosen = order[start : start + batch_size]
+            width = -(-max(len(ids[i]) for i in chosen) // 8) * 8  # padded to a multiple of 8, as the engine does
+            input_ids = torch.zeros(len(chosen), width, dtype=torch.long)  # (batch, width)
+            for row, i in enumerate(chosen):
+                input_ids[row, : len(ids[i])] = torch.tensor(ids[i])
+            batches.append({"input_ids": input_ids, "attention_mask": (input_ids != 0).long(),
+                            "labels": torch.tensor([split.labels[i] for i in chosen])})
+        np.random.default_rng(seed).shuffle(batches)
+        batches = [{k: v.to(device) for k, v in b.items()} for b in batches[: steps + 5]]
+        torch.manual_seed(seed)
+        model = AutoModelForSequenceClassification.from_pretrained(model_dir).to(device).train()
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
+        started, samples = time.perf_counter(), 0
+        for k, batch in enumerate(batches):
+            if k == 5:  # the first steps warm the allocator and kernels up
+                if device.type == "cuda":
+                    torch.cuda.synchronize()
+                started, samples = time.perf_counter(), 0
+            with torch.autocast(device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16,
+                                enabled=precision != "fp32"):
+                loss = model(**batch).loss
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            samples += len(batch["labels"])
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        rates[f"batch {batch_size}"] = round(samples / (time.perf_counter() - started), 1)
+    return rates
+
+
 # ---- main ----------------------------------------------------------------------------------
 def alternate(runs: list[tuple[str, Any, TrainConfig]], train: Split, dev: Split, label_names: list[str], repeats: int) -> list[dict]:
     """Each (name, fit, config) `repeats` times, in turns (a, b, a, b, ...), so a load that comes and goes on a
@@ -255,6 +304,10 @@ def side_by_side_rows(args: argparse.Namespace, train: Split, dev: Split, label_
         [("before", before_fit, proxy), ("engine", engine_fit, proxy),
          (f"engine --batch-tokens {args.proxy_batch_tokens}", engine_fit, budget)],
         proxy_train, proxy_dev, label_names, args.repeats,
+    )
+    print("the proxy's bare step ...", file=sys.stderr, flush=True)
+    report["proxy_bare_step_samples_per_second"] = bare_step_rates(
+        proxy_dir, proxy_train, (32, 64, 160), args.bare_steps, args.seed
     )
     if args.accuracy_rows:
         accuracy_train = split_rows(train, args.accuracy_rows)
@@ -304,6 +357,10 @@ def print_table(report: dict) -> None:
     cpu = report.get("side_by_side", {})
     if cpu:
         print(f"recipe (pad to 512, batch 8, fp32): {cpu['recipe_samples_per_second']:.2f} samples/s")
+        before = next(row for row in cpu["proxy"] if row["name"] == "before")
+        print("proxy's bare step (model + fused AdamW only; the ceiling of any engine), samples/s: " + ", ".join(
+            f"{k} {v:,.0f} ({ratio(v, before['samples_per_second'])}x before)"
+            for k, v in cpu["proxy_bare_step_samples_per_second"].items()))
         print("tokenisation, texts/s: " + ", ".join(f"{k} {v:,.0f}" for k, v in cpu["tokenisation_texts_per_second"].items()))
     if "cuda" in report:
         full = report["cuda"]["minilm_full"][0]
@@ -327,6 +384,7 @@ def main() -> None:
     parser.add_argument("--eval-rows", type=int, default=2000, help="Dev rows evaluated by the side-by-side comparisons.")
     parser.add_argument("--proxy-rows", type=int, default=20_000, help="Training rows of the overhead proxy.")
     parser.add_argument("--proxy-batch-tokens", type=int, default=8192, help="Token budget of row (d).")
+    parser.add_argument("--bare-steps", type=int, default=60, help="Timed steps of the proxy's bare step per batch size.")
     parser.add_argument("--cuda-compare-rows", type=int, default=20_000, help="Rows of the GPU before/engine and BERT-base rows.")
     parser.add_argument("--accuracy-rows", type=int, default=0, help="Also compare fp32 vs bf16 accuracy on N rows (engine).")
     parser.add_argument("--skip-cpu", action="store_true", help="Only the CUDA rows (skip the side-by-side rows).")
