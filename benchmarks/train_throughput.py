@@ -211,6 +211,24 @@ def tokenisation_rates(texts: list[str], max_length: int = 128) -> dict[str, flo
 
 
 # ---- the proxy's ceiling -------------------------------------------------------------------
+def length_sorted_batches(tokenizer: Any, texts: list[str], labels: list[int], batch_size: int, seed: int) -> list[dict]:
+    """Full batches of `batch_size` texts cut from the texts sorted by length, each padded to a multiple of 8
+    (as the engine pads), in a seeded random order: the engine's batches, built before any clock starts."""
+    ids = tokenizer(texts, truncation=True, max_length=128)["input_ids"]
+    order = np.argsort([len(row) for row in ids], kind="stable")
+    batches = []
+    for start in range(0, len(order) - batch_size + 1, batch_size):
+        chosen = order[start : start + batch_size]
+        width = -(-max(len(ids[i]) for i in chosen) // 8) * 8
+        input_ids = torch.zeros(len(chosen), width, dtype=torch.long)  # (batch, width)
+        for row, i in enumerate(chosen):
+            input_ids[row, : len(ids[i])] = torch.tensor(ids[i])
+        batches.append({"input_ids": input_ids, "attention_mask": (input_ids != 0).long(),
+                        "labels": torch.tensor([labels[i] for i in chosen])})
+    np.random.default_rng(seed).shuffle(batches)
+    return batches
+
+
 def bare_step_rates(model_dir: Path, split: Split, batch_sizes: tuple[int, ...], steps: int, seed: int) -> dict[str, float]:
     """Samples/s of the proxy's bare training step (forward, backward, fused AdamW; autocast as the engine
     resolves it) on batches built beforehand from length-sorted texts, per batch size: no tokenisation, no
@@ -218,22 +236,11 @@ def bare_step_rates(model_dir: Path, split: Split, batch_sizes: tuple[int, ...],
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    ids = tokenizer(split.texts, truncation=True, max_length=128)["input_ids"]
-    order = np.argsort([len(row) for row in ids], kind="stable")
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     precision = resolve_precision("auto")
     rates = {}
     for batch_size in batch_sizes:
-        batches = []
-        for start in range(0, len(order) - batch_size + 1, batch_size):
-            chosen = order[start : start + batch_size]
-            width = -(-max(len(ids[i]) for i in chosen) // 8) * 8  # padded to a multiple of 8, as the engine does
-            input_ids = torch.zeros(len(chosen), width, dtype=torch.long)  # (batch, width)
-            for row, i in enumerate(chosen):
-                input_ids[row, : len(ids[i])] = torch.tensor(ids[i])
-            batches.append({"input_ids": input_ids, "attention_mask": (input_ids != 0).long(),
-                            "labels": torch.tensor([split.labels[i] for i in chosen])})
-        np.random.default_rng(seed).shuffle(batches)
+        batches = length_sorted_batches(tokenizer, split.texts, split.labels, batch_size, seed)
         batches = [{k: v.to(device) for k, v in b.items()} for b in batches[: steps + 5]]
         torch.manual_seed(seed)
         model = AutoModelForSequenceClassification.from_pretrained(model_dir).to(device).train()

@@ -187,6 +187,17 @@ def test_defaults_follow_the_device_and_explicit_batching_wins():
     assert TrainConfig(family="lstm").on_device(gpu=False).batch_size == 64
 
 
+def test_compile_asked_for_on_a_cpu_is_dropped_with_a_warning(monkeypatch, caplog):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # a CPU, on any machine
+    with caplog.at_level(logging.WARNING, logger="textcls.engine"):
+        assert engine.for_this_device(TrainConfig(compile=True)).compile is False
+    assert "--compile is ignored on a CPU" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="textcls.engine"):
+        engine.for_this_device(TrainConfig())
+    assert "--compile" not in caplog.text  # not asked for: nothing to say
+
+
 def test_a_gpu_runs_attention_without_cudnn_and_fp32_matmuls_in_tf32(monkeypatch):
     from textcls import environment
 
