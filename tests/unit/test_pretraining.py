@@ -159,7 +159,7 @@ def test_the_loss_falls_on_a_repeated_corpus_and_the_run_describes_itself(pretra
     # the fresh head starts at the corpus's token shares (the unigram loss); training must go below it
     assert after["masked_loss"] < before["masked_loss"] - 0.25
     assert before["masked_tokens"] >= 50
-    assert after["masked_accuracy"] > before["masked_accuracy"] + 0.05, (before, after)  # +0.10 to +0.15 over seeds 1-5
+    assert after["masked_accuracy"] > before["masked_accuracy"] + 0.05, (before, after)  # +0.12 to +0.20 over seeds 1-5
     assert after["pseudo_perplexity"] < before["pseudo_perplexity"]
     info = json.loads((run / "textcls.json").read_text())
     assert info["family"] == runfolder.PRETRAINING_FAMILY and info["data"]["held_out"] >= 1
