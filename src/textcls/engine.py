@@ -420,7 +420,7 @@ def for_this_device(config: TrainConfig) -> TrainConfig:
     resolved = config.on_device(gpu=gpu, workers=GPU_WORKERS if gpu else 0)
     if config.compile and not resolved.compile:
         # measured on a 2-core AMD EPYC (benchmarks/cpu_compile.py): MiniLM's step was no faster compiled, after ~2 min compiling
-        log.warning("--compile is ignored on a CPU: torch.compile made no training step faster here; training runs eager")
+        log.warning("--compile is ignored on a CPU (measured no faster there, after minutes of compiling: benchmarks/cpu_compile.py); training runs eager")
     log.log(
         logging.INFO if resolved != config else logging.DEBUG,  # a config resolved before (by `runs.train`) was logged then
         "batches: %s, lr %g, %s, compile %s", describe_batching(resolved), resolved.lr,
