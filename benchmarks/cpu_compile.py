@@ -15,7 +15,6 @@ import datetime
 import os
 import platform
 import sys
-import time
 from pathlib import Path
 
 # compile cold, as a first run does: no inductor/FX graph caches from earlier runs (they cut 116 s to ~30 s here)
@@ -24,10 +23,11 @@ import torch  # noqa: E402
 
 import textcls
 from textcls.data import load_data
+from textcls.engine import TokenizedRows, encode_ids, pad_id
 from textcls.environment import embedded_model_path, resolve_precision
 from textcls.files import write_json
 from textcls.runfolder import library_versions
-from train_throughput import length_sorted_batches  # noqa: E402
+from train_throughput import MAX_LENGTH, first_batches, timed_steps
 
 
 def measure(compiled: bool, batches: list[dict], warmup: int, precision: str, seed: int) -> dict:
@@ -37,25 +37,9 @@ def measure(compiled: bool, batches: list[dict], warmup: int, precision: str, se
     model = AutoModelForSequenceClassification.from_pretrained(embedded_model_path(), num_labels=4).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5, fused=True)
     forward = torch.compile(model, dynamic=True) if compiled else model
-
-    def step(batch: dict) -> None:
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
-            loss = forward(**batch).loss
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-
-    started = time.perf_counter()
-    for batch in batches[:warmup]:
-        step(batch)
-    first = time.perf_counter() - started
-    started = time.perf_counter()
-    for batch in batches[warmup:]:
-        step(batch)
-    seconds = time.perf_counter() - started
-    samples = sum(len(b["labels"]) for b in batches[warmup:])
+    first, rate = timed_steps(forward, optimizer, batches, warmup, precision)
     row = {"compiled": compiled, "first_steps_seconds": round(first, 1), "steps": len(batches) - warmup,
-           "samples_per_second": round(samples / seconds, 1)}
+           "samples_per_second": round(rate, 1)}
     print(f"  {'compiled' if compiled else 'eager'}: first {warmup} steps {first:.1f} s, then "
           f"{row['samples_per_second']} samples/s over {row['steps']} steps", file=sys.stderr, flush=True)
     return row
@@ -81,8 +65,8 @@ def main() -> None:
     train = load_data(textcls.DataConfig(data=args.data, seed=args.seed), splits=("train",)).splits["train"]
     rows = (args.steps + args.warmup) * args.batch_size * 4  # drawn from 4x the rows, so lengths vary as in training
     tokenizer = AutoTokenizer.from_pretrained(embedded_model_path())
-    batches = length_sorted_batches(tokenizer, train.texts[:rows], train.labels[:rows], args.batch_size, args.seed)
-    batches = batches[: args.steps + args.warmup]
+    token_rows = TokenizedRows(encode_ids(tokenizer, train.texts[:rows], MAX_LENGTH, cache=False), train.labels[:rows], pad_id(tokenizer))
+    batches = first_batches(token_rows, args.batch_size, args.seed, args.steps + args.warmup)
     precision = resolve_precision("auto")
     report = {"benchmark": "cpu_compile", "date": datetime.date.today().isoformat(), "precision": precision,
               "widths": sorted({int(b["input_ids"].shape[1]) for b in batches})}

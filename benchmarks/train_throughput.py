@@ -49,13 +49,15 @@ import torch
 import textcls
 from textcls.config import TrainConfig
 from textcls.data import Split, load_data
-from textcls.engine import ThroughputMeter, encode_ids
+from textcls.batching import training_plan
+from textcls.engine import ThroughputMeter, TokenizedRows, encode_ids, pad_id, to_device
 from textcls.environment import embedded_model_path, resolve_precision
 from textcls.files import write_json
 from textcls.models.pretrained import PretrainedClassifier
 from textcls.runfolder import library_versions
 
 LABEL_COUNT = 4
+MAX_LENGTH = 128  # TrainConfig's default, as the fits below use
 
 
 # ---- models built from a config ------------------------------------------------------------
@@ -211,56 +213,55 @@ def tokenisation_rates(texts: list[str], max_length: int = 128) -> dict[str, flo
 
 
 # ---- the proxy's ceiling -------------------------------------------------------------------
-def length_sorted_batches(tokenizer: Any, texts: list[str], labels: list[int], batch_size: int, seed: int) -> list[dict]:
-    """Full batches of `batch_size` texts cut from the texts sorted by length, each padded to a multiple of 8
-    (as the engine pads), in a seeded random order: the engine's batches, built before any clock starts."""
-    ids = tokenizer(texts, truncation=True, max_length=128)["input_ids"]
-    order = np.argsort([len(row) for row in ids], kind="stable")
-    batches = []
-    for start in range(0, len(order) - batch_size + 1, batch_size):
-        chosen = order[start : start + batch_size]
-        width = -(-max(len(ids[i]) for i in chosen) // 8) * 8
-        input_ids = torch.zeros(len(chosen), width, dtype=torch.long)  # (batch, width)
-        for row, i in enumerate(chosen):
-            input_ids[row, : len(ids[i])] = torch.tensor(ids[i])
-        batches.append({"input_ids": input_ids, "attention_mask": (input_ids != 0).long(),
-                        "labels": torch.tensor([labels[i] for i in chosen])})
-    np.random.default_rng(seed).shuffle(batches)
-    return batches
+def first_batches(rows: TokenizedRows, batch_size: int, seed: int, count: int) -> list[dict[str, torch.Tensor]]:
+    """The first `count` batches of one epoch as the engine plans and pads them (`batching.training_plan`:
+    texts of similar length together, padded to multiples of 8, in seeded random order), made now."""
+    plan = training_plan(rows.text_lengths(), seed, batch_size=batch_size)
+    return [rows.__getitems__(batch) for batch in plan[:count]]
+
+
+def timed_steps(forward: Any, optimizer: Any, batches: list[dict], warmup: int, precision: str) -> tuple[float, float]:
+    """Train on `batches` with the bare step (forward, backward, optimizer step; autocast per `precision`):
+    (seconds of the first `warmup` steps, samples/s of the rest). Nothing else runs inside the clock."""
+    device = batches[0]["input_ids"].device
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+
+    def run(part: list[dict]) -> float:
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        started = time.perf_counter()
+        for batch in part:
+            with torch.autocast(device.type, dtype=dtype, enabled=precision != "fp32"):
+                loss = forward(**batch).loss
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        return time.perf_counter() - started
+
+    first = run(batches[:warmup])
+    seconds = run(batches[warmup:])
+    return first, sum(len(b["labels"]) for b in batches[warmup:]) / seconds
 
 
 def bare_step_rates(model_dir: Path, split: Split, batch_sizes: tuple[int, ...], steps: int, seed: int) -> dict[str, float]:
     """Samples/s of the proxy's bare training step (forward, backward, fused AdamW; autocast as the engine
-    resolves it) on batches built beforehand from length-sorted texts, per batch size: no tokenisation, no
-    data loading, no `Trainer`, no evaluation. What any engine can reach on this device with that model."""
+    resolves it) on the engine's batches made beforehand, per batch size: no tokenisation, no data
+    loading, no `Trainer`, no evaluation. What any engine can reach on this device with that model."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    rows = TokenizedRows(encode_ids(tokenizer, split.texts, MAX_LENGTH, cache=False), split.labels, pad_id(tokenizer))
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    precision = resolve_precision("auto")
     rates = {}
     for batch_size in batch_sizes:
-        batches = length_sorted_batches(tokenizer, split.texts, split.labels, batch_size, seed)
-        batches = [{k: v.to(device) for k, v in b.items()} for b in batches[: steps + 5]]
+        batches = [to_device(batch, device) for batch in first_batches(rows, batch_size, seed, steps + 5)]
         torch.manual_seed(seed)
         model = AutoModelForSequenceClassification.from_pretrained(model_dir).to(device).train()
         optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
-        started, samples = time.perf_counter(), 0
-        for k, batch in enumerate(batches):
-            if k == 5:  # the first steps warm the allocator and kernels up
-                if device.type == "cuda":
-                    torch.cuda.synchronize()
-                started, samples = time.perf_counter(), 0
-            with torch.autocast(device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16,
-                                enabled=precision != "fp32"):
-                loss = model(**batch).loss
-            loss.backward()
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            samples += len(batch["labels"])
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        rates[f"batch {batch_size}"] = round(samples / (time.perf_counter() - started), 1)
+        _, rate = timed_steps(model, optimizer, batches, 5, resolve_precision("auto"))  # 5 steps warm the kernels up
+        rates[f"batch {batch_size}"] = round(rate, 1)
     return rates
 
 
