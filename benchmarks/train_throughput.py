@@ -213,9 +213,10 @@ def tokenisation_rates(texts: list[str], max_length: int = 128) -> dict[str, flo
 
 
 # ---- the proxy's ceiling -------------------------------------------------------------------
-def first_batches(rows: TokenizedRows, batch_size: int, seed: int, count: int) -> list[dict[str, torch.Tensor]]:
-    """The first `count` batches of one epoch as the engine plans and pads them (`batching.training_plan`:
-    texts of similar length together, padded to multiples of 8, in seeded random order), made now."""
+def first_batches(rows: TokenizedRows, batch_size: int, seed: int, count: int | None = None) -> list[dict[str, torch.Tensor]]:
+    """The first `count` batches (all: None) of one epoch as the engine plans and pads them
+    (`batching.training_plan`: texts of similar length together, padded to multiples of 8, in seeded
+    random order), made now."""
     plan = training_plan(rows.text_lengths(), seed, batch_size=batch_size)
     return [rows.__getitems__(batch) for batch in plan[:count]]
 
@@ -245,10 +246,12 @@ def timed_steps(forward: Any, optimizer: Any, batches: list[dict], warmup: int, 
     return first, sum(len(b["labels"]) for b in batches[warmup:]) / seconds
 
 
-def bare_step_rates(model_dir: Path, split: Split, batch_sizes: tuple[int, ...], steps: int, seed: int) -> dict[str, float]:
+def bare_step_rates(model_dir: Path, split: Split, batch_sizes: tuple[int, ...], steps: int | None, seed: int) -> dict[str, float]:
     """Samples/s of the proxy's bare training step (forward, backward, fused AdamW; autocast as the engine
     resolves it) on the engine's batches made beforehand, per batch size: no tokenisation, no data
-    loading, no `Trainer`, no evaluation. What any engine can reach on this device with that model."""
+    loading, no `Trainer`, no evaluation. What any engine can reach on this device with that model.
+    `steps` None: the whole epoch, the very rows the engine's rows train on (a sample of batches has
+    other lengths, and moved the rate by ~10% in a run)."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
@@ -256,7 +259,7 @@ def bare_step_rates(model_dir: Path, split: Split, batch_sizes: tuple[int, ...],
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     rates = {}
     for batch_size in batch_sizes:
-        batches = [to_device(batch, device) for batch in first_batches(rows, batch_size, seed, steps + 5)]
+        batches = [to_device(batch, device) for batch in first_batches(rows, batch_size, seed, None if steps is None else steps + 5)]
         torch.manual_seed(seed)
         model = AutoModelForSequenceClassification.from_pretrained(model_dir).to(device).train()
         optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
@@ -392,7 +395,8 @@ def main() -> None:
     parser.add_argument("--eval-rows", type=int, default=2000, help="Dev rows evaluated by the side-by-side comparisons.")
     parser.add_argument("--proxy-rows", type=int, default=20_000, help="Training rows of the overhead proxy.")
     parser.add_argument("--proxy-batch-tokens", type=int, default=8192, help="Token budget of row (d).")
-    parser.add_argument("--bare-steps", type=int, default=60, help="Timed steps of the proxy's bare step per batch size.")
+    parser.add_argument("--bare-steps", type=int, default=None,
+                        help="Timed steps of the proxy's bare step per batch size (default: the whole epoch of its rows).")
     parser.add_argument("--cuda-compare-rows", type=int, default=20_000, help="Rows of the GPU before/engine and BERT-base rows.")
     parser.add_argument("--accuracy-rows", type=int, default=0, help="Also compare fp32 vs bf16 accuracy on N rows (engine).")
     parser.add_argument("--skip-cpu", action="store_true", help="Only the CUDA rows (skip the side-by-side rows).")
