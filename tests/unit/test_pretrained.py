@@ -95,6 +95,7 @@ def test_running_out_of_gpu_memory_says_which_option_to_lower(tmp_path):
 
     class Trainer:  # stands in for transformers' Trainer: only what run_trainer touches
         args = type("Args", (), {"should_save": True})()
+        model = torch.nn.Linear(2, 2)
 
         def train(self, resume_from_checkpoint=None):
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")

@@ -48,6 +48,7 @@ from textcls.checkpoints import clone_state as _clone_state
 from textcls.checkpoints import load_optimizer_tensors as _load_optimizer_tensors
 from textcls.checkpoints import optimizer_tensors as _optimizer_tensors  # noqa: F401  (tests reach it here)
 from textcls.config import TrainConfig
+from textcls.cpu_speed import lean_cpu_training
 from textcls.data import Split
 from textcls.engine import (
     EpochBatches,
@@ -550,25 +551,26 @@ class TorchClassifier(Classifier):
         description = f"{cls.describe(hparams)}, {classifier.num_parameters() / 1e6:.2f}M parameters"
         log.info("model %s, max_length %d, precision %s", description, config.max_length, precision)
 
-        summary = train_module(
-            module,
-            TokenizedRows(train_ids, targets(train.labels, len(label_names), train.multi_label), PAD_ID, train_windows),
-            TokenizedRows(dev_ids, targets(dev.labels, len(label_names), dev.multi_label), PAD_ID, dev_windows),
-            config,
-            checkpoint_dir,
-            precision=precision,
-            description=description,
-            objective=Objective.of(weights, config.pooling, train.multi_label),
-            sample_weights=sample_weights,
-            identity={
-                "family": cls.family, "hparams": hparams, "max_length": config.max_length,
-                **({"multi_label": True} if train.multi_label else {}),  # single-label checkpoints stay resumable
-                # the batches fix the steps per epoch, which a resumed run must share
-                "batching": {"batch_size": config.batch_size, "batch_tokens": config.batch_tokens,
-                             "group_by_length": config.group_by_length, "sampler": config.sampler},
-                "long_text": windowing.describe(),
-            },
-        )
+        with lean_cpu_training(module):
+            summary = train_module(
+                module,
+                TokenizedRows(train_ids, targets(train.labels, len(label_names), train.multi_label), PAD_ID, train_windows),
+                TokenizedRows(dev_ids, targets(dev.labels, len(label_names), dev.multi_label), PAD_ID, dev_windows),
+                config,
+                checkpoint_dir,
+                precision=precision,
+                description=description,
+                objective=Objective.of(weights, config.pooling, train.multi_label),
+                sample_weights=sample_weights,
+                identity={
+                    "family": cls.family, "hparams": hparams, "max_length": config.max_length,
+                    **({"multi_label": True} if train.multi_label else {}),  # single-label checkpoints stay resumable
+                    # the batches fix the steps per epoch, which a resumed run must share
+                    "batching": {"batch_size": config.batch_size, "batch_tokens": config.batch_tokens,
+                                 "group_by_length": config.group_by_length, "sampler": config.sampler},
+                    "long_text": windowing.describe(),
+                },
+            )
         return classifier, summary
 
     # ---- inference ------------------------------------------------------------------------

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from textcls.config import TrainConfig
+from textcls.cpu_speed import lean_cpu_training
 from textcls.data import Split
 from textcls.engine import (
     GPU_PREDICT_TOKENS,
@@ -213,7 +214,8 @@ def run_trainer(trainer: Any, checkpoint_dir: Path, resume: bool) -> tuple[Any, 
             log.info("resuming from %s", resume_from)
     started = time.perf_counter()
     try:
-        result = trainer.train(resume_from_checkpoint=resume_from)
+        with lean_cpu_training(trainer.model):
+            result = trainer.train(resume_from_checkpoint=resume_from)
     except BaseException as error:
         # A checkpoint cut short (full disk, Ctrl+C while saving) must not be the one resume finds.
         if should_save:
