@@ -11,12 +11,15 @@ Side-by-side rows (always, on this machine's device: the CPU here, the GPU where
   Both (b) and (c) run on MiniLM (accuracy checked on the same dev rows) and on an overhead proxy: a
   2-layer, 64-wide BERT built from a config (random weights), 20,000 rows, 1 epoch, where the model is
   so small that the rest of the step shows; (d) adds the engine with `--batch-tokens` on the proxy.
-  The proxy's bare step (forward, backward, fused AdamW on batches built beforehand, batch 32/64/160) is
-  timed alone too: no engine can beat it, so it bounds the ratio any engine can reach on this device.
+  The proxy's bare step (forward, backward, fused AdamW on batches built beforehand, batch 32/64/160; on
+  a CPU with the engine's `lean_cpu_training`) is timed alone too: the engine's step with nothing around
+  it, so it bounds the ratio the engine can reach on this device.
   Tokenisation rates: `datasets.map`, the tokenizer called on the list, and the engine's Rust path.
 
 With `--repeats N` each side-by-side row runs N times in turns and the fastest is kept (all are in the
-JSON): on a shared machine a load that comes and goes then falls on every row alike.
+JSON): on a shared machine a load that comes and goes then falls on every row alike. With
+`--accuracy-seeds N` MiniLM's (b) and (c) also run on N more seeds, and the mean of their dev accuracy
+differences is printed: one seed's difference is mostly the draw of dropout masks and batch order.
 
 Columns: end-to-end samples/s = rows x epochs / the whole fit (model load, tokenisation, training,
 per-epoch evaluation, checkpoints); Trainer's own `train_samples_per_second`; steady samples/s =
@@ -37,6 +40,7 @@ import datetime
 import logging
 import os
 import platform
+import statistics
 import sys
 import tempfile
 import time
@@ -48,6 +52,7 @@ import torch
 
 import textcls
 from textcls.config import TrainConfig
+from textcls.cpu_speed import lean_cpu_training
 from textcls.data import Split, load_data
 from textcls.batching import training_plan
 from textcls.engine import ThroughputMeter, TokenizedRows, encode_ids, pad_id, to_device
@@ -86,7 +91,7 @@ def before_fit(train: Split, dev: Split, label_names: list[str], config: TrainCo
     from transformers import DataCollatorWithPadding, EarlyStoppingCallback, Trainer, TrainerCallback, TrainingArguments, set_seed
 
     from textcls.evaluation import headline_metrics
-    from textcls.models.pretrained import _load_tokenizer_and_model, clamp_max_length, run_trainer, training_callbacks
+    from textcls.models.pretrained import _load_tokenizer_and_model, clamp_max_length, training_callbacks
 
     started = time.perf_counter()
     config = dataclasses.replace(config, batch_size=config.batch_size or 32, lr=config.lr or 1e-4)
@@ -131,7 +136,7 @@ def before_fit(train: Split, dev: Split, label_names: list[str], config: TrainCo
         eval_dataset=dev_rows, processing_class=tokenizer,
         compute_metrics=lambda p: headline_metrics(p.label_ids, np.argmax(p.predictions, axis=-1)), callbacks=callbacks,
     )
-    result, _, _ = run_trainer(trainer, checkpoint_dir, False)
+    result = trainer.train()  # as then: stock modules and attention (`run_trainer` now adds the CPU's fast dropout)
     return {
         "precision": precision,
         "fit_seconds": time.perf_counter() - started,
@@ -248,7 +253,7 @@ def timed_steps(forward: Any, optimizer: Any, batches: list[dict], warmup: int, 
 
 def bare_step_rates(model_dir: Path, split: Split, batch_sizes: tuple[int, ...], steps: int | None, seed: int) -> dict[str, float]:
     """Samples/s of the proxy's bare training step (forward, backward, fused AdamW; autocast as the engine
-    resolves it) on the engine's batches made beforehand, per batch size: no tokenisation, no data
+    resolves it, and on a CPU the engine's `lean_cpu_training`) on the engine's batches made beforehand, per batch size: no tokenisation, no data
     loading, no `Trainer`, no evaluation. What any engine can reach on this device with that model.
     `steps` None: the whole epoch, the very rows the engine's rows train on (a sample of batches has
     other lengths, and moved the rate by ~10% in a run)."""
@@ -263,7 +268,8 @@ def bare_step_rates(model_dir: Path, split: Split, batch_sizes: tuple[int, ...],
         torch.manual_seed(seed)
         model = AutoModelForSequenceClassification.from_pretrained(model_dir).to(device).train()
         optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
-        _, rate = timed_steps(model, optimizer, batches, 5, resolve_precision("auto"))  # 5 steps warm the kernels up
+        with lean_cpu_training(model):  # as the engine trains it on a CPU (elsewhere: nothing changes)
+            _, rate = timed_steps(model, optimizer, batches, 5, resolve_precision("auto"))  # 5 steps warm the kernels up
         rates[f"batch {batch_size}"] = round(rate, 1)
     return rates
 
@@ -320,6 +326,10 @@ def side_by_side_rows(args: argparse.Namespace, train: Split, dev: Split, label_
     report["proxy_bare_step_samples_per_second"] = bare_step_rates(
         proxy_dir, proxy_train, (32, 64, 160), args.bare_steps, args.seed
     )
+    if args.accuracy_seeds:
+        report["minilm_dev_accuracy_over_seeds"] = accuracy_over_seeds(
+            report["minilm"], minilm, minilm_train, minilm_dev, label_names, args.accuracy_seeds
+        )
     if args.accuracy_rows:
         accuracy_train = split_rows(train, args.accuracy_rows)
         report["accuracy"] = [
@@ -327,6 +337,26 @@ def side_by_side_rows(args: argparse.Namespace, train: Split, dev: Split, label_
             for precision in ("fp32", "bf16")
         ]
     return report
+
+
+def accuracy_over_seeds(
+    rows: list[dict], config: TrainConfig, train: Split, dev: Split, label_names: list[str], extra_seeds: int
+) -> dict:
+    """Dev accuracy of MiniLM's (b) and (c) at `config.seed` (from `rows`) and `extra_seeds` more seeds. One
+    seed's difference is mostly the draw of dropout masks and batch order (on 2,000 dev rows a run moves by
+    about half a point); the mean of the per-seed differences is the engine's own."""
+    accuracy = {name: [next(r["dev_accuracy"] for r in rows if r["name"] == name)] for name in ("before", "engine")}
+    for seed in range(config.seed + 1, config.seed + 1 + extra_seeds):
+        for name, fit in (("before", before_fit), ("engine", engine_fit)):
+            row = measure(f"{name}, seed {seed}", fit, train, dev, label_names, dataclasses.replace(config, seed=seed))
+            accuracy[name].append(row["dev_accuracy"])
+    differences = [100 * (engine - before) for before, engine in zip(accuracy["before"], accuracy["engine"])]
+    return {
+        "seeds": list(range(config.seed, config.seed + 1 + extra_seeds)), **accuracy,
+        "mean": {name: round(statistics.mean(values), 4) for name, values in accuracy.items()},
+        "difference_points_mean": round(statistics.mean(differences), 2),
+        "difference_points_sd": round(statistics.stdev(differences), 2) if len(differences) > 1 else None,
+    }
 
 
 def cuda_rows(args: argparse.Namespace, train: Split, dev: Split, label_names: list[str], models: Path) -> dict:
@@ -366,10 +396,15 @@ def print_table(report: dict) -> None:
             for row in rows[1:]:
                 print(f"  {row['name']}: dev accuracy {100 * (row['dev_accuracy'] - base['dev_accuracy']):+.2f} points vs before")
     cpu = report.get("side_by_side", {})
+    seeds = cpu.get("minilm_dev_accuracy_over_seeds")
+    if seeds:
+        print(f"minilm dev accuracy over seeds {seeds['seeds'][0]}-{seeds['seeds'][-1]}: before {seeds['mean']['before']:.4f}, "
+              f"engine {seeds['mean']['engine']:.4f}; engine - before {seeds['difference_points_mean']:+.2f} points "
+              f"(sd of the per-seed differences {seeds['difference_points_sd']})")
     if cpu:
         print(f"recipe (pad to 512, batch 8, fp32): {cpu['recipe_samples_per_second']:.2f} samples/s")
         before = next(row for row in cpu["proxy"] if row["name"] == "before")
-        print("proxy's bare step (model + fused AdamW only; the ceiling of any engine), samples/s: " + ", ".join(
+        print("proxy's bare step (model + fused AdamW only; the engine's step alone, its ceiling), samples/s: " + ", ".join(
             f"{k} {v:,.0f} ({ratio(v, before['samples_per_second'])}x before)"
             for k, v in cpu["proxy_bare_step_samples_per_second"].items()))
         print("tokenisation, texts/s: " + ", ".join(f"{k} {v:,.0f}" for k, v in cpu["tokenisation_texts_per_second"].items()))
@@ -398,6 +433,8 @@ def main() -> None:
     parser.add_argument("--bare-steps", type=int, default=None,
                         help="Timed steps of the proxy's bare step per batch size (default: the whole epoch of its rows).")
     parser.add_argument("--cuda-compare-rows", type=int, default=20_000, help="Rows of the GPU before/engine and BERT-base rows.")
+    parser.add_argument("--accuracy-seeds", type=int, default=0,
+                        help="Also run MiniLM's (b) and (c) on N more seeds and compare their mean dev accuracy.")
     parser.add_argument("--accuracy-rows", type=int, default=0, help="Also compare fp32 vs bf16 accuracy on N rows (engine).")
     parser.add_argument("--skip-cpu", action="store_true", help="Only the CUDA rows (skip the side-by-side rows).")
     parser.add_argument("--repeats", type=int, default=1, help="Runs of each side-by-side row, in turns; the fastest is kept.")
