@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
-import platform
 import sys
 from pathlib import Path
 
@@ -27,7 +26,7 @@ from textcls.engine import TokenizedRows, encode_ids, pad_id
 from textcls.environment import embedded_model_path, resolve_precision
 from textcls.files import write_json
 from textcls.runfolder import library_versions
-from train_throughput import MAX_LENGTH, first_batches, timed_steps
+from train_throughput import MAX_LENGTH, first_batches, machine, timed_steps
 
 
 def measure(compiled: bool, batches: list[dict], warmup: int, precision: str, seed: int) -> dict:
@@ -73,8 +72,7 @@ def main() -> None:
     report["rows"] = [measure(compiled, batches, args.warmup, precision, args.seed) for compiled in (False, True)]
     eager, compiled = report["rows"]
     report["ratio"] = round(compiled["samples_per_second"] / eager["samples_per_second"], 2)
-    report.update(config=vars(args), versions=library_versions(),
-                  hardware={"platform": platform.platform(), "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads()})
+    report.update(config=vars(args), versions=library_versions(), hardware=machine())
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     write_json(Path(args.output), report)
     print(f"{report['date']}, CPU, {report['hardware']['cpus']} cores, {precision}, batch {args.batch_size}, "

@@ -20,8 +20,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime
-import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -37,7 +35,7 @@ from textcls.engine import TokenizedRows, encode_ids, pad_id
 from textcls.environment import embedded_model_path, resolve_precision
 from textcls.files import write_json
 from textcls.runfolder import library_versions
-from train_throughput import MAX_LENGTH, PROXY, bert_from_config, cpu_name, first_batches, timed_steps
+from train_throughput import MAX_LENGTH, PROXY, bert_from_config, first_batches, machine, timed_steps
 
 WAYS = {"stock": "sdpa", "eager": "eager", "lean": "sdpa"}  # the attention kernel each loads with
 
@@ -101,8 +99,7 @@ def main() -> None:
             batches = first_batches(rows, args.batch_size, args.seed, steps + 3)
             report["rows"].append(measure(name, model_dir, batches, precision, args.repeats, args.seed))
     report.update(config=vars(args), versions=library_versions(), wall_seconds=round(time.time() - started, 1),
-                  hardware={"platform": platform.platform(), "processor": cpu_name(), "cpus": os.cpu_count(),
-                            "torch_threads": torch.get_num_threads()})
+                  hardware=machine())
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     write_json(Path(args.output), report)
     print(f"{report['date']}, {report['hardware']['processor']}, {report['hardware']['cpus']} cores, {precision}, "

@@ -422,6 +422,14 @@ def cpu_name() -> str:
         return platform.processor()
 
 
+def machine() -> dict[str, Any]:
+    """The machine a benchmark ran on, for its JSON: the CPU by name (`platform.processor()` is often empty
+    on Linux), cores, torch threads and the GPU if any."""
+    return {"platform": platform.platform(), "processor": cpu_name(), "cpus": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(),
+            "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default="../shared/data/ag_news", help="AG News folder (train.csv, dev.csv).")
@@ -459,9 +467,7 @@ def main() -> None:
     report.update(
         config=vars(args),
         versions=library_versions(),
-        hardware={"platform": platform.platform(), "processor": cpu_name(), "cpus": os.cpu_count(),
-                  "torch_threads": torch.get_num_threads(),
-                  "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None},
+        hardware=machine(),
         wall_seconds=round(time.time() - started, 1),
     )
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)

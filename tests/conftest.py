@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from textcls.data import Split
+
 # Tests must never reach the network, even by accident.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
@@ -41,6 +43,12 @@ def make_texts(n: int, seed: int = 0) -> list[tuple[int, str, str]]:
         body = [rng.choice(words if rng.random() < 0.5 else FILLER) for _ in range(rng.randint(4, 14))]
         rows.append((label, title.title(), " ".join(body) + "."))
     return rows
+
+
+def topic_split(name: str, n: int, seed: int) -> Split:
+    """A `Split` of `make_texts(n, seed)`: title and description joined, the topics' label ids."""
+    rows = make_texts(n, seed)
+    return Split(name, [f"{t} {d}" for _, t, d in rows], [label for label, _, _ in rows], f"generated:{name}")
 
 
 def make_long_texts(n: int, seed: int = 0, filler_words: int = 40) -> list[tuple[int, str]]:

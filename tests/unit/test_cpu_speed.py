@@ -18,10 +18,9 @@ from textcls.config import TrainConfig
 from textcls.cpu_speed import (
     ATTENTION, BERT_ATTENTION_TYPES, FastDropout, eager_attention, fast_dropout, fast_dropout_in, lean_cpu_training,
 )
-from textcls.data import Split
 from textcls.models import neural
 from textcls.models.rnn import LSTMClassifier
-from tests.conftest import TOPIC_WORDS, make_texts
+from tests.conftest import TOPIC_WORDS, topic_split as split
 
 COUNT = 1_000_000
 SIGMAS = 6  # binomial tolerances: a correct mask misses them about once in 10^9 draws
@@ -215,11 +214,6 @@ def test_lean_cpu_training_applies_on_a_cpu_only():
             assert changes == [] and model.config._attn_implementation == "sdpa"
 
 
-def split(name: str, n: int, seed: int) -> Split:
-    rows = make_texts(n, seed)
-    return Split(name, [f"{t} {d}" for _, t, d in rows], [label for label, _, _ in rows], f"generated:{name}")
-
-
 @pytest.mark.skipif(torch.cuda.is_available(), reason="the CPU path; a GPU trains with nn.Dropout")
 def test_a_resumed_own_loop_run_replays_the_dropout_masks_of_an_uninterrupted_one(tmp_path, caplog, monkeypatch):
     hparams = {"embedding_dim": 16, "hidden_size": 16, "dropout": 0.3}
@@ -238,7 +232,6 @@ def test_a_resumed_own_loop_run_replays_the_dropout_masks_of_an_uninterrupted_on
     with pytest.raises(KeyboardInterrupt):
         LSTMClassifier.fit(train, dev, list(TOPIC_WORDS), config, tmp_path / "cut", hparams=hparams)
     monkeypatch.setattr(neural, "write_checkpoint", write_checkpoint)
-    assert not any(isinstance(m, FastDropout) for m in whole.model.modules())
     resumed, resumed_summary = LSTMClassifier.fit(
         train, dev, list(TOPIC_WORDS), dataclasses.replace(config, resume=True), tmp_path / "cut", hparams=hparams
     )

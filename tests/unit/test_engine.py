@@ -12,21 +12,15 @@ import torch
 from textcls import engine
 from textcls.batching import round_up, sorted_plan, training_plan
 from textcls.config import TrainConfig
-from textcls.data import Split
 from textcls.engine import EpochBatches, ThroughputMeter, TokenIds, TokenizedRows, encode_ids
 from textcls.environment import device, embedded_model_path, resolve_precision
 from textcls.families import FAMILIES
 from textcls.models.neural import load_tokenizer, pad_batch
 from textcls.models.rnn import LSTMClassifier
-from tests.conftest import TOPIC_WORDS, make_texts
+from tests.conftest import TOPIC_WORDS, make_texts, topic_split as split
 
 LABELS = list(TOPIC_WORDS)
 TINY_LSTM = {"embedding_dim": 16, "hidden_size": 16, "dropout": 0.0}
-
-
-def split(name: str, n: int, seed: int) -> Split:
-    rows = make_texts(n, seed)
-    return Split(name, [f"{t} {d}" for _, t, d in rows], [label for label, _, _ in rows], f"generated:{name}")
 
 
 @pytest.fixture

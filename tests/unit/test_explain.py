@@ -8,20 +8,14 @@ import numpy as np
 import pytest
 
 from textcls.config import TrainConfig
-from textcls.data import Split
 from textcls.errors import TextclsError
 from textcls.explain import Explanation, attention_rollout, explain
 from textcls.report import highlight_html, write_explanation
-from tests.conftest import TOPIC_WORDS, make_texts
+from tests.conftest import TOPIC_WORDS, topic_split as split
 
 LABELS = list(TOPIC_WORDS)
 TEXT = "Striker scores a goal as the season opens"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-
-
-def split(name: str, n: int, seed: int) -> Split:
-    rows = make_texts(n, seed)
-    return Split(name, [f"{t} {d}" for _, t, d in rows], [label for label, _, _ in rows], f"generated:{name}")
 
 
 def tiny_config(family: str) -> TrainConfig:

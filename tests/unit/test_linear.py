@@ -11,18 +11,13 @@ from textcls.config import TrainConfig
 from textcls.data import Split
 from textcls.errors import RunFolderError, TextclsError
 from textcls.models.linear import SETTINGS_FILE, WEIGHTS_FILE, TfidfClassifier
-from tests.conftest import TOPIC_WORDS, make_texts
+from tests.conftest import TOPIC_WORDS, make_texts, topic_split as split
 
 LABELS = list(TOPIC_WORDS)
 SUMMARY_KEYS = {
     "model", "max_length", "precision", "world_size", "train_seconds", "train_samples_per_second", "train_loss",
     "global_step", "best_checkpoint_metric", "stopped_by_time_budget", "resumed_from", "epochs",
 }
-
-
-def split(name: str, n: int, seed: int) -> Split:
-    rows = make_texts(n, seed)
-    return Split(name, [f"{t} {d}" for _, t, d in rows], [label for label, _, _ in rows], f"generated:{name}")
 
 
 @pytest.fixture(scope="module")

@@ -25,7 +25,7 @@ from textcls.models.neural import (
 )
 from textcls.engine import encode_ids
 from textcls.models.rnn import LSTMClassifier
-from tests.conftest import TOPIC_WORDS, make_texts
+from tests.conftest import TOPIC_WORDS, make_texts, topic_split as split
 
 LABELS = list(TOPIC_WORDS)
 TINY_LSTM = {"embedding_dim": 16, "hidden_size": 16, "dropout": 0.0}
@@ -43,11 +43,6 @@ def expected_lstm_precision() -> str:
     if torch.cuda.is_available():
         return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
     return "fp32"
-
-
-def split(name: str, n: int, seed: int) -> Split:
-    rows = make_texts(n, seed)
-    return Split(name, [f"{t} {d}" for _, t, d in rows], [label for label, _, _ in rows], f"generated:{name}")
 
 
 def tiny_config(**overrides) -> TrainConfig:

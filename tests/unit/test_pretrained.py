@@ -6,17 +6,11 @@ import numpy as np
 import pytest
 
 from textcls.config import TrainConfig
-from textcls.data import Split
 from textcls.environment import embedded_model_path, resolve_precision
 from textcls.models.pretrained import PretrainedClassifier, clamp_max_length, epoch_history
-from tests.conftest import TOPIC_WORDS, make_texts
+from tests.conftest import TOPIC_WORDS, topic_split as split
 
 LABELS = list(TOPIC_WORDS)
-
-
-def split(name: str, n: int, seed: int) -> Split:
-    rows = make_texts(n, seed)
-    return Split(name, [f"{t} {d}" for _, t, d in rows], [label for label, _, _ in rows], f"generated:{name}")
 
 
 @pytest.fixture(scope="module")

@@ -9,19 +9,13 @@ import pytest
 import torch
 
 from textcls.config import TrainConfig
-from textcls.data import Split
 from textcls.models.neural import pad_batch
 from textcls.models.scratch import ScratchTransformerClassifier, ScratchTransformerModel, sinusoidal_positions
-from tests.conftest import TOPIC_WORDS, make_texts
+from tests.conftest import TOPIC_WORDS, topic_split as split
 
 LABELS = list(TOPIC_WORDS)
 TINY = {"d_model": 32, "num_heads": 4, "num_layers": 2, "ff_dim": 64, "dropout": 0.1}
 VOCAB = 200
-
-
-def split(name: str, n: int, seed: int) -> Split:
-    rows = make_texts(n, seed)
-    return Split(name, [f"{t} {d}" for _, t, d in rows], [label for label, _, _ in rows], f"generated:{name}")
 
 
 def random_batch(lengths: list[int], seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
