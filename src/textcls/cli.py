@@ -24,7 +24,7 @@ if not sys.stdout.isatty():
 import typer  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from textcls.config import DataConfig, PredictConfig, PretrainConfig, ServeConfig, TrainConfig, column_names, field_names, split_options  # noqa: E402
+from textcls.config import DataConfig, PredictConfig, PretrainConfig, ServeConfig, TrainConfig, column_names, field_names, flag_name, split_options  # noqa: E402
 from textcls.console import library_call as _library_call  # noqa: E402
 from textcls.console import setup_logging as _setup_logging  # noqa: E402
 from textcls.console import stdout  # noqa: E402
@@ -42,13 +42,20 @@ app = typer.Typer(
 app.add_typer(seq2seq_app, name="seq2seq")
 log = logging.getLogger("textcls")
 
-# Flags whose names an issue fixed as contracts, where they differ from the field name.
-_FLAG_NAMES = {"train_file": "--train", "dev_file": "--dev", "test_file": "--test", "text_columns": "--text-column"}
 _TYPES = {"bool": bool, "int": int, "float": float, "str": str, "tuple[str, ...]": list[str]}
 
 
-def _field_parameters(*classes: type, skip: tuple[str, ...] = ()) -> list[inspect.Parameter]:
-    """typer options for every field of the config dataclasses, all defaulting to None (= not given)."""
+# evaluate/report read data the way the run read its own: their data options default to the run's.
+_RUN_DATA_HELP = {
+    "data": "Folder with dev/test files, one file to score, or a hub dataset id.",
+}
+_RUN_DEFAULT = " [default: the run's own]"
+
+
+def _field_parameters(*classes: type, skip: tuple[str, ...] = (), run_data: bool = False) -> list[inspect.Parameter]:
+    """typer options for every field of the config dataclasses, all defaulting to None (= not given).
+
+    `run_data`: DataConfig's options as evaluate/report take them (defaults from the run folder)."""
     from rich.markup import escape
 
     parameters, seen = [], set(skip)
@@ -59,11 +66,13 @@ def _field_parameters(*classes: type, skip: tuple[str, ...] = ()) -> list[inspec
             seen.add(field.name)
             base = field.type.replace(" | None", "")
             python_type = _TYPES[base]
-            flag = _FLAG_NAMES.get(field.name, "--" + field.name.replace("_", "-"))
-            if python_type is bool and field.default is True:  # flags that default off only turn on
+            flag = flag_name(field.name)
+            if python_type is bool:  # --no-x too: it overrides a --config file that turns x on
                 flag = f"{flag}/--no-{flag[2:]}"
             default = field.default if field.default is not dataclasses.MISSING else None
             help_text = field.metadata["help"] + ("" if default is None else f" [default: {default}]")
+            if run_data and cls is DataConfig:
+                help_text = _RUN_DATA_HELP.get(field.name, field.metadata["help"].split("; default:")[0]) + _RUN_DEFAULT
             help_text = escape(help_text)  # rich would read "[default: 0.1]" as markup and drop it
             # "--x/--no-x" must stay one declaration: split in two, click reads both as "--x" (True)
             option = typer.Option(None, flag, help=help_text, show_default=False)
@@ -184,7 +193,7 @@ def train(
 
 
 @app.command()
-@_with_parameters(_field_parameters(PredictConfig, DataConfig, skip=("max_train_samples", "dev_fraction")))
+@_with_parameters(_field_parameters(PredictConfig, DataConfig, skip=("max_train_samples", "dev_fraction"), run_data=True))
 def evaluate(
     run_dir: Path = typer.Argument(..., help="Run folder written by `textcls train`."),
     split: str = typer.Option("test", "--split", help="Split to score: test (falls back to dev) or dev."),
@@ -193,7 +202,11 @@ def evaluate(
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging."),
     **options: Any,
 ) -> None:
-    """Score a run on a split: accuracy, macro-F1, per-class report, confusion matrix."""
+    """Score a run on a split: accuracy, macro-F1, per-class report, confusion matrix.
+
+    Without data options, the data the run was trained on; new data (--data, --test) is read as the run's was
+    (columns, label names, label base) and scored whole (the run's row limits are not carried over).
+    """
     from textcls.files import write_json
     from textcls.runs import data_config_for_run, evaluate as run_evaluation
 
@@ -285,7 +298,7 @@ def explain(
 
 
 @app.command()
-@_with_parameters(_field_parameters(PredictConfig, DataConfig, skip=("max_train_samples", "dev_fraction")))
+@_with_parameters(_field_parameters(PredictConfig, DataConfig, skip=("max_train_samples", "dev_fraction"), run_data=True))
 def report(
     run_dir: Path = typer.Argument(..., help="Run folder written by `textcls train`."),
     split: str = typer.Option("test", "--split", help="Split to report on: test (falls back to dev) or dev."),
@@ -293,7 +306,10 @@ def report(
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging."),
     **options: Any,
 ) -> None:
-    """One self-contained HTML report: metrics, confusion matrix, curves, calibration, confident mistakes."""
+    """One self-contained HTML report: metrics, confusion matrix, curves, calibration, confident mistakes.
+
+    Data options as for `textcls evaluate`.
+    """
     from textcls.runfolder import report_path
     from textcls.runs import data_config_for_run, score, write_report
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -59,9 +59,65 @@ def _help(text: str, **kwargs: Any) -> Any:
     return field(metadata={"help": text}, **kwargs)
 
 
+# What a field's declared type accepts (a --config file or the Python API can hand "300" for 300): bool is
+# not an int here, a tuple of names may come as a list or one comma-joined string.
+_ACCEPTS: dict[str, tuple[str, Callable[[Any], bool]]] = {
+    "int": ("an integer", lambda value: isinstance(value, int) and not isinstance(value, bool)),
+    "float": ("a number", lambda value: isinstance(value, (int, float)) and not isinstance(value, bool)),
+    "str": ("a string", lambda value: isinstance(value, str)),
+    "bool": ("true or false", lambda value: isinstance(value, bool)),
+    "tuple[str, ...]": (
+        "a list of names", lambda value: isinstance(value, str) or (
+            isinstance(value, (list, tuple)) and all(isinstance(item, str) for item in value))
+    ),
+}
+SEED_RANGE = (0, 2**32 - 1)  # what numpy's and scikit-learn's seeds take
+
+
+def check_fields(config: Any) -> None:
+    """Raise `ConfigError` naming the first field whose value is not of its declared type, or a seed
+    out of the range numpy and scikit-learn take.
+
+    Example:
+        >>> DataConfig(max_train_samples="300")
+        Traceback (most recent call last):
+        ...
+        textcls.errors.ConfigError: max_train_samples: expected an integer, found '300' (str); write it without quotes in a --config file, or pass --max-train-samples VALUE
+    """
+    for spec in dataclasses.fields(config):
+        value = getattr(config, spec.name)
+        declared = spec.type.removesuffix(" | None")
+        if value is None and spec.type.endswith(" | None"):
+            continue
+        expected, accepts = _ACCEPTS[declared]
+        if not accepts(value):
+            flag = flag_name(spec.name)
+            example = f"{flag} or --no-{flag[2:]}" if declared == "bool" else f"{flag} VALUE"
+            unquote = "write it without quotes in a --config file, or " if isinstance(value, str) else ""
+            raise ConfigError(
+                f"{spec.name}: expected {expected}, found {value!r} ({type(value).__name__}); {unquote}pass {example}"
+            )
+    if hasattr(config, "seed"):
+        _check(SEED_RANGE[0] <= config.seed <= SEED_RANGE[1], "seed", f"an integer in {list(SEED_RANGE)}", config.seed)
+
+
+# Flags whose names an issue fixed as contracts, where they differ from the field name.
+FLAG_NAMES = {"train_file": "--train", "dev_file": "--dev", "test_file": "--test", "text_columns": "--text-column"}
+
+
+def flag_name(field_name: str) -> str:
+    """The command-line flag of a config field.
+
+    Example:
+        >>> flag_name("max_train_samples"), flag_name("train_file")
+        ('--max-train-samples', '--train')
+    """
+    return FLAG_NAMES.get(field_name, "--" + field_name.replace("_", "-"))
+
+
 def _check(condition: bool, name: str, expected: str, found: Any) -> None:
     if not condition:
-        flag = "--" + name.replace("_", "-")
+        flag = flag_name(name)
         raise ConfigError(f"{name}: expected {expected}, found {found!r}; pass {flag} with a value in range")
 
 
@@ -87,6 +143,12 @@ class DataConfig:
         "File with one label name per line, in label-index order (default: classes.txt beside the data).",
         default=None,
     )
+    label_base: int | None = _help(
+        "Whether integer labels index the label names from 0 or from 1; default: from the labels (a 0 means 0, "
+        "the class count N means 1, integers that are all names map by name), else for evaluate as the run's "
+        "training data, else 0 with a warning.",
+        default=None,
+    )
     dev_fraction: float = _help("Share of train carved out as a stratified dev split when there is none.", default=0.1)
     seed: int = _help("Seed for the dev split and sub-sampling.", default=42)
     skip_bad_rows: bool = _help("Skip bad rows with a counted warning instead of failing.", default=False)
@@ -107,9 +169,11 @@ class DataConfig:
     label_separator: str = _help("--multi-label: what separates the names in a label cell.", default="|")
 
     def __post_init__(self) -> None:
+        check_fields(self)
         _check(len(self.label_separator) >= 1 and not self.label_separator.isspace(), "label_separator",
                "a non-blank separator such as '|' or ';'", self.label_separator)
         _check(0.0 < self.dev_fraction < 0.5, "dev_fraction", "a fraction in (0, 0.5)", self.dev_fraction)
+        _check(self.label_base in (None, 0, 1), "label_base", "0 or 1", self.label_base)
         for name in ("max_train_samples", "max_eval_samples"):
             value = getattr(self, name)
             _check(value is None or value >= 1, name, "a positive row count", value)
@@ -205,6 +269,7 @@ class TrainConfig:
     pooling: str = _help("chunk: how the windows' logits make the text's, mean or max.", default="mean")
 
     def __post_init__(self) -> None:
+        check_fields(self)
         _check(self.family in FAMILIES, "family", f"one of {tuple(FAMILIES)}", self.family)
         for name, value in FAMILIES[self.family].defaults.items():
             if getattr(self, name) is None and name not in DEVICE_DEFAULTS:  # those wait for `on_device`
@@ -384,6 +449,7 @@ class PretrainConfig:
     logging_steps: int = _help("Log the training loss every this many steps.", default=50)
 
     def __post_init__(self) -> None:
+        check_fields(self)
         _check(bool(self.data), "data", "a text source", self.data)
         if self.text_columns is not None:
             object.__setattr__(self, "text_columns", column_names(self.text_columns))
@@ -443,6 +509,7 @@ class PredictConfig:
     )
 
     def __post_init__(self) -> None:
+        check_fields(self)
         if isinstance(self.threshold, (int, float)) and not isinstance(self.threshold, bool):
             object.__setattr__(self, "threshold", str(self.threshold))
         _check(self.threshold is None or threshold_problem(self.threshold) is None, "threshold",
@@ -480,6 +547,7 @@ class ServeConfig:
     access_log: bool = _help("Log one line per request to stderr.", default=True)
 
     def __post_init__(self) -> None:
+        check_fields(self)
         _check(1 <= self.port <= 65535, "port", "a TCP port in [1, 65535]", self.port)
         _check(self.token is None or len(self.token) >= 8, "token", "at least 8 characters", "<hidden>")
         for name in ("max_texts", "max_text_chars", "max_body_bytes", "max_batch", "max_queue"):

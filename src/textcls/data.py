@@ -80,6 +80,19 @@ class LoadedData:
     fingerprint: str
     skipped_rows: int
     multi_label: bool = False
+    # How integer labels were read: 0 or 1 when they index `label_names` from 0 or 1, None when the labels
+    # are names (an integer that is itself a name counts as one). A run records it, see `KnownLabels`.
+    label_base: int | None = None
+
+
+@dataclass(frozen=True)
+class KnownLabels:
+    """What a trained run knows of its labels, for reading new data the way its training data was read:
+    integer labels index `names` (when the data has no classes file of its own), counting from `base`
+    unless the labels themselves show their base (a 0, or the class count N)."""
+
+    names: list[str]
+    base: int | None = None
 
 
 @dataclass
@@ -136,9 +149,14 @@ class _BadRows:
 
 
 def load_data(
-    config: DataConfig, splits: tuple[str, ...] = ("train", "dev", "test"), require_train: bool = True
+    config: DataConfig,
+    splits: tuple[str, ...] = ("train", "dev", "test"),
+    require_train: bool = True,
+    known: KnownLabels | None = None,
 ) -> LoadedData:
     """Read, validate and label-map the requested splits; carve dev from train when there is none.
+
+    `known`: a trained run's labels, when reading data to score it (see `KnownLabels`).
 
     Example:
         >>> data = load_data(DataConfig(data="my_folder"), splits=("dev",), require_train=False)  # doctest: +SKIP
@@ -166,7 +184,7 @@ def load_data(
         # A training run takes its label list from every split it reads, so then all of them must agree with train.
         strict = set(examples) if "train" in splits else set(splits)
         _check_new_labels(examples, source_names, strict, config, bad)
-    label_map = _build_label_map(examples, names, headerless)
+    label_map = _build_label_map(examples, names, headerless, config.label_base, known)
     loaded = _map_labels(examples, source_names, label_map, config, bad)
     bad.warn()
     if "train" in splits and "train" in loaded:
@@ -184,7 +202,9 @@ def load_data(
         fix = "the dev carve or --max-train-samples left one; raise --max-train-samples or pass --dev FILE"
         _require_two_classes(result["train"], label_map.names, fix)
     multi_label = getattr(config, "multi_label", False)
-    return LoadedData(result, label_map.names, _fingerprint(result), sum(bad.counts.values()), multi_label)
+    return LoadedData(
+        result, label_map.names, _fingerprint(result), sum(bad.counts.values()), multi_label, label_map.base
+    )
 
 
 def _read_examples(
@@ -487,7 +507,11 @@ def _read_delimited(path: Path, label_column: str, known_columns: set[str]) -> _
                 rows.append((start, fields))
             start = reader.line_num + 1
     except csv.Error as error:
-        raise DataError(f"{path}, line {reader.line_num}: cannot parse ({error}); fix the quoting there") from None
+        # an open quote swallows the lines after it: name the line where the row began, not where reading stopped
+        raise DataError(
+            f"{path}, line {start}: cannot parse the row that starts there ({error}; read on to line {reader.line_num}); "
+            "fix the quoting there"
+        ) from None
     if not rows:
         raise DataError(f"{path}: expected a header and rows, found an empty file; add data or remove the file")
     first = [field.strip() for field in rows[0][1]]
@@ -518,9 +542,12 @@ def _read_delimited(path: Path, label_column: str, known_columns: set[str]) -> _
 
 
 def _read_jsonl(path: Path) -> _Table:
+    text = _decode(path)
+    if path.suffix.lower() == ".json" and text.lstrip().startswith("["):
+        return _read_json_array(path, text)
     records: list[_Record] = []
     columns: dict[str, None] = {}  # keys in order of first appearance
-    for line, content in enumerate(_decode(path).split("\n"), 1):
+    for line, content in enumerate(text.split("\n"), 1):
         if not content.strip():
             continue
         number = len(records) + 1
@@ -540,6 +567,28 @@ def _read_jsonl(path: Path) -> _Table:
     return _Table(str(path), list(columns), records)
 
 
+def _read_json_array(path: Path, text: str) -> _Table:
+    """A .json file holding one array of row objects (pandas' `to_json(orient="records")`); rows are its items."""
+    try:
+        items = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise DataError(
+            f"{path}, line {error.lineno}: expected a JSON array of row objects, found invalid JSON ({error.msg} at "
+            f"column {error.colno}); fix the file, or write one object per line (JSON Lines)"
+        ) from None
+    except (ValueError, RecursionError) as error:
+        raise DataError(f"{path}: expected a JSON array of row objects, found invalid JSON ({error}); fix the file") from None
+    records: list[_Record] = []
+    columns: dict[str, None] = {}
+    for number, values in enumerate(items, 1):
+        if isinstance(values, dict):
+            columns.update(dict.fromkeys(values))
+            records.append(_Record(number, None, values))
+        else:
+            records.append(_Record(number, None, {}, f"expected a JSON object, found {type(values).__name__}"))
+    return _Table(str(path), list(columns), records)
+
+
 def _read_parquet(path: Path) -> _Table:
     import pyarrow
     import pyarrow.parquet
@@ -548,7 +597,20 @@ def _read_parquet(path: Path) -> _Table:
         table = pyarrow.parquet.read_table(path)
     except (OSError, pyarrow.ArrowException) as error:
         raise DataError(f"{path}: expected a Parquet file, found an unreadable one ({error}); re-export it") from None
-    return _columnar_table(str(path), table.column_names, table.to_pydict(), table.num_rows)
+    columns: dict[str, list[Any]] = {}
+    for name in table.column_names:
+        try:
+            columns[name] = table.column(name).to_pylist()
+        except UnicodeDecodeError:  # pyarrow decodes strings as it converts: keep the bytes that are not UTF-8
+            columns[name] = [_surrogate_escaped(scalar) for scalar in table.column(name)]  # as _decode does for text files
+    return _columnar_table(str(path), table.column_names, columns, table.num_rows)
+
+
+def _surrogate_escaped(scalar: Any) -> Any:
+    try:
+        return scalar.as_py()
+    except UnicodeDecodeError:  # a row error if a text or label column holds it (`_examples`)
+        return scalar.as_buffer().to_pybytes().decode("utf-8", "surrogateescape")
 
 
 def _hub_table(dataset: Any, source: str) -> _Table:
@@ -853,7 +915,13 @@ def _check_new_labels(
         examples[split] = [example for example in rows if new_label(example) is None]
 
 
-def _build_label_map(examples: dict[str, list[_Example]], names: list[str] | None, headerless: bool) -> _LabelMap:
+def _build_label_map(
+    examples: dict[str, list[_Example]],
+    names: list[str] | None,
+    headerless: bool,
+    base: int | None,
+    known: KnownLabels | None,
+) -> _LabelMap:
     labels = [label for rows in examples.values() for example in rows for label in _label_tuple(example.label)]
     integers = {label for label in labels if isinstance(label, int)}
     if names is None and headerless:
@@ -865,10 +933,12 @@ def _build_label_map(examples: dict[str, list[_Example]], names: list[str] | Non
             )
         names = AG_NEWS_NAMES if count == 4 else [str(k) for k in range(1, count + 1)]
         logger.info("headerless AG News layout without a classes file: assuming label names %s", names)
+    if names is None and known is not None and integers:
+        names = known.names  # integer labels index the run's label names, as its training data's did
     if names is not None:
-        # The original AG News files number classes 1..N; 0-based data never has a label equal to N.
-        one_based = headerless or (bool(integers) and 0 not in integers and max(integers) == len(names))
-        return _LabelMap(list(names), 1 if one_based else 0)
+        if base is None:
+            base = _label_base(integers, names, headerless, known.base if known is not None else None)
+        return _LabelMap(list(names), base)
     strings = {label for label in labels if isinstance(label, str)}
     if integers and strings:
         raise DataError(
@@ -879,6 +949,35 @@ def _build_label_map(examples: dict[str, list[_Example]], names: list[str] | Non
         return _LabelMap([str(value) for value in sorted(integers)], None)
     return _LabelMap(sorted(strings), None)
 
+
+def _label_base(integers: set[int], names: list[str], headerless: bool, trained: int | None) -> int | None:
+    """How integer labels index `names`: None (by name), 0 or 1, from what the labels show, else as `trained`.
+
+    Example:
+        >>> names = ["World", "Sports", "Business", "Sci/Tech"]
+        >>> _label_base({0, 1, 2, 3}, names, False, None), _label_base({1, 2, 3, 4}, names, False, None)
+        (0, 1)
+        >>> _label_base({1, 2}, names, False, 1), _label_base({1, 2}, ["1", "2", "3", "4", "5"], False, 0)
+        (1, None)
+    """
+    if headerless:
+        return 1  # the original AG News files number classes 1..N
+    if integers and all(str(label) in names for label in integers):
+        return None  # star ratings "1".."5" in classes.txt: label 4 is the class named "4", whatever is missing
+    if 0 in integers:
+        return 0
+    if integers and max(integers) == len(names):
+        return 1  # 0-based data never has a label equal to N
+    if trained is not None:
+        return trained  # labels within 1..N-1 do not show their base: read them as the run's training data was
+    if integers and max(integers) < len(names):  # (larger ones are unknown labels, reported row by row)
+        low = min(integers)
+        logger.warning(
+            "integer labels %d..%d with %d label names show no base (no 0 and no %d): reading them as 0-based, "
+            "label %d as %r; pass --label-base 1 if they count from 1",
+            low, max(integers), len(names), len(names), low, names[low],
+        )
+    return 0
 
 
 def _require_two_classes(train: Split, label_names: list[str], fix: str) -> None:

@@ -27,7 +27,7 @@ import numpy as np
 from textcls import imbalance, multilabel, runfolder
 from textcls.backends import check_classifier_run, load_predictor
 from textcls.config import AUTO_BACKEND, DataConfig, PredictConfig, TrainConfig, from_dict, split_options, to_dict
-from textcls.data import LoadedData, load_data
+from textcls.data import KnownLabels, LoadedData, load_data
 from textcls.errors import ConfigError, StorageError, TextclsError
 from textcls.evaluation import classification_metrics, multilabel_metrics
 from textcls.explain import Explanation
@@ -36,6 +36,7 @@ from textcls.models.base import EXPLAIN, Classifier, Predictor, check_training_o
 
 log = logging.getLogger("textcls")
 DATA_SOURCES = ("data", "train_file", "dev_file", "test_file")  # the DataConfig fields that name where rows come from
+SAMPLING = ("max_train_samples", "max_eval_samples")  # the DataConfig fields that cut a run's own data down
 
 
 @dataclass
@@ -213,6 +214,8 @@ def _run_info(
             "sources": {name: split.source for name, split in dataset.splits.items()},
             "rows": {name: len(split) for name, split in dataset.splits.items()},
             "skipped_rows": dataset.skipped_rows,
+            # how integer labels indexed label_names (0, 1, or null: by name); evaluate reads new data alike
+            "label_base": dataset.label_base,
         },
         "versions": runfolder.library_versions(),
         "hardware": runfolder.hardware(),
@@ -356,7 +359,9 @@ def score(
     run = load(run_dir, predict_config)
     if data_config is None:
         data_config = from_dict(DataConfig, run.info["data_config"])
-    dataset = load_data(data_config, splits=("dev", "test"), require_train=False)
+    data_config = _one_file_is_the_split(data_config, split)
+    known = KnownLabels(run.label_names, run.info.get("data", {}).get("label_base"))
+    dataset = load_data(data_config, splits=("dev", "test"), require_train=False, known=known)
     chosen = split
     if chosen not in dataset.splits:
         if split == "test" and "dev" in dataset.splits:
@@ -381,6 +386,24 @@ def score(
         gold = [index[dataset.label_names[label]] for label in rows.labels]
     probs = run.predict_proba(rows.texts, progress=True)
     return Scored(run, chosen, rows.source, dataset.fingerprint, rows.texts, gold, probs)
+
+
+def _one_file_is_the_split(data_config: DataConfig, split: str) -> DataConfig:
+    """`--data FILE` names the file to score: as training data it would be train, with dev carved from it.
+
+    Example:
+        >>> scored = _one_file_is_the_split(DataConfig(data=__file__), "test")   # any existing file
+        >>> scored.data, scored.test_file == __file__
+        (None, True)
+    """
+    if data_config.data is None or not Path(data_config.data).expanduser().is_file():
+        return data_config
+    path = Path(data_config.data).expanduser()
+    classes = path.parent / "classes.txt"
+    names_file = data_config.label_names_file or (str(classes) if classes.is_file() else None)
+    return dataclasses.replace(
+        data_config, data=None, label_names_file=names_file, **{f"{'dev' if split == 'dev' else 'test'}_file": str(path)}
+    )
 
 
 def evaluate(
@@ -433,9 +456,11 @@ def data_config_for_run(run_dir: str | Path, options: dict[str, Any]) -> DataCon
     if not given:
         return None
     trained_with = runfolder.read_info(run_dir)["data_config"]
-    # Flags without a source (say --max-eval-samples alone) apply to the run's own data.
+    # Flags without a source (say --max-eval-samples alone) apply to the run's own data; new data is read
+    # as the run's was (columns, classes file), but whole: the run's row limits were for its own files.
     own_source = not any(given.get(name) is not None for name in DATA_SOURCES)
-    kept = {k: v for k, v in trained_with.items() if k not in DATA_SOURCES or own_source}
+    dropped = () if own_source else (*DATA_SOURCES, *SAMPLING)
+    kept = {k: v for k, v in trained_with.items() if k not in dropped}
     data_config, _ = split_options({**kept, **given})
     return data_config
 

@@ -176,6 +176,34 @@ def test_text_after_a_closing_quote_is_an_error_naming_the_line(tmp_path: Path) 
     assert_names(load_error(data_config(data=str(tmp_path))), "train.csv", "line 3", "cannot parse")
 
 
+def test_a_quote_left_open_is_reported_at_the_line_it_opens(tmp_path: Path) -> None:
+    # the open quote swallows every line after it; the error names where the row began
+    lines = ["text,label", "a,World", "b,Sports", '"c opens a quote,World'] + [f"row {k},World" for k in range(40)]
+    (tmp_path / "train.csv").write_text("\n".join(lines) + "\n")
+    assert_names(load_error(data_config(data=str(tmp_path))), "train.csv", "line 4:", "read on to line 44")
+
+
+def test_a_json_file_holding_an_array_of_rows_loads_and_its_bad_items_are_named(tmp_path: Path) -> None:
+    rows = [{"text": "summit talks", "label": "World"}, {"text": "goal scored", "label": "Sports"}]
+    (tmp_path / "train.json").write_text(json.dumps(rows, indent=2))
+    train = load_data(data_config(data=str(tmp_path / "train.json")), splits=("train",)).splits["train"]
+    assert sorted(train.texts) == ["goal scored", "summit talks"]
+    (tmp_path / "train.json").write_text(json.dumps([*rows, 7]))
+    assert_names(load_error(data_config(data=str(tmp_path / "train.json"))), "train.json", "row 3", "found int")
+    (tmp_path / "train.json").write_text('[{"text": "a",\n "label": "World"')
+    assert_names(load_error(data_config(data=str(tmp_path / "train.json"))), "train.json", "line 2", "invalid JSON")
+
+
+def test_a_parquet_string_that_is_not_utf8_is_a_row_error(tmp_path: Path) -> None:
+    texts = pyarrow.array([b"fine text", b"bad \xff text", b"more text", b"last"], type=pyarrow.binary()).view(pyarrow.string())
+    labels = ["World", "Sports", "World", "Sports"]
+    pyarrow.parquet.write_table(pyarrow.table({"text": texts, "label": labels}), tmp_path / "train.parquet")
+    message = load_error(data_config(data=str(tmp_path)))
+    assert_names(message, "train.parquet", "row 2", "field 'text'", "not UTF-8")
+    skipped = load_data(data_config(data=str(tmp_path), skip_bad_rows=True), splits=("train",))
+    assert skipped.skipped_rows == 1
+
+
 # ---- row 3: a text that is not a string ----------------------------------------------------------
 
 

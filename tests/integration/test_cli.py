@@ -186,6 +186,8 @@ def test_a_run_records_the_batching_and_lr_it_trained_with_not_null(tiny_bert, t
         ({"warmup-ratio": 1.2}, r"warmup_ratio: expected a fraction in \[0, 1\), found 1.2"),
         ({"family": "gpt"}, r"family: expected one of \('tfidf'"),
         (["epochs", 2], r"expected a JSON object, found list"),
+        ({"max_train_samples": "300"}, r"max_train_samples: expected an integer, found '300' \(str\)"),
+        ({"multi_label": "false"}, r"multi_label: expected true or false, found 'false'"),
     ],
 )
 @pytest.mark.parametrize("command", ["train", "compare"])
@@ -234,7 +236,7 @@ def test_export_then_predict_and_evaluate_on_the_onnx_backends(run_dir):
     assert wrong_format.exit_code == 2 and "expected onnx" in wrong_format.stderr
 
 
-def test_negative_bool_flags_turn_options_off(monkeypatch):
+def test_negative_bool_flags_turn_options_off(monkeypatch, tmp_path):
     import textcls.runs
 
     seen = {}
@@ -244,6 +246,11 @@ def test_negative_bool_flags_turn_options_off(monkeypatch):
     assert seen["data_config"].skip_bad_rows is True
     invoke("train", "--data", "x")
     assert seen["train_config"].group_by_length is True and seen["data_config"].skip_bad_rows is False
+    # an option a --config file turns on, the command line turns off again
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"skip_bad_rows": True, "multi_label": True}))
+    invoke("train", "--data", "x", "--config", config, "--no-skip-bad-rows")
+    assert seen["data_config"].skip_bad_rows is False and seen["data_config"].multi_label is True
 
 
 def test_predict_by_default_times_the_backends_once_and_says_what_it_chose(run_dir, tmp_path):

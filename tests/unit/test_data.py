@@ -107,6 +107,53 @@ def test_1_based_integer_labels_with_classes_file(tmp_path: Path) -> None:
     assert loaded.splits["train"].labels[:4] == [0, 1, 2, 3]
 
 
+def test_integer_labels_that_are_all_names_map_by_name_whatever_class_is_missing(tmp_path: Path) -> None:
+    # star ratings 1..5 with no 5 in the file: read as indices from 0, "1" would become the class named "2"
+    write_csv(tmp_path / "train.csv", [["text", "label"]] + [[f"t{i}", i % 4 + 1] for i in range(8)])
+    write_csv(tmp_path / "dev.csv", [["text", "label"], ["a", 1], ["b", 4]])
+    (tmp_path / "classes.txt").write_text("1\n2\n3\n4\n5\n")
+    loaded = load_data(DataConfig(data=str(tmp_path)))
+    assert [loaded.label_names[k] for k in loaded.splits["dev"].labels] == ["1", "4"]
+    assert loaded.label_base is None
+
+
+def test_labels_that_show_no_base_follow_the_known_run_else_warn(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from textcls.data import KnownLabels
+
+    # 1-based labels of a test file without its top class (4): neither a 0 nor an N says which base they use
+    write_csv(tmp_path / "test.csv", [["text", "label"], ["a", 1], ["b", 3], ["c", 2]])
+    (tmp_path / "classes.txt").write_text("\n".join(NAMES))
+    config = DataConfig(data=str(tmp_path))
+    run_read_one_based = load_data(config, splits=("test",), require_train=False, known=KnownLabels(NAMES, 1))
+    assert run_read_one_based.splits["test"].labels == [0, 2, 1] and run_read_one_based.label_base == 1
+    with caplog.at_level(logging.WARNING, logger="textcls.data"):
+        guessed = load_data(config, splits=("test",), require_train=False)
+    assert guessed.splits["test"].labels == [1, 3, 2]
+    assert "show no base" in caplog.text and "--label-base 1" in caplog.text
+    forced = load_data(DataConfig(data=str(tmp_path), label_base=1), splits=("test",), require_train=False)
+    assert forced.splits["test"].labels == [0, 2, 1]
+    # labels that do show their base win over the run's: a 0 means 0-based
+    write_csv(tmp_path / "test.csv", [["text", "label"], ["a", 0], ["b", 3]])
+    shown = load_data(config, splits=("test",), require_train=False, known=KnownLabels(NAMES, 1))
+    assert shown.splits["test"].labels == [0, 3] and shown.label_base == 0
+
+
+def test_integer_labels_without_a_classes_file_index_the_known_run_names(tmp_path: Path) -> None:
+    from textcls.data import KnownLabels
+
+    write_csv(tmp_path / "test.csv", [["text", "label"], ["a", 2], ["b", 0]])
+    loaded = load_data(DataConfig(test_file=str(tmp_path / "test.csv")), splits=("test",), require_train=False,
+                       known=KnownLabels(NAMES, 0))
+    assert loaded.label_names == NAMES and loaded.splits["test"].labels == [2, 0]
+
+
+def test_label_base_other_than_0_or_1_is_refused() -> None:
+    from textcls.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="label_base: expected 0 or 1, found 2"):
+        DataConfig(label_base=2)
+
+
 def test_labels_given_as_names_match_exactly_then_case_insensitively(tmp_path: Path) -> None:
     rows = [["text", "label"], ["a", "Sports"], ["b", "world"], ["c", "3.0"], ["d", "Sci/Tech"]]
     write_csv(tmp_path / "train.csv", rows)

@@ -80,3 +80,43 @@ def test_split_options_routes_keywords_and_rejects_unknown_ones():
     assert train.epochs == 2 and train.seed == 7
     with pytest.raises(TypeError, match="epochz"):
         split_options({"epochz": 2})
+
+
+def _one_based_copy(source, target, drop_label=None):
+    """`source` (an AG News-shaped CSV, labels 0..3) with labels counted from 1, the rows of `drop_label` left out."""
+    import csv
+
+    with source.open(newline="", encoding="utf-8") as handle:
+        header, *rows = list(csv.reader(handle))
+    kept = [[str(int(row[0]) + 1), *row[1:]] for row in rows if int(row[0]) != drop_label]
+    with target.open("w", newline="", encoding="utf-8") as handle:
+        csv.writer(handle).writerows([header, *kept])
+    return target
+
+
+def test_evaluate_reads_new_data_as_the_run_read_its_own(tmp_path):
+    """New data for evaluate: labels read with the run's base when they do not show theirs, the whole file
+    scored when --data names one file, and the run's own row limits left behind."""
+    zero_based = write_ag_news_folder(tmp_path / "zero", n_train=80, n_dev=20, n_test=40)
+    data = tmp_path / "one"
+    data.mkdir()
+    for split in ("train", "dev"):
+        _one_based_copy(zero_based / f"{split}.csv", data / f"{split}.csv")
+    (data / "classes.txt").write_text((zero_based / "classes.txt").read_text())
+    run = tmp_path / "run"
+    textcls.train(data=str(data), out=run, family="tfidf", max_eval_samples=10)
+    assert read_run_info(run)["data"]["label_base"] == 1
+
+    # a 1-based test file without its top class (Sci/Tech = 4): no 0 and no 4 to show the base
+    new = tmp_path / "new"
+    new.mkdir()
+    _one_based_copy(zero_based / "test.csv", new / "test.csv", drop_label=3)
+    (new / "classes.txt").write_text((zero_based / "classes.txt").read_text())
+    metrics = textcls.evaluate(run, textcls.runs.data_config_for_run(run, {"data": str(new)}))
+    assert metrics["num_samples"] == 30  # not the run's max_eval_samples (10)
+    assert metrics["per_class"]["Sci/Tech"]["support"] == 0 and metrics["per_class"]["World"]["support"] == 10
+    assert metrics["accuracy"] > 0.5  # read 0-based, every label would be one class off
+
+    one_file = textcls.runs.data_config_for_run(run, {"data": str(new / "test.csv")})
+    scored = textcls.runs.score(run, one_file)
+    assert len(scored.texts) == 30 and scored.source == str(new / "test.csv")  # all of it, not a dev carve

@@ -13,6 +13,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from textcls.config import check_fields
 from textcls.errors import ConfigError, UnknownOptionError
 from textcls.seq2seq.pairs import TOKEN_MODES
 
@@ -51,6 +52,7 @@ class Seq2SeqConfig:
     threads: int | None = field(default=None, metadata=_help("CPU threads for torch (default: one per core)"))
 
     def __post_init__(self) -> None:
+        check_fields(self)
         if self.attention not in ATTENTIONS:
             raise ConfigError(f"attention: expected one of {list(ATTENTIONS)}, found {self.attention!r}; pick one of them")
         if self.tokens not in TOKEN_MODES:
