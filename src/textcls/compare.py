@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from textcls import plots, runfolder
-from textcls.config import DataConfig, PredictConfig, TrainConfig, field_names, split_options
+from textcls.config import DataConfig, PredictConfig, TrainConfig, field_names, split_options, to_dict
+from textcls.engine import for_this_device
 from textcls.errors import TextclsError
 from textcls.families import FAMILIES
 from textcls.files import make_folder, write_json, write_text_atomic
@@ -79,7 +80,8 @@ def compare(
 
     out = Path(out)
     options = {k: v for k, v in (train_options or {}).items() if k != "family"}
-    dev = load_data(data_config, splits=("dev",), require_train=False).splits["dev"]
+    data = load_data(data_config, splits=("train", "dev"))  # train too: its fingerprint says which runs can be reused
+    dev = data.splits["dev"]
     rows, skipped = [], []
     for family in parse_families(families):
         run_dir = out / family
@@ -95,7 +97,13 @@ def compare(
             train(data_config=data_config, train_config=config, out=run_dir, overwrite=overwrite)
             log.info("%s trained in %.0fs", family, time.perf_counter() - started)
         else:
-            log.info("%s: reusing the finished run in %s (pass --overwrite to retrain)", family, run_dir)
+            problem = _reuse_problem(run_dir, data.fingerprint, for_this_device(config))
+            if problem is not None:
+                raise TextclsError(
+                    f"{run_dir} holds a {family} run trained on {problem}; pass --overwrite to retrain it, or "
+                    "choose another --out"
+                )
+            log.info("%s: reusing the finished run in %s (same rows and settings; --overwrite retrains)", family, run_dir)
         run = load(run_dir, PredictConfig(backend="torch"))  # the family's own model, as every row is timed
         metrics = run.metrics
         if metrics is None:
@@ -131,6 +139,18 @@ def compare(
     else:
         log.warning("the plots extra is not installed, so %s was not drawn; %s", out / "compare.png", plots.EXTRA_HINT)
     return result
+
+
+def _reuse_problem(run_dir: Path, fingerprint: str, config: TrainConfig) -> str | None:
+    """Why the finished run in `run_dir` is not what this compare would train, or None when it is: the same
+    rows (the data fingerprint over train and dev) and every setting given or resolved for this device."""
+    info = runfolder.read_info(run_dir)
+    if info.get("data", {}).get("fingerprint") != fingerprint:
+        return "other rows (its train/dev fingerprint differs from this data's)"
+    recorded = info.get("train_config", {})
+    wanted = {name: value for name, value in to_dict(config).items() if value is not None and name != "resume"}
+    changed = [f"{name} {recorded.get(name)!r} (now {value!r})" for name, value in wanted.items() if recorded.get(name) != value]
+    return f"other settings: {', '.join(changed)}" if changed else None
 
 
 def markdown_table(rows: list[dict[str, Any]]) -> str:

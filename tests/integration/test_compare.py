@@ -38,6 +38,16 @@ def test_compare_trains_each_family_and_writes_table_json_and_figure(tiny_bert, 
     assert "reusing the finished run" in again.stderr
     assert json.loads((out / "tfidf" / "textcls.json").read_text())["created"] == created
 
+    # Runs of other rows or other settings are not passed off as this comparison's: refused, kept, named.
+    fewer_rows = _invoke(*args[:-1], "--families", "tfidf", "--max-train-samples", "40")
+    assert fewer_rows.exit_code == 2 and "other rows" in fewer_rows.stderr and "--overwrite" in fewer_rows.stderr
+    other_seed = _invoke(*args[:-1], "--families", "tfidf", "--seed", "7")
+    assert other_seed.exit_code == 2 and "seed 42 (now 7)" in other_seed.stderr
+    assert json.loads((out / "tfidf" / "textcls.json").read_text())["created"] == created
+    retrained = _invoke(*args[:-1], "--families", "tfidf", "--seed", "7", "--overwrite")
+    assert retrained.exit_code == 0, retrained.output
+    assert json.loads((out / "tfidf" / "textcls.json").read_text())["train_config"]["seed"] == 7
+
 
 def test_compare_skips_a_family_that_cannot_read_long_texts_in_chunks(tmp_path):
     from tests.conftest import write_long_text_folder
