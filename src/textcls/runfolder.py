@@ -68,6 +68,43 @@ def partial_dir(run_dir: Path) -> Path:
     return run_dir.with_name(f".{run_dir.name}.partial")
 
 
+RESUME_FILE = "resume.json"  # in a partial folder: what its checkpoints were trained on, checked by --resume
+# Settings a resumed run may change: how long it trains and how it reports, not what it learns from.
+RESUMABLE_CHANGES = ("resume", "epochs", "time_budget", "early_stopping_patience", "num_workers", "logging_steps", "eval_batch_size")
+
+
+def write_resume_identity(work_dir: Path, identity: dict[str, Any]) -> None:
+    """Record in a partial folder what its checkpoints are trained on (family, rows, labels, settings)."""
+    write_json(Path(work_dir) / RESUME_FILE, identity)
+
+
+def resume_problem(work_dir: Path, identity: dict[str, Any]) -> str | None:
+    """How `identity` differs from the one the partial folder's checkpoints were trained on, or None.
+
+    A folder without the record (written before it existed) is taken as it is."""
+    path = Path(work_dir) / RESUME_FILE
+    if not path.is_file():
+        return None
+    try:
+        recorded = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        return f"an unreadable {path} ({error})"
+    if not isinstance(recorded, dict):
+        return f"a damaged {path} (expected a JSON object)"
+    changed = []
+    for name, value in identity.items():
+        if name == "train_config":
+            before = recorded.get(name) if isinstance(recorded.get(name), dict) else {}
+            changed += [
+                f"{key} {before.get(key)!r} (now {now!r})" for key, now in value.items()
+                if key not in RESUMABLE_CHANGES and before.get(key) != now
+            ]
+        elif recorded.get(name) != value:
+            shown = "the rows (train/dev fingerprint)" if name == "data_fingerprint" else f"{name} {recorded.get(name)!r} (now {value!r})"
+            changed.append(shown)
+    return ", ".join(changed) or None
+
+
 def checkpoint_dir(work_dir: Path) -> Path:
     """Where training checkpoints go inside a partial run folder."""
     return Path(work_dir) / CHECKPOINT_DIR
@@ -230,6 +267,7 @@ def move_into_place(work_dir: Path, run_dir: Path) -> None:
     Checkpoints are dropped first: a finished run does not resume.
     """
     shutil.rmtree(checkpoint_dir(work_dir), ignore_errors=True)
+    (Path(work_dir) / RESUME_FILE).unlink(missing_ok=True)
     run_dir = Path(run_dir)
     old = run_dir.with_name(f".{run_dir.name}.old")
     if run_dir.exists():

@@ -87,12 +87,24 @@ def train(
     train_split, dev_split = dataset.splits["train"], dataset.splits["dev"]
     family = family_class(train_config.family)
     train_config = _check_training_choices(family, train_config, dataset)
+    identity = {"family": train_config.family, "data_fingerprint": dataset.fingerprint,
+                "label_names": dataset.label_names, "train_config": to_dict(train_config)}
+    if train_config.resume and partial_dir.exists():
+        # before anything is removed: a checkpoint of other rows or settings is refused, not resumed or deleted
+        problem = runfolder.resume_problem(partial_dir, identity)
+        if problem is not None:
+            raise TextclsError(
+                f"cannot resume {partial_dir}: its checkpoints were trained with other data or settings: {problem}; "
+                "repeat the interrupted command's options with --resume, or drop --resume to start over"
+            )
     if state.is_main_process:
         log.info("rows: train %d, dev %d; labels %s", len(train_split), len(dev_split), dataset.label_names)
         if partial_dir.exists() and not train_config.resume:
             log.info("removing the leftovers of an interrupted run in %s (pass --resume to continue it)", partial_dir)
             shutil.rmtree(partial_dir)
         make_folder(partial_dir)
+        with _storage_errors(partial_dir):
+            runfolder.write_resume_identity(partial_dir, identity)
     state.wait_for_everyone()
 
     with _storage_errors(partial_dir):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -120,3 +121,29 @@ def test_evaluate_reads_new_data_as_the_run_read_its_own(tmp_path):
     one_file = textcls.runs.data_config_for_run(run, {"data": str(new / "test.csv")})
     scored = textcls.runs.score(run, one_file)
     assert len(scored.texts) == 30 and scored.source == str(new / "test.csv")  # all of it, not a dev carve
+
+
+def test_resume_refuses_checkpoints_of_other_rows_or_settings_and_keeps_them(tiny_bert, tmp_path, monkeypatch):
+    data = write_ag_news_folder(tmp_path / "data", n_train=32, n_dev=8, n_test=0)
+    out = tmp_path / "run"
+    checkpoint = tmp_path / ".run.partial" / "checkpoints" / "checkpoint-4"
+
+    class Killed(Exception):
+        pass
+
+    def killed_after_a_checkpoint(cls, *args, **kwargs):
+        checkpoint.mkdir(parents=True, exist_ok=True)
+        raise Killed
+
+    monkeypatch.setattr(PretrainedClassifier, "fit", classmethod(killed_after_a_checkpoint))
+    options = tiny_options(tiny_bert, epochs=2)
+    with pytest.raises(Killed):
+        textcls.train(data=str(data), out=out, **options)
+    for changed, named in [({"family": "lstm"}, "family 'pretrained' (now 'lstm')"),
+                           ({"max_train_samples": 16}, "the rows"), ({"lr": 5e-3}, "lr 0.001 (now 0.005)")]:
+        with pytest.raises(TextclsError, match=re.escape(named)) as refused:
+            textcls.train(data=str(data), out=out, **{**options, **changed, "resume": True})
+        assert "drop --resume to start over" in str(refused.value)
+        assert checkpoint.is_dir()  # refused before anything was removed
+    with pytest.raises(Killed):  # the same rows and settings, more epochs: resumed
+        textcls.train(data=str(data), out=out, **{**options, "epochs": 3, "resume": True})
