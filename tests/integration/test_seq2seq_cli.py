@@ -114,3 +114,16 @@ def test_classification_load_refuses_a_seq2seq_run_with_a_run_folder_error(works
 
     with pytest.raises(textcls.RunFolderError, match="is a `textcls seq2seq` run.*textcls seq2seq translate"):
         textcls.load(workspace / "additive")
+
+
+def test_evaluate_refuses_to_score_a_one_file_runs_training_pairs_as_test(workspace, tmp_path):
+    one_file = workspace / "dates" / "train.tsv"
+    _invoke("train", "--data", one_file, "--out", tmp_path / "one", "--epochs", "1", *TINY)
+    as_test = runner.invoke(app, ["seq2seq", "evaluate", str(tmp_path / "one")])
+    assert as_test.exit_code == 2 and "has no test split" in as_test.output and not (tmp_path / "one" / "eval_test.json").exists()
+    dev = _invoke("evaluate", tmp_path / "one", "--split", "dev", "--json")
+    assert json.loads(dev.stdout)["overall"]["pairs"] == 20  # the held-out tenth of 200, as in training
+    given = _invoke("evaluate", tmp_path / "one", "--data", workspace / "dates" / "test.tsv", "--json")
+    assert json.loads(given.stdout)["overall"]["pairs"] == 20
+    bogus = runner.invoke(app, ["seq2seq", "evaluate", str(workspace / "additive"), "--split", "bogus"])
+    assert bogus.exit_code == 2 and "--split: expected one of" in bogus.output

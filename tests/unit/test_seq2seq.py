@@ -85,6 +85,22 @@ def test_beam_of_one_equals_greedy_decoding():
         torch.testing.assert_close(weights, greedy_weights[row, : len(ids), :length], atol=1e-6, rtol=1e-5)
 
 
+def test_decoding_never_emits_padding_or_the_start_token():
+    """An untrained decoder that favours <pad> and <s> still outputs neither: each output token labels one
+    row of the alignment, and decode() drops both when it turns ids into words."""
+    from textcls.seq2seq.pairs import BOS, PAD
+
+    model = _tiny_model(seed=3)
+    with torch.no_grad():
+        model.output.bias[PAD] += 50.0  # the argmax everywhere, but for the rule
+        model.output.bias[BOS] += 40.0
+    source_ids, source_mask = _batch(seed=1)
+    ids, weights = model.greedy(source_ids, source_mask, max_steps=9)
+    assert not {PAD, BOS} & set(ids[:, 0].tolist()) and ids.shape[1] == 9 == weights.shape[1]
+    beam_ids, _ = model.beam(source_ids[:1, :8], source_mask[:1, :8], 3, max_steps=9)
+    assert not {PAD, BOS} & set(beam_ids)
+
+
 def test_a_wider_beam_never_scores_below_greedy_per_token():
     model = _tiny_model(seed=5)
     source_ids, source_mask = _batch(seed=2)

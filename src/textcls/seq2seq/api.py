@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from textcls import plots, runfolder
-from textcls.errors import RunFolderError, StorageError, TextclsError
+from textcls.errors import ConfigError, RunFolderError, StorageError, TextclsError
 from textcls.files import make_folder, storage_error, write_atomic, write_json
 from textcls.seq2seq.config import Seq2SeqConfig
 from textcls.seq2seq.model import Seq2Seq
@@ -330,10 +330,21 @@ def load(run_dir: str | Path) -> Seq2SeqRun:
 
 
 # ---- evaluation and comparison ----------------------------------------------------------------
+SPLITS = ("train", "dev", "test")
+
+
 def _split_of(run: Seq2SeqRun, split: str, data: str | Path | None) -> Pairs:
+    if split not in SPLITS:
+        raise ConfigError(f"--split: expected one of {list(SPLITS)}, found {split!r}; pass --split test or dev")
     source = data if data is not None else run.info.get("data", {}).get("source")
     if source is None:
         raise TextclsError(f"{run.run_dir} does not record its data; pass --data")
+    if data is None and split == "test" and Path(source).is_file():
+        # one file is read as train and a held-out tenth as dev: scored "as test" it would be the training pairs
+        raise TextclsError(
+            f"{run.run_dir} was trained on one file ({source}), which has no test split: its pairs are the run's "
+            "train and dev; pass --data with test pairs (a file or a folder with test.tsv), or --split dev"
+        )
     config = run.info.get("config", {})
     return read_data(source, (split,), config.get("source_column", "source"), config.get("target_column", "target"),
                      config.get("seed", 0))[split]

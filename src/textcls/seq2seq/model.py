@@ -48,6 +48,12 @@ class Memory:
         )
 
 
+def never_special(logits: torch.Tensor) -> torch.Tensor:
+    """`logits` (..., vocab) with `<pad>` and `<s>` ruled out: an output never holds them (an untrained
+    decoder's argmax could pick them, and each output token labels one row of the alignment)."""
+    return logits.index_fill(-1, torch.tensor([PAD, BOS], device=logits.device), float("-inf"))
+
+
 class Seq2Seq(nn.Module):
     def __init__(
         self,
@@ -143,7 +149,7 @@ class Seq2Seq(nn.Module):
         ids, weights = [], []
         for _ in range(max_steps):
             logits, state, alpha = self.step(previous, state, memory)
-            previous = logits.argmax(dim=-1).masked_fill(finished, PAD)  # (batch,)
+            previous = never_special(logits).argmax(dim=-1).masked_fill(finished, PAD)  # (batch,)
             ids.append(previous)
             weights.append(alpha)
             finished |= previous == EOS
@@ -169,7 +175,7 @@ class Seq2Seq(nn.Module):
         for _ in range(max_steps):
             previous = torch.tensor([ids[-1] if ids else BOS for ids, _ in hypotheses], device=source_ids.device)
             logits, state, alpha = self.step(previous, state, memory.repeat(len(hypotheses)))
-            totals = scores[:, None] + F.log_softmax(logits, dim=-1)  # (hypotheses, vocab)
+            totals = scores[:, None] + F.log_softmax(never_special(logits), dim=-1)  # (hypotheses, vocab)
             best, flat = totals.flatten().topk(min(beam_size, totals.numel()))
             survivors, rows, new_scores = [], [], []
             for score, index in zip(best.tolist(), flat.tolist()):

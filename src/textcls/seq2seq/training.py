@@ -96,7 +96,9 @@ def decode(
         ids, attention = module.greedy(source_ids, source_mask, max_output_steps(source_ids.shape[1]))
         for k, row in enumerate(rows):
             tokens = ids[k].tolist()
-            length = tokens.index(EOS) + 1 if EOS in tokens else len(tokens)  # through </s>
+            # through </s>, else cut at this source's own limit (the batch ran to its longest source's)
+            length = tokens.index(EOS) + 1 if EOS in tokens else len(tokens)
+            length = min(length, max_output_steps(len(sources[row])))
             outputs[row] = tokens[:length]
             if attention is not None:
                 weights[row] = attention[k, :length, : len(sources[row])].float().numpy()
