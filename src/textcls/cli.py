@@ -448,8 +448,8 @@ def pretrain(
         table.add_column(column, justify="left" if not column else "right")
     for name in ("before", "after"):
         scores = metrics["held_out"][name]
-        pppl = scores.get("pseudo_perplexity")
-        table.add_row(name, f"{scores['masked_accuracy']:.4f}", f"{scores['masked_loss']:.4f}", "-" if pppl is None else f"{pppl:.2f}")
+        cells = [scores["masked_accuracy"], scores["masked_loss"], scores.get("pseudo_perplexity")]
+        table.add_row(name, *("-" if value is None else f"{value:.{digits}f}" for value, digits in zip(cells, (4, 4, 2))))
     stdout.print(table)
     stdout.print(f"trained in {metrics['train']['train_seconds']:.0f}s; run folder: {out}; fine-tune it: textcls train --model {out}")
 

@@ -242,6 +242,10 @@ def masked_positions_trainer(**trainer_options: Any) -> Any:
             with self.accelerator.autocast():  # the encoder is called directly, outside the model's wrapped forward
                 hidden = model.base_model(**encoder_inputs).last_hidden_state  # (batch, seq, hidden)
                 logits = head(hidden[chosen])  # (chosen, vocab)
+            if not chosen.any():
+                # short texts in a small batch can leave nothing masked: the mean over no token is NaN, which
+                # would stay in the logged running loss; a zero keeps the graph (and DDP) and teaches nothing
+                return (logits.float().sum() + hidden.float().sum()) * 0.0
             return torch.nn.functional.cross_entropy(logits.float(), labels[chosen])
 
     return MaskedPositionsTrainer(**trainer_options)
@@ -267,13 +271,17 @@ def masked_token_scores(model: Any, tokenizer: Any, texts: list[str], config: Pr
         loss_sum += torch.nn.functional.cross_entropy(logits[chosen], batch["labels"][chosen], reduction="sum").item()
         correct += int((logits[chosen].argmax(-1) == batch["labels"][chosen]).sum())
         count += int(chosen.sum())
-    loss = loss_sum / max(count, 1)
-    return {"masked_accuracy": correct / max(count, 1), "masked_loss": loss, "perplexity": math.exp(min(loss, 50.0)), "masked_tokens": count}
+    if count == 0:  # nothing was masked (too few or too short texts): no score, rather than a perfect one
+        log.warning("no held-out token was masked (%d texts): masked-token scores are absent", len(texts))
+        return {"masked_accuracy": None, "masked_loss": None, "perplexity": None, "masked_tokens": 0}
+    loss = loss_sum / count
+    return {"masked_accuracy": correct / count, "masked_loss": loss, "perplexity": math.exp(min(loss, 50.0)), "masked_tokens": count}
 
 
 @torch.inference_mode()
-def pseudo_perplexity(model: Any, tokenizer: Any, texts: list[str], max_length: int, batch_size: int = 64) -> float:
-    """exp of the mean negative log-likelihood of each token with only that token masked (Salazar et al. 2020)."""
+def pseudo_perplexity(model: Any, tokenizer: Any, texts: list[str], max_length: int, batch_size: int = 64) -> float | None:
+    """exp of the mean negative log-likelihood of each token with only that token masked (Salazar et al. 2020);
+    None when the texts hold no token to mask."""
     device = next(model.parameters()).device
     model.eval()
     nll, count = 0.0, 0
@@ -289,7 +297,7 @@ def pseudo_perplexity(model: Any, tokenizer: Any, texts: list[str], max_length: 
             log_probs = torch.log_softmax(logits[torch.arange(len(chunk)), chunk.to(device)], dim=-1)  # (chunk, vocab)
             nll -= log_probs[torch.arange(len(chunk)), ids[chunk].to(device)].sum().item()
             count += len(chunk)
-    return math.exp(min(nll / max(count, 1), 50.0))
+    return math.exp(min(nll / count, 50.0)) if count else None
 
 
 def held_out_scores(model: Any, tokenizer: Any, texts: list[str], config: PretrainConfig) -> dict[str, float]:
@@ -393,7 +401,7 @@ def _with_max_length(config: PretrainConfig, max_length: int) -> PretrainConfig:
     return dataclasses.replace(config, max_length=max_length)
 
 
-def _describe(scores: dict[str, float]) -> str:
+def _describe(scores: dict[str, float | None]) -> str:
     return ", ".join(f"{k} {v:.4g}" for k, v in scores.items() if isinstance(v, float))
 
 
@@ -414,6 +422,13 @@ def fill_mask(run_or_model: str | Path | None, text: str, top_k: int = 5) -> lis
     tokenizer, model, _ = load_masked_lm(resolve_model(None if run_or_model is None else str(run_or_model)))
     encoded = tokenizer(text.replace(MASK, tokenizer.mask_token), return_tensors="pt", truncation=True)
     positions = torch.nonzero(encoded["input_ids"][0] == tokenizer.mask_token_id).flatten()
+    written = text.count(MASK)
+    if len(positions) < written:  # truncation cut them off: an answer for some masks only would be silently short
+        limit = encoded["input_ids"].shape[1]
+        raise TextclsError(
+            f"expected every {MASK} within the model's {limit} tokens, found {written - len(positions)} of {written} "
+            f"beyond them; shorten the text before the {MASK}"
+        )
     model.eval()
     with torch.inference_mode():
         logits = model(**encoded).logits[0].float()  # (seq, vocab)

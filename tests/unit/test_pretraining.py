@@ -216,6 +216,23 @@ def test_fill_mask_lists_the_top_words_most_probable_first(pretrained_run):
     assert len(fill_mask(run, "[MASK] shares [MASK]", top_k=2)) == 2  # one list per mask
     with pytest.raises(TextclsError, match=r"expected \[MASK\]"):
         fill_mask(run, "no mask here")
+    with pytest.raises(TextclsError, match=r"expected every \[MASK\] within the model's \d+ tokens, found 1 of 2 beyond"):
+        fill_mask(run, "[MASK] " + "shares " * 600 + "[MASK] end")  # the second mask lies past the token limit
+
+
+def test_nothing_masked_is_a_zero_loss_and_no_score_not_nan_or_perfect(tiny_bert, tmp_path):
+    from transformers import TrainingArguments
+
+    tokenizer, model, _ = load_masked_lm(str(tiny_bert))
+    encoded = tokenizer(["goal", "stocks"], truncation=True, max_length=32, return_special_tokens_mask=True)
+    inputs = masking_collator(tokenizer, tiny_config(tiny_bert, tmp_path), seed=0)([{k: encoded[k][i] for k in encoded} for i in range(2)])
+    inputs["labels"][:] = -100  # a batch in which the draw masked nothing
+    args = TrainingArguments(output_dir=str(tmp_path / "out"), use_cpu=True, report_to="none")
+    loss = masked_positions_trainer(model=model, args=args).compute_loss(model, dict(inputs))
+    assert loss.item() == 0.0
+    loss.backward()  # still part of the graph
+    scores = masked_token_scores(model, tokenizer, ["\u200b"], tiny_config(tiny_bert, tmp_path))  # no token to mask
+    assert scores["masked_tokens"] == 0 and scores["masked_loss"] is None and scores["perplexity"] is None
 
 
 def test_resume_continues_an_interrupted_pretraining(tiny_bert, tmp_path, monkeypatch):
