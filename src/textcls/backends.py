@@ -15,13 +15,15 @@ Example:
 from __future__ import annotations
 
 import importlib
+import json
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from textcls import runfolder
 from textcls.config import AUTO_BACKEND, ENGINES, PredictConfig
-from textcls.errors import RunFolderError
+from textcls.errors import ConfigError, RunFolderError
 from textcls.models.base import Predictor, family_class
 from textcls.windows import Windowing
 
@@ -44,9 +46,49 @@ NOT_CLASSIFIERS = {
 }
 
 
+log = logging.getLogger("textcls.backends")
+SPECIAL_TOKENS = 2  # [CLS] and [SEP] (<s> and </s>) around each window of a transformer's input
+
+
+def inference_max_length(run_dir: Path, info: dict[str, Any], requested: int | None) -> int | None:
+    """The tokens per text a run reads at: its own, or `--max-length` clamped to the model's position limit
+    (with a warning, as training clamps it); a chunking run's windows must hold more than its overlap.
+
+    Example:
+        >>> inference_max_length(Path("runs/agnews"), info, 1000)   # doctest: +SKIP
+        512
+    """
+    if requested is None:
+        return info["max_length"]
+    limit = _position_limit(runfolder.model_dir(run_dir))
+    if limit is not None and requested > limit:
+        log.warning("--max-length %d exceeds the model's limit of %d tokens; using %d", requested, limit, limit)
+        requested = limit
+    windowing = Windowing.of_run(info, requested)
+    if windowing.chunks and windowing.stride is not None and requested - SPECIAL_TOKENS <= windowing.stride:
+        raise ConfigError(
+            f"max_length: expected more than {windowing.stride + SPECIAL_TOKENS} tokens for {run_dir}, which reads long "
+            f"texts in chunks overlapping by {windowing.stride} (--stride), found {requested}; pass a larger --max-length"
+        )
+    return requested
+
+
+def _position_limit(model_dir: Path) -> int | None:
+    """The most tokens a transformers model folder takes (its config's positions, its tokenizer's limit), or None."""
+    limits = []
+    for name, key in (("config.json", "max_position_embeddings"), ("tokenizer_config.json", "model_max_length")):
+        try:
+            value = json.loads((model_dir / name).read_text(encoding="utf-8")).get(key)
+        except (OSError, ValueError, AttributeError):
+            continue
+        if isinstance(value, int) and 0 < value < 100_000:  # a huge model_max_length means "no limit"
+            limits.append(value)
+    return min(limits, default=None)
+
+
 def load_torch(run_dir: Path, info: dict[str, Any], config: PredictConfig) -> Predictor:
     """The family's own model from `RUN/model`, in `config.precision`."""
-    max_length = config.max_length or info["max_length"]
+    max_length = inference_max_length(run_dir, info, config.max_length)
     return family_class(info["family"]).load(
         runfolder.model_dir(run_dir),
         max_length=max_length,

@@ -39,9 +39,10 @@ import numpy as np
 import torch
 
 from textcls import runfolder
+from textcls.backends import inference_max_length
 from textcls.engine import pad_id, pooled_logits
 from textcls.config import BACKEND_BATCH_SIZE, PredictConfig
-from textcls.errors import RunFolderError, TextclsError
+from textcls.errors import ConfigError, RunFolderError, TextclsError
 from textcls.explain import Explanation
 from textcls.files import make_folder, write_atomic, write_json
 from textcls.models.base import EXPLAIN, EXPORT_ONNX, PREDICT, Predictor, families_that, family_class
@@ -58,6 +59,9 @@ EXPORT_FILE = "export.json"
 EXPORT_FORMATS = ("onnx",)
 WEIGHTS_FILE = "model.safetensors"
 OPSET = 17
+# The TorchScript exporter (dynamo=False) writes opsets up to 20; MiniLM exported at 10-20 and failed at 9 and
+# below (a Slice with dynamic inputs), tried 2026-11-27 with torch 2.13.
+MIN_OPSET, MAX_OPSET = 10, 20
 # How close an exported graph must stay to the torch model on the sample texts. fp32 graphs differ
 # by rounding only (measured ~1e-6 in probability). int8 weights move probabilities by up to ~0.2
 # on uncertain texts, so they are held to the shape of the answers instead: the correlation of
@@ -229,12 +233,16 @@ class OnnxClassifier(Predictor):
 
 def _read_export_record(run_dir: Path) -> dict[str, Any]:
     path = run_dir / ONNX_DIR / EXPORT_FILE
+    again = f"export again with `textcls export {run_dir} --format onnx` (add --int8 for the int8 graph)"
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        record = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError as error:
-        raise RunFolderError(f"{path} is missing; export again with `textcls export {run_dir} --format onnx`") from error
+        raise RunFolderError(f"{path} is missing; {again}") from error
     except json.JSONDecodeError as error:
-        raise RunFolderError(f"{path} is not valid JSON ({error}); export again with `textcls export {run_dir}`") from error
+        raise RunFolderError(f"{path} is not valid JSON ({error}); {again}") from error
+    if not isinstance(record, dict):
+        raise RunFolderError(f"{path}: expected a JSON object, found {type(record).__name__}; {again}")
+    return record
 
 
 def _centred_log_probs(probs: np.ndarray) -> np.ndarray:
@@ -297,10 +305,13 @@ def export_onnx(run_dir: str | Path, int8: bool = False, opset: int = OPSET) -> 
     the torch model on `SAMPLE_TEXTS`, and only then renamed into place.
     """
     onnxruntime = _require_onnxruntime()
+    if not isinstance(opset, int) or not MIN_OPSET <= opset <= MAX_OPSET:
+        raise ConfigError(f"opset: expected an ONNX opset in [{MIN_OPSET}, {MAX_OPSET}], found {opset!r}; pass --opset {OPSET}")
     run_dir = Path(run_dir)
     info = runfolder.read_info(run_dir)
     runfolder.check_loadable(run_dir, info)
     check_exportable(run_dir, info["family"])
+    runfolder.verify_model_files(run_dir, info)  # damaged weights are refused before a good export is replaced
     model_dir = runfolder.model_dir(run_dir)
     reference = PretrainedClassifier.load(
         model_dir, max_length=info["max_length"], label_names=info["label_names"], windowing=Windowing.of_run(info)
@@ -403,17 +414,21 @@ def check_exportable(run_dir: Path, family: str) -> None:
     """Raise unless runs of `family` can be exported to ONNX (its class declares "export-onnx")."""
     if EXPORT_ONNX not in family_class(family).capabilities:
         exportable = " or ".join(families_that(EXPORT_ONNX))
-        raise TextclsError(f"ONNX export is for the {exportable} family, found {family!r} in {run_dir}; pass --backend torch")
+        raise TextclsError(
+            f"ONNX export is for the {exportable} family, found {family!r} in {run_dir}; its own model is the fast "
+            "one: predict and serve it with --backend torch (or auto)"
+        )
 
 
 def load_onnx(run_dir: Path, info: dict[str, Any], config: PredictConfig) -> OnnxClassifier:
     """The run's exported graph on `config.backend` (onnx or onnx-int8), checked against torch first."""
     check_exportable(run_dir, info["family"])
     checked = (info.get("model_files") or {}).get(WEIGHTS_FILE, {}).get("sha256")  # verified by the loader
+    max_length = inference_max_length(run_dir, info, config.max_length)
     classifier = OnnxClassifier.load(
-        runfolder.model_dir(run_dir), max_length=config.max_length or info["max_length"],
+        runfolder.model_dir(run_dir), max_length=max_length,
         label_names=info["label_names"], backend=config.backend, threads=config.threads, spin=config.spin,
-        weights_sha256=checked, windowing=Windowing.of_run(info, config.max_length),
+        weights_sha256=checked, windowing=Windowing.of_run(info, max_length),
         multi_label=bool(info.get("multi_label", False)),
     )
     check_against_torch(classifier, classifier.torch_classifier(), config.backend)

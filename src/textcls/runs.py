@@ -290,10 +290,12 @@ class Run:
 
     def predict_proba(self, texts: Sequence[str], batch_size: int | None = None, progress: bool = False) -> np.ndarray:
         """Class probabilities (rows, classes) in input order; `batch_size` defaults to the backend's."""
+        _require_text_list(texts)
         return self.classifier.predict_proba(texts, batch_size=batch_size or self.predict_config.batch_size, progress=progress)
 
     def predict(self, texts: Sequence[str], batch_size: int | None = None) -> list[str] | list[list[str]]:
         """Most probable label name per text; multi-label: the names of every label that reaches its threshold."""
+        _require_text_list(texts)
         if self.thresholds is None:
             return self.classifier.predict(texts, batch_size=batch_size or self.predict_config.batch_size)
         decisions = multilabel.decide(self.predict_proba(texts, batch_size), self.thresholds)
@@ -305,6 +307,12 @@ class Run:
 
     def num_parameters(self) -> int:
         return self.classifier.num_parameters()
+
+
+def _require_text_list(texts: Any) -> None:
+    """A string is a sequence too: classified as it is, each of its characters would be a text."""
+    if isinstance(texts, (str, bytes)):
+        raise ConfigError(f"expected a list of texts, found one {type(texts).__name__} ({texts[:40]!r}); pass [text]")
 
 
 def load(run_dir: str | Path, predict_config: PredictConfig | None = None) -> Run:

@@ -137,7 +137,7 @@ def test_onnx_is_refused_for_families_without_an_export(tmp_path, ag_folder):
     run = textcls.train(data=str(ag_folder), out=tmp_path / "tfidf", family="tfidf").run_dir
     with pytest.raises(TextclsError, match="pretrained family, found 'tfidf'"):
         export_onnx(run)
-    with pytest.raises(TextclsError, match="pass --backend torch"):
+    with pytest.raises(TextclsError, match="with --backend torch"):
         textcls.load(run, PredictConfig(backend="onnx"))
 
 
@@ -183,3 +183,55 @@ def test_a_chunk_run_exports_and_pools_its_windows_like_torch(chunk_run, tmp_pat
     onnx = textcls.load(run_dir, PredictConfig(backend="onnx"))
     assert onnx.classifier.windowing.chunks
     assert np.allclose(onnx.predict_proba(sample), expected, atol=1e-4)
+
+
+def test_export_refuses_damaged_weights_and_a_bad_opset_keeping_the_export(exported_run, tmp_path):
+    from textcls.errors import ConfigError
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(exported_run[0], run_dir)
+    before = {path.name: file_digest(path) for path in (run_dir / ONNX_DIR).iterdir()}
+    with pytest.raises(ConfigError, match=r"opset: expected an ONNX opset in \[10, 20\], found 99"):
+        export_onnx(run_dir, opset=99)
+    weights = run_dir / "model" / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[len(data) // 2] ^= 64  # one flipped bit in the tensors: safetensors still parses it
+    weights.write_bytes(bytes(data))
+    with pytest.raises(RunFolderError, match="damaged"):
+        export_onnx(run_dir, int8=True)
+    assert {path.name: file_digest(path) for path in (run_dir / ONNX_DIR).iterdir()} == before
+
+
+def test_an_export_record_that_is_not_an_object_is_damaged(exported_run, tmp_path):
+    run_dir = tmp_path / "run"
+    shutil.copytree(exported_run[0], run_dir)
+    (run_dir / ONNX_DIR / "export.json").write_text("[]")
+    with pytest.raises(RunFolderError, match=r"expected a JSON object, found list.*--int8 for the int8 graph"):
+        textcls.load(run_dir, PredictConfig(backend="onnx"))
+
+
+@pytest.mark.parametrize("backend", ["torch", "onnx"])
+def test_max_length_past_the_models_limit_is_clamped_and_a_chunk_runs_must_exceed_its_stride(
+    exported_run, chunk_run, backend, caplog
+):
+    from textcls.errors import ConfigError
+
+    limit = json.loads((exported_run[0] / "model" / "config.json").read_text())["max_position_embeddings"]
+    with caplog.at_level("WARNING", logger="textcls.backends"):
+        run = textcls.load(exported_run[0], PredictConfig(backend=backend, max_length=limit + 500))
+    assert run.classifier.max_length == limit and f"using {limit}" in caplog.text
+    probs = run.predict_proba(["shares " * (3 * limit)])  # longer than the model takes: cut, not a crash
+    assert probs.shape == (1, 4) and abs(probs.sum() - 1) < 1e-4
+    if backend == "torch":
+        with pytest.raises(ConfigError, match=r"max_length: expected more than 10 tokens .* overlapping by 8"):
+            textcls.load(chunk_run, PredictConfig(backend="torch", max_length=10))
+
+
+def test_a_run_refuses_one_string_where_a_list_of_texts_belongs(tiny_run):
+    from textcls.errors import ConfigError
+
+    run = textcls.load(tiny_run, PredictConfig(backend="torch"))
+    for method in (run.predict, run.predict_proba):
+        with pytest.raises(ConfigError, match=r"expected a list of texts, found one str \('shares rose'\); pass \[text\]"):
+            method("shares rose")
+    assert len(run.predict(["shares rose"])) == 1
