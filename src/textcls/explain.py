@@ -178,7 +178,7 @@ def from_token_weights(
     weights = np.asarray(weights, dtype=np.float64 if features else np.float32)
     return Explanation(
         text=text, family=family, label=label, probs=probs_by_name, tokens=list(tokens), token_weights=weights,
-        attention=None if features else weights.copy(),
+        attention=None if features else weights.copy(), features=features,
     )
 
 

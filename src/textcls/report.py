@@ -329,23 +329,37 @@ def _mistakes_section(shown: list[dict[str, Any]], highlight: Highlighter | None
 
 
 def _highlighted(text: str, highlight: Highlighter | None) -> str:
-    """Escaped text; with `highlight`, one span per word whose background alpha is |weight| / max |weight|."""
+    """The whole text, escaped; with `highlight`, its words found in order in the text each in a span whose
+    background alpha is |weight| / max |weight|. The model's words are lower-cased word pieces of the first
+    max_length tokens: they mark the original text, which is shown whole and as written.
+
+    Example:
+        >>> _highlighted("Stocks FELL, again.", lambda text: [("stocks", 1.0), ("fell", -0.5)]).count("<span")
+        2
+    """
     if highlight is None:
         return _esc(text)
-    words = list(highlight(text))
+    words = [(word, float(weight)) for word, weight in highlight(text) if word.strip()]
     if not words:
         return _esc(text)
-    largest = max(abs(float(weight)) for _, weight in words) or 1.0
-    spans = []
+    largest = max(abs(weight) for _, weight in words) or 1.0
+    lowered, cursor, parts = text.lower(), 0, []
     for word, weight in words:
-        alpha = min(abs(float(weight)) / largest, 1.0)
+        start = lowered.find(word.lower(), cursor)
+        if start < 0:
+            continue  # an [UNK] piece, or one the tokenizer normalised (accents): left unmarked
+        end = start + len(word)
+        alpha = min(abs(weight) / largest, 1.0)
         # Orange for evidence for the prediction, blue for evidence against it.
         colour = "255, 140, 0" if weight >= 0 else "30, 120, 255"
-        spans.append(
+        parts.append(_esc(text[cursor:start]))
+        parts.append(
             f'<span class="word" style="background-color: rgba({colour}, {alpha:.3f})" '
-            f'title="{float(weight):.4f}">{_esc(word)}</span>'
+            f'title="{weight:.4f}">{_esc(text[start:end])}</span>'
         )
-    return " ".join(spans)
+        cursor = end
+    parts.append(_esc(text[cursor:]))
+    return "".join(parts)
 
 
 # ---------------------------------------------------------------- helpers

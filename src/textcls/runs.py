@@ -458,7 +458,8 @@ def write_report(scored: Scored, path: str | Path) -> Path:
 
     run = scored.run
     def words(text: str) -> list[tuple[str, float]]:
-        return run.explain(text).words()
+        explanation = run.explain(text)
+        return [] if explanation.features else explanation.words()  # tfidf's n-grams are not the text's words
 
     highlight = words if EXPLAIN in run.capabilities else None
     page = build_report(

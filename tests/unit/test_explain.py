@@ -153,6 +153,8 @@ def test_tfidf_uses_top_ngrams(tfidf):
     assert expl.attention is None and expl.rollout is None
     assert list(zip(expl.tokens, expl.token_weights.tolist())) == tfidf.top_ngrams(TEXT, k=15)
     assert expl.label == "Sports"
+    # features: the n-grams keep their raw scores (not merged as word pieces, not renormalised to sum 1)
+    assert expl.features and expl.words() == tfidf.top_ngrams(TEXT, k=15)
 
 
 def test_plain_lstm_has_no_attention():

@@ -6,7 +6,6 @@ import base64
 import io
 import json
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -171,6 +170,19 @@ def test_highlight_callback_output_appears_as_spans(run_dir: Path) -> None:
     assert "rgba(255, 140, 0, 1.000)" in section  # the heaviest word of each text is fully opaque
     assert "rgba(255, 140, 0, 0.000)" in section
     assert "<script>" not in page
+
+
+def test_highlights_mark_the_whole_text_as_written() -> None:
+    """The model's words are lower-cased pieces of the first tokens: the cell shows the original text whole,
+    its matching words marked in order, and nothing for the words the model never saw."""
+    from textcls.report import _highlighted
+
+    text = "Stocks FELL, again & again; the end <b>"
+    cell = _highlighted(text, lambda _: [("stocks", 0.5), ("fell", -1.0), (",", 0.1), ("again", 0.2)])
+    plain = re.sub(r"<[^>]+>", "", cell.replace("&lt;b&gt;", "")).replace("&amp;", "&")
+    assert plain == text.replace(" <b>", " ")
+    assert ">Stocks</span>" in cell and ">FELL</span>" in cell and "rgba(30, 120, 255, 1.000)" in cell
+    assert cell.count('<span class="word"') == 4 and cell.endswith("the end &lt;b&gt;")
 
 
 def test_write_report_is_atomic_and_returns_path(tmp_path: Path, report_html: str) -> None:

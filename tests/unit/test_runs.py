@@ -147,3 +147,17 @@ def test_resume_refuses_checkpoints_of_other_rows_or_settings_and_keeps_them(tin
         assert checkpoint.is_dir()  # refused before anything was removed
     with pytest.raises(Killed):  # the same rows and settings, more epochs: resumed
         textcls.train(data=str(data), out=out, **{**options, "epochs": 3, "resume": True})
+
+
+def test_a_tfidf_report_shows_each_mistakes_text_not_its_features(tmp_path):
+    data = write_ag_news_folder(tmp_path / "data", n_train=40, n_dev=40, n_test=0)
+    run = textcls.train(data=str(data), out=tmp_path / "run", family="tfidf").run_dir
+    scored = textcls.runs.score(run, split="dev")
+    scored.probs[:] = scored.probs[:, ::-1]  # make every row a confident mistake, so all are listed
+    page = textcls.runs.write_report(scored, tmp_path / "report.html").read_text(encoding="utf-8")
+    section = page.split('id="mistakes"')[1].split("</section>")[0]
+    import html
+
+    shown = re.findall(r'<td class="text">([^<]*)</td></tr>', section)  # each row's last cell: the text
+    assert len(shown) == 20 and set(shown) <= {html.escape(text, quote=True) for text in scored.texts}
+    assert '<span class="word"' not in section  # n-grams are not the text's words: nothing marked
