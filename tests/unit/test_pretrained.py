@@ -160,3 +160,18 @@ def test_a_chunk_run_trains_on_pooled_windows_and_loads_reading_them_again(chunk
     assert textcls.evaluate(chunk_run, split="dev", predict_config=PredictConfig(backend="torch"))["accuracy"] == (
         metrics["dev"]["accuracy"]
     )
+
+
+def test_explain_gives_a_chunk_runs_whole_text_label_and_probabilities(chunk_run):
+    import textcls
+    from tests.conftest import make_long_texts
+    from textcls.config import PredictConfig
+
+    run = textcls.load(chunk_run, PredictConfig(backend="torch"))
+    text = make_long_texts(1, seed=4)[0][1]
+    assert len(run.classifier.tokenizer(text)["input_ids"]) > 32  # longer than one window
+    explanation = run.explain(text)
+    probs = run.predict_proba([text])[0]
+    assert explanation.label == run.predict([text])[0]
+    assert [explanation.probs[name] for name in run.label_names] == pytest.approx(probs.tolist(), abs=1e-6)
+    assert len(explanation.tokens) == 32  # the maps: the first window

@@ -466,8 +466,13 @@ class PretrainedClassifier(Classifier):
         return sum(p.numel() for p in self.model.parameters() if p.requires_grad)
 
     def explain(self, text: str, layer: int = -1, head: int | None = None) -> Explanation:
-        """Every layer's attention maps for `text`; `layer`/`head` pick the one whose [CLS] row is shown."""
+        """Every layer's attention maps for `text`; `layer`/`head` pick the one whose [CLS] row is shown.
+
+        The maps are of the first `max_length` tokens; under `--long-text head-tail` or `chunk` the label and
+        probabilities are the whole text's, as `predict` reads it."""
         tokens, maps, probs = self.attention_maps(check_text(text))
+        if self.windowing.strategy != "truncate":
+            probs = self.predict_proba([text])[0]
         return from_attention_maps(text, self.family, self.label_names, probs, tokens, maps, layer, head)
 
     @torch.inference_mode()
