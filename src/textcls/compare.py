@@ -106,7 +106,7 @@ def compare(
             log.info("%s: reusing the finished run in %s (same rows and settings; --overwrite retrains)", family, run_dir)
         run = load(run_dir, PredictConfig(backend="torch"))  # the family's own model, as every row is timed
         metrics = run.metrics
-        if metrics is None:
+        if metrics is None or "train" not in metrics or "dev" not in metrics:
             raise TextclsError(f"{run_dir} has no readable metrics; retrain it with --overwrite")
         rows.append(
             {

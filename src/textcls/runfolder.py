@@ -163,6 +163,26 @@ def hardware() -> dict[str, Any]:
     return {"platform": platform.platform(), "processor": platform.processor(), "cpus": os.cpu_count()}
 
 
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+# What textcls.json's fields must be where present (a hand edit or damage would otherwise surface as a
+# TypeError deep in a loader): name -> (what is expected, check).
+INFO_FIELDS: dict[str, tuple[str, Any]] = {
+    "format_version": ("an integer", _is_int),
+    "family": ("a family name", lambda value: isinstance(value, str)),
+    "label_names": ("a list of names", lambda value: isinstance(value, list) and all(isinstance(v, str) for v in value)),
+    "max_length": ("a token count or null", lambda value: value is None or (_is_int(value) and value > 0)),
+    "model_files": ("an object of file -> {bytes, sha256}", lambda value: isinstance(value, dict) and all(
+        isinstance(entry, dict) and _is_int(entry.get("bytes")) and isinstance(entry.get("sha256"), str)
+        for entry in value.values())),
+    "train_config": ("an object", lambda value: isinstance(value, dict)),
+    "data_config": ("an object", lambda value: isinstance(value, dict)),
+    "data": ("an object", lambda value: isinstance(value, dict)),
+}
+
+
 def read_info(run_dir: str | Path) -> dict[str, Any]:
     """The parsed `textcls.json` of a run folder, with a clear error when it is not one."""
     run_dir = Path(run_dir)
@@ -177,6 +197,11 @@ def read_info(run_dir: str | Path) -> dict[str, Any]:
         raise RunFolderError(f"{path} is not valid JSON ({error}); the run folder is damaged, train again") from error
     if not isinstance(info, dict):
         raise RunFolderError(f"{path}: expected a JSON object, found {type(info).__name__}; the run folder is damaged, train again")
+    for key, (expected, valid) in INFO_FIELDS.items():
+        if key in info and not valid(info[key]):
+            raise RunFolderError(
+                f"{path}: expected {key} to be {expected}, found {info[key]!r}; the run folder is damaged, train again"
+            )
     if info.get("format_version", 0) > FORMAT_VERSION:
         raise RunFolderError(
             f"{path} has format_version {info['format_version']}, this textcls reads up to {FORMAT_VERSION}; "
@@ -201,7 +226,9 @@ def read_metrics(run_dir: str | Path) -> dict[str, Any] | None:
         metrics = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError):
         return None
-    return metrics if isinstance(metrics, dict) else None
+    if not isinstance(metrics, dict) or any(not isinstance(metrics[part], dict) for part in ("train", "dev") if part in metrics):
+        return None  # damaged or hand-edited: treated as absent, as an unreadable file is
+    return metrics
 
 
 def read_record(run_dir: str | Path, strict: bool = True) -> RunRecord:

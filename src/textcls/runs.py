@@ -28,7 +28,7 @@ from textcls import imbalance, multilabel, runfolder
 from textcls.backends import check_classifier_run, load_predictor
 from textcls.config import AUTO_BACKEND, DataConfig, PredictConfig, TrainConfig, from_dict, split_options, to_dict
 from textcls.data import KnownLabels, LoadedData, load_data
-from textcls.errors import ConfigError, StorageError, TextclsError
+from textcls.errors import ConfigError, RunFolderError, StorageError, TextclsError
 from textcls.evaluation import classification_metrics, multilabel_metrics
 from textcls.explain import Explanation
 from textcls.files import make_folder, storage_error, write_json
@@ -378,6 +378,8 @@ def score(
     """
     run = load(run_dir, predict_config)
     if data_config is None:
+        if "data_config" not in run.info:
+            raise RunFolderError(f"{run.run_dir / runfolder.RUN_FILE} does not record its data; pass --data (or --test FILE)")
         data_config = from_dict(DataConfig, run.info["data_config"])
     data_config = _one_file_is_the_split(data_config, split)
     known = KnownLabels(run.label_names, run.info.get("data", {}).get("label_base"))
@@ -476,7 +478,7 @@ def data_config_for_run(run_dir: str | Path, options: dict[str, Any]) -> DataCon
     given = {k: v for k, v in options.items() if v is not None}
     if not given:
         return None
-    trained_with = runfolder.read_info(run_dir)["data_config"]
+    trained_with = runfolder.read_info(run_dir).get("data_config", {})
     # Flags without a source (say --max-eval-samples alone) apply to the run's own data; new data is read
     # as the run's was (columns, classes file), but whole: the run's row limits were for its own files.
     own_source = not any(given.get(name) is not None for name in DATA_SOURCES)

@@ -75,6 +75,33 @@ def test_load_rejects_folders_that_are_not_runs(tmp_path):
         textcls.load(tmp_path)
 
 
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("format_version", "2"), ("model_files", [1]), ("max_length", "abc"), ("label_names", "World"), ("data_config", 3)],
+)
+def test_a_damaged_run_record_names_the_field_not_a_traceback(tmp_path, field, value):
+    data = write_ag_news_folder(tmp_path / "data", n_train=24, n_dev=8, n_test=8)
+    run = textcls.train(data=str(data), out=tmp_path / "run", family="tfidf").run_dir
+    info = json.loads((run / "textcls.json").read_text())
+    (run / "textcls.json").write_text(json.dumps({**info, field: value}))
+    with pytest.raises(RunFolderError, match=rf"expected {field} to be .* found {re.escape(repr(value))}; the run folder is damaged"):
+        textcls.load(run)
+
+
+def test_evaluate_of_a_run_without_its_data_record_asks_for_data_and_damaged_metrics_are_absent(tmp_path):
+    data = write_ag_news_folder(tmp_path / "data", n_train=24, n_dev=8, n_test=8)
+    run = textcls.train(data=str(data), out=tmp_path / "run", family="tfidf").run_dir
+    info = json.loads((run / "textcls.json").read_text())
+    del info["data_config"]
+    (run / "textcls.json").write_text(json.dumps(info))
+    with pytest.raises(RunFolderError, match="does not record its data; pass --data"):
+        textcls.evaluate(run)
+    assert textcls.evaluate(run, textcls.runs.data_config_for_run(run, {"data": str(data)}))["num_samples"] == 8
+    metrics = json.loads((run / "metrics.json").read_text())
+    (run / "metrics.json").write_text(json.dumps({**metrics, "train": [1, 2]}))
+    assert textcls.load(run).metrics is None
+
+
 def test_split_options_routes_keywords_and_rejects_unknown_ones():
     data, train = split_options({"data": "d", "epochs": 2, "seed": 7, "skip_bad_rows": True})
     assert data.data == "d" and data.skip_bad_rows and data.seed == 7
