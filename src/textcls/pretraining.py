@@ -127,8 +127,8 @@ def load_masked_lm(model_name: str, trust_remote_code: bool = False) -> tuple[An
             )
     except (OSError, ValueError) as error:
         raise TextclsError(
-            f"could not load {model_name!r} as a masked language model ({error}); pass a local encoder folder "
-            "(--model DIR) or omit --model for the embedded all-MiniLM-L6-v2"
+            f"could not load {model_name!r} as a masked language model ({error}); pass a local encoder folder, a "
+            "hub id or a `textcls pretrain` run (`textcls pretrain` without --model uses the embedded all-MiniLM-L6-v2)"
         ) from error
     if tokenizer.mask_token is None:
         raise TextclsError(f"{model_name}: its tokenizer has no mask token; pre-train a BERT-like encoder instead")

@@ -275,3 +275,16 @@ def test_a_folder_of_text_files_and_a_split_folder_are_read(tmp_path):
     assert len(read_pretraining_texts(str(tmp_path / "texts"))) == 5
     folder = write_ag_news_folder(tmp_path / "ag", n_train=12, n_dev=4, n_test=4)
     assert len(read_pretraining_texts(str(folder))) == 12  # the train file only; labels ignored
+
+
+def test_a_classifier_or_seq2seq_run_given_as_the_encoder_says_what_it_is(tiny_run, tmp_path):
+    from textcls.environment import resolve_model
+
+    with pytest.raises(TextclsError, match=r"found a textcls 'pretrained' run in .*; to start from its fine-tuned encoder, pass .*model"):
+        resolve_model(str(tiny_run))
+    assert resolve_model(str(tiny_run / "model")) == str(tiny_run / "model")  # its encoder folder itself is fine
+    seq2seq = tmp_path / "s2s"
+    seq2seq.mkdir()
+    (seq2seq / "textcls.json").write_text(json.dumps({"format_version": 1, "family": "seq2seq"}))
+    with pytest.raises(TextclsError, match="found a textcls 'seq2seq' run"):
+        fill_mask(seq2seq, "a [MASK] b")
