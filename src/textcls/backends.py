@@ -14,6 +14,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import json
 import logging
@@ -88,7 +89,7 @@ def _position_limit(model_dir: Path) -> int | None:
 
 def load_torch(run_dir: Path, info: dict[str, Any], config: PredictConfig) -> Predictor:
     """The family's own model from `RUN/model`, in `config.precision`."""
-    max_length = inference_max_length(run_dir, info, config.max_length)
+    max_length = config.max_length or info["max_length"]
     return family_class(info["family"]).load(
         runfolder.model_dir(run_dir),
         max_length=max_length,
@@ -117,6 +118,7 @@ def load_predictor(run_dir: Path, info: dict[str, Any], config: PredictConfig) -
     check_classifier_run(run_dir, info)
     runfolder.verify_model_files(run_dir, info)
     set_torch_threads(config.threads)
+    config = dataclasses.replace(config, max_length=inference_max_length(Path(run_dir), info, config.max_length))
     module_name, function_name = LOADERS[config.backend].split(":")
     loader: Callable[[Path, dict[str, Any], PredictConfig], Predictor] = getattr(
         importlib.import_module(module_name), function_name

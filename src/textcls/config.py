@@ -55,8 +55,9 @@ def column_names(values: str | Sequence[str]) -> tuple[str, ...]:
     return tuple(name.strip() for value in given for name in str(value).split(",") if name.strip())
 
 
-def _help(text: str, **kwargs: Any) -> Any:
-    return field(metadata={"help": text}, **kwargs)
+def _help(text: str, own_check: bool = False, **kwargs: Any) -> Any:
+    """A field with its help text; `own_check`: its value may be of several types, which `__post_init__` checks."""
+    return field(metadata={"help": text, "own_check": own_check}, **kwargs)
 
 
 # What a field's declared type accepts (a --config file or the Python API can hand "300" for 300): bool is
@@ -87,7 +88,7 @@ def check_fields(config: Any) -> None:
     for spec in dataclasses.fields(config):
         value = getattr(config, spec.name)
         declared = spec.type.removesuffix(" | None")
-        if value is None and spec.type.endswith(" | None"):
+        if (value is None and spec.type.endswith(" | None")) or spec.metadata.get("own_check"):
             continue
         expected, accepts = _ACCEPTS[declared]
         if not accepts(value):
@@ -505,7 +506,7 @@ class PredictConfig:
         "Multi-label runs: the score from which a label is predicted, one number for every label (0.5) or a "
         "JSON object of label name -> threshold ('{\"Sports\": 0.3}', the rest keep theirs); default: the "
         "thresholds tuned per label on dev and saved in the run.",
-        default=None,
+        default=None, own_check=True,  # the Python API also takes a number or a dict
     )
 
     def __post_init__(self) -> None:

@@ -62,8 +62,8 @@ def _refuse_other_runs(path: Path) -> None:
     if not is_run(path):
         return
     family = read_info(path).get("family")
-    if family == "pretrained":
-        fix = f"to start from its fine-tuned encoder, pass {path / 'model'}"
+    if (model_dir(path) / "config.json").is_file():  # a transformers classifier: its model/ holds the encoder
+        fix = f"to start from its fine-tuned encoder, pass {model_dir(path)}"
     else:
         fix = "pass a Hugging Face model folder or hub id, or a `textcls pretrain` run"
     raise TextclsError(f"expected an encoder for --model, found a textcls {family!r} run in {path}; {fix}")

@@ -39,7 +39,6 @@ import numpy as np
 import torch
 
 from textcls import runfolder
-from textcls.backends import inference_max_length
 from textcls.engine import pad_id, pooled_logits
 from textcls.config import BACKEND_BATCH_SIZE, PredictConfig
 from textcls.errors import ConfigError, RunFolderError, TextclsError
@@ -424,7 +423,7 @@ def load_onnx(run_dir: Path, info: dict[str, Any], config: PredictConfig) -> Onn
     """The run's exported graph on `config.backend` (onnx or onnx-int8), checked against torch first."""
     check_exportable(run_dir, info["family"])
     checked = (info.get("model_files") or {}).get(WEIGHTS_FILE, {}).get("sha256")  # verified by the loader
-    max_length = inference_max_length(run_dir, info, config.max_length)
+    max_length = config.max_length or info["max_length"]  # as `backends.load_predictor` resolved it
     classifier = OnnxClassifier.load(
         runfolder.model_dir(run_dir), max_length=max_length,
         label_names=info["label_names"], backend=config.backend, threads=config.threads, spin=config.spin,
