@@ -119,6 +119,7 @@ def test_explain_model_and_health(server):
     assert explained["layer"] == 0 and explained["head"] == 1 and explained["label"] in explained["probs"]
     card = httpx.get(f"{server.url}/v1/model").json()
     assert card["family"] == "pretrained" and card["backend"] == "torch" and card["backend_choice"] is None
+    assert card["precision"] == "fp32"
     assert card["label_names"] == ["World", "Sports", "Business", "Sci/Tech"]
     assert 0.0 <= card["dev_metrics"]["accuracy"] <= 1.0 and card["versions"]["torch"].startswith("2.13")
     assert card["limits"]["max_texts"] == 32 and card["auth"] is False
@@ -134,6 +135,7 @@ HOSTILE = {
     "null text": dict(json={"texts": [None]}),
     "empty list": dict(json={"texts": []}),
     "empty text": dict(json={"texts": [""]}),
+    "blank text": dict(json={"texts": ["fine", "   \n"]}),
     "10,000 texts": dict(json={"texts": ["word"] * 10_000}),
     "1 MB string": dict(json={"texts": ["a" * 1_000_000]}),
     "3 MB body": dict(json={"texts": ["b" * 3_000_000]}),
@@ -272,6 +274,8 @@ def test_by_default_the_server_runs_what_auto_chose_and_says_so(tiny_run, tmp_pa
         choice = card["backend_choice"]
         assert choice["backend"] == card["backend"] and card["backend"] in ("torch", "onnx", "onnx-int8")
         assert choice["candidates"][0]["name"] == "torch fp32" and not choice["cached"]
+        # a precision is what torch runs in; an ONNX graph runs as exported, so it reports none
+        assert card["precision"] == (choice["precision"] if card["backend"] == "torch" else None)
         assert httpx.get(f"{instance.url}/healthz").json()["backend"] == card["backend"]
         response = httpx.post(f"{instance.url}/v1/predict", json={"texts": ["shares profit stocks", "goal coach"]})
         assert response.status_code == 200 and len(response.json()["predictions"]) == 2

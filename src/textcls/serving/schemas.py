@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from textcls.config import ServeConfig
 
@@ -56,9 +56,16 @@ class ErrorResponse(BaseModel):
     error: ErrorDetail
 
 
+def _not_blank(text: str) -> str:
+    if not text.strip():
+        raise ValueError("expected a text with at least one character that is not a space")
+    return text
+
+
 def request_models(config: ServeConfig) -> tuple[type[BaseModel], type[BaseModel]]:
     """The `PredictRequest` and `ExplainRequest` models capped at `config`'s limits."""
-    Text = Annotated[str, Field(min_length=1, max_length=config.max_text_chars)]
+    # a blank text has nothing to classify: refused as `textcls predict` refuses a blank input line
+    Text = Annotated[str, Field(min_length=1, max_length=config.max_text_chars), AfterValidator(_not_blank)]
 
     class PredictRequest(BaseModel):
         model_config = ConfigDict(extra="forbid")
