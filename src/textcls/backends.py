@@ -26,7 +26,7 @@ from textcls import runfolder
 from textcls.config import AUTO_BACKEND, ENGINES, PredictConfig
 from textcls.errors import ConfigError, RunFolderError
 from textcls.models.base import Predictor, family_class
-from textcls.windows import Windowing
+from textcls.windows import Windowing, model_token_limit
 
 # backend name -> "module:function(run_dir, info, config) -> Predictor"
 LOADERS: dict[str, str] = {
@@ -75,21 +75,20 @@ def inference_max_length(run_dir: Path, info: dict[str, Any], requested: int | N
 
 
 def _position_limit(model_dir: Path) -> int | None:
-    """The most tokens a transformers model folder takes (its config's positions, its tokenizer's limit), or None."""
-    limits = []
-    for name, key in (("config.json", "max_position_embeddings"), ("tokenizer_config.json", "model_max_length")):
+    """The most tokens a transformers model folder takes (`windows.model_token_limit` of its two JSON files), or None."""
+
+    def setting(name: str, key: str) -> Any:
         try:
-            value = json.loads((model_dir / name).read_text(encoding="utf-8")).get(key)
-        except (OSError, ValueError, AttributeError):
-            continue
-        if isinstance(value, int) and 0 < value < 100_000:  # a huge model_max_length means "no limit"
-            limits.append(value)
-    return min(limits, default=None)
+            return json.loads((model_dir / name).read_text(encoding="utf-8")).get(key)
+        except (OSError, ValueError, AttributeError):  # no such file (other families), or not an object
+            return None
+
+    return model_token_limit(setting("tokenizer_config.json", "model_max_length"), setting("config.json", "max_position_embeddings"))
 
 
 def load_torch(run_dir: Path, info: dict[str, Any], config: PredictConfig) -> Predictor:
     """The family's own model from `RUN/model`, in `config.precision`."""
-    max_length = config.max_length or info["max_length"]
+    max_length = config.max_length  # resolved by `load_predictor` (None for tfidf)
     return family_class(info["family"]).load(
         runfolder.model_dir(run_dir),
         max_length=max_length,

@@ -80,10 +80,13 @@ def compare(
 
     out = Path(out)
     options = {k: v for k, v in (train_options or {}).items() if k != "family"}
-    data = load_data(data_config, splits=("train", "dev"))  # train too: its fingerprint says which runs can be reused
+    names = parse_families(families)
+    # train too where a finished run may be reused: the fingerprint over train and dev says whether it can be
+    reusable = not overwrite and any(runfolder.is_run(out / family) for family in names)
+    data = load_data(data_config, splits=("train", "dev") if reusable else ("dev",), require_train=reusable)
     dev = data.splits["dev"]
     rows, skipped = [], []
-    for family in parse_families(families):
+    for family in names:
         run_dir = out / family
         config = TrainConfig(family=family, **options)
         problem = training_option_problem(family_class(family), config, data_config.multi_label)
@@ -147,9 +150,9 @@ def _reuse_problem(run_dir: Path, fingerprint: str, config: TrainConfig) -> str 
     info = runfolder.read_info(run_dir)
     if info.get("data", {}).get("fingerprint") != fingerprint:
         return "other rows (its train/dev fingerprint differs from this data's)"
-    recorded = info.get("train_config", {})
-    wanted = {name: value for name, value in to_dict(config).items() if value is not None and name != "resume"}
-    changed = [f"{name} {recorded.get(name)!r} (now {value!r})" for name, value in wanted.items() if recorded.get(name) != value]
+    # a setting left unset (None) is one the run resolved itself (say the metric, from the labels)
+    wanted = {name: value for name, value in to_dict(config).items() if value is not None}
+    changed = runfolder.settings_changed(info.get("train_config", {}), wanted, ignored=("resume",))
     return f"other settings: {', '.join(changed)}" if changed else None
 
 

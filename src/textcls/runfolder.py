@@ -25,6 +25,7 @@ import json
 import os
 import platform
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -95,14 +96,24 @@ def resume_problem(work_dir: Path, identity: dict[str, Any]) -> str | None:
     for name, value in identity.items():
         if name == "train_config":
             before = recorded.get(name) if isinstance(recorded.get(name), dict) else {}
-            changed += [
-                f"{key} {before.get(key)!r} (now {now!r})" for key, now in value.items()
-                if key not in RESUMABLE_CHANGES and before.get(key) != now
-            ]
+            changed += settings_changed(before, value, ignored=RESUMABLE_CHANGES)
         elif recorded.get(name) != value:
             shown = "the rows (train/dev fingerprint)" if name == "data_fingerprint" else f"{name} {recorded.get(name)!r} (now {value!r})"
             changed.append(shown)
     return ", ".join(changed) or None
+
+
+def settings_changed(recorded: dict[str, Any], wanted: dict[str, Any], ignored: Sequence[str] = ()) -> list[str]:
+    """Each setting of `wanted` (a `to_dict` config) that `recorded` holds otherwise, as "name old (now new)".
+
+    Example:
+        >>> settings_changed({"lr": 0.001, "seed": 42}, {"lr": 0.005, "seed": 42})
+        ['lr 0.001 (now 0.005)']
+    """
+    return [
+        f"{name} {recorded.get(name)!r} (now {value!r})"
+        for name, value in wanted.items() if name not in ignored and recorded.get(name) != value
+    ]
 
 
 def checkpoint_dir(work_dir: Path) -> Path:

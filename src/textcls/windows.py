@@ -80,6 +80,22 @@ class Windows:
         }
 
 
+def model_token_limit(tokenizer_max_length: Any, max_position_embeddings: Any) -> int | None:
+    """The most tokens a transformers model reads: the smaller of its tokenizer's limit (a huge one means
+    "no limit") and its position embeddings, or None when neither says.
+
+    Example:
+        >>> model_token_limit(512, 514), model_token_limit(10**30, 512), model_token_limit(None, None)
+        (512, 512, None)
+    """
+    limits = []
+    if isinstance(tokenizer_max_length, int) and 0 < tokenizer_max_length < 100_000:
+        limits.append(tokenizer_max_length)
+    if isinstance(max_position_embeddings, int) and max_position_embeddings > 0:
+        limits.append(max_position_embeddings)
+    return min(limits, default=None)
+
+
 @dataclass(frozen=True)
 class Windowing:
     """How a run fits texts into `max_length` tokens (`--long-text`, `--stride`, `--pooling`)."""

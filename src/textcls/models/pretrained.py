@@ -69,7 +69,7 @@ from textcls.models.base import (
 )
 from textcls.multilabel import targets
 from textcls.objectives import Objective, probabilities
-from textcls.windows import Windowing
+from textcls.windows import Windowing, model_token_limit
 
 log = logging.getLogger("textcls.pretrained")
 
@@ -83,14 +83,8 @@ def _from_pretrained_error(model_name: str, error: Exception) -> TextclsError:
 
 def clamp_max_length(requested: int, tokenizer: Any, model_config: Any) -> int:
     """`requested`, or the model's own limit when that is smaller (with a warning)."""
-    limits = [requested]
-    tokenizer_limit = getattr(tokenizer, "model_max_length", None)
-    if isinstance(tokenizer_limit, int) and 0 < tokenizer_limit < 100_000:  # huge sentinel = "no limit"
-        limits.append(tokenizer_limit)
-    position_limit = getattr(model_config, "max_position_embeddings", None)
-    if isinstance(position_limit, int) and position_limit > 0:
-        limits.append(position_limit)
-    clamped = min(limits)
+    limit = model_token_limit(getattr(tokenizer, "model_max_length", None), getattr(model_config, "max_position_embeddings", None))
+    clamped = requested if limit is None else min(requested, limit)
     if clamped < requested:
         log.warning("max_length %d exceeds the model's limit; using %d", requested, clamped)
     return clamped
