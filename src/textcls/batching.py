@@ -58,6 +58,20 @@ def _cut(padded: np.ndarray, order: np.ndarray, batch_size: int | None, batch_to
     return batches
 
 
+class CountedBatches(list):
+    """Batches (lists of row indices) of `batch_size` rows each but the last, saying their size.
+
+    Trainer's evaluation under DDP gathers every process's batch of a step into one tensor, so the
+    processes' batches must be the same size. accelerate's sharding makes them so for a plan that has a
+    `batch_size` (it completes the last batches from the first rows, and `gather_for_metrics` drops
+    those again); a plan of varied sizes (a token budget) it hands out as it is.
+    """
+
+    def __init__(self, batches: Sequence[Sequence[int]], batch_size: int):
+        super().__init__([list(map(int, batch)) for batch in batches])
+        self.batch_size = batch_size
+
+
 def training_plan(
     lengths: Sequence[int] | np.ndarray,
     seed: int,

@@ -25,6 +25,7 @@ import typer  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 from textcls.config import DataConfig, PredictConfig, PretrainConfig, ServeConfig, TrainConfig, column_names, field_names, flag_name, split_options  # noqa: E402
+from textcls.console import fail  # noqa: E402
 from textcls.console import library_call as _library_call  # noqa: E402
 from textcls.console import setup_logging as _setup_logging  # noqa: E402
 from textcls.console import stdout  # noqa: E402
@@ -41,6 +42,24 @@ app = typer.Typer(
 )
 app.add_typer(seq2seq_app, name="seq2seq")
 log = logging.getLogger("textcls")
+
+# Commands that train across the processes torchrun / accelerate launch start; under a launcher every
+# other one would run once per process, each writing the same files.
+_DISTRIBUTED_COMMANDS = ("train", "pretrain")
+
+
+@app.callback()
+def _one_process_unless_distributed(context: typer.Context) -> None:
+    try:
+        processes = int(os.environ.get("WORLD_SIZE") or 1)
+    except ValueError:
+        processes = 1  # not a launcher's: a variable of the same name set for something else
+    if processes > 1 and context.invoked_subcommand not in _DISTRIBUTED_COMMANDS:
+        fail(TextclsError(
+            f"textcls {context.invoked_subcommand} runs in one process, but {processes} were started (torchrun / "
+            f"accelerate launch: WORLD_SIZE={processes}); run it without a launcher (only "
+            f"{' and '.join(_DISTRIBUTED_COMMANDS)} train across processes)"
+        ))
 
 _TYPES = {"bool": bool, "int": int, "float": float, "str": str, "tuple[str, ...]": list[str]}
 
@@ -440,6 +459,8 @@ def pretrain(
     _setup_logging(verbose)
     with _library_call():
         metrics = run_pretraining(PretrainConfig(**{k: v for k, v in options.items() if v is not None}), out, overwrite)
+    if metrics is None:  # a non-main process of a distributed run
+        return
     if as_json:
         print(json.dumps({"run_dir": str(out), **metrics}, indent=2))
         return

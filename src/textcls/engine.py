@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from textcls.batching import round_up, sorted_plan, training_plan
+from textcls.batching import CountedBatches, round_up, sorted_plan, training_plan
 from textcls.config import TrainConfig
 from textcls.environment import tune_cuda
 from textcls.files import write_atomic
@@ -331,7 +331,7 @@ class EpochBatches:
 def batch_loader(rows: TokenizedRows, batches: Iterable[Any], config: TrainConfig) -> torch.utils.data.DataLoader:
     """A `DataLoader` over ready batches of row indices: pinned memory and prefetching workers on a GPU."""
     workers = config.num_workers or 0
-    if not isinstance(batches, EpochBatches):  # accelerate's DDP sharding wants lists of ints, not arrays
+    if not isinstance(batches, (EpochBatches, CountedBatches)):  # accelerate's DDP sharding wants lists of ints, not arrays
         batches = [batch.tolist() if isinstance(batch, np.ndarray) else list(batch) for batch in batches]
     return torch.utils.data.DataLoader(
         rows,
@@ -344,9 +344,13 @@ def batch_loader(rows: TokenizedRows, batches: Iterable[Any], config: TrainConfi
     )
 
 
-def eval_plan(lengths: np.ndarray, config: TrainConfig) -> list[np.ndarray]:
+def eval_plan(lengths: np.ndarray, config: TrainConfig, processes: int = 1) -> list[np.ndarray] | CountedBatches:
     """Evaluation batches in length order: `eval_batch_size` rows on a CPU; on a GPU a token budget of
-    4x the training one, so the device gets batches worth its size."""
+    4x the training one, so the device gets batches worth its size. Over several `processes` (DDP),
+    `eval_batch_size` rows a batch anywhere: Trainer gathers the processes' batches of a step into one
+    tensor, so they must be the same size (`CountedBatches`)."""
+    if processes > 1:
+        return CountedBatches(sorted_plan(lengths, batch_size=config.eval_batch_size), config.eval_batch_size)
     if torch.cuda.is_available() and config.batch_tokens is not None:
         return sorted_plan(lengths, batch_tokens=EVAL_TOKEN_FACTOR * config.batch_tokens)
     return sorted_plan(lengths, batch_size=config.eval_batch_size)

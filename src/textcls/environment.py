@@ -17,6 +17,7 @@ import functools
 import importlib.util
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -67,6 +68,15 @@ def _refuse_other_runs(path: Path) -> None:
     else:
         fix = "pass a Hugging Face model folder or hub id, or a `textcls pretrain` run"
     raise TextclsError(f"expected an encoder for --model, found a textcls {family!r} run in {path}; {fix}")
+
+
+def process_state() -> Any:
+    """accelerate's `PartialState`: the processes `torchrun` / `accelerate launch` started (one when run
+    plainly), and which is the main one. Without CUDA it must be asked for CPU processes (the gloo
+    group): otherwise accelerate sees every rank as a lone process, each its own main process."""
+    from accelerate import PartialState
+
+    return PartialState(cpu=not torch.cuda.is_available())
 
 
 def device() -> torch.device:

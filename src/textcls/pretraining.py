@@ -35,7 +35,7 @@ import torch
 from textcls import runfolder
 from textcls.config import PretrainConfig, to_dict
 from textcls.data import TABLE_SUFFIXES, read_texts
-from textcls.environment import EMBEDDED_MODEL_NAME, quiet_transformers, resolve_model, resolve_precision
+from textcls.environment import EMBEDDED_MODEL_NAME, process_state, quiet_transformers, resolve_model, resolve_precision
 from textcls.errors import DataError, TextclsError
 from textcls.files import make_folder
 from textcls.models.pretrained import clamp_max_length, run_trainer, training_arguments, training_callbacks
@@ -310,8 +310,10 @@ def held_out_scores(model: Any, tokenizer: Any, texts: list[str], config: Pretra
 
 
 # ---- the command --------------------------------------------------------------------------------
-def pretrain(config: PretrainConfig, out: str | Path, overwrite: bool = False) -> dict[str, Any]:
+def pretrain(config: PretrainConfig, out: str | Path, overwrite: bool = False) -> dict[str, Any] | None:
     """Continue masked-word pre-training on `config.data` and write a run folder at `out`; returns metrics.json.
+    Under torchrun / accelerate launch the processes share the training (Trainer's DDP) and the main
+    one scores, writes and returns; the others return None.
 
     Example:
         >>> metrics = pretrain(PretrainConfig(data="news.txt", epochs=1), "runs/mlm")   # doctest: +SKIP
@@ -321,17 +323,20 @@ def pretrain(config: PretrainConfig, out: str | Path, overwrite: bool = False) -
     from datasets import Dataset
     from transformers import set_seed
 
+    state = process_state()  # joins the process group under torchrun / accelerate launch
     run_dir = Path(out)
     work_dir = runfolder.partial_dir(run_dir)
     if run_dir.exists() and not overwrite:
         raise TextclsError(f"run folder {run_dir} already exists; pass --overwrite or choose another --out")
     texts = read_pretraining_texts(config.data, config.text_columns)  # bad data fails before anything is written
     train_texts, held_out = holdout_split(texts, config.holdout_fraction, config.seed)
-    log.info("%d texts: %d to train on, %d held out", len(texts), len(train_texts), len(held_out))
-    if work_dir.exists() and not config.resume:
-        log.info("removing the leftovers of an interrupted run in %s (pass --resume to continue it)", work_dir)
-        shutil.rmtree(work_dir)
-    make_folder(work_dir)
+    if state.is_main_process:
+        log.info("%d texts: %d to train on, %d held out", len(texts), len(train_texts), len(held_out))
+        if work_dir.exists() and not config.resume:
+            log.info("removing the leftovers of an interrupted run in %s (pass --resume to continue it)", work_dir)
+            shutil.rmtree(work_dir)
+        make_folder(work_dir)
+    state.wait_for_everyone()
 
     model_name = resolve_model(config.model)
     set_seed(config.seed)  # a fresh MLM head is drawn now
@@ -347,8 +352,9 @@ def pretrain(config: PretrainConfig, out: str | Path, overwrite: bool = False) -
     )
     if fresh_head and config.fresh_head == "data" and start_head_from_data(model, token_counts(rows, model.config.vocab_size)):
         log.info("the fresh MLM head starts from the text: identity transform, log token shares as its bias (--fresh-head random: as drawn)")
-    before = held_out_scores(model, tokenizer, held_out, config)
-    log.info("held out before: %s", _describe(before))
+    if state.is_main_process:
+        before = held_out_scores(model, tokenizer, held_out, config)
+        log.info("held out before: %s", _describe(before))
     args = training_arguments(
         runfolder.checkpoint_dir(work_dir), config, precision,
         train_sampling_strategy="group_by_length",
@@ -359,6 +365,9 @@ def pretrain(config: PretrainConfig, out: str | Path, overwrite: bool = False) -
         callbacks=training_callbacks(config.time_budget),
     )
     result, resumed_from, seconds = run_trainer(trainer, runfolder.checkpoint_dir(work_dir), config.resume)
+    if not state.is_main_process:
+        state.wait_for_everyone()
+        return None
     model = trainer.accelerator.unwrap_model(trainer.model, keep_fp32_wrapper=False).eval()
     after = held_out_scores(model, tokenizer, held_out, config)
     log.info("held out after: %s", _describe(after))
@@ -367,6 +376,7 @@ def pretrain(config: PretrainConfig, out: str | Path, overwrite: bool = False) -
         "train": {
             "model": model_name if config.model is not None else EMBEDDED_MODEL_NAME,
             "precision": precision,
+            "world_size": args.world_size,
             "train_seconds": round(seconds, 2),
             "train_samples_per_second": result.metrics.get("train_samples_per_second"),
             "train_loss": result.metrics.get("train_loss"),
@@ -392,6 +402,7 @@ def pretrain(config: PretrainConfig, out: str | Path, overwrite: bool = False) -
     }
     runfolder.write_run(work_dir, info, metrics)
     runfolder.move_into_place(work_dir, run_dir)
+    state.wait_for_everyone()
     return metrics
 
 

@@ -32,7 +32,7 @@ from textcls.errors import ConfigError, RunFolderError, StorageError, TextclsErr
 from textcls.evaluation import classification_metrics, multilabel_metrics
 from textcls.explain import Explanation
 from textcls.files import make_folder, storage_error, write_json
-from textcls.models.base import EXPLAIN, Classifier, Predictor, check_training_options, family_class
+from textcls.models.base import EXPLAIN, Classifier, Predictor, check_processes, check_training_options, family_class
 
 log = logging.getLogger("textcls")
 DATA_SOURCES = ("data", "train_file", "dev_file", "test_file")  # the DataConfig fields that name where rows come from
@@ -62,16 +62,17 @@ def train(
     Pass either ready configs or keyword options named like their fields
     (`train(data="data/ag_news", epochs=1, max_train_samples=1000)`).
     """
-    from accelerate import PartialState
-
     from textcls.engine import for_this_device  # torch: imported only when training
+    from textcls.environment import process_state
 
     if data_config is None or train_config is None:
         built_data, built_train = split_options({"data": data, **options} if data is not None else options)
         data_config = data_config or built_data
         train_config = train_config or built_train
 
-    state = PartialState()  # joins the process group under torchrun / accelerate launch
+    state = process_state()  # joins the process group under torchrun / accelerate launch
+    family = family_class(train_config.family)
+    check_processes(family, state.num_processes)
     # the defaults that depend on the device (batching, lr, workers, compile) are fixed here, so that
     # textcls.json records the values the run trained with, not "the default"
     train_config = for_this_device(train_config)
@@ -85,7 +86,6 @@ def train(
     # Bad data fails here, before anything is written.
     dataset = load_data(data_config, splits=("train", "dev"))
     train_split, dev_split = dataset.splits["train"], dataset.splits["dev"]
-    family = family_class(train_config.family)
     train_config = _check_training_choices(family, train_config, dataset)
     identity = {"family": train_config.family, "data_fingerprint": dataset.fingerprint,
                 "label_names": dataset.label_names, "train_config": to_dict(train_config)}

@@ -308,3 +308,14 @@ def test_bad_imbalance_and_long_text_flags_are_one_line_errors(tmp_path, ag_fold
     assert result.exit_code == 2, result.output
     assert re.search(expected, " ".join(result.stderr.split())), result.stderr
     assert "Traceback" not in result.output and not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("command", [["evaluate", "OUT"], ["seq2seq", "data", "--task", "dates", "--out", "OUT"], ["compare", "--out", "OUT"]])
+def test_commands_that_run_in_one_process_refuse_a_launcher(command, tmp_path):
+    # under torchrun each process would run the command and write the same files
+    out = tmp_path / "out"
+    result = runner.invoke(app, [str(out) if word == "OUT" else word for word in command], env={"WORLD_SIZE": "2"})
+    assert result.exit_code == 2
+    assert f"textcls {command[0]} runs in one process, but 2 were started" in result.stderr
+    assert not out.exists()
+    assert runner.invoke(app, ["seq2seq", "data", "--task", "dates", "--rows", "10", "--out", str(out)], env={"WORLD_SIZE": "1"}).exit_code == 0

@@ -323,3 +323,36 @@ def test_the_pretrained_loop_runs_on_the_engine_on_this_device(tiny_bert, tmp_pa
     assert summary["steady_samples_per_second"] > 0
     losses = [row["train_loss"] for row in summary["epochs"]]
     assert losses[-1] < losses[0] and losses[-1] < 1.3  # ln 4 = 1.386 at chance: it learns the topics
+
+
+def _gathered_rows(plan, processes: int, rows: int) -> list[list[int]]:
+    """What Trainer's evaluation under DDP sees of `plan`: accelerate's shards, one batch per process a
+    step, concatenated as `gather_for_metrics` does and cut to the rows that are not repeats."""
+    from accelerate.data_loader import BatchSamplerShard
+
+    shards = [list(BatchSamplerShard(plan, num_processes=processes, process_index=i, even_batches=True)) for i in range(processes)]
+    assert len({len(shard) for shard in shards}) == 1  # every process takes the same number of steps
+    steps = [[batch for batch in step] for step in zip(*shards)]
+    total = getattr(plan, "batch_size", None)
+    remainder = rows % (total * processes) if total else 0
+    gathered = [sum(step, []) for step in steps]
+    if remainder:
+        gathered[-1] = gathered[-1][:remainder]
+    return steps, gathered
+
+
+@pytest.mark.parametrize("rows", [1, 5, 16, 21, 200, 601])
+@pytest.mark.parametrize("processes", [2, 3])
+def test_eval_plan_over_processes_gives_equal_batches_that_gather_to_every_row_once(rows, processes):
+    lengths = np.random.default_rng(rows).integers(4, 120, size=rows)
+    config = TrainConfig(eval_batch_size=8)
+    steps, gathered = _gathered_rows(engine.eval_plan(lengths, config, processes), processes, rows)
+    assert all(len({len(batch) for batch in step}) == 1 for step in steps)  # Trainer's gather needs equal sizes
+    assert sorted(sum(gathered, [])) == list(range(rows))
+
+
+def test_a_plan_of_varied_batch_sizes_would_give_processes_unequal_batches():
+    # why eval_plan counts rows over processes: a token budget's batches reach a DDP gather unequal
+    lengths = np.random.default_rng(0).integers(4, 120, size=200)
+    steps, _ = _gathered_rows([b.tolist() for b in sorted_plan(lengths, batch_tokens=2048)], 2, 200)
+    assert any(len({len(batch) for batch in step}) > 1 for step in steps)

@@ -38,6 +38,7 @@ EXPLAIN = "explain"  # `explain(text)` returns an Explanation (attention or feat
 EXPORT_ONNX = "export-onnx"  # `textcls export` can write an ONNX graph of it
 BALANCED_SAMPLER = "balanced-sampler"  # trains with `--sampler balanced`
 LONG_TEXT = "long-text"  # reads token windows: `--long-text head-tail|chunk` change what it sees
+DISTRIBUTED = "distributed"  # trains across the processes torchrun / accelerate launch start (DDP)
 MULTI_LABEL = "multi-label"  # trains on `--multi-label` data: one sigmoid score per label, `multi_label` set when loaded
 # Every family weighs its loss by `--class-weights`, so that needs no capability.
 # Options that multi-label training does not take, with why (TrainConfig field -> (its plain value, reason)).
@@ -190,6 +191,18 @@ def training_option_problem(cls: type[Classifier], config: TrainConfig, multi_la
                 f"families that do: {', '.join(able)}); drop {flag} or pass --family with one of them"
             )
     return None
+
+
+def check_processes(cls: type[Classifier], processes: int) -> None:
+    """A `ConfigError` when `processes` (started by torchrun / accelerate launch) are more than one and
+    family `cls` trains in one: each would train on every row and write the same run folder."""
+    if processes > 1 and DISTRIBUTED not in cls.capabilities:
+        able = [family for family in FAMILIES if DISTRIBUTED in family_class(family).capabilities]
+        raise ConfigError(
+            f"family: the {cls.family} family trains in one process, but {processes} were started (torchrun / "
+            "accelerate launch); run `textcls train` without a launcher, or pass --family with one that trains "
+            f"across processes: {', '.join(able)}"
+        )
 
 
 def family_class(name: str) -> type[Classifier]:

@@ -57,6 +57,7 @@ from textcls.runfolder import damaged
 from textcls.imbalance import loss_weights, with_metric
 from textcls.models.base import (
     BALANCED_SAMPLER,
+    DISTRIBUTED,
     EXPLAIN,
     EXPORT_ONNX,
     LONG_TEXT,
@@ -225,7 +226,7 @@ def run_trainer(trainer: Any, checkpoint_dir: Path, resume: bool) -> tuple[Any, 
 
 
 def engine_trainer(
-    train_rows: TokenizedRows, batches: EpochBatches, dev_rows: TokenizedRows, dev_batches: list[np.ndarray],
+    train_rows: TokenizedRows, batches: EpochBatches, dev_rows: TokenizedRows, dev_batches: Sequence[Any],
     config: TrainConfig, objective: Objective | None = None, **trainer_options: Any,
 ) -> Any:
     """A `Trainer` fed by the engine's data loaders: the token-budget (or count) batches of `batches`,
@@ -330,7 +331,7 @@ class PretrainedClassifier(Classifier):
     """A Hugging Face `AutoModelForSequenceClassification` with its tokenizer."""
 
     family = "pretrained"
-    capabilities = frozenset({PREDICT, EXPLAIN, EXPORT_ONNX, BALANCED_SAMPLER, LONG_TEXT, MULTI_LABEL})
+    capabilities = frozenset({PREDICT, EXPLAIN, EXPORT_ONNX, BALANCED_SAMPLER, LONG_TEXT, MULTI_LABEL, DISTRIBUTED})
     inference_precisions = ("fp32", "bf16")
 
     def __init__(
@@ -404,7 +405,7 @@ class PretrainedClassifier(Classifier):
             callbacks.append(EarlyStoppingCallback(early_stopping_patience=config.early_stopping_patience))
 
         trainer = engine_trainer(
-            train_rows, batches, dev_rows, eval_plan(dev_rows.text_lengths(), config), config,
+            train_rows, batches, dev_rows, eval_plan(dev_rows.text_lengths(), config, args.world_size), config,
             objective=Objective.of(weights, config.pooling, train.multi_label),
             model=model, args=args, processing_class=tokenizer, compute_metrics=compute_metrics, callbacks=callbacks,
         )
