@@ -16,7 +16,7 @@ import pytest
 
 import textcls
 from textcls.families import FAMILIES
-from textcls.models.base import BALANCED_SAMPLER, EXPLAIN, EXPORT_ONNX, LONG_TEXT, MULTI_LABEL, PREDICT, Classifier, family_class
+from textcls.models.base import BALANCED_SAMPLER, DISTRIBUTED, EXPLAIN, EXPORT_ONNX, LONG_TEXT, MULTI_LABEL, PREDICT, Classifier, family_class
 
 PACKAGE = Path(textcls.__file__).parent
 MODULES = {
@@ -209,7 +209,7 @@ def test_every_registered_family_declares_what_it_can_do():
         cls = family_class(name)
         assert issubclass(cls, Classifier) and cls.family == name
         assert PREDICT in cls.capabilities
-        assert cls.capabilities <= {PREDICT, EXPLAIN, EXPORT_ONNX, BALANCED_SAMPLER, LONG_TEXT, MULTI_LABEL}
+        assert cls.capabilities <= {PREDICT, EXPLAIN, EXPORT_ONNX, BALANCED_SAMPLER, LONG_TEXT, MULTI_LABEL, DISTRIBUTED}
         # explain is implemented exactly by the families that declare it
         assert (EXPLAIN in cls.capabilities) == ("explain" in vars(cls) or any(
             "explain" in vars(base) for base in cls.__mro__[1:] if base.__module__.startswith("textcls.models.")
