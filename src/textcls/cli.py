@@ -22,6 +22,7 @@ if not sys.stdout.isatty():
     os.environ.setdefault("TERMINAL_WIDTH", "160")
 
 import typer  # noqa: E402
+from rich.markup import escape  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 from textcls.config import DataConfig, PredictConfig, PretrainConfig, ServeConfig, TrainConfig, column_names, field_names, flag_name, split_options  # noqa: E402
@@ -75,8 +76,6 @@ def _field_parameters(*classes: type, skip: tuple[str, ...] = (), run_data: bool
     """typer options for every field of the config dataclasses, all defaulting to None (= not given).
 
     `run_data`: DataConfig's options as evaluate/report take them (defaults from the run folder)."""
-    from rich.markup import escape
-
     parameters, seen = [], set(skip)
     for cls in classes:
         for field in dataclasses.fields(cls):
@@ -247,7 +246,7 @@ def evaluate(
 @_with_parameters(_field_parameters(DataConfig, TrainConfig, skip=("family", "resume")))
 def compare(
     families: Optional[str] = typer.Option(
-        None, "--families", help=f"Comma-separated families [default: all: {','.join(FAMILIES)}]."
+        None, "--families", help=escape(f"Comma-separated families [default: all: {','.join(FAMILIES)}].")
     ),
     out: Path = typer.Option(Path("runs/compare"), "--out", help="Folder for one run per family and the comparison."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Retrain families whose run folder already exists."),
@@ -283,7 +282,7 @@ def compare(
 def explain(
     run_dir: Path = typer.Argument(..., help="Run folder written by `textcls train`."),
     text: str = typer.Argument(..., help="The text to explain."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Folder for the figures, HTML and JSON [default: RUN/explain]."),
+    out: Optional[Path] = typer.Option(None, "--out", help=escape("Folder for the figures, HTML and JSON [default: RUN/explain].")),
     layer: int = typer.Option(-1, "--layer", help="Layer whose attention is shown (-1: the last)."),
     head: Optional[int] = typer.Option(None, "--head", help="Attention head (default: the mean over heads)."),
     words: bool = typer.Option(False, "--words", help="Merge word pieces back into words."),
@@ -321,7 +320,7 @@ def explain(
 def report(
     run_dir: Path = typer.Argument(..., help="Run folder written by `textcls train`."),
     split: str = typer.Option("test", "--split", help="Split to report on: test (falls back to dev) or dev."),
-    out: Optional[Path] = typer.Option(None, "--out", help="HTML file to write [default: RUN/report_<split>.html]."),
+    out: Optional[Path] = typer.Option(None, "--out", help=escape("HTML file to write [default: RUN/report_<split>.html].")),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging."),
     **options: Any,
 ) -> None:

@@ -585,8 +585,11 @@ def split_options(options: dict[str, Any]) -> tuple[DataConfig, TrainConfig]:
     unknown = sorted(set(options) - field_names(DataConfig, TrainConfig))
     if unknown:
         known = ", ".join(sorted(field_names(DataConfig, TrainConfig)))
+        # a flag named unlike its field (--train is train_file): say which field it is
+        flags = {flag.removeprefix("--").replace("-", "_"): field for field, flag in FLAG_NAMES.items()}
+        renamed = "".join(f"; {name!r} is {FLAG_NAMES[flags[name]]}, whose field is {flags[name]!r}" for name in unknown if name in flags)
         raise UnknownOptionError(
-            f"unknown option(s) {unknown}: expected names of DataConfig or TrainConfig fields ({known}); "
+            f"unknown option(s) {unknown}: expected names of DataConfig or TrainConfig fields ({known}){renamed}; "
             "fix the spelling (a JSON file may write them with - or _)"
         )
     # `seed` belongs to both: one seed drives the split, the sampling and the training.

@@ -28,6 +28,7 @@ import logging
 import os
 import time
 import weakref
+import zipfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
@@ -158,7 +159,7 @@ def encode_ids(
             if len(cached) == len(texts):
                 log.info("%s: %d texts' token ids read from the cache %s", desc, len(texts), path)
                 return cached
-        except (OSError, ValueError, KeyError) as error:  # a damaged cache file is only a lost shortcut
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:  # a damaged cache file is only a lost shortcut
             log.warning("ignoring the unreadable token cache %s (%s); tokenising again", path, error)
     started = time.perf_counter()
     token_ids = _encode(rust_tokenizer(tokenizer, max_length), tokenizer, texts, max_length, desc)

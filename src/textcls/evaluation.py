@@ -35,9 +35,11 @@ def predicted_labels(logits: np.ndarray, multi_label: bool) -> np.ndarray:
 def headline_metrics(labels: Sequence[int] | np.ndarray, predictions: Sequence[int] | np.ndarray) -> dict[str, float]:
     """The numbers a best epoch can be chosen by (`--metric`), as plain floats (also Trainer's each epoch).
 
-    balanced_accuracy is the mean per-class recall over the classes present in `labels`. Multi-label labels
-    and predictions are (rows, labels) 0/1 matrices: accuracy is then subset accuracy (every label right),
-    balanced_accuracy the mean recall of the labels dev has.
+    balanced_accuracy is the mean per-class recall over the classes present in `labels`; macro_f1 averages
+    the classes present in `labels` or `predictions` (a class neither has nor predicts is not scored 0).
+    Multi-label labels and predictions are (rows, labels) 0/1 matrices: accuracy is then subset accuracy
+    (every label right), balanced_accuracy the mean recall of the labels dev has, and macro_f1 the same
+    labels as a single-label run's.
 
     Example:
         >>> headline_metrics([0, 0, 0, 1], [0, 0, 0, 0])["balanced_accuracy"]
@@ -46,9 +48,11 @@ def headline_metrics(labels: Sequence[int] | np.ndarray, predictions: Sequence[i
     if np.ndim(labels) == 2:
         gold, predicted = np.asarray(labels) > 0.5, np.asarray(predictions) > 0
         present = np.flatnonzero(gold.any(axis=0))
+        # as for single labels (scikit-learn's default there): a label dev neither has nor predicts is left out
+        scored = np.flatnonzero(gold.any(axis=0) | predicted.any(axis=0))
         return {
             "accuracy": float(accuracy_score(gold, predicted)),
-            "macro_f1": float(f1_score(gold, predicted, average="macro", zero_division=0)),
+            "macro_f1": float(f1_score(gold, predicted, labels=scored, average="macro", zero_division=0)) if scored.size else 0.0,
             "weighted_f1": float(f1_score(gold, predicted, average="weighted", zero_division=0)),
             "balanced_accuracy": float(recall_score(gold, predicted, labels=present, average="macro", zero_division=0)),
             "micro_f1": float(f1_score(gold, predicted, average="micro", zero_division=0)),

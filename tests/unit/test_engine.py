@@ -148,10 +148,11 @@ def test_token_ids_are_cached_and_reused_and_a_change_of_texts_tokenizer_or_leng
     encode_ids(wordpiece, texts, max_length=32)  # another tokenizer
     encode_ids(bert, texts[:-1] + ["changed"], max_length=32)  # other texts
     assert len(list(cache.glob("*.npz"))) == 4
-    # a damaged entry costs a re-tokenisation, not the run
-    for path in cache.glob("*.npz"):
-        path.write_bytes(b"not a zip")
-    assert np.array_equal(encode_ids(bert, texts, max_length=32).ids, first.ids)
+    # a damaged entry costs a re-tokenisation, not the run: cut short (a zip without its directory) or not a zip
+    for damage in (lambda stored: stored[: len(stored) // 2], lambda stored: b"not a zip"):
+        for path in cache.glob("*.npz"):
+            path.write_bytes(damage(path.read_bytes()))
+        assert np.array_equal(encode_ids(bert, texts, max_length=32).ids, first.ids)
     assert encode_ids(bert, texts, max_length=32, cache=False).lengths.tolist() == first.lengths.tolist()
 
 

@@ -98,3 +98,18 @@ def test_a_single_class_is_refused_with_a_fix(tmp_path):
     train = Split("train", ["goal coach", "season goal"], [1, 1], "generated")
     with pytest.raises(TextclsError, match="at least 2 classes"):
         TfidfClassifier.fit(train, train, LABELS, TrainConfig(family="tfidf"), tmp_path)
+
+
+def test_texts_without_words_train_on_their_character_ngrams(tmp_path, caplog):
+    # scikit-learn's word pattern needs two letters or digits: emoji and emoticons gave "empty vocabulary"
+    texts = ["😀 😍 :)", "😡 :(", "👍 🎉 :-)", "👎 💔 :-(", "😀 :)", "😡 💔 :("]
+    train = Split("train", texts, [0, 1, 0, 1, 0, 1], "emoji.csv")
+    classifier, _ = TfidfClassifier.fit(train, train, ["pos", "neg"], TrainConfig(family="tfidf"), tmp_path)
+    assert "word n-grams: none in the training texts" in caplog.text
+    assert list(classifier.vectorizers) == ["char"]
+    assert classifier.predict(["😀 :)", "😡 :("]) == ["pos", "neg"]
+    classifier.save(tmp_path / "model")
+    loaded = TfidfClassifier.load(tmp_path / "model")
+    np.testing.assert_allclose(loaded.predict_proba(texts), classifier.predict_proba(texts), atol=1e-6)
+    with pytest.raises(TextclsError, match="emoji.csv: expected text in the training rows"):
+        TfidfClassifier.fit(Split("train", ["", " "], [0, 1], "emoji.csv"), train, ["pos", "neg"], TrainConfig(family="tfidf"), tmp_path)

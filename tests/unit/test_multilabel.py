@@ -150,6 +150,21 @@ def test_metrics_of_a_hand_checked_example():
     assert headline_metrics(gold, decide(scores, [0.5, 0.5, 0.8]))["micro_f1"] == metrics["micro_f1"]
 
 
+def test_macro_f1_leaves_out_a_label_dev_neither_has_nor_predicts_as_single_label_runs_do():
+    # a fourth label with no dev rows and no predictions was scored F1 = 0: a perfect run read 0.75
+    from textcls.evaluation import classification_metrics
+
+    gold = np.array([[1, 0, 0, 0], [0, 1, 0, 0], [1, 0, 1, 0]])
+    perfect = multilabel_metrics(gold, gold.astype(float), ["a", "b", "c", "d"], [0.5] * 4)
+    assert perfect["macro_f1"] == 1.0 and perfect["per_label"]["d"]["support"] == 0
+    single = classification_metrics([0, 1, 2], np.eye(4)[:3], ["a", "b", "c", "d"])
+    assert single["macro_f1"] == perfect["macro_f1"]
+    # a label predicted without gold rows still counts against the run, in both
+    wrong = multilabel_metrics(gold, np.c_[gold[:, :3], [1, 0, 0]].astype(float), ["a", "b", "c", "d"], [0.5] * 4)
+    assert wrong["macro_f1"] == pytest.approx(3 / 4)
+    assert classification_metrics([0, 1, 2], np.eye(4)[[3, 1, 2]], ["a", "b", "c", "d"])["macro_f1"] == pytest.approx(2 / 4)
+
+
 def test_prediction_records_of_a_multi_label_run():
     records = prediction_records(np.array([[0.9, 0.2, 0.6], [0.1, 0.2, 0.3]]), ["a", "b", "c"], [0.5, 0.5, 0.7])
     assert records == [{"labels": ["a"], "scores": {"a": pytest.approx(0.9), "b": pytest.approx(0.2), "c": pytest.approx(0.6)}},

@@ -278,3 +278,26 @@ def test_scores_and_length_buckets():
     assert length_bucket(5, 20) == (1, 20) and length_bucket(41, 20) == (41, 60) and length_bucket(60, 20) == (41, 60)
     rows = scores_by_length(["w " * 5, "w " * 45], ["a", "b"], ["a", "c"], "words")
     assert [(r["bucket"], r["exact_match"]) for r in rows] == [("1-20", 1.0), ("41-60", 0.0)]
+
+
+def test_a_leap_day_written_with_a_two_digit_year_stays_a_date():
+    # 2096-02-29 written as 2/29/96 reads as 1996... and was moved to 2046, which has no 29 February
+    import datetime
+
+    from textcls.seq2seq import tasks
+
+    class Draw:  # the day and the format the generator draws
+        def __init__(self, fmt: int):
+            self.fmt = fmt
+
+        def randint(self, low: int, high: int) -> int:
+            return datetime.date(2096, 2, 29).toordinal()
+
+        def randrange(self, n: int) -> int:
+            return self.fmt
+
+    two_digit = [i for i, (short_year, _) in enumerate(tasks._FORMATS) if short_year]
+    assert two_digit
+    for fmt in two_digit:
+        source, target = tasks._date_pair(Draw(fmt))
+        assert datetime.date.fromisoformat(target) == datetime.date(2046, 2, 28) and "46" in source

@@ -166,9 +166,18 @@ class TfidfClassifier(Classifier):
         for name, settings in FEATURES.items():
             if len(train) < SMALL_DATA_ROWS:
                 settings = {**settings, "min_df": 1}
-            vectorizers[name] = _vectorizer(settings)
-            blocks.append(vectorizers[name].fit_transform(train.texts))
+            vectorizer = _vectorizer(settings)
+            try:
+                blocks.append(vectorizer.fit_transform(train.texts))
+            except ValueError as error:  # scikit-learn: "empty vocabulary" (emoji, one-letter texts have no words)
+                if "empty vocabulary" not in str(error):
+                    raise
+                log.warning("%s n-grams: none in the training texts; the model reads the other features only", name)
+                continue
+            vectorizers[name] = vectorizer
             log.info("%s n-grams: %d features (%.1f s)", name, blocks[-1].shape[1], time.perf_counter() - started)
+        if not blocks:
+            raise TextclsError(f"{train.source}: expected text in the training rows, found no word or character n-grams; check --text-column")
         features = sp.hstack(blocks, format="csr")  # (rows, word + char features)
 
         kind = "one binary logistic regression per label" if train.multi_label else "logistic regression"

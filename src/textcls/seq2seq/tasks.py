@@ -63,7 +63,10 @@ def _date_pair(rng: random.Random) -> tuple[str, str]:
     day = datetime.date.fromordinal(rng.randint(_FIRST_DAY, _LAST_DAY))
     two_digit_year, write = _FORMATS[rng.randrange(len(_FORMATS))]
     if two_digit_year and not 1950 <= day.year <= 2049:
-        day = day.replace(year=1950 + day.year % 100) if day.year % 100 >= 50 else day.replace(year=2000 + day.year % 100)
+        year = 1950 + day.year % 100 if day.year % 100 >= 50 else 2000 + day.year % 100
+        if (day.month, day.day) == (2, 29) and not calendar.isleap(year):  # 2096-02-29 has no 2046 twin
+            day = day.replace(day=28)
+        day = day.replace(year=year)
     return write(day), day.isoformat()
 
 
