@@ -62,7 +62,7 @@ def main() -> None:
     data = {task: args.runs / "data" / task for task in ("dates", "reorder")}
     for task, folder in data.items():
         if not (args.reuse and (folder / "train.tsv").is_file()):
-            seq2seq.write_data(task, args.rows, folder, seed=0)
+            seq2seq.write_data(task, args.rows, folder, seed=0, overwrite=True)
 
     # dates: the crossing alignment
     dates_run = args.runs / "dates-additive"

@@ -121,3 +121,16 @@ def write_text_atomic(path: Path, text: str) -> Path:
 def write_json(path: Path, payload: Any) -> Path:
     """`payload` as indented UTF-8 JSON, written atomically."""
     return write_text_atomic(path, json.dumps(payload, indent=2, ensure_ascii=False) + "\n")
+
+
+def replace_folder(work_dir: Path, target: Path) -> None:
+    """Rename the finished folder `work_dir` over `target`. The folder it replaces is kept as `.NAME.old`
+    beside it until the new one is in place, so readers see the old set of files or the new one, never a
+    mix: a stop between the two renames leaves `target` absent and the old one in `.NAME.old`."""
+    target = Path(target)
+    old = target.with_name(f".{target.name}.old")
+    if target.exists():
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(target, old)
+    os.replace(work_dir, target)
+    shutil.rmtree(old, ignore_errors=True)

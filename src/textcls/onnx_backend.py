@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import shutil
 import time
 import warnings
 from collections.abc import Iterator, Sequence
@@ -43,7 +44,7 @@ from textcls.engine import pad_id, pooled_logits
 from textcls.config import BACKEND_BATCH_SIZE, PredictConfig
 from textcls.errors import ConfigError, RunFolderError, TextclsError
 from textcls.explain import Explanation
-from textcls.files import make_folder, write_atomic, write_json
+from textcls.files import make_folder, replace_folder, storage_error, write_atomic, write_json
 from textcls.models.base import EXPLAIN, EXPORT_ONNX, PREDICT, Predictor, families_that, family_class
 from textcls.models.pretrained import PretrainedClassifier, set_attention_implementation
 from textcls.multilabel import label_decisions
@@ -300,8 +301,9 @@ def export(run_dir: str | Path, format: str = "onnx", int8: bool = False, opset:
 def export_onnx(run_dir: str | Path, int8: bool = False, opset: int = OPSET) -> dict[str, Any]:
     """Export a pretrained-family run to `RUN/onnx/model.onnx` (and `model.int8.onnx`); returns export.json.
 
-    Batch and sequence axes are dynamic. Each file is written to a temporary name, checked against
-    the torch model on `SAMPLE_TEXTS`, and only then renamed into place.
+    Batch and sequence axes are dynamic. Each graph is checked against the torch model on `SAMPLE_TEXTS`;
+    the graphs and export.json are written into `RUN/.onnx.partial/`, which replaces `RUN/onnx/` whole
+    only then, so a failed or killed export leaves the previous one usable.
     """
     onnxruntime = _require_onnxruntime()
     if not isinstance(opset, int) or not MIN_OPSET <= opset <= MAX_OPSET:
@@ -323,7 +325,10 @@ def export_onnx(run_dir: str | Path, int8: bool = False, opset: int = OPSET) -> 
     args = tuple(sample[name] for name in input_names)
     axes = {name: {0: "batch", 1: "sequence"} for name in input_names}
     axes["logits"] = {0: "batch"}
-    out_dir = run_dir / ONNX_DIR
+    # the graphs and export.json are one set: written into a folder of their own, which replaces the
+    # old one whole, so a failed or killed export leaves the previous export as it was
+    out_dir = run_dir / f".{ONNX_DIR}.partial"
+    shutil.rmtree(out_dir, ignore_errors=True)
     make_folder(out_dir)
     record: dict[str, Any] = {
         "format": "onnx",
@@ -354,16 +359,22 @@ def export_onnx(run_dir: str | Path, int8: bool = False, opset: int = OPSET) -> 
         log.info("exported %s in %.1fs", temporary.name, time.perf_counter() - started)
         record["files"]["onnx"] = _checked(temporary, "onnx", reference, model_dir, info)
 
-    write_atomic(out_dir / ONNX_FILES["onnx"], export)
-    if int8:
-        def quantise(temporary: Path) -> None:
-            quantise_int8(out_dir / ONNX_FILES["onnx"], temporary)
-            record["files"]["onnx-int8"] = _checked(temporary, "onnx-int8", reference, model_dir, info)
+    def quantise(temporary: Path) -> None:
+        quantise_int8(out_dir / ONNX_FILES["onnx"], temporary)
+        record["files"]["onnx-int8"] = _checked(temporary, "onnx-int8", reference, model_dir, info)
 
-        write_atomic(out_dir / ONNX_FILES["onnx-int8"], quantise)
-    else:
-        (out_dir / ONNX_FILES["onnx-int8"]).unlink(missing_ok=True)  # never leave one from older weights
-    write_json(out_dir / EXPORT_FILE, record)
+    try:
+        write_atomic(out_dir / ONNX_FILES["onnx"], export)
+        if int8:
+            write_atomic(out_dir / ONNX_FILES["onnx-int8"], quantise)
+        write_json(out_dir / EXPORT_FILE, record)
+        try:
+            replace_folder(out_dir, run_dir / ONNX_DIR)
+        except OSError as error:
+            raise storage_error(error, run_dir / ONNX_DIR) or error
+    except BaseException:
+        shutil.rmtree(out_dir, ignore_errors=True)  # the previous export, if any, is still in place
+        raise
     return record
 
 

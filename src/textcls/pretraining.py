@@ -320,14 +320,16 @@ def pretrain(config: PretrainConfig, out: str | Path, overwrite: bool = False) -
         >>> metrics["held_out"]["after"]["pseudo_perplexity"] < metrics["held_out"]["before"]["pseudo_perplexity"]  # doctest: +SKIP
         True
     """
+    state = process_state()  # joins the process group under torchrun / accelerate launch
+    with runfolder.writing(out, overwrite, lock=state.is_main_process) as work_dir:
+        return _pretrain(state, config, Path(out), work_dir)
+
+
+def _pretrain(state: Any, config: PretrainConfig, run_dir: Path, work_dir: Path) -> dict[str, Any] | None:
+    """`pretrain` once `run_dir` is claimed: train in `work_dir`, score the held-out text, move into place."""
     from datasets import Dataset
     from transformers import set_seed
 
-    state = process_state()  # joins the process group under torchrun / accelerate launch
-    run_dir = Path(out)
-    work_dir = runfolder.partial_dir(run_dir)
-    if run_dir.exists() and not overwrite:
-        raise TextclsError(f"run folder {run_dir} already exists; pass --overwrite or choose another --out")
     texts = read_pretraining_texts(config.data, config.text_columns)  # bad data fails before anything is written
     train_texts, held_out = holdout_split(texts, config.holdout_fraction, config.seed)
     if state.is_main_process:

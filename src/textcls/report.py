@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import base64
 import html
+import os
+import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -428,9 +430,31 @@ def write_explanation(expl: Any, out_dir: Path) -> dict[str, Path]:
     PNGs: heatmap.png (the chosen layer's map), grid.png (every layer and head) and rollout.png for
     attention maps (layers, heads, tokens, tokens); weights.png for one weight per token or feature.
     Returns name -> path.
+
+    The files are one set: they are written into `out_dir/.explanation.partial/` and moved into `out_dir`
+    only once all are written (a previous explanation's files the new one lacks are removed then), so a
+    failed write leaves the previous explanation as it was, never half of each.
     """
-    out_dir = Path(out_dir)
-    make_folder(out_dir)
+    final_dir = make_folder(Path(out_dir))
+    out_dir = final_dir / ".explanation.partial"
+    shutil.rmtree(out_dir, ignore_errors=True)
+    try:
+        names = _write_explanation_files(expl, make_folder(out_dir))
+        for name in EXPLANATION_FILES - set(names):
+            (final_dir / name).unlink(missing_ok=True)
+        for name in names:
+            os.replace(out_dir / name, final_dir / name)
+    finally:
+        shutil.rmtree(out_dir, ignore_errors=True)
+    return {name: final_dir / name for name in names}
+
+
+# every file `write_explanation` may write: a new explanation removes those of an old one it does not write
+EXPLANATION_FILES = frozenset({"explanation.json", "explanation.html", "heatmap.png", "grid.png", "rollout.png", "weights.png"})
+
+
+def _write_explanation_files(expl: Any, out_dir: Path) -> list[str]:
+    """`write_explanation`'s files, written into `out_dir`; returns their names."""
     paths: dict[str, Path] = {}
     data = expl.to_dict()
     paths["explanation.json"] = write_json(out_dir / "explanation.json", data)
@@ -472,4 +496,4 @@ def write_explanation(expl: Any, out_dir: Path) -> dict[str, Path]:
 </body></html>
 """
     paths["explanation.html"] = write_text_atomic(out_dir / "explanation.html", page)
-    return paths
+    return list(paths)

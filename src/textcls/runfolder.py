@@ -20,18 +20,19 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import platform
 import shutil
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from textcls.errors import RunFolderError
-from textcls.files import write_json
+from textcls.files import replace_folder, write_json
 
 RUN_FILE = "textcls.json"
 MODEL_DIR = "model"
@@ -199,8 +200,14 @@ def read_info(run_dir: str | Path) -> dict[str, Any]:
     run_dir = Path(run_dir)
     path = run_dir / RUN_FILE
     if not path.is_file():
-        partial = partial_dir(run_dir)
-        hint = f"; an interrupted run is in {partial}, continue it with --resume" if partial.exists() else ""
+        partial, old = partial_dir(run_dir), _old_dir(run_dir)
+        if old.is_dir():
+            hint = (f"; it was being replaced when the command stopped: the previous run is in {old}, and the next "
+                    f"train of --out {run_dir} puts the new one (or the previous one) back in place")
+        elif partial.exists():
+            hint = f"; an interrupted run is in {partial}, continue it with --resume"
+        else:
+            hint = ""
         raise RunFolderError(f"{run_dir} is not a textcls run folder: expected {RUN_FILE} in it{hint}")
     try:
         info = json.loads(path.read_text(encoding="utf-8"))
@@ -299,17 +306,81 @@ def verify_model_files(run_dir: Path, info: dict[str, Any]) -> None:
             raise damaged(path, "its sha256 differs from the one recorded when it was written")
 
 
+def _old_dir(run_dir: Path) -> Path:
+    """Where `move_into_place` (`files.replace_folder`) keeps the run it replaces until the new one is in place."""
+    run_dir = Path(run_dir)
+    return run_dir.with_name(f".{run_dir.name}.old")
+
+
+def _lock_path(run_dir: Path) -> Path:
+    run_dir = Path(run_dir)
+    return run_dir.with_name(f".{run_dir.name}.lock")
+
+
+@contextlib.contextmanager
+def writing(run_dir: str | Path, overwrite: bool, lock: bool = True) -> Iterator[Path]:
+    """Claim `run_dir` for a command that writes a run there; yields its partial folder.
+
+    - A folder that is not a run (no `textcls.json`, not empty) is never replaced, `overwrite` or not:
+      replacing it would delete it (a data folder, say). Without `overwrite` any existing folder is refused.
+    - A second command writing the same folder is refused while this one holds `.NAME.lock` beside it
+      (an OS lock, released when the process ends however it ends; the empty file stays). Without it the
+      second would delete the first's partial folder and the two would write one folder.
+    - A replacement cut short between its two renames (`move_into_place`) is completed first.
+    Under DDP only the main process writes: the others pass `lock=False`.
+    """
+    run_dir = Path(run_dir)
+    if run_dir.resolve().parent == run_dir.resolve() or run_dir.name in ("", ".", ".."):
+        raise RunFolderError(f"expected a folder to write the run in, found {str(run_dir)!r}; name one, e.g. --out runs/mine")
+    held = None
+    if lock:
+        from filelock import FileLock, Timeout
+
+        run_dir.parent.mkdir(parents=True, exist_ok=True)
+        held = FileLock(_lock_path(run_dir), timeout=0)
+        try:
+            held.acquire()
+        except Timeout:
+            raise RunFolderError(
+                f"another textcls command is writing {run_dir} (it holds {_lock_path(run_dir)}); "
+                "wait for it to finish or choose another --out"
+            ) from None
+    try:
+        if lock:
+            _finish_interrupted_move(run_dir)
+        if run_dir.exists() and not overwrite:
+            raise RunFolderError(f"run folder {run_dir} already exists; pass --overwrite or choose another --out")
+        if run_dir.exists() and not is_run(run_dir) and (not run_dir.is_dir() or any(run_dir.iterdir())):
+            raise RunFolderError(
+                f"{run_dir} exists and is not a textcls run folder (no {RUN_FILE} in it); --overwrite replaces only "
+                "a run folder, and would delete this one: choose another --out or remove it yourself"
+            )
+        yield partial_dir(run_dir)
+    finally:
+        if held is not None:
+            held.release()
+
+
+def _finish_interrupted_move(run_dir: Path) -> None:
+    """`move_into_place` stopped between its renames: the old run is in `.NAME.old`, `run_dir` is absent.
+    A finished partial folder (a run, with no resume record left) goes into place; otherwise the old run
+    comes back."""
+    old, work_dir = _old_dir(run_dir), partial_dir(run_dir)
+    if run_dir.exists() or not old.is_dir():
+        return
+    if is_run(work_dir) and not (work_dir / RESUME_FILE).exists():
+        os.replace(work_dir, run_dir)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(old, run_dir)
+
+
 def move_into_place(work_dir: Path, run_dir: Path) -> None:
     """Rename the finished run over `run_dir`; an old run is removed only once the new one is complete.
 
-    Checkpoints are dropped first: a finished run does not resume.
+    Checkpoints are dropped first: a finished run does not resume. A stop between the two renames is
+    completed by the next `writing` of `run_dir`.
     """
     shutil.rmtree(checkpoint_dir(work_dir), ignore_errors=True)
     (Path(work_dir) / RESUME_FILE).unlink(missing_ok=True)
-    run_dir = Path(run_dir)
-    old = run_dir.with_name(f".{run_dir.name}.old")
-    if run_dir.exists():
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(run_dir, old)
-    os.replace(work_dir, run_dir)
-    shutil.rmtree(old, ignore_errors=True)
+    replace_folder(work_dir, run_dir)

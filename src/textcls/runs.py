@@ -77,9 +77,14 @@ def train(
     # textcls.json records the values the run trained with, not "the default"
     train_config = for_this_device(train_config)
     run_dir = Path(out)
-    partial_dir = runfolder.partial_dir(run_dir)
-    if run_dir.exists() and not overwrite:
-        raise TextclsError(f"run folder {run_dir} already exists; pass --overwrite or choose another --out")
+    with runfolder.writing(run_dir, overwrite, lock=state.is_main_process) as partial_dir:
+        return _train(state, family, data_config, train_config, run_dir, partial_dir)
+
+
+def _train(
+    state: Any, family: type[Classifier], data_config: DataConfig, train_config: TrainConfig, run_dir: Path, partial_dir: Path
+) -> TrainResult:
+    """`train` once `run_dir` is claimed: read the data, fit in `partial_dir`, score dev, move into place."""
     if state.is_main_process:
         log.info("data: %s", to_dict(data_config))
         log.info("training: %s", to_dict(train_config))
@@ -381,7 +386,10 @@ def score(
         if "data_config" not in run.info:
             raise RunFolderError(f"{run.run_dir / runfolder.RUN_FILE} does not record its data; pass --data (or --test FILE)")
         data_config = from_dict(DataConfig, run.info["data_config"])
-    data_config = _one_file_is_the_split(data_config, split)
+    if not _same_sources({name: getattr(data_config, name) for name in DATA_SOURCES}, run.info.get("data_config")):
+        # new data: one file is the split to score. The run's own one file stays what training made of it,
+        # train with dev carved off: scored whole, its dev would be mostly training rows
+        data_config = _one_file_is_the_split(data_config, split)
     known = KnownLabels(run.label_names, run.info.get("data", {}).get("label_base"))
     dataset = load_data(data_config, splits=("dev", "test"), require_train=False, known=known)
     chosen = split
@@ -410,6 +418,19 @@ def score(
     return Scored(run, chosen, rows.source, dataset.fingerprint, rows.texts, gold, probs)
 
 
+def _same_sources(sources: dict[str, Any], trained_with: dict[str, Any] | None) -> bool:
+    """Whether `sources` (DATA_SOURCES -> value) name the rows the run was trained on (its recorded
+    `data_config`, where local paths are absolute)."""
+    if not trained_with:
+        return False
+
+    def where(value: Any) -> Any:
+        local = Path(value).expanduser() if isinstance(value, str) else None
+        return str(local.resolve()) if local is not None and local.exists() else value
+
+    return all(where(sources.get(name)) == where(trained_with.get(name)) for name in DATA_SOURCES)
+
+
 def _one_file_is_the_split(data_config: DataConfig, split: str) -> DataConfig:
     """`--data FILE` names the file to score: as training data it would be train, with dev carved from it.
 
@@ -434,7 +455,8 @@ def evaluate(
     split: str = "test",
     predict_config: PredictConfig | None = None,
 ) -> dict[str, Any]:
-    """Score a run folder on a split (see `score`); writes `eval_<split>.json` and returns the metrics.
+    """Score a run folder on a split (see `score`); writes `eval_<split>.json` (a warning where the run
+    folder cannot be written) and returns the metrics.
 
     A backend forced by name other than torch writes `eval_<split>.<backend>.json`, so its figures sit
     beside the default's; the metrics say which backend ran (under auto, the one it chose).
@@ -446,7 +468,13 @@ def evaluate(
     backend = config.backend
     metrics.update({"split": scored.split, "source": scored.source, "fingerprint": scored.fingerprint, "backend": backend,
                     "precision": (config.precision or "fp32") if backend == "torch" else None})
-    write_json(runfolder.eval_path(run_dir, scored.split, asked), metrics)
+    record = runfolder.eval_path(run_dir, scored.split, asked)
+    try:
+        write_json(record, metrics)
+    except StorageError as error:
+        # the copy beside the run is a record; the metrics are returned (printed, --output) all the same,
+        # so a read-only run folder can still be scored
+        log.warning("%s; the metrics are not recorded in %s", error, record)
     return metrics
 
 
@@ -479,9 +507,12 @@ def data_config_for_run(run_dir: str | Path, options: dict[str, Any]) -> DataCon
     if not given:
         return None
     trained_with = runfolder.read_info(run_dir).get("data_config", {})
-    # Flags without a source (say --max-eval-samples alone) apply to the run's own data; new data is read
-    # as the run's was (columns, classes file), but whole: the run's row limits were for its own files.
-    own_source = not any(given.get(name) is not None for name in DATA_SOURCES)
+    # Flags without a source (say --max-eval-samples alone), or naming the run's own source again, apply to
+    # the run's own data; new data is read as the run's was (columns, classes file), but whole: the run's
+    # row limits were for its own files.
+    own_source = _same_sources({name: given.get(name) for name in DATA_SOURCES}, trained_with) or not any(
+        given.get(name) is not None for name in DATA_SOURCES
+    )
     dropped = () if own_source else (*DATA_SOURCES, *SAMPLING)
     kept = {k: v for k, v in trained_with.items() if k not in dropped}
     data_config, _ = split_options({**kept, **given})

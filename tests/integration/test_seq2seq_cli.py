@@ -42,6 +42,13 @@ def test_data_writes_three_splits_of_tab_separated_pairs(workspace, tmp_path):
     reorder = (workspace / "reorder" / "test.tsv").read_text(encoding="utf-8").splitlines()
     lengths = [len(line.split("\t")[0].split()) for line in reorder]
     assert min(lengths) >= 5 and max(lengths) <= 60
+    # pairs already in the folder (the user's own, say) are replaced only with --overwrite
+    (tmp_path / "d" / "dev.tsv").write_text("hello\tbonjour\n", encoding="utf-8")
+    again = runner.invoke(app, ["seq2seq", "data", "--task", "dates", "--rows", "50", "--out", str(tmp_path / "d")])
+    assert again.exit_code == 2 and "already exist; pass --overwrite" in again.stderr
+    assert (tmp_path / "d" / "dev.tsv").read_text(encoding="utf-8") == "hello\tbonjour\n"
+    _invoke("data", "--task", "dates", "--rows", "50", "--out", tmp_path / "d", "--seed", "3", "--overwrite")
+    assert len((tmp_path / "d" / "dev.tsv").read_text(encoding="utf-8").splitlines()) == 20
 
 
 def test_train_writes_a_complete_run_folder(workspace):

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from textcls.config import TrainConfig
-from textcls.errors import TextclsError
+from textcls.errors import StorageError, TextclsError
 from textcls.explain import Explanation, attention_rollout, explain
 from textcls.report import highlight_html, write_explanation
 from tests.conftest import TOPIC_WORDS, topic_split as split
@@ -231,3 +231,25 @@ def test_classifier_explain_method_and_save(lstm_attention, tmp_path):
     written = explanation.save(tmp_path / "out")
     assert {"explanation.json", "explanation.html", "weights.png"} <= {path.name for path in written.values()}
     assert all(path.stat().st_size > 0 for path in written.values())
+
+
+def test_a_failed_explanation_leaves_the_previous_one_whole_and_a_new_one_replaces_it_all(pretrained, tfidf, tmp_path, monkeypatch):
+    import errno
+
+    from textcls import plots
+
+    out = tmp_path / "out"
+    write_explanation(explain(pretrained, TEXT), out)
+    before = {path.name: path.read_bytes() for path in out.iterdir()}
+
+    def full_disk(*args, **kwargs):
+        raise StorageError(errno.ENOSPC, "could not write weights.png: No space left on device")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(plots, "token_bars", full_disk)  # after explanation.json is written
+        with pytest.raises(StorageError):
+            write_explanation(explain(tfidf, "a different text entirely"), out)
+    assert {path.name: path.read_bytes() for path in out.iterdir()} == before  # not half of each
+
+    paths = write_explanation(explain(tfidf, "a different text entirely"), out)
+    assert sorted(path.name for path in out.iterdir()) == sorted(paths) == ["explanation.html", "explanation.json", "weights.png"]

@@ -150,6 +150,23 @@ def test_evaluate_reads_new_data_as_the_run_read_its_own(tmp_path):
     assert len(scored.texts) == 30 and scored.source == str(new / "test.csv")  # all of it, not a dev carve
 
 
+def test_a_run_trained_on_one_file_is_scored_on_the_dev_it_carved_from_it(tmp_path):
+    # evaluate and report read the run's own `--data FILE` as new data and scored all of it, mostly
+    # training rows, as "dev" or "test" (accuracy 0.98 against the carved dev's 0.84)
+    folder = write_ag_news_folder(tmp_path / "folder", n_train=120, n_dev=0, n_test=40)
+    one_file = folder / "train.csv"
+    run = tmp_path / "run"
+    trained = textcls.train(data=str(one_file), out=run, family="tfidf").metrics["dev"]
+    assert trained["num_samples"] == 12  # a tenth carved off as dev
+    for data_config, split in [(None, "dev"), (None, "test"), (textcls.runs.data_config_for_run(run, {"data": str(one_file)}), "dev"),
+                               (textcls.runs.data_config_for_run(run, {"max_eval_samples": 100}), "dev")]:
+        scored = textcls.runs.score(run, data_config, split)
+        assert (scored.split, len(scored.texts)) == ("dev", 12)  # the run's own file: test falls back to its dev
+        assert textcls.evaluate(run, data_config, split)["accuracy"] == trained["accuracy"]
+    other = textcls.runs.score(run, textcls.runs.data_config_for_run(run, {"data": str(folder / "test.csv")}))
+    assert len(other.texts) == 40  # new data named by one file is scored whole
+
+
 def test_resume_refuses_checkpoints_of_other_rows_or_settings_and_keeps_them(tiny_bert, tmp_path, monkeypatch):
     data = write_ag_news_folder(tmp_path / "data", n_train=32, n_dev=8, n_test=0)
     out = tmp_path / "run"

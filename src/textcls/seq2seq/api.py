@@ -73,15 +73,20 @@ class TrainResult:
 
 
 # ---- data -------------------------------------------------------------------------------------
-def write_data(task: str, rows: int, out: str | Path, seed: int = 0) -> dict[str, Path]:
-    """Generate `task` pairs into `out/train.tsv`, `dev.tsv`, `test.tsv`; returns the paths.
+def write_data(task: str, rows: int, out: str | Path, seed: int = 0, overwrite: bool = False) -> dict[str, Path]:
+    """Generate `task` pairs into `out/train.tsv`, `dev.tsv`, `test.tsv`; returns the paths. Files of those
+    names already there (your own pairs, say) are replaced only with `overwrite`.
 
     Example:
         >>> write_data("dates", 1000, "data/dates")   # doctest: +SKIP
     """
+    splits = make_splits(task, rows, seed)
+    existing = [str(Path(out) / f"{split}.tsv") for split in splits if (Path(out) / f"{split}.tsv").exists()]
+    if existing and not overwrite:
+        raise TextclsError(f"{', '.join(existing)} already exist{'s' if len(existing) == 1 else ''}; pass --overwrite to replace them or choose another --out")
     out = make_folder(Path(out))
     paths = {}
-    for split, pairs in make_splits(task, rows, seed).items():
+    for split, pairs in splits.items():
         paths[split] = write_atomic(out / f"{split}.tsv", lambda temporary, pairs=pairs: write_tsv(temporary, pairs))
     return paths
 
@@ -112,10 +117,12 @@ def train(
         >>> train("data/reorder", "runs/reorder-none", attention="none", time_budget=9)   # doctest: +SKIP
     """
     config = config or Seq2SeqConfig.from_options(options)
-    run_dir = Path(out)
-    work_dir = runfolder.partial_dir(run_dir)
-    if run_dir.exists() and not overwrite:
-        raise TextclsError(f"run folder {run_dir} already exists; pass --overwrite or choose another --out")
+    with runfolder.writing(out, overwrite) as work_dir:
+        return _train(data, config, Path(out), work_dir)
+
+
+def _train(data: str | Path, config: Seq2SeqConfig, run_dir: Path, work_dir: Path) -> TrainResult:
+    """`train` once `run_dir` is claimed: read the pairs, train in `work_dir`, score dev, move into place."""
     if config.threads is not None:
         torch.set_num_threads(config.threads)
     log.info("seq2seq training: %s", dataclasses.asdict(config))

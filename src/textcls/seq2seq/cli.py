@@ -51,6 +51,7 @@ def data(
     rows: int = typer.Option(..., "--rows", help="training pairs; dev and test get a tenth each (at least 20)"),
     out: Path = typer.Option(..., "--out", help="folder to write train.tsv, dev.tsv, test.tsv into"),
     seed: int = typer.Option(0, "--seed", help="seed of the generator"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace train.tsv, dev.tsv, test.tsv already in --out"),
     as_json: bool = typer.Option(False, "--json", help="print JSON instead of a table"),
 ) -> None:
     """Generate parallel data: `dates` (written dates -> ISO) or `reorder` (a toy translation, 5-60 words)."""
@@ -58,7 +59,7 @@ def data(
 
     _setup_logging(False)
     with _library_call():
-        paths = write_data(task, rows, out, seed)
+        paths = write_data(task, rows, out, seed, overwrite)
     counts = {split: sum(1 for _ in path.open(encoding="utf-8")) for split, path in paths.items()}
     if as_json:
         _print_json({"task": task, "files": {split: str(path) for split, path in paths.items()}, "rows": counts})
