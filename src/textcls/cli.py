@@ -356,16 +356,16 @@ def predict(
     from textcls.data import read_texts
     from textcls.files import write_text_atomic
     from textcls.predictions import prediction_records
-    from textcls.runs import load
+    from textcls.runs import load, run_text_columns
 
     _setup_logging(verbose)
     with _library_call():
         if bool(texts) == (input_file is not None):
             raise TextclsError("expected texts as arguments or --input FILE (exactly one of them); found " +
                                ("both" if texts else "neither"))
-        if input_file is not None:
-            texts = read_texts(input_file, column_names(text_column) if text_column else None)
         run = load(run_dir, PredictConfig(**_take_predict_options(options)))
+        if input_file is not None:  # without --text-column, the columns the run was trained on where the file has them
+            texts = read_texts(input_file, column_names(text_column) if text_column else None, run_text_columns(run.info))
         probs = run.predict_proba(texts, progress=input_file is not None)
         records = prediction_records(probs, run.label_names, run.thresholds)
         if output is not None:

@@ -81,6 +81,8 @@ def compare(
     out = Path(out)
     options = {k: v for k, v in (train_options or {}).items() if k != "family"}
     names = parse_families(families)
+    for family in names:  # a family's run cut short while being replaced is put back before it is looked for
+        runfolder.settle(out / family)
     # train too where a finished run may be reused: the fingerprint over train and dev says whether it can be
     reusable = not overwrite and any(runfolder.is_run(out / family) for family in names)
     data = load_data(data_config, splits=("train", "dev") if reusable else ("dev",), require_train=reusable)

@@ -24,7 +24,7 @@ import random
 import re
 import sys
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -83,16 +83,20 @@ class LoadedData:
     # How integer labels were read: 0 or 1 when they index `label_names` from 0 or 1, None when the labels
     # are names (an integer that is itself a name counts as one). A run records it, see `KnownLabels`.
     label_base: int | None = None
+    # The columns joined into each text (train's, else the first split's): named or found by layout.
+    text_columns: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
 class KnownLabels:
-    """What a trained run knows of its labels, for reading new data the way its training data was read:
+    """What a trained run knows of its data, for reading new data the way its training data was read:
     integer labels index `names` (when the data has no classes file of its own), counting from `base`
-    unless the labels themselves show their base (a 0, or the class count N)."""
+    unless the labels themselves show their base (a 0, or the class count N); the text is read from
+    `text_columns` where the new data has them and no --text-column is given."""
 
     names: list[str]
     base: int | None = None
+    text_columns: tuple[str, ...] | None = None
 
 
 @dataclass
@@ -179,7 +183,7 @@ def load_data(
         needed = set(sources)
 
     bad = _BadRows(config.skip_bad_rows)
-    examples, source_names, headerless = _read_examples(sources, needed, config, bad)
+    examples, source_names, headerless, text_columns = _read_examples(sources, needed, config, bad, known)
     if names is None and "train" in examples:
         # A training run takes its label list from every split it reads, so then all of them must agree with train.
         strict = set(examples) if "train" in splits else set(splits)
@@ -203,17 +207,20 @@ def load_data(
         _require_two_classes(result["train"], label_map.names, fix)
     multi_label = getattr(config, "multi_label", False)
     return LoadedData(
-        result, label_map.names, _fingerprint(result), sum(bad.counts.values()), multi_label, label_map.base
+        result, label_map.names, _fingerprint(result), sum(bad.counts.values()), multi_label, label_map.base,
+        text_columns.get("train") or next(iter(text_columns.values()), None),
     )
 
 
 def _read_examples(
-    sources: dict[str, _Reader], needed: set[str], config: DataConfig, bad: _BadRows
-) -> tuple[dict[str, list[_Example]], dict[str, str], bool]:
-    """Each needed split's valid rows with raw labels, its source name, and whether a file is headerless AG News."""
+    sources: dict[str, _Reader], needed: set[str], config: DataConfig, bad: _BadRows, known: KnownLabels | None = None
+) -> tuple[dict[str, list[_Example]], dict[str, str], bool, dict[str, tuple[str, ...]]]:
+    """Each needed split's valid rows with raw labels, its source name, whether a file is headerless AG News,
+    and each split's text columns."""
     max_text_chars = getattr(config, "max_text_chars", DEFAULT_MAX_TEXT_CHARS)
     examples: dict[str, list[_Example]] = {}
     source_names: dict[str, str] = {}
+    columns: dict[str, tuple[str, ...]] = {}
     headerless = False
     for split in SPLIT_STEMS:
         if split in needed:
@@ -223,13 +230,15 @@ def _read_examples(
                     f"expected a label column '{config.label_column}' in {table.source}, found {table.columns}; "
                     "pass --label-column NAME"
                 )
-            text_columns = resolve_text_columns(table.columns, config.text_columns, table.source)
+            text_columns = columns[split] = resolve_text_columns(
+                table.columns, config.text_columns, table.source, known.text_columns if known else None
+            )
             examples[split] = _examples(
                 table, text_columns, config.label_column, bad, max_text_chars, _label_reader(config)
             )
             source_names[split] = table.source
             headerless = headerless or table.headerless_ag_news
-    return examples, source_names, headerless
+    return examples, source_names, headerless, columns
 
 
 def _map_labels(
@@ -280,8 +289,11 @@ def flat_labels(labels: Iterable[int | tuple[int, ...]]) -> list[int]:
     return [label for row in labels for label in _label_tuple(row)]
 
 
-def read_texts(path: str | Path, text_columns: tuple[str, ...] | None = None) -> list[str]:
-    """Texts to predict, in input order: one per line of a .txt, or the text columns of a table.
+def read_texts(
+    path: str | Path, text_columns: tuple[str, ...] | None = None, preferred: Sequence[str] | None = None
+) -> list[str]:
+    """Texts to predict, in input order: one per line of a .txt, or the text columns of a table
+    (`text_columns`, else `preferred` where the table has them: the columns a run was trained on).
 
     Example:
         >>> read_texts("news.txt")  # doctest: +SKIP
@@ -294,8 +306,8 @@ def read_texts(path: str | Path, text_columns: tuple[str, ...] | None = None) ->
     if suffix == ".txt":
         texts = _read_lines(path)
     elif suffix in TABLE_SUFFIXES:
-        table = _read_table(path, "label", {*KNOWN_COLUMNS, *(text_columns or ())})
-        columns = resolve_text_columns(table.columns, text_columns, table.source)
+        table = _read_table(path, "label", {*KNOWN_COLUMNS, *(text_columns or ()), *(preferred or ())})
+        columns = resolve_text_columns(table.columns, text_columns, table.source, preferred)
         bad = _BadRows(skip=False, hint="Fix the row: every input row needs a text")
         texts = [example.text for example in _examples(table, columns, None, bad, label_reader=_raw_label)]
     else:
@@ -308,11 +320,16 @@ def read_texts(path: str | Path, text_columns: tuple[str, ...] | None = None) ->
     return texts
 
 
-def resolve_text_columns(columns: list[str], text_columns: tuple[str, ...] | None, source: str) -> tuple[str, ...]:
-    """The columns joined to form each text: ``text_columns`` if given, else the first usual layout found.
+def resolve_text_columns(
+    columns: list[str], text_columns: tuple[str, ...] | None, source: str, preferred: Sequence[str] | None = None
+) -> tuple[str, ...]:
+    """The columns joined to form each text: ``text_columns`` if given, else ``preferred`` (a run's own
+    columns, when reading data for it) where all are there, else the first usual layout found.
 
     Example:
         >>> resolve_text_columns(["label", "title", "description"], None, "train.csv")
+        ('title', 'description')
+        >>> resolve_text_columns(["text", "title", "description"], None, "new.csv", preferred=["title", "description"])
         ('title', 'description')
     """
     if text_columns:
@@ -320,8 +337,15 @@ def resolve_text_columns(columns: list[str], text_columns: tuple[str, ...] | Non
             if column not in columns:
                 raise DataError(f"expected column '{column}' in {source}, found {columns}; pass --text-column NAME")
         return tuple(text_columns)
+    if preferred and all(column in columns for column in preferred):
+        return tuple(preferred)
     for choice in TEXT_COLUMN_CHOICES:
         if all(column in columns for column in choice):
+            if preferred:
+                logger.warning(
+                    "%s has no %s, the text the model was trained on; reading %s instead (pass --text-column to choose)",
+                    source, "+".join(preferred), "+".join(choice),
+                )
             return choice
     raise DataError(
         f"expected a text column ('text', 'title'+'description', 'sentence' or 'content') in {source}, "

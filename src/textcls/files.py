@@ -8,12 +8,13 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -129,8 +130,33 @@ def replace_folder(work_dir: Path, target: Path) -> None:
     mix: a stop between the two renames leaves `target` absent and the old one in `.NAME.old`."""
     target = Path(target)
     old = target.with_name(f".{target.name}.old")
-    if target.exists():
-        shutil.rmtree(old, ignore_errors=True)
+    if target.exists() or target.is_symlink():
+        _remove(old)
         os.replace(target, old)
     os.replace(work_dir, target)
-    shutil.rmtree(old, ignore_errors=True)
+    _remove(old)
+
+
+def _remove(path: Path) -> None:
+    """Delete `path` whatever it is: a link (not what it points to), a file or a folder; nothing if absent."""
+    if path.is_symlink() or path.is_file():
+        path.unlink()
+    else:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def folder_lock(folder: Path) -> Iterator[None]:
+    """Hold an OS lock on `folder` itself (waiting for another holder), so that commands writing sets of
+    files into one folder take turns; no lock file is left in it. Where the OS has no `flock`, no lock."""
+    try:
+        import fcntl
+    except ImportError:  # Windows
+        yield
+        return
+    descriptor = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(descriptor)  # releases the lock

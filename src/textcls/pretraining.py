@@ -321,16 +321,17 @@ def pretrain(config: PretrainConfig, out: str | Path, overwrite: bool = False) -
         True
     """
     state = process_state()  # joins the process group under torchrun / accelerate launch
+    runfolder.check_out(out, overwrite)
+    texts = read_pretraining_texts(config.data, config.text_columns)  # bad data fails before anything is written
     with runfolder.writing(out, overwrite, lock=state.is_main_process) as work_dir:
-        return _pretrain(state, config, Path(out), work_dir)
+        return _pretrain(state, config, texts, Path(out), work_dir)
 
 
-def _pretrain(state: Any, config: PretrainConfig, run_dir: Path, work_dir: Path) -> dict[str, Any] | None:
+def _pretrain(state: Any, config: PretrainConfig, texts: list[str], run_dir: Path, work_dir: Path) -> dict[str, Any] | None:
     """`pretrain` once `run_dir` is claimed: train in `work_dir`, score the held-out text, move into place."""
     from datasets import Dataset
     from transformers import set_seed
 
-    texts = read_pretraining_texts(config.data, config.text_columns)  # bad data fails before anything is written
     train_texts, held_out = holdout_split(texts, config.holdout_fraction, config.seed)
     if state.is_main_process:
         log.info("%d texts: %d to train on, %d held out", len(texts), len(train_texts), len(held_out))

@@ -31,8 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from textcls.errors import RunFolderError
-from textcls.files import replace_folder, write_json
+from textcls.errors import RunFolderError, TextclsError
+from textcls.files import make_folder, replace_folder, storage_error, write_json
 
 RUN_FILE = "textcls.json"
 MODEL_DIR = "model"
@@ -317,12 +317,29 @@ def _lock_path(run_dir: Path) -> Path:
     return run_dir.with_name(f".{run_dir.name}.lock")
 
 
+def check_out(run_dir: str | Path, overwrite: bool) -> None:
+    """Refuse `run_dir` as a run's destination before anything is read or written (`writing` checks again).
+
+    A folder that is not a run (no `textcls.json`, not empty) is never replaced, `overwrite` or not:
+    replacing it would delete it (a data folder, say). Without `overwrite` any existing folder is refused.
+    """
+    run_dir = Path(run_dir)
+    if run_dir.resolve().parent == run_dir.resolve() or run_dir.name in ("", ".", ".."):
+        raise RunFolderError(f"expected a folder to write the run in, found {str(run_dir)!r}; name one, e.g. --out runs/mine")
+    if run_dir.exists() and not overwrite:
+        raise RunFolderError(f"run folder {run_dir} already exists; pass --overwrite or choose another --out")
+    if run_dir.exists() and not is_run(run_dir) and (not run_dir.is_dir() or any(run_dir.iterdir())):
+        raise RunFolderError(
+            f"{run_dir} exists and is not a textcls run folder (no {RUN_FILE} in it); --overwrite replaces only "
+            "a run folder, and would delete this one: choose another --out or remove it yourself"
+        )
+
+
 @contextlib.contextmanager
 def writing(run_dir: str | Path, overwrite: bool, lock: bool = True) -> Iterator[Path]:
     """Claim `run_dir` for a command that writes a run there; yields its partial folder.
 
-    - A folder that is not a run (no `textcls.json`, not empty) is never replaced, `overwrite` or not:
-      replacing it would delete it (a data folder, say). Without `overwrite` any existing folder is refused.
+    - `check_out`'s refusals, checked again under the claim.
     - A second command writing the same folder is refused while this one holds `.NAME.lock` beside it
       (an OS lock, released when the process ends however it ends; the empty file stays). Without it the
       second would delete the first's partial folder and the two would write one folder.
@@ -330,48 +347,65 @@ def writing(run_dir: str | Path, overwrite: bool, lock: bool = True) -> Iterator
     Under DDP only the main process writes: the others pass `lock=False`.
     """
     run_dir = Path(run_dir)
-    if run_dir.resolve().parent == run_dir.resolve() or run_dir.name in ("", ".", ".."):
-        raise RunFolderError(f"expected a folder to write the run in, found {str(run_dir)!r}; name one, e.g. --out runs/mine")
-    held = None
-    if lock:
-        from filelock import FileLock, Timeout
-
-        run_dir.parent.mkdir(parents=True, exist_ok=True)
-        held = FileLock(_lock_path(run_dir), timeout=0)
-        try:
-            held.acquire()
-        except Timeout:
-            raise RunFolderError(
-                f"another textcls command is writing {run_dir} (it holds {_lock_path(run_dir)}); "
-                "wait for it to finish or choose another --out"
-            ) from None
+    check_out(run_dir, overwrite)
+    held = _claim(run_dir) if lock else None
     try:
-        if lock:
+        if held is not None:
             _finish_interrupted_move(run_dir)
-        if run_dir.exists() and not overwrite:
-            raise RunFolderError(f"run folder {run_dir} already exists; pass --overwrite or choose another --out")
-        if run_dir.exists() and not is_run(run_dir) and (not run_dir.is_dir() or any(run_dir.iterdir())):
-            raise RunFolderError(
-                f"{run_dir} exists and is not a textcls run folder (no {RUN_FILE} in it); --overwrite replaces only "
-                "a run folder, and would delete this one: choose another --out or remove it yourself"
-            )
+        check_out(run_dir, overwrite)
         yield partial_dir(run_dir)
     finally:
         if held is not None:
             held.release()
 
 
+def settle(run_dir: str | Path) -> None:
+    """Complete a replacement of `run_dir` cut short between its renames, unless a command is writing it
+    now; `compare` calls this before it asks whether a family's run is there to reuse."""
+    run_dir = Path(run_dir)
+    if not _old_dir(run_dir).exists() or run_dir.exists():
+        return
+    try:
+        held = _claim(run_dir)
+    except TextclsError:
+        return  # being written, or not writable: the writer (or the error it meets) decides
+    try:
+        _finish_interrupted_move(run_dir)
+    finally:
+        held.release()
+
+
+def _claim(run_dir: Path) -> Any:
+    """The OS lock on `.NAME.lock` beside `run_dir` (a `filelock.FileLock`, held), or a clear error."""
+    from filelock import FileLock, Timeout
+
+    make_folder(run_dir.parent)
+    held = FileLock(_lock_path(run_dir), timeout=0)
+    try:
+        held.acquire()
+    except Timeout:
+        raise RunFolderError(
+            f"another textcls command is writing {run_dir} (it holds {_lock_path(run_dir)}); "
+            "wait for it to finish or choose another --out"
+        ) from None
+    except OSError as error:  # a read-only folder, say
+        raise (storage_error(error, _lock_path(run_dir)) or error) from error
+    return held
+
+
 def _finish_interrupted_move(run_dir: Path) -> None:
     """`move_into_place` stopped between its renames: the old run is in `.NAME.old`, `run_dir` is absent.
     A finished partial folder (a run, with no resume record left) goes into place; otherwise the old run
-    comes back."""
+    comes back, if it is one (a link left by replacing a linked --out is only removed)."""
     old, work_dir = _old_dir(run_dir), partial_dir(run_dir)
-    if run_dir.exists() or not old.is_dir():
+    if run_dir.exists() or not (old.exists() or old.is_symlink()):
         return
-    if is_run(work_dir) and not (work_dir / RESUME_FILE).exists():
+    if old.is_symlink():
+        old.unlink()
+    elif is_run(work_dir) and not (work_dir / RESUME_FILE).exists():
         os.replace(work_dir, run_dir)
         shutil.rmtree(old, ignore_errors=True)
-    else:
+    elif is_run(old):
         os.replace(old, run_dir)
 
 

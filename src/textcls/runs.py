@@ -77,21 +77,23 @@ def train(
     # textcls.json records the values the run trained with, not "the default"
     train_config = for_this_device(train_config)
     run_dir = Path(out)
-    with runfolder.writing(run_dir, overwrite, lock=state.is_main_process) as partial_dir:
-        return _train(state, family, data_config, train_config, run_dir, partial_dir)
-
-
-def _train(
-    state: Any, family: type[Classifier], data_config: DataConfig, train_config: TrainConfig, run_dir: Path, partial_dir: Path
-) -> TrainResult:
-    """`train` once `run_dir` is claimed: read the data, fit in `partial_dir`, score dev, move into place."""
+    runfolder.check_out(run_dir, overwrite)
     if state.is_main_process:
         log.info("data: %s", to_dict(data_config))
         log.info("training: %s", to_dict(train_config))
     # Bad data fails here, before anything is written.
     dataset = load_data(data_config, splits=("train", "dev"))
-    train_split, dev_split = dataset.splits["train"], dataset.splits["dev"]
     train_config = _check_training_choices(family, train_config, dataset)
+    with runfolder.writing(run_dir, overwrite, lock=state.is_main_process) as partial_dir:
+        return _train(state, family, dataset, data_config, train_config, run_dir, partial_dir)
+
+
+def _train(
+    state: Any, family: type[Classifier], dataset: LoadedData, data_config: DataConfig, train_config: TrainConfig,
+    run_dir: Path, partial_dir: Path,
+) -> TrainResult:
+    """`train` once `run_dir` is claimed: fit in `partial_dir`, score dev, move into place."""
+    train_split, dev_split = dataset.splits["train"], dataset.splits["dev"]
     identity = {"family": train_config.family, "data_fingerprint": dataset.fingerprint,
                 "label_names": dataset.label_names, "train_config": to_dict(train_config)}
     if train_config.resume and partial_dir.exists():
@@ -233,6 +235,8 @@ def _run_info(
             "skipped_rows": dataset.skipped_rows,
             # how integer labels indexed label_names (0, 1, or null: by name); evaluate reads new data alike
             "label_base": dataset.label_base,
+            # the columns each text was joined from (named or found); evaluate and predict read new data alike
+            "text_columns": list(dataset.text_columns) if dataset.text_columns else None,
         },
         "versions": runfolder.library_versions(),
         "hardware": runfolder.hardware(),
@@ -390,7 +394,7 @@ def score(
         # new data: one file is the split to score. The run's own one file stays what training made of it,
         # train with dev carved off: scored whole, its dev would be mostly training rows
         data_config = _one_file_is_the_split(data_config, split)
-    known = KnownLabels(run.label_names, run.info.get("data", {}).get("label_base"))
+    known = KnownLabels(run.label_names, run.info.get("data", {}).get("label_base"), run_text_columns(run.info))
     dataset = load_data(data_config, splits=("dev", "test"), require_train=False, known=known)
     chosen = split
     if chosen not in dataset.splits:
@@ -416,6 +420,12 @@ def score(
         gold = [index[dataset.label_names[label]] for label in rows.labels]
     probs = run.predict_proba(rows.texts, progress=True)
     return Scored(run, chosen, rows.source, dataset.fingerprint, rows.texts, gold, probs)
+
+
+def run_text_columns(info: dict[str, Any]) -> tuple[str, ...] | None:
+    """The columns a run's texts were joined from: recorded since 2026-11-28, else as named at training."""
+    columns = info.get("data", {}).get("text_columns") or (info.get("data_config") or {}).get("text_columns")
+    return tuple(columns) if columns else None
 
 
 def _same_sources(sources: dict[str, Any], trained_with: dict[str, Any] | None) -> bool:
@@ -507,12 +517,10 @@ def data_config_for_run(run_dir: str | Path, options: dict[str, Any]) -> DataCon
     if not given:
         return None
     trained_with = runfolder.read_info(run_dir).get("data_config", {})
-    # Flags without a source (say --max-eval-samples alone), or naming the run's own source again, apply to
-    # the run's own data; new data is read as the run's was (columns, classes file), but whole: the run's
-    # row limits were for its own files.
-    own_source = _same_sources({name: given.get(name) for name in DATA_SOURCES}, trained_with) or not any(
-        given.get(name) is not None for name in DATA_SOURCES
-    )
+    # Flags without a source (say --max-eval-samples alone) apply to the run's own data; new data is read
+    # as the run's was (columns, classes file), but whole: the run's row limits were for its own files.
+    # (The run's own one file named again is still read as training read it, dev carved: see `score`.)
+    own_source = not any(given.get(name) is not None for name in DATA_SOURCES)
     dropped = () if own_source else (*DATA_SOURCES, *SAMPLING)
     kept = {k: v for k, v in trained_with.items() if k not in dropped}
     data_config, _ = split_options({**kept, **given})

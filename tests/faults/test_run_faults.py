@@ -427,3 +427,46 @@ def test_a_failed_export_leaves_the_previous_export_whole(tiny_run, tmp_path, mo
     assert {path.name: path.read_bytes() for path in (run / "onnx").iterdir()} == before
     assert not (run / ".onnx.partial").exists()
     assert textcls.load(run, textcls.PredictConfig(backend="onnx-int8")).predict(["shares profit"])
+
+
+def test_a_bad_out_or_bad_data_is_a_clear_error_that_writes_nothing(tmp_path):
+    data = write_ag_news_folder(tmp_path / "data", n_train=40, n_dev=12, n_test=0)
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("mine", encoding="utf-8")
+    for out in (a_file / "run", a_file / "sub" / "run"):  # part of the path is a file
+        assert_clean_failure(cli("train", "--data", data, "--family", "tfidf", "--out", out), "part of the path is a file")
+    # bad data fails before the run folder is claimed: no folders made, no lock file
+    result = cli("train", "--data", tmp_path / "nosuch.csv", "--family", "tfidf", "--out", tmp_path / "fresh" / "deep" / "run")
+    assert_clean_failure(result, "nosuch.csv")
+    assert not (tmp_path / "fresh").exists()
+
+
+def test_replacing_a_linked_run_folder_leaves_the_link_target_and_no_old_copy(tmp_path):
+    data = write_ag_news_folder(tmp_path / "data", n_train=40, n_dev=12, n_test=0)
+    runs = tmp_path / "runs"
+    _tfidf_run(data, runs / "a")
+    (runs / "link").symlink_to("a")
+    _tfidf_run(data, runs / "link", overwrite=True)
+    assert not (runs / "link").is_symlink() and (runs / "link" / "textcls.json").is_file()
+    assert (runs / "a" / "textcls.json").is_file()  # what the link pointed to is left alone
+    assert not (runs / ".link.old").exists() and not (runs / ".link.old").is_symlink()
+    _tfidf_run(data, runs / "link", overwrite=True)  # a second replacement: the old copy was a link in the way
+    shutil.rmtree(runs / "link")
+    (runs / ".link.old").symlink_to("a")  # a link left by an older textcls is not a run to bring back
+    assert _tfidf_run(data, runs / "link").run_dir == runs / "link"
+    assert not (runs / ".link.old").is_symlink()
+
+
+def test_two_explains_into_one_folder_each_leave_a_whole_set(tmp_path):
+    data = write_ag_news_folder(tmp_path / "data", n_train=40, n_dev=12, n_test=0)
+    run = _tfidf_run(data, tmp_path / "run").run_dir
+    out = tmp_path / "explained"
+    texts = ["stocks shares profit merger", "goal coach season striker"]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[2]), os.environ.get("PYTHONPATH", "")])}
+    for _ in range(3):
+        runs = [subprocess.Popen([sys.executable, "-m", "textcls", "explain", str(run), text, "--out", str(out)],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env) for text in texts]
+        assert [process.wait(timeout=120) for process in runs] == [0, 0], [process.stderr.read()[-2000:] for process in runs]
+        shown = json.loads((out / "explanation.json").read_text(encoding="utf-8"))["text"]
+        assert shown in texts and shown in (out / "explanation.html").read_text(encoding="utf-8")  # one explanation's set
+        assert not list(out.glob(".explanation*"))

@@ -90,3 +90,14 @@ def test_compare_all_five_families_on_a_slice_of_ag_news(shared_ag_news, tmp_pat
     assert rows["pretrained"]["dev_accuracy"] > max(
         rows[f]["dev_accuracy"] for f in ("lstm", "lstm-attention", "scratch-transformer")
     )
+
+
+def test_compare_puts_back_a_family_run_cut_short_while_being_replaced(tmp_path):
+    data = write_ag_news_folder(tmp_path / "data", n_train=48, n_dev=16, n_test=0)
+    out = tmp_path / "compare"
+    assert _invoke("compare", "--data", data, "--families", "tfidf", "--out", out).exit_code == 0
+    (out / "tfidf").rename(out / ".tfidf.old")  # a replacement killed between its two renames
+    again = _invoke("compare", "--data", data, "--families", "tfidf", "--out", out, "--json")
+    assert again.exit_code == 0, again.output
+    assert "tfidf: reusing the finished run" in " ".join(again.stderr.split())
+    assert (out / "tfidf" / "textcls.json").is_file() and not (out / ".tfidf.old").exists()

@@ -87,3 +87,30 @@ def test_pretrain_with_two_processes_writes_one_run(tiny_bert, tmp_path):
     # 114 texts to train on (5% held out), 2 processes x 8 a step: 8 steps, not the 15 of one process
     assert metrics["train"]["global_step"] == 8
     assert (out / "model" / "model.safetensors").is_file() and not list(out.parent.glob(".*partial"))
+
+
+def _budget_step(rank: int, store_path: str, minutes: list[float], stopped) -> None:
+    import types
+
+    import torch.distributed as dist
+
+    from textcls.models.pretrained import _TimeBudget
+
+    dist.init_process_group("gloo", init_method=f"file://{store_path}", rank=rank, world_size=2)
+    try:
+        callback = _TimeBudget(minutes[rank]).callback
+        args, state = types.SimpleNamespace(world_size=2), types.SimpleNamespace(global_step=1)
+        control = types.SimpleNamespace(should_training_stop=False)
+        callback.on_train_begin(args, state, control)
+        stopped[rank] = callback.on_step_end(args, state, control).should_training_stop
+    finally:
+        dist.destroy_process_group()
+
+
+def test_a_time_budget_stops_every_process_at_the_same_step(tmp_path):
+    # each process read its own clock: one past the budget stopped while the other went into the next all-reduce
+    import torch.multiprocessing as mp
+
+    stopped = mp.Manager().dict()
+    mp.spawn(_budget_step, args=(str(tmp_path / "store"), [60.0, 0.0], stopped), nprocs=2, join=True)
+    assert dict(stopped) == {0: True, 1: True}  # process 0's own budget had an hour left

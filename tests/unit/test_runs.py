@@ -148,6 +148,8 @@ def test_evaluate_reads_new_data_as_the_run_read_its_own(tmp_path):
     one_file = textcls.runs.data_config_for_run(run, {"data": str(new / "test.csv")})
     scored = textcls.runs.score(run, one_file)
     assert len(scored.texts) == 30 and scored.source == str(new / "test.csv")  # all of it, not a dev carve
+    # the run's own folder named again is new data too: scored whole, not cut to the run's max_eval_samples
+    assert textcls.evaluate(run, textcls.runs.data_config_for_run(run, {"data": str(data)}), "dev")["num_samples"] == 20
 
 
 def test_a_run_trained_on_one_file_is_scored_on_the_dev_it_carved_from_it(tmp_path):
@@ -205,3 +207,53 @@ def test_a_tfidf_report_shows_each_mistakes_text_not_its_features(tmp_path):
     shown = re.findall(r'<td class="text">([^<]*)</td></tr>', section)  # each row's last cell: the text
     assert len(shown) == 20 and set(shown) <= {html.escape(text, quote=True) for text in scored.texts}
     assert '<span class="word"' not in section  # n-grams are not the text's words: nothing marked
+
+
+def _with_columns(source, target, extra):
+    """`source` (AG News-shaped CSV) with columns added: name -> function of the row."""
+    import csv
+
+    with source.open(newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    with target.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=[*rows[0], *extra])
+        writer.writeheader()
+        writer.writerows({**row, **{name: make(row) for name, make in extra.items()}} for row in rows)
+    return target
+
+
+def test_new_data_and_predict_input_are_read_from_the_columns_the_run_was_trained_on(tmp_path):
+    # predict --input guessed its columns (title+description, or a 'text' column) whatever the run read, and
+    # a run whose columns were found by layout recorded none, so evaluate on new data guessed again
+    from typer.testing import CliRunner
+
+    from textcls.cli import app
+
+    data = write_ag_news_folder(tmp_path / "data", n_train=80, n_dev=20, n_test=40)
+    found = textcls.train(data=str(data), out=tmp_path / "found", family="tfidf").run_dir  # title+description, by layout
+    named = textcls.train(data=str(data), out=tmp_path / "named", family="tfidf", text_columns=("description",)).run_dir
+    assert read_run_info(found)["data"]["text_columns"] == ["title", "description"]
+    assert read_run_info(named)["data"]["text_columns"] == ["description"]
+    test = data / "test.csv"
+    noisy = _with_columns(test, tmp_path / "noisy.csv", {"text": lambda row: "note"})  # a column training never read
+
+    def predicted(run, path, *flags):
+        result = CliRunner().invoke(app, ["predict", str(run), "--input", str(path), "--backend", "torch", *flags])
+        assert result.exit_code == 0, result.output
+        return [json.loads(line)["probs"] for line in result.stdout.splitlines()]
+
+    for run, columns in ((found, ["--text-column", "title", "--text-column", "description"]), (named, ["--text-column", "description"])):
+        expected = predicted(run, test, *columns)
+        assert predicted(run, test) == expected and predicted(run, noisy) == expected
+        new = textcls.evaluate(run, textcls.DataConfig(test_file=str(noisy)), "test")  # the Python API alike
+        assert new["accuracy"] == textcls.evaluate(run, None, "test")["accuracy"]
+
+    # new data without the run's columns: the usual layouts, with a warning that names both
+    only_text = _with_columns(test, tmp_path / "only_text.csv", {"text": lambda row: f"{row['title']} {row['description']}"})
+    assert len(predicted(named, only_text)) == 40  # has description too: read as trained
+    import csv
+    with (tmp_path / "plain.csv").open("w", newline="", encoding="utf-8") as handle:
+        csv.writer(handle).writerows([["text"], ["stocks shares profit"], ["goal coach season"]])
+    result = CliRunner().invoke(app, ["predict", str(named), "--input", str(tmp_path / "plain.csv"), "--backend", "torch"])
+    assert result.exit_code == 0 and len(result.stdout.splitlines()) == 2
+    assert "has no description, the text the model was trained on; reading text instead" in " ".join(result.stderr.split())

@@ -282,8 +282,18 @@ class _SteadyThroughput:
         self.callback = Callback()
 
 
+def any_process(flag: bool) -> bool:
+    """Whether `flag` holds in any process of the torch.distributed group (one small all-reduce)."""
+    import torch.distributed as dist
+
+    on_gpu = dist.get_backend() == "nccl"
+    value = torch.tensor([int(flag)], device=torch.device("cuda", torch.cuda.current_device()) if on_gpu else "cpu")
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return bool(value.item())
+
+
 class _TimeBudget:
-    """Trainer callback: after `minutes`, stop at the next step.
+    """Trainer callback: after `minutes`, stop at the next step (under DDP, once any process's clock is past).
 
     Stopping ends the epoch early, and the epoch-end flow then evaluates and saves as usual.
     """
@@ -298,7 +308,11 @@ class _TimeBudget:
                 self.start = time.monotonic()
 
             def on_step_end(self, args, state, control, **kwargs):
-                if time.monotonic() - self.start >= budget_seconds and not control.should_training_stop:
+                over = time.monotonic() - self.start >= budget_seconds
+                if args.world_size > 1:
+                    # every process stops at the same step: one that went on would wait in the next all-reduce
+                    over = any_process(over)
+                if over and not control.should_training_stop:
                     log.warning("time budget of %.3g min reached at step %d; stopping", minutes, state.global_step)
                     control.should_training_stop = True
                     state.stopped_by_time_budget = True  # read back by fit() for metrics.json

@@ -117,16 +117,17 @@ def train(
         >>> train("data/reorder", "runs/reorder-none", attention="none", time_budget=9)   # doctest: +SKIP
     """
     config = config or Seq2SeqConfig.from_options(options)
+    runfolder.check_out(out, overwrite)
+    log.info("seq2seq training: %s", dataclasses.asdict(config))
+    splits = read_data(data, ("train", "dev"), config.source_column, config.target_column, config.seed)  # bad data fails here
     with runfolder.writing(out, overwrite) as work_dir:
-        return _train(data, config, Path(out), work_dir)
+        return _train(data, splits, config, Path(out), work_dir)
 
 
-def _train(data: str | Path, config: Seq2SeqConfig, run_dir: Path, work_dir: Path) -> TrainResult:
-    """`train` once `run_dir` is claimed: read the pairs, train in `work_dir`, score dev, move into place."""
+def _train(data: str | Path, splits: dict[str, Pairs], config: Seq2SeqConfig, run_dir: Path, work_dir: Path) -> TrainResult:
+    """`train` once `run_dir` is claimed: train in `work_dir`, score dev, move into place."""
     if config.threads is not None:
         torch.set_num_threads(config.threads)
-    log.info("seq2seq training: %s", dataclasses.asdict(config))
-    splits = read_data(data, ("train", "dev"), config.source_column, config.target_column, config.seed)
     tokens = resolve_token_mode(config.tokens, splits["train"].targets)
     source_vocab = Vocabulary.build(splits["train"].sources, tokens)
     target_vocab = Vocabulary.build(splits["train"].targets, tokens)
