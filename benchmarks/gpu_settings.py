@@ -34,6 +34,7 @@ from textcls.data import load_data
 from textcls.engine import encode_ids
 from textcls.environment import embedded_model_path
 from textcls.models.pretrained import PretrainedClassifier
+from textcls.runfolder import hardware, library_versions
 
 # the settings compared: the device defaults with or without compile, and other token budgets with an lr
 # scaled by about the square root of the batch ratio
@@ -85,6 +86,10 @@ def main() -> None:
     data = load_data(textcls.DataConfig(data=args.data, seed=42), splits=("train", "dev"))
     train, dev, names = data.splits["train"], data.splits["dev"], data.label_names
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "CPU"
+    # one line first that says where the rows after it come from (STYLE 11: config, versions, hardware)
+    emit(args.output, what="session", date=time.strftime("%Y-%m-%d %H:%M:%S"), device=device,
+         config={k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+         versions=library_versions(), hardware={**hardware(), "torch_threads": torch.get_num_threads()})
 
     if "tok" in args.parts:
         from transformers import AutoTokenizer
@@ -97,7 +102,7 @@ def main() -> None:
             emit(args.output, what="tokenise-engine", device=device, texts=len(train), texts_per_s=round(len(train) / seconds))
 
     if "full" in args.parts:
-        base = TrainConfig(model=str(embedded_model_path()), seed=42)
+        base = TrainConfig(model=str(embedded_model_path()), seed=42, metric="accuracy")  # "acc": the best epoch by accuracy
         for name, seed in [(name, seed) for seed in args.seeds for name in args.settings]:
             with tempfile.TemporaryDirectory() as scratch:
                 started = time.perf_counter()

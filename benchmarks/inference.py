@@ -34,6 +34,7 @@ import pandas as pd
 import torch
 
 import textcls
+from textcls.runfolder import cpu_model
 from textcls.autobackend import cpu_flags
 from textcls.config import PredictConfig
 from textcls.files import write_atomic, write_json
@@ -194,7 +195,7 @@ def main() -> None:
         row["x_pipeline"] = round(row["texts_per_second"] / baseline, 2) if baseline else None
         row.update(agreement.get(row["name"], {}))
 
-    print(f"\ninference on {len(texts)} AG News texts, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()}, "
+    print(f"\ninference on {len(texts)} AG News texts, {torch.get_num_threads()} threads, {cpu_model()}, "
           f"best of {args.repeats} passes")
     print(f"{'backend':<20} {'texts/s':>9} {'x pipeline':>11} {'agree (dev)':>12} {'dev acc':>8}")
     for row in rows:
@@ -207,7 +208,7 @@ def main() -> None:
         print(f"best: {best['name']} at {best['texts_per_second']:.0f} texts/s = {best['texts_per_second'] / baseline:.2f}x the pipeline")
     default = next(r for r in rows if r["name"] == "textcls auto")
     ratio = f" = {default['texts_per_second'] / baseline:.2f}x the pipeline" if baseline else ""
-    print(f"default (auto): chose {chosen} in {choice_seconds:.1f} s (first load on this machine, export included), "
+    print(f"default (auto): chose {chosen} in {choice_seconds:.1f} s (first load on this machine; the export was made before), "
           f"then {default['texts_per_second']:.0f} texts/s{ratio}")
     units = cpu_matrix_units()
     print(f"matrix units: {', '.join(f for f, on in units['flags'].items() if on) or 'none'}; "
@@ -221,7 +222,7 @@ def main() -> None:
         "rows": rows,
         "auto": {"chosen": chosen, "choice_seconds": round(choice_seconds, 1), "candidates": backend_choice},
         "versions": {**library_versions(), "onnxruntime": __import__("onnxruntime").__version__},
-        "hardware": {"platform": platform.platform(), "processor": platform.processor(), "cpus": os.cpu_count(),
+        "hardware": {"platform": platform.platform(), "processor": cpu_model(), "cpus": os.cpu_count(),
                      "torch_threads": torch.get_num_threads(), **units},
         "measured": time.strftime("%Y-%m-%d %H:%M:%S"),
     })

@@ -38,6 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from inference import cpu_matrix_units, exported_run_and_data, read_texts
+from textcls.runfolder import cpu_model
 from textcls.files import write_json
 from textcls.onnx_backend import DISABLED_FUSIONS, ONNX_DIR, ONNX_FILES, quantise_int8
 from textcls.runfolder import library_versions, model_dir
@@ -195,7 +196,7 @@ def main() -> None:
     write_json(Path(args.output), {
         "benchmark": "onnx_variants", "config": vars(args), "rows": rows,
         "versions": {**library_versions(), "onnxruntime": __import__("onnxruntime").__version__},
-        "hardware": {"platform": platform.platform(), "processor": platform.processor(), "cpus": os.cpu_count(), **units},
+        "hardware": {"platform": platform.platform(), "processor": cpu_model(), "cpus": os.cpu_count(), **units},
         "measured": time.strftime("%Y-%m-%d %H:%M:%S"),
     })
     print(f"written: {args.output}")

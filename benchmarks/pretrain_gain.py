@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 import textcls
+from textcls.runfolder import cpu_model
 from textcls.config import PretrainConfig
 from textcls.files import write_json
 from textcls.runfolder import is_run, library_versions, read_record
@@ -113,7 +114,7 @@ def main() -> None:
                           "mean": statistics.mean(accuracies), "sd": statistics.stdev(accuracies) if len(accuracies) > 1 else 0.0})
     wall = time.perf_counter() - started
 
-    print(f"\nlow-label fine-tuning on AG News dev ({args.seeds} seeds), {platform.processor() or platform.machine()}")
+    print(f"\nlow-label fine-tuning on AG News dev ({args.seeds} seeds), {cpu_model()}")
     print(f"{'labelled rows':>13} {'encoder':<24} {'dev accuracy':>16}")
     for cell in cells:
         print(f"{cell['labels']:>13} {cell['encoder']:<24} {cell['mean']:.4f} ± {cell['sd']:.4f}")
@@ -127,7 +128,7 @@ def main() -> None:
     write_json(Path(args.output), {
         "benchmark": "pretrain_gain", "config": vars(args), "cells": cells, "pretraining": pretraining,
         "wall_seconds": round(wall, 1), "versions": library_versions(),
-        "hardware": {"platform": platform.platform(), "processor": platform.processor(), "cpus": os.cpu_count()},
+        "hardware": {"platform": platform.platform(), "processor": cpu_model(), "cpus": os.cpu_count()},
         "measured": time.strftime("%Y-%m-%d %H:%M:%S"),
     })
     print(f"written: {args.output}")

@@ -16,7 +16,8 @@
 
 It prints macro-F1 and the minority class's recall for the imbalance case, accuracy for the long
 case and test micro-F1 for the multi-label case, and writes JSON (config, versions, hardware) to --output. The generated rows go to --work
-(under runs/, never committed); runs already there are reused, so an interrupted run continues.
+(under runs/, never committed); data and runs already there are reused when made with the same rows and
+options, so an interrupted run continues, and it stops naming the difference when they were not.
 
     python benchmarks/real_world.py --data ../shared/data/ag_news
 """
@@ -33,6 +34,9 @@ import time
 from pathlib import Path
 
 import textcls
+from pretrain_gain import check_reused  # benchmarks/pretrain_gain.py: stop where --work holds another recipe's runs
+from textcls.config import DataConfig, from_dict
+from textcls.data import load_data
 from textcls.files import write_json
 from textcls.runfolder import hardware, is_run, library_versions, read_record
 
@@ -120,11 +124,27 @@ def lengthened(rows: list[tuple[int, str]], rng: random.Random) -> list[tuple[in
 
 
 def train_once(data: Path, out: Path, **options) -> dict:
-    """The run's dev metrics (reused when `out` is already a run) and its training seconds."""
+    """The run's dev metrics (reused when `out` is already a run made from these rows with these options)
+    and its training seconds."""
     if not is_run(out):
         textcls.train(data=str(data), out=out, overwrite=True, **options)
-    metrics = read_record(out).metrics
+    record = read_record(out)
+    made = {**record.info["data_config"], **record.info["train_config"]}  # options of either config (multi_label is data's)
+    rows = load_data(from_dict(DataConfig, record.info["data_config"]), splits=("train", "dev")).fingerprint
+    check_reused(out, {**{key: made.get(key) for key in options}, "rows": record.info["data"]["fingerprint"]},
+                 {**json.loads(json.dumps(options)), "rows": rows})
+    metrics = record.metrics
     return {"dev": metrics["dev"], "train_seconds": metrics["train"]["train_seconds"]}
+
+
+def generated(data: Path, made_with: dict) -> bool:
+    """Whether `data` already holds rows generated with `made_with` (then they are reused); stops when it
+    holds rows generated otherwise."""
+    record = data / "made_with.json"
+    if not record.is_file():
+        return False
+    check_reused(data, json.loads(record.read_text(encoding="utf-8")), made_with)
+    return True
 
 
 def imbalance_case(args: argparse.Namespace, train: list, dev: list, work: Path) -> list[dict]:
@@ -148,9 +168,11 @@ def imbalance_case(args: argparse.Namespace, train: list, dev: list, work: Path)
 def long_case(args: argparse.Namespace, train: list, dev: list, work: Path) -> list[dict]:
     rng = random.Random(args.seed + 1)
     data = work / "long" / "data"
-    if not (data / "dev.csv").is_file():
+    made_with = {"rows": args.long_rows, "dev_rows": args.long_dev_rows, "seed": args.seed, "source": str(Path(args.data).resolve())}
+    if not generated(data, made_with):
         write_split(data / "train.csv", lengthened(rng.sample(train, args.long_rows), rng))
         write_split(data / "dev.csv", lengthened(rng.sample(dev, args.long_dev_rows), rng))
+        write_json(data / "made_with.json", made_with)
     results = []
     for strategy in ("truncate", "head-tail", "chunk"):
         run = train_once(data, work / "long" / f"{args.long_family}-{strategy}", family=args.long_family,
@@ -200,13 +222,16 @@ def micro_f1(gold: list[list[int]], predicted: list[list[int]]) -> float:
 def multilabel_case(args: argparse.Namespace, train: list, dev: list, work: Path) -> list[dict]:
     rng = random.Random(args.seed + 2)
     data = work / "multilabel" / "data"
-    if not (data / "test.csv").is_file():
+    made_with = {"rows": args.multilabel_rows, "dev_rows": args.multilabel_dev_rows, "seed": args.seed,
+                 "source": str(Path(args.data).resolve())}
+    if not generated(data, made_with):
         pool = train[:]
         rng.shuffle(pool)
         cut = len(pool) * args.multilabel_rows // (args.multilabel_rows + args.multilabel_dev_rows)
         write_multilabel_split(data / "train.csv", composite(pool[:cut], args.multilabel_rows, 0.5, rng))
         write_multilabel_split(data / "dev.csv", composite(pool[cut:], args.multilabel_dev_rows, 0.5, rng))
         write_multilabel_split(data / "test.csv", composite(dev, len(dev), 0.5, rng))
+        write_json(data / "made_with.json", made_with)
     results = []
     for family in args.multilabel_families.split(","):
         budget = {"epochs": args.epochs}

@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from inference import cpu_matrix_units  # benchmarks/inference.py: the CPU's matrix-unit flags and oneDNN's pick
+from textcls.runfolder import cpu_model
 from textcls.files import write_json
 from textcls.runfolder import library_versions
 
@@ -224,8 +225,8 @@ def main() -> None:
         "rows": rows,
         "ratios_max_to_min_clients": ratios,
         "median_ratio": float(np.median(ratios)) if ratios else None,
-        "versions": library_versions(),
-        "hardware": {"platform": platform.platform(), "processor": platform.processor(), "cpus": os.cpu_count()},
+        "versions": {**library_versions(), "onnxruntime": __import__("onnxruntime").__version__},  # the server may run ONNX
+        "hardware": {"platform": platform.platform(), "processor": cpu_model(), "cpus": os.cpu_count()},
         "measured": time.strftime("%Y-%m-%d %H:%M:%S"),
     })
     print(f"written: {args.output}")

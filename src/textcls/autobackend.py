@@ -27,7 +27,6 @@ import hashlib
 import json
 import logging
 import os
-import platform
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -38,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from textcls import runfolder
+from textcls.runfolder import cpu_flags, cpu_model
 from textcls.backends import load_predictor
 from textcls.config import AUTO_BACKEND, DataConfig, PredictConfig, from_dict
 from textcls.errors import StorageError, TextclsError
@@ -327,27 +327,6 @@ def machine_key(info: dict[str, Any], given: PredictConfig) -> tuple[str, dict[s
         "weights_sha256": hashlib.sha256(json.dumps(weights, sort_keys=True).encode()).hexdigest(),
     }
     return hashlib.sha256(json.dumps(machine, sort_keys=True).encode()).hexdigest()[:16], machine
-
-
-def _cpuinfo_field(name: str) -> str | None:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as handle:
-            for line in handle:
-                if line.split(":", 1)[0].strip() == name:
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return None
-
-
-def cpu_model() -> str:
-    """The processor's name ("AMD EPYC ...", "Intel(R) Xeon(R) ..."), or what the platform says."""
-    return _cpuinfo_field("model name") or platform.processor() or platform.machine()
-
-
-def cpu_flags() -> set[str]:
-    """The processor's feature flags (empty where /proc/cpuinfo is not available)."""
-    return set((_cpuinfo_field("flags") or "").split())
 
 
 def _on_gpu() -> bool:
