@@ -29,6 +29,7 @@ import contextlib
 import json
 import logging
 import shutil
+import tempfile
 import time
 import warnings
 from collections.abc import Iterator, Sequence
@@ -44,7 +45,7 @@ from textcls.engine import pad_id, pooled_logits
 from textcls.config import BACKEND_BATCH_SIZE, PredictConfig
 from textcls.errors import ConfigError, RunFolderError, TextclsError
 from textcls.explain import Explanation
-from textcls.files import make_folder, replace_folder, storage_error, write_atomic, write_json
+from textcls.files import folder_lock, replace_folder, storage_error, write_atomic, write_json
 from textcls.models.base import EXPLAIN, EXPORT_ONNX, PREDICT, Predictor, families_that, family_class
 from textcls.models.pretrained import PretrainedClassifier, set_attention_implementation
 from textcls.multilabel import label_decisions
@@ -302,7 +303,7 @@ def export_onnx(run_dir: str | Path, int8: bool = False, opset: int = OPSET) -> 
     """Export a pretrained-family run to `RUN/onnx/model.onnx` (and `model.int8.onnx`); returns export.json.
 
     Batch and sequence axes are dynamic. Each graph is checked against the torch model on `SAMPLE_TEXTS`;
-    the graphs and export.json are written into `RUN/.onnx.partial/`, which replaces `RUN/onnx/` whole
+    the graphs and export.json are written into a `RUN/.onnx.*.partial/` folder, which replaces `RUN/onnx/` whole
     only then, so a failed or killed export leaves the previous one usable.
     """
     onnxruntime = _require_onnxruntime()
@@ -325,11 +326,13 @@ def export_onnx(run_dir: str | Path, int8: bool = False, opset: int = OPSET) -> 
     args = tuple(sample[name] for name in input_names)
     axes = {name: {0: "batch", 1: "sequence"} for name in input_names}
     axes["logits"] = {0: "batch"}
-    # the graphs and export.json are one set: written into a folder of their own, which replaces the
-    # old one whole, so a failed or killed export leaves the previous export as it was
-    out_dir = run_dir / f".{ONNX_DIR}.partial"
-    shutil.rmtree(out_dir, ignore_errors=True)
-    make_folder(out_dir)
+    # the graphs and export.json are one set: written into a folder of this export's own (two processes
+    # may export one run at once: `--backend auto` exports on first use), which replaces the old one
+    # whole, so a failed or killed export leaves the previous export as it was
+    try:
+        out_dir = Path(tempfile.mkdtemp(prefix=f".{ONNX_DIR}.", suffix=".partial", dir=run_dir))
+    except OSError as error:
+        raise (storage_error(error, run_dir / ONNX_DIR) or error) from error
     record: dict[str, Any] = {
         "format": "onnx",
         "opset": opset,
@@ -369,7 +372,8 @@ def export_onnx(run_dir: str | Path, int8: bool = False, opset: int = OPSET) -> 
             write_atomic(out_dir / ONNX_FILES["onnx-int8"], quantise)
         write_json(out_dir / EXPORT_FILE, record)
         try:
-            replace_folder(out_dir, run_dir / ONNX_DIR)
+            with folder_lock(run_dir):  # two exports finishing at once swap their folders in turn
+                replace_folder(out_dir, run_dir / ONNX_DIR)
         except OSError as error:
             raise storage_error(error, run_dir / ONNX_DIR) or error
     except BaseException:

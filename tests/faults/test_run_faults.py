@@ -425,8 +425,23 @@ def test_a_failed_export_leaves_the_previous_export_whole(tiny_run, tmp_path, mo
     with pytest.raises(textcls.TextclsError, match="No space left on device"):
         onnx_backend.export_onnx(run, int8=True, opset=14)
     assert {path.name: path.read_bytes() for path in (run / "onnx").iterdir()} == before
-    assert not (run / ".onnx.partial").exists()
+    assert not list(run.glob(".onnx*"))  # no work folder left
     assert textcls.load(run, textcls.PredictConfig(backend="onnx-int8")).predict(["shares profit"])
+
+
+def test_two_exports_of_one_run_at_once_both_finish(tiny_run, tmp_path):
+    # `--backend auto` exports on first use, so two commands may export one run together: a shared work
+    # folder would be deleted under the other, and two swaps at once would collide
+    pytest.importorskip("onnxruntime")
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[2]), os.environ.get("PYTHONPATH", "")])}
+    exports = [subprocess.Popen([sys.executable, "-m", "textcls", "export", str(run), "--int8"], stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE, text=True, env=env) for _ in range(2)]
+    assert [process.wait(timeout=300) for process in exports] == [0, 0], [process.stderr.read()[-2000:] for process in exports]
+    assert sorted(path.name for path in (run / "onnx").iterdir()) == ["export.json", "model.int8.onnx", "model.onnx"]
+    assert not list(run.glob(".onnx*"))
+    assert textcls.load(run, textcls.PredictConfig(backend="onnx")).predict(["shares profit"])
 
 
 def test_a_bad_out_or_bad_data_is_a_clear_error_that_writes_nothing(tmp_path):
