@@ -81,14 +81,14 @@ class LoadedData:
     skipped_rows: int
     multi_label: bool = False
     # How integer labels were read: 0 or 1 when they index `label_names` from 0 or 1, None when the labels
-    # are names (an integer that is itself a name counts as one). A run records it, see `KnownLabels`.
+    # are names (an integer that is itself a name counts as one). A run records it, see `KnownData`.
     label_base: int | None = None
     # The columns joined into each text (train's, else the first split's): named or found by layout.
     text_columns: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
-class KnownLabels:
+class KnownData:
     """What a trained run knows of its data, for reading new data the way its training data was read:
     integer labels index `names` (when the data has no classes file of its own), counting from `base`
     unless the labels themselves show their base (a 0, or the class count N); the text is read from
@@ -156,11 +156,11 @@ def load_data(
     config: DataConfig,
     splits: tuple[str, ...] = ("train", "dev", "test"),
     require_train: bool = True,
-    known: KnownLabels | None = None,
+    known: KnownData | None = None,
 ) -> LoadedData:
     """Read, validate and label-map the requested splits; carve dev from train when there is none.
 
-    `known`: a trained run's labels, when reading data to score it (see `KnownLabels`).
+    `known`: what a trained run knows of its data (labels, text columns), when reading data to score it (see `KnownData`).
 
     Example:
         >>> data = load_data(DataConfig(data="my_folder"), splits=("dev",), require_train=False)  # doctest: +SKIP
@@ -213,7 +213,7 @@ def load_data(
 
 
 def _read_examples(
-    sources: dict[str, _Reader], needed: set[str], config: DataConfig, bad: _BadRows, known: KnownLabels | None = None
+    sources: dict[str, _Reader], needed: set[str], config: DataConfig, bad: _BadRows, known: KnownData | None = None
 ) -> tuple[dict[str, list[_Example]], dict[str, str], bool, dict[str, tuple[str, ...]]]:
     """Each needed split's valid rows with raw labels, its source name, whether a file is headerless AG News,
     and each split's text columns."""
@@ -944,7 +944,7 @@ def _build_label_map(
     names: list[str] | None,
     headerless: bool,
     base: int | None,
-    known: KnownLabels | None,
+    known: KnownData | None,
 ) -> _LabelMap:
     labels = [label for rows in examples.values() for example in rows for label in _label_tuple(example.label)]
     integers = {label for label in labels if isinstance(label, int)}

@@ -124,6 +124,20 @@ def write_json(path: Path, payload: Any) -> Path:
     return write_text_atomic(path, json.dumps(payload, indent=2, ensure_ascii=False) + "\n")
 
 
+@contextlib.contextmanager
+def work_folder(parent: Path, prefix: str) -> Iterator[Path]:
+    """A fresh hidden folder `parent/.PREFIX.*.partial` of this writer's own (two writers into one parent
+    never share one), removed on the way out whatever happened; a storage failure is a `StorageError`."""
+    try:
+        folder = Path(tempfile.mkdtemp(prefix=f".{prefix}.", suffix=".partial", dir=parent))
+    except OSError as error:
+        raise (storage_error(error, Path(parent) / prefix) or error) from error
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def replace_folder(work_dir: Path, target: Path) -> None:
     """Rename the finished folder `work_dir` over `target`. The folder it replaces is kept as `.NAME.old`
     beside it until the new one is in place, so readers see the old set of files or the new one, never a

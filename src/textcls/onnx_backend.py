@@ -28,8 +28,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import shutil
-import tempfile
 import time
 import warnings
 from collections.abc import Iterator, Sequence
@@ -45,7 +43,7 @@ from textcls.engine import pad_id, pooled_logits
 from textcls.config import BACKEND_BATCH_SIZE, PredictConfig
 from textcls.errors import ConfigError, RunFolderError, TextclsError
 from textcls.explain import Explanation
-from textcls.files import folder_lock, replace_folder, storage_error, write_atomic, write_json
+from textcls.files import folder_lock, replace_folder, storage_error, work_folder, write_atomic, write_json
 from textcls.models.base import EXPLAIN, EXPORT_ONNX, PREDICT, Predictor, families_that, family_class
 from textcls.models.pretrained import PretrainedClassifier, set_attention_implementation
 from textcls.multilabel import label_decisions
@@ -326,13 +324,6 @@ def export_onnx(run_dir: str | Path, int8: bool = False, opset: int = OPSET) -> 
     args = tuple(sample[name] for name in input_names)
     axes = {name: {0: "batch", 1: "sequence"} for name in input_names}
     axes["logits"] = {0: "batch"}
-    # the graphs and export.json are one set: written into a folder of this export's own (two processes
-    # may export one run at once: `--backend auto` exports on first use), which replaces the old one
-    # whole, so a failed or killed export leaves the previous export as it was
-    try:
-        out_dir = Path(tempfile.mkdtemp(prefix=f".{ONNX_DIR}.", suffix=".partial", dir=run_dir))
-    except OSError as error:
-        raise (storage_error(error, run_dir / ONNX_DIR) or error) from error
     record: dict[str, Any] = {
         "format": "onnx",
         "opset": opset,
@@ -366,7 +357,10 @@ def export_onnx(run_dir: str | Path, int8: bool = False, opset: int = OPSET) -> 
         quantise_int8(out_dir / ONNX_FILES["onnx"], temporary)
         record["files"]["onnx-int8"] = _checked(temporary, "onnx-int8", reference, model_dir, info)
 
-    try:
+    # the graphs and export.json are one set: written into a folder of this export's own (two processes
+    # may export one run at once: `--backend auto` exports on first use), which replaces the old one
+    # whole, so a failed or killed export leaves the previous export as it was
+    with work_folder(run_dir, ONNX_DIR) as out_dir:
         write_atomic(out_dir / ONNX_FILES["onnx"], export)
         if int8:
             write_atomic(out_dir / ONNX_FILES["onnx-int8"], quantise)
@@ -376,9 +370,6 @@ def export_onnx(run_dir: str | Path, int8: bool = False, opset: int = OPSET) -> 
                 replace_folder(out_dir, run_dir / ONNX_DIR)
         except OSError as error:
             raise storage_error(error, run_dir / ONNX_DIR) or error
-    except BaseException:
-        shutil.rmtree(out_dir, ignore_errors=True)  # the previous export, if any, is still in place
-        raise
     return record
 
 

@@ -19,8 +19,6 @@ from __future__ import annotations
 import base64
 import html
 import os
-import shutil
-import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -29,7 +27,7 @@ import numpy as np
 
 from textcls import plots
 from textcls.evaluation import calibration, classification_metrics, multilabel_metrics
-from textcls.files import folder_lock, make_folder, storage_error, write_json, write_text_atomic
+from textcls.files import folder_lock, make_folder, work_folder, write_json, write_text_atomic
 from textcls.imbalance import MIN_DEV_ROWS_PER_CLASS, small_classes
 from textcls.multilabel import decide
 from textcls.runfolder import METRICS_FILE, RunRecord, read_record
@@ -437,19 +435,13 @@ def write_explanation(expl: Any, out_dir: Path) -> dict[str, Path]:
     failed write leaves the previous explanation as it was, never half of each.
     """
     final_dir = make_folder(Path(out_dir))
-    try:
-        out_dir = Path(tempfile.mkdtemp(prefix=".explanation.", suffix=".partial", dir=final_dir))  # one per writer
-    except OSError as error:
-        raise (storage_error(error, final_dir) or error) from error
-    try:
-        names = _write_explanation_files(expl, out_dir)
+    with work_folder(final_dir, "explanation") as work_dir:
+        names = _write_explanation_files(expl, work_dir)
         with folder_lock(final_dir):  # two explains into one folder: each moves its whole set in turn
             for name in EXPLANATION_FILES - set(names):
                 (final_dir / name).unlink(missing_ok=True)
             for name in names:
-                os.replace(out_dir / name, final_dir / name)
-    finally:
-        shutil.rmtree(out_dir, ignore_errors=True)
+                os.replace(work_dir / name, final_dir / name)
     return {name: final_dir / name for name in names}
 
 

@@ -27,7 +27,7 @@ import numpy as np
 from textcls import imbalance, multilabel, runfolder
 from textcls.backends import check_classifier_run, load_predictor
 from textcls.config import AUTO_BACKEND, DataConfig, PredictConfig, TrainConfig, from_dict, split_options, to_dict
-from textcls.data import KnownLabels, LoadedData, load_data
+from textcls.data import KnownData, LoadedData, load_data
 from textcls.errors import ConfigError, RunFolderError, StorageError, TextclsError
 from textcls.evaluation import classification_metrics, multilabel_metrics
 from textcls.explain import Explanation
@@ -394,7 +394,7 @@ def score(
         # new data: one file is the split to score. The run's own one file stays what training made of it,
         # train with dev carved off: scored whole, its dev would be mostly training rows
         data_config = _one_file_is_the_split(data_config, split)
-    known = KnownLabels(run.label_names, run.info.get("data", {}).get("label_base"), run_text_columns(run.info))
+    known = KnownData(run.label_names, run.info.get("data", {}).get("label_base"), run_text_columns(run.info))
     dataset = load_data(data_config, splits=("dev", "test"), require_train=False, known=known)
     chosen = split
     if chosen not in dataset.splits:

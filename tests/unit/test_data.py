@@ -118,13 +118,13 @@ def test_integer_labels_that_are_all_names_map_by_name_whatever_class_is_missing
 
 
 def test_labels_that_show_no_base_follow_the_known_run_else_warn(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    from textcls.data import KnownLabels
+    from textcls.data import KnownData
 
     # 1-based labels of a test file without its top class (4): neither a 0 nor an N says which base they use
     write_csv(tmp_path / "test.csv", [["text", "label"], ["a", 1], ["b", 3], ["c", 2]])
     (tmp_path / "classes.txt").write_text("\n".join(NAMES))
     config = DataConfig(data=str(tmp_path))
-    run_read_one_based = load_data(config, splits=("test",), require_train=False, known=KnownLabels(NAMES, 1))
+    run_read_one_based = load_data(config, splits=("test",), require_train=False, known=KnownData(NAMES, 1))
     assert run_read_one_based.splits["test"].labels == [0, 2, 1] and run_read_one_based.label_base == 1
     with caplog.at_level(logging.WARNING, logger="textcls.data"):
         guessed = load_data(config, splits=("test",), require_train=False)
@@ -134,16 +134,16 @@ def test_labels_that_show_no_base_follow_the_known_run_else_warn(tmp_path: Path,
     assert forced.splits["test"].labels == [0, 2, 1]
     # labels that do show their base win over the run's: a 0 means 0-based
     write_csv(tmp_path / "test.csv", [["text", "label"], ["a", 0], ["b", 3]])
-    shown = load_data(config, splits=("test",), require_train=False, known=KnownLabels(NAMES, 1))
+    shown = load_data(config, splits=("test",), require_train=False, known=KnownData(NAMES, 1))
     assert shown.splits["test"].labels == [0, 3] and shown.label_base == 0
 
 
 def test_integer_labels_without_a_classes_file_index_the_known_run_names(tmp_path: Path) -> None:
-    from textcls.data import KnownLabels
+    from textcls.data import KnownData
 
     write_csv(tmp_path / "test.csv", [["text", "label"], ["a", 2], ["b", 0]])
     loaded = load_data(DataConfig(test_file=str(tmp_path / "test.csv")), splits=("test",), require_train=False,
-                       known=KnownLabels(NAMES, 0))
+                       known=KnownData(NAMES, 0))
     assert loaded.label_names == NAMES and loaded.splits["test"].labels == [2, 0]
 
 
