@@ -21,11 +21,13 @@ os.environ.setdefault("TORCHINDUCTOR_FORCE_DISABLE_CACHES", "1")
 import torch  # noqa: E402
 
 import textcls
-from textcls.data import load_data
-from textcls.engine import TokenizedRows, encode_ids, pad_id
-from textcls.environment import embedded_model_path, resolve_precision
+from textcls.data.loading import load_data
+from textcls.training.loaders import TokenizedRows
+from textcls.training.tokens import encode_ids, pad_id
+from textcls.models.encoders import embedded_model_path
+from textcls.training.device import resolve_precision
 from textcls.files import write_json
-from textcls.runfolder import library_versions
+from textcls.machine import library_versions
 from train_throughput import MAX_LENGTH, first_batches, machine, timed_steps
 
 

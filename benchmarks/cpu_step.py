@@ -29,12 +29,14 @@ from pathlib import Path
 import torch
 
 import textcls
-from textcls.cpu_speed import lean_cpu_training
-from textcls.data import load_data
-from textcls.engine import TokenizedRows, encode_ids, pad_id
-from textcls.environment import embedded_model_path, resolve_precision
+from textcls.training.cpu_speed import lean_cpu_training
+from textcls.data.loading import load_data
+from textcls.training.loaders import TokenizedRows
+from textcls.training.tokens import encode_ids, pad_id
+from textcls.models.encoders import embedded_model_path
+from textcls.training.device import resolve_precision
 from textcls.files import write_json
-from textcls.runfolder import library_versions
+from textcls.machine import library_versions
 from train_throughput import MAX_LENGTH, PROXY, bert_from_config, first_batches, machine, timed_steps
 
 WAYS = {"stock": "sdpa", "eager": "eager", "lean": "sdpa"}  # the attention kernel each loads with

@@ -30,11 +30,11 @@ import torch
 
 import textcls
 from textcls.config import TrainConfig
-from textcls.data import load_data
-from textcls.engine import encode_ids
-from textcls.environment import embedded_model_path
+from textcls.data.loading import load_data
+from textcls.training.tokens import encode_ids
+from textcls.models.encoders import embedded_model_path
 from textcls.models.pretrained import PretrainedClassifier
-from textcls.runfolder import hardware, library_versions
+from textcls.machine import hardware, library_versions
 
 # the settings compared: the device defaults with or without compile, and other token budgets with an lr
 # scaled by about the square root of the batch ratio

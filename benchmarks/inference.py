@@ -34,12 +34,13 @@ import pandas as pd
 import torch
 
 import textcls
-from textcls.runfolder import cpu_model
-from textcls.autobackend import cpu_flags
+from textcls.machine import cpu_model
+from textcls.inference.auto import cpu_flags
 from textcls.config import PredictConfig
 from textcls.files import write_atomic, write_json
-from textcls.onnx_backend import ONNX_DIR, ONNX_FILES, export_onnx
-from textcls.runfolder import backend_cache_path, is_run, library_versions
+from textcls.inference.onnx import ONNX_DIR, ONNX_FILES, export_onnx
+from textcls.runfolder import backend_cache_path, is_run
+from textcls.machine import library_versions
 
 log = logging.getLogger("benchmark")
 

@@ -38,10 +38,11 @@ from pathlib import Path
 import numpy as np
 
 from inference import cpu_matrix_units, exported_run_and_data, read_texts
-from textcls.runfolder import cpu_model
+from textcls.machine import cpu_model
 from textcls.files import write_json
-from textcls.onnx_backend import DISABLED_FUSIONS, ONNX_DIR, ONNX_FILES, quantise_int8
-from textcls.runfolder import library_versions, model_dir
+from textcls.inference.onnx import DISABLED_FUSIONS, ONNX_DIR, ONNX_FILES, quantise_int8
+from textcls.machine import library_versions
+from textcls.runfolder import model_dir
 
 log = logging.getLogger("benchmark")
 

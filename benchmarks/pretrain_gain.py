@@ -25,10 +25,11 @@ import time
 from pathlib import Path
 
 import textcls
-from textcls.runfolder import cpu_model
+from textcls.machine import cpu_model
 from textcls.config import PretrainConfig
 from textcls.files import write_json
-from textcls.runfolder import is_run, library_versions, read_record
+from textcls.runfolder import is_run, read_record
+from textcls.machine import library_versions
 
 log = logging.getLogger("benchmark")
 

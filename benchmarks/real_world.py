@@ -36,9 +36,10 @@ from pathlib import Path
 import textcls
 from pretrain_gain import check_reused  # benchmarks/pretrain_gain.py: stop where --work holds another recipe's runs
 from textcls.config import DataConfig, from_dict
-from textcls.data import load_data
+from textcls.data.loading import load_data
 from textcls.files import write_json
-from textcls.runfolder import hardware, is_run, library_versions, read_record
+from textcls.machine import hardware, library_versions
+from textcls.runfolder import is_run, read_record
 
 log = logging.getLogger("benchmark")
 LABELS = ["World", "Sports", "Business", "Sci/Tech"]

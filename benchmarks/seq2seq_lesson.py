@@ -25,6 +25,7 @@ import platform
 import time
 from pathlib import Path
 
+from textcls import machine
 from textcls import runfolder, seq2seq
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -91,7 +92,7 @@ def main() -> None:
         attention: _bucket(report, "41-60")["bleu"] / _bucket(report, "1-20")["bleu"] for attention, report in by_length.items()
     }
     results = {
-        "machine": {**runfolder.hardware(), "python": platform.python_version(), "torch_threads": args.threads},
+        "machine": {**machine.hardware(), "python": platform.python_version(), "torch_threads": args.threads},
         "versions": dates_metrics and seq2seq.load(dates_run).info["versions"],
         "dates": {
             "run": str(dates_run), "config": run.info["config"], "training": {k: v for k, v in dates_metrics["training"].items() if k != "history"},

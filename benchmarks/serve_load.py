@@ -31,9 +31,9 @@ import numpy as np
 import pandas as pd
 
 from inference import cpu_matrix_units  # benchmarks/inference.py: the CPU's matrix-unit flags and oneDNN's pick
-from textcls.runfolder import cpu_model
+from textcls.machine import cpu_model
 from textcls.files import write_json
-from textcls.runfolder import library_versions
+from textcls.machine import library_versions
 
 log = logging.getLogger("benchmark")
 

@@ -24,11 +24,11 @@ import torch
 
 import textcls
 from textcls.config import TrainConfig
-from textcls.data import Split, load_data
-from textcls.environment import embedded_model_path
+from textcls.data.loading import Split, load_data
+from textcls.models.encoders import embedded_model_path
 from textcls.files import write_json
 from textcls.models.pretrained import PretrainedClassifier
-from textcls.runfolder import hardware, library_versions
+from textcls.machine import hardware, library_versions
 
 WARMUP = 3  # profiler warm-up steps: recorded, then dropped
 

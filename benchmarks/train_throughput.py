@@ -52,14 +52,17 @@ import torch
 
 import textcls
 from textcls.config import TrainConfig
-from textcls.cpu_speed import lean_cpu_training
-from textcls.data import Split, load_data
-from textcls.batching import training_plan
-from textcls.engine import ThroughputMeter, TokenizedRows, encode_ids, pad_id, to_device
-from textcls.environment import embedded_model_path, resolve_precision
+from textcls.training.cpu_speed import lean_cpu_training
+from textcls.data.loading import Split, load_data
+from textcls.training.batching import training_plan
+from textcls.training.throughput import ThroughputMeter
+from textcls.training.loaders import TokenizedRows, to_device
+from textcls.training.tokens import encode_ids, pad_id
+from textcls.models.encoders import embedded_model_path
+from textcls.training.device import resolve_precision
 from textcls.files import write_json
 from textcls.models.pretrained import PretrainedClassifier
-from textcls.runfolder import cpu_model, library_versions
+from textcls.machine import cpu_model, library_versions
 
 LABEL_COUNT = 4
 MAX_LENGTH = 128  # TrainConfig's default, as the fits below use
@@ -90,8 +93,9 @@ def before_fit(train: Split, dev: Split, label_names: list[str], config: TrainCo
     from datasets import Dataset
     from transformers import DataCollatorWithPadding, EarlyStoppingCallback, Trainer, TrainerCallback, TrainingArguments, set_seed
 
-    from textcls.evaluation import headline_metrics
-    from textcls.models.pretrained import _load_tokenizer_and_model, clamp_max_length, training_callbacks
+    from textcls.reporting.metrics import headline_metrics
+    from textcls.models.pretrained import _load_tokenizer_and_model, clamp_max_length
+    from textcls.training.trainer import training_callbacks
 
     started = time.perf_counter()
     config = dataclasses.replace(config, batch_size=config.batch_size or 32, lr=config.lr or 1e-4)
@@ -418,7 +422,7 @@ def print_table(report: dict) -> None:
 
 
 def machine() -> dict[str, Any]:
-    """The machine a benchmark ran on, for its JSON: the CPU by name (`runfolder.cpu_model`), cores, torch threads and the GPU if any."""
+    """The machine a benchmark ran on, for its JSON: the CPU by name (`machine.cpu_model`), cores, torch threads and the GPU if any."""
     return {"platform": platform.platform(), "processor": cpu_model(), "cpus": os.cpu_count(),
             "torch_threads": torch.get_num_threads(),
             "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}

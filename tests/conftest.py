@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from textcls.data import Split
+from textcls.data.loading import Split
 
 # Tests must never reach the network, even by accident.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-# Token ids are cached on disk (textcls.engine); tests keep theirs out of the user's cache.
+# Token ids are cached on disk (textcls.training); tests keep theirs out of the user's cache.
 os.environ.setdefault("TEXTCLS_CACHE_DIR", tempfile.mkdtemp(prefix="textcls-test-token-cache-"))
 
 SHARED_AG_NEWS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ag_news"

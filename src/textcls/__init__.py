@@ -10,7 +10,7 @@ Example:
 
 from textcls.config import DataConfig, PredictConfig, ServeConfig, TrainConfig
 from textcls.errors import ConfigError, DataError, RunFolderError, TextclsError
-from textcls.runs import Run, TrainResult, evaluate, load, train
+from textcls.runs.api import Run, TrainResult, evaluate, load, train
 
 __version__ = "0.1.0"
 
@@ -22,14 +22,14 @@ def pretrain(data: str, out: str = "runs/mlm", overwrite: bool = False, **option
         >>> textcls.pretrain("news.txt", "runs/mlm", epochs=1)   # doctest: +SKIP
     """
     from textcls.config import PretrainConfig
-    from textcls.pretraining import pretrain as run_pretraining
+    from textcls.runs.pretraining import pretrain as run_pretraining
 
     return run_pretraining(PretrainConfig(data=data, **options), out, overwrite=overwrite)
 
 
 def fill_mask(run_or_model: str | None, text: str, top_k: int = 5) -> list:
-    """The top words for each `[MASK]` in `text` (see `textcls.pretraining.fill_mask`)."""
-    from textcls.pretraining import fill_mask as fill
+    """The top words for each `[MASK]` in `text` (see `textcls.runs.pretraining.fill_mask`)."""
+    from textcls.runs.pretraining import fill_mask as fill
 
     return fill(run_or_model, text, top_k)
 

@@ -1,5 +1,5 @@
 """`python -m textcls ...`, also what `torchrun -m textcls train ...` runs on each process."""
 
-from textcls.cli import main
+from textcls.cli.main import main
 
 main()

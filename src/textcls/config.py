@@ -23,7 +23,7 @@ from textcls.families import DEFAULT_FAMILY, FAMILIES
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 FRESH_HEADS = ("data", "random")  # how `pretrain` starts an MLM head the encoder lacks
-AUTO_BACKEND = "auto"  # the fastest agreeing backend, measured once per machine (`textcls.autobackend`)
+AUTO_BACKEND = "auto"  # the fastest agreeing backend, measured once per machine (`textcls.inference.auto`)
 ENGINES = ("torch", "onnx", "onnx-int8")  # the backends that run a model
 BACKENDS = (AUTO_BACKEND, *ENGINES)
 # Texts per model call where none is given, measured on 2 CPU cores with sorted batches: torch is
@@ -348,7 +348,7 @@ class TrainConfig:
 
 
 def _check_class_weights(value: str) -> None:
-    """none, balanced, a .json path (read with the data, `textcls.imbalance`) or an inline JSON object of
+    """none, balanced, a .json path (read with the data, `textcls.data.imbalance`) or an inline JSON object of
     label name -> positive weight; the names are checked against the labels once the data is read."""
     if value in CLASS_WEIGHT_MODES or value.endswith(".json"):
         return

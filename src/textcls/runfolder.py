@@ -24,7 +24,6 @@ import contextlib
 import hashlib
 import json
 import os
-import platform
 import shutil
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -155,46 +154,6 @@ def pretraining_run(path: str | Path) -> Path | None:
 def is_run(run_dir: Path) -> bool:
     """Whether `run_dir` holds a finished run (its `textcls.json`)."""
     return (Path(run_dir) / RUN_FILE).is_file()
-
-
-def library_versions() -> dict[str, str]:
-    """Versions that decide whether a run folder can be reproduced."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    versions = {"python": platform.python_version()}
-    for package in ("textcls", "torch", "transformers", "datasets", "accelerate", "scikit-learn", "tokenizers"):
-        try:
-            versions[package] = version(package)
-        except PackageNotFoundError:
-            pass
-    return versions
-
-
-def hardware() -> dict[str, Any]:
-    """The machine a run was made on."""
-    return {"platform": platform.platform(), "processor": cpu_model(), "cpus": os.cpu_count()}
-
-
-def _cpuinfo_field(name: str) -> str | None:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as handle:
-            for line in handle:
-                if line.split(":", 1)[0].strip() == name:
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return None
-
-
-def cpu_model() -> str:
-    """The processor's name ("AMD EPYC ...", "Intel(R) Xeon(R) ..."), or what the platform says
-    (`platform.processor()` alone is empty on Linux)."""
-    return _cpuinfo_field("model name") or platform.processor() or platform.machine()
-
-
-def cpu_flags() -> set[str]:
-    """The processor's feature flags (empty where /proc/cpuinfo is not available)."""
-    return set((_cpuinfo_field("flags") or "").split())
 
 
 def _is_int(value: Any) -> bool:

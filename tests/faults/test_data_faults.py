@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from textcls.config import DataConfig
-from textcls.data import load_data
+from textcls.data.loading import load_data
 from textcls.errors import DataError, TextclsError
 from tests.unit.test_data import write_csv, write_jsonl
 
@@ -249,7 +249,7 @@ def test_one_class_with_a_classes_file_prints_the_name_not_the_index(tmp_path: P
 
 def test_tfidf_one_class_message_prints_names(tmp_path: Path) -> None:
     from textcls.config import TrainConfig
-    from textcls.data import Split
+    from textcls.data.loading import Split
     from textcls.models.linear import TfidfClassifier
 
     train = Split("train", ["goal coach", "season goal"], [1, 1], "generated")
@@ -337,7 +337,7 @@ def overlap_folder(folder: Path, repeats: int) -> Path:
 def test_train_dev_overlap_above_one_percent_is_warned(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.WARNING, logger="textcls.data"):
         load_data(data_config(data=str(overlap_folder(tmp_path, repeats=2))))
-    warnings = [r.getMessage() for r in caplog.records if r.name == "textcls.data" and r.levelno == logging.WARNING]
+    warnings = [r.getMessage() for r in caplog.records if r.name.startswith("textcls.data") and r.levelno == logging.WARNING]
     assert len(warnings) == 1 and "2 of 20 dev rows (10.0%) repeat a train text" in warnings[0]
 
 

@@ -175,7 +175,7 @@ def test_checkpoints_and_run_folders_hold_no_pickle_and_resume_loads_only_weight
     from textcls.config import TrainConfig
     from textcls.models.pretrained import PretrainedClassifier
 
-    rows = textcls.runs.load_data(textcls.DataConfig(data=str(data)), splits=("train", "dev"))
+    rows = textcls.runs.api.load_data(textcls.DataConfig(data=str(data)), splits=("train", "dev"))
     train, dev = rows.splits["train"], rows.splits["dev"]
     options = {"model": str(tiny_bert), "batch_size": 8, "max_length": 32, "lr": 1e-3, "precision": "fp32"}
     PretrainedClassifier.fit(train, dev, rows.label_names, TrainConfig(epochs=1, **options), tmp_path / "ckpt")
@@ -411,7 +411,7 @@ def test_a_failed_export_leaves_the_previous_export_whole(tiny_run, tmp_path, mo
     pytest.importorskip("onnxruntime")
     import errno
 
-    from textcls import onnx_backend
+    from textcls.inference import onnx as onnx_backend
 
     run = tmp_path / "run"
     shutil.copytree(tiny_run, run)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from textcls.cli import app
+from textcls.cli.main import app
 from textcls.families import FAMILIES
 
 runner = CliRunner()
@@ -238,10 +238,10 @@ def test_export_then_predict_and_evaluate_on_the_onnx_backends(run_dir):
 
 
 def test_negative_bool_flags_turn_options_off(monkeypatch, tmp_path):
-    import textcls.runs
+    import textcls.runs.api
 
     seen = {}
-    monkeypatch.setattr(textcls.runs, "train", lambda **kwargs: seen.update(kwargs) or (_ for _ in ()).throw(ValueError("stop")))
+    monkeypatch.setattr(textcls.runs.api, "train", lambda **kwargs: seen.update(kwargs) or (_ for _ in ()).throw(ValueError("stop")))
     invoke("train", "--data", "x", "--no-group-by-length", "--skip-bad-rows")
     assert seen["train_config"].group_by_length is False
     assert seen["data_config"].skip_bad_rows is True

@@ -7,7 +7,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from textcls.cli import app
+from textcls.cli.main import app
 from tests.conftest import write_ag_news_folder
 
 

@@ -94,7 +94,7 @@ def _budget_step(rank: int, store_path: str, minutes: list[float], stopped) -> N
 
     import torch.distributed as dist
 
-    from textcls.models.pretrained import _TimeBudget
+    from textcls.training.trainer import _TimeBudget
 
     dist.init_process_group("gloo", init_method=f"file://{store_path}", rank=rank, world_size=2)
     try:

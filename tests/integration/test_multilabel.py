@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 import textcls
-from textcls.cli import app
+from textcls.cli.main import app
 from tests.conftest import TOPIC_WORDS, write_ag_news_folder, write_multilabel_folder
 
 LABELS = list(TOPIC_WORDS)
@@ -123,14 +123,14 @@ def test_pretrained_multi_label_uses_bce_and_onnx_sigmoid_agrees_with_torch(mult
     pytest.importorskip("onnxruntime")
     from transformers import AutoConfig
 
-    from textcls.onnx_backend import export_onnx
+    from textcls.inference.onnx import export_onnx
 
     assert AutoConfig.from_pretrained(multilabel_run / "model").problem_type == "multi_label_classification"
     metrics = json.loads((multilabel_run / "metrics.json").read_text())
     assert metrics["dev"]["micro_f1"] >= 0.6, metrics["dev"]
     record = export_onnx(multilabel_run, int8=True)
     assert record["multi_label"] is True
-    texts = textcls.runs.score(multilabel_run, split="dev", predict_config=textcls.PredictConfig(backend="torch")).texts
+    texts = textcls.runs.api.score(multilabel_run, split="dev", predict_config=textcls.PredictConfig(backend="torch")).texts
     torch_run = textcls.load(multilabel_run, textcls.PredictConfig(backend="torch"))
     expected = torch_run.predict_proba(texts)
     assert not np.allclose(expected.sum(axis=1), 1.0)  # sigmoids, not a softmax

@@ -7,7 +7,7 @@ import json
 from typer.testing import CliRunner
 
 from tests.conftest import make_texts
-from textcls.cli import app
+from textcls.cli.main import app
 
 runner = CliRunner()
 

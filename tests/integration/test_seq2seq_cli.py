@@ -8,7 +8,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from textcls.cli import app
+from textcls.cli.main import app
 
 runner = CliRunner()
 TINY = ["--embedding-size", "16", "--encoder-hidden", "16", "--decoder-hidden", "32", "--attention-size", "16",

@@ -1,6 +1,6 @@
-"""The layout's rules, checked on the source: no import circle (imports inside functions count),
-family names written once, one owner of the run-folder files, figures only in plots.py, a server
-that never imports torch.
+"""The layout's rules, checked on the source: packages in layers that import only downwards, no
+import circle (imports inside functions count), family names written once, one owner of the
+run-folder files, figures only in `reporting/plots.py`, no torch below `training/` or in the server.
 
 Each rule reads the source with `ast`, so a violation names the file and line.
 """
@@ -46,7 +46,7 @@ def _imported_modules(module: str, path: Path) -> list[tuple[str, int]]:
                 parts = package.split(".")[: len(package.split(".")) - node.level + 1]
                 base = ".".join(parts + ([base] if base else []))
             found.append((base, node.lineno))
-            # `from textcls import plots` imports the module textcls.plots
+            # `from textcls import plots` imports the module textcls.reporting.plots
             found.extend((f"{base}.{alias.name}", node.lineno) for alias in node.names if f"{base}.{alias.name}" in MODULES)
         for child in ast.iter_child_nodes(node):
             visit(child)
@@ -112,39 +112,103 @@ def _string_literals(path: Path) -> list[tuple[str, int]]:
     ]
 
 
+# The layers, lowest first. A module may import its own layer and the ones before it, never a later
+# one. The foundation is one layer of single modules; every other layer is a package.
+FOUNDATION = ("textcls.errors", "textcls.files", "textcls.machine", "textcls.families", "textcls.config", "textcls.runfolder")
+LAYERS = [
+    FOUNDATION,
+    ("textcls.data",),
+    ("textcls.reporting",),
+    ("textcls.training",),
+    ("textcls.models",),
+    ("textcls.inference",),
+    ("textcls.runs",),
+    ("textcls.seq2seq",),
+    ("textcls.serving",),
+    ("textcls.cli",),
+]
+TOP = ("textcls", "textcls.__main__")  # the public API and `python -m textcls` sit above every layer
+# Libraries a layer never imports: the layers below training/ read, check and draw without torch.
+FORBIDDEN = {
+    FOUNDATION: ("torch", "transformers", "tokenizers", "matplotlib"),
+    ("textcls.data",): ("torch", "transformers", "tokenizers", "matplotlib"),
+    ("textcls.reporting",): ("torch", "transformers", "tokenizers"),
+    ("textcls.serving",): ("torch", "transformers"),
+}
+
+
+def _layer(module: str) -> int | None:
+    for number, members in enumerate(LAYERS):
+        if any(module == member or module.startswith(member + ".") for member in members):
+            return number
+    return None
+
+
+def _third_party_imports(path: Path) -> list[tuple[str, int]]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    found = []
+    for node in ast.walk(tree):
+        if _is_type_checking_block(node):
+            continue
+        if isinstance(node, ast.Import):
+            found.extend((alias.name.split(".")[0], node.lineno) for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            found.append((node.module.split(".")[0], node.lineno))
+    return found
+
+
 def test_the_checker_sees_imports_inside_functions_and_finds_a_planted_circle(tmp_path):
-    # The rule below must be able to fail: a circle closed by an import inside a function is found.
+    # The rules below must be able to fail: a circle closed by an import inside a function is found.
     graph = _import_graph()
-    assert "textcls.runfolder" in graph["textcls.runs"]
-    planted = {**graph, "textcls.runfolder": graph["textcls.runfolder"] | {"textcls.runs"}}
-    assert any({"textcls.runs", "textcls.runfolder"} <= set(group) for group in _cycles(planted))
+    assert "textcls.runfolder" in graph["textcls.runs.api"]
+    planted = {**graph, "textcls.runfolder": graph["textcls.runfolder"] | {"textcls.runs.api"}}
+    assert any({"textcls.runs.api", "textcls.runfolder"} <= set(group) for group in _cycles(planted))
     # `import` statements inside a function body are read too.
     source = tmp_path / "probe.py"
-    source.write_text("def f():\n    from textcls import plots\n    import textcls.report\n")
-    assert {name for name, _ in _imported_modules("textcls.probe", source)} >= {"textcls.plots", "textcls.report"}
+    source.write_text("def f():\n    from textcls.reporting import plots\n    import textcls.reporting.html\n")
+    assert {name for name, _ in _imported_modules("textcls.probe", source)} >= {"textcls.reporting.plots", "textcls.reporting.html"}
 
 
 def test_no_import_circles_counting_imports_inside_functions():
     assert _cycles(_import_graph()) == []
 
 
-@pytest.mark.parametrize(
-    "low, high",
-    [
-        ("textcls.runfolder", {"textcls.runs", "textcls.report", "textcls.cli", "textcls.serving", "textcls.models"}),
-        ("textcls.batching", {"textcls.models", "textcls.runs", "textcls.onnx_backend"}),
-        ("textcls.plots", {"textcls.explain", "textcls.report", "textcls.runs", "textcls.models"}),
-        ("textcls.report", {"textcls.runs", "textcls.models", "textcls.explain", "textcls.cli"}),
-        ("textcls.explain", {"textcls.plots", "textcls.runs", "textcls.models"}),
-        ("textcls.config", {"textcls.runs", "textcls.models", "textcls.data"}),
-        ("textcls.families", {"textcls.config", "textcls.models", "textcls.runs"}),
-        ("textcls.environment", {"textcls.models", "textcls.runs"}),
-    ],
-)
-def test_low_modules_never_import_high_ones(low, high):
-    imported = {name for name, _ in _imported_modules(low, MODULES[low])}
-    reached = {name for name in imported if any(name == h or name.startswith(h + ".") for h in high)}
-    assert not reached, f"{low} imports {sorted(reached)}"
+def test_every_module_sits_in_one_layer():
+    assert [m for m in MODULES if m not in TOP and _layer(m) is None] == []
+
+
+def test_layers_import_only_downwards():
+    upward = [
+        f"{MODULES[module].relative_to(PACKAGE)}:{line} imports {target}"
+        for module, path in MODULES.items() if module not in TOP
+        for target, line in _imported_modules(module, path)
+        if target not in TOP and _layer(target) > _layer(module)
+    ]
+    assert upward == []
+    assert [m for m, targets in _import_graph().items() for t in targets if t.startswith("textcls.cli")
+            and not (m.startswith("textcls.cli") or m in TOP)] == []
+
+
+def test_the_layer_rule_can_fail():
+    # A planted upward import is reported: data/ reaching up into runs/.
+    assert _layer("textcls.runs.api") > _layer("textcls.data.loading")
+    assert _layer("textcls.machine") == 0 and _layer("textcls.cli.main") == len(LAYERS) - 1
+
+
+@pytest.mark.parametrize("layer", list(FORBIDDEN), ids=lambda layer: layer[0])
+def test_low_layers_never_import_heavy_libraries(layer):
+    offenders = [
+        f"{path.relative_to(PACKAGE)}:{line}: {name}"
+        for module, path in MODULES.items() if _layer(module) == LAYERS.index(layer)
+        for name, line in _third_party_imports(path) if name in FORBIDDEN[layer]
+    ]
+    assert offenders == []
+
+
+def test_every_package_says_what_it_owns():
+    for init in PACKAGE.rglob("__init__.py"):
+        doc = ast.get_docstring(ast.parse(init.read_text(encoding="utf-8")))
+        assert doc and len(doc) > 60, f"{init.relative_to(PACKAGE)} has no docstring saying what the package owns"
 
 
 def test_family_names_are_written_once_outside_the_models():
@@ -177,29 +241,18 @@ def test_only_the_run_folder_module_names_its_files():
         assert offenders == [], f"{file_name} is named outside runfolder.py"
 
 
-@pytest.mark.parametrize("module", ["textcls.report", "textcls.compare", "textcls.runs", "textcls.explain", "textcls.cli"])
-def test_figures_are_drawn_only_in_plots(module):
-    imported = {name for name, _ in _imported_modules(module, MODULES[module])}
-    tree = ast.parse(MODULES[module].read_text(encoding="utf-8"))
-    raw = [
-        node.lineno for node in ast.walk(tree)
-        if isinstance(node, (ast.Import, ast.ImportFrom))
-        and any("matplotlib" in (alias.name or "") for alias in node.names) | ("matplotlib" in (getattr(node, "module", "") or ""))
+def test_figures_are_drawn_only_in_plots():
+    offenders = [
+        f"{path.relative_to(PACKAGE)}:{line}"
+        for module, path in MODULES.items() if module != "textcls.reporting.plots"
+        for name, line in _third_party_imports(path) if name == "matplotlib"
     ]
-    assert raw == [], f"{module} imports matplotlib on lines {raw}"
-    assert "matplotlib" not in " ".join(imported)
+    assert offenders == []
 
 
 def test_serving_never_imports_torch():
-    for module, path in MODULES.items():
-        if module.startswith("textcls.serving"):
-            tree = ast.parse(path.read_text(encoding="utf-8"))
-            names = [
-                alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names
-            ] + [node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)]
-            assert not [n for n in names if n == "torch" or n.startswith("torch.")], module
     # Building the app and shaping predictions load no torch at all (a fresh interpreter).
-    probe = "import sys, textcls.serving.app, textcls.predictions; print('torch' in sys.modules)"
+    probe = "import sys, textcls.serving.app, textcls.inference.predictions; print('torch' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=120)
     assert result.stdout.strip() == "False"
 
@@ -217,31 +270,15 @@ def test_every_registered_family_declares_what_it_can_do():
         ))
 
 
-def _readme_layers() -> dict[str, int]:
-    """Module -> row of the README's "How the code is organised" table (lowest layer first)."""
-    readme = (PACKAGE.parents[1] / "README.md").read_text(encoding="utf-8")
-    table = readme.split("### How the code is organised", 1)[1].split("\n\n", 2)[2].split("\n\n", 1)[0]
-    layers: dict[str, int] = {}
-    for row_number, row in enumerate(line for line in table.splitlines()[2:] if line.startswith("|")):
-        names = [part.split("`")[0] for part in row.split("|")[1].split("`")[1::2]]
-        folder = names[0].rsplit("/", 1)[0] + "/" if "/" in names[0].rstrip("/") else ""
-        for name in names:
-            path = name if "/" in name else folder + name
-            module = "textcls." + path.removesuffix(".py").rstrip("/").replace("/", ".")
-            layers[module] = row_number
-    return layers
-
-
-def test_the_readme_layer_table_lists_every_module_in_an_order_the_imports_keep():
-    layers = _readme_layers()
-    modules = {m for m in MODULES if m not in ("textcls", "textcls.__main__", "textcls.models")}
-    # serving/ is one row: its modules sit on it together
-    rank = {m: layers.get(m, layers.get("textcls.serving") if m.startswith("textcls.serving") else None) for m in modules}
-    assert [m for m, r in rank.items() if r is None] == [], "modules missing from the README table"
-    assert len(set(layers.values())) > 10  # the parse found the table's rows
-    upward = [
-        f"{module} imports {target}"
-        for module, targets in _import_graph().items() if module in rank
-        for target in targets if target in rank and rank[target] > rank[module]
-    ]
-    assert upward == []
+def test_the_architecture_page_lists_the_layers_in_order():
+    page = (PACKAGE.parents[1] / "docs" / "architecture.md").read_text(encoding="utf-8")
+    positions = []
+    for layer in LAYERS:
+        for member in layer:
+            name = member.removeprefix("textcls.").replace(".", "/")
+            shown = f"`{name}/`" if member not in FOUNDATION else f"`{name}`"
+            assert shown in page, f"docs/architecture.md does not name {shown}"
+        first = LAYERS[0][0] if layer is FOUNDATION else layer[0]
+        name = first.removeprefix("textcls.")
+        positions.append(page.index(f"`{name}/`" if layer is not FOUNDATION else f"`{name}`"))
+    assert positions == sorted(positions), "docs/architecture.md lists the layers out of order"

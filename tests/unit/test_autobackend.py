@@ -15,11 +15,12 @@ import numpy as np
 import pytest
 
 import textcls
-from textcls import autobackend, onnx_backend
-from textcls.autobackend import Candidate, candidates, choose, machine_key
+from textcls.inference import auto as autobackend
+from textcls.inference import onnx as onnx_backend
+from textcls.inference.auto import Candidate, candidates, choose, machine_key
 from textcls.config import PredictConfig
 from textcls.errors import StorageError, TextclsError
-from textcls.onnx_backend import ONNX_DIR, export_onnx
+from textcls.inference.onnx import ONNX_DIR, export_onnx
 from textcls.runfolder import backend_cache_path, read_info
 
 from tests.conftest import write_ag_news_folder
@@ -73,9 +74,9 @@ def run_dir(exported, tmp_path):
 @pytest.fixture()
 def bf16_here(monkeypatch):
     """Make this machine count as one with bf16 units, so all four candidates exist on any CPU."""
-    from textcls import environment
+    from textcls.training import device as training_device
 
-    monkeypatch.setattr(environment, "inference_precision", lambda precision: "bf16" if precision == "auto" else precision)
+    monkeypatch.setattr(training_device, "inference_precision", lambda precision: "bf16" if precision == "auto" else precision)
 
 
 def _choose(run_dir, clock, config=None):
@@ -121,9 +122,9 @@ def test_a_candidate_that_disagrees_with_torch_is_never_chosen_however_fast(run_
 
 
 def test_real_answers_of_an_fp32_backend_agree_with_torch(run_dir, monkeypatch):
-    from textcls import environment
+    from textcls.training import device as training_device
 
-    monkeypatch.setattr(environment, "inference_precision", lambda precision: "fp32")  # no bf16 candidate
+    monkeypatch.setattr(training_device, "inference_precision", lambda precision: "fp32")  # no bf16 candidate
     clock = FakeClock({"torch fp32": 1.0, "onnx": 2.0, "onnx-int8": 0.5}, real=True)
     choice = _choose(run_dir, clock)
     assert choice.name == "onnx"  # ONNX fp32 is torch to rounding: every label the same
@@ -153,9 +154,9 @@ def test_without_onnx_runtime_only_torch_is_measured(run_dir, bf16_here, monkeyp
 
 
 def test_without_bf16_units_bf16_is_not_a_candidate(run_dir, monkeypatch):
-    from textcls import environment
+    from textcls.training import device as training_device
 
-    monkeypatch.setattr(environment, "inference_precision", lambda precision: "fp32")
+    monkeypatch.setattr(training_device, "inference_precision", lambda precision: "fp32")
     found = candidates(run_dir, read_info(run_dir), PredictConfig())
     assert Candidate("torch", "bf16") not in found and Candidate("torch", "fp32") in found
 
@@ -169,9 +170,9 @@ def test_a_cache_from_another_machine_is_ignored_measured_over_and_kept(run_dir,
     monkeypatch.setattr(autobackend, "cpu_model", lambda: "Intel(R) Xeon(R) Platinum 8481C")
     _choose(run_dir, FakeClock({**FASTEST_INT8, "torch bf16": 1e6}))  # that machine chose torch bf16
     monkeypatch.undo()
-    from textcls import environment
+    from textcls.training import device as training_device
 
-    monkeypatch.setattr(environment, "inference_precision", lambda precision: "bf16" if precision == "auto" else precision)
+    monkeypatch.setattr(training_device, "inference_precision", lambda precision: "bf16" if precision == "auto" else precision)
     here = FakeClock(FASTEST_INT8)
     choice = _choose(run_dir, here)
     assert here.calls and choice.name == "onnx-int8" and not choice.cached
@@ -185,7 +186,7 @@ def test_a_cache_from_another_machine_is_ignored_measured_over_and_kept(run_dir,
 def test_a_damaged_cache_is_measured_over_not_a_crash(run_dir, bf16_here, caplog, content):
     backend_cache_path(run_dir).write_bytes(content)
     clock = FakeClock(FASTEST_INT8)
-    with caplog.at_level(logging.WARNING, logger="textcls.backend"):
+    with caplog.at_level(logging.WARNING, logger="textcls.inference"):
         choice = _choose(run_dir, clock)
     assert clock.calls and choice.name == "onnx-int8"
     assert "measuring again" in caplog.text or "measured again" in caplog.text
@@ -207,7 +208,7 @@ def test_a_run_folder_it_cannot_write_to_still_gets_a_choice(run_dir, bf16_here,
         raise StorageError(28, f"could not write {path}: No space left on device")
 
     monkeypatch.setattr(autobackend, "write_json", full)
-    with caplog.at_level(logging.WARNING, logger="textcls.backend"):
+    with caplog.at_level(logging.WARNING, logger="textcls.inference"):
         choice = _choose(run_dir, FakeClock(FASTEST_INT8))
     assert choice.name == "onnx-int8" and "measured again next time" in caplog.text
     assert not backend_cache_path(run_dir).exists()

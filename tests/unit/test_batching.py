@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from textcls.batching import length_sorted_batches
+from textcls.training.batching import length_sorted_batches
 
 
 def test_length_sorted_batches_cover_every_row_once_in_length_order():

@@ -15,9 +15,7 @@ import torch
 from torch import nn
 
 from textcls.config import TrainConfig
-from textcls.cpu_speed import (
-    ATTENTION, BERT_ATTENTION_TYPES, FastDropout, eager_attention, fast_dropout, fast_dropout_in, lean_cpu_training,
-)
+from textcls.training.cpu_speed import ATTENTION, BERT_ATTENTION_TYPES, FastDropout, eager_attention, fast_dropout, fast_dropout_in, lean_cpu_training
 from textcls.models import neural
 from textcls.models.rnn import LSTMClassifier
 from tests.conftest import TOPIC_WORDS, topic_split as split
@@ -219,7 +217,7 @@ def test_a_resumed_own_loop_run_replays_the_dropout_masks_of_an_uninterrupted_on
     hparams = {"embedding_dim": 16, "hidden_size": 16, "dropout": 0.3}
     train, dev = split("train", 64, 1), split("dev", 16, 2)
     config = TrainConfig(family="lstm", epochs=2, batch_size=16, lr=5e-3, max_length=32, early_stopping_patience=0)
-    with caplog.at_level(logging.INFO, logger="textcls.cpu_speed"):
+    with caplog.at_level(logging.INFO, logger="textcls.training"):
         whole, summary = LSTMClassifier.fit(train, dev, list(TOPIC_WORDS), config, tmp_path / "whole", hparams=hparams)
     assert "training on a CPU: dropout masks drawn 16 bits at a time" in caplog.text
     write_checkpoint = neural.write_checkpoint
@@ -245,7 +243,7 @@ def test_the_run_on_a_cpu_logs_what_it_changed_and_returns_a_stock_model(tiny_be
     from textcls.models.pretrained import PretrainedClassifier
 
     config = TrainConfig(model=str(tiny_bert), epochs=1, batch_size=8, lr=1e-3, max_length=32, early_stopping_patience=0)
-    with caplog.at_level(logging.INFO, logger="textcls.cpu_speed"):
+    with caplog.at_level(logging.INFO, logger="textcls.training"):
         classifier, _ = PretrainedClassifier.fit(split("train", 32, 1), split("dev", 16, 2), list(TOPIC_WORDS), config, tmp_path)
     on_cpu = not torch.cuda.is_available()
     assert ("training on a CPU: dropout masks drawn" in caplog.text) == on_cpu

@@ -13,7 +13,7 @@ import pyarrow.parquet
 import pytest
 
 from textcls.config import DataConfig
-from textcls.data import load_data, read_texts, resolve_text_columns
+from textcls.data.loading import load_data, read_texts, resolve_text_columns
 from textcls.errors import DataError
 
 NAMES = ["World", "Sports", "Business", "Sci/Tech"]
@@ -118,7 +118,7 @@ def test_integer_labels_that_are_all_names_map_by_name_whatever_class_is_missing
 
 
 def test_labels_that_show_no_base_follow_the_known_run_else_warn(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    from textcls.data import KnownData
+    from textcls.data.loading import KnownData
 
     # 1-based labels of a test file without its top class (4): neither a 0 nor an N says which base they use
     write_csv(tmp_path / "test.csv", [["text", "label"], ["a", 1], ["b", 3], ["c", 2]])
@@ -139,7 +139,7 @@ def test_labels_that_show_no_base_follow_the_known_run_else_warn(tmp_path: Path,
 
 
 def test_integer_labels_without_a_classes_file_index_the_known_run_names(tmp_path: Path) -> None:
-    from textcls.data import KnownData
+    from textcls.data.loading import KnownData
 
     write_csv(tmp_path / "test.csv", [["text", "label"], ["a", 2], ["b", 0]])
     loaded = load_data(DataConfig(test_file=str(tmp_path / "test.csv")), splits=("test",), require_train=False,

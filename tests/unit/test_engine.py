@@ -9,11 +9,16 @@ import numpy as np
 import pytest
 import torch
 
-from textcls import engine
-from textcls.batching import round_up, sorted_plan, training_plan
+from textcls.training import device as device_module
+from textcls.training import loaders, prediction, throughput
+from textcls.training import tokens as tokenisation
+from textcls.training.batching import round_up, sorted_plan, training_plan
 from textcls.config import TrainConfig
-from textcls.engine import EpochBatches, ThroughputMeter, TokenIds, TokenizedRows, encode_ids
-from textcls.environment import device, embedded_model_path, resolve_precision
+from textcls.training.loaders import EpochBatches, TokenizedRows
+from textcls.training.throughput import ThroughputMeter
+from textcls.training.tokens import TokenIds, encode_ids
+from textcls.training.device import device, resolve_precision
+from textcls.models.encoders import embedded_model_path
 from textcls.families import FAMILIES
 from textcls.models.neural import load_tokenizer, pad_batch
 from textcls.models.rnn import LSTMClassifier
@@ -25,7 +30,7 @@ TINY_LSTM = {"embedding_dim": 16, "hidden_size": 16, "dropout": 0.0}
 
 @pytest.fixture
 def cache(tmp_path, monkeypatch):
-    monkeypatch.setenv(engine.CACHE_ENV, str(tmp_path / "cache"))
+    monkeypatch.setenv(tokenisation.CACHE_ENV, str(tmp_path / "cache"))
     return tmp_path / "cache"
 
 
@@ -114,8 +119,8 @@ def test_the_rust_copy_is_made_once_per_tokenizer_and_length_and_lengths_do_not_
 
     tokenizer = AutoTokenizer.from_pretrained(embedded_model_path())
     copies = []
-    make_copy = engine._rust_copy
-    monkeypatch.setattr(engine, "_rust_copy", lambda *args: copies.append(args[1]) or make_copy(*args))
+    make_copy = tokenisation._rust_copy
+    monkeypatch.setattr(tokenisation, "_rust_copy", lambda *args: copies.append(args[1]) or make_copy(*args))
     long_text = "word " * 300  # 300 word pieces + [CLS] and [SEP]
     for _ in range(3):  # inference calls again and again, at a length and at none, in turns
         assert len(encode_ids(tokenizer, [long_text], 128, cache=False)[0]) == 128
@@ -138,8 +143,8 @@ def test_token_ids_are_cached_and_reused_and_a_change_of_texts_tokenizer_or_leng
         raise AssertionError("tokenised again instead of reading the cache")
 
     with monkeypatch.context() as patched:
-        patched.setattr(engine, "_encode", no_tokenising)
-        with caplog.at_level(logging.INFO, logger="textcls.engine"):
+        patched.setattr(tokenisation, "_encode", no_tokenising)
+        with caplog.at_level(logging.INFO, logger="textcls.training"):
             again = encode_ids(bert, texts, max_length=32)
     assert np.array_equal(again.ids, first.ids) and np.array_equal(again.offsets, first.offsets)
     assert "read from the cache" in caplog.text
@@ -160,7 +165,7 @@ def test_a_resumed_run_reads_its_token_ids_from_the_cache(tmp_path, cache, caplo
     train, dev = split("train", 64, 1), split("dev", 16, 2)
     config = TrainConfig(family="lstm", epochs=1, batch_size=16, lr=5e-3, max_length=32, early_stopping_patience=0)
     LSTMClassifier.fit(train, dev, LABELS, config, tmp_path / "ckpt", hparams=TINY_LSTM)
-    with caplog.at_level(logging.INFO, logger="textcls.engine"):
+    with caplog.at_level(logging.INFO, logger="textcls.training"):
         resumed = TrainConfig(**{**config.__dict__, "epochs": 2, "resume": True})
         _, summary = LSTMClassifier.fit(train, dev, LABELS, resumed, tmp_path / "ckpt", hparams=TINY_LSTM)
     assert summary["resumed_from"] is not None
@@ -184,22 +189,22 @@ def test_defaults_follow_the_device_and_explicit_batching_wins():
 
 def test_compile_asked_for_on_a_cpu_is_dropped_with_a_warning(monkeypatch, caplog):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # a CPU, on any machine
-    with caplog.at_level(logging.WARNING, logger="textcls.engine"):
-        assert engine.for_this_device(TrainConfig(compile=True)).compile is False
+    with caplog.at_level(logging.WARNING, logger="textcls.training"):
+        assert device_module.for_this_device(TrainConfig(compile=True)).compile is False
     assert "--compile is ignored on a CPU" in caplog.text
     caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="textcls.engine"):
-        engine.for_this_device(TrainConfig())
+    with caplog.at_level(logging.WARNING, logger="textcls.training"):
+        device_module.for_this_device(TrainConfig())
     assert "--compile" not in caplog.text  # not asked for: nothing to say
 
 
 def test_a_gpu_runs_attention_without_cudnn_and_fp32_matmuls_in_tf32(monkeypatch):
-    from textcls import environment
+    from textcls.training import device as device_module2
 
     flags = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32, torch.backends.cuda.cudnn_sdp_enabled())
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *args: (9, 0))  # as on an H100/H200, on any machine
     try:
-        environment.tune_cuda.__wrapped__()
+        device_module2.tune_cuda.__wrapped__()
         assert torch.backends.cuda.matmul.allow_tf32 and torch.backends.cudnn.allow_tf32
         assert not torch.backends.cuda.cudnn_sdp_enabled()
     finally:
@@ -212,7 +217,7 @@ def test_a_gpu_runs_attention_without_cudnn_and_fp32_matmuls_in_tf32(monkeypatch
 
 
 def test_inference_batches_by_a_token_budget_give_the_same_logits_in_input_order():
-    from textcls.windows import Windowing
+    from textcls.data.windows import Windowing
 
     tokenizer = load_tokenizer()
     texts = [f"{title} {body}" for _, title, body in make_texts(40, seed=5)]
@@ -220,13 +225,13 @@ def test_inference_batches_by_a_token_budget_give_the_same_logits_in_input_order
 
     def forward(input_ids, attention_mask):  # a "model" whose logits are each row's token count and first id
         shapes.append(input_ids.shape)
-        tokens = engine.array_to_device(attention_mask, torch.device("cpu")).sum(dim=1)
-        return torch.stack([tokens, engine.array_to_device(input_ids, torch.device("cpu"))[:, 1]], dim=1).float()
+        tokens = loaders.array_to_device(attention_mask, torch.device("cpu")).sum(dim=1)
+        return torch.stack([tokens, loaders.array_to_device(input_ids, torch.device("cpu"))[:, 1]], dim=1).float()
 
     windowing = Windowing(max_length=32)
-    by_count = engine.pooled_logits(tokenizer, texts, windowing, forward, pad_id=0, batch_size=4)
+    by_count = prediction.pooled_logits(tokenizer, texts, windowing, forward, pad_id=0, batch_size=4)
     count_shapes, shapes[:] = list(shapes), []
-    by_tokens = engine.pooled_logits(tokenizer, texts, windowing, forward, pad_id=0, batch_size=4, batch_tokens=128)
+    by_tokens = prediction.pooled_logits(tokenizer, texts, windowing, forward, pad_id=0, batch_size=4, batch_tokens=128)
     expected = encode_ids(tokenizer, texts, 32, cache=False)
     np.testing.assert_array_equal(by_count[:, 0], expected.lengths)  # input order, whatever the batching
     np.testing.assert_array_equal(by_tokens, by_count)
@@ -238,7 +243,7 @@ def test_inference_batches_on_a_pool_of_workers_give_the_same_logits_and_reach_e
     import threading
     from concurrent.futures import ThreadPoolExecutor
 
-    from textcls.windows import Windowing
+    from textcls.data.windows import Windowing
 
     tokenizer = load_tokenizer()
     texts = [f"{title} {body}" for _, title, body in make_texts(40, seed=6)]
@@ -255,16 +260,16 @@ def test_inference_batches_on_a_pool_of_workers_give_the_same_logits_and_reach_e
 
     windowing = Windowing(max_length=32)
     with ThreadPoolExecutor(2, thread_name_prefix="worker") as pool:
-        pooled = engine.pooled_logits(tokenizer, texts, windowing, forward, pad_id=0, batch_size=8, pool=pool, workers=2)
+        pooled = prediction.pooled_logits(tokenizer, texts, windowing, forward, pad_id=0, batch_size=8, pool=pool, workers=2)
         assert {name for name, _ in seen} == {"worker_0", "worker_1"} and max(rows for _, rows in seen) <= 8
         seen[:] = [("", 0)] * 2  # no more meeting
-        few = engine.pooled_logits(tokenizer, texts[:2], windowing, forward, pad_id=0, batch_size=8, pool=pool, workers=2)
-        engine.pooled_logits(tokenizer, texts[:1], windowing, forward, pad_id=0, batch_size=8, pool=pool, workers=2)
+        few = prediction.pooled_logits(tokenizer, texts[:2], windowing, forward, pad_id=0, batch_size=8, pool=pool, workers=2)
+        prediction.pooled_logits(tokenizer, texts[:1], windowing, forward, pad_id=0, batch_size=8, pool=pool, workers=2)
     assert seen[-1] == (threading.current_thread().name, 1)  # a single batch runs here, with no hand-off
     del seen[-1]
-    np.testing.assert_array_equal(pooled, engine.pooled_logits(tokenizer, texts, windowing, plain, pad_id=0, batch_size=8))
+    np.testing.assert_array_equal(pooled, prediction.pooled_logits(tokenizer, texts, windowing, plain, pad_id=0, batch_size=8))
     assert [rows for _, rows in seen[2:]] == [1, 1]  # two texts, two workers: a batch each, not one batch of two
-    np.testing.assert_array_equal(few, engine.pooled_logits(tokenizer, texts[:2], windowing, plain, pad_id=0, batch_size=8))
+    np.testing.assert_array_equal(few, prediction.pooled_logits(tokenizer, texts[:2], windowing, plain, pad_id=0, batch_size=8))
 
 
 @pytest.mark.parametrize(
@@ -284,7 +289,7 @@ def test_bad_batching_options_are_clear_errors(options, message):
 
 def test_throughput_meter_leaves_out_warm_up_and_paused_time(monkeypatch):
     clock = iter([0.0, 1.0, 2.0, 3.0, 3.5, 13.0, 14.0])  # 4 step ends, a pause (evaluation until 13), 2 step ends
-    monkeypatch.setattr(engine.time, "perf_counter", lambda: next(clock))
+    monkeypatch.setattr(throughput.time, "perf_counter", lambda: next(clock))
     meter = ThroughputMeter(warmup_steps=1)
     for _ in range(4):
         meter.step_end(10)
@@ -347,7 +352,7 @@ def _gathered_rows(plan, processes: int, rows: int) -> list[list[int]]:
 def test_eval_plan_over_processes_gives_equal_batches_that_gather_to_every_row_once(rows, processes):
     lengths = np.random.default_rng(rows).integers(4, 120, size=rows)
     config = TrainConfig(eval_batch_size=8)
-    steps, gathered = _gathered_rows(engine.eval_plan(lengths, config, processes), processes, rows)
+    steps, gathered = _gathered_rows(loaders.eval_plan(lengths, config, processes), processes, rows)
     assert all(len({len(batch) for batch in step}) == 1 for step in steps)  # Trainer's gather needs equal sizes
     assert sorted(sum(gathered, [])) == list(range(rows))
 

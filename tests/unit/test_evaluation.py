@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from textcls.evaluation import classification_metrics
+from textcls.reporting.metrics import classification_metrics
 
 
 def test_metrics_report_per_class_scores_and_a_gold_by_predicted_confusion_matrix():

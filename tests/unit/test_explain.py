@@ -9,8 +9,8 @@ import pytest
 
 from textcls.config import TrainConfig
 from textcls.errors import StorageError, TextclsError
-from textcls.explain import Explanation, attention_rollout, explain
-from textcls.report import highlight_html, write_explanation
+from textcls.reporting.explanations import Explanation, attention_rollout, explain
+from textcls.reporting.html import highlight_html, write_explanation
 from tests.conftest import TOPIC_WORDS, topic_split as split
 
 LABELS = list(TOPIC_WORDS)
@@ -159,7 +159,7 @@ def test_tfidf_uses_top_ngrams(tfidf):
 
 def test_plain_lstm_has_no_attention():
     from textcls.models.neural import TOKENIZER_FILE, load_tokenizer
-    from textcls.environment import embedded_model_path
+    from textcls.models.encoders import embedded_model_path
     from textcls.models.rnn import LSTMClassifier, LSTMModel
 
     hparams = {"embedding_dim": 8, "hidden_size": 8, "dropout": 0.0}
@@ -236,7 +236,7 @@ def test_classifier_explain_method_and_save(lstm_attention, tmp_path):
 def test_a_failed_explanation_leaves_the_previous_one_whole_and_a_new_one_replaces_it_all(pretrained, tfidf, tmp_path, monkeypatch):
     import errno
 
-    from textcls import plots
+    from textcls.reporting import plots
 
     out = tmp_path / "out"
     write_explanation(explain(pretrained, TEXT), out)

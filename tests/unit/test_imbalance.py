@@ -10,12 +10,12 @@ import pytest
 import torch
 
 from textcls.config import TrainConfig
-from textcls.data import Split
-from textcls.engine import EpochBatches
+from textcls.data.loading import Split
+from textcls.training.loaders import EpochBatches
 from textcls.errors import ConfigError, DataError
-from textcls.evaluation import classification_metrics
-from textcls.imbalance import class_weights, default_metric, sampling_weights, small_classes, with_metric
-from textcls.objectives import Objective
+from textcls.reporting.metrics import classification_metrics
+from textcls.data.imbalance import class_weights, default_metric, sampling_weights, small_classes, with_metric
+from textcls.training.objectives import Objective
 
 NAMES = ["World", "Sports", "Business", "Sci/Tech"]
 SKEWED = [0] * 40 + [1] * 40 + [2] * 40 + [3] * 4  # Sci/Tech kept at about 3%
@@ -76,7 +76,7 @@ def test_bad_sampler_and_metric_are_config_errors():
 
 def test_the_metric_defaults_to_macro_f1_for_skewed_labels_and_accuracy_otherwise(caplog):
     assert default_metric(SKEWED, 4) == "macro_f1" and default_metric([0, 1, 2, 3] * 10, 4) == "accuracy"
-    with caplog.at_level("INFO", logger="textcls.imbalance"):
+    with caplog.at_level("INFO", logger="textcls.data"):
         assert with_metric(TrainConfig(), SKEWED, NAMES).metric == "macro_f1"
     assert "best epoch and early stopping by dev macro_f1 (--metric): the train labels are skewed" in caplog.text
     assert "Sci/Tech 3.2%" in caplog.text

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from textcls.config import TrainConfig
-from textcls.data import Split
+from textcls.data.loading import Split
 from textcls.errors import RunFolderError, TextclsError
 from textcls.models.linear import SETTINGS_FILE, WEIGHTS_FILE, TfidfClassifier
 from tests.conftest import TOPIC_WORDS, make_texts, topic_split as split

@@ -10,15 +10,15 @@ import pytest
 import torch
 
 from textcls.config import DataConfig, PredictConfig, TrainConfig
-from textcls.data import Split, load_data
+from textcls.data.loading import Split, load_data
 from textcls.errors import ConfigError, DataError
-from textcls.evaluation import headline_metrics, multilabel_metrics
+from textcls.reporting.metrics import headline_metrics, multilabel_metrics
 from textcls.models.base import check_training_options
 from textcls.models.linear import TfidfClassifier
 from textcls.models.rnn import LSTMClassifier
-from textcls.multilabel import decide, multi_hot, run_thresholds, tune_thresholds
-from textcls.objectives import Objective, probabilities
-from textcls.predictions import prediction_records
+from textcls.data.multilabel import decide, multi_hot, run_thresholds, tune_thresholds
+from textcls.training.objectives import Objective, probabilities
+from textcls.inference.predictions import prediction_records
 from tests.conftest import TOPIC_WORDS, make_multilabel_rows, write_multilabel_folder
 
 LABELS = list(TOPIC_WORDS)
@@ -152,7 +152,7 @@ def test_metrics_of_a_hand_checked_example():
 
 def test_macro_f1_leaves_out_a_label_dev_neither_has_nor_predicts_as_single_label_runs_do():
     # a fourth label with no dev rows and no predictions was scored F1 = 0: a perfect run read 0.75
-    from textcls.evaluation import classification_metrics
+    from textcls.reporting.metrics import classification_metrics
 
     gold = np.array([[1, 0, 0, 0], [0, 1, 0, 0], [1, 0, 1, 0]])
     perfect = multilabel_metrics(gold, gold.astype(float), ["a", "b", "c", "d"], [0.5] * 4)

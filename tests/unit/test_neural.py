@@ -9,13 +9,11 @@ import pytest
 import torch
 
 from textcls.config import TrainConfig
-from textcls.data import Split
+from textcls.data.loading import Split
 from textcls.models import neural
 from textcls.models.neural import (
     PAD_ID,
     TorchClassifier,
-    _load_optimizer_tensors,
-    _optimizer_tensors,
     last_checkpoint,
     learning_rate,
     load_tokenizer,
@@ -23,7 +21,8 @@ from textcls.models.neural import (
     pad_batch,
     training_batches,
 )
-from textcls.engine import encode_ids
+from textcls.training.checkpoints import load_optimizer_tensors, optimizer_tensors
+from textcls.training.tokens import encode_ids
 from textcls.models.rnn import LSTMClassifier
 from tests.conftest import TOPIC_WORDS, make_texts, topic_split as split
 
@@ -95,9 +94,9 @@ def test_optimizer_state_round_trips_through_safetensors(tmp_path):
     assert [g["weight_decay"] for g in optimizer.param_groups] == [0.1, 0.0]  # biases and norms do not decay
     module(torch.randn(5, 3)).sum().backward()
     optimizer.step()
-    save_file(_optimizer_tensors(optimizer), str(tmp_path / "optimizer.safetensors"))
+    save_file(optimizer_tensors(optimizer), str(tmp_path / "optimizer.safetensors"))
     restored = make_optimizer(module, lr=1e-2, weight_decay=0.1)
-    _load_optimizer_tensors(restored, load_file(str(tmp_path / "optimizer.safetensors")))
+    load_optimizer_tensors(restored, load_file(str(tmp_path / "optimizer.safetensors")))
     for index, entries in optimizer.state_dict()["state"].items():
         for name, value in entries.items():
             torch.testing.assert_close(restored.state_dict()["state"][index][name], value)

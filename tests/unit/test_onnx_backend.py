@@ -13,7 +13,7 @@ import textcls
 from tests.conftest import make_texts
 from textcls.config import PredictConfig
 from textcls.errors import RunFolderError, TextclsError
-from textcls.onnx_backend import ONNX_DIR, OnnxClassifier, check_against_torch, export_onnx
+from textcls.inference.onnx import ONNX_DIR, OnnxClassifier, check_against_torch, export_onnx
 from textcls.runfolder import file_digest
 
 pytest.importorskip("onnxruntime", reason="the onnx extra is not installed (pip install 'textcls[onnx]')")
@@ -217,7 +217,7 @@ def test_max_length_past_the_models_limit_is_clamped_and_a_chunk_runs_must_excee
     from textcls.errors import ConfigError
 
     limit = json.loads((exported_run[0] / "model" / "config.json").read_text())["max_position_embeddings"]
-    with caplog.at_level("WARNING", logger="textcls.backends"):
+    with caplog.at_level("WARNING", logger="textcls.inference"):
         run = textcls.load(exported_run[0], PredictConfig(backend=backend, max_length=limit + 500))
     assert run.classifier.max_length == limit and f"using {limit}" in caplog.text
     probs = run.predict_proba(["shares " * (3 * limit)])  # longer than the model takes: cut, not a crash

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from textcls.predictions import prediction_records
+from textcls.inference.predictions import prediction_records
 
 
 def test_prediction_records_name_the_most_probable_label():

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from textcls.config import TrainConfig
-from textcls.environment import embedded_model_path, resolve_precision
+from textcls.models.encoders import embedded_model_path
+from textcls.training.device import resolve_precision
 from textcls.models.pretrained import PretrainedClassifier, clamp_max_length, epoch_history
 from tests.conftest import TOPIC_WORDS, topic_split as split
 
@@ -85,7 +86,7 @@ def test_running_out_of_gpu_memory_says_which_option_to_lower(tmp_path):
     import torch
 
     from textcls.errors import TextclsError
-    from textcls.models.pretrained import run_trainer
+    from textcls.training.trainer import run_trainer
 
     class Trainer:  # stands in for transformers' Trainer: only what run_trainer touches
         args = type("Args", (), {"should_save": True})()

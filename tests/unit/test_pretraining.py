@@ -14,19 +14,7 @@ from tests.conftest import make_texts, write_ag_news_folder
 from textcls import runfolder
 from textcls.config import PretrainConfig
 from textcls.errors import DataError, RunFolderError, TextclsError
-from textcls.pretraining import (
-    carry_pooler,
-    fill_mask,
-    load_masked_lm,
-    masked_lm_head,
-    masked_positions_trainer,
-    masking_collator,
-    masked_token_scores,
-    pretrain,
-    read_pretraining_texts,
-    start_head_from_data,
-    token_counts,
-)
+from textcls.runs.pretraining import carry_pooler, fill_mask, load_masked_lm, masked_lm_head, masked_positions_trainer, masking_collator, masked_token_scores, pretrain, read_pretraining_texts, start_head_from_data, token_counts
 
 
 def write_text(path: Path, n: int = 120, seed: int = 3) -> Path:
@@ -278,7 +266,7 @@ def test_a_folder_of_text_files_and_a_split_folder_are_read(tmp_path):
 
 
 def test_a_classifier_or_seq2seq_run_given_as_the_encoder_says_what_it_is(tiny_run, tmp_path):
-    from textcls.environment import resolve_model
+    from textcls.models.encoders import resolve_model
 
     with pytest.raises(TextclsError, match=r"found a textcls 'pretrained' run in .*; to start from its fine-tuned encoder, pass .*model"):
         resolve_model(str(tiny_run))

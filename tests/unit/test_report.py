@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from textcls.evaluation import calibration
-from textcls.report import build_report, mistakes, write_report
+from textcls.reporting.metrics import calibration
+from textcls.reporting.html import build_report, mistakes, write_report
 
 LABEL_NAMES = ["World", "Sports", "Business", "Sci/Tech"]
 SECTION_IDS = ["headline", "per-class", "confusion", "curves", "calibration", "mistakes"]
@@ -175,7 +175,7 @@ def test_highlight_callback_output_appears_as_spans(run_dir: Path) -> None:
 def test_highlights_mark_the_whole_text_as_written() -> None:
     """The model's words are lower-cased pieces of the first tokens: the cell shows the original text whole,
     its matching words marked in order, and nothing for the words the model never saw."""
-    from textcls.report import _highlighted
+    from textcls.reporting.html import _highlighted
 
     text = "Stocks FELL, again & again; the end <b>"
     cell = _highlighted(text, lambda _: [("stocks", 0.5), ("fell", -1.0), (",", 0.1), ("again", 0.2)])

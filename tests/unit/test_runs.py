@@ -22,7 +22,7 @@ def tiny_options(tiny_bert, **extra):
 def test_resume_continues_from_the_last_checkpoint_of_an_interrupted_run(tiny_bert, tmp_path):
     data = write_ag_news_folder(tmp_path / "data", n_train=32, n_dev=8, n_test=0)
     out = tmp_path / "runs" / "resumed"
-    loaded = textcls.runs.load_data(textcls.DataConfig(data=str(data)), splits=("train", "dev"))
+    loaded = textcls.runs.api.load_data(textcls.DataConfig(data=str(data)), splits=("train", "dev"))
     # An interrupted run: one epoch's checkpoint in the partial folder, no finished run folder.
     partial = tmp_path / "runs" / ".resumed.partial"
     config = textcls.TrainConfig(**tiny_options(tiny_bert, epochs=1))
@@ -96,7 +96,7 @@ def test_evaluate_of_a_run_without_its_data_record_asks_for_data_and_damaged_met
     (run / "textcls.json").write_text(json.dumps(info))
     with pytest.raises(RunFolderError, match="does not record its data; pass --data"):
         textcls.evaluate(run)
-    assert textcls.evaluate(run, textcls.runs.data_config_for_run(run, {"data": str(data)}))["num_samples"] == 8
+    assert textcls.evaluate(run, textcls.runs.api.data_config_for_run(run, {"data": str(data)}))["num_samples"] == 8
     metrics = json.loads((run / "metrics.json").read_text())
     (run / "metrics.json").write_text(json.dumps({**metrics, "train": [1, 2]}))
     assert textcls.load(run).metrics is None
@@ -140,16 +140,16 @@ def test_evaluate_reads_new_data_as_the_run_read_its_own(tmp_path):
     new.mkdir()
     _one_based_copy(zero_based / "test.csv", new / "test.csv", drop_label=3)
     (new / "classes.txt").write_text((zero_based / "classes.txt").read_text())
-    metrics = textcls.evaluate(run, textcls.runs.data_config_for_run(run, {"data": str(new)}))
+    metrics = textcls.evaluate(run, textcls.runs.api.data_config_for_run(run, {"data": str(new)}))
     assert metrics["num_samples"] == 30  # not the run's max_eval_samples (10)
     assert metrics["per_class"]["Sci/Tech"]["support"] == 0 and metrics["per_class"]["World"]["support"] == 10
     assert metrics["accuracy"] > 0.5  # read 0-based, every label would be one class off
 
-    one_file = textcls.runs.data_config_for_run(run, {"data": str(new / "test.csv")})
-    scored = textcls.runs.score(run, one_file)
+    one_file = textcls.runs.api.data_config_for_run(run, {"data": str(new / "test.csv")})
+    scored = textcls.runs.api.score(run, one_file)
     assert len(scored.texts) == 30 and scored.source == str(new / "test.csv")  # all of it, not a dev carve
     # the run's own folder named again is new data too: scored whole, not cut to the run's max_eval_samples
-    assert textcls.evaluate(run, textcls.runs.data_config_for_run(run, {"data": str(data)}), "dev")["num_samples"] == 20
+    assert textcls.evaluate(run, textcls.runs.api.data_config_for_run(run, {"data": str(data)}), "dev")["num_samples"] == 20
 
 
 def test_a_run_trained_on_one_file_is_scored_on_the_dev_it_carved_from_it(tmp_path):
@@ -160,12 +160,12 @@ def test_a_run_trained_on_one_file_is_scored_on_the_dev_it_carved_from_it(tmp_pa
     run = tmp_path / "run"
     trained = textcls.train(data=str(one_file), out=run, family="tfidf").metrics["dev"]
     assert trained["num_samples"] == 12  # a tenth carved off as dev
-    for data_config, split in [(None, "dev"), (None, "test"), (textcls.runs.data_config_for_run(run, {"data": str(one_file)}), "dev"),
-                               (textcls.runs.data_config_for_run(run, {"max_eval_samples": 100}), "dev")]:
-        scored = textcls.runs.score(run, data_config, split)
+    for data_config, split in [(None, "dev"), (None, "test"), (textcls.runs.api.data_config_for_run(run, {"data": str(one_file)}), "dev"),
+                               (textcls.runs.api.data_config_for_run(run, {"max_eval_samples": 100}), "dev")]:
+        scored = textcls.runs.api.score(run, data_config, split)
         assert (scored.split, len(scored.texts)) == ("dev", 12)  # the run's own file: test falls back to its dev
         assert textcls.evaluate(run, data_config, split)["accuracy"] == trained["accuracy"]
-    other = textcls.runs.score(run, textcls.runs.data_config_for_run(run, {"data": str(folder / "test.csv")}))
+    other = textcls.runs.api.score(run, textcls.runs.api.data_config_for_run(run, {"data": str(folder / "test.csv")}))
     assert len(other.texts) == 40  # new data named by one file is scored whole
 
 
@@ -198,9 +198,9 @@ def test_resume_refuses_checkpoints_of_other_rows_or_settings_and_keeps_them(tin
 def test_a_tfidf_report_shows_each_mistakes_text_not_its_features(tmp_path):
     data = write_ag_news_folder(tmp_path / "data", n_train=40, n_dev=40, n_test=0)
     run = textcls.train(data=str(data), out=tmp_path / "run", family="tfidf").run_dir
-    scored = textcls.runs.score(run, split="dev")
+    scored = textcls.runs.api.score(run, split="dev")
     scored.probs[:] = scored.probs[:, ::-1]  # make every row a confident mistake, so all are listed
-    page = textcls.runs.write_report(scored, tmp_path / "report.html").read_text(encoding="utf-8")
+    page = textcls.runs.api.write_report(scored, tmp_path / "report.html").read_text(encoding="utf-8")
     section = page.split('id="mistakes"')[1].split("</section>")[0]
     import html
 
@@ -227,7 +227,7 @@ def test_new_data_and_predict_input_are_read_from_the_columns_the_run_was_traine
     # a run whose columns were found by layout recorded none, so evaluate on new data guessed again
     from typer.testing import CliRunner
 
-    from textcls.cli import app
+    from textcls.cli.main import app
 
     data = write_ag_news_folder(tmp_path / "data", n_train=80, n_dev=20, n_test=40)
     found = textcls.train(data=str(data), out=tmp_path / "found", family="tfidf").run_dir  # title+description, by layout

@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 
 from textcls.config import TrainConfig
-from textcls.engine import TokenizedRows, encode_windows
+from textcls.training.loaders import TokenizedRows
+from textcls.training.tokens import encode_windows
 from textcls.errors import ConfigError
 from textcls.models.neural import load_tokenizer
-from textcls.windows import Windowing, special_tokens
+from textcls.data.windows import Windowing, special_tokens
 
 CLS, SEP = 101, 102
 
@@ -70,7 +71,7 @@ def test_special_tokens_are_found_from_the_tokenizer_itself():
 def test_training_logs_how_many_texts_exceed_max_length(caplog):
     tokenizer = load_tokenizer()
     texts = ["short text", "word " * 100, "stocks " * 40]
-    with caplog.at_level(logging.INFO, logger="textcls.engine"):
+    with caplog.at_level(logging.INFO, logger="textcls.training"):
         token_ids, windows = encode_windows(tokenizer, texts, Windowing(32, "truncate"), desc="tokenising train")
     assert "tokenising train: 2 of 3 texts (66.7%) exceed max_length 32 tokens" in caplog.text
     assert "drops their ends" in caplog.text

@@ -30,8 +30,8 @@ from textcls.families import FAMILIES
 
 if TYPE_CHECKING:
     from textcls.config import TrainConfig
-    from textcls.data import Split
-    from textcls.explain import Explanation
+    from textcls.data.loading import Split
+    from textcls.reporting.explanations import Explanation
 
 PREDICT = "predict"
 EXPLAIN = "explain"  # `explain(text)` returns an Explanation (attention or feature weights)
@@ -120,7 +120,7 @@ class Predictor(abc.ABC):
         return 0
 
     def explain(self, text: str, layer: int = -1, head: int | None = None) -> Explanation:
-        """What the model weighs in `text`: a `textcls.explain.Explanation` (tokens, weights, attention).
+        """What the model weighs in `text`: a `textcls.reporting.explanations.Explanation` (tokens, weights, attention).
 
         Families that declare `EXPLAIN` implement this; `layer` and `head` pick the attention map
         where the family has several.

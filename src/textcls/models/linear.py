@@ -35,16 +35,16 @@ import scipy.sparse as sp
 from sklearn.feature_extraction.text import TfidfVectorizer
 
 from textcls.config import TrainConfig
-from textcls.data import Split
+from textcls.data.loading import Split
 from textcls.errors import RunFolderError, TextclsError
-from textcls.evaluation import headline_metrics
-from textcls.explain import Explanation, check_text, from_token_weights
-from textcls.imbalance import loss_weights, with_metric
+from textcls.reporting.metrics import headline_metrics
+from textcls.reporting.explanations import Explanation, check_text, from_token_weights
+from textcls.data.imbalance import loss_weights, with_metric
 from textcls.models.base import MULTI_LABEL, EXPLAIN, PREDICT, Classifier, EpochRow, TrainSummary, check_training_options
-from textcls.multilabel import multi_hot
+from textcls.data.multilabel import multi_hot
 from textcls.runfolder import damaged
 
-log = logging.getLogger("textcls.tfidf")
+log = logging.getLogger(__name__)
 
 SETTINGS_FILE = "tfidf.json"
 WEIGHTS_FILE = "weights.npz"

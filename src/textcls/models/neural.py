@@ -9,7 +9,7 @@ everything around it lives here, once:
 - one training loop: AdamW, linear warm-up then linear decay, gradient clipping at 1.0, batches of
   texts of similar length, a dev evaluation after every epoch, the best weights by dev accuracy,
   early stopping, a time budget, and resumable checkpoints written without pickle (safetensors + JSON).
-  Its data path is `textcls.engine`'s, the same as the pretrained family's: cached Rust tokenisation,
+  Its data path is `textcls.training`'s, the same as the pretrained family's: cached Rust tokenisation,
   token-budget batches on a GPU, pinned memory and prefetching workers, `torch.compile` on a GPU with `--compile`, and
   a loss read back from the device only when it is logged;
 - `TorchClassifier` turns a subclass's `build_module(hparams, vocab_size, num_labels)` into a full
@@ -42,30 +42,22 @@ import numpy as np
 import torch
 from torch import nn
 
-from textcls.batching import sorted_plan, training_plan
-from textcls.checkpoints import BEST_WEIGHTS_FILE, OPTIMIZER_FILE, STATE_FILE, last_checkpoint, write_checkpoint
-from textcls.checkpoints import clone_state as _clone_state
-from textcls.checkpoints import load_optimizer_tensors as _load_optimizer_tensors
-from textcls.checkpoints import optimizer_tensors as _optimizer_tensors  # noqa: F401  (tests reach it here)
+from textcls.training.batching import sorted_plan, training_plan
+from textcls.training.checkpoints import BEST_WEIGHTS_FILE, OPTIMIZER_FILE, STATE_FILE, last_checkpoint, write_checkpoint
+from textcls.training.checkpoints import clone_state as _clone_state
+from textcls.training.checkpoints import load_optimizer_tensors as _load_optimizer_tensors
 from textcls.config import TrainConfig
-from textcls.cpu_speed import lean_cpu_training
-from textcls.data import Split
-from textcls.engine import (
-    EpochBatches,
-    ThroughputMeter,
-    TokenIds,
-    TokenizedRows,
-    batch_loader,
-    describe_batching,
-    encode_windows,
-    eval_plan,
-    for_this_device,
-    to_device,
-)
-from textcls.environment import device, embedded_model_path, resolve_precision
+from textcls.training.cpu_speed import lean_cpu_training
+from textcls.data.loading import Split
+from textcls.training.loaders import EpochBatches, TokenizedRows, batch_loader, eval_plan, to_device
+from textcls.training.throughput import ThroughputMeter
+from textcls.training.tokens import TokenIds, encode_windows
+from textcls.training.device import describe_batching, for_this_device
+from textcls.training.device import device, resolve_precision
+from textcls.models.encoders import embedded_model_path
 from textcls.errors import ConfigError, RunFolderError, TextclsError
-from textcls.evaluation import headline_metrics, predicted_labels
-from textcls.imbalance import loss_weights, with_metric
+from textcls.reporting.metrics import headline_metrics, predicted_labels
+from textcls.data.imbalance import loss_weights, with_metric
 from textcls.models.base import (
     BALANCED_SAMPLER,
     LONG_TEXT,
@@ -76,12 +68,12 @@ from textcls.models.base import (
     TrainSummary,
     check_training_options,
 )
-from textcls.multilabel import targets
-from textcls.objectives import Objective, probabilities
+from textcls.data.multilabel import targets
+from textcls.training.objectives import Objective, probabilities
 from textcls.runfolder import damaged
-from textcls.windows import Windowing
+from textcls.data.windows import Windowing
 
-log = logging.getLogger("textcls.neural")
+log = logging.getLogger(__name__)
 
 PAD_ID = 0  # [PAD] in the all-MiniLM-L6-v2 vocabulary
 TOKENIZER_FILE = "tokenizer.json"
@@ -227,7 +219,7 @@ def train_module(
 ) -> TrainSummary:
     """Train `module` in place and leave the best weights (by dev `config.metric`) in it, in eval mode.
 
-    `config` is resolved for this device (`engine.for_this_device`). Evaluates on dev after every
+    `config` is resolved for this device (`device.for_this_device`). Evaluates on dev after every
     epoch (and when stopped early) and writes a checkpoint there. `identity` (family,
     hyper-parameters, batching) goes into each checkpoint; resuming checks it matches. Batch order
     and dropout are seeded from `config.seed` and the step, so a resumed run replays the batches an

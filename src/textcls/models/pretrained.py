@@ -4,7 +4,7 @@ What makes it fast (measured by `benchmarks/train_throughput.py`): texts are tok
 Rust tokenizer into compact arrays (cached), padded per batch to the longest one rounded up to a
 multiple of 8 instead of to 512 tokens, batches hold texts of similar length and, on a GPU, are cut
 by a token budget; the matrix multiplies run in bf16 autocast where the processor has bf16 units.
-The data path is `textcls.engine`'s, shared with the from-scratch families: `Trainer` runs the
+The data path is `textcls.training`'s, shared with the from-scratch families: `Trainer` runs the
 steps (measured: its own overhead is small beside a step; it keeps DDP, checkpoints and resume)
 and is handed the engine's data loaders. On a GPU: pinned memory and worker processes, fused
 AdamW, TF32, `torch.compile` when asked (`--compile`), and no host sync per step for logging.
@@ -16,12 +16,9 @@ Example:
 """
 
 from __future__ import annotations
+from textcls.training.trainer import engine_trainer, run_trainer, training_arguments, training_callbacks
 
-import json
 import logging
-import re
-import shutil
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -30,31 +27,18 @@ import numpy as np
 import torch
 
 from textcls.config import TrainConfig
-from textcls.cpu_speed import lean_cpu_training
-from textcls.data import Split
-from textcls.engine import (
-    GPU_PREDICT_TOKENS,
-    EpochBatches,
-    ThroughputMeter,
-    TokenizedRows,
-    array_to_device,
-    batch_loader,
-    encode_windows,
-    eval_plan,
-    for_this_device,
-    pad_id,
-    pooled_logits,
-)
-from textcls.environment import (
-    EMBEDDED_MODEL_NAME, device, inference_precision, quiet_transformers, resolve_model, resolve_precision, tune_cuda,
-)
+from textcls.data.loading import Split
+from textcls.training.prediction import GPU_PREDICT_TOKENS, pooled_logits
+from textcls.training.loaders import EpochBatches, TokenizedRows, array_to_device, eval_plan
+from textcls.training.tokens import encode_windows, pad_id
+from textcls.training.device import for_this_device
+from textcls.models.encoders import EMBEDDED_MODEL_NAME, quiet_transformers, resolve_model
+from textcls.training.device import device, inference_precision, resolve_precision
 from textcls.errors import TextclsError
-from textcls.evaluation import headline_metrics, predicted_labels
-from textcls.explain import Explanation, check_text, from_attention_maps
-from textcls.families import FAMILIES
-from textcls.files import write_json
+from textcls.reporting.metrics import headline_metrics, predicted_labels
+from textcls.reporting.explanations import Explanation, check_text, from_attention_maps
 from textcls.runfolder import damaged
-from textcls.imbalance import loss_weights, with_metric
+from textcls.data.imbalance import loss_weights, with_metric
 from textcls.models.base import (
     BALANCED_SAMPLER,
     DISTRIBUTED,
@@ -68,11 +52,11 @@ from textcls.models.base import (
     TrainSummary,
     check_training_options,
 )
-from textcls.multilabel import targets
-from textcls.objectives import Objective, probabilities
-from textcls.windows import Windowing, model_token_limit
+from textcls.data.multilabel import targets
+from textcls.training.objectives import Objective, probabilities
+from textcls.data.windows import Windowing, model_token_limit
 
-log = logging.getLogger("textcls.pretrained")
+log = logging.getLogger(__name__)
 
 def _from_pretrained_error(model_name: str, error: Exception) -> TextclsError:
     return TextclsError(
@@ -89,236 +73,6 @@ def clamp_max_length(requested: int, tokenizer: Any, model_config: Any) -> int:
     if clamped < requested:
         log.warning("max_length %d exceeds the model's limit; using %d", requested, clamped)
     return clamped
-
-
-# Trainer writes a checkpoint file by file; this marker, written last (atomically), lists what a
-# complete one holds, so a kill or a full disk mid-write leaves a folder that resume skips.
-CHECKPOINT_MARKER = "textcls-complete.json"
-# Trainer's pickled TrainingArguments: never read back on resume, so never kept (no pickle at rest).
-PICKLED_ARGS = "training_args.bin"
-_CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
-
-
-def mark_complete(folder: Path) -> None:
-    """Record every file of a finished checkpoint, with its size, in its marker."""
-    (folder / PICKLED_ARGS).unlink(missing_ok=True)
-    files = {str(path.relative_to(folder)): path.stat().st_size for path in sorted(folder.rglob("*")) if path.is_file()}
-    write_json(folder / CHECKPOINT_MARKER, {"files": files})
-
-
-def is_complete(folder: Path) -> bool:
-    """Whether `folder` holds its marker and every file the marker lists, at the recorded size."""
-    try:
-        files = json.loads((folder / CHECKPOINT_MARKER).read_text(encoding="utf-8"))["files"]
-        return all((folder / name).stat().st_size == size for name, size in files.items())
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return False
-
-
-def last_complete_checkpoint(checkpoint_dir: Path, remove_incomplete: bool = True) -> Path | None:
-    """The complete checkpoint with the highest step; incomplete ones (a kill or a full disk while
-    Trainer wrote them) are removed when `remove_incomplete`, with a warning naming each."""
-    if not checkpoint_dir.is_dir():
-        return None
-    found = sorted(
-        (int(match.group(1)), path) for path in checkpoint_dir.iterdir()
-        if path.is_dir() and (match := _CHECKPOINT.match(path.name))
-    )
-    complete = [path for _, path in found if is_complete(path)]
-    for _, path in found:
-        if path not in complete and remove_incomplete:
-            log.warning("removing %s: it was not written completely (interrupted, or the disk was full)", path)
-            shutil.rmtree(path, ignore_errors=True)
-    return complete[-1] if complete else None
-
-
-class _CheckpointGuard:
-    """Trainer callback: mark each checkpoint complete once Trainer has written all of it."""
-
-    def __init__(self) -> None:
-        from transformers import TrainerCallback
-
-        class Callback(TrainerCallback):
-            def on_save(self, args, state, control, **kwargs):
-                if args.should_save:  # the process that writes checkpoints
-                    mark_complete(Path(args.output_dir) / f"checkpoint-{state.global_step}")
-                return control
-
-        self.callback = Callback()
-
-
-def training_arguments(checkpoint_dir: Path, config: Any, precision: str, **options: Any) -> Any:
-    """The `TrainingArguments` every textcls Trainer run shares (schedule, checkpoints each epoch,
-    precision, seeds, the GPU's fast step) from a config with epochs, batch_size, lr, weight_decay,
-    warmup_ratio, logging_steps and seed (and `compile`, where it has one); `options` add or override the rest."""
-    from transformers import TrainingArguments
-
-    gpu = torch.cuda.is_available()
-
-    shared = dict(
-        output_dir=str(checkpoint_dir),
-        num_train_epochs=config.epochs,
-        per_device_train_batch_size=config.batch_size,
-        learning_rate=config.lr,
-        weight_decay=config.weight_decay,
-        lr_scheduler_type="linear",
-        # a float in (0, 1) is a ratio of all steps in transformers 5.x
-        warmup_steps=config.warmup_ratio if config.warmup_ratio > 0 else 0,
-        save_strategy="epoch",
-        save_total_limit=2,
-        logging_strategy="steps",
-        logging_steps=config.logging_steps,
-        bf16=precision == "bf16",
-        fp16=precision == "fp16",
-        use_cpu=not gpu,
-        seed=config.seed,
-        data_seed=config.seed,
-        report_to="none",
-        # the NaN/inf filter reads every step's loss on the host: a sync per step on a GPU
-        logging_nan_inf_filter=False,
-        torch_compile=bool(getattr(config, "compile", False)) and gpu,
-    )
-    if gpu:
-        tune_cuda()  # TF32 and attention without cuDNN's, for `textcls pretrain` as for fine-tuning
-        shared.update(
-            optim="adamw_torch_fused",  # one kernel for all parameters
-            dataloader_pin_memory=True,
-            accelerator_config={"non_blocking": True},  # copies from pinned memory overlap the step
-        )
-    return TrainingArguments(**{**shared, **options})
-
-
-def training_callbacks(time_budget: float | None) -> list[Any]:
-    """The Trainer callbacks every textcls run uses: complete-checkpoint markers, and the time budget."""
-    callbacks = [_CheckpointGuard().callback]
-    if time_budget is not None:
-        callbacks.append(_TimeBudget(time_budget).callback)
-    return callbacks
-
-
-def run_trainer(trainer: Any, checkpoint_dir: Path, resume: bool) -> tuple[Any, str | None, float]:
-    """`trainer.train()`, from the last complete checkpoint when `resume`; (result, resumed from, seconds)."""
-    should_save = trainer.args.should_save
-    resume_from = None
-    if resume:
-        last = last_complete_checkpoint(checkpoint_dir, remove_incomplete=should_save)
-        if last is None:
-            log.warning("--resume: no complete checkpoint in %s; starting from scratch", checkpoint_dir)
-        else:
-            resume_from = str(last)
-            log.info("resuming from %s", resume_from)
-    started = time.perf_counter()
-    try:
-        with lean_cpu_training(trainer.model):
-            result = trainer.train(resume_from_checkpoint=resume_from)
-    except BaseException as error:
-        # A checkpoint cut short (full disk, Ctrl+C while saving) must not be the one resume finds.
-        if should_save:
-            last_complete_checkpoint(checkpoint_dir, remove_incomplete=True)
-        if isinstance(error, torch.OutOfMemoryError):
-            raise TextclsError(
-                f"out of GPU memory while training ({str(error).splitlines()[0][:160]}); pass a smaller "
-                f"--batch-tokens (a GPU's default is {FAMILIES['pretrained'].gpu_defaults['batch_tokens']} tokens a "
-                "batch for pretrained models) or --batch-size, or a shorter --max-length"
-            ) from error
-        raise
-    return result, resume_from, time.perf_counter() - started
-
-
-def engine_trainer(
-    train_rows: TokenizedRows, batches: EpochBatches, dev_rows: TokenizedRows, dev_batches: Sequence[Any],
-    config: TrainConfig, objective: Objective | None = None, **trainer_options: Any,
-) -> Any:
-    """A `Trainer` fed by the engine's data loaders: the token-budget (or count) batches of `batches`,
-    evaluation in `dev_batches`, padding in numpy; accelerate shards the batches under DDP. With an
-    `objective`, the loss is its own (class weights; window logits pooled per text) instead of the model's."""
-    from transformers import Trainer
-
-    class EngineTrainer(Trainer):
-        def get_train_dataloader(self) -> Any:
-            return self.accelerator.prepare(batch_loader(train_rows, batches, config))
-
-        def get_eval_dataloader(self, eval_dataset: Any = None) -> Any:
-            return self.accelerator.prepare(batch_loader(dev_rows, dev_batches, config))
-
-        def compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool = False, num_items_in_batch: Any = None) -> Any:
-            if objective is None:
-                return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-            # windows (windows, seq) in, the loss on each text's pooled logits (texts, classes): a per-batch mean
-            inputs = dict(inputs)
-            labels, owner = inputs.pop("labels"), inputs.pop("window_owner", None)
-            window_logits = model(**inputs).logits
-            loss, logits = objective.text_loss(window_logits, {"labels": labels, "window_owner": owner})
-            return (loss, {"logits": logits}) if return_outputs else loss
-
-    meter = _SteadyThroughput(len(train_rows) / len(batches))
-    trainer = EngineTrainer(
-        train_dataset=train_rows, eval_dataset=dev_rows,
-        callbacks=[*trainer_options.pop("callbacks", []), meter.callback], **trainer_options,
-    )
-    trainer.throughput = meter.meter  # read back by fit() for metrics.json
-    return trainer
-
-
-class _SteadyThroughput:
-    """Trainer callback: steady-state samples/s (`engine.ThroughputMeter`), the clock paused over
-    evaluation and saving. Trainer does not show callbacks a batch, so a step counts the plan's mean
-    rows per batch (times the processes)."""
-
-    def __init__(self, rows_per_batch: float):
-        from transformers import TrainerCallback
-
-        meter = self.meter = ThroughputMeter()
-
-        class Callback(TrainerCallback):
-            def on_step_end(self, args, state, control, **kwargs):
-                meter.step_end(round(rows_per_batch * args.world_size))
-                return control
-
-            def on_epoch_end(self, args, state, control, **kwargs):
-                meter.pause()  # evaluation and the checkpoint follow
-                return control
-
-        self.callback = Callback()
-
-
-def any_process(flag: bool) -> bool:
-    """Whether `flag` holds in any process of the torch.distributed group (one small all-reduce)."""
-    import torch.distributed as dist
-
-    on_gpu = dist.get_backend() == "nccl"
-    value = torch.tensor([int(flag)], device=torch.device("cuda", torch.cuda.current_device()) if on_gpu else "cpu")
-    dist.all_reduce(value, op=dist.ReduceOp.MAX)
-    return bool(value.item())
-
-
-class _TimeBudget:
-    """Trainer callback: after `minutes`, stop at the next step (under DDP, once any process's clock is past).
-
-    Stopping ends the epoch early, and the epoch-end flow then evaluates and saves as usual.
-    """
-
-    def __init__(self, minutes: float):
-        from transformers import TrainerCallback
-
-        budget_seconds = minutes * 60.0
-
-        class Callback(TrainerCallback):
-            def on_train_begin(self, args, state, control, **kwargs):
-                self.start = time.monotonic()
-
-            def on_step_end(self, args, state, control, **kwargs):
-                over = time.monotonic() - self.start >= budget_seconds
-                if args.world_size > 1:
-                    # every process stops at the same step: one that went on would wait in the next all-reduce
-                    over = any_process(over)
-                if over and not control.should_training_stop:
-                    log.warning("time budget of %.3g min reached at step %d; stopping", minutes, state.global_step)
-                    control.should_training_stop = True
-                    state.stopped_by_time_budget = True  # read back by fit() for metrics.json
-                return control
-
-        self.callback = Callback()
 
 
 def epoch_history(log_history: list[dict[str, Any]]) -> list[EpochRow]:
@@ -423,7 +177,7 @@ class PretrainedClassifier(Classifier):
             objective=Objective.of(weights, config.pooling, train.multi_label),
             model=model, args=args, processing_class=tokenizer, compute_metrics=compute_metrics, callbacks=callbacks,
         )
-        result, resume_from, train_seconds = run_trainer(trainer, checkpoint_dir, config.resume)
+        result, resume_from, train_seconds = run_trainer(trainer, checkpoint_dir, config.resume, config.batch_tokens)
 
         summary = TrainSummary(
             model=model_name if config.model is not None else EMBEDDED_MODEL_NAME,

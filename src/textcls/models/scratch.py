@@ -29,9 +29,9 @@ import torch
 from torch import nn
 
 from textcls.errors import ConfigError
-from textcls.explain import Explanation, check_text, from_attention_maps
+from textcls.reporting.explanations import Explanation, check_text, from_attention_maps
 from textcls.models.base import EXPLAIN
-from textcls.models.neural import PAD_ID, TokenAttention, TorchClassifier, pad_batch
+from textcls.models.neural import PAD_ID, TokenAttention, TorchClassifier
 
 __all__ = ["ScratchTransformerClassifier", "ScratchTransformerModel", "sinusoidal_positions"]
 

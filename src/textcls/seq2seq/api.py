@@ -31,7 +31,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from textcls import plots, runfolder
+from textcls import machine
+from textcls.reporting import plots
+from textcls import runfolder
 from textcls.errors import ConfigError, RunFolderError, StorageError, TextclsError
 from textcls.files import make_folder, storage_error, write_atomic, write_json
 from textcls.seq2seq.config import Seq2SeqConfig
@@ -44,7 +46,7 @@ from textcls.seq2seq.scoring import scores, scores_by_length
 from textcls.seq2seq.tasks import make_splits
 from textcls.seq2seq.training import Encoded, decode, max_output_steps, pad_ids, train_loop
 
-log = logging.getLogger("textcls.seq2seq")
+log = logging.getLogger(__name__)
 
 FAMILY = runfolder.SEQ2SEQ_FAMILY  # the run folder's family; not a classifier, so not in textcls.families
 MODEL_CONFIG_FILE = "seq2seq.json"
@@ -188,8 +190,8 @@ def _run_info(
                  "rows": {name: len(pairs) for name, pairs in splits.items()}},
         "vocab_sizes": {"source": len(source_vocab), "target": len(target_vocab)},
         "num_parameters": sum(p.numel() for p in model.parameters()),
-        "versions": {**runfolder.library_versions(), "sacrebleu": version("sacrebleu")},
-        "hardware": runfolder.hardware(),
+        "versions": {**machine.library_versions(), "sacrebleu": version("sacrebleu")},
+        "hardware": machine.hardware(),
         "command": sys.argv,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }

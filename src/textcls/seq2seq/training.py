@@ -28,16 +28,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from textcls.batching import length_sorted_batches
-from textcls.checkpoints import BEST_WEIGHTS_FILE, OPTIMIZER_FILE, STATE_FILE, WEIGHTS_FILE, last_checkpoint, write_checkpoint
-from textcls.checkpoints import clone_state as _clone_state
-from textcls.checkpoints import load_optimizer_tensors as _load_optimizer_tensors
+from textcls.training.batching import length_sorted_batches
+from textcls.training.checkpoints import BEST_WEIGHTS_FILE, OPTIMIZER_FILE, STATE_FILE, WEIGHTS_FILE, last_checkpoint, write_checkpoint
+from textcls.training.checkpoints import clone_state as _clone_state
+from textcls.training.checkpoints import load_optimizer_tensors as _load_optimizer_tensors
 from textcls.errors import RunFolderError
 from textcls.seq2seq.config import Seq2SeqConfig
 from textcls.seq2seq.model import Seq2Seq
 from textcls.seq2seq.pairs import BOS, EOS, PAD
 
-log = logging.getLogger("textcls.seq2seq")
+log = logging.getLogger(__name__)
 
 CHUNK_BATCHES = 50  # batches per length-sorted chunk: little padding, yet a random batch order
 MAX_GRAD_NORM = 1.0

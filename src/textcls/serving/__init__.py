@@ -18,7 +18,7 @@ from typing import Any
 from textcls.config import PredictConfig, ServeConfig
 from textcls.errors import TextclsError
 
-log = logging.getLogger("textcls.serving")
+log = logging.getLogger(__name__)
 
 __all__ = ["create_app", "serve", "serving_predict_config"]
 
@@ -60,7 +60,7 @@ def serve(run_dir: str | Path, config: ServeConfig, predict_config: PredictConfi
     `config.graceful_timeout` seconds, refuses the rest with 503, and returns (exit status 0).
     """
     _require_serving()
-    from textcls.runs import load
+    from textcls.runs.api import load
 
     run = load(run_dir, predict_config or serving_predict_config())
     run.predict_proba(["warm-up"])  # first call allocates; do it before the first user waits

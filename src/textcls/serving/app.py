@@ -30,13 +30,13 @@ from typing import TYPE_CHECKING, Any
 
 from textcls.config import ServeConfig
 from textcls.errors import TextclsError
-from textcls.predictions import prediction_records
+from textcls.inference.predictions import prediction_records
 from textcls.serving.batcher import MicroBatcher, Overloaded, ShuttingDown
 
 if TYPE_CHECKING:
-    from textcls.runs import Run
+    from textcls.runs.api import Run
 
-log = logging.getLogger("textcls.serving")
+log = logging.getLogger(__name__)
 
 API_PREFIX = "/v1"
 

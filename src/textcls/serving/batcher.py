@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-log = logging.getLogger("textcls.serving")
+log = logging.getLogger(__name__)
 
 
 class Overloaded(Exception):

@@ -32,15 +32,18 @@ from typing import Any
 import numpy as np
 import torch
 
+from textcls import machine
 from textcls import runfolder
 from textcls.config import PretrainConfig, to_dict
-from textcls.data import TABLE_SUFFIXES, read_texts
-from textcls.environment import EMBEDDED_MODEL_NAME, process_state, quiet_transformers, resolve_model, resolve_precision
+from textcls.data.loading import TABLE_SUFFIXES, read_texts
+from textcls.models.encoders import EMBEDDED_MODEL_NAME, quiet_transformers, resolve_model
+from textcls.training.device import process_state, resolve_precision
 from textcls.errors import DataError, TextclsError
 from textcls.files import make_folder
-from textcls.models.pretrained import clamp_max_length, run_trainer, training_arguments, training_callbacks
+from textcls.models.pretrained import clamp_max_length
+from textcls.training.trainer import run_trainer, training_arguments, training_callbacks
 
-log = logging.getLogger("textcls.pretrain")
+log = logging.getLogger(__name__)
 
 MASK = "[MASK]"  # how users write the mask, whatever the model's own mask token is
 
@@ -398,8 +401,8 @@ def _pretrain(state: Any, config: PretrainConfig, texts: list[str], run_dir: Pat
         "max_length": config.max_length,
         "pretrain_config": to_dict(config),
         "data": {"source": str(config.data), "texts": len(texts), "train_texts": len(train_texts), "held_out": len(held_out)},
-        "versions": runfolder.library_versions(),
-        "hardware": runfolder.hardware(),
+        "versions": machine.library_versions(),
+        "hardware": machine.hardware(),
         "command": sys.argv,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }

@@ -58,7 +58,7 @@ class Explanation:
 
     def save(self, out_dir: str | Path) -> dict[str, Path]:
         """Write the figures (PNG), an HTML page and the arrays (JSON) into `out_dir`; returns the paths."""
-        from textcls.report import write_explanation
+        from textcls.reporting.html import write_explanation
 
         return write_explanation(self, Path(out_dir))
 

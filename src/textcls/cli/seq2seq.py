@@ -15,9 +15,9 @@ from typing import Any, Optional
 import typer
 from rich.table import Table
 
-from textcls.console import library_call as _library_call
-from textcls.console import setup_logging as _setup_logging
-from textcls.console import stderr, stdout
+from textcls.cli.console import library_call as _library_call
+from textcls.cli.console import setup_logging as _setup_logging
+from textcls.cli.console import stderr, stdout
 from textcls.seq2seq.config import Seq2SeqConfig
 from textcls.seq2seq.tasks import TASKS
 

@@ -37,15 +37,15 @@ from typing import Any
 import numpy as np
 
 from textcls import runfolder
-from textcls.runfolder import cpu_flags, cpu_model
-from textcls.backends import load_predictor
+from textcls.machine import cpu_flags, cpu_model, library_versions
+from textcls.inference.backends import load_predictor
 from textcls.config import AUTO_BACKEND, DataConfig, PredictConfig, from_dict
 from textcls.errors import StorageError, TextclsError
 from textcls.files import write_json
 from textcls.models.base import EXPORT_ONNX, Predictor, family_class
-from textcls.multilabel import label_decisions
+from textcls.data.multilabel import label_decisions
 
-log = logging.getLogger("textcls.backend")
+log = logging.getLogger(__name__)
 
 CACHE_FORMAT = 1
 SAMPLE_TEXTS = 256  # dev rows timed per candidate: ~1.5 s for torch fp32 on 2 cores, less for the rest
@@ -155,7 +155,7 @@ def choose(run_dir: Path, info: dict[str, Any], given: PredictConfig, measure: C
 def candidates(run_dir: Path, info: dict[str, Any], given: PredictConfig, left_out: list[str] | None = None) -> list[Candidate]:
     """What this machine can run for this run, reference first; why the others are left out goes into
     `left_out` (logged when none is given)."""
-    from textcls.environment import inference_precision
+    from textcls.training.device import inference_precision
 
     def say(message: str, *args: Any) -> None:
         if left_out is None:
@@ -247,7 +247,7 @@ def time_predictions(predictor: Predictor, texts: Sequence[str], batch_size: int
 
 def sample_texts(info: dict[str, Any], rows: int = SAMPLE_TEXTS) -> tuple[list[str], str]:
     """Up to `rows` texts of the run's dev data (seeded) where its local files still exist, else built-in texts."""
-    from textcls.data import load_data
+    from textcls.data.loading import load_data
 
     data_config = info.get("data_config")
     if isinstance(data_config, dict):
@@ -269,7 +269,7 @@ def sample_texts(info: dict[str, Any], rows: int = SAMPLE_TEXTS) -> tuple[list[s
 
 def _with_export(run_dir: Path, info: dict[str, Any], found: list[Candidate]) -> list[Candidate]:
     """`found`, after exporting the run to ONNX (fp32 and int8) when its export is missing or stale."""
-    from textcls.onnx_backend import export_is_current, export_onnx
+    from textcls.inference.onnx import export_is_current, export_onnx
 
     if export_is_current(run_dir, info):
         return found
@@ -308,7 +308,7 @@ def machine_key(info: dict[str, Any], given: PredictConfig) -> tuple[str, dict[s
     """A short key for what decides the choice here, and the facts it hashes."""
     import torch
 
-    versions = runfolder.library_versions()
+    versions = library_versions()
     try:
         import onnxruntime
 

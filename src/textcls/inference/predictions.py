@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from textcls.multilabel import decide, label_sets
+from textcls.data.multilabel import decide, label_sets
 
 
 def prediction_records(

@@ -31,7 +31,7 @@ from typing import Any
 import torch
 from torch import nn
 
-log = logging.getLogger("textcls.cpu_speed")
+log = logging.getLogger(__name__)
 
 MASK_LEVELS = 65_536  # each element's mask compares 16 random bits with a threshold
 ATTENTION = "textcls_eager"  # the name `eager_attention` is registered under with transformers

@@ -1,8 +1,8 @@
 """Which engine runs a trained run: a small registry from backend name to loader, consulted by `runs.load`.
 
-    auto       not a loader: `textcls.autobackend` times the ones below and picks one
+    auto       not a loader: `textcls.inference.auto` times the ones below and picks one
     torch      the family's own model, eager, under `torch.inference_mode`; every family has it
-    onnx       the run exported to ONNX (fp32), run by ONNX Runtime (`textcls.onnx_backend`)
+    onnx       the run exported to ONNX (fp32), run by ONNX Runtime (`textcls.inference.onnx`)
     onnx-int8  the same graph with int8 weights
 
 Every backend gives probabilities in input order over the run's `label_names`. The loaders are
@@ -26,13 +26,13 @@ from textcls import runfolder
 from textcls.config import AUTO_BACKEND, ENGINES, PredictConfig
 from textcls.errors import ConfigError, RunFolderError
 from textcls.models.base import Predictor, family_class
-from textcls.windows import Windowing, model_token_limit
+from textcls.data.windows import Windowing, model_token_limit
 
 # backend name -> "module:function(run_dir, info, config) -> Predictor"
 LOADERS: dict[str, str] = {
-    "torch": "textcls.backends:load_torch",
-    "onnx": "textcls.onnx_backend:load_onnx",
-    "onnx-int8": "textcls.onnx_backend:load_onnx",
+    "torch": "textcls.inference.backends:load_torch",
+    "onnx": "textcls.inference.onnx:load_onnx",
+    "onnx-int8": "textcls.inference.onnx:load_onnx",
 }
 if set(LOADERS) != set(ENGINES):  # config validates the names, this registry loads them
     raise RuntimeError(f"backends {sorted(ENGINES)} and loaders {sorted(LOADERS)} disagree")
@@ -47,7 +47,7 @@ NOT_CLASSIFIERS = {
 }
 
 
-log = logging.getLogger("textcls.backends")
+log = logging.getLogger(__name__)
 SPECIAL_TOKENS = 2  # [CLS] and [SEP] (<s> and </s>) around each window of a transformer's input
 
 
@@ -108,12 +108,12 @@ def check_classifier_run(run_dir: Path, info: dict[str, Any]) -> None:
 
 
 def load_predictor(run_dir: Path, info: dict[str, Any], config: PredictConfig) -> Predictor:
-    """The run's model on `config.backend` (not auto: `textcls.autobackend` resolves that), with
+    """The run's model on `config.backend` (not auto: `textcls.inference.auto` resolves that), with
     `config.threads` CPU threads."""
-    from textcls.environment import set_torch_threads
+    from textcls.training.device import set_torch_threads
 
     if config.backend == AUTO_BACKEND:
-        raise ValueError("backend auto is resolved by textcls.autobackend.choose, not loaded")
+        raise ValueError("backend auto is resolved by textcls.inference.auto.choose, not loaded")
     check_classifier_run(run_dir, info)
     runfolder.verify_model_files(run_dir, info)
     set_torch_threads(config.threads)

@@ -32,7 +32,7 @@ from typing import Any
 from textcls.config import DEFAULT_HUB_DATASET, DataConfig
 from textcls.errors import DataError
 
-logger = logging.getLogger("textcls.data")
+logger = logging.getLogger(__name__)
 
 TABLE_SUFFIXES = (".csv", ".tsv", ".jsonl", ".json", ".parquet")
 SPLIT_STEMS = {"train": ("train",), "dev": ("dev", "validation", "valid", "val"), "test": ("test",)}

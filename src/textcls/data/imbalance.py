@@ -22,10 +22,10 @@ import dataclasses
 import numpy as np
 
 from textcls.config import TrainConfig, class_weights_problem
-from textcls.data import did_you_mean, flat_labels
+from textcls.data.loading import did_you_mean, flat_labels
 from textcls.errors import ConfigError, DataError
 
-log = logging.getLogger("textcls.imbalance")
+log = logging.getLogger(__name__)
 
 # Train labels count as skewed, and macro-F1 picks the best epoch, when the largest class has this many
 # times the rows of the smallest.

@@ -26,13 +26,13 @@ from rich.markup import escape  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 from textcls.config import DataConfig, PredictConfig, PretrainConfig, ServeConfig, TrainConfig, column_names, field_names, flag_name, split_options  # noqa: E402
-from textcls.console import fail  # noqa: E402
-from textcls.console import library_call as _library_call  # noqa: E402
-from textcls.console import setup_logging as _setup_logging  # noqa: E402
-from textcls.console import stdout  # noqa: E402
+from textcls.cli.console import fail
+from textcls.cli.console import library_call as _library_call
+from textcls.cli.console import setup_logging as _setup_logging
+from textcls.cli.console import stdout
 from textcls.errors import TextclsError  # noqa: E402
 from textcls.families import FAMILIES  # noqa: E402
-from textcls.seq2seq.cli import app as seq2seq_app  # noqa: E402
+from textcls.cli.seq2seq import app as seq2seq_app
 
 app = typer.Typer(
     name="textcls",
@@ -190,7 +190,7 @@ def train(
     **options: Any,
 ) -> None:
     """Fine-tune a classifier and write a run folder (textcls.json, model/, metrics.json)."""
-    from textcls.runs import train as run_training
+    from textcls.runs.api import train as run_training
 
     _setup_logging(verbose)
     with _library_call():
@@ -226,7 +226,7 @@ def evaluate(
     (columns, label names, label base) and scored whole (the run's row limits are not carried over).
     """
     from textcls.files import write_json
-    from textcls.runs import data_config_for_run, evaluate as run_evaluation
+    from textcls.runs.api import data_config_for_run, evaluate as run_evaluation
 
     _setup_logging(verbose)
     with _library_call():
@@ -256,7 +256,7 @@ def compare(
     **options: Any,
 ) -> None:
     """Train several families on the same data; write compare.json, compare.md and compare.png."""
-    from textcls.compare import compare as run_compare, parse_families, split_compare_options
+    from textcls.runs.compare import compare as run_compare, parse_families, split_compare_options
 
     _setup_logging(verbose)
     with _library_call():
@@ -291,8 +291,8 @@ def explain(
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging."),
 ) -> None:
     """Show what the model attends to: attention maps, rollout and weighted words, as PNG, HTML and JSON."""
-    from textcls.explain import explain as explain_text
-    from textcls.runs import load
+    from textcls.reporting.explanations import explain as explain_text
+    from textcls.runs.api import load
 
     _setup_logging(verbose)
     with _library_call():
@@ -329,7 +329,7 @@ def report(
     Data options as for `textcls evaluate`.
     """
     from textcls.runfolder import report_path
-    from textcls.runs import data_config_for_run, score, write_report
+    from textcls.runs.api import data_config_for_run, score, write_report
 
     _setup_logging(verbose)
     with _library_call():
@@ -353,10 +353,10 @@ def predict(
     **options: Any,
 ) -> None:
     """Classify texts: {"label", "score", "probs"} per input, in input order ({"labels", "scores"} for a multi-label run)."""
-    from textcls.data import read_texts
+    from textcls.data.loading import read_texts
     from textcls.files import write_text_atomic
-    from textcls.predictions import prediction_records
-    from textcls.runs import load, run_text_columns
+    from textcls.inference.predictions import prediction_records
+    from textcls.runs.api import load, run_text_columns
 
     _setup_logging(verbose)
     with _library_call():
@@ -400,7 +400,7 @@ def export(
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging."),
 ) -> None:
     """Export a run for fast inference: RUN/onnx/model.onnx (+ model.int8.onnx), checked against torch."""
-    from textcls.onnx_backend import ONNX_DIR, export
+    from textcls.inference.onnx import ONNX_DIR, export
 
     _setup_logging(verbose)
     with _library_call():
@@ -453,7 +453,7 @@ def pretrain(
     **options: Any,
 ) -> None:
     """Continue an encoder's masked-word pre-training on unlabelled text; fine-tune it later with `train --model RUN`."""
-    from textcls.pretraining import pretrain as run_pretraining
+    from textcls.runs.pretraining import pretrain as run_pretraining
 
     _setup_logging(verbose)
     with _library_call():
@@ -483,7 +483,7 @@ def fill_mask(
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging."),
 ) -> None:
     """The most probable words for each [MASK] in a text."""
-    from textcls.pretraining import fill_mask as fill
+    from textcls.runs.pretraining import fill_mask as fill
 
     _setup_logging(verbose)
     with _library_call():

