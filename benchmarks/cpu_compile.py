@@ -19,16 +19,16 @@ from pathlib import Path
 # compile cold, as a first run does: no inductor/FX graph caches from earlier runs (they cut 116 s to ~30 s here)
 os.environ.setdefault("TORCHINDUCTOR_FORCE_DISABLE_CACHES", "1")
 import torch  # noqa: E402
+from train_throughput import MAX_LENGTH, first_batches, machine, timed_steps
 
 import textcls
 from textcls.data.loading import load_data
-from textcls.training.loaders import TokenizedRows
-from textcls.training.tokens import encode_ids, pad_id
-from textcls.models.encoders import embedded_model_path
-from textcls.training.device import resolve_precision
 from textcls.files import write_json
 from textcls.machine import library_versions
-from train_throughput import MAX_LENGTH, first_batches, machine, timed_steps
+from textcls.models.encoders import embedded_model_path
+from textcls.training.device import resolve_precision
+from textcls.training.loaders import TokenizedRows
+from textcls.training.tokens import encode_ids, pad_id
 
 
 def measure(compiled: bool, batches: list[dict], warmup: int, precision: str, seed: int) -> dict:
@@ -39,10 +39,18 @@ def measure(compiled: bool, batches: list[dict], warmup: int, precision: str, se
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5, fused=True)
     forward = torch.compile(model, dynamic=True) if compiled else model
     first, rate = timed_steps(forward, optimizer, batches, warmup, precision)
-    row = {"compiled": compiled, "first_steps_seconds": round(first, 1), "steps": len(batches) - warmup,
-           "samples_per_second": round(rate, 1)}
-    print(f"  {'compiled' if compiled else 'eager'}: first {warmup} steps {first:.1f} s, then "
-          f"{row['samples_per_second']} samples/s over {row['steps']} steps", file=sys.stderr, flush=True)
+    row = {
+        "compiled": compiled,
+        "first_steps_seconds": round(first, 1),
+        "steps": len(batches) - warmup,
+        "samples_per_second": round(rate, 1),
+    }
+    print(
+        f"  {'compiled' if compiled else 'eager'}: first {warmup} steps {first:.1f} s, then "
+        f"{row['samples_per_second']} samples/s over {row['steps']} steps",
+        file=sys.stderr,
+        flush=True,
+    )
     return row
 
 
@@ -66,22 +74,32 @@ def main() -> None:
     train = load_data(textcls.DataConfig(data=args.data, seed=args.seed), splits=("train",)).splits["train"]
     rows = (args.steps + args.warmup) * args.batch_size * 4  # drawn from 4x the rows, so lengths vary as in training
     tokenizer = AutoTokenizer.from_pretrained(embedded_model_path())
-    token_rows = TokenizedRows(encode_ids(tokenizer, train.texts[:rows], MAX_LENGTH, cache=False), train.labels[:rows], pad_id(tokenizer))
+    token_rows = TokenizedRows(
+        encode_ids(tokenizer, train.texts[:rows], MAX_LENGTH, cache=False), train.labels[:rows], pad_id(tokenizer)
+    )
     batches = first_batches(token_rows, args.batch_size, args.seed, args.steps + args.warmup)
     precision = resolve_precision("auto")
-    report = {"benchmark": "cpu_compile", "date": datetime.date.today().isoformat(), "precision": precision,
-              "widths": sorted({int(b["input_ids"].shape[1]) for b in batches})}
+    report = {
+        "benchmark": "cpu_compile",
+        "date": datetime.date.today().isoformat(),
+        "precision": precision,
+        "widths": sorted({int(b["input_ids"].shape[1]) for b in batches}),
+    }
     report["rows"] = [measure(compiled, batches, args.warmup, precision, args.seed) for compiled in (False, True)]
     eager, compiled = report["rows"]
     report["ratio"] = round(compiled["samples_per_second"] / eager["samples_per_second"], 2)
     report.update(config=vars(args), versions=library_versions(), hardware=machine())
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     write_json(Path(args.output), report)
-    print(f"{report['date']}, CPU, {report['hardware']['cpus']} cores, {precision}, batch {args.batch_size}, "
-          f"widths {report['widths']}")
+    print(
+        f"{report['date']}, CPU, {report['hardware']['cpus']} cores, {precision}, batch {args.batch_size}, "
+        f"widths {report['widths']}"
+    )
     print(f"{'mode':<10}{'first steps s':>14}{'samples/s':>11}")
     for row in report["rows"]:
-        print(f"{'compiled' if row['compiled'] else 'eager':<10}{row['first_steps_seconds']:>14.1f}{row['samples_per_second']:>11.1f}")
+        print(
+            f"{'compiled' if row['compiled'] else 'eager':<10}{row['first_steps_seconds']:>14.1f}{row['samples_per_second']:>11.1f}"
+        )
     print(f"compiled / eager: {report['ratio']}x; written to {args.output}")
 
 

@@ -27,17 +27,17 @@ import time
 from pathlib import Path
 
 import torch
+from train_throughput import MAX_LENGTH, PROXY, bert_from_config, first_batches, machine, timed_steps
 
 import textcls
-from textcls.training.cpu_speed import lean_cpu_training
 from textcls.data.loading import load_data
-from textcls.training.loaders import TokenizedRows
-from textcls.training.tokens import encode_ids, pad_id
-from textcls.models.encoders import embedded_model_path
-from textcls.training.device import resolve_precision
 from textcls.files import write_json
 from textcls.machine import library_versions
-from train_throughput import MAX_LENGTH, PROXY, bert_from_config, first_batches, machine, timed_steps
+from textcls.models.encoders import embedded_model_path
+from textcls.training.cpu_speed import lean_cpu_training
+from textcls.training.device import resolve_precision
+from textcls.training.loaders import TokenizedRows
+from textcls.training.tokens import encode_ids, pad_id
 
 WAYS = {"stock": "sdpa", "eager": "eager", "lean": "sdpa"}  # the attention kernel each loads with
 
@@ -46,7 +46,9 @@ def step_rate(model_dir: Path, way: str, batches: list[dict], precision: str, se
     from transformers import AutoModelForSequenceClassification
 
     torch.manual_seed(seed)
-    model = AutoModelForSequenceClassification.from_pretrained(model_dir, num_labels=4, attn_implementation=WAYS[way]).train()
+    model = AutoModelForSequenceClassification.from_pretrained(
+        model_dir, num_labels=4, attn_implementation=WAYS[way]
+    ).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5, fused=True)
     with lean_cpu_training(model) if way == "lean" else contextlib.nullcontext():
         _, rate = timed_steps(model, optimizer, batches, 3, precision)  # 3 steps warm the kernels and allocator up
@@ -92,20 +94,27 @@ def main() -> None:
     precision = resolve_precision("auto")
     report = {"benchmark": "cpu_step", "date": datetime.date.today().isoformat(), "precision": precision, "rows": []}
     with tempfile.TemporaryDirectory() as folder:
-        models = [("MiniLM", embedded_model_path(), args.minilm_steps),
-                  ("proxy", bert_from_config(Path(folder) / "proxy", **PROXY), args.proxy_steps)]
+        models = [
+            ("MiniLM", embedded_model_path(), args.minilm_steps),
+            ("proxy", bert_from_config(Path(folder) / "proxy", **PROXY), args.proxy_steps),
+        ]
         for name, model_dir, steps in models:
             tokenizer = AutoTokenizer.from_pretrained(model_dir)
             texts = train.texts[: (steps + 3) * args.batch_size * 4]  # 4x the rows, so lengths vary as in an epoch
-            rows = TokenizedRows(encode_ids(tokenizer, texts, MAX_LENGTH, cache=False), train.labels[: len(texts)], pad_id(tokenizer))
+            rows = TokenizedRows(
+                encode_ids(tokenizer, texts, MAX_LENGTH, cache=False), train.labels[: len(texts)], pad_id(tokenizer)
+            )
             batches = first_batches(rows, args.batch_size, args.seed, steps + 3)
             report["rows"].append(measure(name, model_dir, batches, precision, args.repeats, args.seed))
-    report.update(config=vars(args), versions=library_versions(), wall_seconds=round(time.time() - started, 1),
-                  hardware=machine())
+    report.update(
+        config=vars(args), versions=library_versions(), wall_seconds=round(time.time() - started, 1), hardware=machine()
+    )
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     write_json(Path(args.output), report)
-    print(f"{report['date']}, {report['hardware']['processor']}, {report['hardware']['cpus']} cores, {precision}, "
-          f"batch {args.batch_size}, median of {args.repeats} runs in turns")
+    print(
+        f"{report['date']}, {report['hardware']['processor']}, {report['hardware']['cpus']} cores, {precision}, "
+        f"batch {args.batch_size}, median of {args.repeats} runs in turns"
+    )
     print(f"{'model':<8}" + "".join(f"{way:>16}" for way in WAYS))
     for row in report["rows"]:
         cells = [f"{row['samples_per_second'][way]:,.1f} ({row['ratio_to_stock'][way]:.2f}x)" for way in WAYS]

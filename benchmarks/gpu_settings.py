@@ -31,10 +31,10 @@ import torch
 import textcls
 from textcls.config import TrainConfig
 from textcls.data.loading import load_data
-from textcls.training.tokens import encode_ids
+from textcls.machine import hardware, library_versions
 from textcls.models.encoders import embedded_model_path
 from textcls.models.pretrained import PretrainedClassifier
-from textcls.machine import hardware, library_versions
+from textcls.training.tokens import encode_ids
 
 # the settings compared: the device defaults with or without compile, and other token budgets with an lr
 # scaled by about the square root of the batch ratio
@@ -52,7 +52,9 @@ def setting(name: str) -> dict:
         return SETTINGS[name]
     match = re.fullmatch(r"bt(\d+)-lr([0-9.]+e-?\d+|[0-9.]+)(?:-ep([0-9.]+))?", name)
     if match is None:
-        raise argparse.ArgumentTypeError(f"expected one of {', '.join(SETTINGS)} or bt<tokens>-lr<lr>[-ep<epochs>], found {name!r}")
+        raise argparse.ArgumentTypeError(
+            f"expected one of {', '.join(SETTINGS)} or bt<tokens>-lr<lr>[-ep<epochs>], found {name!r}"
+        )
     chosen = {"compile": False, "batch_tokens": int(match.group(1)), "lr": float(match.group(2))}
     if match.group(3):
         chosen["epochs"] = float(match.group(3))
@@ -75,8 +77,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default="../shared/data/ag_news", help="AG News folder (train.csv, dev.csv).")
     parser.add_argument("--parts", nargs="+", default=["tok", "full", "infer"], choices=["tok", "full", "infer"])
-    parser.add_argument("--settings", nargs="+", type=setting_name, default=list(SETTINGS),
-                        help=f"Settings to run, in order: {', '.join(SETTINGS)}, or bt<tokens>-lr<lr>[-ep<epochs>] (no compile).")
+    parser.add_argument(
+        "--settings",
+        nargs="+",
+        type=setting_name,
+        default=list(SETTINGS),
+        help=f"Settings to run, in order: {', '.join(SETTINGS)}, or bt<tokens>-lr<lr>[-ep<epochs>] (no compile).",
+    )
     parser.add_argument("--seeds", nargs="+", type=int, default=[42], help="Seeds each setting runs with.")
     parser.add_argument("--run", default="runs/agnews", help="Run folder the inference part loads.")
     parser.add_argument("--output", type=Path, default=Path("benchmarks/results/gpu_settings.jsonl"))
@@ -87,9 +94,15 @@ def main() -> None:
     train, dev, names = data.splits["train"], data.splits["dev"], data.label_names
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "CPU"
     # one line first that says where the rows after it come from (STYLE 11: config, versions, hardware)
-    emit(args.output, what="session", date=time.strftime("%Y-%m-%d %H:%M:%S"), device=device,
-         config={k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
-         versions=library_versions(), hardware={**hardware(), "torch_threads": torch.get_num_threads()})
+    emit(
+        args.output,
+        what="session",
+        date=time.strftime("%Y-%m-%d %H:%M:%S"),
+        device=device,
+        config={k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+        versions=library_versions(),
+        hardware={**hardware(), "torch_threads": torch.get_num_threads()},
+    )
 
     if "tok" in args.parts:
         from transformers import AutoTokenizer
@@ -99,20 +112,37 @@ def main() -> None:
             started = time.perf_counter()
             encode_ids(tokenizer, train.texts, 128, cache=False)
             seconds = time.perf_counter() - started
-            emit(args.output, what="tokenise-engine", device=device, texts=len(train), texts_per_s=round(len(train) / seconds))
+            emit(
+                args.output,
+                what="tokenise-engine",
+                device=device,
+                texts=len(train),
+                texts_per_s=round(len(train) / seconds),
+            )
 
     if "full" in args.parts:
-        base = TrainConfig(model=str(embedded_model_path()), seed=42, metric="accuracy")  # "acc": the best epoch by accuracy
+        base = TrainConfig(
+            model=str(embedded_model_path()), seed=42, metric="accuracy"
+        )  # "acc": the best epoch by accuracy
         for name, seed in [(name, seed) for seed in args.seeds for name in args.settings]:
             with tempfile.TemporaryDirectory() as scratch:
                 started = time.perf_counter()
                 _, summary = PretrainedClassifier.fit(
                     train, dev, names, dataclasses.replace(base, seed=seed, **setting(name)), Path(scratch)
                 )
-                emit(args.output, what="full", device=device, name=name, seed=seed, fit_s=round(time.perf_counter() - started, 1),
-                     steady=summary["steady_samples_per_second"], trainer_sps=summary["train_samples_per_second"],
-                     acc=summary["best_checkpoint_metric"], steps=summary["global_step"],
-                     epochs=[(row["epoch"], row["dev_accuracy"]) for row in summary["epochs"]])
+                emit(
+                    args.output,
+                    what="full",
+                    device=device,
+                    name=name,
+                    seed=seed,
+                    fit_s=round(time.perf_counter() - started, 1),
+                    steady=summary["steady_samples_per_second"],
+                    trainer_sps=summary["train_samples_per_second"],
+                    acc=summary["best_checkpoint_metric"],
+                    steps=summary["global_step"],
+                    epochs=[(row["epoch"], row["dev_accuracy"]) for row in summary["epochs"]],
+                )
 
     if "infer" in args.parts:
         # the product path (`textcls predict --backend torch`): on a GPU, batches of GPU_PREDICT_TOKENS tokens
@@ -129,9 +159,22 @@ def main() -> None:
                 torch.cuda.synchronize()
             seconds = time.perf_counter() - started
             labels[precision] = run.predict_proba(dev.texts).argmax(axis=1)
-            emit(args.output, what="infer", device=device, precision=precision, texts=len(texts),
-                 texts_per_s=round(len(texts) / seconds), dev_acc=round(float((labels[precision] == dev.labels).mean()), 4))
-        emit(args.output, what="infer-agreement", device=device, bf16_vs_fp32=round(float((labels["bf16"] == labels["fp32"]).mean()), 4))
+            emit(
+                args.output,
+                what="infer",
+                device=device,
+                precision=precision,
+                texts=len(texts),
+                texts_per_s=round(len(texts) / seconds),
+                dev_acc=round(float((labels[precision] == dev.labels).mean()), 4),
+            )
+        emit(
+            args.output,
+            what="infer-agreement",
+            device=device,
+            bf16_vs_fp32=round(float((labels["bf16"] == labels["fp32"]).mean()), 4),
+        )
+
 
 if __name__ == "__main__":
     main()

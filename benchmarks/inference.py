@@ -34,13 +34,12 @@ import pandas as pd
 import torch
 
 import textcls
-from textcls.machine import cpu_model
-from textcls.inference.auto import cpu_flags
 from textcls.config import PredictConfig
 from textcls.files import write_atomic, write_json
+from textcls.inference.auto import cpu_flags
 from textcls.inference.onnx import ONNX_DIR, ONNX_FILES, export_onnx
+from textcls.machine import cpu_model, library_versions
 from textcls.runfolder import backend_cache_path, is_run
-from textcls.machine import library_versions
 
 log = logging.getLogger("benchmark")
 
@@ -56,7 +55,12 @@ def timed(name: str, predict, texts: list[str], warmup: int = 64) -> dict:
     started = time.perf_counter()
     predict(texts)
     seconds = time.perf_counter() - started
-    row = {"name": name, "texts": len(texts), "seconds": round(seconds, 3), "texts_per_second": round(len(texts) / seconds, 1)}
+    row = {
+        "name": name,
+        "texts": len(texts),
+        "seconds": round(seconds, 3),
+        "texts_per_second": round(len(texts) / seconds, 1),
+    }
     log.info("%-20s %7.1f texts/s", name, row["texts_per_second"])
     return row
 
@@ -72,7 +76,13 @@ def unsorted_predict(model, tokenizer, max_length: int, batch_size: int = 64):
     @torch.inference_mode()
     def predict(texts: list[str]) -> None:
         for start in range(0, len(texts), batch_size):
-            batch = tokenizer(texts[start : start + batch_size], truncation=True, max_length=max_length, padding=True, return_tensors="pt")
+            batch = tokenizer(
+                texts[start : start + batch_size],
+                truncation=True,
+                max_length=max_length,
+                padding=True,
+                return_tensors="pt",
+            )
             model(**batch)
 
     return predict
@@ -87,11 +97,22 @@ def cpu_matrix_units() -> dict:
         "with torch.autocast('cpu', dtype=torch.bfloat16): l(x)"
     )
     verbose = subprocess.run(
-        [sys.executable, "-c", probe], env={**os.environ, "ONEDNN_VERBOSE": "1"}, capture_output=True, text=True, timeout=120
+        [sys.executable, "-c", probe],
+        env={**os.environ, "ONEDNN_VERBOSE": "1"},
+        capture_output=True,
+        text=True,
+        timeout=120,
     ).stdout
     isa = next((line.split(",")[-1] for line in verbose.splitlines() if ",isa:" in line), None)
-    kernels = sorted({part for line in verbose.splitlines() if line.startswith("onednn_verbose,v1,primitive,exec")
-                      for part in line.split(",") if part.startswith(("brg", "gemm", "jit"))})
+    kernels = sorted(
+        {
+            part
+            for line in verbose.splitlines()
+            if line.startswith("onednn_verbose,v1,primitive,exec")
+            for part in line.split(",")
+            if part.startswith(("brg", "gemm", "jit"))
+        }
+    )
     return {
         "flags": {flag: flag in flags for flag in wanted},
         "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
@@ -120,10 +141,15 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=7600, help="Texts timed per row (sampled from train.csv).")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--skip-pipeline", action="store_true", help="Leave out the slow pipeline and unsorted rows.")
-    parser.add_argument("--repeats", type=int, default=2, help="Timed passes over all rows, in turns; each row keeps its fastest.")
+    parser.add_argument(
+        "--repeats", type=int, default=2, help="Timed passes over all rows, in turns; each row keeps its fastest."
+    )
     parser.add_argument("--output", default="benchmarks/results/inference.json")
-    parser.add_argument("--texts-out", help="Also write the timed texts to this file, one per line (for timing "
-                        "`textcls predict RUN --input FILE` on the same texts), and exit.")
+    parser.add_argument(
+        "--texts-out",
+        help="Also write the timed texts to this file, one per line (for timing "
+        "`textcls predict RUN --input FILE` on the same texts), and exit.",
+    )
     args = parser.parse_args()
     if args.repeats < 1:
         parser.error(f"--repeats: expected an integer >= 1, found {args.repeats}")
@@ -135,8 +161,12 @@ def main() -> None:
     rng = np.random.default_rng(args.seed)
     texts = [pool[i] for i in rng.choice(len(pool), size=min(args.rows, len(pool)), replace=False)]
     if args.texts_out:
-        write_atomic(Path(args.texts_out), lambda temporary: temporary.write_text(
-            "".join(" ".join(text.split()) + "\n" for text in texts), encoding="utf-8"))
+        write_atomic(
+            Path(args.texts_out),
+            lambda temporary: temporary.write_text(
+                "".join(" ".join(text.split()) + "\n" for text in texts), encoding="utf-8"
+            ),
+        )
         print(f"written: {args.texts_out} ({len(texts)} texts)")
         return
     dev_texts, dev_labels = read_texts(data / "dev.csv")
@@ -168,9 +198,12 @@ def main() -> None:
     }
     reference_labels = reference.predict_proba(dev_texts).argmax(axis=1)
     dyn_labels = dyn_int8.predict_proba(dev_texts).argmax(axis=1)
-    agreement = {"torch dyn-int8": {
-        "label_agreement": float((dyn_labels == reference_labels).mean()), "dev_accuracy": float((dyn_labels == dev_labels).mean())
-    }}
+    agreement = {
+        "torch dyn-int8": {
+            "label_agreement": float((dyn_labels == reference_labels).mean()),
+            "dev_accuracy": float((dyn_labels == dev_labels).mean()),
+        }
+    }
     del auto
     for name, config in backends.items():
         run = textcls.load(run_dir, config)
@@ -188,16 +221,20 @@ def main() -> None:
     for _ in range(args.repeats):
         for name, predict in predictors.items():
             passes[name].append(timed(name, predict, texts))
-    rows = [{**max(timings, key=lambda r: r["texts_per_second"]), "passes": [r["texts_per_second"] for r in timings]}
-            for timings in passes.values()]
+    rows = [
+        {**max(timings, key=lambda r: r["texts_per_second"]), "passes": [r["texts_per_second"] for r in timings]}
+        for timings in passes.values()
+    ]
 
     baseline = next((r["texts_per_second"] for r in rows if r["name"] == "pipeline"), None)
     for row in rows:
         row["x_pipeline"] = round(row["texts_per_second"] / baseline, 2) if baseline else None
         row.update(agreement.get(row["name"], {}))
 
-    print(f"\ninference on {len(texts)} AG News texts, {torch.get_num_threads()} threads, {cpu_model()}, "
-          f"best of {args.repeats} passes")
+    print(
+        f"\ninference on {len(texts)} AG News texts, {torch.get_num_threads()} threads, {cpu_model()}, "
+        f"best of {args.repeats} passes"
+    )
     print(f"{'backend':<20} {'texts/s':>9} {'x pipeline':>11} {'agree (dev)':>12} {'dev acc':>8}")
     for row in rows:
         ratio = f"{row['x_pipeline']:.2f}" if row["x_pipeline"] else "-"
@@ -206,27 +243,41 @@ def main() -> None:
         print(f"{row['name']:<20} {row['texts_per_second']:>9.1f} {ratio:>11} {agree:>12} {accuracy:>8}")
     best = max(rows, key=lambda r: r["texts_per_second"])
     if baseline:
-        print(f"best: {best['name']} at {best['texts_per_second']:.0f} texts/s = {best['texts_per_second'] / baseline:.2f}x the pipeline")
+        print(
+            f"best: {best['name']} at {best['texts_per_second']:.0f} texts/s = {best['texts_per_second'] / baseline:.2f}x the pipeline"
+        )
     default = next(r for r in rows if r["name"] == "textcls auto")
     ratio = f" = {default['texts_per_second'] / baseline:.2f}x the pipeline" if baseline else ""
-    print(f"default (auto): chose {chosen} in {choice_seconds:.1f} s (first load on this machine; the export was made before), "
-          f"then {default['texts_per_second']:.0f} texts/s{ratio}")
+    print(
+        f"default (auto): chose {chosen} in {choice_seconds:.1f} s (first load on this machine; the export was made before), "
+        f"then {default['texts_per_second']:.0f} texts/s{ratio}"
+    )
     units = cpu_matrix_units()
-    print(f"matrix units: {', '.join(f for f, on in units['flags'].items() if on) or 'none'}; "
-          f"oneDNN ISA: {units['onednn_isa']}; bf16 kernels: {', '.join(units['onednn_bf16_kernels']) or '-'}")
+    print(
+        f"matrix units: {', '.join(f for f, on in units['flags'].items() if on) or 'none'}; "
+        f"oneDNN ISA: {units['onednn_isa']}; bf16 kernels: {', '.join(units['onednn_bf16_kernels']) or '-'}"
+    )
 
-    write_json(Path(args.output), {
-        "benchmark": "inference",
-        "config": vars(args),
-        "run": str(run_dir),
-        "dev_rows": len(dev_texts),
-        "rows": rows,
-        "auto": {"chosen": chosen, "choice_seconds": round(choice_seconds, 1), "candidates": backend_choice},
-        "versions": {**library_versions(), "onnxruntime": __import__("onnxruntime").__version__},
-        "hardware": {"platform": platform.platform(), "processor": cpu_model(), "cpus": os.cpu_count(),
-                     "torch_threads": torch.get_num_threads(), **units},
-        "measured": time.strftime("%Y-%m-%d %H:%M:%S"),
-    })
+    write_json(
+        Path(args.output),
+        {
+            "benchmark": "inference",
+            "config": vars(args),
+            "run": str(run_dir),
+            "dev_rows": len(dev_texts),
+            "rows": rows,
+            "auto": {"chosen": chosen, "choice_seconds": round(choice_seconds, 1), "candidates": backend_choice},
+            "versions": {**library_versions(), "onnxruntime": __import__("onnxruntime").__version__},
+            "hardware": {
+                "platform": platform.platform(),
+                "processor": cpu_model(),
+                "cpus": os.cpu_count(),
+                "torch_threads": torch.get_num_threads(),
+                **units,
+            },
+            "measured": time.strftime("%Y-%m-%d %H:%M:%S"),
+        },
+    )
     print(f"written: {args.output}")
 
 

@@ -36,12 +36,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
-
 from inference import cpu_matrix_units, exported_run_and_data, read_texts
-from textcls.machine import cpu_model
+
 from textcls.files import write_json
 from textcls.inference.onnx import DISABLED_FUSIONS, ONNX_DIR, ONNX_FILES, quantise_int8
-from textcls.machine import library_versions
+from textcls.machine import cpu_model, library_versions
 from textcls.runfolder import model_dir
 
 log = logging.getLogger("benchmark")
@@ -72,7 +71,9 @@ def session(path: Path, threads: int, spin: bool, disabled: list[str] = DISABLED
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
-    return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"], disabled_optimizers=disabled)
+    return onnxruntime.InferenceSession(
+        str(path), options, providers=["CPUExecutionProvider"], disabled_optimizers=disabled
+    )
 
 
 def run_all(sess, feeds: list[dict], workers: int) -> list[np.ndarray]:
@@ -88,13 +89,22 @@ def _first_ffn_output(path: Path) -> list[str]:
     import onnx
 
     pattern = re.compile(r"layer\.0/(output/dense|ffn/lin2)/MatMul$")
-    return [node.name for node in onnx.load(str(path), load_external_data=False).graph.node
-            if node.op_type == "MatMul" and pattern.search(node.name)]
+    return [
+        node.name
+        for node in onnx.load(str(path), load_external_data=False).graph.node
+        if node.op_type == "MatMul" and pattern.search(node.name)
+    ]
 
 
 def build_variants(run_dir: Path, scratch: Path, tokenizer, calibration: list[str]) -> dict[str, Path]:
-    from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType
-    from onnxruntime.quantization import quantize_dynamic, quantize_static
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_dynamic,
+        quantize_static,
+    )
     from onnxruntime.quantization.shape_inference import quant_pre_process
     from onnxruntime.transformers.optimizer import optimize_model
     from transformers import AutoConfig
@@ -105,15 +115,28 @@ def build_variants(run_dir: Path, scratch: Path, tokenizer, calibration: list[st
     quantise_int8(variants["fp32"], variants["int8 dynamic"])  # what `textcls export --int8` writes today
     first_ffn = _first_ffn_output(variants["fp32"])
     variants["int8 dynamic, layer 0 FFN output fp32"] = scratch / "int8_first_ffn_fp32.onnx"
-    quantize_dynamic(variants["fp32"], variants["int8 dynamic, layer 0 FFN output fp32"], weight_type=QuantType.QInt8,
-                     per_channel=True, reduce_range=True, nodes_to_exclude=first_ffn)
+    quantize_dynamic(
+        variants["fp32"],
+        variants["int8 dynamic, layer 0 FFN output fp32"],
+        weight_type=QuantType.QInt8,
+        per_channel=True,
+        reduce_range=True,
+        nodes_to_exclude=first_ffn,
+    )
     fused = scratch / "fused.onnx"
-    optimize_model(str(variants["fp32"]), model_type="bert", num_heads=config.num_attention_heads,
-                   hidden_size=config.hidden_size).save_model_to_file(str(fused))
+    optimize_model(
+        str(variants["fp32"]), model_type="bert", num_heads=config.num_attention_heads, hidden_size=config.hidden_size
+    ).save_model_to_file(str(fused))
     variants["fp32 fused"] = fused
     fused_int8 = scratch / "fused.int8.onnx"
-    quantize_dynamic(fused, fused_int8, weight_type=QuantType.QInt8, per_channel=True, reduce_range=True,
-                     extra_options={"DefaultTensorType": 1})
+    quantize_dynamic(
+        fused,
+        fused_int8,
+        weight_type=QuantType.QInt8,
+        per_channel=True,
+        reduce_range=True,
+        extra_options={"DefaultTensorType": 1},
+    )
     variants["int8 dynamic fused"] = fused_int8
     prepared = scratch / "prepared.onnx"
     with contextlib.chdir(scratch):  # the pre-processor leaves temporary files in the working folder
@@ -131,9 +154,16 @@ def build_variants(run_dir: Path, scratch: Path, tokenizer, calibration: list[st
         path = scratch / (name.replace(" ", "_") + ".onnx")
         with contextlib.chdir(scratch):
             quantize_static(
-                str(prepared), str(path), Reader(), quant_format=form, per_channel=True, activation_type=QuantType.QUInt8,
-                weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul"],
-                calibrate_method=CalibrationMethod.MinMax, extra_options={"DefaultTensorType": 1},
+                str(prepared),
+                str(path),
+                Reader(),
+                quant_format=form,
+                per_channel=True,
+                activation_type=QuantType.QUInt8,
+                weight_type=QuantType.QInt8,
+                op_types_to_quantize=["MatMul"],
+                calibrate_method=CalibrationMethod.MinMax,
+                extra_options={"DefaultTensorType": 1},
             )
         variants[name] = path
     return variants
@@ -164,9 +194,11 @@ def main() -> None:
         variants = build_variants(run_dir, Path(scratch), tokenizer, dev_texts[:128])
         layouts = [(name, path, 1, False, 2, DISABLED_FUSIONS) for name, path in variants.items()]
         shipped = variants["int8 dynamic"]
-        layouts += [("int8 dynamic, ORT's SkipLayerNorm fusion on", shipped, 1, False, 2, []),
-                    ("int8 dynamic, 2 threads on each batch, spinning", shipped, 2, True, 1, DISABLED_FUSIONS),
-                    ("int8 dynamic, 2 threads on each batch, no spinning", shipped, 2, False, 1, DISABLED_FUSIONS)]
+        layouts += [
+            ("int8 dynamic, ORT's SkipLayerNorm fusion on", shipped, 1, False, 2, []),
+            ("int8 dynamic, 2 threads on each batch, spinning", shipped, 2, True, 1, DISABLED_FUSIONS),
+            ("int8 dynamic, 2 threads on each batch, no spinning", shipped, 2, False, 1, DISABLED_FUSIONS),
+        ]
         reference = None
         for name, path, threads, spin, workers, disabled in layouts:
             sess = session(path, threads, spin, disabled)
@@ -179,27 +211,51 @@ def main() -> None:
             for chosen, logits in zip(dev_rows, run_all(sess, dev_feeds, 1)):
                 labels[chosen] = logits.argmax(axis=1)
             reference = labels if reference is None else reference
-            row = {"variant": name, "threads": threads, "spin": spin, "workers": workers, "bytes": path.stat().st_size,
-                   "texts_per_second": round(len(texts) / best, 1),
-                   "label_agreement": float((labels == reference).mean()), "dev_accuracy": float((labels == dev_labels).mean())}
-            log.info("%-50s %7.1f texts/s  agree %.4f  dev %.4f", name, row["texts_per_second"], row["label_agreement"], row["dev_accuracy"])
+            row = {
+                "variant": name,
+                "threads": threads,
+                "spin": spin,
+                "workers": workers,
+                "bytes": path.stat().st_size,
+                "texts_per_second": round(len(texts) / best, 1),
+                "label_agreement": float((labels == reference).mean()),
+                "dev_accuracy": float((labels == dev_labels).mean()),
+            }
+            log.info(
+                "%-50s %7.1f texts/s  agree %.4f  dev %.4f",
+                name,
+                row["texts_per_second"],
+                row["label_agreement"],
+                row["dev_accuracy"],
+            )
             rows.append(row)
             sess = None  # closes its threads before the next variant starts
 
     shipped_speed = next(r["texts_per_second"] for r in rows if r["variant"] == "int8 dynamic")
-    print(f"\nONNX Runtime variants, {len(texts)} AG News texts (tokenised beforehand), sorted batches of 8, best of {args.repeats}")
+    print(
+        f"\nONNX Runtime variants, {len(texts)} AG News texts (tokenised beforehand), sorted batches of 8, best of {args.repeats}"
+    )
     print(f"{'variant':<50} {'texts/s':>8} {'x shipped int8':>15} {'agree (dev)':>12} {'dev acc':>8}")
     for row in rows:
-        print(f"{row['variant']:<50} {row['texts_per_second']:>8.1f} {row['texts_per_second'] / shipped_speed:>15.2f} "
-              f"{row['label_agreement']:>12.2%} {row['dev_accuracy']:>8.4f}")
+        print(
+            f"{row['variant']:<50} {row['texts_per_second']:>8.1f} {row['texts_per_second'] / shipped_speed:>15.2f} "
+            f"{row['label_agreement']:>12.2%} {row['dev_accuracy']:>8.4f}"
+        )
     units = cpu_matrix_units()
-    print(f"matrix units: {', '.join(f for f, on in units['flags'].items() if on) or 'none'}; oneDNN ISA: {units['onednn_isa']}")
-    write_json(Path(args.output), {
-        "benchmark": "onnx_variants", "config": vars(args), "rows": rows,
-        "versions": {**library_versions(), "onnxruntime": __import__("onnxruntime").__version__},
-        "hardware": {"platform": platform.platform(), "processor": cpu_model(), "cpus": os.cpu_count(), **units},
-        "measured": time.strftime("%Y-%m-%d %H:%M:%S"),
-    })
+    print(
+        f"matrix units: {', '.join(f for f, on in units['flags'].items() if on) or 'none'}; oneDNN ISA: {units['onednn_isa']}"
+    )
+    write_json(
+        Path(args.output),
+        {
+            "benchmark": "onnx_variants",
+            "config": vars(args),
+            "rows": rows,
+            "versions": {**library_versions(), "onnxruntime": __import__("onnxruntime").__version__},
+            "hardware": {"platform": platform.platform(), "processor": cpu_model(), "cpus": os.cpu_count(), **units},
+            "measured": time.strftime("%Y-%m-%d %H:%M:%S"),
+        },
+    )
     print(f"written: {args.output}")
 
 

@@ -25,11 +25,10 @@ import time
 from pathlib import Path
 
 import textcls
-from textcls.machine import cpu_model
 from textcls.config import PretrainConfig
 from textcls.files import write_json
+from textcls.machine import cpu_model, library_versions
 from textcls.runfolder import is_run, read_record
-from textcls.machine import library_versions
 
 log = logging.getLogger("benchmark")
 
@@ -47,18 +46,38 @@ def fine_tune(data: str, model: str | None, rows: int, seed: int, out: Path, arg
     """Dev accuracy of one fine-tune on `rows` labelled rows (reused when `out` is already a run made the same way)."""
     if not is_run(out):
         textcls.train(
-            data=data, out=out, model=model, max_train_samples=rows, seed=seed, epochs=args.epochs,
-            batch_size=args.batch_size, lr=args.lr, early_stopping_patience=0, overwrite=True,
+            data=data,
+            out=out,
+            model=model,
+            max_train_samples=rows,
+            seed=seed,
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            lr=args.lr,
+            early_stopping_patience=0,
+            overwrite=True,
         )
     record = read_record(out)
     made = record.info["train_config"]
-    check_reused(out, {
-        "encoder": made["model"] and str(Path(made["model"]).resolve()), "epochs": made["epochs"], "batch_size": made["batch_size"],
-        "lr": made["lr"], "seed": made["seed"], "rows": record.info["data_config"]["max_train_samples"],
-    }, {
-        "encoder": model and str(Path(model).resolve()), "epochs": args.epochs, "batch_size": args.batch_size,
-        "lr": args.lr, "seed": seed, "rows": rows,
-    })
+    check_reused(
+        out,
+        {
+            "encoder": made["model"] and str(Path(made["model"]).resolve()),
+            "epochs": made["epochs"],
+            "batch_size": made["batch_size"],
+            "lr": made["lr"],
+            "seed": made["seed"],
+            "rows": record.info["data_config"]["max_train_samples"],
+        },
+        {
+            "encoder": model and str(Path(model).resolve()),
+            "epochs": args.epochs,
+            "batch_size": args.batch_size,
+            "lr": args.lr,
+            "seed": seed,
+            "rows": rows,
+        },
+    )
     return record.metrics["dev"]["accuracy"]
 
 
@@ -69,13 +88,36 @@ def main() -> None:
     parser.add_argument("--labels", default="500,2000", help="Labelled-set sizes, comma-separated.")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--pretrain-minutes", type=float, default=30.0, help="Time budget of the pre-training.")
-    parser.add_argument("--pretrain-epochs", type=float, default=1.6, help="Passes planned over the text (the time budget may stop it first).")
-    parser.add_argument("--pretrain-lr", type=float, default=PretrainConfig.lr, help="Pre-training peak lr (default: textcls pretrain's).")
-    parser.add_argument("--mlm-probability", type=float, default=0.3, help="Share of tokens masked in the pre-training (pretrain's own default: 0.15).")
-    parser.add_argument("--whole-word-masking", action=argparse.BooleanOptionalAction, default=True,
-                        help="Mask every piece of a word together (the measured best here; pretrain's own default: off).")
-    parser.add_argument("--fresh-head", default="data", choices=("data", "random"),
-                        help="How the embedded MiniLM's missing MLM head starts (textcls pretrain --fresh-head).")
+    parser.add_argument(
+        "--pretrain-epochs",
+        type=float,
+        default=1.6,
+        help="Passes planned over the text (the time budget may stop it first).",
+    )
+    parser.add_argument(
+        "--pretrain-lr",
+        type=float,
+        default=PretrainConfig.lr,
+        help="Pre-training peak lr (default: textcls pretrain's).",
+    )
+    parser.add_argument(
+        "--mlm-probability",
+        type=float,
+        default=0.3,
+        help="Share of tokens masked in the pre-training (pretrain's own default: 0.15).",
+    )
+    parser.add_argument(
+        "--whole-word-masking",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="Mask every piece of a word together (the measured best here; pretrain's own default: off).",
+    )
+    parser.add_argument(
+        "--fresh-head",
+        default="data",
+        choices=("data", "random"),
+        help="How the embedded MiniLM's missing MLM head starts (textcls pretrain --fresh-head).",
+    )
     parser.add_argument("--epochs", type=float, default=3.0, help="Fine-tuning epochs on the small labelled sets.")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--lr", type=float, default=1e-4)
@@ -90,14 +132,24 @@ def main() -> None:
     started = time.perf_counter()
     if not is_run(encoder):
         textcls.pretrain(
-            str(Path(data) / "train.csv"), str(encoder), overwrite=True, epochs=args.pretrain_epochs,
-            lr=args.pretrain_lr, time_budget=args.pretrain_minutes, whole_word_masking=args.whole_word_masking,
-            fresh_head=args.fresh_head, mlm_probability=args.mlm_probability,
+            str(Path(data) / "train.csv"),
+            str(encoder),
+            overwrite=True,
+            epochs=args.pretrain_epochs,
+            lr=args.pretrain_lr,
+            time_budget=args.pretrain_minutes,
+            whole_word_masking=args.whole_word_masking,
+            fresh_head=args.fresh_head,
+            mlm_probability=args.mlm_probability,
         )
     record = read_record(encoder)
     asked = {
-        "epochs": args.pretrain_epochs, "lr": args.pretrain_lr, "time_budget": args.pretrain_minutes,
-        "mlm_probability": args.mlm_probability, "whole_word_masking": args.whole_word_masking, "fresh_head": args.fresh_head,
+        "epochs": args.pretrain_epochs,
+        "lr": args.pretrain_lr,
+        "time_budget": args.pretrain_minutes,
+        "mlm_probability": args.mlm_probability,
+        "whole_word_masking": args.whole_word_masking,
+        "fresh_head": args.fresh_head,
     }
     check_reused(encoder, {key: record.info["pretrain_config"][key] for key in asked}, asked)
     pretraining = record.metrics
@@ -111,8 +163,15 @@ def main() -> None:
                 fine_tune(data, model, rows, seed, work / f"{'mlm' if model else 'base'}-{rows}-{seed}", args)
                 for seed in range(args.seeds)
             ]
-            cells.append({"labels": rows, "encoder": name, "dev_accuracy": accuracies,
-                          "mean": statistics.mean(accuracies), "sd": statistics.stdev(accuracies) if len(accuracies) > 1 else 0.0})
+            cells.append(
+                {
+                    "labels": rows,
+                    "encoder": name,
+                    "dev_accuracy": accuracies,
+                    "mean": statistics.mean(accuracies),
+                    "sd": statistics.stdev(accuracies) if len(accuracies) > 1 else 0.0,
+                }
+            )
     wall = time.perf_counter() - started
 
     print(f"\nlow-label fine-tuning on AG News dev ({args.seeds} seeds), {cpu_model()}")
@@ -123,15 +182,24 @@ def main() -> None:
         base, tuned = (c["mean"] for c in cells if c["labels"] == rows)
         print(f"gain at {rows} labels: {100 * (tuned - base):+.2f} points")
     before, after = pretraining["held_out"]["before"], pretraining["held_out"]["after"]
-    print(f"pre-training: {pretraining['train']['train_seconds']:.0f} s; held-out pseudo-perplexity "
-          f"{before.get('pseudo_perplexity', float('nan')):.1f} -> {after.get('pseudo_perplexity', float('nan')):.1f}, "
-          f"masked accuracy {before['masked_accuracy']:.3f} -> {after['masked_accuracy']:.3f}")
-    write_json(Path(args.output), {
-        "benchmark": "pretrain_gain", "config": vars(args), "cells": cells, "pretraining": pretraining,
-        "wall_seconds": round(wall, 1), "versions": library_versions(),
-        "hardware": {"platform": platform.platform(), "processor": cpu_model(), "cpus": os.cpu_count()},
-        "measured": time.strftime("%Y-%m-%d %H:%M:%S"),
-    })
+    print(
+        f"pre-training: {pretraining['train']['train_seconds']:.0f} s; held-out pseudo-perplexity "
+        f"{before.get('pseudo_perplexity', float('nan')):.1f} -> {after.get('pseudo_perplexity', float('nan')):.1f}, "
+        f"masked accuracy {before['masked_accuracy']:.3f} -> {after['masked_accuracy']:.3f}"
+    )
+    write_json(
+        Path(args.output),
+        {
+            "benchmark": "pretrain_gain",
+            "config": vars(args),
+            "cells": cells,
+            "pretraining": pretraining,
+            "wall_seconds": round(wall, 1),
+            "versions": library_versions(),
+            "hardware": {"platform": platform.platform(), "processor": cpu_model(), "cpus": os.cpu_count()},
+            "measured": time.strftime("%Y-%m-%d %H:%M:%S"),
+        },
+    )
     print(f"written: {args.output}")
 
 

@@ -33,8 +33,9 @@ import sys
 import time
 from pathlib import Path
 
-import textcls
 from pretrain_gain import check_reused  # benchmarks/pretrain_gain.py: stop where --work holds another recipe's runs
+
+import textcls
 from textcls.config import DataConfig, from_dict
 from textcls.data.loading import load_data
 from textcls.files import write_json
@@ -45,8 +46,27 @@ log = logging.getLogger("benchmark")
 LABELS = ["World", "Sports", "Business", "Sci/Tech"]
 
 # Class-neutral page furniture: what a scraper keeps around an article. No topic words of any class.
-NAVIGATION = ["Home", "News", "Latest", "Top Stories", "Video", "Photos", "Opinion", "Local", "Weather", "Contact Us",
-              "About Us", "Subscribe", "Sign In", "Register", "Newsletters", "Archives", "Site Map", "Help", "Search"]
+NAVIGATION = [
+    "Home",
+    "News",
+    "Latest",
+    "Top Stories",
+    "Video",
+    "Photos",
+    "Opinion",
+    "Local",
+    "Weather",
+    "Contact Us",
+    "About Us",
+    "Subscribe",
+    "Sign In",
+    "Register",
+    "Newsletters",
+    "Archives",
+    "Site Map",
+    "Help",
+    "Search",
+]
 FIRST = ["John", "Maria", "David", "Susan", "Peter", "Laura", "James", "Anna", "Robert", "Emily", "Michael", "Claire"]
 LAST = ["Smith", "Garcia", "Brown", "Miller", "Davis", "Wilson", "Moore", "Taylor", "Clark", "Lewis", "Walker", "Hall"]
 SENTENCES = [
@@ -84,7 +104,9 @@ def write_split(path: Path, rows: list[tuple[int, str]]) -> None:
     (path.parent / "classes.txt").write_text("\n".join(LABELS) + "\n", encoding="utf-8")
 
 
-def imbalanced(train: list[tuple[int, str]], rows: int, minority: int, share: float, rng: random.Random) -> list[tuple[int, str]]:
+def imbalanced(
+    train: list[tuple[int, str]], rows: int, minority: int, share: float, rng: random.Random
+) -> list[tuple[int, str]]:
     """`rows` train rows in which class `minority` makes `share` of the rows, the others equal."""
     by_class = {label: [row for row in train if row[0] == label] for label in range(len(LABELS))}
     small = round(rows * share)
@@ -103,9 +125,19 @@ def boilerplate(rng: random.Random, tokens: int, count_tokens) -> str:
     while total < tokens:
         nav = rng.sample(NAVIGATION, 5)
         sentence = rng.choice(SENTENCES).format(
-            first=rng.choice(FIRST), last=rng.choice(LAST), first2=rng.choice(FIRST), last2=rng.choice(LAST),
-            day=rng.randint(1, 28), month=rng.choice(MONTHS), hour=rng.randint(1, 12), minute=f"{rng.randint(0, 59):02d}",
-            nav=nav[0], nav2=nav[1], nav3=nav[2], nav4=nav[3], nav5=nav[4],
+            first=rng.choice(FIRST),
+            last=rng.choice(LAST),
+            first2=rng.choice(FIRST),
+            last2=rng.choice(LAST),
+            day=rng.randint(1, 28),
+            month=rng.choice(MONTHS),
+            hour=rng.randint(1, 12),
+            minute=f"{rng.randint(0, 59):02d}",
+            nav=nav[0],
+            nav2=nav[1],
+            nav3=nav[2],
+            nav4=nav[3],
+            nav5=nav[4],
         )
         pieces.append(sentence)
         total += count_tokens(sentence)
@@ -130,10 +162,16 @@ def train_once(data: Path, out: Path, **options) -> dict:
     if not is_run(out):
         textcls.train(data=str(data), out=out, overwrite=True, **options)
     record = read_record(out)
-    made = {**record.info["data_config"], **record.info["train_config"]}  # options of either config (multi_label is data's)
+    made = {
+        **record.info["data_config"],
+        **record.info["train_config"],
+    }  # options of either config (multi_label is data's)
     rows = load_data(from_dict(DataConfig, record.info["data_config"]), splits=("train", "dev")).fingerprint
-    check_reused(out, {**{key: made.get(key) for key in options}, "rows": record.info["data"]["fingerprint"]},
-                 {**json.loads(json.dumps(options)), "rows": rows})
+    check_reused(
+        out,
+        {**{key: made.get(key) for key in options}, "rows": record.info["data"]["fingerprint"]},
+        {**json.loads(json.dumps(options)), "rows": rows},
+    )
     metrics = record.metrics
     return {"dev": metrics["dev"], "train_seconds": metrics["train"]["train_seconds"]}
 
@@ -156,36 +194,70 @@ def imbalance_case(args: argparse.Namespace, train: list, dev: list, work: Path)
     write_split(data / "dev.csv", dev)
     results = []
     for weights in ("none", "balanced"):
-        run = train_once(data, work / "imbalance" / f"{args.imbalance_family}-{weights}", family=args.imbalance_family,
-                         class_weights=weights, seed=args.seed, epochs=args.epochs, early_stopping_patience=0)
-        results.append({
-            "case": "imbalance", "setting": f"--class-weights {weights}", "family": args.imbalance_family,
-            "macro_f1": run["dev"]["macro_f1"], "accuracy": run["dev"]["accuracy"],
-            "minority_recall": run["dev"]["per_class_recall"][args.minority], "train_seconds": run["train_seconds"],
-        })
+        run = train_once(
+            data,
+            work / "imbalance" / f"{args.imbalance_family}-{weights}",
+            family=args.imbalance_family,
+            class_weights=weights,
+            seed=args.seed,
+            epochs=args.epochs,
+            early_stopping_patience=0,
+        )
+        results.append(
+            {
+                "case": "imbalance",
+                "setting": f"--class-weights {weights}",
+                "family": args.imbalance_family,
+                "macro_f1": run["dev"]["macro_f1"],
+                "accuracy": run["dev"]["accuracy"],
+                "minority_recall": run["dev"]["per_class_recall"][args.minority],
+                "train_seconds": run["train_seconds"],
+            }
+        )
     return results
 
 
 def long_case(args: argparse.Namespace, train: list, dev: list, work: Path) -> list[dict]:
     rng = random.Random(args.seed + 1)
     data = work / "long" / "data"
-    made_with = {"rows": args.long_rows, "dev_rows": args.long_dev_rows, "seed": args.seed, "source": str(Path(args.data).resolve())}
+    made_with = {
+        "rows": args.long_rows,
+        "dev_rows": args.long_dev_rows,
+        "seed": args.seed,
+        "source": str(Path(args.data).resolve()),
+    }
     if not generated(data, made_with):
         write_split(data / "train.csv", lengthened(rng.sample(train, args.long_rows), rng))
         write_split(data / "dev.csv", lengthened(rng.sample(dev, args.long_dev_rows), rng))
         write_json(data / "made_with.json", made_with)
     results = []
     for strategy in ("truncate", "head-tail", "chunk"):
-        run = train_once(data, work / "long" / f"{args.long_family}-{strategy}", family=args.long_family,
-                         long_text=strategy, max_length=128, seed=args.seed, epochs=args.epochs, early_stopping_patience=0)
-        results.append({
-            "case": "long", "setting": f"--long-text {strategy}", "family": args.long_family,
-            "accuracy": run["dev"]["accuracy"], "macro_f1": run["dev"]["macro_f1"], "train_seconds": run["train_seconds"],
-        })
+        run = train_once(
+            data,
+            work / "long" / f"{args.long_family}-{strategy}",
+            family=args.long_family,
+            long_text=strategy,
+            max_length=128,
+            seed=args.seed,
+            epochs=args.epochs,
+            early_stopping_patience=0,
+        )
+        results.append(
+            {
+                "case": "long",
+                "setting": f"--long-text {strategy}",
+                "family": args.long_family,
+                "accuracy": run["dev"]["accuracy"],
+                "macro_f1": run["dev"]["macro_f1"],
+                "train_seconds": run["train_seconds"],
+            }
+        )
     return results
 
 
-def composite(rows: list[tuple[int, str]], count: int, pair_share: float, rng: random.Random) -> list[tuple[list[int], str]]:
+def composite(
+    rows: list[tuple[int, str]], count: int, pair_share: float, rng: random.Random
+) -> list[tuple[list[int], str]]:
     """`count` rows drawn without repeats from `rows`: a `pair_share` of them two texts of different classes
     joined (carrying both labels), the rest single texts."""
     pool = rows[:]
@@ -223,8 +295,12 @@ def micro_f1(gold: list[list[int]], predicted: list[list[int]]) -> float:
 def multilabel_case(args: argparse.Namespace, train: list, dev: list, work: Path) -> list[dict]:
     rng = random.Random(args.seed + 2)
     data = work / "multilabel" / "data"
-    made_with = {"rows": args.multilabel_rows, "dev_rows": args.multilabel_dev_rows, "seed": args.seed,
-                 "source": str(Path(args.data).resolve())}
+    made_with = {
+        "rows": args.multilabel_rows,
+        "dev_rows": args.multilabel_dev_rows,
+        "seed": args.seed,
+        "source": str(Path(args.data).resolve()),
+    }
     if not generated(data, made_with):
         pool = train[:]
         rng.shuffle(pool)
@@ -241,15 +317,27 @@ def multilabel_case(args: argparse.Namespace, train: list, dev: list, work: Path
         out = work / "multilabel" / f"{family}-multi-label"
         train_once(data, out, family=family, multi_label=True, seed=args.seed, early_stopping_patience=0, **budget)
         test = textcls.evaluate(out, split="test", predict_config=textcls.PredictConfig(backend="torch"))
-        at_half = textcls.evaluate(out, split="test", predict_config=textcls.PredictConfig(backend="torch", threshold="0.5"))
+        at_half = textcls.evaluate(
+            out, split="test", predict_config=textcls.PredictConfig(backend="torch", threshold="0.5")
+        )
         record = read_record(out)
-        results.append({
-            "case": "multi-label", "setting": "--multi-label", "family": family, "micro_f1": test["micro_f1"],
-            "macro_f1": test["macro_f1"], "accuracy": test["subset_accuracy"], "hamming_loss": test["hamming_loss"],
-            "micro_f1_at_0.5": at_half["micro_f1"], "thresholds": test["thresholds"], "test_rows": test["num_samples"],
-            "train_rows": record.info["data"]["rows"]["train"], "epochs": record.info["train_config"]["epochs"],
-            "train_seconds": record.metrics["train"]["train_seconds"],
-        })
+        results.append(
+            {
+                "case": "multi-label",
+                "setting": "--multi-label",
+                "family": family,
+                "micro_f1": test["micro_f1"],
+                "macro_f1": test["macro_f1"],
+                "accuracy": test["subset_accuracy"],
+                "hamming_loss": test["hamming_loss"],
+                "micro_f1_at_0.5": at_half["micro_f1"],
+                "thresholds": test["thresholds"],
+                "test_rows": test["num_samples"],
+                "train_rows": record.info["data"]["rows"]["train"],
+                "epochs": record.info["train_config"]["epochs"],
+                "train_seconds": record.metrics["train"]["train_seconds"],
+            }
+        )
 
     # Without the feature: single-label, one row per (text, label), the top label predicted.
     family = args.multilabel_baseline_family
@@ -257,22 +345,35 @@ def multilabel_case(args: argparse.Namespace, train: list, dev: list, work: Path
     if not (flat / "dev.csv").is_file():
         for split in ("train", "dev"):
             with (data / f"{split}.csv").open(encoding="utf-8", newline="") as handle:
-                rows = [(LABELS.index(name), row["text"]) for row in csv.DictReader(handle) for name in row["label"].split("|")]
+                rows = [
+                    (LABELS.index(name), row["text"])
+                    for row in csv.DictReader(handle)
+                    for name in row["label"].split("|")
+                ]
             write_split(flat / f"{split}.csv", rows)
     out = work / "multilabel" / f"{family}-single-label"
     single = train_once(flat, out, family=family, seed=args.seed, epochs=args.epochs, early_stopping_patience=0)
     with (data / "test.csv").open(encoding="utf-8", newline="") as handle:
-        test_rows = [([LABELS.index(name) for name in row["label"].split("|")], row["text"]) for row in csv.DictReader(handle)]
+        test_rows = [
+            ([LABELS.index(name) for name in row["label"].split("|")], row["text"]) for row in csv.DictReader(handle)
+        ]
     run = textcls.load(out, textcls.PredictConfig(backend="torch"))
     top = run.predict_proba([text for _, text in test_rows]).argmax(axis=1)
     gold = [labels for labels, _ in test_rows]
     subset = sum(labels == [int(label)] for labels, label in zip(gold, top)) / len(gold)
-    results.append({
-        "case": "multi-label", "setting": "single-label, top label", "family": family,
-        "micro_f1": micro_f1(gold, [[int(label)] for label in top]), "accuracy": subset, "macro_f1": None,
-        "test_rows": len(gold), "train_rows": read_record(out).info["data"]["rows"]["train"],
-        "train_seconds": single["train_seconds"],
-    })
+    results.append(
+        {
+            "case": "multi-label",
+            "setting": "single-label, top label",
+            "family": family,
+            "micro_f1": micro_f1(gold, [[int(label)] for label in top]),
+            "accuracy": subset,
+            "macro_f1": None,
+            "test_rows": len(gold),
+            "train_rows": read_record(out).info["data"]["rows"]["train"],
+            "train_seconds": single["train_seconds"],
+        }
+    )
     return results
 
 
@@ -285,7 +386,9 @@ def merged(path: Path, cases: list[str], results: list[dict], run: dict) -> dict
     kept = [row for row in earlier.get("results", []) if row["case"] not in cases]
     for row in kept:
         row.setdefault("measured", earlier.get("measured"))
-    runs = earlier.get("earlier_runs", []) + ([{k: earlier[k] for k in run if k in earlier}] if kept and "config" in earlier else [])
+    runs = earlier.get("earlier_runs", []) + (
+        [{k: earlier[k] for k in run if k in earlier}] if kept and "config" in earlier else []
+    )
     for row in results:
         row["measured"] = run["measured"]
     return {"benchmark": "real_world", **run, "results": kept + results, **({"earlier_runs": runs} if kept else {})}
@@ -294,7 +397,9 @@ def merged(path: Path, cases: list[str], results: list[dict], run: dict) -> dict
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default="../shared/data/ag_news", help="AG News folder (train.csv, dev.csv).")
-    parser.add_argument("--work", default="runs/real_world", help="Folder for the generated data and the runs (reused).")
+    parser.add_argument(
+        "--work", default="runs/real_world", help="Folder for the generated data and the runs (reused)."
+    )
     parser.add_argument("--cases", default=",".join(CASES), help="Comma-separated cases to run.")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--minority", default="Business", choices=LABELS, help="imbalance: the class kept at 5%%.")
@@ -303,15 +408,20 @@ def main() -> None:
     parser.add_argument("--long-rows", type=int, default=8_000)
     parser.add_argument("--long-dev-rows", type=int, default=1_000)
     parser.add_argument("--long-family", default="lstm")
-    parser.add_argument("--multilabel-rows", type=int, default=20_000, help="multi-label: train rows (half of them pairs).")
+    parser.add_argument(
+        "--multilabel-rows", type=int, default=20_000, help="multi-label: train rows (half of them pairs)."
+    )
     parser.add_argument("--multilabel-dev-rows", type=int, default=2_000)
     parser.add_argument("--multilabel-families", default="tfidf,pretrained")
     parser.add_argument("--multilabel-pretrained-rows", type=int, default=8_000)
     parser.add_argument("--multilabel-pretrained-epochs", type=float, default=2.0)
     parser.add_argument("--multilabel-baseline-family", default="tfidf")
     parser.add_argument("--epochs", type=float, default=3.0, help="Epochs of the torch families (tfidf fits once).")
-    parser.add_argument("--output", default="benchmarks/results/real_world.json",
-                        help="JSON results; rows of the cases not run this time are kept from the file.")
+    parser.add_argument(
+        "--output",
+        default="benchmarks/results/real_world.json",
+        help="JSON results; rows of the cases not run this time are kept from the file.",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     source = Path(args.data)
@@ -324,17 +434,26 @@ def main() -> None:
         results += CASES[name](args, train, dev, Path(args.work))
     wall = time.perf_counter() - started
 
-    print(f"\n{'case':<12} {'setting':<28} {'family':<10} {'accuracy':>8} {'macro-F1':>8} {'minority recall':>15} "
-          f"{'micro-F1':>8} {'train s':>7}")
+    print(
+        f"\n{'case':<12} {'setting':<28} {'family':<10} {'accuracy':>8} {'macro-F1':>8} {'minority recall':>15} "
+        f"{'micro-F1':>8} {'train s':>7}"
+    )
     for row in results:
         recall = f"{row['minority_recall']:.4f}" if "minority_recall" in row else ""
         micro = f"{row['micro_f1']:.4f}" if "micro_f1" in row else ""
         macro = f"{row['macro_f1']:.4f}" if row.get("macro_f1") is not None else ""
-        print(f"{row['case']:<12} {row['setting']:<28} {row['family']:<10} {row['accuracy']:>8.4f} {macro:>8} "
-              f"{recall:>15} {micro:>8} {row['train_seconds']:>7.0f}")
+        print(
+            f"{row['case']:<12} {row['setting']:<28} {row['family']:<10} {row['accuracy']:>8.4f} {macro:>8} "
+            f"{recall:>15} {micro:>8} {row['train_seconds']:>7.0f}"
+        )
     print("(multi-label: accuracy is subset accuracy on the test rows; micro-F1 with the thresholds tuned on dev)")
-    run = {"config": vars(args), "wall_seconds": round(wall, 1), "versions": library_versions(), "hardware": hardware(),
-           "measured": time.strftime("%Y-%m-%d %H:%M:%S")}
+    run = {
+        "config": vars(args),
+        "wall_seconds": round(wall, 1),
+        "versions": library_versions(),
+        "hardware": hardware(),
+        "measured": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
     write_json(Path(args.output), merged(Path(args.output), args.cases.split(","), results, run))
     print(f"written: {args.output}")
 

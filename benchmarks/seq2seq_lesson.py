@@ -25,8 +25,7 @@ import platform
 import time
 from pathlib import Path
 
-from textcls import machine
-from textcls import runfolder, seq2seq
+from textcls import machine, runfolder, seq2seq
 
 ROOT = Path(__file__).resolve().parents[1]
 DATES_EXAMPLE = "Saturday 14 August 1982"
@@ -66,8 +65,9 @@ def main() -> None:
 
     # dates: the crossing alignment
     dates_run = args.runs / "dates-additive"
-    dates_metrics = _train(data["dates"], dates_run, args.reuse, attention="additive", time_budget=args.dates_budget,
-                           threads=args.threads)
+    dates_metrics = _train(
+        data["dates"], dates_run, args.reuse, attention="additive", time_budget=args.dates_budget, threads=args.threads
+    )
     dates_test = seq2seq.evaluate(dates_run, "test", by_length=False)
     run = seq2seq.load(dates_run)
     [example] = run.translate([DATES_EXAMPLE])
@@ -77,56 +77,87 @@ def main() -> None:
     # reorder: the same sizes and budget, with and without attention
     reorder_runs = {attention: args.runs / f"reorder-{attention}" for attention in ("additive", "none")}
     reorder_metrics = {
-        attention: _train(data["reorder"], path, args.reuse, attention=attention, time_budget=args.reorder_budget,
-                          threads=args.threads)
+        attention: _train(
+            data["reorder"],
+            path,
+            args.reuse,
+            attention=attention,
+            time_budget=args.reorder_budget,
+            threads=args.threads,
+        )
         for attention, path in reorder_runs.items()
     }
     by_length = {attention: seq2seq.evaluate(path, "test", by_length=True) for attention, path in reorder_runs.items()}
     compare = seq2seq.compare(list(reorder_runs.values()), args.docs)
     reorder_run = seq2seq.load(reorder_runs["additive"])
-    sentence = next(s for s in seq2seq.read_data(data["reorder"], ("test",))["test"].sources if 14 <= len(s.split()) <= 18)
+    sentence = next(
+        s for s in seq2seq.read_data(data["reorder"], ("test",))["test"].sources if 14 <= len(s.split()) <= 18
+    )
     [reordered] = reorder_run.translate([sentence])
     reorder_run.plot(reordered, args.docs / "alignment_reorder.png")
 
     ratios = {
-        attention: _bucket(report, "41-60")["bleu"] / _bucket(report, "1-20")["bleu"] for attention, report in by_length.items()
+        attention: _bucket(report, "41-60")["bleu"] / _bucket(report, "1-20")["bleu"]
+        for attention, report in by_length.items()
     }
     results = {
         "machine": {**machine.hardware(), "python": platform.python_version(), "torch_threads": args.threads},
         "versions": dates_metrics and seq2seq.load(dates_run).info["versions"],
         "dates": {
-            "run": str(dates_run), "config": run.info["config"], "training": {k: v for k, v in dates_metrics["training"].items() if k != "history"},
-            "test": dates_test["overall"], "example": {"source": DATES_EXAMPLE, "output": example.text,
-                                                       "year_rows_attention_on_source_year": year_attention.round(4).tolist()},
+            "run": str(dates_run),
+            "config": run.info["config"],
+            "training": {k: v for k, v in dates_metrics["training"].items() if k != "history"},
+            "test": dates_test["overall"],
+            "example": {
+                "source": DATES_EXAMPLE,
+                "output": example.text,
+                "year_rows_attention_on_source_year": year_attention.round(4).tolist(),
+            },
             "target": "test exact match >= 0.99",
         },
         "reorder": {
             attention: {
-                "run": str(reorder_runs[attention]), "config": seq2seq.load(reorder_runs[attention]).info["config"],
+                "run": str(reorder_runs[attention]),
+                "config": seq2seq.load(reorder_runs[attention]).info["config"],
                 "training": {k: v for k, v in reorder_metrics[attention]["training"].items() if k != "history"},
-                "test": by_length[attention]["overall"], "by_length": by_length[attention]["by_length"],
+                "test": by_length[attention]["overall"],
+                "by_length": by_length[attention]["by_length"],
                 "long_over_short_bleu": ratios[attention],
             }
             for attention in reorder_runs
         },
         "targets": {"additive long/short BLEU": ">= 0.90", "none long/short BLEU": "<= 0.60"},
-        "figures": {"alignment_dates": str(args.docs / "alignment_dates.png"), "length": str(args.docs / "length.png"),
-                    "alignment_reorder": str(args.docs / "alignment_reorder.png")},
-        "compare_buckets": [{"run": row["run"], "by_length": [{k: b[k] for k in ("bucket", "pairs", "bleu", "exact_match")} for b in row["by_length"]]}
-                            for row in compare["runs"]],
+        "figures": {
+            "alignment_dates": str(args.docs / "alignment_dates.png"),
+            "length": str(args.docs / "length.png"),
+            "alignment_reorder": str(args.docs / "alignment_reorder.png"),
+        },
+        "compare_buckets": [
+            {
+                "run": row["run"],
+                "by_length": [{k: b[k] for k in ("bucket", "pairs", "bleu", "exact_match")} for b in row["by_length"]],
+            }
+            for row in compare["runs"]
+        ],
     }
     from textcls.files import write_json
 
     write_json(args.results, results)
-    print(f"dates (additive): test exact match {dates_test['overall']['exact_match']:.4f}, "
-          f"'{DATES_EXAMPLE}' -> {example.text}, year rows' weight on the source year {year_attention.round(3).tolist()}")
-    print("| reorder | test BLEU | BLEU 1-20 | BLEU 21-40 | BLEU 41-60 | 41-60 / 1-20 | exact match | train s | epochs |")
+    print(
+        f"dates (additive): test exact match {dates_test['overall']['exact_match']:.4f}, "
+        f"'{DATES_EXAMPLE}' -> {example.text}, year rows' weight on the source year {year_attention.round(3).tolist()}"
+    )
+    print(
+        "| reorder | test BLEU | BLEU 1-20 | BLEU 21-40 | BLEU 41-60 | 41-60 / 1-20 | exact match | train s | epochs |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     for attention, report in by_length.items():
         training = reorder_metrics[attention]["training"]
-        print(f"| {attention} | {report['overall']['bleu']:.1f} | {_bucket(report, '1-20')['bleu']:.1f} | "
-              f"{_bucket(report, '21-40')['bleu']:.1f} | {_bucket(report, '41-60')['bleu']:.1f} | {ratios[attention]:.2f} | "
-              f"{report['overall']['exact_match']:.3f} | {training['train_seconds']:.0f} | {training['epochs_run']} |")
+        print(
+            f"| {attention} | {report['overall']['bleu']:.1f} | {_bucket(report, '1-20')['bleu']:.1f} | "
+            f"{_bucket(report, '21-40')['bleu']:.1f} | {_bucket(report, '41-60')['bleu']:.1f} | {ratios[attention]:.2f} | "
+            f"{report['overall']['exact_match']:.3f} | {training['train_seconds']:.0f} | {training['epochs_run']} |"
+        )
     print(f"wrote {args.results}")
 
 

@@ -29,11 +29,10 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pandas as pd
-
 from inference import cpu_matrix_units  # benchmarks/inference.py: the CPU's matrix-unit flags and oneDNN's pick
-from textcls.machine import cpu_model
+
 from textcls.files import write_json
-from textcls.machine import library_versions
+from textcls.machine import cpu_model, library_versions
 
 log = logging.getLogger("benchmark")
 
@@ -48,8 +47,19 @@ class Server:
     def __init__(self, run_dir: Path, backend: str, extra: list[str]):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        command = [sys.executable, "-m", "textcls", "serve", str(run_dir), "--port", str(self.port),
-                   "--backend", backend, "--no-access-log", *extra]
+        command = [
+            sys.executable,
+            "-m",
+            "textcls",
+            "serve",
+            str(run_dir),
+            "--port",
+            str(self.port),
+            "--backend",
+            backend,
+            "--no-access-log",
+            *extra,
+        ]
         # The server's log goes to a file: an unread pipe fills up and blocks the server.
         self.log = tempfile.TemporaryFile(mode="w+")
         self.process = subprocess.Popen(command, stdout=self.log, stderr=subprocess.STDOUT, text=True)
@@ -144,8 +154,16 @@ def measure(server: Server, texts: list[str], clients: int, requests: int, label
     batches = after["batches"] - before["batches"]
     row["texts_per_model_call"] = round(row["requests"] / batches, 2) if batches else None
     row["server"] = label
-    log.info("%-10s %3d clients: %7.1f req/s  p50 %6.1f ms  p99 %6.1f ms  errors %d  texts/call %s",
-             label, clients, row["requests_per_second"], row["p50_ms"], row["p99_ms"], row["errors"], row["texts_per_model_call"])
+    log.info(
+        "%-10s %3d clients: %7.1f req/s  p50 %6.1f ms  p99 %6.1f ms  errors %d  texts/call %s",
+        label,
+        clients,
+        row["requests_per_second"],
+        row["p50_ms"],
+        row["p99_ms"],
+        row["errors"],
+        row["texts_per_model_call"],
+    )
     return row
 
 
@@ -157,7 +175,9 @@ def main() -> None:
     parser.add_argument("--clients", default="1,8,32", help="Concurrency levels, comma-separated.")
     parser.add_argument("--requests", type=int, default=2000, help="Requests per concurrency level.")
     parser.add_argument("--threads", type=int, default=None, help="The server's model threads (default: one per core).")
-    parser.add_argument("--batch-size", type=int, default=None, help="The server's texts per model call (default: the backend's).")
+    parser.add_argument(
+        "--batch-size", type=int, default=None, help="The server's texts per model call (default: the backend's)."
+    )
     parser.add_argument("--spin", action="store_true", help="Keep ONNX Runtime's thread spinning on in the server.")
     parser.add_argument("--repeat", type=int, default=3, help="Passes over the concurrency levels (run-to-run spread).")
     parser.add_argument("--no-unbatched", action="store_true", help="Skip the row with micro-batching off.")
@@ -197,38 +217,56 @@ def main() -> None:
         finally:
             server.stop()
 
-    print(f"\n`textcls serve {args.run} --backend {args.backend} {' '.join(threads)}` on loopback (running {served}), "
-          f"{args.requests} requests of one text per level")
-    print(f"{'server':<10} {'pass':>4} {'clients':>7} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'texts/call':>11}"
-          f" {'CPU s: avail':>13} {'server':>7} {'client':>7}")
+    print(
+        f"\n`textcls serve {args.run} --backend {args.backend} {' '.join(threads)}` on loopback (running {served}), "
+        f"{args.requests} requests of one text per level"
+    )
+    print(
+        f"{'server':<10} {'pass':>4} {'clients':>7} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'texts/call':>11}"
+        f" {'CPU s: avail':>13} {'server':>7} {'client':>7}"
+    )
     for row in rows:
         per_call = "-" if row["texts_per_model_call"] is None else f"{row['texts_per_model_call']:.1f}"
-        print(f"{row['server']:<10} {row.get('repeat', '-')!s:>4} {row['clients']:>7} {row['requests_per_second']:>8.1f} {row['p50_ms']:>8.1f} "
-              f"{row['p99_ms']:>8.1f} {row['errors']:>7} {per_call:>11} {row['cpu_seconds']['available']:>13.1f}"
-              f" {row['cpu_seconds']['server']:>7.1f} {row['cpu_seconds']['client']:>7.1f}")
+        print(
+            f"{row['server']:<10} {row.get('repeat', '-')!s:>4} {row['clients']:>7} {row['requests_per_second']:>8.1f} {row['p50_ms']:>8.1f} "
+            f"{row['p99_ms']:>8.1f} {row['errors']:>7} {per_call:>11} {row['cpu_seconds']['available']:>13.1f}"
+            f" {row['cpu_seconds']['server']:>7.1f} {row['cpu_seconds']['client']:>7.1f}"
+        )
     ratios = []
     for repeat in range(args.repeat):
         batched = {row["clients"]: row for row in rows if row["server"] == "batched" and row.get("repeat") == repeat}
         if min(levels) in batched and max(levels) in batched:
-            ratios.append(round(batched[max(levels)]["requests_per_second"] / batched[min(levels)]["requests_per_second"], 2))
+            ratios.append(
+                round(batched[max(levels)]["requests_per_second"] / batched[min(levels)]["requests_per_second"], 2)
+            )
     if ratios:
-        print(f"throughput at {max(levels)} clients / at {min(levels)}: {', '.join(f'{r:.2f}x' for r in ratios)} "
-              f"(median {float(np.median(ratios)):.2f}x); errors in all: {sum(row['errors'] for row in rows)}")
+        print(
+            f"throughput at {max(levels)} clients / at {min(levels)}: {', '.join(f'{r:.2f}x' for r in ratios)} "
+            f"(median {float(np.median(ratios)):.2f}x); errors in all: {sum(row['errors'] for row in rows)}"
+        )
     units = cpu_matrix_units()
-    print(f"matrix units: {', '.join(f for f, on in units['flags'].items() if on) or 'none'}; oneDNN ISA: {units['onednn_isa']}")
-    write_json(Path(args.output), {
-        "benchmark": "serve_load",
-        "config": vars(args),
-        "served_backend": served,
-        "backend_choice": model.get("backend_choice"),
-        "matrix_units": units,
-        "rows": rows,
-        "ratios_max_to_min_clients": ratios,
-        "median_ratio": float(np.median(ratios)) if ratios else None,
-        "versions": {**library_versions(), "onnxruntime": __import__("onnxruntime").__version__},  # the server may run ONNX
-        "hardware": {"platform": platform.platform(), "processor": cpu_model(), "cpus": os.cpu_count()},
-        "measured": time.strftime("%Y-%m-%d %H:%M:%S"),
-    })
+    print(
+        f"matrix units: {', '.join(f for f, on in units['flags'].items() if on) or 'none'}; oneDNN ISA: {units['onednn_isa']}"
+    )
+    write_json(
+        Path(args.output),
+        {
+            "benchmark": "serve_load",
+            "config": vars(args),
+            "served_backend": served,
+            "backend_choice": model.get("backend_choice"),
+            "matrix_units": units,
+            "rows": rows,
+            "ratios_max_to_min_clients": ratios,
+            "median_ratio": float(np.median(ratios)) if ratios else None,
+            "versions": {
+                **library_versions(),
+                "onnxruntime": __import__("onnxruntime").__version__,
+            },  # the server may run ONNX
+            "hardware": {"platform": platform.platform(), "processor": cpu_model(), "cpus": os.cpu_count()},
+            "measured": time.strftime("%Y-%m-%d %H:%M:%S"),
+        },
+    )
     print(f"written: {args.output}")
 
 

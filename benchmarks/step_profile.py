@@ -25,10 +25,10 @@ import torch
 import textcls
 from textcls.config import TrainConfig
 from textcls.data.loading import Split, load_data
-from textcls.models.encoders import embedded_model_path
 from textcls.files import write_json
-from textcls.models.pretrained import PretrainedClassifier
 from textcls.machine import hardware, library_versions
+from textcls.models.encoders import embedded_model_path
+from textcls.models.pretrained import PretrainedClassifier
 
 WARMUP = 3  # profiler warm-up steps: recorded, then dropped
 
@@ -83,7 +83,10 @@ def main() -> None:
     dev = Split(dev.name, dev.texts[:200], dev.labels[:200], dev.source)
     options = {"batch_tokens": args.batch_tokens, "batch_size": args.batch_size, "lr": args.lr}
     config = TrainConfig(
-        model=args.model or str(embedded_model_path()), epochs=1.0, seed=42, early_stopping_patience=0,
+        model=args.model or str(embedded_model_path()),
+        epochs=1.0,
+        seed=42,
+        early_stopping_patience=0,
         **{name: value for name, value in options.items() if value is not None},
     )
 
@@ -95,7 +98,8 @@ def main() -> None:
 
     shared_callbacks = pretrained.training_callbacks
     pretrained.training_callbacks = lambda budget: [
-        *shared_callbacks(budget), profiled_callback(profiler, args.wait + WARMUP + args.steps)
+        *shared_callbacks(budget),
+        profiled_callback(profiler, args.wait + WARMUP + args.steps),
     ]
     try:
         with profiler, tempfile.TemporaryDirectory() as scratch:
@@ -105,7 +109,9 @@ def main() -> None:
 
     totals = {"self_host_us": round(sum(event.self_cpu_time_total for event in profiler.key_averages()), 1)}
     if gpu:
-        totals["self_device_us"] = round(sum(getattr(event, "self_device_time_total", 0.0) for event in profiler.key_averages()), 1)
+        totals["self_device_us"] = round(
+            sum(getattr(event, "self_device_time_total", 0.0) for event in profiler.key_averages()), 1
+        )
     tables = {"self_host": top_operators(profiler, "self_cpu_time_total", args.top)}
     if gpu:
         tables["self_device"] = top_operators(profiler, "self_device_time_total", args.top)
@@ -114,17 +120,22 @@ def main() -> None:
         print(f"\n{name} time over {args.steps} steps: {total / 1e3:.0f} ms in all operators; the top ones (us)")
         print(f"{'operator':<70} {'calls':>7} {'self host':>11} {'self device':>12}")
         for row in rows:
-            print(f"{row['name'][:70]:<70} {row['calls']:>7} {row['self_host_us']:>11.0f} {row['self_device_us']:>12.0f}")
-    write_json(args.output, {
-        "benchmark": "step_profile",
-        "date": datetime.date.today().isoformat(),
-        "config": {**vars(args), "output": str(args.output), "resolved": dataclasses.asdict(config)},
-        "summary": {key: summary.get(key) for key in ("precision", "global_step", "steady_samples_per_second")},
-        "totals": totals,
-        "tables": tables,
-        "versions": library_versions(),
-        "hardware": hardware(),
-    })
+            print(
+                f"{row['name'][:70]:<70} {row['calls']:>7} {row['self_host_us']:>11.0f} {row['self_device_us']:>12.0f}"
+            )
+    write_json(
+        args.output,
+        {
+            "benchmark": "step_profile",
+            "date": datetime.date.today().isoformat(),
+            "config": {**vars(args), "output": str(args.output), "resolved": dataclasses.asdict(config)},
+            "summary": {key: summary.get(key) for key in ("precision", "global_step", "steady_samples_per_second")},
+            "totals": totals,
+            "tables": tables,
+            "versions": library_versions(),
+            "hardware": hardware(),
+        },
+    )
     print(f"\nwritten to {args.output}")
 
 

@@ -52,17 +52,17 @@ import torch
 
 import textcls
 from textcls.config import TrainConfig
-from textcls.training.cpu_speed import lean_cpu_training
 from textcls.data.loading import Split, load_data
-from textcls.training.batching import training_plan
-from textcls.training.throughput import ThroughputMeter
-from textcls.training.loaders import TokenizedRows, to_device
-from textcls.training.tokens import encode_ids, pad_id
-from textcls.models.encoders import embedded_model_path
-from textcls.training.device import resolve_precision
 from textcls.files import write_json
-from textcls.models.pretrained import PretrainedClassifier
 from textcls.machine import cpu_model, library_versions
+from textcls.models.encoders import embedded_model_path
+from textcls.models.pretrained import PretrainedClassifier
+from textcls.training.batching import training_plan
+from textcls.training.cpu_speed import lean_cpu_training
+from textcls.training.device import resolve_precision
+from textcls.training.loaders import TokenizedRows, to_device
+from textcls.training.throughput import ThroughputMeter
+from textcls.training.tokens import encode_ids, pad_id
 
 LABEL_COUNT = 4
 MAX_LENGTH = 128  # TrainConfig's default, as the fits below use
@@ -91,10 +91,17 @@ def before_fit(train: Split, dev: Split, label_names: list[str], config: TrainCo
     steady-state meter added: `datasets.map` tokenisation, `DataCollatorWithPadding`, Trainer's
     `group_by_length` sampler, batch 32, the same schedule, checkpoints and evaluation."""
     from datasets import Dataset
-    from transformers import DataCollatorWithPadding, EarlyStoppingCallback, Trainer, TrainerCallback, TrainingArguments, set_seed
+    from transformers import (
+        DataCollatorWithPadding,
+        EarlyStoppingCallback,
+        Trainer,
+        TrainerCallback,
+        TrainingArguments,
+        set_seed,
+    )
 
-    from textcls.reporting.metrics import headline_metrics
     from textcls.models.pretrained import _load_tokenizer_and_model, clamp_max_length
+    from textcls.reporting.metrics import headline_metrics
     from textcls.training.trainer import training_callbacks
 
     started = time.perf_counter()
@@ -113,15 +120,32 @@ def before_fit(train: Split, dev: Split, label_names: list[str], config: TrainCo
 
     train_rows, dev_rows = to_dataset(train), to_dataset(dev)
     args = TrainingArguments(
-        output_dir=str(checkpoint_dir), num_train_epochs=config.epochs, per_device_train_batch_size=config.batch_size,
-        learning_rate=config.lr, weight_decay=config.weight_decay, lr_scheduler_type="linear",
-        warmup_steps=config.warmup_ratio if config.warmup_ratio > 0 else 0, save_strategy="epoch", save_total_limit=2,
-        logging_strategy="steps", logging_steps=config.logging_steps, bf16=precision == "bf16", fp16=precision == "fp16",
-        use_cpu=not torch.cuda.is_available(), seed=config.seed, data_seed=config.seed, report_to="none",
-        per_device_eval_batch_size=config.eval_batch_size, eval_strategy="epoch", load_best_model_at_end=True,
-        metric_for_best_model="accuracy", greater_is_better=True,
+        output_dir=str(checkpoint_dir),
+        num_train_epochs=config.epochs,
+        per_device_train_batch_size=config.batch_size,
+        learning_rate=config.lr,
+        weight_decay=config.weight_decay,
+        lr_scheduler_type="linear",
+        warmup_steps=config.warmup_ratio if config.warmup_ratio > 0 else 0,
+        save_strategy="epoch",
+        save_total_limit=2,
+        logging_strategy="steps",
+        logging_steps=config.logging_steps,
+        bf16=precision == "bf16",
+        fp16=precision == "fp16",
+        use_cpu=not torch.cuda.is_available(),
+        seed=config.seed,
+        data_seed=config.seed,
+        report_to="none",
+        per_device_eval_batch_size=config.eval_batch_size,
+        eval_strategy="epoch",
+        load_best_model_at_end=True,
+        metric_for_best_model="accuracy",
+        greater_is_better=True,
         train_sampling_strategy="group_by_length" if config.group_by_length else "random",
-        dataloader_num_workers=0, ddp_find_unused_parameters=False, disable_tqdm=True,
+        dataloader_num_workers=0,
+        ddp_find_unused_parameters=False,
+        disable_tqdm=True,
     )
     meter = ThroughputMeter()
 
@@ -136,9 +160,14 @@ def before_fit(train: Split, dev: Split, label_names: list[str], config: TrainCo
     if config.early_stopping_patience > 0:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=config.early_stopping_patience))
     trainer = Trainer(
-        model=model, args=args, data_collator=DataCollatorWithPadding(tokenizer), train_dataset=train_rows,
-        eval_dataset=dev_rows, processing_class=tokenizer,
-        compute_metrics=lambda p: headline_metrics(p.label_ids, np.argmax(p.predictions, axis=-1)), callbacks=callbacks,
+        model=model,
+        args=args,
+        data_collator=DataCollatorWithPadding(tokenizer),
+        train_dataset=train_rows,
+        eval_dataset=dev_rows,
+        processing_class=tokenizer,
+        compute_metrics=lambda p: headline_metrics(p.label_ids, np.argmax(p.predictions, axis=-1)),
+        callbacks=callbacks,
     )
     result = trainer.train()  # as then: stock modules and attention (`run_trainer` now adds the CPU's fast dropout)
     return {
@@ -172,8 +201,12 @@ def measure(name: str, fit: Any, train: Split, dev: Split, label_names: list[str
         row = fit(train, dev, label_names, config, Path(scratch) / "checkpoints")
     row.update(name=name, rows=len(train), epochs=config.epochs, dev_rows=len(dev))
     row["samples_per_second"] = round(len(train) * config.epochs / row["fit_seconds"], 2)
-    print(f"  {name}: {row['samples_per_second']:.1f} samples/s end to end, steady {row['steady_samples_per_second']}, "
-          f"dev accuracy {row['dev_accuracy']:.4f}", file=sys.stderr, flush=True)
+    print(
+        f"  {name}: {row['samples_per_second']:.1f} samples/s end to end, steady {row['steady_samples_per_second']}, "
+        f"dev accuracy {row['dev_accuracy']:.4f}",
+        file=sys.stderr,
+        flush=True,
+    )
     return row
 
 
@@ -190,8 +223,14 @@ def recipe_samples_per_second(texts: list[str], labels: list[int], steps: int, s
     rows = rows.map(lambda b: tokenizer(b["text"], padding="max_length", truncation=True), batched=True)
     with tempfile.TemporaryDirectory() as scratch:
         args = TrainingArguments(
-            output_dir=scratch, per_device_train_batch_size=8, max_steps=steps, report_to="none",
-            save_strategy="no", seed=seed, use_cpu=not torch.cuda.is_available(), disable_tqdm=True,
+            output_dir=scratch,
+            per_device_train_batch_size=8,
+            max_steps=steps,
+            report_to="none",
+            save_strategy="no",
+            seed=seed,
+            use_cpu=not torch.cuda.is_available(),
+            disable_tqdm=True,
         )
         result = Trainer(model=model, args=args, train_dataset=rows).train()
     return float(result.metrics["train_samples_per_second"])
@@ -212,17 +251,24 @@ def tokenisation_rates(texts: list[str], max_length: int = 128) -> dict[str, flo
         rates[name] = round(len(texts) / (time.perf_counter() - started), 1)
 
     rows = Dataset.from_dict({"text": texts})
-    timed("datasets.map", lambda: rows.map(
-        lambda b: tokenizer(b["text"], truncation=True, max_length=max_length), batched=True, remove_columns=["text"],
-        keep_in_memory=True,
-    ))
+    timed(
+        "datasets.map",
+        lambda: rows.map(
+            lambda b: tokenizer(b["text"], truncation=True, max_length=max_length),
+            batched=True,
+            remove_columns=["text"],
+            keep_in_memory=True,
+        ),
+    )
     timed("tokenizer(list)", lambda: tokenizer(texts, truncation=True, max_length=max_length))
     timed("engine (Rust encode_batch_fast)", lambda: encode_ids(tokenizer, texts, max_length, cache=False))
     return rates
 
 
 # ---- the proxy's ceiling -------------------------------------------------------------------
-def first_batches(rows: TokenizedRows, batch_size: int, seed: int, count: int | None = None) -> list[dict[str, torch.Tensor]]:
+def first_batches(
+    rows: TokenizedRows, batch_size: int, seed: int, count: int | None = None
+) -> list[dict[str, torch.Tensor]]:
     """The first `count` batches (all: None) of one epoch as the engine plans and pads them
     (`batching.training_plan`: texts of similar length together, padded to multiples of 8, in seeded
     random order), made now."""
@@ -255,7 +301,9 @@ def timed_steps(forward: Any, optimizer: Any, batches: list[dict], warmup: int, 
     return first, sum(len(b["labels"]) for b in batches[warmup:]) / seconds
 
 
-def bare_step_rates(model_dir: Path, split: Split, batch_sizes: tuple[int, ...], steps: int | None, seed: int) -> dict[str, float]:
+def bare_step_rates(
+    model_dir: Path, split: Split, batch_sizes: tuple[int, ...], steps: int | None, seed: int
+) -> dict[str, float]:
     """Samples/s of the proxy's bare training step (forward, backward, fused AdamW; autocast as the engine
     resolves it, and on a CPU the engine's `lean_cpu_training`) on the engine's batches made beforehand, per batch size: no tokenisation, no data
     loading, no `Trainer`, no evaluation. What any engine can reach on this device with that model.
@@ -268,18 +316,25 @@ def bare_step_rates(model_dir: Path, split: Split, batch_sizes: tuple[int, ...],
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     rates = {}
     for batch_size in batch_sizes:
-        batches = [to_device(batch, device) for batch in first_batches(rows, batch_size, seed, None if steps is None else steps + 5)]
+        batches = [
+            to_device(batch, device)
+            for batch in first_batches(rows, batch_size, seed, None if steps is None else steps + 5)
+        ]
         torch.manual_seed(seed)
         model = AutoModelForSequenceClassification.from_pretrained(model_dir).to(device).train()
         optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
         with lean_cpu_training(model):  # as the engine trains it on a CPU (elsewhere: nothing changes)
-            _, rate = timed_steps(model, optimizer, batches, 5, resolve_precision("auto"))  # 5 steps warm the kernels up
+            _, rate = timed_steps(
+                model, optimizer, batches, 5, resolve_precision("auto")
+            )  # 5 steps warm the kernels up
         rates[f"batch {batch_size}"] = round(rate, 1)
     return rates
 
 
 # ---- main ----------------------------------------------------------------------------------
-def alternate(runs: list[tuple[str, Any, TrainConfig]], train: Split, dev: Split, label_names: list[str], repeats: int) -> list[dict]:
+def alternate(
+    runs: list[tuple[str, Any, TrainConfig]], train: Split, dev: Split, label_names: list[str], repeats: int
+) -> list[dict]:
     """Each (name, fit, config) `repeats` times, in turns (a, b, a, b, ...), so a load that comes and goes on a
     shared machine falls on all of them; per name the fastest run end to end is kept, the others listed in it."""
     rows: dict[str, list[dict]] = {}
@@ -309,24 +364,38 @@ def side_by_side_rows(args: argparse.Namespace, train: Split, dev: Split, label_
     print("tokenisation rates ...", file=sys.stderr, flush=True)
     report["tokenisation_texts_per_second"] = tokenisation_rates(train.texts)
     print("recipe ...", file=sys.stderr, flush=True)
-    report["recipe_samples_per_second"] = recipe_samples_per_second(train.texts, train.labels, args.recipe_steps, args.seed)
+    report["recipe_samples_per_second"] = recipe_samples_per_second(
+        train.texts, train.labels, args.recipe_steps, args.seed
+    )
 
     minilm_train, minilm_dev = split_rows(train, args.rows), split_rows(dev, args.eval_rows)
     # metric="accuracy": the best epoch by dev accuracy, as the "before" path picks it (the default picks
     # macro-F1 on skewed rows, and these columns say accuracy); on balanced rows it is the default anyway
-    minilm = TrainConfig(model=str(embedded_model_path()), epochs=1.0, seed=args.seed, early_stopping_patience=0, metric="accuracy")
+    minilm = TrainConfig(
+        model=str(embedded_model_path()), epochs=1.0, seed=args.seed, early_stopping_patience=0, metric="accuracy"
+    )
     proxy_dir = bert_from_config(models / "proxy", **PROXY)
     proxy_train, proxy_dev = split_rows(train, args.proxy_rows), split_rows(dev, args.eval_rows)
     proxy = TrainConfig(model=str(proxy_dir), epochs=1.0, seed=args.seed, early_stopping_patience=0, metric="accuracy")
     # (b) and (c) take turns, so a load that comes and goes on a shared machine falls on both
     report["minilm"] = alternate(
-        [("before", before_fit, minilm), ("engine", engine_fit, minilm)], minilm_train, minilm_dev, label_names, args.repeats
+        [("before", before_fit, minilm), ("engine", engine_fit, minilm)],
+        minilm_train,
+        minilm_dev,
+        label_names,
+        args.repeats,
     )
     budget = dataclasses.replace(proxy, batch_tokens=args.proxy_batch_tokens)
     report["proxy"] = alternate(
-        [("before", before_fit, proxy), ("engine", engine_fit, proxy),
-         (f"engine --batch-tokens {args.proxy_batch_tokens}", engine_fit, budget)],
-        proxy_train, proxy_dev, label_names, args.repeats,
+        [
+            ("before", before_fit, proxy),
+            ("engine", engine_fit, proxy),
+            (f"engine --batch-tokens {args.proxy_batch_tokens}", engine_fit, budget),
+        ],
+        proxy_train,
+        proxy_dev,
+        label_names,
+        args.repeats,
     )
     print("the proxy's bare step ...", file=sys.stderr, flush=True)
     report["proxy_bare_step_samples_per_second"] = bare_step_rates(
@@ -339,7 +408,14 @@ def side_by_side_rows(args: argparse.Namespace, train: Split, dev: Split, label_
     if args.accuracy_rows:
         accuracy_train = split_rows(train, args.accuracy_rows)
         report["accuracy"] = [
-            measure(precision, engine_fit, accuracy_train, dev, label_names, dataclasses.replace(minilm, precision=precision))
+            measure(
+                precision,
+                engine_fit,
+                accuracy_train,
+                dev,
+                label_names,
+                dataclasses.replace(minilm, precision=precision),
+            )
             for precision in ("fp32", "bf16")
         ]
     return report
@@ -358,7 +434,8 @@ def accuracy_over_seeds(
             accuracy[name].append(row["dev_accuracy"])
     differences = [100 * (engine - before) for before, engine in zip(accuracy["before"], accuracy["engine"])]
     return {
-        "seeds": list(range(config.seed, config.seed + 1 + extra_seeds)), **accuracy,
+        "seeds": list(range(config.seed, config.seed + 1 + extra_seeds)),
+        **accuracy,
         "mean": {name: round(statistics.mean(values), 4) for name, values in accuracy.items()},
         "difference_points_mean": round(statistics.mean(differences), 2),
         "difference_points_sd": round(statistics.stdev(differences), 2) if len(differences) > 1 else None,
@@ -376,19 +453,34 @@ def cuda_rows(args: argparse.Namespace, train: Split, dev: Split, label_names: l
             measure("before", before_fit, cut_train, dev, label_names, dataclasses.replace(minilm, epochs=1.0)),
             measure("engine", engine_fit, cut_train, dev, label_names, dataclasses.replace(minilm, epochs=1.0)),
         ],
-        "bert_base": [measure("engine, BERT-base from a config", engine_fit, cut_train, dev, label_names,
-                              TrainConfig(model=str(bert_base), epochs=1.0, seed=args.seed, lr=5e-5, metric="accuracy"))],
+        "bert_base": [
+            measure(
+                "engine, BERT-base from a config",
+                engine_fit,
+                cut_train,
+                dev,
+                label_names,
+                TrainConfig(model=str(bert_base), epochs=1.0, seed=args.seed, lr=5e-5, metric="accuracy"),
+            )
+        ],
     }
 
 
 def print_table(report: dict) -> None:
     hardware = report["hardware"]
-    print(f"{report['date']}, {hardware['cuda'] or 'CPU only'}, {hardware['cpus']} CPU cores ({hardware['processor']}), "
-          f"{hardware['torch_threads']} torch threads")
+    print(
+        f"{report['date']}, {hardware['cuda'] or 'CPU only'}, {hardware['cpus']} CPU cores ({hardware['processor']}), "
+        f"{hardware['torch_threads']} torch threads"
+    )
     header = f"{'rows':<40}{'samples/s':>11}{'Trainer':>10}{'steady':>10}{'dev acc':>9}{'ratio':>8}{'steady':>8}"
     print(header + "\n" + f"{'':<40}{'end-to-end':>11}{'s/s':>10}{'s/s':>10}{'':>9}{'e2e':>8}{'ratio':>8}")
-    groups = [(key, report[section][key]) for section in ("side_by_side", "cuda") if section in report
-              for key in report[section] if isinstance(report[section][key], list)]
+    groups = [
+        (key, report[section][key])
+        for section in ("side_by_side", "cuda")
+        if section in report
+        for key in report[section]
+        if isinstance(report[section][key], list)
+    ]
     for key, rows in groups:
         base = rows[0] if rows[0]["name"] == "before" else None
         for row in rows:
@@ -397,35 +489,56 @@ def print_table(report: dict) -> None:
             steady = ratio(row["steady_samples_per_second"], base["steady_samples_per_second"]) if base else None
             cells = [row["samples_per_second"], row["trainer_samples_per_second"], row["steady_samples_per_second"]]
             shown = "".join(f"{value:>8.2f}" if value is not None else f"{'-':>8}" for value in (e2e, steady))
-            print(f"{label[:39]:<40}" + "".join(f"{c:>10.1f} " if c else f"{'-':>10} " for c in cells)
-                  + f"{row['dev_accuracy']:>8.4f}" + (shown if base and row is not base else ""))
+            print(
+                f"{label[:39]:<40}"
+                + "".join(f"{c:>10.1f} " if c else f"{'-':>10} " for c in cells)
+                + f"{row['dev_accuracy']:>8.4f}"
+                + (shown if base and row is not base else "")
+            )
         if base:
             for row in rows[1:]:
-                print(f"  {row['name']}: dev accuracy {100 * (row['dev_accuracy'] - base['dev_accuracy']):+.2f} points vs before")
+                print(
+                    f"  {row['name']}: dev accuracy {100 * (row['dev_accuracy'] - base['dev_accuracy']):+.2f} points vs before"
+                )
     cpu = report.get("side_by_side", {})
     seeds = cpu.get("minilm_dev_accuracy_over_seeds")
     if seeds:
-        print(f"minilm dev accuracy over seeds {seeds['seeds'][0]}-{seeds['seeds'][-1]}: before {seeds['mean']['before']:.4f}, "
-              f"engine {seeds['mean']['engine']:.4f}; engine - before {seeds['difference_points_mean']:+.2f} points "
-              f"(sd of the per-seed differences {seeds['difference_points_sd']})")
+        print(
+            f"minilm dev accuracy over seeds {seeds['seeds'][0]}-{seeds['seeds'][-1]}: before {seeds['mean']['before']:.4f}, "
+            f"engine {seeds['mean']['engine']:.4f}; engine - before {seeds['difference_points_mean']:+.2f} points "
+            f"(sd of the per-seed differences {seeds['difference_points_sd']})"
+        )
     if cpu:
         print(f"recipe (pad to 512, batch 8, fp32): {cpu['recipe_samples_per_second']:.2f} samples/s")
         before = next(row for row in cpu["proxy"] if row["name"] == "before")
-        print("proxy's bare step (model + fused AdamW only; the engine's step alone, its ceiling), samples/s: " + ", ".join(
-            f"{k} {v:,.0f} ({ratio(v, before['samples_per_second'])}x before)"
-            for k, v in cpu["proxy_bare_step_samples_per_second"].items()))
-        print("tokenisation, texts/s: " + ", ".join(f"{k} {v:,.0f}" for k, v in cpu["tokenisation_texts_per_second"].items()))
+        print(
+            "proxy's bare step (model + fused AdamW only; the engine's step alone, its ceiling), samples/s: "
+            + ", ".join(
+                f"{k} {v:,.0f} ({ratio(v, before['samples_per_second'])}x before)"
+                for k, v in cpu["proxy_bare_step_samples_per_second"].items()
+            )
+        )
+        print(
+            "tokenisation, texts/s: "
+            + ", ".join(f"{k} {v:,.0f}" for k, v in cpu["tokenisation_texts_per_second"].items())
+        )
     if "cuda" in report:
         full = report["cuda"]["minilm_full"][0]
-        print(f"GPU MiniLM full fine-tune: {full['fit_seconds']:.1f} s incl. tokenisation and eval, "
-              f"dev accuracy {full['dev_accuracy']:.4f}")
+        print(
+            f"GPU MiniLM full fine-tune: {full['fit_seconds']:.1f} s incl. tokenisation and eval, "
+            f"dev accuracy {full['dev_accuracy']:.4f}"
+        )
 
 
 def machine() -> dict[str, Any]:
     """The machine a benchmark ran on, for its JSON: the CPU by name (`machine.cpu_model`), cores, torch threads and the GPU if any."""
-    return {"platform": platform.platform(), "processor": cpu_model(), "cpus": os.cpu_count(),
-            "torch_threads": torch.get_num_threads(),
-            "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
+    return {
+        "platform": platform.platform(),
+        "processor": cpu_model(),
+        "cpus": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
 
 
 def main() -> None:
@@ -433,17 +546,33 @@ def main() -> None:
     parser.add_argument("--data", default="../shared/data/ag_news", help="AG News folder (train.csv, dev.csv).")
     parser.add_argument("--recipe-steps", type=int, default=12, help="Training steps of the recipe (batch 8).")
     parser.add_argument("--rows", type=int, default=3000, help="Training rows of the side-by-side MiniLM comparison.")
-    parser.add_argument("--eval-rows", type=int, default=2000, help="Dev rows evaluated by the side-by-side comparisons.")
+    parser.add_argument(
+        "--eval-rows", type=int, default=2000, help="Dev rows evaluated by the side-by-side comparisons."
+    )
     parser.add_argument("--proxy-rows", type=int, default=20_000, help="Training rows of the overhead proxy.")
     parser.add_argument("--proxy-batch-tokens", type=int, default=8192, help="Token budget of row (d).")
-    parser.add_argument("--bare-steps", type=int, default=None,
-                        help="Timed steps of the proxy's bare step per batch size (default: the whole epoch of its rows).")
-    parser.add_argument("--cuda-compare-rows", type=int, default=20_000, help="Rows of the GPU before/engine and BERT-base rows.")
-    parser.add_argument("--accuracy-seeds", type=int, default=0,
-                        help="Also run MiniLM's (b) and (c) on N more seeds and compare their mean dev accuracy.")
-    parser.add_argument("--accuracy-rows", type=int, default=0, help="Also compare fp32 vs bf16 accuracy on N rows (engine).")
+    parser.add_argument(
+        "--bare-steps",
+        type=int,
+        default=None,
+        help="Timed steps of the proxy's bare step per batch size (default: the whole epoch of its rows).",
+    )
+    parser.add_argument(
+        "--cuda-compare-rows", type=int, default=20_000, help="Rows of the GPU before/engine and BERT-base rows."
+    )
+    parser.add_argument(
+        "--accuracy-seeds",
+        type=int,
+        default=0,
+        help="Also run MiniLM's (b) and (c) on N more seeds and compare their mean dev accuracy.",
+    )
+    parser.add_argument(
+        "--accuracy-rows", type=int, default=0, help="Also compare fp32 vs bf16 accuracy on N rows (engine)."
+    )
     parser.add_argument("--skip-cpu", action="store_true", help="Only the CUDA rows (skip the side-by-side rows).")
-    parser.add_argument("--repeats", type=int, default=1, help="Runs of each side-by-side row, in turns; the fastest is kept.")
+    parser.add_argument(
+        "--repeats", type=int, default=1, help="Runs of each side-by-side row, in turns; the fastest is kept."
+    )
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--output", default="benchmarks/results/train_throughput.json")
     args = parser.parse_args()

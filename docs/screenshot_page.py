@@ -1,6 +1,6 @@
 """Render the `textcls serve` web page in headless Chromium and save docs/serve.png.
 
-    python docs/screenshot_page.py --run runs/agnews --backend onnx-int8
+python docs/screenshot_page.py --run runs/agnews --backend onnx-int8
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
 
 import httpx
 
@@ -34,7 +33,8 @@ def main() -> None:
     with tempfile.TemporaryFile() as log:
         server = subprocess.Popen(
             [sys.executable, "-m", "textcls", "serve", args.run, "--backend", args.backend, "--port", str(args.port)],
-            stdout=log, stderr=subprocess.STDOUT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
         try:
             for _ in range(300):

@@ -85,7 +85,9 @@ def write_tiny_bert(folder: Path) -> Path:
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ".", ",", "!", "?"] + words
     vocab += [f"##{c}" for c in "abcdefghijklmnopqrstuvwxyz"] + list("abcdefghijklmnopqrstuvwxyz")
     # transformers 5.x takes the vocabulary itself (`vocab=`); save_pretrained writes vocab.txt.
-    tokenizer = BertTokenizer(vocab={token: i for i, token in enumerate(vocab)}, do_lower_case=True, model_max_length=64)
+    tokenizer = BertTokenizer(
+        vocab={token: i for i, token in enumerate(vocab)}, do_lower_case=True, model_max_length=64
+    )
     config = BertConfig(
         vocab_size=len(vocab),
         hidden_size=64,
@@ -165,7 +167,9 @@ def train_tiny_bert(tiny_bert: Path, root: Path, data: Path, **options: object) 
 def multilabel_run(tiny_bert: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A pretrained-family run on generated multi-label rows (tiny BERT), thresholds tuned on dev."""
     root = tmp_path_factory.mktemp("multilabel-run")
-    return train_tiny_bert(tiny_bert, root, write_multilabel_folder(root / "data"), epochs=6, max_length=48, multi_label=True)
+    return train_tiny_bert(
+        tiny_bert, root, write_multilabel_folder(root / "data"), epochs=6, max_length=48, multi_label=True
+    )
 
 
 @pytest.fixture(scope="session")
@@ -173,7 +177,13 @@ def chunk_run(tiny_bert: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
     """A pretrained-family run on long texts read in chunks (windows of 32 tokens sharing 8), class weights on."""
     root = tmp_path_factory.mktemp("chunk-run")
     return train_tiny_bert(
-        tiny_bert, root, write_long_text_folder(root / "data"), epochs=8, max_length=32, long_text="chunk", stride=8,
+        tiny_bert,
+        root,
+        write_long_text_folder(root / "data"),
+        epochs=8,
+        max_length=32,
+        long_text="chunk",
+        stride=8,
         class_weights="balanced",
     )
 
@@ -213,7 +223,14 @@ def tiny_run(tiny_bert: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("tiny-run")
     data = write_ag_news_folder(root / "data", n_train=96, n_dev=32, n_test=32)
     result = textcls.train(
-        data=str(data), out=root / "run", model=str(tiny_bert), epochs=3, batch_size=8, lr=1e-3, max_length=32,
-        early_stopping_patience=0, seed=1,
+        data=str(data),
+        out=root / "run",
+        model=str(tiny_bert),
+        epochs=3,
+        batch_size=8,
+        lr=1e-3,
+        max_length=32,
+        early_stopping_patience=0,
+        seed=1,
     )
     return result.run_dir

@@ -33,6 +33,7 @@ def fill_mask(run_or_model: str | None, text: str, top_k: int = 5) -> list:
 
     return fill(run_or_model, text, top_k)
 
+
 __all__ = [
     "ConfigError",
     "DataConfig",

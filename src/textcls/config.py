@@ -68,8 +68,11 @@ _ACCEPTS: dict[str, tuple[str, Callable[[Any], bool]]] = {
     "str": ("a string", lambda value: isinstance(value, str)),
     "bool": ("true or false", lambda value: isinstance(value, bool)),
     "tuple[str, ...]": (
-        "a list of names", lambda value: isinstance(value, str) or (
-            isinstance(value, (list, tuple)) and all(isinstance(item, str) for item in value))
+        "a list of names",
+        lambda value: (
+            isinstance(value, str)
+            or (isinstance(value, (list, tuple)) and all(isinstance(item, str) for item in value))
+        ),
     ),
 }
 SEED_RANGE = (0, 2**32 - 1)  # what numpy's and scikit-learn's seeds take
@@ -171,8 +174,12 @@ class DataConfig:
 
     def __post_init__(self) -> None:
         check_fields(self)
-        _check(len(self.label_separator) >= 1 and not self.label_separator.isspace(), "label_separator",
-               "a non-blank separator such as '|' or ';'", self.label_separator)
+        _check(
+            len(self.label_separator) >= 1 and not self.label_separator.isspace(),
+            "label_separator",
+            "a non-blank separator such as '|' or ';'",
+            self.label_separator,
+        )
         _check(0.0 < self.dev_fraction < 0.5, "dev_fraction", "a fraction in (0, 0.5)", self.dev_fraction)
         _check(self.label_base in (None, 0, 1), "label_base", "0 or 1", self.label_base)
         for name in ("max_train_samples", "max_eval_samples"):
@@ -198,7 +205,9 @@ class TrainConfig:
     model: str | None = _help(
         "Hub id or local folder of a Hugging Face encoder; default: the embedded all-MiniLM-L6-v2.", default=None
     )
-    epochs: float | None = _help("Training epochs (may be fractional); default: the family's (pretrained: 3).", default=None)
+    epochs: float | None = _help(
+        "Training epochs (may be fractional); default: the family's (pretrained: 3).", default=None
+    )
     batch_size: int | None = _help(
         "Texts per training step (per device), a fixed count; default: the family's on a CPU (pretrained: 32), "
         "while a GPU cuts batches by --batch-tokens.",
@@ -210,7 +219,8 @@ class TrainConfig:
         default=None,
     )
     eval_batch_size: int = _help(
-        "Per-device evaluation batch size on a CPU (a GPU evaluates in token budgets of 4x --batch-tokens).", default=128
+        "Per-device evaluation batch size on a CPU (a GPU evaluates in token budgets of 4x --batch-tokens).",
+        default=128,
     )
     lr: float | None = _help(
         "Peak learning rate (AdamW), after linear warm-up, then linear decay; default: the family's (pretrained: "
@@ -230,7 +240,9 @@ class TrainConfig:
     )
     seed: int = _help("Seed for model initialisation and batch order.", default=42)
     resume: bool = _help("Resume from the last checkpoint of an interrupted run in the same --out.", default=False)
-    trust_remote_code: bool = _help("Allow model code from the hub to run (off: only built-in architectures).", default=False)
+    trust_remote_code: bool = _help(
+        "Allow model code from the hub to run (off: only built-in architectures).", default=False
+    )
     num_workers: int | None = _help(
         "DataLoader worker processes preparing batches ahead; default: 2 on a GPU, 0 on a CPU.", default=None
     )
@@ -243,7 +255,7 @@ class TrainConfig:
     logging_steps: int = _help("Log the training loss every this many steps.", default=50)
     class_weights: str = _help(
         "Loss weight per class: none, balanced (rows / (classes x the class's rows), as scikit-learn), or a JSON "
-        "object of label name -> weight, inline ('{\"World\": 1, \"Sports\": 4}') or a .json file; a label left "
+        'object of label name -> weight, inline (\'{"World": 1, "Sports": 4}\') or a .json file; a label left '
         "out weighs 1.",
         default="none",
     )
@@ -283,9 +295,17 @@ class TrainConfig:
         _check(0.0 <= self.weight_decay < 1.0, "weight_decay", "a value in [0, 1)", self.weight_decay)
         _check(0.0 <= self.warmup_ratio < 1.0, "warmup_ratio", "a fraction in [0, 1)", self.warmup_ratio)
         _check(8 <= self.max_length <= 8192, "max_length", "an integer in [8, 8192]", self.max_length)
-        _check(self.early_stopping_patience >= 0, "early_stopping_patience", "an integer >= 0", self.early_stopping_patience)
         _check(
-            self.time_budget is None or self.time_budget > 0, "time_budget", "a positive number of minutes", self.time_budget
+            self.early_stopping_patience >= 0,
+            "early_stopping_patience",
+            "an integer >= 0",
+            self.early_stopping_patience,
+        )
+        _check(
+            self.time_budget is None or self.time_budget > 0,
+            "time_budget",
+            "a positive number of minutes",
+            self.time_budget,
         )
         _check(self.num_workers is None or self.num_workers >= 0, "num_workers", "an integer >= 0", self.num_workers)
         _check(self.logging_steps >= 1, "logging_steps", "an integer >= 1", self.logging_steps)
@@ -302,14 +322,18 @@ class TrainConfig:
         if self.long_text == "chunk" and self.stride is None:
             object.__setattr__(self, "stride", self.max_length // 4)
         _check(
-            self.stride is None or 0 <= self.stride <= self.max_length // 2, "stride",
-            f"an overlap in [0, {self.max_length // 2}] tokens (half of max_length {self.max_length})", self.stride,
+            self.stride is None or 0 <= self.stride <= self.max_length // 2,
+            "stride",
+            f"an overlap in [0, {self.max_length // 2}] tokens (half of max_length {self.max_length})",
+            self.stride,
         )
         longest = self.padded_max_length
         _check(
-            self.batch_tokens is None or self.batch_tokens >= longest, "batch_tokens",
+            self.batch_tokens is None or self.batch_tokens >= longest,
+            "batch_tokens",
             f"at least {longest} tokens (max_length {self.max_length} rounded up to a multiple of {PAD_MULTIPLE}), "
-            "so the longest text fits in a batch", self.batch_tokens,
+            "so the longest text fits in a batch",
+            self.batch_tokens,
         )
         if self.batch_size is not None and self.batch_tokens is not None:
             raise ConfigError(
@@ -356,7 +380,9 @@ def _check_class_weights(value: str) -> None:
     try:
         weights = json.loads(value)
     except ValueError as error:
-        raise ConfigError(f"class_weights: expected none, balanced or a JSON object, found {value!r} ({error}); {fix}") from error
+        raise ConfigError(
+            f"class_weights: expected none, balanced or a JSON object, found {value!r} ({error}); {fix}"
+        ) from error
     problem = class_weights_problem(weights)
     if problem is not None:
         raise ConfigError(f"class_weights{problem}; {fix}")
@@ -373,7 +399,11 @@ def class_weights_problem(weights: Any) -> str | None:
     if not isinstance(weights, dict) or not weights:
         return f": expected a JSON object of label name -> weight, found {type(weights).__name__} {weights!r}"[:120]
     for name, weight in weights.items():
-        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not (math.isfinite(weight) and weight > 0):
+        if (
+            isinstance(weight, bool)
+            or not isinstance(weight, (int, float))
+            or not (math.isfinite(weight) and weight > 0)
+        ):
             return f", field {name!r}: expected a positive number, found {weight!r}"
     return None
 
@@ -438,15 +468,21 @@ class PretrainConfig:
         "the vocabulary bias as each token's log share of the text) or 'random' (as transformers draws it).",
         default="data",
     )
-    holdout_fraction: float = _help("Share of the texts held out (seeded) to score the model before and after.", default=0.05)
+    holdout_fraction: float = _help(
+        "Share of the texts held out (seeded) to score the model before and after.", default=0.05
+    )
     pseudo_perplexity_texts: int = _help(
         "Held-out texts scored by pseudo-perplexity (one forward pass per token, so it is capped).", default=200
     )
     precision: str = _help("fp32, bf16, fp16 or auto (bf16 where the CPU/GPU supports it).", default="auto")
     time_budget: float | None = _help("Stop training cleanly after this many minutes, then save.", default=None)
     seed: int = _help("Seed for the hold-out split, masking and batch order.", default=42)
-    resume: bool = _help("Resume from the last complete checkpoint of an interrupted run in the same --out.", default=False)
-    trust_remote_code: bool = _help("Allow model code from the hub to run (off: only built-in architectures).", default=False)
+    resume: bool = _help(
+        "Resume from the last complete checkpoint of an interrupted run in the same --out.", default=False
+    )
+    trust_remote_code: bool = _help(
+        "Allow model code from the hub to run (off: only built-in architectures).", default=False
+    )
     logging_steps: int = _help("Log the training loss every this many steps.", default=50)
 
     def __post_init__(self) -> None:
@@ -464,10 +500,18 @@ class PretrainConfig:
         _check(0.0 < self.mlm_probability < 1.0, "mlm_probability", "a fraction in (0, 1)", self.mlm_probability)
         _check(self.fresh_head in FRESH_HEADS, "fresh_head", f"one of {FRESH_HEADS}", self.fresh_head)
         _check(0.0 < self.holdout_fraction < 0.5, "holdout_fraction", "a fraction in (0, 0.5)", self.holdout_fraction)
-        _check(self.pseudo_perplexity_texts >= 0, "pseudo_perplexity_texts", "an integer >= 0", self.pseudo_perplexity_texts)
+        _check(
+            self.pseudo_perplexity_texts >= 0,
+            "pseudo_perplexity_texts",
+            "an integer >= 0",
+            self.pseudo_perplexity_texts,
+        )
         _check(self.precision in PRECISIONS, "precision", f"one of {PRECISIONS}", self.precision)
         _check(
-            self.time_budget is None or self.time_budget > 0, "time_budget", "a positive number of minutes", self.time_budget
+            self.time_budget is None or self.time_budget > 0,
+            "time_budget",
+            "a positive number of minutes",
+            self.time_budget,
         )
 
 
@@ -506,15 +550,20 @@ class PredictConfig:
         "Multi-label runs: the score from which a label is predicted, one number for every label (0.5) or a "
         "JSON object of label name -> threshold ('{\"Sports\": 0.3}', the rest keep theirs); default: the "
         "thresholds tuned per label on dev and saved in the run.",
-        default=None, own_check=True,  # the Python API also takes a number or a dict
+        default=None,
+        own_check=True,  # the Python API also takes a number or a dict
     )
 
     def __post_init__(self) -> None:
         check_fields(self)
         if isinstance(self.threshold, (int, float)) and not isinstance(self.threshold, bool):
             object.__setattr__(self, "threshold", str(self.threshold))
-        _check(self.threshold is None or threshold_problem(self.threshold) is None, "threshold",
-               "a number in (0, 1) or a JSON object of label name -> number in (0, 1)", self.threshold)
+        _check(
+            self.threshold is None or threshold_problem(self.threshold) is None,
+            "threshold",
+            "a number in (0, 1) or a JSON object of label name -> number in (0, 1)",
+            self.threshold,
+        )
         _check(self.backend in BACKENDS, "backend", f"one of {BACKENDS}", self.backend)
         if self.batch_size is None and self.backend != AUTO_BACKEND:  # auto: the chosen backend's
             object.__setattr__(self, "batch_size", BACKEND_BATCH_SIZE[self.backend])
@@ -587,7 +636,11 @@ def split_options(options: dict[str, Any]) -> tuple[DataConfig, TrainConfig]:
         known = ", ".join(sorted(field_names(DataConfig, TrainConfig)))
         # a flag named unlike its field (--train is train_file): say which field it is
         flags = {flag.removeprefix("--").replace("-", "_"): field for field, flag in FLAG_NAMES.items()}
-        renamed = "".join(f"; {name!r} is {FLAG_NAMES[flags[name]]}, whose field is {flags[name]!r}" for name in unknown if name in flags)
+        renamed = "".join(
+            f"; {name!r} is {FLAG_NAMES[flags[name]]}, whose field is {flags[name]!r}"
+            for name in unknown
+            if name in flags
+        )
         raise UnknownOptionError(
             f"unknown option(s) {unknown}: expected names of DataConfig or TrainConfig fields ({known}){renamed}; "
             "fix the spelling (a JSON file may write them with - or _)"

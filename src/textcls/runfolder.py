@@ -71,7 +71,15 @@ def partial_dir(run_dir: Path) -> Path:
 
 RESUME_FILE = "resume.json"  # in a partial folder: what its checkpoints were trained on, checked by --resume
 # Settings a resumed run may change: how long it trains and how it reports, not what it learns from.
-RESUMABLE_CHANGES = ("resume", "epochs", "time_budget", "early_stopping_patience", "num_workers", "logging_steps", "eval_batch_size")
+RESUMABLE_CHANGES = (
+    "resume",
+    "epochs",
+    "time_budget",
+    "early_stopping_patience",
+    "num_workers",
+    "logging_steps",
+    "eval_batch_size",
+)
 
 
 def write_resume_identity(work_dir: Path, identity: dict[str, Any]) -> None:
@@ -98,7 +106,11 @@ def resume_problem(work_dir: Path, identity: dict[str, Any]) -> str | None:
             before = recorded.get(name) if isinstance(recorded.get(name), dict) else {}
             changed += settings_changed(before, value, ignored=RESUMABLE_CHANGES)
         elif recorded.get(name) != value:
-            shown = "the rows (train/dev fingerprint)" if name == "data_fingerprint" else f"{name} {recorded.get(name)!r} (now {value!r})"
+            shown = (
+                "the rows (train/dev fingerprint)"
+                if name == "data_fingerprint"
+                else f"{name} {recorded.get(name)!r} (now {value!r})"
+            )
             changed.append(shown)
     return ", ".join(changed) or None
 
@@ -112,7 +124,8 @@ def settings_changed(recorded: dict[str, Any], wanted: dict[str, Any], ignored: 
     """
     return [
         f"{name} {recorded.get(name)!r} (now {value!r})"
-        for name, value in wanted.items() if name not in ignored and recorded.get(name) != value
+        for name, value in wanted.items()
+        if name not in ignored and recorded.get(name) != value
     ]
 
 
@@ -146,7 +159,11 @@ def pretraining_run(path: str | Path) -> Path | None:
     """The run folder when `path` is a `textcls pretrain` run or its `model/`, else None (no digest check)."""
     path = Path(path).expanduser()
     for run_dir in (path, path.parent):
-        if path in (run_dir, model_dir(run_dir)) and is_run(run_dir) and read_info(run_dir).get("family") == PRETRAINING_FAMILY:
+        if (
+            path in (run_dir, model_dir(run_dir))
+            and is_run(run_dir)
+            and read_info(run_dir).get("family") == PRETRAINING_FAMILY
+        ):
             return run_dir
     return None
 
@@ -165,11 +182,21 @@ def _is_int(value: Any) -> bool:
 INFO_FIELDS: dict[str, tuple[str, Any]] = {
     "format_version": ("an integer", _is_int),
     "family": ("a family name", lambda value: isinstance(value, str)),
-    "label_names": ("a list of names", lambda value: isinstance(value, list) and all(isinstance(v, str) for v in value)),
+    "label_names": (
+        "a list of names",
+        lambda value: isinstance(value, list) and all(isinstance(v, str) for v in value),
+    ),
     "max_length": ("a token count or null", lambda value: value is None or (_is_int(value) and value > 0)),
-    "model_files": ("an object of file -> {bytes, sha256}", lambda value: isinstance(value, dict) and all(
-        isinstance(entry, dict) and _is_int(entry.get("bytes")) and isinstance(entry.get("sha256"), str)
-        for entry in value.values())),
+    "model_files": (
+        "an object of file -> {bytes, sha256}",
+        lambda value: (
+            isinstance(value, dict)
+            and all(
+                isinstance(entry, dict) and _is_int(entry.get("bytes")) and isinstance(entry.get("sha256"), str)
+                for entry in value.values()
+            )
+        ),
+    ),
     "train_config": ("an object", lambda value: isinstance(value, dict)),
     "data_config": ("an object", lambda value: isinstance(value, dict)),
     "data": ("an object", lambda value: isinstance(value, dict)),
@@ -183,8 +210,10 @@ def read_info(run_dir: str | Path) -> dict[str, Any]:
     if not path.is_file():
         partial, old = partial_dir(run_dir), _old_dir(run_dir)
         if old.is_dir():
-            hint = (f"; it was being replaced when the command stopped: the previous run is in {old}, and the next "
-                    f"train of --out {run_dir} puts the new one (or the previous one) back in place")
+            hint = (
+                f"; it was being replaced when the command stopped: the previous run is in {old}, and the next "
+                f"train of --out {run_dir} puts the new one (or the previous one) back in place"
+            )
         elif partial.exists():
             hint = f"; an interrupted run is in {partial}, continue it with --resume"
         else:
@@ -195,7 +224,9 @@ def read_info(run_dir: str | Path) -> dict[str, Any]:
     except json.JSONDecodeError as error:
         raise RunFolderError(f"{path} is not valid JSON ({error}); the run folder is damaged, train again") from error
     if not isinstance(info, dict):
-        raise RunFolderError(f"{path}: expected a JSON object, found {type(info).__name__}; the run folder is damaged, train again")
+        raise RunFolderError(
+            f"{path}: expected a JSON object, found {type(info).__name__}; the run folder is damaged, train again"
+        )
     for key, (expected, valid) in INFO_FIELDS.items():
         if key in info and not valid(info[key]):
             raise RunFolderError(
@@ -225,7 +256,9 @@ def read_metrics(run_dir: str | Path) -> dict[str, Any] | None:
         metrics = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError):
         return None
-    if not isinstance(metrics, dict) or any(not isinstance(metrics[part], dict) for part in ("train", "dev") if part in metrics):
+    if not isinstance(metrics, dict) or any(
+        not isinstance(metrics[part], dict) for part in ("train", "dev") if part in metrics
+    ):
         return None  # damaged or hand-edited: treated as absent, as an unreadable file is
     return metrics
 
@@ -251,7 +284,8 @@ def write_run(work_dir: Path, info: dict[str, Any], metrics: dict[str, Any]) -> 
     `model/`, so damage is found before a parser meets it) and `metrics.json` into a partial run folder."""
     model_files = {
         str(path.relative_to(model_dir(work_dir))): {"bytes": path.stat().st_size, "sha256": file_digest(path)}
-        for path in sorted(model_dir(work_dir).rglob("*")) if path.is_file()
+        for path in sorted(model_dir(work_dir).rglob("*"))
+        if path.is_file()
     }
     write_json(Path(work_dir) / RUN_FILE, {"format_version": FORMAT_VERSION, **info, "model_files": model_files})
     write_json(Path(work_dir) / METRICS_FILE, metrics)
@@ -306,7 +340,9 @@ def check_out(run_dir: str | Path, overwrite: bool) -> None:
     """
     run_dir = Path(run_dir)
     if run_dir.resolve().parent == run_dir.resolve() or run_dir.name in ("", ".", ".."):
-        raise RunFolderError(f"expected a folder to write the run in, found {str(run_dir)!r}; name one, e.g. --out runs/mine")
+        raise RunFolderError(
+            f"expected a folder to write the run in, found {str(run_dir)!r}; name one, e.g. --out runs/mine"
+        )
     if run_dir.exists() and not overwrite:
         raise RunFolderError(f"run folder {run_dir} already exists; pass --overwrite or choose another --out")
     if run_dir.exists() and not is_run(run_dir) and (not run_dir.is_dir() or any(run_dir.iterdir())):

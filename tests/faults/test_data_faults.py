@@ -22,10 +22,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.unit.test_data import write_csv, write_jsonl
 from textcls.config import DataConfig
 from textcls.data.loading import load_data
 from textcls.errors import DataError, TextclsError
-from tests.unit.test_data import write_csv, write_jsonl
 
 NAMES = ["World", "Sports", "Business", "Sci/Tech"]
 
@@ -195,7 +195,9 @@ def test_a_json_file_holding_an_array_of_rows_loads_and_its_bad_items_are_named(
 
 
 def test_a_parquet_string_that_is_not_utf8_is_a_row_error(tmp_path: Path) -> None:
-    texts = pyarrow.array([b"fine text", b"bad \xff text", b"more text", b"last"], type=pyarrow.binary()).view(pyarrow.string())
+    texts = pyarrow.array([b"fine text", b"bad \xff text", b"more text", b"last"], type=pyarrow.binary()).view(
+        pyarrow.string()
+    )
     labels = ["World", "Sports", "World", "Sports"]
     pyarrow.parquet.write_table(pyarrow.table({"text": texts, "label": labels}), tmp_path / "train.parquet")
     message = load_error(data_config(data=str(tmp_path)))
@@ -337,7 +339,9 @@ def overlap_folder(folder: Path, repeats: int) -> Path:
 def test_train_dev_overlap_above_one_percent_is_warned(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.WARNING, logger="textcls.data"):
         load_data(data_config(data=str(overlap_folder(tmp_path, repeats=2))))
-    warnings = [r.getMessage() for r in caplog.records if r.name.startswith("textcls.data") and r.levelno == logging.WARNING]
+    warnings = [
+        r.getMessage() for r in caplog.records if r.name.startswith("textcls.data") and r.levelno == logging.WARNING
+    ]
     assert len(warnings) == 1 and "2 of 20 dev rows (10.0%) repeat a train text" in warnings[0]
 
 

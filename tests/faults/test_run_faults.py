@@ -30,7 +30,12 @@ def cli(*args: object, cwd: Path | None = None, timeout: float = 300) -> subproc
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).resolve().parents[2]), env.get("PYTHONPATH", "")])
     return subprocess.run(
-        [sys.executable, "-m", "textcls", *map(str, args)], capture_output=True, text=True, cwd=cwd, env=env, timeout=timeout
+        [sys.executable, "-m", "textcls", *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=env,
+        timeout=timeout,
     )
 
 
@@ -48,7 +53,9 @@ def tmpfs(path: Path, size: str, read_only: bool = False):
     """A size-limited (or read-only) file system at `path`, unmounted afterwards."""
     path.mkdir(parents=True, exist_ok=True)
     options = f"size={size}" + (",ro" if read_only else "")
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)], capture_output=True, text=True)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)], capture_output=True, text=True
+    )
     if mounted.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here ({mounted.stderr.strip() or 'not root?'}); the test needs one")
     try:
@@ -59,8 +66,28 @@ def tmpfs(path: Path, size: str, read_only: bool = False):
 
 def tiny_train_args(tiny_bert: Path, data: Path, out: Path, epochs: int = 3) -> list[object]:
     return [
-        "train", "--data", data, "--model", tiny_bert, "--epochs", epochs, "--batch-size", 8, "--lr", 1e-3,
-        "--max-length", 32, "--early-stopping-patience", 0, "--seed", 1, "--precision", "fp32", "--out", out, "--json",
+        "train",
+        "--data",
+        data,
+        "--model",
+        tiny_bert,
+        "--epochs",
+        epochs,
+        "--batch-size",
+        8,
+        "--lr",
+        1e-3,
+        "--max-length",
+        32,
+        "--early-stopping-patience",
+        0,
+        "--seed",
+        1,
+        "--precision",
+        "fp32",
+        "--out",
+        out,
+        "--json",
     ]
 
 
@@ -91,7 +118,9 @@ def test_kill_while_a_checkpoint_is_written_then_resume_reaches_the_uninterrupte
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     process = subprocess.Popen(
         [sys.executable, "-m", "textcls", *map(str, tiny_train_args(tiny_bert, data, out))],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
     )
     # Kill at the first moment the second checkpoint's folder exists but is not marked complete.
     victim, deadline = None, time.monotonic() + 240
@@ -125,7 +154,9 @@ def test_resume_skips_and_removes_a_checkpoint_cut_short(tiny_bert, data, uninte
     checkpoints = tmp_path / ".run.partial" / "checkpoints"
     process = subprocess.Popen(
         [sys.executable, "-m", "textcls", *map(str, tiny_train_args(tiny_bert, data, out))],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
     )
     marker = checkpoints / "checkpoint-12" / "textcls-complete.json"
     deadline = time.monotonic() + 240
@@ -169,7 +200,9 @@ def test_a_full_disk_is_a_clear_error_and_resume_continues_once_there_is_room(ti
 
 
 # ---- row 14: no pickle at rest, none read back --------------------------------------------------
-def test_checkpoints_and_run_folders_hold_no_pickle_and_resume_loads_only_weights(tiny_bert, data, tmp_path, monkeypatch):
+def test_checkpoints_and_run_folders_hold_no_pickle_and_resume_loads_only_weights(
+    tiny_bert, data, tmp_path, monkeypatch
+):
     import torch
 
     from textcls.config import TrainConfig
@@ -261,7 +294,9 @@ def test_damaged_onnx_graphs_are_named(tiny_run, backend, how, tmp_path):
     assert cli("export", run, "--format", "onnx", "--int8").returncode == 0
     graph = run / "onnx" / ("model.onnx" if backend == "onnx" else "model.int8.onnx")
     damage(graph, how)
-    assert_clean_failure(cli("predict", run, "--backend", backend, "shares profit"), "damaged", str(graph), "export again")
+    assert_clean_failure(
+        cli("predict", run, "--backend", backend, "shares profit"), "damaged", str(graph), "export again"
+    )
 
 
 # ---- row 8: writes that cannot happen -----------------------------------------------------------------
@@ -291,11 +326,15 @@ def test_a_read_only_run_folder_is_still_scored(tiny_run, tmp_path):
         run = mounted / "run"
         shutil.copytree(tiny_run, run)
         subprocess.run(["mount", "-o", "remount,ro", str(mounted)], check=True, capture_output=True)
-        result = cli("evaluate", run, "--split", "dev", "--backend", "torch", "--output", tmp_path / "eval.json", "--json")
+        result = cli(
+            "evaluate", run, "--split", "dev", "--backend", "torch", "--output", tmp_path / "eval.json", "--json"
+        )
         assert result.returncode == 0, result.stderr[-3000:]
         assert json.loads(result.stdout) == json.loads((tmp_path / "eval.json").read_text())
         assert json.loads(result.stdout)["num_samples"] == 32
-        assert f"themetricsarenotrecordedin{run / 'eval_dev.json'}" in "".join(result.stderr.split())  # rich wraps lines
+        assert f"themetricsarenotrecordedin{run / 'eval_dev.json'}" in "".join(
+            result.stderr.split()
+        )  # rich wraps lines
 
 
 def test_an_existing_output_survives_a_failed_write(tiny_run, tmp_path, monkeypatch):
@@ -358,8 +397,10 @@ def test_overwrite_never_replaces_a_folder_that_is_not_a_run(tmp_path):
     result = cli("train", "--data", data, "--family", "tfidf", "--out", victim, "--overwrite")
     assert_clean_failure(result, f"{victim} exists and is not a textcls run folder", "remove it yourself")
     assert (victim / "thesis.txt").read_text(encoding="utf-8") == "my thesis" and (data / "train.csv").is_file()
-    assert_clean_failure(cli("train", "--data", data, "--family", "tfidf", "--out", ".", "--overwrite", cwd=tmp_path),
-                         "expected a folder to write the run in, found '.'")
+    assert_clean_failure(
+        cli("train", "--data", data, "--family", "tfidf", "--out", ".", "--overwrite", cwd=tmp_path),
+        "expected a folder to write the run in, found '.'",
+    )
     (tmp_path / "empty").mkdir()  # an empty folder holds nothing to lose
     assert textcls.load(_tfidf_run(data, tmp_path / "empty", overwrite=True).run_dir).predict(["oil prices"])
 
@@ -370,9 +411,15 @@ def test_a_second_command_writing_the_same_run_is_refused_while_the_first_holds_
     out.parent.mkdir()
     # another process holding the claim, as a first `train --out runs/cd` does until its run is in place
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from filelock import FileLock; lock = FileLock(sys.argv[1], timeout=0); lock.acquire(); "
-         "print('held', flush=True); time.sleep(120)", str(out.parent / ".cd.lock")],
-        stdout=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from filelock import FileLock; lock = FileLock(sys.argv[1], timeout=0); lock.acquire(); "
+            "print('held', flush=True); time.sleep(120)",
+            str(out.parent / ".cd.lock"),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         assert holder.stdout.readline().strip() == "held"
@@ -397,7 +444,9 @@ def test_a_replacement_cut_between_its_renames_is_completed_by_the_next_train(tm
     if not new_run_finished:
         runfolder.write_resume_identity(partial, {"family": "tfidf"})  # still training: not a run to put in place
     os.replace(out, old)  # where move_into_place stops if killed between its renames
-    with pytest.raises(textcls.RunFolderError, match=r"being replaced when the command stopped: the previous run is in"):
+    with pytest.raises(
+        textcls.RunFolderError, match=r"being replaced when the command stopped: the previous run is in"
+    ):
         textcls.load(out)
     with pytest.raises(textcls.RunFolderError, match="already exists; pass --overwrite"):
         _tfidf_run(data, out)
@@ -435,10 +484,24 @@ def test_two_exports_of_one_run_at_once_both_finish(tiny_run, tmp_path):
     pytest.importorskip("onnxruntime")
     run = tmp_path / "run"
     shutil.copytree(tiny_run, run)
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[2]), os.environ.get("PYTHONPATH", "")])}
-    exports = [subprocess.Popen([sys.executable, "-m", "textcls", "export", str(run), "--int8"], stdout=subprocess.DEVNULL,
-                                stderr=subprocess.PIPE, text=True, env=env) for _ in range(2)]
-    assert [process.wait(timeout=300) for process in exports] == [0, 0], [process.stderr.read()[-2000:] for process in exports]
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[2]), os.environ.get("PYTHONPATH", "")]),
+    }
+    exports = [
+        subprocess.Popen(
+            [sys.executable, "-m", "textcls", "export", str(run), "--int8"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        for _ in range(2)
+    ]
+    assert [process.wait(timeout=300) for process in exports] == [0, 0], [
+        process.stderr.read()[-2000:] for process in exports
+    ]
     assert sorted(path.name for path in (run / "onnx").iterdir()) == ["export.json", "model.int8.onnx", "model.onnx"]
     assert not list(run.glob(".onnx*"))
     assert textcls.load(run, textcls.PredictConfig(backend="onnx")).predict(["shares profit"])
@@ -449,9 +512,13 @@ def test_a_bad_out_or_bad_data_is_a_clear_error_that_writes_nothing(tmp_path):
     a_file = tmp_path / "notes.txt"
     a_file.write_text("mine", encoding="utf-8")
     for out in (a_file / "run", a_file / "sub" / "run"):  # part of the path is a file
-        assert_clean_failure(cli("train", "--data", data, "--family", "tfidf", "--out", out), "part of the path is a file")
+        assert_clean_failure(
+            cli("train", "--data", data, "--family", "tfidf", "--out", out), "part of the path is a file"
+        )
     # bad data fails before the run folder is claimed: no folders made, no lock file
-    result = cli("train", "--data", tmp_path / "nosuch.csv", "--family", "tfidf", "--out", tmp_path / "fresh" / "deep" / "run")
+    result = cli(
+        "train", "--data", tmp_path / "nosuch.csv", "--family", "tfidf", "--out", tmp_path / "fresh" / "deep" / "run"
+    )
     assert_clean_failure(result, "nosuch.csv")
     assert not (tmp_path / "fresh").exists()
 
@@ -477,11 +544,27 @@ def test_two_explains_into_one_folder_each_leave_a_whole_set(tmp_path):
     run = _tfidf_run(data, tmp_path / "run").run_dir
     out = tmp_path / "explained"
     texts = ["stocks shares profit merger", "goal coach season striker"]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[2]), os.environ.get("PYTHONPATH", "")])}
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[2]), os.environ.get("PYTHONPATH", "")]),
+    }
     for _ in range(3):
-        runs = [subprocess.Popen([sys.executable, "-m", "textcls", "explain", str(run), text, "--out", str(out)],
-                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env) for text in texts]
-        assert [process.wait(timeout=120) for process in runs] == [0, 0], [process.stderr.read()[-2000:] for process in runs]
+        runs = [
+            subprocess.Popen(
+                [sys.executable, "-m", "textcls", "explain", str(run), text, "--out", str(out)],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                text=True,
+                env=env,
+            )
+            for text in texts
+        ]
+        assert [process.wait(timeout=120) for process in runs] == [0, 0], [
+            process.stderr.read()[-2000:] for process in runs
+        ]
         shown = json.loads((out / "explanation.json").read_text(encoding="utf-8"))["text"]
-        assert shown in texts and shown in (out / "explanation.html").read_text(encoding="utf-8")  # one explanation's set
+        assert shown in texts and shown in (out / "explanation.html").read_text(
+            encoding="utf-8"
+        )  # one explanation's set
         assert not list(out.glob(".explanation*"))

@@ -115,8 +115,10 @@ def test_a_request_still_running_at_the_shutdown_timeout_gets_a_json_503(start_s
     server = start_server("--graceful-timeout", "1")
     with socket.create_connection(("127.0.0.1", server.port), timeout=30) as connection:
         # Headers and half a body, then nothing: the request is in flight until uvicorn gives up on it.
-        connection.sendall(b"POST /v1/predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-                           b'Content-Length: 100\r\n\r\n{"texts": ["half')
+        connection.sendall(
+            b"POST /v1/predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            b'Content-Length: 100\r\n\r\n{"texts": ["half'
+        )
         time.sleep(0.5)
         signalled = time.monotonic()
         server.process.send_signal(signal.SIGTERM)
@@ -136,7 +138,9 @@ def test_a_request_still_running_at_the_shutdown_timeout_gets_a_json_503(start_s
 @pytest.fixture(scope="module")
 def server(tiny_run, tmp_path_factory):
     # torch: answers are compared with the torch model to 1e-5 (see tests/integration/test_server.py)
-    instance = Server(tiny_run, tmp_path_factory.mktemp("serve-faults") / "server.log", "--max-batch", "8", "--backend", "torch")
+    instance = Server(
+        tiny_run, tmp_path_factory.mktemp("serve-faults") / "server.log", "--max-batch", "8", "--backend", "torch"
+    )
     yield instance
     assert instance.stop() == 0, instance.log_path.read_text()
 
@@ -188,8 +192,9 @@ UNPARSABLE = {
 
 @pytest.mark.parametrize("case", list(UNPARSABLE))
 def test_a_body_json_cannot_parse_gets_a_4xx_that_says_json(server, case):
-    response = httpx.post(f"{server.url}/v1/predict", content=UNPARSABLE[case],
-                          headers={"content-type": "application/json"}, timeout=30)
+    response = httpx.post(
+        f"{server.url}/v1/predict", content=UNPARSABLE[case], headers={"content-type": "application/json"}, timeout=30
+    )
     assert response.status_code in (400, 422) and response.headers["content-type"].startswith("application/json")
     message = assert_error_shape(response.content, response.status_code)["message"]
     assert "JSON" in message and "UTF-8" not in message, message
@@ -198,7 +203,8 @@ def test_a_body_json_cannot_parse_gets_a_4xx_that_says_json(server, case):
 
 
 def test_a_body_that_is_not_utf8_still_says_utf8(server):
-    response = httpx.post(f"{server.url}/v1/predict", content=b'{"texts": ["\xff\xfe\xfa"]}',
-                          headers={"content-type": "application/json"})
+    response = httpx.post(
+        f"{server.url}/v1/predict", content=b'{"texts": ["\xff\xfe\xfa"]}', headers={"content-type": "application/json"}
+    )
     assert response.status_code == 400
     assert "UTF-8" in assert_error_shape(response.content, 400)["message"]

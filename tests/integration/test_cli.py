@@ -30,8 +30,22 @@ def run_dir(tiny_bert, tmp_path_factory) -> Path:
     data = write_ag_news_folder(root / "data", n_train=96, n_dev=32, n_test=40)
     out = root / "runs" / "tiny"
     result = invoke(
-        "train", "--data", data, "--model", tiny_bert, "--epochs", "2", "--batch-size", "8", "--lr", "1e-3",
-        "--max-length", "32", "--out", out, "--json",
+        "train",
+        "--data",
+        data,
+        "--model",
+        tiny_bert,
+        "--epochs",
+        "2",
+        "--batch-size",
+        "8",
+        "--lr",
+        "1e-3",
+        "--max-length",
+        "32",
+        "--out",
+        out,
+        "--json",
     )
     assert result.exit_code == 0, result.output
     payload = json.loads(result.stdout)
@@ -116,7 +130,9 @@ def test_explain_writes_figures_html_and_json(run_dir, tmp_path):
     assert payload["tokens"][0] == "[CLS]"
     for name in ("heatmap.png", "grid.png", "rollout.png", "explanation.html", "explanation.json"):
         assert (out / name).stat().st_size > 0, name
-    table = invoke("explain", run_dir, "shares profit merger today", "--out", out, "--words", "--layer", "0", "--head", "1")
+    table = invoke(
+        "explain", run_dir, "shares profit merger today", "--out", out, "--words", "--layer", "0", "--head", "1"
+    )
     assert table.exit_code == 0 and "most weighted words" in table.stdout
     bad = invoke("explain", run_dir, "shares", "--layer", "7")
     assert bad.exit_code == 2 and "--layer" in bad.stderr
@@ -169,8 +185,20 @@ def test_a_run_records_the_batching_and_lr_it_trained_with_not_null(tiny_bert, t
     from tests.conftest import write_ag_news_folder
 
     data = write_ag_news_folder(tmp_path / "data", n_train=16, n_dev=8, n_test=0)
-    result = invoke("train", "--data", data, "--model", tiny_bert, "--epochs", "1", "--max-length", "16",
-                    "--out", tmp_path / "run", "--json")
+    result = invoke(
+        "train",
+        "--data",
+        data,
+        "--model",
+        tiny_bert,
+        "--epochs",
+        "1",
+        "--max-length",
+        "16",
+        "--out",
+        tmp_path / "run",
+        "--json",
+    )
     assert result.exit_code == 0, result.output
     saved = json.loads((tmp_path / "run" / "textcls.json").read_text())["train_config"]
     gpu = torch.cuda.is_available()  # the defaults differ per device: asserted for the one this runs on
@@ -204,8 +232,22 @@ def test_a_bad_config_file_is_a_clear_error_not_a_traceback(command, values, exp
 def test_console_script_runs_as_a_module():
     result = subprocess.run([sys.executable, "-m", "textcls", "train", "--help"], capture_output=True, text=True)
     assert result.returncode == 0
-    for flag in ("--data", "--train", "--dev", "--test", "--text-column", "--skip-bad-rows", "--max-train-samples",
-                 "--epochs", "--batch-size", "--lr", "--time-budget", "--resume", "--model", "--out"):
+    for flag in (
+        "--data",
+        "--train",
+        "--dev",
+        "--test",
+        "--text-column",
+        "--skip-bad-rows",
+        "--max-train-samples",
+        "--epochs",
+        "--batch-size",
+        "--lr",
+        "--time-budget",
+        "--resume",
+        "--model",
+        "--out",
+    ):
         assert flag in result.stdout
 
 
@@ -241,7 +283,9 @@ def test_negative_bool_flags_turn_options_off(monkeypatch, tmp_path):
     import textcls.runs.api
 
     seen = {}
-    monkeypatch.setattr(textcls.runs.api, "train", lambda **kwargs: seen.update(kwargs) or (_ for _ in ()).throw(ValueError("stop")))
+    monkeypatch.setattr(
+        textcls.runs.api, "train", lambda **kwargs: seen.update(kwargs) or (_ for _ in ()).throw(ValueError("stop"))
+    )
     invoke("train", "--data", "x", "--no-group-by-length", "--skip-bad-rows")
     assert seen["train_config"].group_by_length is False
     assert seen["data_config"].skip_bad_rows is True
@@ -270,7 +314,12 @@ def test_predict_by_default_times_the_backends_once_and_says_what_it_chose(run_d
     assert second.exit_code == 0 and "measured on" in second.stderr and "timing" not in second.stderr
     forced = invoke("predict", copy, "shares profit stocks", "--json", "--backend", "torch")
     assert forced.exit_code == 0 and "backend auto" not in forced.stderr
-    assert len(first.stdout.splitlines()) == 2 and json.loads(forced.stdout)["label"] in ("World", "Sports", "Business", "Sci/Tech")
+    assert len(first.stdout.splitlines()) == 2 and json.loads(forced.stdout)["label"] in (
+        "World",
+        "Sports",
+        "Business",
+        "Sci/Tech",
+    )
 
 
 def test_train_takes_imbalance_and_long_text_flags_and_predict_reads_windows(tmp_path):
@@ -279,15 +328,42 @@ def test_train_takes_imbalance_and_long_text_flags_and_predict_reads_windows(tmp
     data = write_long_text_folder(tmp_path / "data", n_train=64, n_dev=16)
     out = tmp_path / "run"
     result = invoke(
-        "train", "--data", data, "--family", "lstm", "--epochs", "1", "--batch-size", "8", "--max-length", "16",
-        "--class-weights", '{"Sports": 2}', "--sampler", "balanced", "--metric", "balanced_accuracy",
-        "--long-text", "chunk", "--stride", "4", "--pooling", "max", "--out", out, "--json",
+        "train",
+        "--data",
+        data,
+        "--family",
+        "lstm",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "8",
+        "--max-length",
+        "16",
+        "--class-weights",
+        '{"Sports": 2}',
+        "--sampler",
+        "balanced",
+        "--metric",
+        "balanced_accuracy",
+        "--long-text",
+        "chunk",
+        "--stride",
+        "4",
+        "--pooling",
+        "max",
+        "--out",
+        out,
+        "--json",
     )
     assert result.exit_code == 0, result.output
     metrics = json.loads(result.stdout)
     assert set(metrics["dev"]["per_class_recall"]) == {"World", "Sports", "Business", "Sci/Tech"}
     config = json.loads((out / "textcls.json").read_text())["train_config"]
-    assert (config["class_weights"], config["sampler"], config["metric"]) == ('{"Sports": 2}', "balanced", "balanced_accuracy")
+    assert (config["class_weights"], config["sampler"], config["metric"]) == (
+        '{"Sports": 2}',
+        "balanced",
+        "balanced_accuracy",
+    )
     assert (config["long_text"], config["stride"], config["pooling"]) == ("chunk", 4, "max")
     assert "exceed max_length 16 tokens" in result.stderr and "windows" in result.stderr
     predicted = invoke("predict", out, "filler " * 60 + "goal striker season", "--json", "--backend", "torch")
@@ -299,9 +375,18 @@ def test_train_takes_imbalance_and_long_text_flags_and_predict_reads_windows(tmp
     "flags, expected",
     [
         (["--class-weights", "{oops"], r"class_weights: expected none, balanced or a JSON object, found '\{oops'"),
-        (["--class-weights", '{"Sprots": 3}'], r"--class-weights, field 'Sprots': unknown label \(did you mean 'Sports'\?\)"),
-        (["--family", "tfidf", "--long-text", "chunk"], r"long_text: the tfidf family does not support --long-text chunk"),
-        (["--family", "tfidf", "--sampler", "balanced"], r"sampler: the tfidf family does not support --sampler balanced"),
+        (
+            ["--class-weights", '{"Sprots": 3}'],
+            r"--class-weights, field 'Sprots': unknown label \(did you mean 'Sports'\?\)",
+        ),
+        (
+            ["--family", "tfidf", "--long-text", "chunk"],
+            r"long_text: the tfidf family does not support --long-text chunk",
+        ),
+        (
+            ["--family", "tfidf", "--sampler", "balanced"],
+            r"sampler: the tfidf family does not support --sampler balanced",
+        ),
     ],
 )
 def test_bad_imbalance_and_long_text_flags_are_one_line_errors(tmp_path, ag_folder, flags, expected):
@@ -311,7 +396,10 @@ def test_bad_imbalance_and_long_text_flags_are_one_line_errors(tmp_path, ag_fold
     assert "Traceback" not in result.output and not (tmp_path / "run").exists()
 
 
-@pytest.mark.parametrize("command", [["evaluate", "OUT"], ["seq2seq", "data", "--task", "dates", "--out", "OUT"], ["compare", "--out", "OUT"]])
+@pytest.mark.parametrize(
+    "command",
+    [["evaluate", "OUT"], ["seq2seq", "data", "--task", "dates", "--out", "OUT"], ["compare", "--out", "OUT"]],
+)
 def test_commands_that_run_in_one_process_refuse_a_launcher(command, tmp_path):
     # under torchrun each process would run the command and write the same files
     out = tmp_path / "out"
@@ -319,12 +407,21 @@ def test_commands_that_run_in_one_process_refuse_a_launcher(command, tmp_path):
     assert result.exit_code == 2
     assert f"textcls {command[0]} runs in one process, but 2 were started" in result.stderr
     assert not out.exists()
-    assert runner.invoke(app, ["seq2seq", "data", "--task", "dates", "--rows", "10", "--out", str(out)], env={"WORLD_SIZE": "1"}).exit_code == 0
+    assert (
+        runner.invoke(
+            app, ["seq2seq", "data", "--task", "dates", "--rows", "10", "--out", str(out)], env={"WORLD_SIZE": "1"}
+        ).exit_code
+        == 0
+    )
 
 
 def test_every_help_text_keeps_its_default():
     # rich reads "[default: ...]" as markup and drops it unless escaped: "--out  Folder for the figures ."
-    for command, default in (("compare", "[default: all: tfidf"), ("explain", "[default: RUN/explain]"),
-                             ("report", "[default: RUN/report_<split>.html]"), ("train", "[default: 0.1]")):
+    for command, default in (
+        ("compare", "[default: all: tfidf"),
+        ("explain", "[default: RUN/explain]"),
+        ("report", "[default: RUN/report_<split>.html]"),
+        ("train", "[default: 0.1]"),
+    ):
         result = runner.invoke(app, [command, "--help"], env={"TERMINAL_WIDTH": "400"})
         assert result.exit_code == 0 and default in result.stdout, (command, result.stdout[-2000:])

@@ -7,15 +7,29 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from textcls.cli.main import app
 from tests.conftest import write_ag_news_folder
+from textcls.cli.main import app
 
 
 def test_compare_trains_each_family_and_writes_table_json_and_figure(tiny_bert, tmp_path):
     data = write_ag_news_folder(tmp_path / "data", n_train=96, n_dev=32, n_test=0)
     out = tmp_path / "compare"
-    args = ["compare", "--data", str(data), "--families", "tfidf,pretrained", "--out", str(out),
-            "--model", str(tiny_bert), "--epochs", "1", "--max-length", "32", "--json"]
+    args = [
+        "compare",
+        "--data",
+        str(data),
+        "--families",
+        "tfidf,pretrained",
+        "--out",
+        str(out),
+        "--model",
+        str(tiny_bert),
+        "--epochs",
+        "1",
+        "--max-length",
+        "32",
+        "--json",
+    ]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     report = json.loads((out / "compare.json").read_text())
@@ -54,14 +68,30 @@ def test_compare_skips_a_family_that_cannot_read_long_texts_in_chunks(tmp_path):
 
     data = write_long_text_folder(tmp_path / "data", n_train=48, n_dev=16)
     out = tmp_path / "compare"
-    result = _invoke("compare", "--data", data, "--families", "tfidf,lstm", "--long-text", "chunk", "--max-length", "32",
-                    "--epochs", "1", "--out", out, "--json")
+    result = _invoke(
+        "compare",
+        "--data",
+        data,
+        "--families",
+        "tfidf,lstm",
+        "--long-text",
+        "chunk",
+        "--max-length",
+        "32",
+        "--epochs",
+        "1",
+        "--out",
+        out,
+        "--json",
+    )
     assert result.exit_code == 0, result.output
     report = json.loads((out / "compare.json").read_text())
     assert [row["family"] for row in report["families"]] == ["lstm"]
     assert report["skipped"][0]["family"] == "tfidf" and "--long-text chunk" in report["skipped"][0]["reason"]
     assert "skipping tfidf" in result.stderr
-    only_tfidf = _invoke("compare", "--data", data, "--families", "tfidf", "--long-text", "chunk", "--out", tmp_path / "none")
+    only_tfidf = _invoke(
+        "compare", "--data", data, "--families", "tfidf", "--long-text", "chunk", "--out", tmp_path / "none"
+    )
     assert only_tfidf.exit_code == 2 and "no family can train" in only_tfidf.stderr
 
 
@@ -77,8 +107,21 @@ def test_compare_rejects_unknown_families(tmp_path):
 @pytest.mark.slow
 def test_compare_all_five_families_on_a_slice_of_ag_news(shared_ag_news, tmp_path):
     out = tmp_path / "compare"
-    args = ["compare", "--data", str(shared_ag_news), "--out", str(out), "--max-train-samples", "2000",
-            "--max-eval-samples", "200", "--epochs", "2", "--max-length", "64"]
+    args = [
+        "compare",
+        "--data",
+        str(shared_ag_news),
+        "--out",
+        str(out),
+        "--max-train-samples",
+        "2000",
+        "--max-eval-samples",
+        "200",
+        "--epochs",
+        "2",
+        "--max-length",
+        "64",
+    ]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     rows = {row["family"]: row for row in json.loads((out / "compare.json").read_text())["families"]}

@@ -18,8 +18,19 @@ pytestmark = [pytest.mark.distributed, pytest.mark.slow]
 LAUNCHERS = {
     "torchrun": ["torchrun", "--standalone", "--nproc_per_node", "2"],  # --standalone: a free loopback port
     # accelerate's --multi_gpu means "torch.distributed processes"; on a CPU they use gloo
-    "accelerate": ["accelerate", "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-                   "--mixed_precision", "no", "--dynamo_backend", "no"],
+    "accelerate": [
+        "accelerate",
+        "launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+    ],
 }
 
 
@@ -43,9 +54,26 @@ def test_train_with_two_processes(launcher, tiny_bert, tmp_path):
     data = write_ag_news_folder(tmp_path / "data", n_train=64, n_dev=21, n_test=0)
     out = tmp_path / "runs" / "ddp"
     command = [
-        program, *LAUNCHERS[launcher][1:],
-        "-m", "textcls", "train", "--data", str(data), "--model", str(tiny_bert), "--epochs", "2",
-        "--batch-size", "8", "--eval-batch-size", "8", "--max-length", "32", "--out", str(out), "--json",
+        program,
+        *LAUNCHERS[launcher][1:],
+        "-m",
+        "textcls",
+        "train",
+        "--data",
+        str(data),
+        "--model",
+        str(tiny_bert),
+        "--epochs",
+        "2",
+        "--batch-size",
+        "8",
+        "--eval-batch-size",
+        "8",
+        "--max-length",
+        "32",
+        "--out",
+        str(out),
+        "--json",
     ]
     result = subprocess.run(command, capture_output=True, text=True, env=ENV, timeout=600)
     assert result.returncode == 0, result.stderr[-4000:]
@@ -64,7 +92,18 @@ def test_a_family_that_trains_in_one_process_is_refused_under_a_launcher(tmp_pat
     # each process would train on every row and write the same run folder (they crashed on its checkpoints)
     data = write_ag_news_folder(tmp_path / "data", n_train=64, n_dev=16, n_test=0)
     out = tmp_path / "runs" / "tfidf"
-    command = [*LAUNCHERS["torchrun"], "-m", "textcls", "train", "--data", str(data), "--family", "tfidf", "--out", str(out)]
+    command = [
+        *LAUNCHERS["torchrun"],
+        "-m",
+        "textcls",
+        "train",
+        "--data",
+        str(data),
+        "--family",
+        "tfidf",
+        "--out",
+        str(out),
+    ]
     result = subprocess.run([_torchrun(), *command[1:]], capture_output=True, text=True, env=ENV, timeout=300)
     assert result.returncode != 0
     assert "the tfidf family trains in one process, but 2 were started" in result.stderr
@@ -76,8 +115,26 @@ def test_pretrain_with_two_processes_writes_one_run(tiny_bert, tmp_path):
     corpus.write_text("\n\n".join(f"{t} {d}" for _, t, d in make_texts(120, 4)), encoding="utf-8")
     out = tmp_path / "runs" / "mlm"
     command = [
-        _torchrun(), *LAUNCHERS["torchrun"][1:], "-m", "textcls", "pretrain", "--data", str(corpus), "--model", str(tiny_bert),
-        "--epochs", "1", "--batch-size", "8", "--max-length", "32", "--pseudo-perplexity-texts", "2", "--out", str(out), "--json",
+        _torchrun(),
+        *LAUNCHERS["torchrun"][1:],
+        "-m",
+        "textcls",
+        "pretrain",
+        "--data",
+        str(corpus),
+        "--model",
+        str(tiny_bert),
+        "--epochs",
+        "1",
+        "--batch-size",
+        "8",
+        "--max-length",
+        "32",
+        "--pseudo-perplexity-texts",
+        "2",
+        "--out",
+        str(out),
+        "--json",
     ]
     result = subprocess.run(command, capture_output=True, text=True, env=ENV, timeout=600)
     assert result.returncode == 0, result.stderr[-4000:]

@@ -11,8 +11,14 @@ pytestmark = pytest.mark.slow
 
 def test_embedded_model_fine_tunes_on_real_ag_news(shared_ag_news, tmp_path):
     result = textcls.train(
-        data=str(shared_ag_news), out=tmp_path / "run", max_train_samples=400, max_eval_samples=200,
-        epochs=1, batch_size=16, max_length=64, seed=1,
+        data=str(shared_ag_news),
+        out=tmp_path / "run",
+        max_train_samples=400,
+        max_eval_samples=200,
+        epochs=1,
+        batch_size=16,
+        max_length=64,
+        seed=1,
     )
     assert result.metrics["train"]["model"] == "embedded:all-MiniLM-L6-v2"
     assert result.metrics["dev"]["num_samples"] == 200

@@ -11,8 +11,8 @@ import pytest
 from typer.testing import CliRunner
 
 import textcls
-from textcls.cli.main import app
 from tests.conftest import TOPIC_WORDS, write_ag_news_folder, write_multilabel_folder
+from textcls.cli.main import app
 
 LABELS = list(TOPIC_WORDS)
 runner = CliRunner()
@@ -95,8 +95,18 @@ def test_single_label_runs_refuse_a_threshold_and_multi_label_refuses_class_weig
     result = invoke("predict", out, "goal", "--threshold", "0.3")
     assert result.exit_code == 2 and "expected a multi-label run for --threshold" in result.stderr
     data = write_multilabel_folder(tmp_path / "multi", n_train=60, n_dev=20)
-    result = invoke("train", "--data", data, "--family", "tfidf", "--multi-label", "--class-weights", "balanced",
-                    "--out", tmp_path / "weighted")
+    result = invoke(
+        "train",
+        "--data",
+        data,
+        "--family",
+        "tfidf",
+        "--multi-label",
+        "--class-weights",
+        "balanced",
+        "--out",
+        tmp_path / "weighted",
+    )
     assert result.exit_code == 2 and "--multi-label training does not take --class-weights balanced" in result.stderr
 
 
@@ -130,7 +140,9 @@ def test_pretrained_multi_label_uses_bce_and_onnx_sigmoid_agrees_with_torch(mult
     assert metrics["dev"]["micro_f1"] >= 0.6, metrics["dev"]
     record = export_onnx(multilabel_run, int8=True)
     assert record["multi_label"] is True
-    texts = textcls.runs.api.score(multilabel_run, split="dev", predict_config=textcls.PredictConfig(backend="torch")).texts
+    texts = textcls.runs.api.score(
+        multilabel_run, split="dev", predict_config=textcls.PredictConfig(backend="torch")
+    ).texts
     torch_run = textcls.load(multilabel_run, textcls.PredictConfig(backend="torch"))
     expected = torch_run.predict_proba(texts)
     assert not np.allclose(expected.sum(axis=1), 1.0)  # sigmoids, not a softmax
@@ -149,4 +161,3 @@ def test_pretrained_multi_label_uses_bce_and_onnx_sigmoid_agrees_with_torch(mult
     same = np.mean([a == b for a, b in zip(auto.predict(texts), torch_run.predict(texts))])
     assert same >= 0.95, (auto.predict_config, auto.backend_choice)
     assert all(row["label_agreement"] >= 0.99 for row in auto.backend_choice["candidates"] if row.get("ok"))
-

@@ -16,10 +16,29 @@ def test_pretrain_writes_a_run_that_fill_mask_and_train_use(tiny_bert, tmp_path)
     corpus = tmp_path / "news.txt"
     corpus.write_text("\n\n".join(f"{t} {d}" for _, t, d in make_texts(80, 4)), encoding="utf-8")
     out = tmp_path / "mlm"
-    result = runner.invoke(app, [
-        "pretrain", "--data", str(corpus), "--model", str(tiny_bert), "--epochs", "1", "--batch-size", "16",
-        "--max-length", "32", "--precision", "fp32", "--pseudo-perplexity-texts", "3", "--out", str(out), "--json",
-    ])
+    result = runner.invoke(
+        app,
+        [
+            "pretrain",
+            "--data",
+            str(corpus),
+            "--model",
+            str(tiny_bert),
+            "--epochs",
+            "1",
+            "--batch-size",
+            "16",
+            "--max-length",
+            "32",
+            "--precision",
+            "fp32",
+            "--pseudo-perplexity-texts",
+            "3",
+            "--out",
+            str(out),
+            "--json",
+        ],
+    )
     assert result.exit_code == 0, result.output
     metrics = json.loads(result.stdout)
     assert metrics["run_dir"] == str(out) and metrics["held_out"]["texts"] == 4  # 5% of 80

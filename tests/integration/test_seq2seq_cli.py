@@ -11,8 +11,18 @@ from typer.testing import CliRunner
 from textcls.cli.main import app
 
 runner = CliRunner()
-TINY = ["--embedding-size", "16", "--encoder-hidden", "16", "--decoder-hidden", "32", "--attention-size", "16",
-        "--threads", "1"]
+TINY = [
+    "--embedding-size",
+    "16",
+    "--encoder-hidden",
+    "16",
+    "--decoder-hidden",
+    "32",
+    "--attention-size",
+    "16",
+    "--threads",
+    "1",
+]
 
 
 def _invoke(*args: str):
@@ -28,7 +38,9 @@ def workspace(tmp_path_factory):
     _invoke("data", "--task", "reorder", "--rows", "200", "--out", root / "reorder", "--seed", "1")
     _invoke("data", "--task", "dates", "--rows", "200", "--out", root / "dates")
     for name, attention in (("additive", "additive"), ("none", "none")):
-        _invoke("train", "--data", root / "reorder", "--attention", attention, "--out", root / name, "--epochs", "2", *TINY)
+        _invoke(
+            "train", "--data", root / "reorder", "--attention", attention, "--out", root / name, "--epochs", "2", *TINY
+        )
     _invoke("train", "--data", root / "dates", "--out", root / "dates-run", "--epochs", "2", *TINY)
     return root
 
@@ -66,10 +78,23 @@ def test_train_writes_a_complete_run_folder(workspace):
 
 
 def test_train_refuses_an_existing_folder_and_a_bad_setting(workspace):
-    result = runner.invoke(app, ["seq2seq", "train", "--data", str(workspace / "reorder"), "--out", str(workspace / "additive"), *TINY])
+    result = runner.invoke(
+        app, ["seq2seq", "train", "--data", str(workspace / "reorder"), "--out", str(workspace / "additive"), *TINY]
+    )
     assert result.exit_code == 2 and "already exists" in result.output
-    bad = runner.invoke(app, ["seq2seq", "train", "--data", str(workspace / "reorder"), "--out", str(workspace / "x"),
-                              "--attention", "luong"])
+    bad = runner.invoke(
+        app,
+        [
+            "seq2seq",
+            "train",
+            "--data",
+            str(workspace / "reorder"),
+            "--out",
+            str(workspace / "x"),
+            "--attention",
+            "luong",
+        ],
+    )
     assert bad.exit_code == 2 and "attention: expected one of" in bad.output
 
 
@@ -127,7 +152,11 @@ def test_evaluate_refuses_to_score_a_one_file_runs_training_pairs_as_test(worksp
     one_file = workspace / "dates" / "train.tsv"
     _invoke("train", "--data", one_file, "--out", tmp_path / "one", "--epochs", "1", *TINY)
     as_test = runner.invoke(app, ["seq2seq", "evaluate", str(tmp_path / "one")])
-    assert as_test.exit_code == 2 and "has no test split" in as_test.output and not (tmp_path / "one" / "eval_test.json").exists()
+    assert (
+        as_test.exit_code == 2
+        and "has no test split" in as_test.output
+        and not (tmp_path / "one" / "eval_test.json").exists()
+    )
     dev = _invoke("evaluate", tmp_path / "one", "--split", "dev", "--json")
     assert json.loads(dev.stdout)["overall"]["pairs"] == 20  # the held-out tenth of 200, as in training
     given = _invoke("evaluate", tmp_path / "one", "--data", workspace / "dates" / "test.tsv", "--json")

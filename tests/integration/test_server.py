@@ -43,8 +43,20 @@ class Server:
         self.log_path = log_path
         self.log = log_path.open("w")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "textcls", "serve", str(run_dir), "--port", str(self.port), "--no-access-log", *args],
-            stdout=self.log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
+            [
+                sys.executable,
+                "-m",
+                "textcls",
+                "serve",
+                str(run_dir),
+                "--port",
+                str(self.port),
+                "--no-access-log",
+                *args,
+            ],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})},
         )
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
@@ -74,7 +86,9 @@ class Server:
 def server(tiny_run, tmp_path_factory):
     # torch, so answers can be compared with the torch model to 1e-5 (auto may pick int8, whose
     # activation scales follow each micro-batch); the default backend has its own test below
-    instance = Server(tiny_run, tmp_path_factory.mktemp("serve") / "server.log", "--max-texts", "32", "--backend", "torch")
+    instance = Server(
+        tiny_run, tmp_path_factory.mktemp("serve") / "server.log", "--max-texts", "32", "--backend", "torch"
+    )
     yield instance
     assert instance.stop() in CLEAN_EXIT, instance.log_path.read_text()
 
@@ -205,7 +219,9 @@ def test_graceful_shutdown_finishes_in_flight_requests(tiny_run, tmp_path):
     instance = Server(tiny_run, tmp_path / "server.log", "--max-wait-ms", "1000", "--max-batch", "1000")
     answers: list = []
     request = threading.Thread(
-        target=lambda: answers.append(httpx.post(f"{instance.url}/v1/predict", json={"texts": ["goal coach"]}, timeout=30))
+        target=lambda: answers.append(
+            httpx.post(f"{instance.url}/v1/predict", json={"texts": ["goal coach"]}, timeout=30)
+        )
     )
     request.start()
     time.sleep(0.4)
@@ -297,6 +313,10 @@ def test_a_chunk_run_is_served_reading_long_texts_in_pooled_windows(chunk_run, t
     finally:
         server.stop()
     assert answer.status_code == 200, answer.text
-    probs = np.array([[row["probs"][name] for name in ("World", "Sports", "Business", "Sci/Tech")]
-                      for row in answer.json()["predictions"]])
+    probs = np.array(
+        [
+            [row["probs"][name] for name in ("World", "Sports", "Business", "Sci/Tech")]
+            for row in answer.json()["predictions"]
+        ]
+    )
     assert np.allclose(probs, expected, atol=1e-5)

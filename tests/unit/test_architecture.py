@@ -16,7 +16,17 @@ import pytest
 
 import textcls
 from textcls.families import FAMILIES
-from textcls.models.base import BALANCED_SAMPLER, DISTRIBUTED, EXPLAIN, EXPORT_ONNX, LONG_TEXT, MULTI_LABEL, PREDICT, Classifier, family_class
+from textcls.models.base import (
+    BALANCED_SAMPLER,
+    DISTRIBUTED,
+    EXPLAIN,
+    EXPORT_ONNX,
+    LONG_TEXT,
+    MULTI_LABEL,
+    PREDICT,
+    Classifier,
+    family_class,
+)
 
 PACKAGE = Path(textcls.__file__).parent
 MODULES = {
@@ -47,7 +57,9 @@ def _imported_modules(module: str, path: Path) -> list[tuple[str, int]]:
                 base = ".".join(parts + ([base] if base else []))
             found.append((base, node.lineno))
             # `from textcls import plots` imports the module textcls.reporting.plots
-            found.extend((f"{base}.{alias.name}", node.lineno) for alias in node.names if f"{base}.{alias.name}" in MODULES)
+            found.extend(
+                (f"{base}.{alias.name}", node.lineno) for alias in node.names if f"{base}.{alias.name}" in MODULES
+            )
         for child in ast.iter_child_nodes(node):
             visit(child)
 
@@ -103,7 +115,9 @@ def _string_literals(path: Path) -> list[tuple[str, int]]:
         id(node.body[0].value)
         for node in ast.walk(tree)
         if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
-        and node.body and isinstance(node.body[0], ast.Expr) and isinstance(node.body[0].value, ast.Constant)
+        and node.body
+        and isinstance(node.body[0], ast.Expr)
+        and isinstance(node.body[0].value, ast.Constant)
     }
     return [
         (node.value, node.lineno)
@@ -114,7 +128,14 @@ def _string_literals(path: Path) -> list[tuple[str, int]]:
 
 # The layers, lowest first. A module may import its own layer and the ones before it, never a later
 # one. The foundation is one layer of single modules; every other layer is a package.
-FOUNDATION = ("textcls.errors", "textcls.files", "textcls.machine", "textcls.families", "textcls.config", "textcls.runfolder")
+FOUNDATION = (
+    "textcls.errors",
+    "textcls.files",
+    "textcls.machine",
+    "textcls.families",
+    "textcls.config",
+    "textcls.runfolder",
+)
 LAYERS = [
     FOUNDATION,
     ("textcls.data",),
@@ -166,7 +187,10 @@ def test_the_checker_sees_imports_inside_functions_and_finds_a_planted_circle(tm
     # `import` statements inside a function body are read too.
     source = tmp_path / "probe.py"
     source.write_text("def f():\n    from textcls.reporting import plots\n    import textcls.reporting.html\n")
-    assert {name for name, _ in _imported_modules("textcls.probe", source)} >= {"textcls.reporting.plots", "textcls.reporting.html"}
+    assert {name for name, _ in _imported_modules("textcls.probe", source)} >= {
+        "textcls.reporting.plots",
+        "textcls.reporting.html",
+    }
 
 
 def test_no_import_circles_counting_imports_inside_functions():
@@ -180,13 +204,18 @@ def test_every_module_sits_in_one_layer():
 def test_layers_import_only_downwards():
     upward = [
         f"{MODULES[module].relative_to(PACKAGE)}:{line} imports {target}"
-        for module, path in MODULES.items() if module not in TOP
+        for module, path in MODULES.items()
+        if module not in TOP
         for target, line in _imported_modules(module, path)
         if target not in TOP and _layer(target) > _layer(module)
     ]
     assert upward == []
-    assert [m for m, targets in _import_graph().items() for t in targets if t.startswith("textcls.cli")
-            and not (m.startswith("textcls.cli") or m in TOP)] == []
+    assert [
+        m
+        for m, targets in _import_graph().items()
+        for t in targets
+        if t.startswith("textcls.cli") and not (m.startswith("textcls.cli") or m in TOP)
+    ] == []
 
 
 def test_the_layer_rule_can_fail():
@@ -199,8 +228,10 @@ def test_the_layer_rule_can_fail():
 def test_low_layers_never_import_heavy_libraries(layer):
     offenders = [
         f"{path.relative_to(PACKAGE)}:{line}: {name}"
-        for module, path in MODULES.items() if _layer(module) == LAYERS.index(layer)
-        for name, line in _third_party_imports(path) if name in FORBIDDEN[layer]
+        for module, path in MODULES.items()
+        if _layer(module) == LAYERS.index(layer)
+        for name, line in _third_party_imports(path)
+        if name in FORBIDDEN[layer]
     ]
     assert offenders == []
 
@@ -217,16 +248,21 @@ def test_family_names_are_written_once_outside_the_models():
     allowed = {PACKAGE / "families.py"} | set((PACKAGE / "models").glob("*.py"))
     offenders = [
         f"{path.relative_to(PACKAGE)}:{line}: {value!r}"
-        for path in MODULES.values() if path not in allowed
-        for value, line in _string_literals(path) if value in FAMILIES
+        for path in MODULES.values()
+        if path not in allowed
+        for value, line in _string_literals(path)
+        if value in FAMILIES
     ]
     assert offenders == []
     # ... and within models/, only in the module that implements the family.
     for name, spec in FAMILIES.items():
         owner = PACKAGE / Path(*spec.target.split(":")[0].split(".")[1:]).with_suffix(".py")
         elsewhere = [
-            f"{path.name}:{line}" for path in (PACKAGE / "models").glob("*.py") if path != owner
-            for value, line in _string_literals(path) if value == name
+            f"{path.name}:{line}"
+            for path in (PACKAGE / "models").glob("*.py")
+            if path != owner
+            for value, line in _string_literals(path)
+            if value == name
         ]
         assert elsewhere == [], f"family {name!r} is named outside {owner.name}"
 
@@ -235,8 +271,10 @@ def test_only_the_run_folder_module_names_its_files():
     for file_name in ("textcls.json", "metrics.json"):
         offenders = [
             f"{path.relative_to(PACKAGE)}:{line}"
-            for path in MODULES.values() if path.name != "runfolder.py"
-            for value, line in _string_literals(path) if file_name in value
+            for path in MODULES.values()
+            if path.name != "runfolder.py"
+            for value, line in _string_literals(path)
+            if file_name in value
         ]
         assert offenders == [], f"{file_name} is named outside runfolder.py"
 
@@ -244,8 +282,10 @@ def test_only_the_run_folder_module_names_its_files():
 def test_figures_are_drawn_only_in_plots():
     offenders = [
         f"{path.relative_to(PACKAGE)}:{line}"
-        for module, path in MODULES.items() if module != "textcls.reporting.plots"
-        for name, line in _third_party_imports(path) if name == "matplotlib"
+        for module, path in MODULES.items()
+        if module != "textcls.reporting.plots"
+        for name, line in _third_party_imports(path)
+        if name == "matplotlib"
     ]
     assert offenders == []
 
@@ -262,12 +302,24 @@ def test_every_registered_family_declares_what_it_can_do():
         cls = family_class(name)
         assert issubclass(cls, Classifier) and cls.family == name
         assert PREDICT in cls.capabilities
-        assert cls.capabilities <= {PREDICT, EXPLAIN, EXPORT_ONNX, BALANCED_SAMPLER, LONG_TEXT, MULTI_LABEL, DISTRIBUTED}
+        assert cls.capabilities <= {
+            PREDICT,
+            EXPLAIN,
+            EXPORT_ONNX,
+            BALANCED_SAMPLER,
+            LONG_TEXT,
+            MULTI_LABEL,
+            DISTRIBUTED,
+        }
         # explain is implemented exactly by the families that declare it
-        assert (EXPLAIN in cls.capabilities) == ("explain" in vars(cls) or any(
-            "explain" in vars(base) for base in cls.__mro__[1:] if base.__module__.startswith("textcls.models.")
-            and base.__name__ not in {"Predictor", "Classifier"}
-        ))
+        assert (EXPLAIN in cls.capabilities) == (
+            "explain" in vars(cls)
+            or any(
+                "explain" in vars(base)
+                for base in cls.__mro__[1:]
+                if base.__module__.startswith("textcls.models.") and base.__name__ not in {"Predictor", "Classifier"}
+            )
+        )
 
 
 def test_the_architecture_page_lists_the_layers_in_order():

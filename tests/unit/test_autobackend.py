@@ -15,15 +15,14 @@ import numpy as np
 import pytest
 
 import textcls
+from tests.conftest import write_ag_news_folder
+from textcls.config import PredictConfig
+from textcls.errors import StorageError, TextclsError
 from textcls.inference import auto as autobackend
 from textcls.inference import onnx as onnx_backend
 from textcls.inference.auto import Candidate, candidates, choose, machine_key
-from textcls.config import PredictConfig
-from textcls.errors import StorageError, TextclsError
 from textcls.inference.onnx import ONNX_DIR, export_onnx
 from textcls.runfolder import backend_cache_path, read_info
-
-from tests.conftest import write_ag_news_folder
 
 
 def _name(predictor) -> str:
@@ -76,7 +75,9 @@ def bf16_here(monkeypatch):
     """Make this machine count as one with bf16 units, so all four candidates exist on any CPU."""
     from textcls.training import device as training_device
 
-    monkeypatch.setattr(training_device, "inference_precision", lambda precision: "bf16" if precision == "auto" else precision)
+    monkeypatch.setattr(
+        training_device, "inference_precision", lambda precision: "bf16" if precision == "auto" else precision
+    )
 
 
 def _choose(run_dir, clock, config=None):
@@ -172,7 +173,9 @@ def test_a_cache_from_another_machine_is_ignored_measured_over_and_kept(run_dir,
     monkeypatch.undo()
     from textcls.training import device as training_device
 
-    monkeypatch.setattr(training_device, "inference_precision", lambda precision: "bf16" if precision == "auto" else precision)
+    monkeypatch.setattr(
+        training_device, "inference_precision", lambda precision: "bf16" if precision == "auto" else precision
+    )
     here = FakeClock(FASTEST_INT8)
     choice = _choose(run_dir, here)
     assert here.calls and choice.name == "onnx-int8" and not choice.cached
@@ -181,8 +184,16 @@ def test_a_cache_from_another_machine_is_ignored_measured_over_and_kept(run_dir,
     assert {entry["machine"]["processor"] for entry in machines.values()} >= {"Intel(R) Xeon(R) Platinum 8481C"}
 
 
-@pytest.mark.parametrize("content", [b"{not json", b"\xff\xfe\x00garbage", b'{"format_version": 1, "machines": [1, 2]}',
-                                     b'{"format_version": 1, "machines": {"k": {"backend": 3}}}', b"[]"])
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"{not json",
+        b"\xff\xfe\x00garbage",
+        b'{"format_version": 1, "machines": [1, 2]}',
+        b'{"format_version": 1, "machines": {"k": {"backend": 3}}}',
+        b"[]",
+    ],
+)
 def test_a_damaged_cache_is_measured_over_not_a_crash(run_dir, bf16_here, caplog, content):
     backend_cache_path(run_dir).write_bytes(content)
     clock = FakeClock(FASTEST_INT8)

@@ -137,7 +137,9 @@ def test_a_request_larger_than_max_batch_is_split_and_cannot_starve_small_ones()
             return rows
 
         # Queued in this order before the worker runs: the large request first, the small ones behind it.
-        results = await asyncio.gather(ask("large", large), *(ask(f"small{i}", texts) for i, texts in enumerate(smalls)))
+        results = await asyncio.gather(
+            ask("large", large), *(ask(f"small{i}", texts) for i, texts in enumerate(smalls))
+        )
         await batcher.stop()
         return results
 
@@ -171,7 +173,9 @@ def test_stop_with_a_timeout_answers_the_oldest_requests_and_refuses_the_rest():
     elapsed, outcomes = run(main())
     assert elapsed < 1.0
     answered = [isinstance(outcome, np.ndarray) for outcome in outcomes]
-    assert all(isinstance(o, ShuttingDown) and isinstance(o, Overloaded) for o in outcomes if not isinstance(o, np.ndarray))
+    assert all(
+        isinstance(o, ShuttingDown) and isinstance(o, Overloaded) for o in outcomes if not isinstance(o, np.ndarray)
+    )
     assert answered[0] and not answered[-1]  # the five-text request went first, though larger than max_batch
     assert answered == sorted(answered, reverse=True)  # oldest first: the answered ones are a prefix
     assert outcomes[0][:, 0].tolist() == [4.0] * 5

@@ -5,8 +5,16 @@ from textcls.config import DataConfig, TrainConfig, from_dict, to_dict
 
 @pytest.mark.parametrize(
     ("field", "value"),
-    [("warmup_ratio", 1.2), ("lr", 0.0), ("epochs", 0), ("batch_size", 0), ("max_length", 4), ("precision", "fp8"),
-     ("family", "gpt"), ("time_budget", -1.0)],
+    [
+        ("warmup_ratio", 1.2),
+        ("lr", 0.0),
+        ("epochs", 0),
+        ("batch_size", 0),
+        ("max_length", 4),
+        ("precision", "fp8"),
+        ("family", "gpt"),
+        ("time_budget", -1.0),
+    ],
 )
 def test_train_config_rejects_bad_values_naming_the_field(field, value):
     with pytest.raises(ValueError, match=rf"^{field}: expected .* found {value!r}"):
@@ -31,17 +39,24 @@ def test_configs_are_frozen():
 
 @pytest.mark.parametrize(
     ("cls", "field", "value", "expected"),
-    [(DataConfig, "max_train_samples", "300", "an integer"), (DataConfig, "multi_label", "false", "true or false"),
-     (DataConfig, "skip_bad_rows", "no", "true or false"), (DataConfig, "text_columns", 5, "a list of names"),
-     (TrainConfig, "epochs", "1", "a number"), (TrainConfig, "batch_size", True, "an integer"),
-     (TrainConfig, "model", 3, "a string")],
+    [
+        (DataConfig, "max_train_samples", "300", "an integer"),
+        (DataConfig, "multi_label", "false", "true or false"),
+        (DataConfig, "skip_bad_rows", "no", "true or false"),
+        (DataConfig, "text_columns", 5, "a list of names"),
+        (TrainConfig, "epochs", "1", "a number"),
+        (TrainConfig, "batch_size", True, "an integer"),
+        (TrainConfig, "model", 3, "a string"),
+    ],
 )
 def test_configs_reject_values_of_the_wrong_type_naming_the_field(cls, field, value, expected):
     """A --config file or the Python API can hand "300" for 300: an error naming the field, not a TypeError
     deep inside, and never a string "false" read as true."""
     from textcls.errors import ConfigError
 
-    with pytest.raises(ConfigError, match=rf"^{field}: expected {expected}, found {value!r} \({type(value).__name__}\)"):
+    with pytest.raises(
+        ConfigError, match=rf"^{field}: expected {expected}, found {value!r} \({type(value).__name__}\)"
+    ):
         cls(**{field: value})
 
 

@@ -14,11 +14,20 @@ import pytest
 import torch
 from torch import nn
 
+from tests.conftest import TOPIC_WORDS
+from tests.conftest import topic_split as split
 from textcls.config import TrainConfig
-from textcls.training.cpu_speed import ATTENTION, BERT_ATTENTION_TYPES, FastDropout, eager_attention, fast_dropout, fast_dropout_in, lean_cpu_training
 from textcls.models import neural
 from textcls.models.rnn import LSTMClassifier
-from tests.conftest import TOPIC_WORDS, topic_split as split
+from textcls.training.cpu_speed import (
+    ATTENTION,
+    BERT_ATTENTION_TYPES,
+    FastDropout,
+    eager_attention,
+    fast_dropout,
+    fast_dropout_in,
+    lean_cpu_training,
+)
 
 COUNT = 1_000_000
 SIGMAS = 6  # binomial tolerances: a correct mask misses them about once in 10^9 draws
@@ -126,10 +135,23 @@ def tiny_model(model_type: str, dropout: float = 0.1):
     from transformers import AutoConfig, AutoModelForSequenceClassification
 
     if model_type == "distilbert":
-        sizes = {"dim": 32, "n_layers": 2, "n_heads": 4, "hidden_dim": 64, "dropout": dropout, "attention_dropout": dropout}
+        sizes = {
+            "dim": 32,
+            "n_layers": 2,
+            "n_heads": 4,
+            "hidden_dim": 64,
+            "dropout": dropout,
+            "attention_dropout": dropout,
+        }
     else:
-        sizes = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 64,
-                 "hidden_dropout_prob": dropout, "attention_probs_dropout_prob": dropout}
+        sizes = {
+            "hidden_size": 32,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 4,
+            "intermediate_size": 64,
+            "hidden_dropout_prob": dropout,
+            "attention_probs_dropout_prob": dropout,
+        }
         if model_type == "electra":
             sizes["embedding_size"] = 32
     config = AutoConfig.for_model(model_type, vocab_size=99, max_position_embeddings=40, num_labels=3, **sizes)
@@ -156,8 +178,10 @@ def test_a_bert_like_model_gives_the_same_logits_inside_and_gets_its_own_modules
         with fast_dropout_in(model) as changes:
             assert model.config._attn_implementation == ATTENTION
             assert not any(type(module) is nn.Dropout for module in model.modules())
-            assert changes == [f"dropout masks drawn 16 bits at a time ({len(dropouts)} modules)",
-                               "eager attention with that dropout (instead of sdpa)"]
+            assert changes == [
+                f"dropout masks drawn 16 bits at a time ({len(dropouts)} modules)",
+                "eager attention with that dropout (instead of sdpa)",
+            ]
             inside = model(**batch).logits
     torch.testing.assert_close(inside, stock, rtol=1e-5, atol=1e-5)
     assert model.config._attn_implementation == "sdpa"
@@ -184,8 +208,15 @@ def test_training_inside_drops_attention_and_hidden_states_and_replays_by_seed()
 def test_attention_of_another_kind_is_left_alone_and_its_dropout_modules_still_swapped():
     from transformers import MPNetConfig, MPNetForSequenceClassification
 
-    config = MPNetConfig(vocab_size=99, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
-                         max_position_embeddings=40, num_labels=3)
+    config = MPNetConfig(
+        vocab_size=99,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=64,
+        max_position_embeddings=40,
+        num_labels=3,
+    )
     model = MPNetForSequenceClassification(config).eval()
     kernel = model.config._attn_implementation
     with fast_dropout_in(model) as changes:
@@ -205,7 +236,8 @@ def test_lean_cpu_training_applies_on_a_cpu_only():
     model = tiny_model("bert")
     with lean_cpu_training(model) as changes:
         assert changes == [
-            "dropout masks drawn 16 bits at a time (8 modules)", "eager attention with that dropout (instead of sdpa)"
+            "dropout masks drawn 16 bits at a time (8 modules)",
+            "eager attention with that dropout (instead of sdpa)",
         ]
     if torch.cuda.is_available():
         with lean_cpu_training(model.cuda()) as changes:
@@ -242,9 +274,13 @@ def test_a_resumed_own_loop_run_replays_the_dropout_masks_of_an_uninterrupted_on
 def test_the_run_on_a_cpu_logs_what_it_changed_and_returns_a_stock_model(tiny_bert, tmp_path, caplog):
     from textcls.models.pretrained import PretrainedClassifier
 
-    config = TrainConfig(model=str(tiny_bert), epochs=1, batch_size=8, lr=1e-3, max_length=32, early_stopping_patience=0)
+    config = TrainConfig(
+        model=str(tiny_bert), epochs=1, batch_size=8, lr=1e-3, max_length=32, early_stopping_patience=0
+    )
     with caplog.at_level(logging.INFO, logger="textcls.training"):
-        classifier, _ = PretrainedClassifier.fit(split("train", 32, 1), split("dev", 16, 2), list(TOPIC_WORDS), config, tmp_path)
+        classifier, _ = PretrainedClassifier.fit(
+            split("train", 32, 1), split("dev", 16, 2), list(TOPIC_WORDS), config, tmp_path
+        )
     on_cpu = not torch.cuda.is_available()
     assert ("training on a CPU: dropout masks drawn" in caplog.text) == on_cpu
     assert ("eager attention with that dropout" in caplog.text) == on_cpu

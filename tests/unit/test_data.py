@@ -117,7 +117,9 @@ def test_integer_labels_that_are_all_names_map_by_name_whatever_class_is_missing
     assert loaded.label_base is None
 
 
-def test_labels_that_show_no_base_follow_the_known_run_else_warn(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_labels_that_show_no_base_follow_the_known_run_else_warn(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     from textcls.data.loading import KnownData
 
     # 1-based labels of a test file without its top class (4): neither a 0 nor an N says which base they use
@@ -142,8 +144,12 @@ def test_integer_labels_without_a_classes_file_index_the_known_run_names(tmp_pat
     from textcls.data.loading import KnownData
 
     write_csv(tmp_path / "test.csv", [["text", "label"], ["a", 2], ["b", 0]])
-    loaded = load_data(DataConfig(test_file=str(tmp_path / "test.csv")), splits=("test",), require_train=False,
-                       known=KnownData(NAMES, 0))
+    loaded = load_data(
+        DataConfig(test_file=str(tmp_path / "test.csv")),
+        splits=("test",),
+        require_train=False,
+        known=KnownData(NAMES, 0),
+    )
     assert loaded.label_names == NAMES and loaded.splits["test"].labels == [2, 0]
 
 

@@ -9,20 +9,21 @@ import numpy as np
 import pytest
 import torch
 
+from tests.conftest import TOPIC_WORDS, make_texts
+from tests.conftest import topic_split as split
+from textcls.config import TrainConfig
+from textcls.families import FAMILIES
+from textcls.models.encoders import embedded_model_path
+from textcls.models.neural import load_tokenizer, pad_batch
+from textcls.models.rnn import LSTMClassifier
 from textcls.training import device as device_module
 from textcls.training import loaders, prediction, throughput
 from textcls.training import tokens as tokenisation
 from textcls.training.batching import round_up, sorted_plan, training_plan
-from textcls.config import TrainConfig
+from textcls.training.device import device, resolve_precision
 from textcls.training.loaders import EpochBatches, TokenizedRows
 from textcls.training.throughput import ThroughputMeter
 from textcls.training.tokens import TokenIds, encode_ids
-from textcls.training.device import device, resolve_precision
-from textcls.models.encoders import embedded_model_path
-from textcls.families import FAMILIES
-from textcls.models.neural import load_tokenizer, pad_batch
-from textcls.models.rnn import LSTMClassifier
-from tests.conftest import TOPIC_WORDS, make_texts, topic_split as split
 
 LABELS = list(TOPIC_WORDS)
 TINY_LSTM = {"embedding_dim": 16, "hidden_size": 16, "dropout": 0.0}
@@ -177,8 +178,16 @@ def test_defaults_follow_the_device_and_explicit_batching_wins():
     cpu, gpu = TrainConfig().on_device(gpu=False), TrainConfig().on_device(gpu=True, workers=2)
     assert (cpu.batch_size, cpu.batch_tokens, cpu.lr, cpu.compile, cpu.num_workers) == (32, None, 1e-4, False, 0)
     spec = FAMILIES["pretrained"].gpu_defaults
-    assert (gpu.batch_size, gpu.batch_tokens, gpu.lr, gpu.compile, gpu.num_workers) == (None, spec["batch_tokens"], spec["lr"], False, 2)
-    assert spec["batch_tokens"] >= 8192 and spec["lr"] > FAMILIES["pretrained"].defaults["lr"]  # larger batches, scaled lr
+    assert (gpu.batch_size, gpu.batch_tokens, gpu.lr, gpu.compile, gpu.num_workers) == (
+        None,
+        spec["batch_tokens"],
+        spec["lr"],
+        False,
+        2,
+    )
+    assert (
+        spec["batch_tokens"] >= 8192 and spec["lr"] > FAMILIES["pretrained"].defaults["lr"]
+    )  # larger batches, scaled lr
     fixed = TrainConfig(batch_size=16).on_device(gpu=True)
     assert (fixed.batch_size, fixed.batch_tokens, fixed.lr) == (16, None, 1e-4)  # the count, and the family's lr
     assert TrainConfig(batch_tokens=1024, lr=3e-5).on_device(gpu=False).lr == 3e-5
@@ -201,7 +210,11 @@ def test_compile_asked_for_on_a_cpu_is_dropped_with_a_warning(monkeypatch, caplo
 def test_a_gpu_runs_attention_without_cudnn_and_fp32_matmuls_in_tf32(monkeypatch):
     from textcls.training import device as device_module2
 
-    flags = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32, torch.backends.cuda.cudnn_sdp_enabled())
+    flags = (
+        torch.backends.cuda.matmul.allow_tf32,
+        torch.backends.cudnn.allow_tf32,
+        torch.backends.cuda.cudnn_sdp_enabled(),
+    )
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *args: (9, 0))  # as on an H100/H200, on any machine
     try:
         device_module2.tune_cuda.__wrapped__()
@@ -213,7 +226,9 @@ def test_a_gpu_runs_attention_without_cudnn_and_fp32_matmuls_in_tf32(monkeypatch
     if torch.cuda.is_available():  # the real device: set up by the first `device()`
         assert device().type == "cuda" and not torch.backends.cuda.cudnn_sdp_enabled()
     else:
-        assert device().type == "cpu" and torch.backends.cuda.cudnn_sdp_enabled() == flags[2]  # a CPU run changes nothing
+        assert (
+            device().type == "cpu" and torch.backends.cuda.cudnn_sdp_enabled() == flags[2]
+        )  # a CPU run changes nothing
 
 
 def test_inference_batches_by_a_token_budget_give_the_same_logits_in_input_order():
@@ -260,16 +275,24 @@ def test_inference_batches_on_a_pool_of_workers_give_the_same_logits_and_reach_e
 
     windowing = Windowing(max_length=32)
     with ThreadPoolExecutor(2, thread_name_prefix="worker") as pool:
-        pooled = prediction.pooled_logits(tokenizer, texts, windowing, forward, pad_id=0, batch_size=8, pool=pool, workers=2)
+        pooled = prediction.pooled_logits(
+            tokenizer, texts, windowing, forward, pad_id=0, batch_size=8, pool=pool, workers=2
+        )
         assert {name for name, _ in seen} == {"worker_0", "worker_1"} and max(rows for _, rows in seen) <= 8
         seen[:] = [("", 0)] * 2  # no more meeting
-        few = prediction.pooled_logits(tokenizer, texts[:2], windowing, forward, pad_id=0, batch_size=8, pool=pool, workers=2)
+        few = prediction.pooled_logits(
+            tokenizer, texts[:2], windowing, forward, pad_id=0, batch_size=8, pool=pool, workers=2
+        )
         prediction.pooled_logits(tokenizer, texts[:1], windowing, forward, pad_id=0, batch_size=8, pool=pool, workers=2)
     assert seen[-1] == (threading.current_thread().name, 1)  # a single batch runs here, with no hand-off
     del seen[-1]
-    np.testing.assert_array_equal(pooled, prediction.pooled_logits(tokenizer, texts, windowing, plain, pad_id=0, batch_size=8))
+    np.testing.assert_array_equal(
+        pooled, prediction.pooled_logits(tokenizer, texts, windowing, plain, pad_id=0, batch_size=8)
+    )
     assert [rows for _, rows in seen[2:]] == [1, 1]  # two texts, two workers: a batch each, not one batch of two
-    np.testing.assert_array_equal(few, prediction.pooled_logits(tokenizer, texts[:2], windowing, plain, pad_id=0, batch_size=8))
+    np.testing.assert_array_equal(
+        few, prediction.pooled_logits(tokenizer, texts[:2], windowing, plain, pad_id=0, batch_size=8)
+    )
 
 
 @pytest.mark.parametrize(
@@ -304,7 +327,9 @@ def test_throughput_meter_leaves_out_warm_up_and_paused_time(monkeypatch):
 # ---- both loops on the engine ---------------------------------------------------------------
 def test_the_own_loop_trains_on_a_token_budget_and_its_loss_falls(tmp_path):
     config = TrainConfig(family="lstm", epochs=3, batch_tokens=256, lr=1e-2, max_length=32, early_stopping_patience=0)
-    classifier, summary = LSTMClassifier.fit(split("train", 200, 1), split("dev", 32, 2), LABELS, config, tmp_path, hparams=TINY_LSTM)
+    classifier, summary = LSTMClassifier.fit(
+        split("train", 200, 1), split("dev", 32, 2), LABELS, config, tmp_path, hparams=TINY_LSTM
+    )
     losses = [row["train_loss"] for row in summary["epochs"]]
     assert losses[-1] < losses[0]
     steps = summary["global_step"] // 3
@@ -317,9 +342,17 @@ def test_the_pretrained_loop_runs_on_the_engine_on_this_device(tiny_bert, tmp_pa
     from textcls.models.pretrained import PretrainedClassifier
 
     config = TrainConfig(
-        model=str(tiny_bert), epochs=3, batch_tokens=128, lr=2e-3, max_length=32, early_stopping_patience=0, logging_steps=2
+        model=str(tiny_bert),
+        epochs=3,
+        batch_tokens=128,
+        lr=2e-3,
+        max_length=32,
+        early_stopping_patience=0,
+        logging_steps=2,
     )
-    classifier, summary = PretrainedClassifier.fit(split("train", 160, 1), split("dev", 32, 2), LABELS, config, tmp_path)
+    classifier, summary = PretrainedClassifier.fit(
+        split("train", 160, 1), split("dev", 32, 2), LABELS, config, tmp_path
+    )
     # precision and device asserted for the machine the test runs on, not assumed
     assert summary["precision"] == resolve_precision("auto")
     assert next(classifier.model.parameters()).device.type == device().type
@@ -336,7 +369,10 @@ def _gathered_rows(plan, processes: int, rows: int) -> list[list[int]]:
     step, concatenated as `gather_for_metrics` does and cut to the rows that are not repeats."""
     from accelerate.data_loader import BatchSamplerShard
 
-    shards = [list(BatchSamplerShard(plan, num_processes=processes, process_index=i, even_batches=True)) for i in range(processes)]
+    shards = [
+        list(BatchSamplerShard(plan, num_processes=processes, process_index=i, even_batches=True))
+        for i in range(processes)
+    ]
     assert len({len(shard) for shard in shards}) == 1  # every process takes the same number of steps
     steps = [[batch for batch in step] for step in zip(*shards)]
     total = getattr(plan, "batch_size", None)

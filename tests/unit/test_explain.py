@@ -7,11 +7,12 @@ import json
 import numpy as np
 import pytest
 
+from tests.conftest import TOPIC_WORDS
+from tests.conftest import topic_split as split
 from textcls.config import TrainConfig
 from textcls.errors import StorageError, TextclsError
 from textcls.reporting.explanations import Explanation, attention_rollout, explain
 from textcls.reporting.html import highlight_html, write_explanation
-from tests.conftest import TOPIC_WORDS, topic_split as split
 
 LABELS = list(TOPIC_WORDS)
 TEXT = "Striker scores a goal as the season opens"
@@ -19,7 +20,9 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 def tiny_config(family: str) -> TrainConfig:
-    return TrainConfig(family=family, epochs=1, batch_size=16, lr=1e-2, max_length=32, early_stopping_patience=0, seed=1)
+    return TrainConfig(
+        family=family, epochs=1, batch_size=16, lr=1e-2, max_length=32, early_stopping_patience=0, seed=1
+    )
 
 
 # ---- classifiers --------------------------------------------------------------------------------
@@ -40,8 +43,12 @@ def lstm_attention(tmp_path_factory):
 
     hparams = {"embedding_dim": 16, "hidden_size": 16, "attention_dim": 8, "dropout": 0.1}
     classifier, _ = AttentionLSTMClassifier.fit(
-        split("train", 32, 1), split("dev", 8, 2), LABELS, tiny_config("lstm-attention"),
-        tmp_path_factory.mktemp("ckpt"), hparams=hparams,
+        split("train", 32, 1),
+        split("dev", 8, 2),
+        LABELS,
+        tiny_config("lstm-attention"),
+        tmp_path_factory.mktemp("ckpt"),
+        hparams=hparams,
     )
     return classifier
 
@@ -52,8 +59,12 @@ def scratch(tmp_path_factory):
 
     hparams = {"d_model": 32, "num_heads": 4, "num_layers": 2, "ff_dim": 64, "dropout": 0.1}
     classifier, _ = ScratchTransformerClassifier.fit(
-        split("train", 32, 1), split("dev", 8, 2), LABELS, tiny_config("scratch-transformer"),
-        tmp_path_factory.mktemp("ckpt"), hparams=hparams,
+        split("train", 32, 1),
+        split("dev", 8, 2),
+        LABELS,
+        tiny_config("scratch-transformer"),
+        tmp_path_factory.mktemp("ckpt"),
+        hparams=hparams,
     )
     return classifier
 
@@ -63,7 +74,10 @@ def tfidf(tmp_path_factory):
     from textcls.models.linear import TfidfClassifier
 
     classifier, _ = TfidfClassifier.fit(
-        split("train", 80, 1), split("dev", 16, 2), LABELS, TrainConfig(family="tfidf", seed=0),
+        split("train", 80, 1),
+        split("dev", 16, 2),
+        LABELS,
+        TrainConfig(family="tfidf", seed=0),
         tmp_path_factory.mktemp("ckpt"),
     )
     return classifier
@@ -92,8 +106,12 @@ def test_rollout_mixes_in_the_residual_and_matches_a_hand_computation():
 
 def test_words_merge_word_pieces_and_drop_special_tokens():
     expl = Explanation(
-        text="playing ball", family="pretrained", label="Sports", probs={"Sports": 1.0},
-        tokens=["[CLS]", "play", "##ing", "ball", "[SEP]"], token_weights=np.array([0.2, 0.2, 0.2, 0.2, 0.2]),
+        text="playing ball",
+        family="pretrained",
+        label="Sports",
+        probs={"Sports": 1.0},
+        tokens=["[CLS]", "play", "##ing", "ball", "[SEP]"],
+        token_weights=np.array([0.2, 0.2, 0.2, 0.2, 0.2]),
     )
     words = expl.words()
     assert [word for word, _ in words] == ["playing", "ball"]
@@ -158,8 +176,8 @@ def test_tfidf_uses_top_ngrams(tfidf):
 
 
 def test_plain_lstm_has_no_attention():
-    from textcls.models.neural import TOKENIZER_FILE, load_tokenizer
     from textcls.models.encoders import embedded_model_path
+    from textcls.models.neural import TOKENIZER_FILE, load_tokenizer
     from textcls.models.rnn import LSTMClassifier, LSTMModel
 
     hparams = {"embedding_dim": 8, "hidden_size": 8, "dropout": 0.0}
@@ -233,7 +251,9 @@ def test_classifier_explain_method_and_save(lstm_attention, tmp_path):
     assert all(path.stat().st_size > 0 for path in written.values())
 
 
-def test_a_failed_explanation_leaves_the_previous_one_whole_and_a_new_one_replaces_it_all(pretrained, tfidf, tmp_path, monkeypatch):
+def test_a_failed_explanation_leaves_the_previous_one_whole_and_a_new_one_replaces_it_all(
+    pretrained, tfidf, tmp_path, monkeypatch
+):
     import errno
 
     from textcls.reporting import plots
@@ -252,4 +272,8 @@ def test_a_failed_explanation_leaves_the_previous_one_whole_and_a_new_one_replac
     assert {path.name: path.read_bytes() for path in out.iterdir()} == before  # not half of each
 
     paths = write_explanation(explain(tfidf, "a different text entirely"), out)
-    assert sorted(path.name for path in out.iterdir()) == sorted(paths) == ["explanation.html", "explanation.json", "weights.png"]
+    assert (
+        sorted(path.name for path in out.iterdir())
+        == sorted(paths)
+        == ["explanation.html", "explanation.json", "weights.png"]
+    )

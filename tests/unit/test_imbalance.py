@@ -10,11 +10,11 @@ import pytest
 import torch
 
 from textcls.config import TrainConfig
+from textcls.data.imbalance import class_weights, default_metric, sampling_weights, small_classes, with_metric
 from textcls.data.loading import Split
-from textcls.training.loaders import EpochBatches
 from textcls.errors import ConfigError, DataError
 from textcls.reporting.metrics import classification_metrics
-from textcls.data.imbalance import class_weights, default_metric, sampling_weights, small_classes, with_metric
+from textcls.training.loaders import EpochBatches
 from textcls.training.objectives import Objective
 
 NAMES = ["World", "Sports", "Business", "Sci/Tech"]
@@ -45,9 +45,11 @@ def test_an_unknown_label_in_the_weights_names_the_file_and_the_field(tmp_path):
 
 @pytest.mark.parametrize(
     "content, message",
-    [("{not json", r"weights\.json: expected a JSON object .* found invalid JSON"),
-     ("[1, 2]", r"weights\.json: expected a JSON object of label name -> weight, found list"),
-     ('{"Sports": -1}', r"weights\.json, field 'Sports': expected a positive number, found -1")],
+    [
+        ("{not json", r"weights\.json: expected a JSON object .* found invalid JSON"),
+        ("[1, 2]", r"weights\.json: expected a JSON object of label name -> weight, found list"),
+        ('{"Sports": -1}', r"weights\.json, field 'Sports': expected a positive number, found -1"),
+    ],
 )
 def test_a_bad_weights_file_is_an_error_naming_it(tmp_path, content, message):
     path = tmp_path / "weights.json"
@@ -58,9 +60,11 @@ def test_a_bad_weights_file_is_an_error_naming_it(tmp_path, content, message):
 
 @pytest.mark.parametrize(
     "value, message",
-    [("heavy", r"^class_weights: expected none, balanced or a JSON object, found 'heavy'"),
-     ('{"Sports": "x"}', r"^class_weights, field 'Sports': expected a positive number, found 'x'"),
-     ("[3]", r"^class_weights: expected a JSON object of label name -> weight")],
+    [
+        ("heavy", r"^class_weights: expected none, balanced or a JSON object, found 'heavy'"),
+        ('{"Sports": "x"}', r"^class_weights, field 'Sports': expected a positive number, found 'x'"),
+        ("[3]", r"^class_weights: expected a JSON object of label name -> weight"),
+    ],
 )
 def test_bad_class_weights_options_are_config_errors(value, message):
     with pytest.raises(ConfigError, match=message):
@@ -129,12 +133,17 @@ def test_tfidf_weighs_its_classes_and_refuses_what_it_cannot_do(tmp_path):
 
     train, dev = split("train", SKEWED, 1), split("dev", [0, 1, 2, 3] * 5, 2)
     plain, _ = TfidfClassifier.fit(train, dev, NAMES, TrainConfig(family="tfidf"), tmp_path)
-    weighted, summary = TfidfClassifier.fit(train, dev, NAMES, TrainConfig(family="tfidf", class_weights="balanced"), tmp_path)
+    weighted, summary = TfidfClassifier.fit(
+        train, dev, NAMES, TrainConfig(family="tfidf", class_weights="balanced"), tmp_path
+    )
     # the minority class's intercept rises when its rows weigh ten times more
     assert weighted.intercept[3] - weighted.intercept[:3].mean() > plain.intercept[3] - plain.intercept[:3].mean()
     assert summary["best_checkpoint_metric"] == summary["epochs"][0]["dev_macro_f1"]  # skewed: macro-F1 chosen
     with pytest.raises(ConfigError, match=r"^sampler: the tfidf family does not support --sampler balanced \(lbfgs"):
         TfidfClassifier.fit(train, dev, NAMES, TrainConfig(family="tfidf", sampler="balanced"), tmp_path)
-    with pytest.raises(ConfigError, match=r"^long_text: the tfidf family does not support --long-text chunk .*families "
-                       r"that do: lstm, lstm-attention, scratch-transformer, pretrained"):
+    with pytest.raises(
+        ConfigError,
+        match=r"^long_text: the tfidf family does not support --long-text chunk .*families "
+        r"that do: lstm, lstm-attention, scratch-transformer, pretrained",
+    ):
         TfidfClassifier.fit(train, dev, NAMES, TrainConfig(family="tfidf", long_text="chunk"), tmp_path)

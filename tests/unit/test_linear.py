@@ -7,23 +7,36 @@ import json
 import numpy as np
 import pytest
 
+from tests.conftest import TOPIC_WORDS, make_texts
+from tests.conftest import topic_split as split
 from textcls.config import TrainConfig
 from textcls.data.loading import Split
 from textcls.errors import RunFolderError, TextclsError
 from textcls.models.linear import SETTINGS_FILE, WEIGHTS_FILE, TfidfClassifier
-from tests.conftest import TOPIC_WORDS, make_texts, topic_split as split
 
 LABELS = list(TOPIC_WORDS)
 SUMMARY_KEYS = {
-    "model", "max_length", "precision", "world_size", "train_seconds", "train_samples_per_second", "train_loss",
-    "global_step", "best_checkpoint_metric", "stopped_by_time_budget", "resumed_from", "epochs",
+    "model",
+    "max_length",
+    "precision",
+    "world_size",
+    "train_seconds",
+    "train_samples_per_second",
+    "train_loss",
+    "global_step",
+    "best_checkpoint_metric",
+    "stopped_by_time_budget",
+    "resumed_from",
+    "epochs",
 }
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     config = TrainConfig(family="tfidf", seed=0)
-    return TfidfClassifier.fit(split("train", 200, 1), split("dev", 40, 2), LABELS, config, tmp_path_factory.mktemp("ckpt"))
+    return TfidfClassifier.fit(
+        split("train", 200, 1), split("dev", 40, 2), LABELS, config, tmp_path_factory.mktemp("ckpt")
+    )
 
 
 def test_fit_learns_the_topics_and_reports_a_full_summary(trained):
@@ -112,4 +125,6 @@ def test_texts_without_words_train_on_their_character_ngrams(tmp_path, caplog):
     loaded = TfidfClassifier.load(tmp_path / "model")
     np.testing.assert_allclose(loaded.predict_proba(texts), classifier.predict_proba(texts), atol=1e-6)
     with pytest.raises(TextclsError, match="emoji.csv: expected text in the training rows"):
-        TfidfClassifier.fit(Split("train", ["", " "], [0, 1], "emoji.csv"), train, ["pos", "neg"], TrainConfig(family="tfidf"), tmp_path)
+        TfidfClassifier.fit(
+            Split("train", ["", " "], [0, 1], "emoji.csv"), train, ["pos", "neg"], TrainConfig(family="tfidf"), tmp_path
+        )

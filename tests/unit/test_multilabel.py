@@ -9,17 +9,17 @@ import numpy as np
 import pytest
 import torch
 
+from tests.conftest import TOPIC_WORDS, make_multilabel_rows, write_multilabel_folder
 from textcls.config import DataConfig, PredictConfig, TrainConfig
 from textcls.data.loading import Split, load_data
+from textcls.data.multilabel import decide, multi_hot, run_thresholds, tune_thresholds
 from textcls.errors import ConfigError, DataError
-from textcls.reporting.metrics import headline_metrics, multilabel_metrics
+from textcls.inference.predictions import prediction_records
 from textcls.models.base import check_training_options
 from textcls.models.linear import TfidfClassifier
 from textcls.models.rnn import LSTMClassifier
-from textcls.data.multilabel import decide, multi_hot, run_thresholds, tune_thresholds
+from textcls.reporting.metrics import headline_metrics, multilabel_metrics
 from textcls.training.objectives import Objective, probabilities
-from textcls.inference.predictions import prediction_records
-from tests.conftest import TOPIC_WORDS, make_multilabel_rows, write_multilabel_folder
 
 LABELS = list(TOPIC_WORDS)
 
@@ -33,7 +33,9 @@ def write(folder, name: str, text: str):
 
 # ---- reading label cells ------------------------------------------------------------------------
 def test_a_csv_cell_of_several_names_becomes_a_sorted_tuple_of_indices(tmp_path):
-    train = write(tmp_path, "train.csv", "label,text\nSports|World,a\n Business | Sci/Tech ,b\nWorld,c\nSports|Sports,d\n")
+    train = write(
+        tmp_path, "train.csv", "label,text\nSports|World,a\n Business | Sci/Tech ,b\nWorld,c\nSports|Sports,d\n"
+    )
     data = load_data(DataConfig(train_file=str(train), multi_label=True), splits=("train",))
     assert data.multi_label and data.splits["train"].multi_label
     assert data.splits["train"].labels == [(0, 1), (2, 3), (0,), (1,)]  # repeats dropped, label order
@@ -43,7 +45,11 @@ def test_label_separator_and_jsonl_lists(tmp_path):
     train = write(tmp_path / "semi", "train.csv", "label,text\nSports;World,a\nBusiness,b\n")
     data = load_data(DataConfig(train_file=str(train), multi_label=True, label_separator=";"), splits=("train",))
     assert data.splits["train"].labels == [(0, 1), (2,)]
-    lines = [{"label": ["Sci/Tech", "World"], "text": "a"}, {"label": "Sports|Business", "text": "b"}, {"label": [1], "text": "c"}]
+    lines = [
+        {"label": ["Sci/Tech", "World"], "text": "a"},
+        {"label": "Sports|Business", "text": "b"},
+        {"label": [1], "text": "c"},
+    ]
     train = write(tmp_path / "jsonl", "train.jsonl", "".join(json.dumps(line) + "\n" for line in lines))
     data = load_data(DataConfig(train_file=str(train), multi_label=True), splits=("train",))
     assert data.splits["train"].labels == [(0, 3), (1, 2), (1,)]
@@ -68,8 +74,12 @@ def test_a_bad_multi_label_cell_names_file_row_and_field(tmp_path, cell, expecte
 
 
 def test_a_bad_jsonl_list_names_the_row(tmp_path):
-    lines = [{"label": ["World"], "text": "a"}, {"label": [], "text": "b"}, {"label": ["World", {"x": 1}], "text": "c"},
-             {"label": ["Sports"], "text": "d"}]
+    lines = [
+        {"label": ["World"], "text": "a"},
+        {"label": [], "text": "b"},
+        {"label": ["World", {"x": 1}], "text": "c"},
+        {"label": ["Sports"], "text": "d"},
+    ]
     train = write(tmp_path, "train.jsonl", "".join(json.dumps(line) + "\n" for line in lines))
     with pytest.raises(DataError, match=r"train.jsonl, row 2 \(line 2\), field 'label': empty label"):
         load_data(DataConfig(train_file=str(train), multi_label=True), splits=("train",))
@@ -89,7 +99,10 @@ def test_a_dev_label_train_lacks_is_named(tmp_path):
     (folder / "classes.txt").unlink()
     write(folder, "dev.csv", "label,text\nWorld|Business,c\n")
     (folder / "classes.txt").unlink()
-    with pytest.raises(DataError, match=r"dev.csv, row 1 \(line 2\), field 'label': expected a label that train has .* found 'Business'"):
+    with pytest.raises(
+        DataError,
+        match=r"dev.csv, row 1 \(line 2\), field 'label': expected a label that train has .* found 'Business'",
+    ):
         load_data(DataConfig(data=str(folder), multi_label=True))
 
 
@@ -104,8 +117,14 @@ def test_a_carved_dev_split_keeps_multi_label_rows(tmp_path):
 def test_the_multi_label_loss_is_binary_cross_entropy_of_each_sigmoid():
     logits = torch.tensor([[2.0, -1.0], [0.0, 3.0]])
     labels = torch.tensor([[1.0, 0.0], [1.0, 1.0]])
-    by_hand = -np.mean([math.log(1 / (1 + math.exp(-2))), math.log(1 - 1 / (1 + math.exp(1))),
-                        math.log(0.5), math.log(1 / (1 + math.exp(-3)))])
+    by_hand = -np.mean(
+        [
+            math.log(1 / (1 + math.exp(-2))),
+            math.log(1 - 1 / (1 + math.exp(1))),
+            math.log(0.5),
+            math.log(1 / (1 + math.exp(-3))),
+        ]
+    )
     assert Objective(multi_label=True).loss(logits, labels).item() == pytest.approx(by_hand, rel=1e-6)
     probs = probabilities(logits.numpy(), multi_label=True)
     assert probs[1].tolist() == pytest.approx([0.5, 1 / (1 + math.exp(-3))])  # each its own sigmoid: no sum to 1
@@ -162,13 +181,17 @@ def test_macro_f1_leaves_out_a_label_dev_neither_has_nor_predicts_as_single_labe
     # a label predicted without gold rows still counts against the run, in both
     wrong = multilabel_metrics(gold, np.c_[gold[:, :3], [1, 0, 0]].astype(float), ["a", "b", "c", "d"], [0.5] * 4)
     assert wrong["macro_f1"] == pytest.approx(3 / 4)
-    assert classification_metrics([0, 1, 2], np.eye(4)[[3, 1, 2]], ["a", "b", "c", "d"])["macro_f1"] == pytest.approx(2 / 4)
+    assert classification_metrics([0, 1, 2], np.eye(4)[[3, 1, 2]], ["a", "b", "c", "d"])["macro_f1"] == pytest.approx(
+        2 / 4
+    )
 
 
 def test_prediction_records_of_a_multi_label_run():
     records = prediction_records(np.array([[0.9, 0.2, 0.6], [0.1, 0.2, 0.3]]), ["a", "b", "c"], [0.5, 0.5, 0.7])
-    assert records == [{"labels": ["a"], "scores": {"a": pytest.approx(0.9), "b": pytest.approx(0.2), "c": pytest.approx(0.6)}},
-                       {"labels": [], "scores": {"a": pytest.approx(0.1), "b": pytest.approx(0.2), "c": pytest.approx(0.3)}}]
+    assert records == [
+        {"labels": ["a"], "scores": {"a": pytest.approx(0.9), "b": pytest.approx(0.2), "c": pytest.approx(0.6)}},
+        {"labels": [], "scores": {"a": pytest.approx(0.1), "b": pytest.approx(0.2), "c": pytest.approx(0.3)}},
+    ]
 
 
 @pytest.mark.parametrize(("option", "value"), [("class_weights", "balanced"), ("sampler", "balanced")])
@@ -213,7 +236,9 @@ def test_tfidf_with_a_label_every_train_row_has(tmp_path):
 
 def test_an_lstm_with_a_sigmoid_head_learns_label_sets_and_reloads(tmp_path):
     train, dev = split("train", 240, 1), split("dev", 60, 2)
-    config = TrainConfig(family="lstm", epochs=8, batch_size=16, lr=1e-2, max_length=48, early_stopping_patience=0, seed=1)
+    config = TrainConfig(
+        family="lstm", epochs=8, batch_size=16, lr=1e-2, max_length=48, early_stopping_patience=0, seed=1
+    )
     hparams = {"embedding_dim": 16, "hidden_size": 16, "dropout": 0.1}
     classifier, summary = LSTMClassifier.fit(train, dev, LABELS, config, tmp_path / "ckpt", hparams=hparams)
     probs = classifier.predict_proba(dev.texts)

@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 import torch
 
+from tests.conftest import TOPIC_WORDS, make_texts
+from tests.conftest import topic_split as split
 from textcls.config import TrainConfig
 from textcls.data.loading import Split
 from textcls.models import neural
@@ -21,10 +23,9 @@ from textcls.models.neural import (
     pad_batch,
     training_batches,
 )
+from textcls.models.rnn import LSTMClassifier
 from textcls.training.checkpoints import load_optimizer_tensors, optimizer_tensors
 from textcls.training.tokens import encode_ids
-from textcls.models.rnn import LSTMClassifier
-from tests.conftest import TOPIC_WORDS, make_texts, topic_split as split
 
 LABELS = list(TOPIC_WORDS)
 TINY_LSTM = {"embedding_dim": 16, "hidden_size": 16, "dropout": 0.0}
@@ -45,7 +46,14 @@ def expected_lstm_precision() -> str:
 
 
 def tiny_config(**overrides) -> TrainConfig:
-    values = {"family": "lstm", "epochs": 2, "batch_size": 16, "lr": 5e-3, "max_length": 32, "early_stopping_patience": 0}
+    values = {
+        "family": "lstm",
+        "epochs": 2,
+        "batch_size": 16,
+        "lr": 5e-3,
+        "max_length": 32,
+        "early_stopping_patience": 0,
+    }
     return TrainConfig(**{**values, **overrides})
 
 
@@ -53,7 +61,9 @@ def test_tokenizer_is_the_embedded_uncased_wordpiece_without_fixed_padding():
     tokenizer = load_tokenizer()
     assert tokenizer.get_vocab_size() == 30522
     assert tokenizer.token_to_id("[PAD]") == PAD_ID
-    short, long = (ids.tolist() for ids in encode_ids(tokenizer, ["Stocks FELL", "word " * 100], max_length=16, cache=False))
+    short, long = (
+        ids.tolist() for ids in encode_ids(tokenizer, ["Stocks FELL", "word " * 100], max_length=16, cache=False)
+    )
     assert short[0] == tokenizer.token_to_id("[CLS]") and short[-1] == tokenizer.token_to_id("[SEP]")
     assert short == encode_ids(tokenizer, ["stocks fell"], max_length=16, cache=False)[0].tolist()  # uncased
     assert len(short) < 16 and len(long) == 16  # padded per batch later, cut at max_length
@@ -172,13 +182,17 @@ def test_resume_refuses_a_checkpoint_of_other_hyper_parameters(tmp_path):
     train, dev = split("train", 32, 1), split("dev", 8, 2)
     LSTMClassifier.fit(train, dev, LABELS, tiny_config(epochs=1), tmp_path, hparams=TINY_LSTM)
     with pytest.raises(neural.TextclsError, match="cannot resume"):
-        LSTMClassifier.fit(train, dev, LABELS, tiny_config(resume=True), tmp_path, hparams={**TINY_LSTM, "hidden_size": 8})
+        LSTMClassifier.fit(
+            train, dev, LABELS, tiny_config(resume=True), tmp_path, hparams={**TINY_LSTM, "hidden_size": 8}
+        )
 
 
 def test_time_budget_stops_training_early_and_still_evaluates(tmp_path):
     # 0.0001 minutes is well under one step: training stops in the first epoch, yet evaluates once.
     config = tiny_config(epochs=50, batch_size=8, time_budget=0.0001)
-    _, summary = LSTMClassifier.fit(split("train", 400, 1), split("dev", 16, 2), LABELS, config, tmp_path, hparams=TINY_LSTM)
+    _, summary = LSTMClassifier.fit(
+        split("train", 400, 1), split("dev", 16, 2), LABELS, config, tmp_path, hparams=TINY_LSTM
+    )
     assert summary["stopped_by_time_budget"] is True
     assert summary["global_step"] < 50  # one epoch is 50 steps
     assert len(summary["epochs"]) == 1
@@ -188,7 +202,9 @@ def test_early_stopping_ends_training_after_patience_evaluations_without_improve
     accuracies = iter([0.5, 0.6, 0.6, 0.55, 0.9, 0.9])
     monkeypatch.setattr(neural, "evaluate", lambda *args: {"loss": 1.0, "accuracy": next(accuracies), "macro_f1": 0.5})
     config = tiny_config(epochs=6, early_stopping_patience=2)
-    _, summary = LSTMClassifier.fit(split("train", 32, 1), split("dev", 8, 2), LABELS, config, tmp_path, hparams=TINY_LSTM)
+    _, summary = LSTMClassifier.fit(
+        split("train", 32, 1), split("dev", 8, 2), LABELS, config, tmp_path, hparams=TINY_LSTM
+    )
     assert [row["dev_accuracy"] for row in summary["epochs"]] == [0.5, 0.6, 0.6, 0.55]
     assert summary["best_checkpoint_metric"] == 0.6
 
@@ -227,5 +243,8 @@ def test_class_weights_sampler_and_metric_reach_the_own_loop(tmp_path, caplog):
     with caplog.at_level("INFO"):
         _, summary = LSTMClassifier.fit(train, split("dev", 16, 2), LABELS, config, tmp_path, hparams=TINY_LSTM)
     assert "by dev macro_f1 (--metric): the train labels are skewed" in caplog.text
-    assert "class weights (--class-weights balanced): World 0.775, Sports 0.775, Business 0.775, Sci/Tech 7.75" in caplog.text
+    assert (
+        "class weights (--class-weights balanced): World 0.775, Sports 0.775, Business 0.775, Sci/Tech 7.75"
+        in caplog.text
+    )
     assert summary["best_checkpoint_metric"] == max(row["dev_macro_f1"] for row in summary["epochs"])

@@ -6,8 +6,8 @@ import json
 import shutil
 
 import numpy as np
-import torch
 import pytest
+import torch
 
 import textcls
 from tests.conftest import make_texts
@@ -232,6 +232,8 @@ def test_a_run_refuses_one_string_where_a_list_of_texts_belongs(tiny_run):
 
     run = textcls.load(tiny_run, PredictConfig(backend="torch"))
     for method in (run.predict, run.predict_proba):
-        with pytest.raises(ConfigError, match=r"expected a list of texts, found one str \('shares rose'\); pass \[text\]"):
+        with pytest.raises(
+            ConfigError, match=r"expected a list of texts, found one str \('shares rose'\); pass \[text\]"
+        ):
             method("shares rose")
     assert len(run.predict(["shares rose"])) == 1

@@ -5,11 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from tests.conftest import TOPIC_WORDS
+from tests.conftest import topic_split as split
 from textcls.config import TrainConfig
 from textcls.models.encoders import embedded_model_path
-from textcls.training.device import resolve_precision
 from textcls.models.pretrained import PretrainedClassifier, clamp_max_length, epoch_history
-from tests.conftest import TOPIC_WORDS, topic_split as split
+from textcls.training.device import resolve_precision
 
 LABELS = list(TOPIC_WORDS)
 
@@ -158,8 +159,9 @@ def test_a_chunk_run_trains_on_pooled_windows_and_loads_reading_them_again(chunk
     run = textcls.load(chunk_run, PredictConfig(backend="torch"))
     assert run.classifier.windowing.chunks and run.classifier.windowing.stride == 8
     # a reloaded run reads the windows as training did: the same dev scores
-    assert textcls.evaluate(chunk_run, split="dev", predict_config=PredictConfig(backend="torch"))["accuracy"] == (
-        metrics["dev"]["accuracy"]
+    assert (
+        textcls.evaluate(chunk_run, split="dev", predict_config=PredictConfig(backend="torch"))["accuracy"]
+        == (metrics["dev"]["accuracy"])
     )
 
 

@@ -14,7 +14,19 @@ from tests.conftest import make_texts, write_ag_news_folder
 from textcls import runfolder
 from textcls.config import PretrainConfig
 from textcls.errors import DataError, RunFolderError, TextclsError
-from textcls.runs.pretraining import carry_pooler, fill_mask, load_masked_lm, masked_lm_head, masked_positions_trainer, masking_collator, masked_token_scores, pretrain, read_pretraining_texts, start_head_from_data, token_counts
+from textcls.runs.pretraining import (
+    carry_pooler,
+    fill_mask,
+    load_masked_lm,
+    masked_lm_head,
+    masked_positions_trainer,
+    masked_token_scores,
+    masking_collator,
+    pretrain,
+    read_pretraining_texts,
+    start_head_from_data,
+    token_counts,
+)
 
 
 def write_text(path: Path, n: int = 120, seed: int = 3) -> Path:
@@ -24,8 +36,15 @@ def write_text(path: Path, n: int = 120, seed: int = 3) -> Path:
 
 def tiny_config(tiny_bert: Path, data: Path, **overrides) -> PretrainConfig:
     values = {
-        "data": str(data), "model": str(tiny_bert), "epochs": 1, "batch_size": 16, "lr": 1e-3, "max_length": 32,
-        "precision": "fp32", "pseudo_perplexity_texts": 5, "seed": 1,
+        "data": str(data),
+        "model": str(tiny_bert),
+        "epochs": 1,
+        "batch_size": 16,
+        "lr": 1e-3,
+        "max_length": 32,
+        "precision": "fp32",
+        "pseudo_perplexity_texts": 5,
+        "seed": 1,
     }
     return PretrainConfig(**{**values, **overrides})
 
@@ -38,7 +57,9 @@ def test_the_head_on_masked_positions_only_gives_the_models_own_loss_and_gradien
     assert masked_lm_head(torch.nn.Sequential(model)) is None  # a wrapped model keeps its own forward
     texts = [f"{title} {body}" for _, title, body in make_texts(16, 5)]
     encoded = tokenizer(texts, truncation=True, max_length=32, return_special_tokens_mask=True)
-    inputs = masking_collator(tokenizer, tiny_config(tiny_bert, tmp_path), seed=0)([{k: encoded[k][i] for k in encoded} for i in range(16)])
+    inputs = masking_collator(tokenizer, tiny_config(tiny_bert, tmp_path), seed=0)(
+        [{k: encoded[k][i] for k in encoded} for i in range(16)]
+    )
     args = TrainingArguments(output_dir=str(tmp_path / "out"), use_cpu=True, report_to="none")
     trainer = masked_positions_trainer(model=model, args=args)
 
@@ -46,7 +67,13 @@ def test_the_head_on_masked_positions_only_gives_the_models_own_loss_and_gradien
         model.zero_grad()
         loss = compute()
         loss.backward()
-        return loss.item(), [p.grad.clone() for p in (model.bert.encoder.layer[0].attention.self.query.weight, model.cls.predictions.transform.dense.weight)]
+        return loss.item(), [
+            p.grad.clone()
+            for p in (
+                model.bert.encoder.layer[0].attention.self.query.weight,
+                model.cls.predictions.transform.dense.weight,
+            )
+        ]
 
     fast, fast_grads = loss_and_grads(lambda: trainer.compute_loss(model, dict(inputs)))
     own, own_grads = loss_and_grads(lambda: model(**inputs).loss)
@@ -62,7 +89,8 @@ def test_a_fresh_head_starts_from_the_texts_token_shares_and_predicts_better_tha
     assert fresh  # the tiny BERT is saved without an MLM head, like the embedded MiniLM
     texts = [f"{title} {body}" for _, title, body in make_texts(200, 7)]
     rows = Dataset.from_dict({"text": texts}).map(
-        lambda batch: tokenizer(batch["text"], truncation=True, max_length=32, return_special_tokens_mask=True), batched=True
+        lambda batch: tokenizer(batch["text"], truncation=True, max_length=32, return_special_tokens_mask=True),
+        batched=True,
     )
     counts = token_counts(rows, model.config.vocab_size)
     assert counts[tokenizer.cls_token_id] == counts[tokenizer.sep_token_id] == 0  # special tokens are never predicted
@@ -91,7 +119,9 @@ def test_pretrain_starts_a_fresh_head_from_the_text_unless_asked_for_a_drawn_one
     corpus = write_text(tmp_path / "text.txt", n=40)
     short = {"epochs": 0.01, "pseudo_perplexity_texts": 0}
     started = pretrain(tiny_config(tiny_bert, corpus, **short), tmp_path / "data")["held_out"]["before"]
-    drawn = pretrain(tiny_config(tiny_bert, corpus, fresh_head="random", **short), tmp_path / "random")["held_out"]["before"]
+    drawn = pretrain(tiny_config(tiny_bert, corpus, fresh_head="random", **short), tmp_path / "random")["held_out"][
+        "before"
+    ]
     assert started["masked_loss"] < drawn["masked_loss"] - 0.5
     with pytest.raises(ValueError, match="fresh_head"):
         tiny_config(tiny_bert, corpus, fresh_head="zeros")
@@ -104,7 +134,9 @@ def test_masking_picks_about_15_percent_and_never_special_tokens_or_padding(tiny
     tokenizer = AutoTokenizer.from_pretrained(tiny_bert)
     config = PretrainConfig(data="x", whole_word_masking=whole_words)
     texts = [f"{t} {d}" for _, t, d in make_texts(400, 5)]
-    encoded = tokenizer(texts, truncation=True, max_length=32, return_special_tokens_mask=True, return_offsets_mapping=whole_words)
+    encoded = tokenizer(
+        texts, truncation=True, max_length=32, return_special_tokens_mask=True, return_offsets_mapping=whole_words
+    )
     rows = [{key: encoded[key][i] for key in encoded} for i in range(len(texts))]
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # transformers warns when whole words meet the default 80/10/10 split
@@ -161,8 +193,16 @@ def test_train_fine_tunes_the_pretrained_encoder(pretrained_run, tmp_path):
     run, _ = pretrained_run
     data = write_ag_news_folder(tmp_path / "data", n_train=32, n_dev=16, n_test=0)
     # epochs tiny and lr ~0: the classifier's encoder must still hold the pre-trained weights
-    result = textcls.train(data=str(data), out=tmp_path / "cls", model=str(run), epochs=0.05, lr=1e-12, batch_size=8,
-                           max_length=32, precision="fp32")
+    result = textcls.train(
+        data=str(data),
+        out=tmp_path / "cls",
+        model=str(run),
+        epochs=0.05,
+        lr=1e-12,
+        batch_size=8,
+        max_length=32,
+        precision="fp32",
+    )
     encoder = load_file(run / "model" / "model.safetensors")
     classifier = load_file(tmp_path / "cls" / "model" / "model.safetensors")
     for name in ("bert.embeddings.word_embeddings.weight", "bert.pooler.dense.weight"):
@@ -204,7 +244,9 @@ def test_fill_mask_lists_the_top_words_most_probable_first(pretrained_run):
     assert len(fill_mask(run, "[MASK] shares [MASK]", top_k=2)) == 2  # one list per mask
     with pytest.raises(TextclsError, match=r"expected \[MASK\]"):
         fill_mask(run, "no mask here")
-    with pytest.raises(TextclsError, match=r"expected every \[MASK\] within the model's \d+ tokens, found 1 of 2 beyond"):
+    with pytest.raises(
+        TextclsError, match=r"expected every \[MASK\] within the model's \d+ tokens, found 1 of 2 beyond"
+    ):
         fill_mask(run, "[MASK] " + "shares " * 600 + "[MASK] end")  # the second mask lies past the token limit
 
 
@@ -213,7 +255,9 @@ def test_nothing_masked_is_a_zero_loss_and_no_score_not_nan_or_perfect(tiny_bert
 
     tokenizer, model, _ = load_masked_lm(str(tiny_bert))
     encoded = tokenizer(["goal", "stocks"], truncation=True, max_length=32, return_special_tokens_mask=True)
-    inputs = masking_collator(tokenizer, tiny_config(tiny_bert, tmp_path), seed=0)([{k: encoded[k][i] for k in encoded} for i in range(2)])
+    inputs = masking_collator(tokenizer, tiny_config(tiny_bert, tmp_path), seed=0)(
+        [{k: encoded[k][i] for k in encoded} for i in range(2)]
+    )
     inputs["labels"][:] = -100  # a batch in which the draw masked nothing
     args = TrainingArguments(output_dir=str(tmp_path / "out"), use_cpu=True, report_to="none")
     loss = masked_positions_trainer(model=model, args=args).compute_loss(model, dict(inputs))
@@ -268,7 +312,10 @@ def test_a_folder_of_text_files_and_a_split_folder_are_read(tmp_path):
 def test_a_classifier_or_seq2seq_run_given_as_the_encoder_says_what_it_is(tiny_run, tmp_path):
     from textcls.models.encoders import resolve_model
 
-    with pytest.raises(TextclsError, match=r"found a textcls 'pretrained' run in .*; to start from its fine-tuned encoder, pass .*model"):
+    with pytest.raises(
+        TextclsError,
+        match=r"found a textcls 'pretrained' run in .*; to start from its fine-tuned encoder, pass .*model",
+    ):
         resolve_model(str(tiny_run))
     assert resolve_model(str(tiny_run / "model")) == str(tiny_run / "model")  # its encoder folder itself is fine
     seq2seq = tmp_path / "s2s"

@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from textcls.reporting.metrics import calibration
 from textcls.reporting.html import build_report, mistakes, write_report
+from textcls.reporting.metrics import calibration
 
 LABEL_NAMES = ["World", "Sports", "Business", "Sci/Tech"]
 SECTION_IDS = ["headline", "per-class", "confusion", "curves", "calibration", "mistakes"]
@@ -38,8 +38,14 @@ def run_dir(tmp_path: Path) -> Path:
     folder = tmp_path / "runs" / "demo-run"
     folder.mkdir(parents=True)
     epochs = [
-        {"epoch": e, "step": 10 * e, "train_loss": 1.4 / e, "dev_loss": 1.2 / e + 0.1,
-         "dev_accuracy": 0.4 + 0.15 * e, "dev_macro_f1": 0.35 + 0.15 * e}
+        {
+            "epoch": e,
+            "step": 10 * e,
+            "train_loss": 1.4 / e,
+            "dev_loss": 1.2 / e + 0.1,
+            "dev_accuracy": 0.4 + 0.15 * e,
+            "dev_macro_f1": 0.35 + 0.15 * e,
+        }
         for e in (1, 2, 3)
     ]
     (folder / "metrics.json").write_text(json.dumps({"train": {"epochs": epochs}, "dev": {}}), encoding="utf-8")
@@ -192,16 +198,26 @@ def test_write_report_is_atomic_and_returns_path(tmp_path: Path, report_html: st
     assert [p.name for p in path.parent.iterdir()] == ["report.html"]  # no temporary file left
 
 
-@pytest.mark.skipif(not CHROMIUM.exists(), reason=f"headless Chromium not installed at {CHROMIUM} "
-                    "(apt-get install -y chromium)")
+@pytest.mark.skipif(
+    not CHROMIUM.exists(), reason=f"headless Chromium not installed at {CHROMIUM} (apt-get install -y chromium)"
+)
 def test_report_renders_in_headless_chromium(tmp_path: Path, report_html: str) -> None:
     report = write_report(tmp_path / "report.html", report_html)
     shot = tmp_path / "shot.png"
     command = [
-        str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync",
-        f"--user-data-dir={tmp_path / 'chromium-profile'}", "--window-size=1200,2400",
-        f"--screenshot={shot}", report.resolve().as_uri(),
+        str(CHROMIUM),
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp_path / 'chromium-profile'}",
+        "--window-size=1200,2400",
+        f"--screenshot={shot}",
+        report.resolve().as_uri(),
     ]
     result = subprocess.run(command, capture_output=True, text=True, timeout=60)
     assert shot.is_file(), f"no screenshot; chromium exit {result.returncode}: {result.stderr[-2000:]}"

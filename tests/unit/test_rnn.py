@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 import torch
 
+from tests.conftest import TOPIC_WORDS
+from tests.conftest import topic_split as split
 from textcls.config import TrainConfig
 from textcls.models.neural import pad_batch
 from textcls.models.rnn import AttentionLSTMClassifier, AttentionLSTMModel, LSTMClassifier, LSTMModel
-from tests.conftest import TOPIC_WORDS, topic_split as split
 
 LABELS = list(TOPIC_WORDS)
 TINY = {"embedding_dim": 16, "hidden_size": 16, "dropout": 0.1}
@@ -93,7 +94,11 @@ def test_predict_proba_is_a_distribution_in_input_order(trained):
 def test_save_and_load_give_identical_probabilities(trained, tmp_path):
     classifier, _ = trained
     classifier.save(tmp_path / "model")
-    assert sorted(p.name for p in (tmp_path / "model").iterdir()) == ["model.safetensors", "neural.json", "tokenizer.json"]
+    assert sorted(p.name for p in (tmp_path / "model").iterdir()) == [
+        "model.safetensors",
+        "neural.json",
+        "tokenizer.json",
+    ]
     loaded = type(classifier).load(tmp_path / "model")
     assert loaded.label_names == LABELS and loaded.max_length == 32 and loaded.hparams == classifier.hparams
     texts = split("x", 12, 9).texts

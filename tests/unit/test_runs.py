@@ -8,11 +8,11 @@ import re
 import pytest
 
 import textcls
+from tests.conftest import write_ag_news_folder
+from textcls.config import split_options
 from textcls.errors import RunFolderError, TextclsError
 from textcls.models.pretrained import PretrainedClassifier
-from textcls.config import split_options
 from textcls.runfolder import read_info as read_run_info
-from tests.conftest import write_ag_news_folder
 
 
 def tiny_options(tiny_bert, **extra):
@@ -26,7 +26,9 @@ def test_resume_continues_from_the_last_checkpoint_of_an_interrupted_run(tiny_be
     # An interrupted run: one epoch's checkpoint in the partial folder, no finished run folder.
     partial = tmp_path / "runs" / ".resumed.partial"
     config = textcls.TrainConfig(**tiny_options(tiny_bert, epochs=1))
-    PretrainedClassifier.fit(loaded.splits["train"], loaded.splits["dev"], loaded.label_names, config, partial / "checkpoints")
+    PretrainedClassifier.fit(
+        loaded.splits["train"], loaded.splits["dev"], loaded.label_names, config, partial / "checkpoints"
+    )
     assert not out.exists()
     with pytest.raises(RunFolderError, match="continue it with --resume"):
         textcls.load(out)
@@ -77,14 +79,22 @@ def test_load_rejects_folders_that_are_not_runs(tmp_path):
 
 @pytest.mark.parametrize(
     ("field", "value"),
-    [("format_version", "2"), ("model_files", [1]), ("max_length", "abc"), ("label_names", "World"), ("data_config", 3)],
+    [
+        ("format_version", "2"),
+        ("model_files", [1]),
+        ("max_length", "abc"),
+        ("label_names", "World"),
+        ("data_config", 3),
+    ],
 )
 def test_a_damaged_run_record_names_the_field_not_a_traceback(tmp_path, field, value):
     data = write_ag_news_folder(tmp_path / "data", n_train=24, n_dev=8, n_test=8)
     run = textcls.train(data=str(data), out=tmp_path / "run", family="tfidf").run_dir
     info = json.loads((run / "textcls.json").read_text())
     (run / "textcls.json").write_text(json.dumps({**info, field: value}))
-    with pytest.raises(RunFolderError, match=rf"expected {field} to be .* found {re.escape(repr(value))}; the run folder is damaged"):
+    with pytest.raises(
+        RunFolderError, match=rf"expected {field} to be .* found {re.escape(repr(value))}; the run folder is damaged"
+    ):
         textcls.load(run)
 
 
@@ -149,7 +159,10 @@ def test_evaluate_reads_new_data_as_the_run_read_its_own(tmp_path):
     scored = textcls.runs.api.score(run, one_file)
     assert len(scored.texts) == 30 and scored.source == str(new / "test.csv")  # all of it, not a dev carve
     # the run's own folder named again is new data too: scored whole, not cut to the run's max_eval_samples
-    assert textcls.evaluate(run, textcls.runs.api.data_config_for_run(run, {"data": str(data)}), "dev")["num_samples"] == 20
+    assert (
+        textcls.evaluate(run, textcls.runs.api.data_config_for_run(run, {"data": str(data)}), "dev")["num_samples"]
+        == 20
+    )
 
 
 def test_a_run_trained_on_one_file_is_scored_on_the_dev_it_carved_from_it(tmp_path):
@@ -160,8 +173,12 @@ def test_a_run_trained_on_one_file_is_scored_on_the_dev_it_carved_from_it(tmp_pa
     run = tmp_path / "run"
     trained = textcls.train(data=str(one_file), out=run, family="tfidf").metrics["dev"]
     assert trained["num_samples"] == 12  # a tenth carved off as dev
-    for data_config, split in [(None, "dev"), (None, "test"), (textcls.runs.api.data_config_for_run(run, {"data": str(one_file)}), "dev"),
-                               (textcls.runs.api.data_config_for_run(run, {"max_eval_samples": 100}), "dev")]:
+    for data_config, split in [
+        (None, "dev"),
+        (None, "test"),
+        (textcls.runs.api.data_config_for_run(run, {"data": str(one_file)}), "dev"),
+        (textcls.runs.api.data_config_for_run(run, {"max_eval_samples": 100}), "dev"),
+    ]:
         scored = textcls.runs.api.score(run, data_config, split)
         assert (scored.split, len(scored.texts)) == ("dev", 12)  # the run's own file: test falls back to its dev
         assert textcls.evaluate(run, data_config, split)["accuracy"] == trained["accuracy"]
@@ -185,8 +202,11 @@ def test_resume_refuses_checkpoints_of_other_rows_or_settings_and_keeps_them(tin
     options = tiny_options(tiny_bert, epochs=2)
     with pytest.raises(Killed):
         textcls.train(data=str(data), out=out, **options)
-    for changed, named in [({"family": "lstm"}, "family 'pretrained' (now 'lstm')"),
-                           ({"max_train_samples": 16}, "the rows"), ({"lr": 5e-3}, "lr 0.001 (now 0.005)")]:
+    for changed, named in [
+        ({"family": "lstm"}, "family 'pretrained' (now 'lstm')"),
+        ({"max_train_samples": 16}, "the rows"),
+        ({"lr": 5e-3}, "lr 0.001 (now 0.005)"),
+    ]:
         with pytest.raises(TextclsError, match=re.escape(named)) as refused:
             textcls.train(data=str(data), out=out, **{**options, **changed, "resume": True})
         assert "drop --resume to start over" in str(refused.value)
@@ -230,7 +250,9 @@ def test_new_data_and_predict_input_are_read_from_the_columns_the_run_was_traine
     from textcls.cli.main import app
 
     data = write_ag_news_folder(tmp_path / "data", n_train=80, n_dev=20, n_test=40)
-    found = textcls.train(data=str(data), out=tmp_path / "found", family="tfidf").run_dir  # title+description, by layout
+    found = textcls.train(
+        data=str(data), out=tmp_path / "found", family="tfidf"
+    ).run_dir  # title+description, by layout
     named = textcls.train(data=str(data), out=tmp_path / "named", family="tfidf", text_columns=("description",)).run_dir
     assert read_run_info(found)["data"]["text_columns"] == ["title", "description"]
     assert read_run_info(named)["data"]["text_columns"] == ["description"]
@@ -242,18 +264,28 @@ def test_new_data_and_predict_input_are_read_from_the_columns_the_run_was_traine
         assert result.exit_code == 0, result.output
         return [json.loads(line)["probs"] for line in result.stdout.splitlines()]
 
-    for run, columns in ((found, ["--text-column", "title", "--text-column", "description"]), (named, ["--text-column", "description"])):
+    for run, columns in (
+        (found, ["--text-column", "title", "--text-column", "description"]),
+        (named, ["--text-column", "description"]),
+    ):
         expected = predicted(run, test, *columns)
         assert predicted(run, test) == expected and predicted(run, noisy) == expected
         new = textcls.evaluate(run, textcls.DataConfig(test_file=str(noisy)), "test")  # the Python API alike
         assert new["accuracy"] == textcls.evaluate(run, None, "test")["accuracy"]
 
     # new data without the run's columns: the usual layouts, with a warning that names both
-    only_text = _with_columns(test, tmp_path / "only_text.csv", {"text": lambda row: f"{row['title']} {row['description']}"})
+    only_text = _with_columns(
+        test, tmp_path / "only_text.csv", {"text": lambda row: f"{row['title']} {row['description']}"}
+    )
     assert len(predicted(named, only_text)) == 40  # has description too: read as trained
     import csv
+
     with (tmp_path / "plain.csv").open("w", newline="", encoding="utf-8") as handle:
         csv.writer(handle).writerows([["text"], ["stocks shares profit"], ["goal coach season"]])
-    result = CliRunner().invoke(app, ["predict", str(named), "--input", str(tmp_path / "plain.csv"), "--backend", "torch"])
+    result = CliRunner().invoke(
+        app, ["predict", str(named), "--input", str(tmp_path / "plain.csv"), "--backend", "torch"]
+    )
     assert result.exit_code == 0 and len(result.stdout.splitlines()) == 2
-    assert "has no description, the text the model was trained on; reading text instead" in " ".join(result.stderr.split())
+    assert "has no description, the text the model was trained on; reading text instead" in " ".join(
+        result.stderr.split()
+    )

@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 import torch
 
+from tests.conftest import TOPIC_WORDS
+from tests.conftest import topic_split as split
 from textcls.config import TrainConfig
 from textcls.models.neural import pad_batch
 from textcls.models.scratch import ScratchTransformerClassifier, ScratchTransformerModel, sinusoidal_positions
-from tests.conftest import TOPIC_WORDS, topic_split as split
 
 LABELS = list(TOPIC_WORDS)
 TINY = {"d_model": 32, "num_heads": 4, "num_layers": 2, "ff_dim": 64, "dropout": 0.1}

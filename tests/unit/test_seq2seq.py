@@ -62,7 +62,9 @@ def test_masking_makes_the_output_independent_of_padding(attention):
     for row in range(3):
         length = int(source_mask[row].sum())
         # the same source alone (no padding), and with 9 extra pad columns of garbage-free zeros
-        alone_logits, alone_weights = model(source_ids[row : row + 1, :length], source_mask[row : row + 1, :length], target_in[row : row + 1])
+        alone_logits, alone_weights = model(
+            source_ids[row : row + 1, :length], source_mask[row : row + 1, :length], target_in[row : row + 1]
+        )
         wide_ids = torch.cat([source_ids[row : row + 1], torch.zeros(1, 9, dtype=torch.long)], dim=1)
         wide_mask = torch.cat([source_mask[row : row + 1], torch.zeros(1, 9, dtype=torch.long)], dim=1)
         wide_logits, _ = model(wide_ids, wide_mask, target_in[row : row + 1])
@@ -78,7 +80,9 @@ def test_beam_of_one_equals_greedy_decoding():
     greedy_ids, greedy_weights = model.greedy(source_ids, source_mask, max_steps=12)
     for row in range(3):
         length = int(source_mask[row].sum())
-        ids, weights = model.beam(source_ids[row : row + 1, :length], source_mask[row : row + 1, :length], 1, max_steps=12)
+        ids, weights = model.beam(
+            source_ids[row : row + 1, :length], source_mask[row : row + 1, :length], 1, max_steps=12
+        )
         expected = greedy_ids[row].tolist()
         expected = expected[: expected.index(EOS) + 1] if EOS in expected else expected
         assert ids == expected
@@ -117,8 +121,18 @@ def overfit_run(tmp_path_factory):
     for split in ("train", "dev", "test"):
         (folder / f"{split}.tsv").write_text("".join(f"{s}\t{t}\n" for s, t in pairs), encoding="utf-8")
     result = seq2seq.train(
-        folder, tmp_path_factory.mktemp("runs") / "overfit", epochs=60, batch_size=10, lr=1e-2, dropout=0.0,
-        embedding_size=32, encoder_hidden=32, decoder_hidden=64, attention_size=32, early_stopping_patience=0, threads=1,
+        folder,
+        tmp_path_factory.mktemp("runs") / "overfit",
+        epochs=60,
+        batch_size=10,
+        lr=1e-2,
+        dropout=0.0,
+        embedding_size=32,
+        encoder_hidden=32,
+        decoder_hidden=64,
+        attention_size=32,
+        early_stopping_patience=0,
+        threads=1,
     )
     return result, pairs
 
@@ -184,6 +198,7 @@ def test_an_interrupted_run_resumes_to_the_same_history(tmp_path, monkeypatch):
     assert (runfolder.partial_dir(tmp_path / "resumed") / "checkpoints" / "checkpoint-1").is_dir()
     resumed = seq2seq.train(folder, tmp_path / "resumed", epochs=2, resume=True, **options)
     keys = ("epoch", "step", "train_loss", "dev_loss", "dev_token_accuracy")
+
     def flat(result):
         return [row[k] for row in result.metrics["training"]["history"] for k in keys]
 
@@ -194,7 +209,10 @@ def test_an_interrupted_run_resumes_to_the_same_history(tmp_path, monkeypatch):
 @pytest.mark.parametrize(
     "content, message",
     [
-        ("a b\tx y\nno tab here\n", r"bad\.tsv, line 2: expected 'source<TAB>target' \(exactly one tab\), found no tab"),
+        (
+            "a b\tx y\nno tab here\n",
+            r"bad\.tsv, line 2: expected 'source<TAB>target' \(exactly one tab\), found no tab",
+        ),
         ("a b\tx y\na\tb\tc\n", r"bad\.tsv, line 2: .* found 2 tabs"),
         ("a b\tx y\n\t x y\n", r"bad\.tsv, line 2, field 'source': expected text, found it empty"),
         ("a b\tx y\nc d\t  \n", r"bad\.tsv, line 2, field 'target': expected text, found it empty"),
@@ -210,7 +228,9 @@ def test_bad_tsv_rows_name_the_file_line_and_field(tmp_path, content, message):
 def test_csv_and_jsonl_pairs_and_their_errors(tmp_path):
     csv_path = tmp_path / "pairs.csv"
     csv_path.write_text('en,fr\n"the red car","la voiture rouge"\n', encoding="utf-8")
-    with pytest.raises(DataError, match=r"pairs\.csv, line 1: expected columns 'source' and 'target'.*found \['en', 'fr'\]"):
+    with pytest.raises(
+        DataError, match=r"pairs\.csv, line 1: expected columns 'source' and 'target'.*found \['en', 'fr'\]"
+    ):
         read_pairs(csv_path)
     pairs = read_pairs(csv_path, source_column="en", target_column="fr")
     assert pairs.sources == ["the red car"] and pairs.targets == ["la voiture rouge"]
@@ -248,7 +268,9 @@ def test_dates_put_the_year_first_and_match_the_source():
     for source, target in make_pairs("dates", 300, seed=2):
         day = datetime.date.fromisoformat(target)
         assert str(day.year)[-2:] in source
-        if any(name in source for name in ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")):
+        if any(
+            name in source for name in ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+        ):
             assert day.strftime("%A") in source
     assert make_pairs("dates", 5, seed=1) == make_pairs("dates", 5, seed=1)
 

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 
 from textcls.config import TrainConfig
-from textcls.training.loaders import TokenizedRows
-from textcls.training.tokens import encode_windows
+from textcls.data.windows import Windowing, special_tokens
 from textcls.errors import ConfigError
 from textcls.models.neural import load_tokenizer
-from textcls.data.windows import Windowing, special_tokens
+from textcls.training.loaders import TokenizedRows
+from textcls.training.tokens import encode_windows
 
 CLS, SEP = 101, 102
 
@@ -43,7 +43,13 @@ def test_head_tail_keeps_a_quarter_from_the_start_and_the_rest_from_the_end():
 def test_chunk_windows_overlap_by_the_stride_and_reach_the_end():
     windows = Windowing(8, "chunk", stride=2).cut([text_ids(5), text_ids(20)], 1, 1)
     bodies = [w[1:-1].tolist() for w in windows.sequences]
-    assert bodies == [[1, 2, 3], [1, 2, 3, 4, 5, 6], [5, 6, 7, 8, 9, 10], [9, 10, 11, 12, 13, 14], [13, 14, 15, 16, 17, 18]]
+    assert bodies == [
+        [1, 2, 3],
+        [1, 2, 3, 4, 5, 6],
+        [5, 6, 7, 8, 9, 10],
+        [9, 10, 11, 12, 13, 14],
+        [13, 14, 15, 16, 17, 18],
+    ]
     assert all(w[0] == CLS and w[-1] == SEP and len(w) <= 8 for w in windows.sequences)
     assert windows.owner.tolist() == [0, 1, 1, 1, 1] and windows.offsets.tolist() == [0, 1, 5]
 

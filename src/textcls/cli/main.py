@@ -25,14 +25,23 @@ import typer  # noqa: E402
 from rich.markup import escape  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from textcls.config import DataConfig, PredictConfig, PretrainConfig, ServeConfig, TrainConfig, column_names, field_names, flag_name, split_options  # noqa: E402
-from textcls.cli.console import fail
+from textcls.cli.console import fail, stdout
 from textcls.cli.console import library_call as _library_call
 from textcls.cli.console import setup_logging as _setup_logging
-from textcls.cli.console import stdout
+from textcls.cli.seq2seq import app as seq2seq_app
+from textcls.config import (  # noqa: E402
+    DataConfig,
+    PredictConfig,
+    PretrainConfig,
+    ServeConfig,
+    TrainConfig,
+    column_names,
+    field_names,
+    flag_name,
+    split_options,
+)
 from textcls.errors import TextclsError  # noqa: E402
 from textcls.families import FAMILIES  # noqa: E402
-from textcls.cli.seq2seq import app as seq2seq_app
 
 app = typer.Typer(
     name="textcls",
@@ -56,11 +65,14 @@ def _one_process_unless_distributed(context: typer.Context) -> None:
     except ValueError:
         processes = 1  # not a launcher's: a variable of the same name set for something else
     if processes > 1 and context.invoked_subcommand not in _DISTRIBUTED_COMMANDS:
-        fail(TextclsError(
-            f"textcls {context.invoked_subcommand} runs in one process, but {processes} were started (torchrun / "
-            f"accelerate launch: WORLD_SIZE={processes}); run it without a launcher (only "
-            f"{' and '.join(_DISTRIBUTED_COMMANDS)} train across processes)"
-        ))
+        fail(
+            TextclsError(
+                f"textcls {context.invoked_subcommand} runs in one process, but {processes} were started (torchrun / "
+                f"accelerate launch: WORLD_SIZE={processes}); run it without a launcher (only "
+                f"{' and '.join(_DISTRIBUTED_COMMANDS)} train across processes)"
+            )
+        )
+
 
 _TYPES = {"bool": bool, "int": int, "float": float, "str": str, "tuple[str, ...]": list[str]}
 
@@ -95,7 +107,9 @@ def _field_parameters(*classes: type, skip: tuple[str, ...] = (), run_data: bool
             # "--x/--no-x" must stay one declaration: split in two, click reads both as "--x" (True)
             option = typer.Option(None, flag, help=help_text, show_default=False)
             parameters.append(
-                inspect.Parameter(field.name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=Optional[python_type])
+                inspect.Parameter(
+                    field.name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=Optional[python_type]
+                )
             )
     return parameters
 
@@ -112,19 +126,21 @@ def _with_parameters(extra: list[inspect.Parameter]):
     return decorate
 
 
-def _read_config_file(path: Optional[Path]) -> dict[str, Any]:
+def _read_config_file(path: Path | None) -> dict[str, Any]:
     if path is None:
         return {}
     try:
         values = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as error:
-        raise TextclsError(f"could not read --config {path}: {error}; expected a JSON object of option names") from error
+        raise TextclsError(
+            f"could not read --config {path}: {error}; expected a JSON object of option names"
+        ) from error
     if not isinstance(values, dict):
         raise TextclsError(f"--config {path}: expected a JSON object, found {type(values).__name__}")
     return {key.replace("-", "_"): value for key, value in values.items()}
 
 
-def _given(config_file: Optional[Path], flags: dict[str, Any]) -> dict[str, Any]:
+def _given(config_file: Path | None, flags: dict[str, Any]) -> dict[str, Any]:
     """The options a user set: the --config file's, overridden by the flags given on the command line."""
     return {**_read_config_file(config_file), **{k: v for k, v in flags.items() if v is not None}}
 
@@ -144,8 +160,12 @@ def _metrics_table(title: str, metrics: dict[str, Any]) -> Table:
     table.add_section()
     rows = [("accuracy", "accuracy"), ("macro F1", "macro_f1")]
     if metrics.get("multi_label"):
-        rows = [("micro F1", "micro_f1"), ("macro F1", "macro_f1"), ("subset accuracy", "subset_accuracy"),
-                ("Hamming loss", "hamming_loss")]
+        rows = [
+            ("micro F1", "micro_f1"),
+            ("macro F1", "macro_f1"),
+            ("subset accuracy", "subset_accuracy"),
+            ("Hamming loss", "hamming_loss"),
+        ]
     for name, key in rows:
         table.add_row(name, "", "", f"{metrics[key]:.4f}", str(metrics["num_samples"]))
     return table
@@ -154,7 +174,11 @@ def _metrics_table(title: str, metrics: dict[str, Any]) -> Table:
 def _confusion_table(metrics: dict[str, Any]) -> Table:
     """The confusion matrix, or for multi-label how often gold labels occur together."""
     multi_label = bool(metrics.get("multi_label"))
-    title = "gold labels together (texts carrying both)" if multi_label else "confusion matrix (rows: gold, columns: predicted)"
+    title = (
+        "gold labels together (texts carrying both)"
+        if multi_label
+        else "confusion matrix (rows: gold, columns: predicted)"
+    )
     table = Table(title=title)
     table.add_column("")
     for name in metrics["label_names"]:
@@ -174,7 +198,11 @@ def _epochs_table(history: list[dict[str, Any]]) -> Table:
 
     for row in history:
         table.add_row(
-            f"{row['epoch']:.2f}", fmt(row["train_loss"]), fmt(row["dev_loss"]), fmt(row["dev_accuracy"]), fmt(row["dev_macro_f1"])
+            f"{row['epoch']:.2f}",
+            fmt(row["train_loss"]),
+            fmt(row["dev_loss"]),
+            fmt(row["dev_accuracy"]),
+            fmt(row["dev_macro_f1"]),
         )
     return table
 
@@ -183,8 +211,10 @@ def _epochs_table(history: list[dict[str, Any]]) -> Table:
 @_with_parameters(_field_parameters(DataConfig, TrainConfig))
 def train(
     out: Path = typer.Option(Path("runs/latest"), "--out", help="Run folder to write."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run folder (only once the new one is complete)."),
-    config: Optional[Path] = typer.Option(None, "--config", help="JSON file of option values; flags override it."),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="Replace an existing run folder (only once the new one is complete)."
+    ),
+    config: Path | None = typer.Option(None, "--config", help="JSON file of option values; flags override it."),
     as_json: bool = typer.Option(False, "--json", help="Print the metrics as JSON instead of tables."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging."),
     **options: Any,
@@ -211,11 +241,13 @@ def train(
 
 
 @app.command()
-@_with_parameters(_field_parameters(PredictConfig, DataConfig, skip=("max_train_samples", "dev_fraction"), run_data=True))
+@_with_parameters(
+    _field_parameters(PredictConfig, DataConfig, skip=("max_train_samples", "dev_fraction"), run_data=True)
+)
 def evaluate(
     run_dir: Path = typer.Argument(..., help="Run folder written by `textcls train`."),
     split: str = typer.Option("test", "--split", help="Split to score: test (falls back to dev) or dev."),
-    output: Optional[Path] = typer.Option(None, "--output", help="Also write the metrics JSON here."),
+    output: Path | None = typer.Option(None, "--output", help="Also write the metrics JSON here."),
     as_json: bool = typer.Option(False, "--json", help="Print the metrics as JSON instead of tables."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging."),
     **options: Any,
@@ -226,7 +258,8 @@ def evaluate(
     (columns, label names, label base) and scored whole (the run's row limits are not carried over).
     """
     from textcls.files import write_json
-    from textcls.runs.api import data_config_for_run, evaluate as run_evaluation
+    from textcls.runs.api import data_config_for_run
+    from textcls.runs.api import evaluate as run_evaluation
 
     _setup_logging(verbose)
     with _library_call():
@@ -238,25 +271,28 @@ def evaluate(
     if as_json:
         print(json.dumps(metrics, indent=2))
         return
-    stdout.print(_metrics_table(f"{run_dir} on {metrics['split']} ({metrics['source']}), backend {metrics['backend']}", metrics))
+    stdout.print(
+        _metrics_table(f"{run_dir} on {metrics['split']} ({metrics['source']}), backend {metrics['backend']}", metrics)
+    )
     stdout.print(_confusion_table(metrics))
 
 
 @app.command()
 @_with_parameters(_field_parameters(DataConfig, TrainConfig, skip=("family", "resume")))
 def compare(
-    families: Optional[str] = typer.Option(
+    families: str | None = typer.Option(
         None, "--families", help=escape(f"Comma-separated families [default: all: {','.join(FAMILIES)}].")
     ),
     out: Path = typer.Option(Path("runs/compare"), "--out", help="Folder for one run per family and the comparison."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Retrain families whose run folder already exists."),
-    config: Optional[Path] = typer.Option(None, "--config", help="JSON file of option values; flags override it."),
+    config: Path | None = typer.Option(None, "--config", help="JSON file of option values; flags override it."),
     as_json: bool = typer.Option(False, "--json", help="Print compare.json instead of a table."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging."),
     **options: Any,
 ) -> None:
     """Train several families on the same data; write compare.json, compare.md and compare.png."""
-    from textcls.runs.compare import compare as run_compare, parse_families, split_compare_options
+    from textcls.runs.compare import compare as run_compare
+    from textcls.runs.compare import parse_families, split_compare_options
 
     _setup_logging(verbose)
     with _library_call():
@@ -271,8 +307,13 @@ def compare(
         table.add_column(column, justify="left" if column in ("family", "run folder") else "right")
     for row in result["families"]:
         table.add_row(
-            row["family"], f"{row['dev_accuracy']:.4f}", f"{row['dev_macro_f1']:.4f}", f"{row['train_seconds']:.0f}",
-            f"{row['inference_samples_per_second']:.0f}", f"{row['parameters']:,}", row["run_dir"],
+            row["family"],
+            f"{row['dev_accuracy']:.4f}",
+            f"{row['dev_macro_f1']:.4f}",
+            f"{row['train_seconds']:.0f}",
+            f"{row['inference_samples_per_second']:.0f}",
+            f"{row['parameters']:,}",
+            row["run_dir"],
         )
     stdout.print(table)
     stdout.print(f"written: {out / 'compare.json'}, {out / 'compare.md'}, {out / 'compare.png'}")
@@ -282,9 +323,11 @@ def compare(
 def explain(
     run_dir: Path = typer.Argument(..., help="Run folder written by `textcls train`."),
     text: str = typer.Argument(..., help="The text to explain."),
-    out: Optional[Path] = typer.Option(None, "--out", help=escape("Folder for the figures, HTML and JSON [default: RUN/explain].")),
+    out: Path | None = typer.Option(
+        None, "--out", help=escape("Folder for the figures, HTML and JSON [default: RUN/explain].")
+    ),
     layer: int = typer.Option(-1, "--layer", help="Layer whose attention is shown (-1: the last)."),
-    head: Optional[int] = typer.Option(None, "--head", help="Attention head (default: the mean over heads)."),
+    head: int | None = typer.Option(None, "--head", help="Attention head (default: the mean over heads)."),
     words: bool = typer.Option(False, "--words", help="Merge word pieces back into words."),
     top: int = typer.Option(10, "--top", help="How many of the most weighted words to print."),
     as_json: bool = typer.Option(False, "--json", help="Print the explanation as JSON."),
@@ -302,10 +345,14 @@ def explain(
     if as_json:
         print(json.dumps({**explanation.to_dict(), "files": {k: str(v) for k, v in written.items()}}, indent=2))
         return
-    pairs = explanation.words() if words else [
-        (token, float(weight)) for token, weight in zip(explanation.tokens, explanation.token_weights)
-    ]
-    stdout.print(f"[bold]{explanation.label}[/] ({explanation.probs[explanation.label]:.4f}), family {explanation.family}")
+    pairs = (
+        explanation.words()
+        if words
+        else [(token, float(weight)) for token, weight in zip(explanation.tokens, explanation.token_weights)]
+    )
+    stdout.print(
+        f"[bold]{explanation.label}[/] ({explanation.probs[explanation.label]:.4f}), family {explanation.family}"
+    )
     table = Table(title="most weighted " + ("words" if words else "tokens"))
     table.add_column("token")
     table.add_column("weight", justify="right")
@@ -316,11 +363,15 @@ def explain(
 
 
 @app.command()
-@_with_parameters(_field_parameters(PredictConfig, DataConfig, skip=("max_train_samples", "dev_fraction"), run_data=True))
+@_with_parameters(
+    _field_parameters(PredictConfig, DataConfig, skip=("max_train_samples", "dev_fraction"), run_data=True)
+)
 def report(
     run_dir: Path = typer.Argument(..., help="Run folder written by `textcls train`."),
     split: str = typer.Option("test", "--split", help="Split to report on: test (falls back to dev) or dev."),
-    out: Optional[Path] = typer.Option(None, "--out", help=escape("HTML file to write [default: RUN/report_<split>.html].")),
+    out: Path | None = typer.Option(
+        None, "--out", help=escape("HTML file to write [default: RUN/report_<split>.html].")
+    ),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging."),
     **options: Any,
 ) -> None:
@@ -344,10 +395,10 @@ def report(
 @_with_parameters(_field_parameters(PredictConfig))
 def predict(
     run_dir: Path = typer.Argument(..., help="Run folder written by `textcls train`."),
-    texts: Optional[list[str]] = typer.Argument(None, help="Texts to classify (or use --input)."),
-    input_file: Optional[Path] = typer.Option(None, "--input", help="CSV, TSV, JSONL, Parquet or .txt (one text a line)."),
-    output: Optional[Path] = typer.Option(None, "--output", help="Write one JSON object per input line here (JSONL)."),
-    text_column: Optional[list[str]] = typer.Option(None, "--text-column", help="Text column(s) of --input."),
+    texts: list[str] | None = typer.Argument(None, help="Texts to classify (or use --input)."),
+    input_file: Path | None = typer.Option(None, "--input", help="CSV, TSV, JSONL, Parquet or .txt (one text a line)."),
+    output: Path | None = typer.Option(None, "--output", help="Write one JSON object per input line here (JSONL)."),
+    text_column: list[str] | None = typer.Option(None, "--text-column", help="Text column(s) of --input."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON lines instead of a table."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging."),
     **options: Any,
@@ -361,11 +412,15 @@ def predict(
     _setup_logging(verbose)
     with _library_call():
         if bool(texts) == (input_file is not None):
-            raise TextclsError("expected texts as arguments or --input FILE (exactly one of them); found " +
-                               ("both" if texts else "neither"))
+            raise TextclsError(
+                "expected texts as arguments or --input FILE (exactly one of them); found "
+                + ("both" if texts else "neither")
+            )
         run = load(run_dir, PredictConfig(**_take_predict_options(options)))
         if input_file is not None:  # without --text-column, the columns the run was trained on where the file has them
-            texts = read_texts(input_file, column_names(text_column) if text_column else None, run_text_columns(run.info))
+            texts = read_texts(
+                input_file, column_names(text_column) if text_column else None, run_text_columns(run.info)
+            )
         probs = run.predict_proba(texts, progress=input_file is not None)
         records = prediction_records(probs, run.label_names, run.thresholds)
         if output is not None:
@@ -394,7 +449,9 @@ def predict(
 def export(
     run_dir: Path = typer.Argument(..., help="Run folder of the pretrained family."),
     format: str = typer.Option("onnx", "--format", help="Export format (onnx)."),
-    int8: bool = typer.Option(False, "--int8", help="Also write an int8 copy (dynamic quantisation) for --backend onnx-int8."),
+    int8: bool = typer.Option(
+        False, "--int8", help="Also write an int8 copy (dynamic quantisation) for --backend onnx-int8."
+    ),
     opset: int = typer.Option(17, "--opset", help="ONNX opset version."),
     as_json: bool = typer.Option(False, "--json", help="Print export.json instead of a table."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging."),
@@ -414,27 +471,34 @@ def export(
     for backend, entry in record["files"].items():
         check = entry["check"]
         table.add_row(
-            backend, str(run_dir / ONNX_DIR / entry["file"]), f"{entry['bytes'] / 1e6:.1f}",
-            f"{check['max_abs_prob_diff']:.2g}", f"{check['log_prob_correlation']:.4f}",
+            backend,
+            str(run_dir / ONNX_DIR / entry["file"]),
+            f"{entry['bytes'] / 1e6:.1f}",
+            f"{check['max_abs_prob_diff']:.2g}",
+            f"{check['log_prob_correlation']:.4f}",
             f"{check['label_agreement']:.0%} of {check['texts']}",
         )
     stdout.print(table)
-    stdout.print(f"use it: textcls predict {run_dir} --backend {'onnx-int8' if int8 else 'onnx'} \"text\"")
+    stdout.print(f'use it: textcls predict {run_dir} --backend {"onnx-int8" if int8 else "onnx"} "text"')
 
 
 @app.command()
 @_with_parameters(_field_parameters(ServeConfig, PredictConfig, skip=("token",)))
 def serve(
     run_dir: Path = typer.Argument(..., help="Run folder written by `textcls train`."),
-    token: Optional[str] = typer.Option(
-        None, "--token", envvar="TEXTCLS_TOKEN", show_envvar=True,
+    token: str | None = typer.Option(
+        None,
+        "--token",
+        envvar="TEXTCLS_TOKEN",
+        show_envvar=True,
         help="Require 'Authorization: Bearer TOKEN' on /v1/* (default: no auth).",
     ),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging."),
     **options: Any,
 ) -> None:
     """Serve a run over HTTP: POST /v1/predict, POST /v1/explain, GET /v1/model, GET /healthz, a web page at /."""
-    from textcls.serving import serve as run_server, serving_predict_config
+    from textcls.serving import serve as run_server
+    from textcls.serving import serving_predict_config
 
     _setup_logging(verbose)
     with _library_call():
@@ -447,7 +511,9 @@ def serve(
 @_with_parameters(_field_parameters(PretrainConfig))
 def pretrain(
     out: Path = typer.Option(Path("runs/mlm"), "--out", help="Run folder to write."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run folder (only once the new one is complete)."),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="Replace an existing run folder (only once the new one is complete)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the metrics as JSON instead of a table."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging."),
     **options: Any,
@@ -469,9 +535,13 @@ def pretrain(
     for name in ("before", "after"):
         scores = metrics["held_out"][name]
         cells = [scores["masked_accuracy"], scores["masked_loss"], scores.get("pseudo_perplexity")]
-        table.add_row(name, *("-" if value is None else f"{value:.{digits}f}" for value, digits in zip(cells, (4, 4, 2))))
+        table.add_row(
+            name, *("-" if value is None else f"{value:.{digits}f}" for value, digits in zip(cells, (4, 4, 2)))
+        )
     stdout.print(table)
-    stdout.print(f"trained in {metrics['train']['train_seconds']:.0f}s; run folder: {out}; fine-tune it: textcls train --model {out}")
+    stdout.print(
+        f"trained in {metrics['train']['train_seconds']:.0f}s; run folder: {out}; fine-tune it: textcls train --model {out}"
+    )
 
 
 @app.command("fill-mask")

@@ -10,7 +10,7 @@ import dataclasses
 import json
 import sys
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 from rich.table import Table
@@ -41,7 +41,9 @@ def _scores_table(title: str, rows: list[tuple[str, dict[str, Any]]]) -> Table:
     for column in ("", "pairs", "exact match", "token accuracy", "BLEU"):
         table.add_column(column, justify="left" if not column else "right")
     for name, row in rows:
-        table.add_row(name, str(row["pairs"]), f"{row['exact_match']:.4f}", f"{row['token_accuracy']:.4f}", f"{row['bleu']:.2f}")
+        table.add_row(
+            name, str(row["pairs"]), f"{row['exact_match']:.4f}", f"{row['token_accuracy']:.4f}", f"{row['bleu']:.2f}"
+        )
     return table
 
 
@@ -70,25 +72,29 @@ def data(
 
 @app.command()
 def train(
-    data: Path = typer.Option(..., "--data", help="a folder with train.* and dev.* (TSV, CSV or JSONL), or one file of pairs"),
+    data: Path = typer.Option(
+        ..., "--data", help="a folder with train.* and dev.* (TSV, CSV or JSONL), or one file of pairs"
+    ),
     out: Path = typer.Option(..., "--out", help="run folder to write"),
     attention: str = typer.Option("additive", "--attention", help=_HELP["attention"]),
     tokens: str = typer.Option("auto", "--tokens", help=_HELP["tokens"]),
-    epochs: Optional[int] = typer.Option(None, "--epochs", help=_HELP["epochs"]),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", help=_HELP["batch_size"]),
-    lr: Optional[float] = typer.Option(None, "--lr", help=_HELP["lr"]),
-    embedding_size: Optional[int] = typer.Option(None, "--embedding-size", help=_HELP["embedding_size"]),
-    encoder_hidden: Optional[int] = typer.Option(None, "--encoder-hidden", help=_HELP["encoder_hidden"]),
-    decoder_hidden: Optional[int] = typer.Option(None, "--decoder-hidden", help=_HELP["decoder_hidden"]),
-    attention_size: Optional[int] = typer.Option(None, "--attention-size", help=_HELP["attention_size"]),
-    dropout: Optional[float] = typer.Option(None, "--dropout", help=_HELP["dropout"]),
-    max_length: Optional[int] = typer.Option(None, "--max-length", help=_HELP["max_length"]),
-    early_stopping_patience: Optional[int] = typer.Option(None, "--early-stopping-patience", help=_HELP["early_stopping_patience"]),
-    time_budget: Optional[float] = typer.Option(None, "--time-budget", help=_HELP["time_budget"]),
-    seed: Optional[int] = typer.Option(None, "--seed", help=_HELP["seed"]),
-    source_column: Optional[str] = typer.Option(None, "--source-column", help=_HELP["source_column"]),
-    target_column: Optional[str] = typer.Option(None, "--target-column", help=_HELP["target_column"]),
-    threads: Optional[int] = typer.Option(None, "--threads", help=_HELP["threads"]),
+    epochs: int | None = typer.Option(None, "--epochs", help=_HELP["epochs"]),
+    batch_size: int | None = typer.Option(None, "--batch-size", help=_HELP["batch_size"]),
+    lr: float | None = typer.Option(None, "--lr", help=_HELP["lr"]),
+    embedding_size: int | None = typer.Option(None, "--embedding-size", help=_HELP["embedding_size"]),
+    encoder_hidden: int | None = typer.Option(None, "--encoder-hidden", help=_HELP["encoder_hidden"]),
+    decoder_hidden: int | None = typer.Option(None, "--decoder-hidden", help=_HELP["decoder_hidden"]),
+    attention_size: int | None = typer.Option(None, "--attention-size", help=_HELP["attention_size"]),
+    dropout: float | None = typer.Option(None, "--dropout", help=_HELP["dropout"]),
+    max_length: int | None = typer.Option(None, "--max-length", help=_HELP["max_length"]),
+    early_stopping_patience: int | None = typer.Option(
+        None, "--early-stopping-patience", help=_HELP["early_stopping_patience"]
+    ),
+    time_budget: float | None = typer.Option(None, "--time-budget", help=_HELP["time_budget"]),
+    seed: int | None = typer.Option(None, "--seed", help=_HELP["seed"]),
+    source_column: str | None = typer.Option(None, "--source-column", help=_HELP["source_column"]),
+    target_column: str | None = typer.Option(None, "--target-column", help=_HELP["target_column"]),
+    threads: int | None = typer.Option(None, "--threads", help=_HELP["threads"]),
     resume: bool = typer.Option(False, "--resume", help=_HELP["resume"]),
     overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing run folder at --out"),
     as_json: bool = typer.Option(False, "--json", help="print the metrics as JSON"),
@@ -98,8 +104,11 @@ def train(
     from textcls.seq2seq.api import train as train_run
 
     _setup_logging(verbose)
-    given = {name: value for name, value in locals().items()
-             if name in _HELP and value is not None and name not in ("attention", "tokens", "resume")}
+    given = {
+        name: value
+        for name, value in locals().items()
+        if name in _HELP and value is not None and name not in ("attention", "tokens", "resume")
+    }
     with _library_call():
         config = Seq2SeqConfig(attention=attention, tokens=tokens, resume=resume, **given)
         result = train_run(data, out, config=config, overwrite=overwrite)
@@ -107,8 +116,12 @@ def train(
         _print_json({"run_dir": str(result.run_dir), **result.metrics})
         return
     training = result.metrics["training"]
-    stdout.print(_scores_table(f"{result.run_dir}: dev, best epoch {training['best_epoch']} of {training['epochs_run']}",
-                               [("dev", result.metrics["dev"])]))
+    stdout.print(
+        _scores_table(
+            f"{result.run_dir}: dev, best epoch {training['best_epoch']} of {training['epochs_run']}",
+            [("dev", result.metrics["dev"])],
+        )
+    )
 
 
 @app.command()
@@ -116,7 +129,9 @@ def translate(
     run_dir: Path = typer.Argument(..., help="run folder written by `textcls seq2seq train`"),
     texts: list[str] = typer.Argument(..., help="texts to translate"),
     beam: int = typer.Option(1, "--beam", help="beam size (1: greedy decoding)"),
-    plot: Optional[Path] = typer.Option(None, "--plot", help="draw each alignment matrix: FILE.png for one text, FILE-<n>.png for several"),
+    plot: Path | None = typer.Option(
+        None, "--plot", help="draw each alignment matrix: FILE.png for one text, FILE-<n>.png for several"
+    ),
     as_json: bool = typer.Option(False, "--json", help="print JSON (with the attention matrices)"),
 ) -> None:
     """Translate texts; --plot draws the alignment matrix (source across, output down, grey levels for alpha)."""
@@ -129,12 +144,24 @@ def translate(
         figures = []
         if plot is not None:
             for number, translation in enumerate(translations, start=1):
-                path = plot if len(translations) == 1 else plot.with_name(f"{plot.stem}-{number}{plot.suffix or '.png'}")
+                path = (
+                    plot if len(translations) == 1 else plot.with_name(f"{plot.stem}-{number}{plot.suffix or '.png'}")
+                )
                 figures.append(str(run.plot(translation, path)))
     if as_json:
-        _print_json([{"source": t.source, "translation": t.text, "source_tokens": t.source_tokens,
-                      "output_tokens": t.output_tokens, "attention": None if t.attention is None else t.attention.round(4).tolist(),
-                      **({"figure": figures[i]} if figures else {})} for i, t in enumerate(translations)])
+        _print_json(
+            [
+                {
+                    "source": t.source,
+                    "translation": t.text,
+                    "source_tokens": t.source_tokens,
+                    "output_tokens": t.output_tokens,
+                    "attention": None if t.attention is None else t.attention.round(4).tolist(),
+                    **({"figure": figures[i]} if figures else {}),
+                }
+                for i, t in enumerate(translations)
+            ]
+        )
         return
     for translation in translations:
         sys.stdout.write(translation.text + "\n")
@@ -146,7 +173,7 @@ def translate(
 def evaluate(
     run_dir: Path = typer.Argument(..., help="run folder written by `textcls seq2seq train`"),
     split: str = typer.Option("test", "--split", help="which split of the run's data (or of --data)"),
-    data: Optional[Path] = typer.Option(None, "--data", help="another data folder or file of pairs"),
+    data: Path | None = typer.Option(None, "--data", help="another data folder or file of pairs"),
     by_length: bool = typer.Option(False, "--by-length", help="also score per bucket of source length"),
     bucket_width: int = typer.Option(20, "--bucket-width", help="words per length bucket"),
     as_json: bool = typer.Option(False, "--json", help="print JSON instead of a table"),
@@ -169,7 +196,7 @@ def compare(
     run_dirs: list[Path] = typer.Argument(..., help="run folders to compare"),
     out: Path = typer.Option(..., "--out", help="folder for compare.json and length.png"),
     split: str = typer.Option("test", "--split", help="which split of each run's data (or of --data)"),
-    data: Optional[Path] = typer.Option(None, "--data", help="score every run on this data folder or file instead"),
+    data: Path | None = typer.Option(None, "--data", help="score every run on this data folder or file instead"),
     bucket_width: int = typer.Option(10, "--bucket-width", help="words per length bucket"),
     as_json: bool = typer.Option(False, "--json", help="print JSON instead of a table"),
 ) -> None:
@@ -184,12 +211,17 @@ def compare(
         return
     table = Table(title=f"BLEU by source length ({split})")
     table.add_column("run")
-    buckets = sorted({b["bucket"] for row in report["runs"] for b in row["by_length"]}, key=lambda name: int(name.split("-")[0]))
+    buckets = sorted(
+        {b["bucket"] for row in report["runs"] for b in row["by_length"]}, key=lambda name: int(name.split("-")[0])
+    )
     for column in ["all", *buckets]:
         table.add_column(column, justify="right")
     for row in report["runs"]:
         by_bucket = {b["bucket"]: b["bleu"] for b in row["by_length"]}
-        table.add_row(f"{row['run']} ({row['attention']})", f"{row['overall']['bleu']:.1f}",
-                      *[f"{by_bucket[b]:.1f}" if b in by_bucket else "-" for b in buckets])
+        table.add_row(
+            f"{row['run']} ({row['attention']})",
+            f"{row['overall']['bleu']:.1f}",
+            *[f"{by_bucket[b]:.1f}" if b in by_bucket else "-" for b in buckets],
+        )
     stdout.print(table)
     stderr.print(f"wrote {out / 'compare.json'} and {out / 'length.png'}")

@@ -11,13 +11,12 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
-
-import dataclasses
 
 import numpy as np
 
@@ -74,9 +73,13 @@ def _read_weights(spec: str) -> tuple[str, dict[str, float]]:
     try:
         weights = json.loads(path.read_text(encoding="utf-8"))
     except OSError as error:
-        raise ConfigError(f"class_weights: could not read {path} ({error.strerror or error}); pass an existing .json file") from error
+        raise ConfigError(
+            f"class_weights: could not read {path} ({error.strerror or error}); pass an existing .json file"
+        ) from error
     except ValueError as error:
-        raise DataError(f"{path}: expected a JSON object of label name -> weight, found invalid JSON ({error}); fix the file") from error
+        raise DataError(
+            f"{path}: expected a JSON object of label name -> weight, found invalid JSON ({error}); fix the file"
+        ) from error
     problem = class_weights_problem(weights)
     if problem is not None:
         raise DataError(f"{path}{problem}; fix the file")
@@ -113,30 +116,39 @@ def with_metric(config: TrainConfig, labels: Sequence[int], label_names: Sequenc
     metric = default_metric(labels, len(label_names))
     kind = {"micro_f1": "multi-label", "macro_f1": "skewed"}.get(metric, "balanced")
     log.info(
-        "best epoch and early stopping by dev %s (--metric): the train labels are %s (%s)", metric, kind,
+        "best epoch and early stopping by dev %s (--metric): the train labels are %s (%s)",
+        metric,
+        kind,
         describe_distribution(labels, label_names),
     )
     return dataclasses.replace(config, metric=metric)
 
 
-def loss_weights(config: TrainConfig, labels: Sequence[int], label_names: Sequence[str]) -> tuple[np.ndarray | None, np.ndarray | None]:
+def loss_weights(
+    config: TrainConfig, labels: Sequence[int], label_names: Sequence[str]
+) -> tuple[np.ndarray | None, np.ndarray | None]:
     """(class weights for the loss, per-row sampling probabilities) that `config` asks for; None where not."""
     weights = class_weights(config.class_weights, labels, label_names)
     if weights is not None:
-        log.info("class weights (--class-weights %s): %s", config.class_weights,
-                 ", ".join(f"{name} {weight:.3g}" for name, weight in zip(label_names, weights)))
+        log.info(
+            "class weights (--class-weights %s): %s",
+            config.class_weights,
+            ", ".join(f"{name} {weight:.3g}" for name, weight in zip(label_names, weights)),
+        )
     sample = sampling_weights(labels, len(label_names)) if config.sampler == "balanced" else None
     return weights, sample
 
 
 def describe_distribution(labels: Sequence[int], label_names: Sequence[str]) -> str:
-    """"World 25.0%, Sports 5.0%, ..." for a log line."""
+    """ "World 25.0%, Sports 5.0%, ..." for a log line."""
     counts = class_counts(labels, len(label_names))
     total = max(len(labels), 1)  # of rows: multi-label shares add up to more than 100%
     return ", ".join(f"{name} {100 * count / total:.1f}%" for name, count in zip(label_names, counts))
 
 
-def small_classes(labels: Sequence[int], label_names: Sequence[str], minimum: int = MIN_DEV_ROWS_PER_CLASS) -> dict[str, int]:
+def small_classes(
+    labels: Sequence[int], label_names: Sequence[str], minimum: int = MIN_DEV_ROWS_PER_CLASS
+) -> dict[str, int]:
     """Label name -> rows for the classes with fewer than `minimum` rows."""
     counts = Counter(flat_labels(labels))
     return {name: counts.get(i, 0) for i, name in enumerate(label_names) if counts.get(i, 0) < minimum}

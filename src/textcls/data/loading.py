@@ -207,7 +207,12 @@ def load_data(
         _require_two_classes(result["train"], label_map.names, fix)
     multi_label = getattr(config, "multi_label", False)
     return LoadedData(
-        result, label_map.names, _fingerprint(result), sum(bad.counts.values()), multi_label, label_map.base,
+        result,
+        label_map.names,
+        _fingerprint(result),
+        sum(bad.counts.values()),
+        multi_label,
+        label_map.base,
         text_columns.get("train") or next(iter(text_columns.values()), None),
     )
 
@@ -344,7 +349,9 @@ def resolve_text_columns(
             if preferred:
                 logger.warning(
                     "%s has no %s, the text the model was trained on; reading %s instead (pass --text-column to choose)",
-                    source, "+".join(preferred), "+".join(choice),
+                    source,
+                    "+".join(preferred),
+                    "+".join(choice),
                 )
             return choice
     raise DataError(
@@ -489,7 +496,6 @@ def _load_hub(
     return sources, names
 
 
-
 def _read_table(path: Path, label_column: str, known_columns: set[str]) -> _Table:
     suffix = path.suffix.lower()
     if suffix in (".csv", ".tsv"):
@@ -601,7 +607,9 @@ def _read_json_array(path: Path, text: str) -> _Table:
             f"column {error.colno}); fix the file, or write one object per line (JSON Lines)"
         ) from None
     except (ValueError, RecursionError) as error:
-        raise DataError(f"{path}: expected a JSON array of row objects, found invalid JSON ({error}); fix the file") from None
+        raise DataError(
+            f"{path}: expected a JSON array of row objects, found invalid JSON ({error}); fix the file"
+        ) from None
     records: list[_Record] = []
     columns: dict[str, None] = {}
     for number, values in enumerate(items, 1):
@@ -626,7 +634,9 @@ def _read_parquet(path: Path) -> _Table:
         try:
             columns[name] = table.column(name).to_pylist()
         except UnicodeDecodeError:  # pyarrow decodes strings as it converts: keep the bytes that are not UTF-8
-            columns[name] = [_surrogate_escaped(scalar) for scalar in table.column(name)]  # as _decode does for text files
+            columns[name] = [
+                _surrogate_escaped(scalar) for scalar in table.column(name)
+            ]  # as _decode does for text files
     return _columnar_table(str(path), table.column_names, columns, table.num_rows)
 
 
@@ -659,7 +669,6 @@ def _read_lines(path: Path) -> list[str]:
             raise DataError(f"{path}, line {line}: expected UTF-8 text, found undecodable bytes; re-save it as UTF-8")
         texts.append(text)
     return texts
-
 
 
 # Reads one raw label cell: the label (a tuple of them under --multi-label), None when the cell is empty, or
@@ -702,7 +711,9 @@ def _raw_label_set(value: Any, separator: str) -> tuple[int | str, ...] | None |
     labels: list[int | str] = []
     for position, item in enumerate(items, 1):
         if isinstance(item, bool) or (item is not None and not isinstance(item, (str, int, float))):
-            return _Problem(f"expected label names or indices in the list, found {_describe(item)} at position {position}")
+            return _Problem(
+                f"expected label names or indices in the list, found {_describe(item)} at position {position}"
+            )
         label = _raw_label(item)
         if label is None:
             return _Problem(
@@ -744,7 +755,8 @@ def _examples(
             continue
         problem = next(
             (
-                column for column in used
+                column
+                for column in used
                 if _not_scalar(record.values[column], column in text_columns)
                 and not (lists_allowed and column == label_column and isinstance(record.values[column], list))
             ),
@@ -855,7 +867,7 @@ def _shown(names: list[str]) -> list[str]:
 
 
 def did_you_mean(label: int | str, known: Iterable[int | str]) -> str:
-    """" (did you mean 'Sports'?)" when a known name differs from ``label`` only by case, spacing or one edit.
+    """ " (did you mean 'Sports'?)" when a known name differs from ``label`` only by case, spacing or one edit.
 
     One edit counts only between names of 4+ characters: "A" is one edit from any other letter.
 
@@ -925,7 +937,11 @@ def _check_new_labels(
             )
             logger.warning(
                 "%s: %d rows carry labels that train lacks, %s (first at row %d); %s",
-                sources[split], len(new), labels, new[0].number, then,
+                sources[split],
+                len(new),
+                labels,
+                new[0].number,
+                then,
             )
             continue
         for example in new:
@@ -999,7 +1015,12 @@ def _label_base(integers: set[int], names: list[str], headerless: bool, trained:
         logger.warning(
             "integer labels %d..%d with %d label names show no base (no 0 and no %d): reading them as 0-based, "
             "label %d as %r; pass --label-base 1 if they count from 1",
-            low, max(integers), len(names), len(names), low, names[low],
+            low,
+            max(integers),
+            len(names),
+            len(names),
+            low,
+            names[low],
         )
     return 0
 
@@ -1025,7 +1046,11 @@ def _warn_overlap(splits: dict[str, Split], requested: tuple[str, ...]) -> None:
             logger.warning(
                 "%d of %d %s rows (%.1f%%) repeat a train text (%s); their scores overstate how the model does on "
                 "new text: drop the repeats from one of the splits",
-                count, len(split), name, 100 * count / len(split), split.source,
+                count,
+                len(split),
+                name,
+                100 * count / len(split),
+                split.source,
             )
 
 

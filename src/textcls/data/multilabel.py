@@ -90,7 +90,9 @@ def run_thresholds(saved: Mapping[str, float] | None, override: str | None, labe
         return np.full(len(label_names), given)
     unknown = sorted(set(given) - set(label_names))
     if unknown:
-        raise ConfigError(f"threshold: unknown label(s) {unknown}; expected names among {list(label_names)}; fix --threshold")
+        raise ConfigError(
+            f"threshold: unknown label(s) {unknown}; expected names among {list(label_names)}; fix --threshold"
+        )
     for name, value in given.items():
         thresholds[list(label_names).index(name)] = value
     return thresholds

@@ -114,8 +114,10 @@ class Windowing:
         """From a `TrainConfig` (or the dict textcls.json saves of it), at `max_length` when the model clamped it."""
         get = config.get if isinstance(config, dict) else lambda name, default=None: getattr(config, name, default)
         return cls(
-            max_length=max_length or get("max_length"), strategy=get("long_text", "truncate") or "truncate",
-            stride=get("stride"), pooling=get("pooling", "mean") or "mean",
+            max_length=max_length or get("max_length"),
+            strategy=get("long_text", "truncate") or "truncate",
+            stride=get("stride"),
+            pooling=get("pooling", "mean") or "mean",
         )
 
     @classmethod

@@ -37,13 +37,13 @@ from typing import Any
 import numpy as np
 
 from textcls import runfolder
-from textcls.machine import cpu_flags, cpu_model, library_versions
-from textcls.inference.backends import load_predictor
 from textcls.config import AUTO_BACKEND, DataConfig, PredictConfig, from_dict
+from textcls.data.multilabel import label_decisions
 from textcls.errors import StorageError, TextclsError
 from textcls.files import write_json
+from textcls.inference.backends import load_predictor
+from textcls.machine import cpu_flags, cpu_model, library_versions
 from textcls.models.base import EXPORT_ONNX, Predictor, family_class
-from textcls.data.multilabel import label_decisions
 
 log = logging.getLogger(__name__)
 
@@ -105,11 +105,21 @@ class Choice:
 
     def describe(self) -> dict[str, Any]:
         """JSON-able: the choice, whether it came from the cache, and every candidate's figures."""
-        return {"chosen": self.name, "backend": self.config.backend, "precision": self.config.precision,
-                "cached": self.cached, "candidates": self.measured}
+        return {
+            "chosen": self.name,
+            "backend": self.config.backend,
+            "precision": self.config.precision,
+            "cached": self.cached,
+            "candidates": self.measured,
+        }
 
 
-def choose(run_dir: Path, info: dict[str, Any], given: PredictConfig, measure: Callable[..., tuple[float, np.ndarray]] | None = None) -> Choice:
+def choose(
+    run_dir: Path,
+    info: dict[str, Any],
+    given: PredictConfig,
+    measure: Callable[..., tuple[float, np.ndarray]] | None = None,
+) -> Choice:
     """The fastest agreeing backend for this run on this machine: from `RUN/backends.json` when it
     holds an entry for this machine, else measured now (and cached)."""
     measure = measure or time_predictions
@@ -130,10 +140,17 @@ def choose(run_dir: Path, info: dict[str, Any], given: PredictConfig, measure: C
                 config = candidate.config(given)
                 predictor = load_predictor(run_dir, info, config)
             except TextclsError as error:  # an export removed or damaged since: measure again
-                log.warning("backend auto: the cached choice %s no longer loads (%s); measuring again", candidate.name, error)
+                log.warning(
+                    "backend auto: the cached choice %s no longer loads (%s); measuring again", candidate.name, error
+                )
             else:
-                log.info("backend auto: %s, measured on %s for this machine (%s); delete %s to measure again",
-                         candidate.name, entry.get("measured_at", "?"), cache_path, cache_path.name)
+                log.info(
+                    "backend auto: %s, measured on %s for this machine (%s); delete %s to measure again",
+                    candidate.name,
+                    entry.get("measured_at", "?"),
+                    cache_path,
+                    cache_path.name,
+                )
                 return Choice(candidate, config, predictor, entry.get("candidates", []), cached=True)
     for reason in left_out:
         log.info("backend auto: %s", reason)
@@ -148,11 +165,17 @@ def choose(run_dir: Path, info: dict[str, Any], given: PredictConfig, measure: C
     try:
         write_json(cache_path, {"format_version": CACHE_FORMAT, "machines": entries})
     except (StorageError, OSError) as error:
-        log.warning("backend auto: could not remember the choice in %s (%s); it will be measured again next time", cache_path, error)
+        log.warning(
+            "backend auto: could not remember the choice in %s (%s); it will be measured again next time",
+            cache_path,
+            error,
+        )
     return choice
 
 
-def candidates(run_dir: Path, info: dict[str, Any], given: PredictConfig, left_out: list[str] | None = None) -> list[Candidate]:
+def candidates(
+    run_dir: Path, info: dict[str, Any], given: PredictConfig, left_out: list[str] | None = None
+) -> list[Candidate]:
     """What this machine can run for this run, reference first; why the others are left out goes into
     `left_out` (logged when none is given)."""
     from textcls.training.device import inference_precision
@@ -162,6 +185,7 @@ def candidates(run_dir: Path, info: dict[str, Any], given: PredictConfig, left_o
             log.info("backend auto: " + message, *args)
         else:
             left_out.append(message % args)
+
     family = family_class(info["family"])
     precisions = [p for p in ("fp32", "bf16") if p in family.inference_precisions]
     if given.precision in ("fp32", "bf16"):  # an explicit precision narrows the torch candidates
@@ -187,14 +211,22 @@ def candidates(run_dir: Path, info: dict[str, Any], given: PredictConfig, left_o
 
 
 def measure_candidates(
-    run_dir: Path, info: dict[str, Any], given: PredictConfig, measure: Callable[..., tuple[float, np.ndarray]],
+    run_dir: Path,
+    info: dict[str, Any],
+    given: PredictConfig,
+    measure: Callable[..., tuple[float, np.ndarray]],
     found: list[Candidate],
 ) -> Choice:
     """Load and time every candidate in `found` on the same sample texts; return the fastest that agrees with torch fp32."""
     if any(c.backend != "torch" for c in found):
         found = _with_export(run_dir, info, found)
     texts, source = sample_texts(info)
-    log.info("backend auto: timing %s on %d texts from %s (once per machine)", ", ".join(c.name for c in found), len(texts), source)
+    log.info(
+        "backend auto: timing %s on %d texts from %s (once per machine)",
+        ", ".join(c.name for c in found),
+        len(texts),
+        source,
+    )
     started = time.perf_counter()
     reference_labels: np.ndarray | None = None
     best: tuple[float, Candidate, PredictConfig, Predictor] | None = None
@@ -231,9 +263,18 @@ def measure_candidates(
     if best is None:  # only when an explicit precision was asked for and it disagreed
         raise TextclsError(f"backend auto: no candidate agreed with torch fp32 ({rows}); pass --backend torch")
     speed, candidate, config, predictor = best
-    others = ", ".join(f"{r['name']} {r['texts_per_second']:.0f}" for r in rows if r.get("texts_per_second") and r["name"] != candidate.name)
-    log.info("backend auto: chose %s at %.0f texts/s (%s; measured in %.1f s)", candidate.name, speed, others or "no other candidate",
-             time.perf_counter() - started)
+    others = ", ".join(
+        f"{r['name']} {r['texts_per_second']:.0f}"
+        for r in rows
+        if r.get("texts_per_second") and r["name"] != candidate.name
+    )
+    log.info(
+        "backend auto: chose %s at %.0f texts/s (%s; measured in %.1f s)",
+        candidate.name,
+        speed,
+        others or "no other candidate",
+        time.perf_counter() - started,
+    )
     return Choice(candidate, config, predictor, rows)
 
 
@@ -296,11 +337,14 @@ def read_cache(path: Path) -> dict[str, Any]:
         log.warning("backend auto: %s is not a cache this textcls wrote; measuring again", path)
         return {}
     valid = {
-        key: entry for key, entry in machines.items()
+        key: entry
+        for key, entry in machines.items()
         if isinstance(entry, dict) and isinstance(entry.get("backend"), str) and isinstance(entry.get("precision"), str)
     }
     if len(valid) < len(machines):
-        log.warning("backend auto: %s has %d damaged entries; they are measured again", path, len(machines) - len(valid))
+        log.warning(
+            "backend auto: %s has %d damaged entries; they are measured again", path, len(machines) - len(valid)
+        )
     return valid
 
 
@@ -315,7 +359,9 @@ def machine_key(info: dict[str, Any], given: PredictConfig) -> tuple[str, dict[s
         versions["onnxruntime"] = onnxruntime.__version__
     except ImportError:
         pass
-    weights = {name: entry.get("sha256") for name, entry in (info.get("model_files") or {}).items() if isinstance(entry, dict)}
+    weights = {
+        name: entry.get("sha256") for name, entry in (info.get("model_files") or {}).items() if isinstance(entry, dict)
+    }
     machine = {
         "processor": cpu_model(),
         "matrix_flags": [flag for flag in MATRIX_FLAGS if flag in cpu_flags()],
@@ -323,7 +369,9 @@ def machine_key(info: dict[str, Any], given: PredictConfig) -> tuple[str, dict[s
         "threads": given.threads or torch.get_num_threads(),
         "gpu": torch.cuda.get_device_name(0) if _on_gpu() else None,
         "precision_asked": given.precision,
-        "versions": {k: v for k, v in versions.items() if k in ("python", "textcls", "torch", "transformers", "onnxruntime")},
+        "versions": {
+            k: v for k, v in versions.items() if k in ("python", "textcls", "torch", "transformers", "onnxruntime")
+        },
         "weights_sha256": hashlib.sha256(json.dumps(weights, sort_keys=True).encode()).hexdigest(),
     }
     return hashlib.sha256(json.dumps(machine, sort_keys=True).encode()).hexdigest()[:16], machine

@@ -24,9 +24,9 @@ from typing import Any
 
 from textcls import runfolder
 from textcls.config import AUTO_BACKEND, ENGINES, PredictConfig
+from textcls.data.windows import Windowing, model_token_limit
 from textcls.errors import ConfigError, RunFolderError
 from textcls.models.base import Predictor, family_class
-from textcls.data.windows import Windowing, model_token_limit
 
 # backend name -> "module:function(run_dir, info, config) -> Predictor"
 LOADERS: dict[str, str] = {
@@ -41,7 +41,7 @@ if set(LOADERS) != set(ENGINES):  # config validates the names, this registry lo
 # Run folders of the other commands, and where they belong.
 NOT_CLASSIFIERS = {
     runfolder.PRETRAINING_FAMILY: "a `textcls pretrain` run (an encoder, not a classifier); fine-tune it with "
-    "`textcls train --model {run}`, or try it with `textcls fill-mask {run} \"... [MASK] ...\"`",
+    '`textcls train --model {run}`, or try it with `textcls fill-mask {run} "... [MASK] ..."`',
     runfolder.SEQ2SEQ_FAMILY: "a `textcls seq2seq` run (an encoder-decoder, not a classifier); use "
     "`textcls seq2seq translate {run} TEXT` or `textcls.seq2seq.load`",
 }
@@ -83,7 +83,9 @@ def _position_limit(model_dir: Path) -> int | None:
         except (OSError, ValueError, AttributeError):  # no such file (other families), or not an object
             return None
 
-    return model_token_limit(setting("tokenizer_config.json", "model_max_length"), setting("config.json", "max_position_embeddings"))
+    return model_token_limit(
+        setting("tokenizer_config.json", "model_max_length"), setting("config.json", "max_position_embeddings")
+    )
 
 
 def load_torch(run_dir: Path, info: dict[str, Any], config: PredictConfig) -> Predictor:

@@ -38,19 +38,18 @@ from typing import Any
 import numpy as np
 import torch
 
-from textcls import machine
-from textcls import runfolder
-from textcls.training.tokens import pad_id
-from textcls.training.prediction import pooled_logits
+from textcls import machine, runfolder
 from textcls.config import BACKEND_BATCH_SIZE, PredictConfig
+from textcls.data.multilabel import label_decisions
+from textcls.data.windows import Windowing
 from textcls.errors import ConfigError, RunFolderError, TextclsError
-from textcls.reporting.explanations import Explanation
 from textcls.files import folder_lock, replace_folder, storage_error, work_folder, write_atomic, write_json
 from textcls.models.base import EXPLAIN, EXPORT_ONNX, PREDICT, Predictor, families_that, family_class
 from textcls.models.pretrained import PretrainedClassifier, set_attention_implementation
-from textcls.data.multilabel import label_decisions
+from textcls.reporting.explanations import Explanation
 from textcls.training.objectives import probabilities
-from textcls.data.windows import Windowing
+from textcls.training.prediction import pooled_logits
+from textcls.training.tokens import pad_id
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +113,13 @@ class OnnxClassifier(Predictor):
     capabilities = frozenset({PREDICT, EXPLAIN})
 
     def __init__(
-        self, session: Any, tokenizer: Any, label_names: Sequence[str], max_length: int, backend: str, model_dir: Path,
+        self,
+        session: Any,
+        tokenizer: Any,
+        label_names: Sequence[str],
+        max_length: int,
+        backend: str,
+        model_dir: Path,
         windowing: Windowing | None = None,
         multi_label: bool = False,
         workers: int = 1,
@@ -212,8 +217,15 @@ class OnnxClassifier(Predictor):
             return logits.astype(np.float32)
 
         logits = pooled_logits(
-            self.tokenizer, texts, self.windowing, forward, pad_id=pad_id(self.tokenizer), batch_size=batch_size,
-            pool=self._pool, workers=self.workers, progress=progress,
+            self.tokenizer,
+            texts,
+            self.windowing,
+            forward,
+            pad_id=pad_id(self.tokenizer),
+            batch_size=batch_size,
+            pool=self._pool,
+            workers=self.workers,
+            progress=progress,
         )
         return probabilities(logits, self.multi_label)
 
@@ -264,7 +276,9 @@ def export_is_current(run_dir: Path, info: dict[str, Any]) -> bool:
     return record.get("weights_sha256") == (checked or weights_digest(runfolder.model_dir(Path(run_dir))))
 
 
-def check_against_torch(candidate: Predictor, reference: Predictor, backend: str, texts: Sequence[str] = SAMPLE_TEXTS) -> dict[str, Any]:
+def check_against_torch(
+    candidate: Predictor, reference: Predictor, backend: str, texts: Sequence[str] = SAMPLE_TEXTS
+) -> dict[str, Any]:
     """Compare `candidate`'s probabilities with the torch `reference` on `texts`; raise if they differ.
 
     Returns the largest |probability difference|, the correlation of centred log-probabilities and
@@ -277,9 +291,17 @@ def check_against_torch(candidate: Predictor, reference: Predictor, backend: str
     same = label_decisions(expected, reference.multi_label) == label_decisions(found, reference.multi_label)
     agreement = float(same.all(axis=1).mean())
     if backend == "onnx-int8":
-        same, wanted, measured = correlation >= INT8_MIN_CORRELATION, f"a log-probability correlation >= {INT8_MIN_CORRELATION}", f"{correlation:.4f}"
+        same, wanted, measured = (
+            correlation >= INT8_MIN_CORRELATION,
+            f"a log-probability correlation >= {INT8_MIN_CORRELATION}",
+            f"{correlation:.4f}",
+        )
     else:
-        same, wanted, measured = max_diff <= FP32_MAX_PROB_DIFF, f"probabilities within {FP32_MAX_PROB_DIFF}", f"a difference of {max_diff:.4g}"
+        same, wanted, measured = (
+            max_diff <= FP32_MAX_PROB_DIFF,
+            f"probabilities within {FP32_MAX_PROB_DIFF}",
+            f"a difference of {max_diff:.4g}",
+        )
     if not same:  # NaN fails too
         raise TextclsError(
             f"the {backend} model does not match the torch model: expected {wanted}, found {measured} on "
@@ -287,9 +309,17 @@ def check_against_torch(candidate: Predictor, reference: Predictor, backend: str
         )
     log.info(
         "%s matches torch on %d sample texts: max |Δp| %.2g, log-prob correlation %.4f",
-        backend, len(texts), max_diff, correlation,
+        backend,
+        len(texts),
+        max_diff,
+        correlation,
     )
-    return {"texts": len(texts), "max_abs_prob_diff": max_diff, "log_prob_correlation": correlation, "label_agreement": agreement}
+    return {
+        "texts": len(texts),
+        "max_abs_prob_diff": max_diff,
+        "log_prob_correlation": correlation,
+        "label_agreement": agreement,
+    }
 
 
 def export(run_dir: str | Path, format: str = "onnx", int8: bool = False, opset: int = OPSET) -> dict[str, Any]:
@@ -308,7 +338,9 @@ def export_onnx(run_dir: str | Path, int8: bool = False, opset: int = OPSET) -> 
     """
     onnxruntime = _require_onnxruntime()
     if not isinstance(opset, int) or not MIN_OPSET <= opset <= MAX_OPSET:
-        raise ConfigError(f"opset: expected an ONNX opset in [{MIN_OPSET}, {MAX_OPSET}], found {opset!r}; pass --opset {OPSET}")
+        raise ConfigError(
+            f"opset: expected an ONNX opset in [{MIN_OPSET}, {MAX_OPSET}], found {opset!r}; pass --opset {OPSET}"
+        )
     run_dir = Path(run_dir)
     info = runfolder.read_info(run_dir)
     runfolder.check_loadable(run_dir, info)
@@ -321,7 +353,11 @@ def export_onnx(run_dir: str | Path, int8: bool = False, opset: int = OPSET) -> 
     model = reference.model.to("cpu").eval()
     # Plain MatMul/Softmax attention exports to a graph ONNX Runtime fuses and quantises well.
     set_attention_implementation(model, "eager")
-    input_names = [name for name in ("input_ids", "attention_mask", "token_type_ids") if name in reference.tokenizer.model_input_names]
+    input_names = [
+        name
+        for name in ("input_ids", "attention_mask", "token_type_ids")
+        if name in reference.tokenizer.model_input_names
+    ]
     sample = reference.tokenizer(list(SAMPLE_TEXTS[:2]), padding=True, return_tensors="pt")
     args = tuple(sample[name] for name in input_names)
     axes = {name: {0: "batch", 1: "sequence"} for name in input_names}
@@ -349,8 +385,14 @@ def export_onnx(run_dir: str | Path, int8: bool = False, opset: int = OPSET) -> 
             warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
             warnings.filterwarnings("ignore", message="Exporting aten::index")
             torch.onnx.export(
-                model, args, str(temporary), input_names=input_names, output_names=["logits"],
-                dynamic_axes=axes, opset_version=opset, dynamo=False,
+                model,
+                args,
+                str(temporary),
+                input_names=input_names,
+                output_names=["logits"],
+                dynamic_axes=axes,
+                opset_version=opset,
+                dynamo=False,
             )
         log.info("exported %s in %.1fs", temporary.name, time.perf_counter() - started)
         record["files"]["onnx"] = _checked(temporary, "onnx", reference, model_dir, info)
@@ -406,15 +448,30 @@ def _without_log_message(fragment: str) -> Iterator[None]:
         logging.getLogger().removeFilter(drop)
 
 
-def _checked(path: Path, backend: str, reference: PretrainedClassifier, model_dir: Path, info: dict[str, Any]) -> dict[str, Any]:
+def _checked(
+    path: Path, backend: str, reference: PretrainedClassifier, model_dir: Path, info: dict[str, Any]
+) -> dict[str, Any]:
     onnxruntime = _require_onnxruntime()
-    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"], disabled_optimizers=DISABLED_FUSIONS)
+    session = onnxruntime.InferenceSession(
+        str(path), providers=["CPUExecutionProvider"], disabled_optimizers=DISABLED_FUSIONS
+    )
     candidate = OnnxClassifier(
-        session, reference.tokenizer, info["label_names"], info["max_length"], backend, model_dir, Windowing.of_run(info),
+        session,
+        reference.tokenizer,
+        info["label_names"],
+        info["max_length"],
+        backend,
+        model_dir,
+        Windowing.of_run(info),
         reference.multi_label,
     )
     check = check_against_torch(candidate, reference, backend)
-    return {"file": ONNX_FILES[backend], "bytes": path.stat().st_size, "sha256": runfolder.file_digest(path), "check": check}
+    return {
+        "file": ONNX_FILES[backend],
+        "bytes": path.stat().st_size,
+        "sha256": runfolder.file_digest(path),
+        "check": check,
+    }
 
 
 def check_exportable(run_dir: Path, family: str) -> None:
@@ -433,9 +490,14 @@ def load_onnx(run_dir: Path, info: dict[str, Any], config: PredictConfig) -> Onn
     checked = (info.get("model_files") or {}).get(WEIGHTS_FILE, {}).get("sha256")  # verified by the loader
     max_length = config.max_length  # resolved by `backends.load_predictor`
     classifier = OnnxClassifier.load(
-        runfolder.model_dir(run_dir), max_length=max_length,
-        label_names=info["label_names"], backend=config.backend, threads=config.threads, spin=config.spin,
-        weights_sha256=checked, windowing=Windowing.of_run(info, max_length),
+        runfolder.model_dir(run_dir),
+        max_length=max_length,
+        label_names=info["label_names"],
+        backend=config.backend,
+        threads=config.threads,
+        spin=config.spin,
+        weights_sha256=checked,
+        windowing=Windowing.of_run(info, max_length),
         multi_label=bool(info.get("multi_label", False)),
     )
     check_against_torch(classifier, classifier.torch_classifier(), config.backend)

@@ -39,7 +39,9 @@ EXPORT_ONNX = "export-onnx"  # `textcls export` can write an ONNX graph of it
 BALANCED_SAMPLER = "balanced-sampler"  # trains with `--sampler balanced`
 LONG_TEXT = "long-text"  # reads token windows: `--long-text head-tail|chunk` change what it sees
 DISTRIBUTED = "distributed"  # trains across the processes torchrun / accelerate launch start (DDP)
-MULTI_LABEL = "multi-label"  # trains on `--multi-label` data: one sigmoid score per label, `multi_label` set when loaded
+MULTI_LABEL = (
+    "multi-label"  # trains on `--multi-label` data: one sigmoid score per label, `multi_label` set when loaded
+)
 # Every family weighs its loss by `--class-weights`, so that needs no capability.
 # Options that multi-label training does not take, with why (TrainConfig field -> (its plain value, reason)).
 NOT_WITH_MULTI_LABEL = {

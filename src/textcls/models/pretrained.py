@@ -16,7 +16,6 @@ Example:
 """
 
 from __future__ import annotations
-from textcls.training.trainer import engine_trainer, run_trainer, training_arguments, training_callbacks
 
 import logging
 from collections.abc import Sequence
@@ -27,18 +26,11 @@ import numpy as np
 import torch
 
 from textcls.config import TrainConfig
-from textcls.data.loading import Split
-from textcls.training.prediction import GPU_PREDICT_TOKENS, pooled_logits
-from textcls.training.loaders import EpochBatches, TokenizedRows, array_to_device, eval_plan
-from textcls.training.tokens import encode_windows, pad_id
-from textcls.training.device import for_this_device
-from textcls.models.encoders import EMBEDDED_MODEL_NAME, quiet_transformers, resolve_model
-from textcls.training.device import device, inference_precision, resolve_precision
-from textcls.errors import TextclsError
-from textcls.reporting.metrics import headline_metrics, predicted_labels
-from textcls.reporting.explanations import Explanation, check_text, from_attention_maps
-from textcls.runfolder import damaged
 from textcls.data.imbalance import loss_weights, with_metric
+from textcls.data.loading import Split
+from textcls.data.multilabel import targets
+from textcls.data.windows import Windowing, model_token_limit
+from textcls.errors import TextclsError
 from textcls.models.base import (
     BALANCED_SAMPLER,
     DISTRIBUTED,
@@ -52,11 +44,19 @@ from textcls.models.base import (
     TrainSummary,
     check_training_options,
 )
-from textcls.data.multilabel import targets
+from textcls.models.encoders import EMBEDDED_MODEL_NAME, quiet_transformers, resolve_model
+from textcls.reporting.explanations import Explanation, check_text, from_attention_maps
+from textcls.reporting.metrics import headline_metrics, predicted_labels
+from textcls.runfolder import damaged
+from textcls.training.device import device, for_this_device, inference_precision, resolve_precision
+from textcls.training.loaders import EpochBatches, TokenizedRows, array_to_device, eval_plan
 from textcls.training.objectives import Objective, probabilities
-from textcls.data.windows import Windowing, model_token_limit
+from textcls.training.prediction import GPU_PREDICT_TOKENS, pooled_logits
+from textcls.training.tokens import encode_windows, pad_id
+from textcls.training.trainer import engine_trainer, run_trainer, training_arguments, training_callbacks
 
 log = logging.getLogger(__name__)
+
 
 def _from_pretrained_error(model_name: str, error: Exception) -> TextclsError:
     return TextclsError(
@@ -68,7 +68,9 @@ def _from_pretrained_error(model_name: str, error: Exception) -> TextclsError:
 
 def clamp_max_length(requested: int, tokenizer: Any, model_config: Any) -> int:
     """`requested`, or the model's own limit when that is smaller (with a warning)."""
-    limit = model_token_limit(getattr(tokenizer, "model_max_length", None), getattr(model_config, "max_position_embeddings", None))
+    limit = model_token_limit(
+        getattr(tokenizer, "model_max_length", None), getattr(model_config, "max_position_embeddings", None)
+    )
     clamped = requested if limit is None else min(requested, limit)
     if clamped < requested:
         log.warning("max_length %d exceeds the model's limit; using %d", requested, clamped)
@@ -103,7 +105,12 @@ class PretrainedClassifier(Classifier):
     inference_precisions = ("fp32", "bf16")
 
     def __init__(
-        self, model: Any, tokenizer: Any, label_names: Sequence[str], max_length: int, precision: str = "fp32",
+        self,
+        model: Any,
+        tokenizer: Any,
+        label_names: Sequence[str],
+        max_length: int,
+        precision: str = "fp32",
         windowing: Windowing | None = None,
     ):
         self.model = model
@@ -137,7 +144,9 @@ class PretrainedClassifier(Classifier):
         weights, sample_weights = loss_weights(config, train.labels, label_names)
         model_name = resolve_model(config.model)
         set_seed(config.seed)  # the fresh classification head is drawn now, before Trainer seeds anything
-        tokenizer, model = _load_tokenizer_and_model(model_name, label_names, config.trust_remote_code, train.multi_label)
+        tokenizer, model = _load_tokenizer_and_model(
+            model_name, label_names, config.trust_remote_code, train.multi_label
+        )
         max_length = clamp_max_length(config.max_length, tokenizer, model.config)
         precision = resolve_precision(config.precision)
         log.info("model %s, max_length %d, precision %s", model_name, max_length, precision)
@@ -146,12 +155,16 @@ class PretrainedClassifier(Classifier):
         windowing = Windowing.from_config(config, max_length)
         train_ids, train_windows = encode_windows(tokenizer, train.texts, windowing, desc=f"tokenising {train.name}")
         dev_ids, dev_windows = encode_windows(tokenizer, dev.texts, windowing, desc=f"tokenising {dev.name}")
-        train_rows = TokenizedRows(train_ids, targets(train.labels, len(label_names), train.multi_label), padding, train_windows)
+        train_rows = TokenizedRows(
+            train_ids, targets(train.labels, len(label_names), train.multi_label), padding, train_windows
+        )
         dev_rows = TokenizedRows(dev_ids, targets(dev.labels, len(label_names), dev.multi_label), padding, dev_windows)
         batches = EpochBatches(train_rows.text_lengths(config.batch_tokens), config, sample_weights)
 
         args = training_arguments(
-            checkpoint_dir, config, precision,
+            checkpoint_dir,
+            config,
+            precision,
             # Trainer reads only its logs and its fallbacks from this: the batches are the engine's
             per_device_train_batch_size=max(1, round(len(train_rows) / len(batches))),
             per_device_eval_batch_size=config.eval_batch_size,
@@ -173,9 +186,17 @@ class PretrainedClassifier(Classifier):
             callbacks.append(EarlyStoppingCallback(early_stopping_patience=config.early_stopping_patience))
 
         trainer = engine_trainer(
-            train_rows, batches, dev_rows, eval_plan(dev_rows.text_lengths(), config, args.world_size), config,
+            train_rows,
+            batches,
+            dev_rows,
+            eval_plan(dev_rows.text_lengths(), config, args.world_size),
+            config,
             objective=Objective.of(weights, config.pooling, train.multi_label),
-            model=model, args=args, processing_class=tokenizer, compute_metrics=compute_metrics, callbacks=callbacks,
+            model=model,
+            args=args,
+            processing_class=tokenizer,
+            compute_metrics=compute_metrics,
+            callbacks=callbacks,
         )
         result, resume_from, train_seconds = run_trainer(trainer, checkpoint_dir, config.resume, config.batch_tokens)
 
@@ -215,13 +236,24 @@ class PretrainedClassifier(Classifier):
         autocast = self.precision == "bf16" and next(self.model.parameters()).dtype == torch.float32
 
         def forward(input_ids: np.ndarray, attention_mask: np.ndarray) -> torch.Tensor:
-            inputs = {"input_ids": array_to_device(input_ids, device), "attention_mask": array_to_device(attention_mask, device)}
+            inputs = {
+                "input_ids": array_to_device(input_ids, device),
+                "attention_mask": array_to_device(attention_mask, device),
+            }
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
-                return self.model(**inputs).logits.float()  # (batch, classes), left on the device: no host sync per batch
+                return self.model(
+                    **inputs
+                ).logits.float()  # (batch, classes), left on the device: no host sync per batch
 
         logits = pooled_logits(
-            self.tokenizer, texts, self.windowing, forward, pad_id=pad_id(self.tokenizer), batch_size=batch_size,
-            batch_tokens=GPU_PREDICT_TOKENS if device.type == "cuda" else None, progress=progress,
+            self.tokenizer,
+            texts,
+            self.windowing,
+            forward,
+            pad_id=pad_id(self.tokenizer),
+            batch_size=batch_size,
+            batch_tokens=GPU_PREDICT_TOKENS if device.type == "cuda" else None,
+            progress=progress,
         )
         return probabilities(logits, self.multi_label)
 
@@ -301,7 +333,9 @@ class PretrainedClassifier(Classifier):
             tokenizer = AutoTokenizer.from_pretrained(model_dir)
             model = AutoModelForSequenceClassification.from_pretrained(model_dir, use_safetensors=True)
         except Exception as error:  # safetensors, JSON and tokenizer parsers each raise their own kind
-            raise damaged(Path(model_dir), str(error).splitlines()[0][:200] if str(error) else type(error).__name__) from error
+            raise damaged(
+                Path(model_dir), str(error).splitlines()[0][:200] if str(error) else type(error).__name__
+            ) from error
         target, precision = device(), inference_precision(precision)
         model.to(target).eval()
         if precision == "bf16" and target.type == "cuda":

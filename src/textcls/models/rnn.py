@@ -26,9 +26,9 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from textcls.reporting.explanations import Explanation, check_text, from_token_weights
 from textcls.models.base import EXPLAIN
 from textcls.models.neural import PAD_ID, TokenAttention, TorchClassifier
+from textcls.reporting.explanations import Explanation, check_text, from_token_weights
 
 __all__ = ["AttentionLSTMClassifier", "AttentionLSTMModel", "LSTMClassifier", "LSTMModel"]
 

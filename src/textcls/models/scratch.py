@@ -29,9 +29,9 @@ import torch
 from torch import nn
 
 from textcls.errors import ConfigError
-from textcls.reporting.explanations import Explanation, check_text, from_attention_maps
 from textcls.models.base import EXPLAIN
 from textcls.models.neural import PAD_ID, TokenAttention, TorchClassifier
+from textcls.reporting.explanations import Explanation, check_text, from_attention_maps
 
 __all__ = ["ScratchTransformerClassifier", "ScratchTransformerModel", "sinusoidal_positions"]
 
@@ -57,7 +57,9 @@ class MultiHeadSelfAttention(nn.Module):
     def __init__(self, d_model: int, num_heads: int):
         super().__init__()
         if d_model % num_heads:
-            raise ConfigError(f"d_model: expected a multiple of num_heads ({num_heads}), found {d_model}; change either")
+            raise ConfigError(
+                f"d_model: expected a multiple of num_heads ({num_heads}), found {d_model}; change either"
+            )
         self.num_heads = num_heads
         self.qkv = nn.Linear(d_model, 3 * d_model)  # the Q, K and V projections in one matrix multiply
         self.out = nn.Linear(d_model, d_model)
@@ -71,7 +73,9 @@ class MultiHeadSelfAttention(nn.Module):
         scores = q @ k.transpose(-2, -1) / math.sqrt(head_dim)  # (batch, heads, seq, seq)
         # padded keys -> -inf before the softmax: exactly 0 weight; every query row keeps [CLS] at least
         padded_keys = attention_mask[:, None, None, :] == 0  # (batch, 1, 1, seq)
-        weights = torch.softmax(scores.float().masked_fill(padded_keys, float("-inf")), dim=-1)  # (batch, heads, seq, seq)
+        weights = torch.softmax(
+            scores.float().masked_fill(padded_keys, float("-inf")), dim=-1
+        )  # (batch, heads, seq, seq)
         context = weights.to(v.dtype) @ v  # (batch, heads, seq, head_dim)
         context = context.transpose(1, 2).reshape(batch, seq, d_model)  # (batch, seq, d_model)
         return self.out(context), weights
@@ -136,7 +140,9 @@ class ScratchTransformerModel(nn.Module):
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         seq = input_ids.shape[1]
         positions = self.positions[:seq] if seq <= len(self.positions) else sinusoidal_positions(seq, self.d_model)
-        x = self.embedding(input_ids) * math.sqrt(self.d_model) + positions.to(input_ids.device)  # (batch, seq, d_model)
+        x = self.embedding(input_ids) * math.sqrt(self.d_model) + positions.to(
+            input_ids.device
+        )  # (batch, seq, d_model)
         x = self.dropout(x)
         maps = []
         for block in self.blocks:

@@ -122,7 +122,9 @@ def attention_rollout(attention: np.ndarray) -> np.ndarray:
     """
     attention = np.asarray(attention, dtype=np.float64)
     if attention.ndim != 4 or attention.shape[-1] != attention.shape[-2]:
-        raise TextclsError(f"attention_rollout: expected shape (layers, heads, tokens, tokens), found {attention.shape}")
+        raise TextclsError(
+            f"attention_rollout: expected shape (layers, heads, tokens, tokens), found {attention.shape}"
+        )
     tokens = attention.shape[-1]
     joint = np.eye(tokens)
     for layer_maps in attention:  # (heads, tokens, tokens)
@@ -152,8 +154,14 @@ def label_and_probs(label_names: Sequence[str], probs: np.ndarray) -> tuple[str,
 
 
 def from_attention_maps(
-    text: str, family: str, label_names: Sequence[str], probs: np.ndarray, tokens: list[str], maps: np.ndarray,
-    layer: int, head: int | None,
+    text: str,
+    family: str,
+    label_names: Sequence[str],
+    probs: np.ndarray,
+    tokens: list[str],
+    maps: np.ndarray,
+    layer: int,
+    head: int | None,
 ) -> Explanation:
     """An Explanation from a transformer's attention maps (layers, heads, tokens, tokens) and its probabilities."""
     label, probs_by_name = label_and_probs(label_names, probs)
@@ -164,21 +172,40 @@ def from_attention_maps(
     weights = cls_rows.mean(axis=0) if head_index is None else cls_rows[head_index]
     weights = weights / weights.sum()
     return Explanation(
-        text=text, family=family, label=label, probs=probs_by_name, tokens=tokens, token_weights=weights,
-        attention=maps, rollout=attention_rollout(maps), layer=layer_index, head=head_index,
+        text=text,
+        family=family,
+        label=label,
+        probs=probs_by_name,
+        tokens=tokens,
+        token_weights=weights,
+        attention=maps,
+        rollout=attention_rollout(maps),
+        layer=layer_index,
+        head=head_index,
     )
 
 
 def from_token_weights(
-    text: str, family: str, label_names: Sequence[str], probs: np.ndarray, tokens: list[str], weights: np.ndarray,
+    text: str,
+    family: str,
+    label_names: Sequence[str],
+    probs: np.ndarray,
+    tokens: list[str],
+    weights: np.ndarray,
     features: bool = False,
 ) -> Explanation:
     """An Explanation from one weight per token (attention pooling), or per feature with `features=True`."""
     label, probs_by_name = label_and_probs(label_names, probs)
     weights = np.asarray(weights, dtype=np.float64 if features else np.float32)
     return Explanation(
-        text=text, family=family, label=label, probs=probs_by_name, tokens=list(tokens), token_weights=weights,
-        attention=None if features else weights.copy(), features=features,
+        text=text,
+        family=family,
+        label=label,
+        probs=probs_by_name,
+        tokens=list(tokens),
+        token_weights=weights,
+        attention=None if features else weights.copy(),
+        features=features,
     )
 
 
@@ -201,5 +228,3 @@ def explain(predictor: Any, text: str, layer: int = -1, head: int | None = None)
         (6, 12, 6, 6)
     """
     return predictor.explain(check_text(text), layer=layer, head=head)
-
-

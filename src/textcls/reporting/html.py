@@ -25,11 +25,11 @@ from typing import Any
 
 import numpy as np
 
-from textcls.reporting import plots
-from textcls.reporting.metrics import calibration, classification_metrics, multilabel_metrics
-from textcls.files import folder_lock, make_folder, work_folder, write_json, write_text_atomic
 from textcls.data.imbalance import MIN_DEV_ROWS_PER_CLASS, small_classes
 from textcls.data.multilabel import decide
+from textcls.files import folder_lock, make_folder, work_folder, write_json, write_text_atomic
+from textcls.reporting import plots
+from textcls.reporting.metrics import calibration, classification_metrics, multilabel_metrics
 from textcls.runfolder import METRICS_FILE, RunRecord, read_record
 
 MISTAKES_SHOWN = 20
@@ -117,8 +117,20 @@ def build_report(
             f"found {len(labels)} labels and probs of shape {probs.shape}; pass matching inputs"
         )
     if thresholds is not None:
-        return _page(run, split_name, _multilabel_sections(run, texts, np.asarray(labels), probs, label_names, split_name,
-                                                           highlight, np.asarray(thresholds, dtype=float)))
+        return _page(
+            run,
+            split_name,
+            _multilabel_sections(
+                run,
+                texts,
+                np.asarray(labels),
+                probs,
+                label_names,
+                split_name,
+                highlight,
+                np.asarray(thresholds, dtype=float),
+            ),
+        )
     info, run_metrics = run.info, run.metrics
     metrics = classification_metrics(labels, probs, label_names)
     calib = calibration(labels, probs)
@@ -138,7 +150,7 @@ def build_report(
 def _page(run: RunRecord, split_name: str, sections: list[str]) -> str:
     title = f"textcls report: {run.name} on {split_name}"
     return (
-        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
         f"<title>{_esc(title)}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n"
         f"<h1>{_esc(title)}</h1>\n" + "\n".join(sections) + "\n</body>\n</html>\n"
     )
@@ -148,7 +160,11 @@ def _page(run: RunRecord, split_name: str, sections: list[str]) -> str:
 
 
 def multilabel_mistakes(
-    texts: Sequence[str], gold: np.ndarray, scores: np.ndarray, thresholds: np.ndarray, label_names: Sequence[str],
+    texts: Sequence[str],
+    gold: np.ndarray,
+    scores: np.ndarray,
+    thresholds: np.ndarray,
+    label_names: Sequence[str],
     k: int = MISTAKES_SHOWN,
 ) -> list[dict[str, Any]]:
     """The `k` texts whose predicted label set misses its gold set the most surely: ranked by the largest
@@ -166,22 +182,40 @@ def multilabel_mistakes(
     order = rows[np.argsort(-miss[rows], kind="stable")][:k]
     names = np.asarray(label_names, dtype=object)
     return [
-        {"index": int(i), "text": texts[i], "gold": list(names[gold[i]]), "predicted": list(names[predicted[i]]),
-         "confidence": round(float(miss[i]), 6)}
+        {
+            "index": int(i),
+            "text": texts[i],
+            "gold": list(names[gold[i]]),
+            "predicted": list(names[predicted[i]]),
+            "confidence": round(float(miss[i]), 6),
+        }
         for i in order
     ]
 
 
 def _multilabel_sections(
-    run: RunRecord, texts: list[str], gold: np.ndarray, scores: np.ndarray, label_names: list[str], split_name: str,
-    highlight: Highlighter | None, thresholds: np.ndarray,
+    run: RunRecord,
+    texts: list[str],
+    gold: np.ndarray,
+    scores: np.ndarray,
+    label_names: list[str],
+    split_name: str,
+    highlight: Highlighter | None,
+    thresholds: np.ndarray,
 ) -> list[str]:
     metrics = multilabel_metrics(gold, scores, label_names, thresholds)
     cards = [
-        ("micro-F1", f"{metrics['micro_f1']:.4f}"), ("macro-F1", f"{metrics['macro_f1']:.4f}"),
-        ("subset accuracy", f"{metrics['subset_accuracy']:.4f}"), ("Hamming loss", f"{metrics['hamming_loss']:.4f}"),
-        ("labels a text (gold / predicted)", f"{metrics['labels_per_text']['gold']:.2f} / {metrics['labels_per_text']['predicted']:.2f}"),
-        ("rows", str(metrics["num_samples"])), ("run", run.name), ("split", split_name),
+        ("micro-F1", f"{metrics['micro_f1']:.4f}"),
+        ("macro-F1", f"{metrics['macro_f1']:.4f}"),
+        ("subset accuracy", f"{metrics['subset_accuracy']:.4f}"),
+        ("Hamming loss", f"{metrics['hamming_loss']:.4f}"),
+        (
+            "labels a text (gold / predicted)",
+            f"{metrics['labels_per_text']['gold']:.2f} / {metrics['labels_per_text']['predicted']:.2f}",
+        ),
+        ("rows", str(metrics["num_samples"])),
+        ("run", run.name),
+        ("split", split_name),
     ]
     if run.info and run.info.get("family"):
         cards.append(("family", str(run.info["family"])))
@@ -192,7 +226,7 @@ def _multilabel_sections(
     headline = f'<section id="headline">\n<h2>Headline (multi-label)</h2>\n<div class="cards">{body}</div>\n</section>'
     rows = "".join(
         f'<tr><td class="text">{_esc(name)}</td><td>{m["precision"]:.4f}</td><td>{m["recall"]:.4f}</td>'
-        f'<td>{m["f1"]:.4f}</td><td>{m["support"]}</td><td>{metrics["thresholds"][name]:.2f}</td></tr>'
+        f"<td>{m['f1']:.4f}</td><td>{m['support']}</td><td>{metrics['thresholds'][name]:.2f}</td></tr>"
         for name, m in metrics["per_label"].items()
     )
     per_label = (
@@ -209,7 +243,7 @@ def _multilabel_sections(
     co_occurrence = (
         '<section id="co-occurrence">\n<h2>Labels together</h2>\n<p class="note">Texts whose gold labels include both '
         "the row's and the column's label; the diagonal is each label's support.</p>\n"
-        f'<table>\n<tr><th></th>{header}</tr>\n{cells}\n</table>\n</section>'
+        f"<table>\n<tr><th></th>{header}</tr>\n{cells}\n</table>\n</section>"
     )
     shown = multilabel_mistakes(texts, gold, scores, thresholds, label_names, MISTAKES_SHOWN)
     head = f'<section id="mistakes">\n<h2>Label sets furthest off (top {MISTAKES_SHOWN})</h2>\n'
@@ -223,7 +257,8 @@ def _multilabel_sections(
             for m in shown
         )
         mistakes_section = (
-            head + '<table>\n<tr><th>largest |score - gold|</th><th class="text">gold</th><th class="text">predicted</th>'
+            head
+            + '<table>\n<tr><th>largest |score - gold|</th><th class="text">gold</th><th class="text">predicted</th>'
             f'<th class="text">text</th></tr>\n{lines}\n</table>\n</section>'
         )
     return [headline, per_label, co_occurrence, _curves_section(run.metrics), mistakes_section]
@@ -263,11 +298,11 @@ def _per_class_section(metrics: dict[str, Any], small: dict[str, int]) -> str:
         )
     rows = "".join(
         f'<tr><td class="text">{_esc(name)}</td><td>{m["precision"]:.4f}</td><td>{m["recall"]:.4f}</td>'
-        f'<td>{m["f1"]:.4f}</td><td>{m["support"]}</td></tr>'
+        f"<td>{m['f1']:.4f}</td><td>{m['support']}</td></tr>"
         for name, m in metrics["per_class"].items()
     )
     return (
-        '<section id="per-class">\n<h2>Per class</h2>\n' + warning + '<table>\n'
+        '<section id="per-class">\n<h2>Per class</h2>\n' + warning + "<table>\n"
         '<tr><th class="text">label</th><th>precision</th><th>recall</th><th>F1</th><th>support</th></tr>\n'
         f"{rows}\n</table>\n</section>"
     )
@@ -407,7 +442,9 @@ def highlight_html(words_and_weights: Sequence[tuple[str, float]], title: str = 
 def _png_tag(path: Path, alt: str) -> str:
     data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
     caption = html.escape(alt)
-    return f'<figure><img src="data:image/png;base64,{data}" alt="{caption}"><figcaption>{caption}</figcaption></figure>'
+    return (
+        f'<figure><img src="data:image/png;base64,{data}" alt="{caption}"><figcaption>{caption}</figcaption></figure>'
+    )
 
 
 def _prob_bars(probs: dict[str, float], label: str) -> str:
@@ -446,7 +483,9 @@ def write_explanation(expl: Any, out_dir: Path) -> dict[str, Path]:
 
 
 # every file `write_explanation` may write: a new explanation removes those of an old one it does not write
-EXPLANATION_FILES = frozenset({"explanation.json", "explanation.html", "heatmap.png", "grid.png", "rollout.png", "weights.png"})
+EXPLANATION_FILES = frozenset(
+    {"explanation.json", "explanation.html", "heatmap.png", "grid.png", "rollout.png", "weights.png"}
+)
 
 
 def _write_explanation_files(expl: Any, out_dir: Path) -> list[str]:

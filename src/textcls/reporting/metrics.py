@@ -52,7 +52,9 @@ def headline_metrics(labels: Sequence[int] | np.ndarray, predictions: Sequence[i
         scored = np.flatnonzero(gold.any(axis=0) | predicted.any(axis=0))
         return {
             "accuracy": float(accuracy_score(gold, predicted)),
-            "macro_f1": float(f1_score(gold, predicted, labels=scored, average="macro", zero_division=0)) if scored.size else 0.0,
+            "macro_f1": float(f1_score(gold, predicted, labels=scored, average="macro", zero_division=0))
+            if scored.size
+            else 0.0,
             "weighted_f1": float(f1_score(gold, predicted, average="weighted", zero_division=0)),
             "balanced_accuracy": float(recall_score(gold, predicted, labels=present, average="macro", zero_division=0)),
             "micro_f1": float(f1_score(gold, predicted, average="micro", zero_division=0)),
@@ -61,7 +63,9 @@ def headline_metrics(labels: Sequence[int] | np.ndarray, predictions: Sequence[i
         "accuracy": float(accuracy_score(labels, predictions)),
         "macro_f1": float(f1_score(labels, predictions, average="macro", zero_division=0)),
         "weighted_f1": float(f1_score(labels, predictions, average="weighted", zero_division=0)),
-        "balanced_accuracy": float(recall_score(labels, predictions, labels=sorted(set(labels)), average="macro", zero_division=0)),
+        "balanced_accuracy": float(
+            recall_score(labels, predictions, labels=sorted(set(labels)), average="macro", zero_division=0)
+        ),
         # micro-F1 of a single-label prediction is its accuracy; kept so --metric micro_f1 means the same everywhere
         "micro_f1": float(f1_score(labels, predictions, average="micro", zero_division=0)),
     }
@@ -113,7 +117,12 @@ def multilabel_metrics(
     predicted = decide(scores, thresholds).astype(bool)
     precision, recall, f1, support = precision_recall_fscore_support(gold, predicted, average=None, zero_division=0)
     per_label = {
-        name: {"precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]), "support": int(support[i])}
+        name: {
+            "precision": float(precision[i]),
+            "recall": float(recall[i]),
+            "f1": float(f1[i]),
+            "support": int(support[i]),
+        }
         for i, name in enumerate(label_names)
     }
     lowest = int(np.argmin(np.where(support > 0, recall, np.inf))) if support.any() else 0
@@ -152,8 +161,9 @@ def calibration(labels: Sequence[int], probs: np.ndarray, bins: int = 10) -> dic
     probs = np.asarray(probs, dtype=float)
     gold = np.asarray(labels)
     if probs.ndim != 2 or len(gold) != probs.shape[0]:
-        raise ValueError(f"expected probs of shape (rows, classes) with rows == len(labels) ({len(gold)}), "
-                         f"found shape {probs.shape}")
+        raise ValueError(
+            f"expected probs of shape (rows, classes) with rows == len(labels) ({len(gold)}), found shape {probs.shape}"
+        )
     confidence = probs.max(axis=1)  # (rows,)
     correct = (probs.argmax(axis=1) == gold).astype(float)  # (rows,)
     edges = np.linspace(0.0, 1.0, bins + 1)
@@ -169,11 +179,13 @@ def calibration(labels: Sequence[int], probs: np.ndarray, bins: int = 10) -> dic
         accuracy = float(correct[member].mean()) if count else None
         if count:
             ece += count / total * abs(accuracy - mean_confidence)
-        bin_rows.append({
-            "lower": float(edges[b]),
-            "upper": float(edges[b + 1]),
-            "count": count,
-            "confidence": mean_confidence,
-            "accuracy": accuracy,
-        })
+        bin_rows.append(
+            {
+                "lower": float(edges[b]),
+                "upper": float(edges[b + 1]),
+                "count": count,
+                "confidence": mean_confidence,
+                "accuracy": accuracy,
+            }
+        )
     return {"ece": float(ece), "bins": bin_rows, "num_samples": total}

@@ -25,8 +25,16 @@ from textcls.errors import TextclsError
 from textcls.files import write_atomic
 
 __all__ = [
-    "accuracy_vs_time", "alignment_matrix", "attention_grid", "attention_heatmap", "available", "confusion_png",
-    "curves_png", "length_curves", "reliability_png", "token_bars",
+    "accuracy_vs_time",
+    "alignment_matrix",
+    "attention_grid",
+    "attention_heatmap",
+    "available",
+    "confusion_png",
+    "curves_png",
+    "length_curves",
+    "reliability_png",
+    "token_bars",
 ]
 
 DPI = 100
@@ -140,8 +148,15 @@ def confusion_png(matrix: np.ndarray, label_names: Sequence[str]) -> bytes:
     if n <= 30:  # beyond that the numbers no longer fit their cells
         for gold in range(n):
             for predicted in range(n):
-                axes.text(predicted, gold, str(int(matrix[gold, predicted])), ha="center", va="center",
-                          fontsize=9, color="white" if share[gold, predicted] > 0.5 else "black")
+                axes.text(
+                    predicted,
+                    gold,
+                    str(int(matrix[gold, predicted])),
+                    ha="center",
+                    va="center",
+                    fontsize=9,
+                    color="white" if share[gold, predicted] > 0.5 else "black",
+                )
     return _png(figure)
 
 
@@ -181,11 +196,24 @@ def reliability_png(calib: dict[str, Any]) -> bytes:
     axes = figure.add_subplot()
     filled = [b for b in calib["bins"] if b["count"]]
     width = calib["bins"][0]["upper"] - calib["bins"][0]["lower"]
-    axes.bar([b["lower"] for b in filled], [b["accuracy"] for b in filled], width=width, align="edge",
-             color="tab:blue", edgecolor="black", alpha=0.8, label="accuracy")
+    axes.bar(
+        [b["lower"] for b in filled],
+        [b["accuracy"] for b in filled],
+        width=width,
+        align="edge",
+        color="tab:blue",
+        edgecolor="black",
+        alpha=0.8,
+        label="accuracy",
+    )
     axes.plot([0, 1], [0, 1], linestyle="--", color="gray", label="perfect calibration")
-    axes.plot([b["confidence"] for b in filled], [b["accuracy"] for b in filled], "o", color="tab:orange",
-              label="bin mean confidence")
+    axes.plot(
+        [b["confidence"] for b in filled],
+        [b["accuracy"] for b in filled],
+        "o",
+        color="tab:orange",
+        label="bin mean confidence",
+    )
     axes.set_xlim(0, 1)
     axes.set_ylim(0, 1)
     axes.set_xlabel("confidence (top label)")

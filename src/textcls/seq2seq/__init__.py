@@ -21,12 +21,31 @@ from typing import TYPE_CHECKING, Any
 from textcls.seq2seq.config import Seq2SeqConfig
 
 if TYPE_CHECKING:
-    from textcls.seq2seq.api import Seq2SeqRun, TrainResult, Translation, compare, evaluate, load, read_data, train, write_data
+    from textcls.seq2seq.api import (
+        Seq2SeqRun,
+        TrainResult,
+        Translation,
+        compare,
+        evaluate,
+        load,
+        read_data,
+        train,
+        write_data,
+    )
     from textcls.seq2seq.model import Seq2Seq
 
 __all__ = [
-    "Seq2Seq", "Seq2SeqConfig", "Seq2SeqRun", "TrainResult", "Translation", "compare", "evaluate", "load", "read_data",
-    "train", "write_data",
+    "Seq2Seq",
+    "Seq2SeqConfig",
+    "Seq2SeqRun",
+    "TrainResult",
+    "Translation",
+    "compare",
+    "evaluate",
+    "load",
+    "read_data",
+    "train",
+    "write_data",
 ]
 
 

@@ -31,15 +31,23 @@ from typing import Any
 import numpy as np
 import torch
 
-from textcls import machine
-from textcls.reporting import plots
-from textcls import runfolder
+from textcls import machine, runfolder
 from textcls.errors import ConfigError, RunFolderError, StorageError, TextclsError
 from textcls.files import make_folder, storage_error, write_atomic, write_json
+from textcls.reporting import plots
 from textcls.seq2seq.config import Seq2SeqConfig
 from textcls.seq2seq.model import Seq2Seq
 from textcls.seq2seq.pairs import (
-    EOS, Pairs, Vocabulary, detokenize, fingerprint, hold_out, read_folder, read_pairs, resolve_token_mode, tokenize,
+    EOS,
+    Pairs,
+    Vocabulary,
+    detokenize,
+    fingerprint,
+    hold_out,
+    read_folder,
+    read_pairs,
+    resolve_token_mode,
+    tokenize,
     write_tsv,
 )
 from textcls.seq2seq.scoring import scores, scores_by_length
@@ -85,7 +93,9 @@ def write_data(task: str, rows: int, out: str | Path, seed: int = 0, overwrite: 
     splits = make_splits(task, rows, seed)
     existing = [str(Path(out) / f"{split}.tsv") for split in splits if (Path(out) / f"{split}.tsv").exists()]
     if existing and not overwrite:
-        raise TextclsError(f"{', '.join(existing)} already exist{'s' if len(existing) == 1 else ''}; pass --overwrite to replace them or choose another --out")
+        raise TextclsError(
+            f"{', '.join(existing)} already exist{'s' if len(existing) == 1 else ''}; pass --overwrite to replace them or choose another --out"
+        )
     out = make_folder(Path(out))
     paths = {}
     for split, pairs in splits.items():
@@ -121,21 +131,33 @@ def train(
     config = config or Seq2SeqConfig.from_options(options)
     runfolder.check_out(out, overwrite)
     log.info("seq2seq training: %s", dataclasses.asdict(config))
-    splits = read_data(data, ("train", "dev"), config.source_column, config.target_column, config.seed)  # bad data fails here
+    splits = read_data(
+        data, ("train", "dev"), config.source_column, config.target_column, config.seed
+    )  # bad data fails here
     with runfolder.writing(out, overwrite) as work_dir:
         return _train(data, splits, config, Path(out), work_dir)
 
 
-def _train(data: str | Path, splits: dict[str, Pairs], config: Seq2SeqConfig, run_dir: Path, work_dir: Path) -> TrainResult:
+def _train(
+    data: str | Path, splits: dict[str, Pairs], config: Seq2SeqConfig, run_dir: Path, work_dir: Path
+) -> TrainResult:
     """`train` once `run_dir` is claimed: train in `work_dir`, score dev, move into place."""
     if config.threads is not None:
         torch.set_num_threads(config.threads)
     tokens = resolve_token_mode(config.tokens, splits["train"].targets)
     source_vocab = Vocabulary.build(splits["train"].sources, tokens)
     target_vocab = Vocabulary.build(splits["train"].targets, tokens)
-    encoded = {name: _encode(pairs, source_vocab, target_vocab, tokens, config.max_length) for name, pairs in splits.items()}
-    log.info("data: %d train, %d dev pairs; %s tokens; vocabularies %d source, %d target",
-             len(splits["train"]), len(splits["dev"]), tokens, len(source_vocab), len(target_vocab))
+    encoded = {
+        name: _encode(pairs, source_vocab, target_vocab, tokens, config.max_length) for name, pairs in splits.items()
+    }
+    log.info(
+        "data: %d train, %d dev pairs; %s tokens; vocabularies %d source, %d target",
+        len(splits["train"]),
+        len(splits["dev"]),
+        tokens,
+        len(source_vocab),
+        len(target_vocab),
+    )
 
     if work_dir.exists() and not config.resume:
         import shutil
@@ -146,9 +168,18 @@ def _train(data: str | Path, splits: dict[str, Pairs], config: Seq2SeqConfig, ru
         torch.manual_seed(config.seed)
         model = Seq2Seq(len(source_vocab), len(target_vocab), **config.model_hparams())
         run = Seq2SeqRun(run_dir, {}, None, model, source_vocab, target_vocab, tokens, config.max_length)
-        identity = {"hparams": config.model_hparams(), "tokens": tokens, "vocab_sizes": [len(source_vocab), len(target_vocab)]}
+        identity = {
+            "hparams": config.model_hparams(),
+            "tokens": tokens,
+            "vocab_sizes": [len(source_vocab), len(target_vocab)],
+        }
         summary = train_loop(
-            model, encoded["train"], encoded["dev"], config, runfolder.checkpoint_dir(work_dir), identity=identity,
+            model,
+            encoded["train"],
+            encoded["dev"],
+            config,
+            runfolder.checkpoint_dir(work_dir),
+            identity=identity,
             score_dev=lambda module: run.score(splits["dev"])["overall"],
         )
         dev = run.score(splits["dev"], by_length=True)
@@ -157,8 +188,14 @@ def _train(data: str | Path, splits: dict[str, Pairs], config: Seq2SeqConfig, ru
         metrics = {"training": summary, "dev": dev["overall"], "dev_by_length": dev["by_length"]}
         runfolder.write_run(work_dir, info, metrics)
         runfolder.move_into_place(work_dir, run_dir)
-    log.info("best epoch %s: dev exact match %.4f, token accuracy %.4f, BLEU %.2f; run folder %s", summary["best_epoch"],
-             dev["overall"]["exact_match"], dev["overall"]["token_accuracy"], dev["overall"]["bleu"], run_dir)
+    log.info(
+        "best epoch %s: dev exact match %.4f, token accuracy %.4f, BLEU %.2f; run folder %s",
+        summary["best_epoch"],
+        dev["overall"]["exact_match"],
+        dev["overall"]["token_accuracy"],
+        dev["overall"]["bleu"],
+        run_dir,
+    )
     run.info, run.metrics = info, metrics
     return TrainResult(run_dir, metrics, run)
 
@@ -166,8 +203,12 @@ def _train(data: str | Path, splits: dict[str, Pairs], config: Seq2SeqConfig, ru
 def _encode(pairs: Pairs, source_vocab: Vocabulary, target_vocab: Vocabulary, tokens: str, max_length: int) -> Encoded:
     cut = sum(len(tokenize(s, tokens)) + 1 > max_length for s in pairs.sources)
     if cut:
-        log.warning("%s: %d sources are longer than max_length %d tokens and were cut; raise --max-length to keep them",
-                    pairs.origin, cut, max_length)
+        log.warning(
+            "%s: %d sources are longer than max_length %d tokens and were cut; raise --max-length to keep them",
+            pairs.origin,
+            cut,
+            max_length,
+        )
     return Encoded(
         [source_vocab.encode(s, tokens, max_length) for s in pairs.sources],
         [target_vocab.encode(t, tokens) for t in pairs.targets],
@@ -175,8 +216,13 @@ def _encode(pairs: Pairs, source_vocab: Vocabulary, target_vocab: Vocabulary, to
 
 
 def _run_info(
-    config: Seq2SeqConfig, tokens: str, data: str | Path, splits: dict[str, Pairs], model: Seq2Seq,
-    source_vocab: Vocabulary, target_vocab: Vocabulary,
+    config: Seq2SeqConfig,
+    tokens: str,
+    data: str | Path,
+    splits: dict[str, Pairs],
+    model: Seq2Seq,
+    source_vocab: Vocabulary,
+    target_vocab: Vocabulary,
 ) -> dict[str, Any]:
     from importlib.metadata import version
 
@@ -186,8 +232,11 @@ def _run_info(
         "tokens": tokens,
         "max_length": config.max_length,
         "config": dataclasses.asdict(config),
-        "data": {"source": str(Path(data).resolve()), "fingerprint": fingerprint(splits),
-                 "rows": {name: len(pairs) for name, pairs in splits.items()}},
+        "data": {
+            "source": str(Path(data).resolve()),
+            "fingerprint": fingerprint(splits),
+            "rows": {name: len(pairs) for name, pairs in splits.items()},
+        },
         "vocab_sizes": {"source": len(source_vocab), "target": len(target_vocab)},
         "num_parameters": sum(p.numel() for p in model.parameters()),
         "versions": {**machine.library_versions(), "sacrebleu": version("sacrebleu")},
@@ -229,7 +278,9 @@ class Seq2SeqRun:
     def attention(self) -> str:
         return self.model.attention
 
-    def translate(self, texts: str | Sequence[str], beam: int = 1, batch_size: int = 64, progress: bool = False) -> list[Translation]:
+    def translate(
+        self, texts: str | Sequence[str], beam: int = 1, batch_size: int = 64, progress: bool = False
+    ) -> list[Translation]:
         """Translations of `texts` with their attention matrices; `beam` 1 is greedy decoding (batched).
 
         Example:
@@ -239,7 +290,9 @@ class Seq2SeqRun:
         """
         texts = [texts] if isinstance(texts, str) else list(texts)
         if beam < 1:
-            raise TextclsError(f"beam: expected a beam size of 1 or more, found {beam}; pass --beam 1 for greedy decoding")
+            raise TextclsError(
+                f"beam: expected a beam size of 1 or more, found {beam}; pass --beam 1 for greedy decoding"
+            )
         sources = [self.source_vocab.encode(text, self.tokens, self.max_length) for text in texts]
         if beam == 1:
             outputs, weights = decode(self.model, sources, batch_size, progress)
@@ -251,9 +304,14 @@ class Seq2SeqRun:
                 output, attention = self.model.beam(source_ids, source_mask, beam, max_output_steps(len(ids)))
                 outputs.append(output)
                 weights.append(None if attention is None else attention.float().numpy())
-        return [self._translation(text, ids, output, alpha) for text, ids, output, alpha in zip(texts, sources, outputs, weights)]
+        return [
+            self._translation(text, ids, output, alpha)
+            for text, ids, output, alpha in zip(texts, sources, outputs, weights)
+        ]
 
-    def _translation(self, text: str, source: list[int], output: list[int], attention: np.ndarray | None) -> Translation:
+    def _translation(
+        self, text: str, source: list[int], output: list[int], attention: np.ndarray | None
+    ) -> Translation:
         output_tokens = self.target_vocab.decode(output)
         shown_output = output_tokens + (["</s>"] if EOS in output else [])
         shown_source = [*tokenize(text, self.tokens)[: len(source) - 1], "</s>"]  # unknown tokens shown as written
@@ -272,12 +330,16 @@ class Seq2SeqRun:
     def plot(self, translation: Translation, path: str | Path) -> Path:
         """The alignment matrix of one translation as a PNG (Bahdanau et al.'s Fig. 3)."""
         if translation.attention is None:
-            raise TextclsError(f"{self.run_dir} was trained with --attention none: it has no alignment to plot; "
-                               "use a run trained with --attention additive")
+            raise TextclsError(
+                f"{self.run_dir} was trained with --attention none: it has no alignment to plot; "
+                "use a run trained with --attention additive"
+            )
         shown = (lambda token: "␣" if token == " " else token) if self.tokens == "chars" else str
         return plots.alignment_matrix(
-            translation.attention, [shown(t) for t in translation.source_tokens],
-            [shown(t) for t in translation.output_tokens], Path(path),
+            translation.attention,
+            [shown(t) for t in translation.source_tokens],
+            [shown(t) for t in translation.output_tokens],
+            Path(path),
             title=textwrap.shorten(f"{translation.source} → {translation.text}", width=90, placeholder=" …"),
         )
 
@@ -288,16 +350,25 @@ class Seq2SeqRun:
         model_dir = make_folder(Path(model_dir))
         weights = {name: tensor.detach().clone().contiguous() for name, tensor in self.model.state_dict().items()}
         write_atomic(model_dir / WEIGHTS_FILE, lambda temporary: save_file(weights, str(temporary)))
-        write_json(model_dir / MODEL_CONFIG_FILE, {
-            "format_version": FORMAT_VERSION, "hparams": self._hparams(), "tokens": self.tokens,
-            "max_length": self.max_length, "source_vocab": self.source_vocab.tokens, "target_vocab": self.target_vocab.tokens,
-        })
+        write_json(
+            model_dir / MODEL_CONFIG_FILE,
+            {
+                "format_version": FORMAT_VERSION,
+                "hparams": self._hparams(),
+                "tokens": self.tokens,
+                "max_length": self.max_length,
+                "source_vocab": self.source_vocab.tokens,
+                "target_vocab": self.target_vocab.tokens,
+            },
+        )
 
     def _hparams(self) -> dict[str, Any]:
         model = self.model
         return {
-            "attention": model.attention, "embedding_size": model.source_embedding.embedding_dim,
-            "encoder_hidden": model.encoder.hidden_size, "decoder_hidden": model.cell.hidden_size,
+            "attention": model.attention,
+            "embedding_size": model.source_embedding.embedding_dim,
+            "encoder_hidden": model.encoder.hidden_size,
+            "decoder_hidden": model.cell.hidden_size,
             "attention_size": model.query.out_features if model.attention == "additive" else None,
             "dropout": model.dropout.p,
         }
@@ -324,7 +395,9 @@ def load(run_dir: str | Path) -> Seq2SeqRun:
     try:
         saved = json.loads(config_path.read_text(encoding="utf-8"))
     except FileNotFoundError as error:
-        raise RunFolderError(f"expected {config_path}, found none; the run folder is incomplete, train again") from error
+        raise RunFolderError(
+            f"expected {config_path}, found none; the run folder is incomplete, train again"
+        ) from error
     except ValueError as error:
         raise runfolder.damaged(config_path, error) from error
     hparams = {k: v for k, v in saved["hparams"].items() if v is not None}
@@ -335,8 +408,16 @@ def load(run_dir: str | Path) -> Seq2SeqRun:
     except Exception as error:  # a cut or overwritten file: safetensors' header, sizes or names
         raise runfolder.damaged(record.model_dir / WEIGHTS_FILE, str(error).splitlines()[0][:200]) from error
     model.eval()
-    return Seq2SeqRun(record.run_dir, record.info, record.metrics, model, source_vocab, target_vocab, saved["tokens"],
-                      saved["max_length"])
+    return Seq2SeqRun(
+        record.run_dir,
+        record.info,
+        record.metrics,
+        model,
+        source_vocab,
+        target_vocab,
+        saved["tokens"],
+        saved["max_length"],
+    )
 
 
 # ---- evaluation and comparison ----------------------------------------------------------------
@@ -356,12 +437,21 @@ def _split_of(run: Seq2SeqRun, split: str, data: str | Path | None) -> Pairs:
             "train and dev; pass --data with test pairs (a file or a folder with test.tsv), or --split dev"
         )
     config = run.info.get("config", {})
-    return read_data(source, (split,), config.get("source_column", "source"), config.get("target_column", "target"),
-                     config.get("seed", 0))[split]
+    return read_data(
+        source,
+        (split,),
+        config.get("source_column", "source"),
+        config.get("target_column", "target"),
+        config.get("seed", 0),
+    )[split]
 
 
 def evaluate(
-    run_dir: str | Path, split: str = "test", data: str | Path | None = None, by_length: bool = False, bucket_width: int = 20
+    run_dir: str | Path,
+    split: str = "test",
+    data: str | Path | None = None,
+    by_length: bool = False,
+    bucket_width: int = 20,
 ) -> dict[str, Any]:
     """Exact match, token accuracy and BLEU of a run on `split` of its data (or `data`), written to
     `RUN/eval_<split>.json`; `by_length` adds them per bucket of `bucket_width` source words.
@@ -371,14 +461,23 @@ def evaluate(
     """
     run = run_dir if isinstance(run_dir, Seq2SeqRun) else load(run_dir)
     pairs = _split_of(run, split, data)
-    result = {"run": str(run.run_dir), "split": split, "data": pairs.origin, "attention": run.attention,
-              **run.score(pairs, by_length=by_length, bucket_width=bucket_width)}
+    result = {
+        "run": str(run.run_dir),
+        "split": split,
+        "data": pairs.origin,
+        "attention": run.attention,
+        **run.score(pairs, by_length=by_length, bucket_width=bucket_width),
+    }
     write_json(runfolder.eval_path(run.run_dir, split), result)
     return result
 
 
 def compare(
-    run_dirs: Sequence[str | Path], out: str | Path, split: str = "test", data: str | Path | None = None, bucket_width: int = 10
+    run_dirs: Sequence[str | Path],
+    out: str | Path,
+    split: str = "test",
+    data: str | Path | None = None,
+    bucket_width: int = 10,
 ) -> dict[str, Any]:
     """BLEU and exact match against source length, one line per run: `OUT/compare.json` and `OUT/length.png`.
 
@@ -390,15 +489,28 @@ def compare(
         run = load(run_dir)
         pairs = _split_of(run, split, data)
         result = run.score(pairs, by_length=True, bucket_width=bucket_width)
-        rows.append({"run": run.run_dir.name, "path": str(run.run_dir), "attention": run.attention, "data": pairs.origin,
-                     **result})
+        rows.append(
+            {
+                "run": run.run_dir.name,
+                "path": str(run.run_dir),
+                "attention": run.attention,
+                "data": pairs.origin,
+                **result,
+            }
+        )
     out = make_folder(Path(out))
     report = {"split": split, "bucket_width": bucket_width, "runs": rows}
     write_json(out / COMPARE_FILE, report)
     plots.length_curves(
-        [{"name": f"{row['run']} ({row['attention']})", "x": [(b["low"] + b["high"]) / 2 for b in row["by_length"]],
-          "bleu": [b["bleu"] for b in row["by_length"]], "exact_match": [100 * b["exact_match"] for b in row["by_length"]]}
-         for row in rows],
+        [
+            {
+                "name": f"{row['run']} ({row['attention']})",
+                "x": [(b["low"] + b["high"]) / 2 for b in row["by_length"]],
+                "bleu": [b["bleu"] for b in row["by_length"]],
+                "exact_match": [100 * b["exact_match"] for b in row["by_length"]],
+            }
+            for row in rows
+        ],
         out / LENGTH_FIGURE,
     )
     return report

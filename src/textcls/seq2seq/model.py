@@ -43,8 +43,10 @@ class Memory:
     def repeat(self, count: int) -> Memory:
         """This (one-row) memory `count` times, for the hypotheses of a beam."""
         return Memory(
-            self.states.expand(count, -1, -1), None if self.keys is None else self.keys.expand(count, -1, -1),
-            self.mask.expand(count, -1), self.summary.expand(count, -1),
+            self.states.expand(count, -1, -1),
+            None if self.keys is None else self.keys.expand(count, -1, -1),
+            self.mask.expand(count, -1),
+            self.summary.expand(count, -1),
         )
 
 

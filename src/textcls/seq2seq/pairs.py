@@ -62,11 +62,15 @@ def read_pairs(path: str | Path, source_column: str = "source", target_column: s
     """
     path = Path(path)
     if not path.is_file():
-        raise DataError(f"{path}: expected a file of pairs, found {'a folder' if path.is_dir() else 'nothing'}; check the path")
+        raise DataError(
+            f"{path}: expected a file of pairs, found {'a folder' if path.is_dir() else 'nothing'}; check the path"
+        )
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as error:
-        raise DataError(f"{path}: expected UTF-8 text, found a byte it cannot decode at {error.start}; re-save it as UTF-8") from error
+        raise DataError(
+            f"{path}: expected UTF-8 text, found a byte it cannot decode at {error.start}; re-save it as UTF-8"
+        ) from error
     suffix = path.suffix.lower()
     if suffix == ".csv":
         rows = _csv_rows(path, text, source_column, target_column)
@@ -75,7 +79,9 @@ def read_pairs(path: str | Path, source_column: str = "source", target_column: s
     elif suffix == ".tsv":
         rows = _tsv_rows(path, text, source_column, target_column)
     else:
-        raise DataError(f"{path}: expected a file ending in {', '.join(SUFFIXES)}, found {suffix or 'no suffix'}; rename or convert it")
+        raise DataError(
+            f"{path}: expected a file ending in {', '.join(SUFFIXES)}, found {suffix or 'no suffix'}; rename or convert it"
+        )
     pairs = []
     for line, source, target in rows:
         for field, value in ((source_column, source), (target_column, target)):
@@ -133,7 +139,9 @@ def _jsonl_rows(path: Path, text: str, source_column: str, target_column: str) -
         try:
             record = json.loads(content)
         except json.JSONDecodeError as error:
-            raise DataError(f"{path}, line {line}: expected a JSON object, found invalid JSON ({error.msg}); fix the line") from error
+            raise DataError(
+                f"{path}, line {line}: expected a JSON object, found invalid JSON ({error.msg}); fix the line"
+            ) from error
         if not isinstance(record, dict):
             raise DataError(f"{path}, line {line}: expected a JSON object, found {type(record).__name__}; fix the line")
         values = []
@@ -144,7 +152,9 @@ def _jsonl_rows(path: Path, text: str, source_column: str, target_column: str) -
                     "pass --source-column/--target-column"
                 )
             if not isinstance(record[field], str):
-                raise DataError(f"{path}, line {line}, field {field!r}: expected a string, found {type(record[field]).__name__}")
+                raise DataError(
+                    f"{path}, line {line}, field {field!r}: expected a string, found {type(record[field]).__name__}"
+                )
             values.append(record[field])
         rows.append((line, values[0], values[1]))
     return rows
@@ -169,13 +179,18 @@ def split_file(folder: Path, split: str) -> Path | None:
 
 
 def read_folder(
-    folder: str | Path, splits: Sequence[str] = ("train", "dev"), source_column: str = "source",
-    target_column: str = "target", seed: int = 0,
+    folder: str | Path,
+    splits: Sequence[str] = ("train", "dev"),
+    source_column: str = "source",
+    target_column: str = "target",
+    seed: int = 0,
 ) -> dict[str, Pairs]:
     """The requested splits of a data folder; a missing dev split is a tenth of train, held out with `seed`."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise DataError(f"{folder}: expected a folder with train.tsv (or .csv, .jsonl), found {'a file' if folder.exists() else 'nothing'}")
+        raise DataError(
+            f"{folder}: expected a folder with train.tsv (or .csv, .jsonl), found {'a file' if folder.exists() else 'nothing'}"
+        )
     files = {split: split_file(folder, split) for split in ("train", *splits)}
     result: dict[str, Pairs] = {}
     for split in splits:
@@ -186,7 +201,9 @@ def read_folder(
             result.update(dev=dev, **({"train": train} if "train" in splits else {}))
         else:
             present = sorted(p.name for p in folder.iterdir() if p.suffix in SUFFIXES)
-            raise DataError(f"{folder}: expected {split}.tsv, {split}.csv or {split}.jsonl, found {present}; add it or pass another folder")
+            raise DataError(
+                f"{folder}: expected {split}.tsv, {split}.csv or {split}.jsonl, found {present}; add it or pass another folder"
+            )
     return {split: result[split] for split in splits}
 
 
@@ -196,7 +213,9 @@ def hold_out(pairs: Pairs, fraction: float, seed: int) -> tuple[Pairs, Pairs]:
     random.Random(seed).shuffle(order)
     size = max(1, int(len(order) * fraction))
     if size >= len(order):
-        raise DataError(f"{pairs.origin}: expected at least 2 pairs to hold a dev split out, found {len(order)}; add a dev file")
+        raise DataError(
+            f"{pairs.origin}: expected at least 2 pairs to hold a dev split out, found {len(order)}; add a dev file"
+        )
 
     def subset(rows: list[int], name: str) -> Pairs:
         return Pairs([pairs.sources[i] for i in rows], [pairs.targets[i] for i in rows], f"{pairs.origin} ({name})")

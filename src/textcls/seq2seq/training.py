@@ -28,14 +28,21 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from textcls.training.batching import length_sorted_batches
-from textcls.training.checkpoints import BEST_WEIGHTS_FILE, OPTIMIZER_FILE, STATE_FILE, WEIGHTS_FILE, last_checkpoint, write_checkpoint
-from textcls.training.checkpoints import clone_state as _clone_state
-from textcls.training.checkpoints import load_optimizer_tensors as _load_optimizer_tensors
 from textcls.errors import RunFolderError
 from textcls.seq2seq.config import Seq2SeqConfig
 from textcls.seq2seq.model import Seq2Seq
 from textcls.seq2seq.pairs import BOS, EOS, PAD
+from textcls.training.batching import length_sorted_batches
+from textcls.training.checkpoints import (
+    BEST_WEIGHTS_FILE,
+    OPTIMIZER_FILE,
+    STATE_FILE,
+    WEIGHTS_FILE,
+    last_checkpoint,
+    write_checkpoint,
+)
+from textcls.training.checkpoints import clone_state as _clone_state
+from textcls.training.checkpoints import load_optimizer_tensors as _load_optimizer_tensors
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +113,9 @@ def decode(
     return outputs, weights
 
 
-def batch_loss(module: Seq2Seq, sources: Sequence[Sequence[int]], targets: Sequence[Sequence[int]]) -> tuple[torch.Tensor, int]:
+def batch_loss(
+    module: Seq2Seq, sources: Sequence[Sequence[int]], targets: Sequence[Sequence[int]]
+) -> tuple[torch.Tensor, int]:
     """Mean cross-entropy per target token under teacher forcing, and the number of tokens."""
     source_ids, source_mask = pad_ids(sources)  # (batch, source)
     target_in, _ = pad_ids([ids[:-1] for ids in targets], start=BOS)  # (batch, target): <s> y1 .. yn
@@ -129,6 +138,7 @@ def dev_loss(module: Seq2Seq, data: Encoded, batch_size: int) -> float:
 
 
 # ---- checkpoints ------------------------------------------------------------------------------
+
 
 # ---- the loop ---------------------------------------------------------------------------------
 @dataclass
@@ -165,8 +175,14 @@ def train_loop(
     if config.resume:
         state, best_state = _resume(checkpoint_dir, module, optimizer, identity, best_state)
     steps_per_epoch = -(-len(train.sources) // config.batch_size)
-    log.info("training %d pairs, %d steps per epoch, at most %d epochs, batch %d, lr %g",
-             len(train.sources), steps_per_epoch, config.epochs, config.batch_size, config.lr)
+    log.info(
+        "training %d pairs, %d steps per epoch, at most %d epochs, batch %d, lr %g",
+        len(train.sources),
+        steps_per_epoch,
+        config.epochs,
+        config.batch_size,
+        config.lr,
+    )
     deadline = time.perf_counter() + config.time_budget * 60.0 if config.time_budget is not None else None
     patience, stop_reason = config.early_stopping_patience, "epochs"
     while state.epoch < config.epochs:
@@ -178,10 +194,18 @@ def train_loop(
         state.train_seconds += time.perf_counter() - started
         if _evaluate_epoch(module, dev, config, state, train_loss, score_dev):
             best_state = _clone_state(module)
-        write_checkpoint(checkpoint_dir, state.epoch, module, best_state, optimizer, {
-            "identity": dict(identity), **{k: v for k, v in vars(state).items()},
-            "seeds": {"seed": config.seed, "batch_order": config.seed + state.epoch - 1},
-        })
+        write_checkpoint(
+            checkpoint_dir,
+            state.epoch,
+            module,
+            best_state,
+            optimizer,
+            {
+                "identity": dict(identity),
+                **{k: v for k, v in vars(state).items()},
+                "seeds": {"seed": config.seed, "batch_order": config.seed + state.epoch - 1},
+            },
+        )
         if out_of_time:
             stop_reason = "time_budget"
             log.warning("time budget of %.3g min reached in epoch %d; stopping", config.time_budget, state.epoch)
@@ -193,15 +217,23 @@ def train_loop(
     module.load_state_dict(best_state)
     module.eval()
     return {
-        "epochs_run": state.epoch, "steps": state.step, "best_epoch": state.best_epoch,
-        "best_dev_token_accuracy": state.best_metric, "stopped_by": stop_reason,
-        "train_seconds": round(state.train_seconds, 2), "history": state.history,
+        "epochs_run": state.epoch,
+        "steps": state.step,
+        "best_epoch": state.best_epoch,
+        "best_dev_token_accuracy": state.best_metric,
+        "stopped_by": stop_reason,
+        "train_seconds": round(state.train_seconds, 2),
+        "history": state.history,
     }
 
 
 def _train_epoch(
-    module: Seq2Seq, optimizer: torch.optim.Optimizer, batches: Sequence[np.ndarray], train: Encoded,
-    state: LoopState, deadline: float | None,
+    module: Seq2Seq,
+    optimizer: torch.optim.Optimizer,
+    batches: Sequence[np.ndarray],
+    train: Encoded,
+    state: LoopState,
+    deadline: float | None,
 ) -> tuple[float, bool]:
     """One epoch; advances `state.step`. Returns the mean loss and whether the time budget ran out."""
     from tqdm.auto import tqdm
@@ -226,30 +258,53 @@ def _train_epoch(
 
 
 def _evaluate_epoch(
-    module: Seq2Seq, dev: Encoded, config: Seq2SeqConfig, state: LoopState, train_loss: float,
+    module: Seq2Seq,
+    dev: Encoded,
+    config: Seq2SeqConfig,
+    state: LoopState,
+    train_loss: float,
     score_dev: Callable[[Seq2Seq], dict[str, Any]],
 ) -> bool:
     """Score dev, append the epoch's row to the history; True when this epoch is the best so far."""
     dev_scores = score_dev(module)
     row = {
-        "epoch": state.epoch, "step": state.step, "train_loss": train_loss,
-        "dev_loss": dev_loss(module, dev, config.eval_batch_size), "dev_token_accuracy": dev_scores["token_accuracy"],
-        "dev_exact_match": dev_scores["exact_match"], "dev_bleu": dev_scores["bleu"],
+        "epoch": state.epoch,
+        "step": state.step,
+        "train_loss": train_loss,
+        "dev_loss": dev_loss(module, dev, config.eval_batch_size),
+        "dev_token_accuracy": dev_scores["token_accuracy"],
+        "dev_exact_match": dev_scores["exact_match"],
+        "dev_bleu": dev_scores["bleu"],
         "seconds": round(state.train_seconds, 2),
     }
     state.history.append(row)
-    log.info("epoch %d (step %d, %.0fs): train loss %.4f, dev loss %.4f, token accuracy %.4f, exact match %.4f, BLEU %.2f",
-             state.epoch, state.step, state.train_seconds, train_loss, row["dev_loss"], row["dev_token_accuracy"],
-             row["dev_exact_match"], row["dev_bleu"])
+    log.info(
+        "epoch %d (step %d, %.0fs): train loss %.4f, dev loss %.4f, token accuracy %.4f, exact match %.4f, BLEU %.2f",
+        state.epoch,
+        state.step,
+        state.train_seconds,
+        train_loss,
+        row["dev_loss"],
+        row["dev_token_accuracy"],
+        row["dev_exact_match"],
+        row["dev_bleu"],
+    )
     if state.best_metric is None or row["dev_token_accuracy"] > state.best_metric:
-        state.best_metric, state.best_epoch, state.epochs_without_improvement = row["dev_token_accuracy"], state.epoch, 0
+        state.best_metric, state.best_epoch, state.epochs_without_improvement = (
+            row["dev_token_accuracy"],
+            state.epoch,
+            0,
+        )
         return True
     state.epochs_without_improvement += 1
     return False
 
 
 def _resume(
-    checkpoint_dir: Path, module: nn.Module, optimizer: torch.optim.Optimizer, identity: Mapping[str, Any],
+    checkpoint_dir: Path,
+    module: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    identity: Mapping[str, Any],
     best_state: dict[str, torch.Tensor],
 ) -> tuple[LoopState, dict[str, torch.Tensor]]:
     from safetensors.torch import load_file

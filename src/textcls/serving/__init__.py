@@ -28,7 +28,9 @@ def _require_serving() -> None:
         import fastapi  # noqa: F401
         import uvicorn  # noqa: F401
     except ImportError as error:
-        raise TextclsError(f"serving needs FastAPI and uvicorn ({error.name} is missing); pip install 'textcls[serve]'") from error
+        raise TextclsError(
+            f"serving needs FastAPI and uvicorn ({error.name} is missing); pip install 'textcls[serve]'"
+        ) from error
 
 
 def create_app(run: Any, config: ServeConfig | None = None) -> Any:
@@ -66,10 +68,19 @@ def serve(run_dir: str | Path, config: ServeConfig, predict_config: PredictConfi
     run.predict_proba(["warm-up"])  # first call allocates; do it before the first user waits
     app = create_app(run, config)
     if config.token is None and not _is_loopback(config.host):
-        log.warning("serving on %s without a token: anyone who can reach this address can use the model; "
-                    "pass --token or set TEXTCLS_TOKEN", config.host)
-    log.info("serving %s (%s, backend %s) on http://%s:%d  (page /, API docs /docs)",
-             run_dir, run.family, run.predict_config.backend, config.host, config.port)
+        log.warning(
+            "serving on %s without a token: anyone who can reach this address can use the model; "
+            "pass --token or set TEXTCLS_TOKEN",
+            config.host,
+        )
+    log.info(
+        "serving %s (%s, backend %s) on http://%s:%d  (page /, API docs /docs)",
+        run_dir,
+        run.family,
+        run.predict_config.backend,
+        config.host,
+        config.port,
+    )
     server = _uvicorn_server(app, config)
     with _signals_stop(server):
         server.run()

@@ -18,7 +18,6 @@ that is not UTF-8, 401 without the token, 503 when the queue is full or the serv
 down; an unexpected failure is a generic 500 whose details go only to the log.
 """
 
-
 import asyncio
 import contextlib
 import json
@@ -48,8 +47,13 @@ def _error_body(status: int, kind: str, message: str, details: list[dict[str, An
 async def _send_error(send: Any, status: int, kind: str, message: str) -> None:
     """An error answer sent straight through ASGI, for middleware that answers before (or instead of) the app."""
     body = json.dumps(_error_body(status, kind, message)).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 
@@ -58,7 +62,11 @@ def _unparsable_body(cause: BaseException | None) -> tuple[int, str, str]:
     if isinstance(cause, UnicodeDecodeError):
         return 400, "bad_request", "could not read the body as JSON: expected UTF-8 text"
     if isinstance(cause, RecursionError):
-        return 422, "invalid_request", 'could not parse the body as JSON: arrays or objects nested too deeply; send {"texts": ["...", ...]}'
+        return (
+            422,
+            "invalid_request",
+            'could not parse the body as JSON: arrays or objects nested too deeply; send {"texts": ["...", ...]}',
+        )
     # e.g. an integer of more than 4300 digits
     return 422, "invalid_request", f"could not parse the body as JSON: {cause}"
 
@@ -107,7 +115,9 @@ class BodyLimit:
         await self.app(scope, replay, send)
 
     async def _reject(self, send: Any) -> None:
-        await _send_error(send, 413, "payload_too_large", f"request body over {self.max_bytes} bytes; send fewer or shorter texts")
+        await _send_error(
+            send, 413, "payload_too_large", f"request body over {self.max_bytes} bytes; send fewer or shorter texts"
+        )
 
 
 class AnswerCancelled:
@@ -134,9 +144,14 @@ class AnswerCancelled:
         except asyncio.CancelledError:
             if started:
                 raise
-            log.warning("%s %s was still running when the shutdown timeout ran out; answered 503",
-                        scope["method"], scope["path"])
-            await _send_error(send, 503, "shutting_down", "the server shut down before this request was answered; retry")
+            log.warning(
+                "%s %s was still running when the shutdown timeout ran out; answered 503",
+                scope["method"],
+                scope["path"],
+            )
+            await _send_error(
+                send, 503, "shutting_down", "the server shut down before this request was answered; retry"
+            )
             # Not re-raised: this is uvicorn's task for this one request and it ends here; re-raising
             # would only make uvicorn log a traceback and try to send its own 500.
 
@@ -194,7 +209,10 @@ def create_app(run: "Run", config: ServeConfig | None = None) -> Any:
 
     config = config or ServeConfig()
     batcher = MicroBatcher(
-        run.predict_proba, max_batch=config.max_batch, max_wait=config.max_wait_ms / 1000.0, max_queue=config.max_queue,
+        run.predict_proba,
+        max_batch=config.max_batch,
+        max_wait=config.max_wait_ms / 1000.0,
+        max_queue=config.max_queue,
         max_calls=run.classifier.concurrent_calls,
     )
     card = _model_card(run, config)
@@ -223,7 +241,9 @@ def create_app(run: "Run", config: ServeConfig | None = None) -> Any:
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, error: RequestValidationError) -> JSONResponse:
         # Drop the offending input from the details: echoing a 1 MB string back helps nobody.
-        details = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")} for e in error.errors()]
+        details = [
+            {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")} for e in error.errors()
+        ]
         message = "; ".join(f"{'.'.join(map(str, d['loc']))}: {d['msg']}" for d in details[:5])
         unparsable = [e for e in error.errors() if e.get("type") == "json_invalid"]  # FastAPI's JSONDecodeError
         if unparsable:
@@ -231,13 +251,17 @@ def create_app(run: "Run", config: ServeConfig | None = None) -> Any:
             message = f"could not parse the body as JSON at character {where}: {reason}"
         content_type = request.headers.get("content-type", "")
         if request.method == "POST" and "json" not in content_type:
-            message = f"expected a JSON body with Content-Type: application/json, found {content_type or 'none'!r}; {message}"
+            message = (
+                f"expected a JSON body with Content-Type: application/json, found {content_type or 'none'!r}; {message}"
+            )
         return JSONResponse(_error_body(422, "invalid_request", message, details), status_code=422)
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, error: HTTPException) -> JSONResponse:
         status, message = error.status_code, str(error.detail)
-        kind = {400: "bad_request", 401: "unauthorized", 404: "not_found", 405: "method_not_allowed"}.get(status, "http_error")
+        kind = {400: "bad_request", 401: "unauthorized", 404: "not_found", 405: "method_not_allowed"}.get(
+            status, "http_error"
+        )
         if status == 400 and message == "There was an error parsing the body":  # FastAPI's words, for any parser error
             status, kind, message = _unparsable_body(error.__cause__)
         return JSONResponse(_error_body(status, kind, message), status_code=status, headers=error.headers)
@@ -254,7 +278,9 @@ def create_app(run: "Run", config: ServeConfig | None = None) -> Any:
     @app.exception_handler(Exception)
     async def internal_error(request: Request, error: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return JSONResponse(_error_body(500, "internal_error", "internal server error; details are in the server log"), status_code=500)
+        return JSONResponse(
+            _error_body(500, "internal_error", "internal server error; details are in the server log"), status_code=500
+        )
 
     # ---- auth --------------------------------------------------------------------------------
     bearer = HTTPBearer(auto_error=False, description="Needed when the server was started with --token.")
@@ -264,11 +290,18 @@ def create_app(run: "Run", config: ServeConfig | None = None) -> Any:
             return
         given = credentials.credentials if credentials is not None else ""
         if not secrets.compare_digest(given.encode(), config.token.encode()):
-            raise HTTPException(401, "missing or wrong bearer token; send 'Authorization: Bearer TOKEN'",
-                                headers={"WWW-Authenticate": "Bearer"})
+            raise HTTPException(
+                401,
+                "missing or wrong bearer token; send 'Authorization: Bearer TOKEN'",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
 
     guarded = [Depends(authorised)] if config.token is not None else []
-    errors = {401: {"model": ErrorResponse}, 503: {"model": ErrorResponse}} if config.token else {503: {"model": ErrorResponse}}
+    errors = (
+        {401: {"model": ErrorResponse}, 503: {"model": ErrorResponse}}
+        if config.token
+        else {503: {"model": ErrorResponse}}
+    )
 
     # ---- routes ------------------------------------------------------------------------------
     page = files("textcls.serving").joinpath("page.html").read_text(encoding="utf-8")
@@ -285,16 +318,26 @@ def create_app(run: "Run", config: ServeConfig | None = None) -> Any:
     async def model_card() -> dict[str, Any]:
         return card
 
-    @app.post(f"{API_PREFIX}/predict", response_model=PredictResponse if thresholds is None else MultiLabelPredictResponse,
-              dependencies=guarded, responses=errors, summary="Classify texts")
+    @app.post(
+        f"{API_PREFIX}/predict",
+        response_model=PredictResponse if thresholds is None else MultiLabelPredictResponse,
+        dependencies=guarded,
+        responses=errors,
+        summary="Classify texts",
+    )
     async def predict(body: PredictRequest) -> dict[str, Any]:
         started = time.perf_counter()
         probs = await batcher.predict(body.texts)
         log.debug("predicted %d texts in %.1f ms", len(body.texts), (time.perf_counter() - started) * 1000)
         return {"predictions": prediction_records(probs, run.label_names, thresholds)}
 
-    @app.post(f"{API_PREFIX}/explain", response_model=ExplainResponse, dependencies=guarded, responses=errors,
-              summary="Classify one text and show the words it weighs")
+    @app.post(
+        f"{API_PREFIX}/explain",
+        response_model=ExplainResponse,
+        dependencies=guarded,
+        responses=errors,
+        summary="Classify one text and show the words it weighs",
+    )
     async def explain(body: ExplainRequest) -> dict[str, Any]:
         explanation = await batcher.call(run.explain, body.text, body.layer, body.head)
         result = explanation.to_dict()

@@ -63,7 +63,12 @@ class MicroBatcher:
     """Collects `predict` requests from many coroutines into few model calls, `max_calls` at a time."""
 
     def __init__(
-        self, predict: Callable[[list[str]], np.ndarray], max_batch: int, max_wait: float, max_queue: int, max_calls: int = 1
+        self,
+        predict: Callable[[list[str]], np.ndarray],
+        max_batch: int,
+        max_wait: float,
+        max_queue: int,
+        max_calls: int = 1,
     ):
         if max_calls < 1:
             raise ValueError(f"max_calls: expected an integer >= 1, found {max_calls}")
@@ -84,7 +89,9 @@ class MicroBatcher:
         # `call` (explain) runs one at a time: on the model thread between batches, or beside overlapping
         # calls on a thread of its own (attention maps switch the torch model's attention for the call).
         self._call_thread = (
-            self._model_thread if max_calls == 1 else ThreadPoolExecutor(max_workers=1, thread_name_prefix="textcls-call")
+            self._model_thread
+            if max_calls == 1
+            else ThreadPoolExecutor(max_workers=1, thread_name_prefix="textcls-call")
         )
         self._free: asyncio.Semaphore | None = None  # model threads without a call
         self._in_flight: set[asyncio.Task] = set()

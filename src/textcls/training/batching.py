@@ -19,6 +19,7 @@ import numpy as np
 
 from textcls.config import PAD_MULTIPLE
 
+
 def length_sorted_batches(lengths: Sequence[int], batch_size: int) -> Iterator[np.ndarray]:
     """Row indices in batches of similar length (shortest first), so padding stays small.
 

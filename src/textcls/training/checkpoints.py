@@ -35,7 +35,9 @@ def clone_state(module: nn.Module) -> dict[str, torch.Tensor]:
 def optimizer_tensors(optimizer: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
     """The optimizer's per-parameter state as flat safetensors entries: '<param index>.<exp_avg|exp_avg_sq|step>'."""
     state = optimizer.state_dict()["state"]
-    return {f"{index}.{name}": value.contiguous() for index, entries in state.items() for name, value in entries.items()}
+    return {
+        f"{index}.{name}": value.contiguous() for index, entries in state.items() for name, value in entries.items()
+    }
 
 
 def load_optimizer_tensors(optimizer: torch.optim.Optimizer, tensors: Mapping[str, torch.Tensor]) -> None:

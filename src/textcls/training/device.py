@@ -12,15 +12,18 @@ from __future__ import annotations
 import functools
 import logging
 from typing import Any
+
 import torch
+
 from textcls.config import TrainConfig
 from textcls.errors import TextclsError
 
 log = logging.getLogger(__name__)
 
 
-
-GPU_WORKERS = 2  # DataLoader processes preparing batches ahead on a GPU; a CPU pads in the main process (~0.1 ms a batch)
+GPU_WORKERS = (
+    2  # DataLoader processes preparing batches ahead on a GPU; a CPU pads in the main process (~0.1 ms a batch)
+)
 
 
 def for_this_device(config: TrainConfig) -> TrainConfig:
@@ -32,11 +35,18 @@ def for_this_device(config: TrainConfig) -> TrainConfig:
     resolved = config.on_device(gpu=gpu, workers=GPU_WORKERS if gpu else 0)
     if config.compile and not resolved.compile:
         # measured on a 2-core AMD EPYC (benchmarks/cpu_compile.py): MiniLM's step was no faster compiled, after ~2 min compiling
-        log.warning("--compile is ignored on a CPU (measured no faster there, after minutes of compiling: benchmarks/cpu_compile.py); training runs eager")
+        log.warning(
+            "--compile is ignored on a CPU (measured no faster there, after minutes of compiling: benchmarks/cpu_compile.py); training runs eager"
+        )
     log.log(
-        logging.INFO if resolved != config else logging.DEBUG,  # a config resolved before (by `runs.train`) was logged then
-        "batches: %s, lr %g, %s, compile %s", describe_batching(resolved), resolved.lr,
-        "GPU" if gpu else "CPU", "on" if resolved.compile else "off",
+        logging.INFO
+        if resolved != config
+        else logging.DEBUG,  # a config resolved before (by `runs.train`) was logged then
+        "batches: %s, lr %g, %s, compile %s",
+        describe_batching(resolved),
+        resolved.lr,
+        "GPU" if gpu else "CPU",
+        "on" if resolved.compile else "off",
     )
     return resolved
 

@@ -4,15 +4,17 @@ length), and `batch_loader` wraps them in a `DataLoader` that pins memory and pr
 """
 
 from __future__ import annotations
-from textcls.training.tokens import TokenIds
+
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
+
 import numpy as np
 import torch
-from textcls.training.batching import CountedBatches, sorted_plan, training_plan
+
 from textcls.config import TrainConfig
 from textcls.data.windows import Windows
-
+from textcls.training.batching import CountedBatches, sorted_plan, training_plan
+from textcls.training.tokens import TokenIds
 
 EVAL_TOKEN_FACTOR = 4  # evaluation keeps no activations for backward, so its batches may hold this many times more
 
@@ -113,7 +115,9 @@ class EpochBatches:
 def batch_loader(rows: TokenizedRows, batches: Iterable[Any], config: TrainConfig) -> torch.utils.data.DataLoader:
     """A `DataLoader` over ready batches of row indices: pinned memory and prefetching workers on a GPU."""
     workers = config.num_workers or 0
-    if not isinstance(batches, (EpochBatches, CountedBatches)):  # accelerate's DDP sharding wants lists of ints, not arrays
+    if not isinstance(
+        batches, (EpochBatches, CountedBatches)
+    ):  # accelerate's DDP sharding wants lists of ints, not arrays
         batches = [batch.tolist() if isinstance(batch, np.ndarray) else list(batch) for batch in batches]
     return torch.utils.data.DataLoader(
         rows,

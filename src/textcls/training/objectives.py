@@ -62,7 +62,9 @@ class Objective:
         reduce = "amax" if self.pooling == "max" else "mean"
         return empty.scatter_reduce(0, index, window_logits, reduce=reduce, include_self=False)
 
-    def text_loss(self, window_logits: torch.Tensor, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    def text_loss(
+        self, window_logits: torch.Tensor, batch: dict[str, torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """(loss, text logits) of a batch from the engine's `TokenizedRows`."""
         logits = self.pool(window_logits, batch.get("window_owner"), len(batch["labels"]))
         return self.loss(logits, batch["labels"]), logits

@@ -4,8 +4,8 @@ the first steps (compilation) or evaluation."""
 from __future__ import annotations
 
 import time
-import torch
 
+import torch
 
 WARMUP_STEPS = 5  # steps left out of the steady-state figure: compilation, allocator growth
 

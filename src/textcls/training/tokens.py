@@ -10,20 +10,22 @@ Example:
 
 from __future__ import annotations
 
-import weakref
 import hashlib
 import logging
 import os
 import time
+import weakref
 import zipfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
 import numpy as np
-from textcls.training.batching import round_up
-from textcls.files import write_atomic
+
 from textcls.data.windows import Windowing, Windows, log_line, special_tokens
+from textcls.files import write_atomic
+from textcls.training.batching import round_up
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +81,9 @@ class TokenIds:
         mask = np.arange(width)[None, :] < lengths[:, None]  # (batch, seq)
         input_ids = np.full((len(rows), width), pad_id, dtype=np.int64)
         # the real tokens of every row, in row-major order: exactly the positions `mask` selects
-        positions = np.repeat(starts - np.concatenate(([0], np.cumsum(lengths)[:-1])), lengths) + np.arange(lengths.sum())
+        positions = np.repeat(starts - np.concatenate(([0], np.cumsum(lengths)[:-1])), lengths) + np.arange(
+            lengths.sum()
+        )
         input_ids[mask] = self.ids[positions]
         return input_ids, mask.astype(np.int64)
 
@@ -140,14 +144,24 @@ def encode_ids(
             if len(cached) == len(texts):
                 log.info("%s: %d texts' token ids read from the cache %s", desc, len(texts), path)
                 return cached
-        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:  # a damaged cache file is only a lost shortcut
+        except (
+            OSError,
+            ValueError,
+            KeyError,
+            EOFError,
+            zipfile.BadZipFile,
+        ) as error:  # a damaged cache file is only a lost shortcut
             log.warning("ignoring the unreadable token cache %s (%s); tokenising again", path, error)
     started = time.perf_counter()
     token_ids = _encode(rust_tokenizer(tokenizer, max_length), tokenizer, texts, max_length, desc)
     seconds = time.perf_counter() - started
     log.log(
         logging.INFO if cache else logging.DEBUG,  # inference tokenises small batches often: no log line each time
-        "%s: %d texts in %.2f s (%.0f texts/s)", desc, len(texts), seconds, len(texts) / max(seconds, 1e-9),
+        "%s: %d texts in %.2f s (%.0f texts/s)",
+        desc,
+        len(texts),
+        seconds,
+        len(texts) / max(seconds, 1e-9),
     )
     if path is not None:
         try:
@@ -208,7 +222,9 @@ def cache_dir() -> Path:
 def _cache_path(texts: list[str], rust: Any, tokenizer: Any, max_length: int) -> Path:
     """The cache file of these texts under this tokenizer and length: a change in any of them is a new file."""
     digest = hashlib.sha256(f"textcls-token-ids {CACHE_FORMAT} {max_length}\n".encode())
-    recipe = rust.to_str() if rust is not None else f"{type(tokenizer).__name__} {getattr(tokenizer, 'name_or_path', '')}"
+    recipe = (
+        rust.to_str() if rust is not None else f"{type(tokenizer).__name__} {getattr(tokenizer, 'name_or_path', '')}"
+    )
     digest.update(hashlib.sha256(recipe.encode()).digest())
     for text in texts:
         digest.update(text.encode("utf-8", "surrogatepass"))

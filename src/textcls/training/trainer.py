@@ -15,15 +15,17 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
 import torch
+
 from textcls.config import TrainConfig
-from textcls.training.cpu_speed import lean_cpu_training
-from textcls.training.loaders import EpochBatches, TokenizedRows, batch_loader
-from textcls.training.throughput import ThroughputMeter
-from textcls.training.device import tune_cuda
 from textcls.errors import TextclsError
 from textcls.files import write_json
+from textcls.training.cpu_speed import lean_cpu_training
+from textcls.training.device import tune_cuda
+from textcls.training.loaders import EpochBatches, TokenizedRows, batch_loader
 from textcls.training.objectives import Objective
+from textcls.training.throughput import ThroughputMeter
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +64,8 @@ def last_complete_checkpoint(checkpoint_dir: Path, remove_incomplete: bool = Tru
     if not checkpoint_dir.is_dir():
         return None
     found = sorted(
-        (int(match.group(1)), path) for path in checkpoint_dir.iterdir()
+        (int(match.group(1)), path)
+        for path in checkpoint_dir.iterdir()
         if path.is_dir() and (match := _CHECKPOINT.match(path.name))
     )
     complete = [path for _, path in found if is_complete(path)]
@@ -162,7 +165,11 @@ def run_trainer(
         if isinstance(error, torch.OutOfMemoryError):
             raise TextclsError(
                 f"out of GPU memory while training ({str(error).splitlines()[0][:160]}); pass a smaller "
-                + (f"--batch-tokens (this run's is {batch_tokens} tokens a batch)" if batch_tokens else "--batch-tokens")
+                + (
+                    f"--batch-tokens (this run's is {batch_tokens} tokens a batch)"
+                    if batch_tokens
+                    else "--batch-tokens"
+                )
                 + " or --batch-size, or a shorter --max-length"
             ) from error
         raise
@@ -170,8 +177,13 @@ def run_trainer(
 
 
 def engine_trainer(
-    train_rows: TokenizedRows, batches: EpochBatches, dev_rows: TokenizedRows, dev_batches: Sequence[Any],
-    config: TrainConfig, objective: Objective | None = None, **trainer_options: Any,
+    train_rows: TokenizedRows,
+    batches: EpochBatches,
+    dev_rows: TokenizedRows,
+    dev_batches: Sequence[Any],
+    config: TrainConfig,
+    objective: Objective | None = None,
+    **trainer_options: Any,
 ) -> Any:
     """A `Trainer` fed by the engine's data loaders: the token-budget (or count) batches of `batches`,
     evaluation in `dev_batches`, padding in numpy; accelerate shards the batches under DDP. With an
@@ -185,7 +197,9 @@ def engine_trainer(
         def get_eval_dataloader(self, eval_dataset: Any = None) -> Any:
             return self.accelerator.prepare(batch_loader(dev_rows, dev_batches, config))
 
-        def compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool = False, num_items_in_batch: Any = None) -> Any:
+        def compute_loss(
+            self, model: Any, inputs: dict[str, Any], return_outputs: bool = False, num_items_in_batch: Any = None
+        ) -> Any:
             if objective is None:
                 return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
             # windows (windows, seq) in, the loss on each text's pooled logits (texts, classes): a per-batch mean
@@ -197,8 +211,10 @@ def engine_trainer(
 
     meter = _SteadyThroughput(len(train_rows) / len(batches))
     trainer = EngineTrainer(
-        train_dataset=train_rows, eval_dataset=dev_rows,
-        callbacks=[*trainer_options.pop("callbacks", []), meter.callback], **trainer_options,
+        train_dataset=train_rows,
+        eval_dataset=dev_rows,
+        callbacks=[*trainer_options.pop("callbacks", []), meter.callback],
+        **trainer_options,
     )
     trainer.throughput = meter.meter  # read back by fit() for metrics.json
     return trainer
