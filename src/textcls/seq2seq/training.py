@@ -152,7 +152,7 @@ def train_loop(
     def loss(model: nn.Module, rows: np.ndarray) -> torch.Tensor:
         return batch_loss(model, [train.sources[i] for i in rows], [train.targets[i] for i in rows])[0]
 
-    def evaluate(_: nn.Module) -> dict[str, float]:
+    def evaluate(_: nn.Module) -> dict[str, float]:  # the loop evaluates `module` itself, the Seq2Seq it is
         scores = score_dev(module)
         return {**scores, "loss": dev_loss(module, dev, config.eval_batch_size)}
 
