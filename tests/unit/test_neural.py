@@ -16,15 +16,14 @@ from textcls.models import neural
 from textcls.models.neural import (
     PAD_ID,
     TorchClassifier,
-    last_checkpoint,
-    learning_rate,
     load_tokenizer,
     make_optimizer,
     pad_batch,
     training_batches,
 )
 from textcls.models.rnn import LSTMClassifier
-from textcls.training.checkpoints import load_optimizer_tensors, optimizer_tensors
+from textcls.training.checkpoints import last_checkpoint, load_optimizer_tensors, optimizer_tensors
+from textcls.training.loop import learning_rate
 from textcls.training.tokens import encode_ids
 
 LABELS = list(TOPIC_WORDS)

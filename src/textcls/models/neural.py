@@ -1,4 +1,4 @@
-"""What the from-scratch torch families share: tokenizer, one training loop, `TorchClassifier`.
+"""What the from-scratch torch families share: tokenizer, training on the one loop, `TorchClassifier`.
 
 The families `lstm`, `lstm-attention` and `scratch-transformer` differ only in their `nn.Module`;
 everything around it lives here, once:
@@ -6,12 +6,12 @@ everything around it lives here, once:
 - texts become WordPiece ids with the embedded all-MiniLM-L6-v2 tokenizer (vocab 30,522, uncased,
   pad id 0), cut to `max_length` and padded per batch to its longest text (rounded up to a multiple
   of 8), never to a fixed length;
-- one training loop: AdamW, linear warm-up then linear decay, gradient clipping at 1.0, batches of
-  texts of similar length, a dev evaluation after every epoch, the best weights by dev accuracy,
-  early stopping, a time budget, and resumable checkpoints written without pickle (safetensors + JSON).
-  Its data path is `textcls.training`'s, the same as the pretrained family's: cached Rust tokenisation,
-  token-budget batches on a GPU, pinned memory and prefetching workers, `torch.compile` on a GPU with `--compile`, and
-  a loss read back from the device only when it is logged;
+- training runs on `textcls.training.loop` (early stopping, time budget, checkpoints, resume); what
+  this module gives it: AdamW with weight decay on matrices only, linear warm-up then linear decay,
+  batches of texts of similar length, the classification loss, and dev loss and headline metrics after
+  every epoch, the best weights by `--metric`. Its data path is `textcls.training`'s, the same as the
+  pretrained family's: cached Rust tokenisation, token-budget batches on a GPU, pinned memory and
+  prefetching workers, and `torch.compile` on a GPU with `--compile`;
 - `TorchClassifier` turns a subclass's `build_module(hparams, vocab_size, num_labels)` into a full
   `Classifier` (fit, predict_proba, save, load).
 
@@ -30,11 +30,9 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import shutil
-import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -62,20 +60,12 @@ from textcls.models.encoders import embedded_model_path
 from textcls.reporting.metrics import headline_metrics, predicted_labels
 from textcls.runfolder import damaged
 from textcls.training.batching import sorted_plan, training_plan
-from textcls.training.checkpoints import (
-    BEST_WEIGHTS_FILE,
-    OPTIMIZER_FILE,
-    STATE_FILE,
-    last_checkpoint,
-    write_checkpoint,
-)
-from textcls.training.checkpoints import clone_state as _clone_state
-from textcls.training.checkpoints import load_optimizer_tensors as _load_optimizer_tensors
+from textcls.training.checkpoints import clone_state
 from textcls.training.cpu_speed import lean_cpu_training
 from textcls.training.device import describe_batching, device, for_this_device, resolve_precision
 from textcls.training.loaders import EpochBatches, TokenizedRows, batch_loader, eval_plan, to_device
+from textcls.training.loop import EpochEnd, LoopHooks, LoopSettings, Schedule, run_loop
 from textcls.training.objectives import Objective, probabilities
-from textcls.training.throughput import ThroughputMeter
 from textcls.training.tokens import TokenIds, encode_windows
 
 log = logging.getLogger(__name__)
@@ -118,18 +108,11 @@ def pad_batch(sequences: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.T
     return input_ids, attention_mask
 
 
-# ---- training loop --------------------------------------------------------------------------
+# ---- training -----------------------------------------------------------------------------
 def training_batches(lengths: np.ndarray, batch_size: int, seed: int, group_by_length: bool = True) -> list[np.ndarray]:
     """One epoch's batches of `batch_size` row indices, a pure function of `seed` (so a resumed run
     replays them): `batching.training_plan` by count, texts of similar length together, in random order."""
     return training_plan(lengths, seed, batch_size=batch_size, group_by_length=group_by_length)
-
-
-def learning_rate(step: int, total_steps: int, warmup_steps: int, peak: float) -> float:
-    """Linear warm-up to `peak` over `warmup_steps`, then linear decay to 0 at `total_steps`."""
-    if step < warmup_steps:
-        return peak * (step + 1) / warmup_steps
-    return peak * max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
 
 
 def make_optimizer(module: nn.Module, lr: float, weight_decay: float) -> torch.optim.AdamW:
@@ -185,32 +168,6 @@ def evaluate(
     return {"loss": loss, **headline_metrics(rows.labels, predicted_labels(logits, objective.multi_label))}
 
 
-@dataclass
-class LoopState:
-    """Where training stands: written into each checkpoint, read back by `--resume`."""
-
-    step: int = 0
-    history: list[EpochRow] = field(default_factory=list)
-    best_metric: float | None = None
-    epochs_without_improvement: int = 0
-    loss_sum: float = 0.0  # over every step of the training, resumed parts included
-    loss_steps: int = 0
-
-
-@dataclass(frozen=True)
-class Schedule:
-    """The step plan of a training run, fixed by the data size and the config."""
-
-    steps_per_epoch: int
-    total_steps: int
-    warmup_steps: int
-
-    @classmethod
-    def of(cls, steps_per_epoch: int, config: TrainConfig) -> Schedule:
-        total_steps = max(1, math.ceil(config.epochs * steps_per_epoch))
-        return cls(steps_per_epoch, total_steps, math.ceil(config.warmup_ratio * total_steps))
-
-
 def train_module(
     module: nn.Module,
     rows: TokenizedRows,
@@ -224,25 +181,57 @@ def train_module(
     objective: Objective,
     sample_weights: np.ndarray | None = None,
 ) -> TrainSummary:
-    """Train `module` in place and leave the best weights (by dev `config.metric`) in it, in eval mode.
+    """Train `module` in place on the one loop (`training.loop`) and leave the best weights (by dev
+    `config.metric`) in it, in eval mode.
 
     `config` is resolved for this device (`device.for_this_device`). Evaluates on dev after every
-    epoch (and when stopped early) and writes a checkpoint there. `identity` (family,
+    epoch (and when stopped early) and writes a checkpoint there, numbered by step. `identity` (family,
     hyper-parameters, batching) goes into each checkpoint; resuming checks it matches. Batch order
     and dropout are seeded from `config.seed` and the step, so a resumed run replays the batches an
-    uninterrupted one would have.
+    uninterrupted one would have, the rest of an epoch the time budget cut included.
     """
+    if config.epochs is None or config.lr is None or config.metric is None:
+        # the family's defaults, `for_this_device` and `with_metric` set these before training
+        raise ConfigError(
+            f"epochs, lr and metric: expected values once the defaults apply, found {config.epochs}, "
+            f"{config.lr}, {config.metric}; pass them explicitly"
+        )
     epochs = EpochBatches(rows.text_lengths(config.batch_tokens), config, sample_weights)
-    schedule = Schedule.of(len(epochs), config)
     dev_batches = eval_plan(dev_rows.token_ids.lengths, config)
-    optimizer = make_optimizer(module, config.lr, config.weight_decay)
-    # compiled for the forward and backward passes only; checkpoints and evaluation use `module` itself
-    forward = torch.compile(module) if config.compile else module
-    patience = config.early_stopping_patience
-    state, best_state, resumed_from = LoopState(), _clone_state(module), None
-    if config.resume:
-        state, best_state, resumed_from = _resume(checkpoint_dir, module, optimizer, identity, best_state, schedule)
+    target = next(module.parameters()).device
 
+    def loss(forward: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        # input_ids, attention_mask (windows, seq); labels (texts,); window_owner (windows,) when texts have several
+        batch = to_device(batch, target)
+        logits, _ = forward(batch["input_ids"], batch["attention_mask"])  # (windows, classes)
+        return objective.text_loss(logits, batch)[0]
+
+    hooks: LoopHooks[dict[str, torch.Tensor], EpochRow] = LoopHooks(
+        steps_per_epoch=len(epochs),
+        plan=epochs.plan,
+        load=lambda batches: batch_loader(rows, batches, config),
+        loss=loss,
+        # `evaluate` is looked up when called, so tests can stand in for the dev scores
+        evaluate=lambda model: evaluate(model, dev_rows, dev_batches, objective),
+        epoch_row=_epoch_row,
+    )
+    settings = LoopSettings(
+        epochs=config.epochs,
+        seed=config.seed,
+        metric=config.metric,
+        identity=identity,
+        unit="step",
+        peak_lr=config.lr,
+        warmup_ratio=config.warmup_ratio,
+        early_stopping_patience=config.early_stopping_patience,
+        time_budget=config.time_budget,
+        resume=config.resume,
+        bf16_autocast=precision == "bf16",
+        compile=config.compile,
+        logging_steps=config.logging_steps,
+        max_grad_norm=MAX_GRAD_NORM,
+    )
+    schedule = Schedule.of(len(epochs), config.epochs, config.warmup_ratio)
     log.info(
         "training %d rows, %d steps (%d per epoch), batches of %s, lr %g, %s",
         len(rows),
@@ -252,205 +241,44 @@ def train_module(
         config.lr,
         "bf16 autocast" if precision == "bf16" else "fp32",
     )
-    deadline = time.perf_counter() + config.time_budget * 60.0 if config.time_budget is not None else None
-    stopped_by_time_budget, samples_seen, meter = False, 0, ThroughputMeter()
-    started = time.perf_counter()
-    while state.step < schedule.total_steps and not (patience and state.epochs_without_improvement >= patience):
-        epoch = state.step // schedule.steps_per_epoch
-        batches = epochs.plan(epoch)
-        first = state.step - epoch * schedule.steps_per_epoch
-        last = min(schedule.steps_per_epoch, schedule.total_steps - epoch * schedule.steps_per_epoch)
-        dropout_seed = config.seed + state.step
-        torch.manual_seed(dropout_seed)  # dropout masks, replayed by a run resumed here
-        loader = batch_loader(rows, batches[first:last], config)
-        epoch_loss, epoch_steps, stopped_by_time_budget = _train_epoch(
-            forward, optimizer, loader, state, schedule, config, precision, epoch, deadline, meter, objective
-        )
-        meter.pause()
-        samples_seen += sum(len(batch) for batch in batches[first : first + epoch_steps])
-        improved = _evaluate_epoch(
-            module, dev_rows, dev_batches, state, schedule, epoch_loss, epoch_steps, objective, config.metric
-        )
-        if improved:
-            best_state = _clone_state(module)
-        seeds = {"seed": config.seed, "batch_order": config.seed + epoch, "dropout": dropout_seed}
-        write_checkpoint(
-            checkpoint_dir,
-            state.step,
-            module,
-            best_state,
-            optimizer,
-            _checkpoint_state(state, schedule, identity, seeds),
-        )
-        if patience and state.epochs_without_improvement >= patience:
-            log.info("no dev improvement for %d evaluations; stopping early at step %d", patience, state.step)
-        if stopped_by_time_budget:
-            break
-
-    train_seconds = time.perf_counter() - started
-    module.load_state_dict(best_state)
-    module.eval()
+    result = run_loop(module, make_optimizer(module, config.lr, config.weight_decay), hooks, settings, checkpoint_dir)
     return TrainSummary(
         model=description,
         max_length=config.max_length,
         precision=precision,
         world_size=1,
-        train_seconds=round(train_seconds, 2),
-        train_samples_per_second=round(samples_seen / train_seconds, 2) if samples_seen else None,
-        steady_samples_per_second=meter.samples_per_second,
-        train_loss=state.loss_sum / state.loss_steps if state.loss_steps else None,
-        global_step=state.step,
-        best_checkpoint_metric=state.best_metric,
-        stopped_by_time_budget=stopped_by_time_budget,
-        resumed_from=resumed_from,
-        epochs=state.history,
+        train_seconds=round(result.seconds, 2),
+        train_samples_per_second=result.samples_per_second,
+        steady_samples_per_second=result.steady_samples_per_second,
+        train_loss=result.train_loss,
+        global_step=result.state.step,
+        best_checkpoint_metric=result.state.best_metric,
+        stopped_by_time_budget=result.stopped_by == "time_budget",
+        resumed_from=result.resumed_from,
+        epochs=result.state.history,
     )
 
 
-def _resume(
-    checkpoint_dir: Path,
-    module: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    identity: Mapping[str, Any],
-    best_state: dict[str, torch.Tensor],
-    schedule: Schedule,
-) -> tuple[LoopState, dict[str, torch.Tensor], str | None]:
-    """Load the last checkpoint into `module` and `optimizer`; the loop state, best weights and where it came from."""
-    from safetensors.torch import load_file
-
-    checkpoint = last_checkpoint(checkpoint_dir)
-    if checkpoint is None:
-        log.warning("--resume: no checkpoint in %s; starting from scratch", checkpoint_dir)
-        return LoopState(), best_state, None
-    saved = json.loads((checkpoint / STATE_FILE).read_text(encoding="utf-8"))
-    if saved["identity"] != dict(identity):
-        raise TextclsError(
-            f"cannot resume from {checkpoint}: expected a checkpoint of {dict(identity)}, found "
-            f"{saved['identity']}; train without --resume or with the same family and settings"
-        )
-    module.load_state_dict(load_file(str(checkpoint / WEIGHTS_FILE)))
-    _load_optimizer_tensors(optimizer, load_file(str(checkpoint / OPTIMIZER_FILE)))
-    state = LoopState(
-        step=saved["step"],
-        history=saved["history"],
-        best_metric=saved["best_metric"],
-        epochs_without_improvement=saved["epochs_without_improvement"],
-        loss_sum=saved["loss_sum"],
-        loss_steps=saved["loss_steps"],
-    )
-    log.info("resuming from %s at step %d of %d", checkpoint, state.step, schedule.total_steps)
-    return state, load_file(str(checkpoint / BEST_WEIGHTS_FILE)), str(checkpoint)
-
-
-def _train_epoch(
-    forward: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    loader: torch.utils.data.DataLoader,
-    state: LoopState,
-    schedule: Schedule,
-    config: TrainConfig,
-    precision: str,
-    epoch: int,
-    deadline: float | None,
-    meter: ThroughputMeter,
-    objective: Objective,
-) -> tuple[float, int, bool]:
-    """One epoch's (remaining) batches; advances `state.step`. Returns the loss sum, steps run, and
-    whether the time budget ran out. The loss stays on the device until a logging step reads it."""
-    from tqdm.auto import tqdm
-
-    parameters = [p for p in forward.parameters() if p.requires_grad]
-    target = parameters[0].device
-    forward.train()
-    loss_sum, epoch_steps, out_of_time = torch.zeros((), device=target), 0, False
-    bar = tqdm(loader, desc=f"epoch {epoch + 1}", unit="batch", leave=False)
-    for batch in bar:
-        # input_ids, attention_mask (windows, seq); labels (texts,); window_owner (windows,) when texts have several
-        batch = to_device(batch, target)
-        lr = learning_rate(state.step, schedule.total_steps, schedule.warmup_steps, config.lr)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        with torch.autocast(target.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
-            logits, _ = forward(batch["input_ids"], batch["attention_mask"])  # (windows, classes)
-        loss, _ = objective.text_loss(logits, batch)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        nn.utils.clip_grad_norm_(parameters, MAX_GRAD_NORM)
-        optimizer.step()
-
-        state.step += 1
-        loss_sum += loss.detach()
-        epoch_steps += 1
-        meter.step_end(len(batch["labels"]))
-        if state.step % config.logging_steps == 0:
-            mean_loss = loss_sum.item() / epoch_steps  # the one host sync, every logging_steps steps
-            bar.set_postfix(loss=f"{mean_loss:.4f}", lr=f"{lr:.2e}")
-            log.debug("step %d: loss %.4f, lr %.3g", state.step, mean_loss, lr)
-        if deadline is not None and time.perf_counter() >= deadline:
-            log.warning("time budget of %.3g min reached at step %d; stopping", config.time_budget, state.step)
-            out_of_time = True
-            break
-    bar.close()
-    return float(loss_sum.item()), epoch_steps, out_of_time
-
-
-def _evaluate_epoch(
-    module: nn.Module,
-    dev_rows: TokenizedRows,
-    dev_batches: Sequence[np.ndarray],
-    state: LoopState,
-    schedule: Schedule,
-    epoch_loss: float,
-    epoch_steps: int,
-    objective: Objective,
-    metric: str,
-) -> bool:
-    """Score dev, append the epoch's row to `state.history` and track the best by `metric`; True if this epoch is the best."""
-    state.loss_sum, state.loss_steps = state.loss_sum + epoch_loss, state.loss_steps + epoch_steps
-    dev = evaluate(module, dev_rows, dev_batches, objective)
+def _epoch_row(end: EpochEnd, dev: Mapping[str, float]) -> EpochRow:
+    """The history row of one dev evaluation, logged."""
     row = EpochRow(
-        epoch=round(state.step / schedule.steps_per_epoch, 4),
-        step=state.step,
-        train_loss=epoch_loss / epoch_steps if epoch_steps else None,
+        epoch=end.epoch,
+        step=end.step,
+        train_loss=end.train_loss,
         dev_loss=dev["loss"],
         dev_accuracy=dev["accuracy"],
         dev_macro_f1=dev["macro_f1"],
     )
-    state.history.append(row)
     log.info(
         "epoch %.2f (step %d): train loss %.4f, dev loss %.4f, dev accuracy %.4f, dev macro-F1 %.4f",
-        row["epoch"],
-        state.step,
-        row["train_loss"] or float("nan"),
+        end.epoch,
+        end.step,
+        end.train_loss if end.train_loss is not None else float("nan"),
         dev["loss"],
         dev["accuracy"],
         dev["macro_f1"],
     )
-    if state.best_metric is None or dev[metric] > state.best_metric:
-        state.best_metric, state.epochs_without_improvement = dev[metric], 0
-        return True
-    state.epochs_without_improvement += 1
-    return False
-
-
-def _checkpoint_state(
-    state: LoopState, schedule: Schedule, identity: Mapping[str, Any], seeds: dict[str, int]
-) -> dict[str, Any]:
-    """The JSON written as a checkpoint's state.json."""
-    return {
-        "identity": dict(identity),
-        "epoch": state.history[-1]["epoch"],
-        "step": state.step,
-        "total_steps": schedule.total_steps,
-        "steps_per_epoch": schedule.steps_per_epoch,
-        "best_metric": state.best_metric,
-        "epochs_without_improvement": state.epochs_without_improvement,
-        "loss_sum": state.loss_sum,
-        "loss_steps": state.loss_steps,
-        "history": state.history,
-        # batches of epoch e come from seed + e, dropout from seed + the step the epoch (or its resumed part) began at
-        "seeds": seeds,
-    }
+    return row
 
 
 # ---- the classifier ------------------------------------------------------------------------
@@ -641,7 +469,7 @@ class TorchClassifier(Classifier):
 
         model_dir = Path(model_dir)
         model_dir.mkdir(parents=True, exist_ok=True)
-        save_file(_clone_state(self.model), str(model_dir / WEIGHTS_FILE))
+        save_file(clone_state(self.model), str(model_dir / WEIGHTS_FILE))
         destination = model_dir / TOKENIZER_FILE
         if not (destination.exists() and destination.samefile(self.tokenizer_file)):
             shutil.copyfile(self.tokenizer_file, destination)

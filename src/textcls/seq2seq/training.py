@@ -1,25 +1,23 @@
-"""The encoder-decoder's training loop, with the from-scratch families' conventions:
+"""The encoder-decoder's training: its batches, loss and dev scores, trained on the one loop
+(`textcls.training.loop`) with the from-scratch families' conventions:
 
 - seeded batches of pairs of similar source length (`seed + epoch`), dropout seeded by `seed + step`;
-- teacher forcing, cross-entropy over target tokens (padding ignored), AdamW, gradient clipping at 1.0;
+- teacher forcing, cross-entropy over target tokens (padding ignored), AdamW at a constant learning
+  rate, gradient clipping at 1.0;
 - after every epoch a dev evaluation (loss, and greedy decoding scored by token accuracy, exact match
   and BLEU), the best weights by dev token accuracy kept, early stopping, a time budget;
-- a checkpoint per epoch written without pickle (safetensors + JSON) into a partial folder renamed into
-  place, which `resume` continues from;
-- a tqdm progress bar per epoch.
+- a checkpoint per epoch (safetensors + JSON), which `resume` continues from; an epoch cut by the
+  time budget counts as run.
 
 Example:
-    >>> summary = train_loop(model, train_data, dev_data, config, Path("ckpt"), identity={}, score_dev=fn)  # doctest: +SKIP
+    >>> summary = train_loop(model, train, dev, config, Path("ckpt"), identity={}, score_dev=fn)  # doctest: +SKIP
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import shutil
-import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,26 +26,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from textcls.errors import RunFolderError
 from textcls.seq2seq.config import Seq2SeqConfig
 from textcls.seq2seq.model import Seq2Seq
 from textcls.seq2seq.pairs import BOS, EOS, PAD
 from textcls.training.batching import length_sorted_batches
-from textcls.training.checkpoints import (
-    BEST_WEIGHTS_FILE,
-    OPTIMIZER_FILE,
-    STATE_FILE,
-    WEIGHTS_FILE,
-    last_checkpoint,
-    write_checkpoint,
-)
-from textcls.training.checkpoints import clone_state as _clone_state
-from textcls.training.checkpoints import load_optimizer_tensors as _load_optimizer_tensors
+from textcls.training.loop import EpochEnd, LoopHooks, LoopSettings, run_loop
 
 log = logging.getLogger(__name__)
 
 CHUNK_BATCHES = 50  # batches per length-sorted chunk: little padding, yet a random batch order
 MAX_GRAD_NORM = 1.0
+LOGGING_STEPS = 20  # steps between progress-bar loss updates
 
 
 @dataclass(frozen=True)
@@ -114,7 +103,7 @@ def decode(
 
 
 def batch_loss(
-    module: Seq2Seq, sources: Sequence[Sequence[int]], targets: Sequence[Sequence[int]]
+    module: nn.Module, sources: Sequence[Sequence[int]], targets: Sequence[Sequence[int]]
 ) -> tuple[torch.Tensor, int]:
     """Mean cross-entropy per target token under teacher forcing, and the number of tokens."""
     source_ids, source_mask = pad_ids(sources)  # (batch, source)
@@ -127,6 +116,7 @@ def batch_loss(
 
 @torch.no_grad()
 def dev_loss(module: Seq2Seq, data: Encoded, batch_size: int) -> float:
+    """Mean cross-entropy per target token of `data` under teacher forcing, in eval mode."""
     was_training = module.training
     module.eval()
     total, tokens = 0.0, 0
@@ -137,23 +127,7 @@ def dev_loss(module: Seq2Seq, data: Encoded, batch_size: int) -> float:
     return total / max(tokens, 1)
 
 
-# ---- checkpoints ------------------------------------------------------------------------------
-
-
-# ---- the loop ---------------------------------------------------------------------------------
-@dataclass
-class LoopState:
-    """Where training stands; written into each checkpoint and read back by `resume`."""
-
-    epoch: int = 0
-    step: int = 0
-    history: list[dict[str, Any]] = field(default_factory=list)
-    best_metric: float | None = None
-    best_epoch: int | None = None
-    epochs_without_improvement: int = 0
-    train_seconds: float = 0.0
-
-
+# ---- training on the one loop -----------------------------------------------------------------
 def train_loop(
     module: Seq2Seq,
     train: Encoded,
@@ -162,19 +136,46 @@ def train_loop(
     checkpoint_dir: Path,
     *,
     identity: Mapping[str, Any],
-    score_dev: Callable[[Seq2Seq], dict[str, Any]],
+    score_dev: Callable[[Seq2Seq], Mapping[str, Any]],
 ) -> dict[str, Any]:
-    """Train `module` in place and leave the best weights (by dev token accuracy) in it, in eval mode.
+    """Train `module` in place on the one loop (`training.loop`) and leave the best weights (by dev token
+    accuracy) in it, in eval mode.
 
     `score_dev(module)` decodes dev and returns its scores; `identity` (hyper-parameters, vocabulary
-    sizes) goes into each checkpoint, and resuming checks it matches. Returns the training summary.
+    sizes) goes into each checkpoint, and resuming checks it matches. Progress is counted in epochs:
+    checkpoints are numbered by epoch, and an epoch cut by the time budget counts as run. Returns the
+    training summary.
     """
-    optimizer = torch.optim.AdamW(module.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     lengths = np.array([len(ids) for ids in train.sources])
-    state, best_state = LoopState(), _clone_state(module)
-    if config.resume:
-        state, best_state = _resume(checkpoint_dir, module, optimizer, identity, best_state)
     steps_per_epoch = -(-len(train.sources) // config.batch_size)
+
+    def loss(model: nn.Module, rows: np.ndarray) -> torch.Tensor:
+        return batch_loss(model, [train.sources[i] for i in rows], [train.targets[i] for i in rows])[0]
+
+    def evaluate(_: nn.Module) -> dict[str, float]:  # the loop evaluates `module` itself, the Seq2Seq it is
+        scores = score_dev(module)
+        return {**scores, "loss": dev_loss(module, dev, config.eval_batch_size)}
+
+    hooks: LoopHooks[np.ndarray, dict[str, Any]] = LoopHooks(
+        steps_per_epoch=steps_per_epoch,
+        plan=lambda epoch: training_batches(lengths, config.batch_size, config.seed + epoch),
+        load=lambda batches: batches,  # a batch is its row indices; `loss` pads them
+        loss=loss,
+        evaluate=evaluate,
+        epoch_row=_epoch_row,
+    )
+    settings = LoopSettings(
+        epochs=config.epochs,
+        seed=config.seed,
+        metric="token_accuracy",
+        identity=identity,
+        unit="epoch",
+        early_stopping_patience=config.early_stopping_patience,
+        time_budget=config.time_budget,
+        resume=config.resume,
+        logging_steps=LOGGING_STEPS,
+        max_grad_norm=MAX_GRAD_NORM,
+    )
     log.info(
         "training %d pairs, %d steps per epoch, at most %d epochs, batch %d, lr %g",
         len(train.sources),
@@ -183,147 +184,42 @@ def train_loop(
         config.batch_size,
         config.lr,
     )
-    deadline = time.perf_counter() + config.time_budget * 60.0 if config.time_budget is not None else None
-    patience, stop_reason = config.early_stopping_patience, "epochs"
-    while state.epoch < config.epochs:
-        started = time.perf_counter()
-        batches = training_batches(lengths, config.batch_size, config.seed + state.epoch)
-        torch.manual_seed(config.seed + state.step)  # dropout masks, replayed by a run resumed here
-        train_loss, out_of_time = _train_epoch(module, optimizer, batches, train, state, deadline)
-        state.epoch += 1
-        state.train_seconds += time.perf_counter() - started
-        if _evaluate_epoch(module, dev, config, state, train_loss, score_dev):
-            best_state = _clone_state(module)
-        write_checkpoint(
-            checkpoint_dir,
-            state.epoch,
-            module,
-            best_state,
-            optimizer,
-            {
-                "identity": dict(identity),
-                **{k: v for k, v in vars(state).items()},
-                "seeds": {"seed": config.seed, "batch_order": config.seed + state.epoch - 1},
-            },
-        )
-        if out_of_time:
-            stop_reason = "time_budget"
-            log.warning("time budget of %.3g min reached in epoch %d; stopping", config.time_budget, state.epoch)
-            break
-        if patience and state.epochs_without_improvement >= patience:
-            stop_reason = "early_stopping"
-            log.info("no dev improvement for %d epochs; stopping early after epoch %d", patience, state.epoch)
-            break
-    module.load_state_dict(best_state)
-    module.eval()
+    # a constant learning rate: the loop leaves the optimizer's own
+    optimizer = torch.optim.AdamW(module.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    result = run_loop(module, optimizer, hooks, settings, checkpoint_dir)
+    state = result.state
     return {
         "epochs_run": state.epoch,
         "steps": state.step,
         "best_epoch": state.best_epoch,
         "best_dev_token_accuracy": state.best_metric,
-        "stopped_by": stop_reason,
+        "stopped_by": result.stopped_by,
         "train_seconds": round(state.train_seconds, 2),
         "history": state.history,
     }
 
 
-def _train_epoch(
-    module: Seq2Seq,
-    optimizer: torch.optim.Optimizer,
-    batches: Sequence[np.ndarray],
-    train: Encoded,
-    state: LoopState,
-    deadline: float | None,
-) -> tuple[float, bool]:
-    """One epoch; advances `state.step`. Returns the mean loss and whether the time budget ran out."""
-    from tqdm.auto import tqdm
-
-    module.train()
-    total, steps = 0.0, 0
-    bar = tqdm(batches, desc=f"epoch {state.epoch + 1}", unit="batch", leave=False)
-    for rows in bar:
-        loss, _ = batch_loss(module, [train.sources[i] for i in rows], [train.targets[i] for i in rows])
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        nn.utils.clip_grad_norm_(module.parameters(), MAX_GRAD_NORM)
-        optimizer.step()
-        state.step, total, steps = state.step + 1, total + loss.item(), steps + 1
-        if steps % 20 == 0:
-            bar.set_postfix(loss=f"{total / steps:.4f}")
-        if deadline is not None and time.perf_counter() >= deadline:
-            bar.close()
-            return total / steps, True
-    bar.close()
-    return total / max(steps, 1), False
-
-
-def _evaluate_epoch(
-    module: Seq2Seq,
-    dev: Encoded,
-    config: Seq2SeqConfig,
-    state: LoopState,
-    train_loss: float,
-    score_dev: Callable[[Seq2Seq], dict[str, Any]],
-) -> bool:
-    """Score dev, append the epoch's row to the history; True when this epoch is the best so far."""
-    dev_scores = score_dev(module)
+def _epoch_row(end: EpochEnd, dev: Mapping[str, float]) -> dict[str, Any]:
+    """The history row of one dev evaluation, logged."""
     row = {
-        "epoch": state.epoch,
-        "step": state.step,
-        "train_loss": train_loss,
-        "dev_loss": dev_loss(module, dev, config.eval_batch_size),
-        "dev_token_accuracy": dev_scores["token_accuracy"],
-        "dev_exact_match": dev_scores["exact_match"],
-        "dev_bleu": dev_scores["bleu"],
-        "seconds": round(state.train_seconds, 2),
+        "epoch": end.epoch,
+        "step": end.step,
+        "train_loss": end.train_loss,
+        "dev_loss": dev["loss"],
+        "dev_token_accuracy": dev["token_accuracy"],
+        "dev_exact_match": dev["exact_match"],
+        "dev_bleu": dev["bleu"],
+        "seconds": round(end.train_seconds, 2),
     }
-    state.history.append(row)
     log.info(
         "epoch %d (step %d, %.0fs): train loss %.4f, dev loss %.4f, token accuracy %.4f, exact match %.4f, BLEU %.2f",
-        state.epoch,
-        state.step,
-        state.train_seconds,
-        train_loss,
-        row["dev_loss"],
-        row["dev_token_accuracy"],
-        row["dev_exact_match"],
-        row["dev_bleu"],
+        end.epoch,
+        end.step,
+        end.train_seconds,
+        end.train_loss if end.train_loss is not None else float("nan"),
+        dev["loss"],
+        dev["token_accuracy"],
+        dev["exact_match"],
+        dev["bleu"],
     )
-    if state.best_metric is None or row["dev_token_accuracy"] > state.best_metric:
-        state.best_metric, state.best_epoch, state.epochs_without_improvement = (
-            row["dev_token_accuracy"],
-            state.epoch,
-            0,
-        )
-        return True
-    state.epochs_without_improvement += 1
-    return False
-
-
-def _resume(
-    checkpoint_dir: Path,
-    module: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    identity: Mapping[str, Any],
-    best_state: dict[str, torch.Tensor],
-) -> tuple[LoopState, dict[str, torch.Tensor]]:
-    from safetensors.torch import load_file
-
-    for partial in checkpoint_dir.glob(".checkpoint-*.partial"):
-        log.warning("removing the incomplete checkpoint %s", partial)
-        shutil.rmtree(partial, ignore_errors=True)
-    checkpoint = last_checkpoint(checkpoint_dir)
-    if checkpoint is None:
-        log.warning("--resume: no complete checkpoint in %s; starting from the beginning", checkpoint_dir)
-        return LoopState(), best_state
-    saved = json.loads((checkpoint / STATE_FILE).read_text(encoding="utf-8"))
-    if saved["identity"] != dict(identity):
-        raise RunFolderError(
-            f"{checkpoint}: --resume expected a checkpoint of {dict(identity)}, found {saved['identity']}; "
-            "train without --resume or with the same settings"
-        )
-    module.load_state_dict(load_file(str(checkpoint / WEIGHTS_FILE)))
-    _load_optimizer_tensors(optimizer, load_file(str(checkpoint / OPTIMIZER_FILE)))
-    state = LoopState(**{name: saved[name] for name in vars(LoopState())})
-    log.info("resuming from %s after epoch %d (step %d)", checkpoint, state.epoch, state.step)
-    return state, load_file(str(checkpoint / BEST_WEIGHTS_FILE))
+    return row

@@ -1,7 +1,7 @@
-"""Training checkpoints of textcls's own torch loops (the from-scratch families and seq2seq),
-written without pickle: the weights, the best weights so far and AdamW's moments as safetensors, the
-loop's state as JSON. A checkpoint is written into a partial folder and renamed into place whole,
-so one that exists is complete.
+"""Training checkpoints of textcls's own torch loop (`training.loop`), written without pickle: the
+weights, the best weights so far and AdamW's moments as safetensors, the loop's state as JSON. A
+checkpoint is written into a partial folder and renamed into place whole, so one that exists is
+complete; a partial folder left by a kill is removed before resuming.
 
 Example:
     >>> write_checkpoint(Path("ckpt"), 12, module, best_state, optimizer, {"step": 12})   # doctest: +SKIP
@@ -20,6 +20,8 @@ from typing import Any
 
 import torch
 from torch import nn
+
+from textcls.errors import RunFolderError
 
 WEIGHTS_FILE = "model.safetensors"
 BEST_WEIGHTS_FILE = "best.safetensors"
@@ -56,6 +58,40 @@ def last_checkpoint(checkpoint_dir: Path) -> Path | None:
         return None
     complete = [path for path in checkpoint_dir.glob("checkpoint-*") if (path / STATE_FILE).is_file()]
     return max(complete, key=lambda path: int(path.name.split("-")[-1]), default=None)
+
+
+def remove_incomplete_checkpoints(checkpoint_dir: Path) -> list[Path]:
+    """Remove the partial checkpoint folders a killed run left in `checkpoint_dir`; the ones removed."""
+    partials = sorted(checkpoint_dir.glob(".checkpoint-*.partial")) if checkpoint_dir.is_dir() else []
+    for partial in partials:
+        shutil.rmtree(partial, ignore_errors=True)
+    return partials
+
+
+def read_checkpoint_state(checkpoint: Path) -> dict[str, Any]:
+    """The loop state a checkpoint holds (its state.json), read before any weights are loaded."""
+    path = checkpoint / STATE_FILE
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as error:
+        raise RunFolderError(
+            f"{path}: expected the JSON state of a checkpoint, found unreadable text ({error}); "
+            "train without --resume to start over"
+        ) from error
+    if not isinstance(saved, dict):
+        raise RunFolderError(f"{path}: expected a JSON object, found {type(saved).__name__}; train without --resume")
+    return saved
+
+
+def restore_checkpoint(
+    checkpoint: Path, module: nn.Module, optimizer: torch.optim.Optimizer
+) -> dict[str, torch.Tensor]:
+    """Load a checkpoint's weights into `module` and its moments into `optimizer`; returns its best weights."""
+    from safetensors.torch import load_file
+
+    module.load_state_dict(load_file(str(checkpoint / WEIGHTS_FILE)))
+    load_optimizer_tensors(optimizer, load_file(str(checkpoint / OPTIMIZER_FILE)))
+    return load_file(str(checkpoint / BEST_WEIGHTS_FILE))
 
 
 def write_checkpoint(
