@@ -205,9 +205,8 @@ class TrainConfig:
     model: str | None = _help(
         "Hub id or local folder of a Hugging Face encoder; default: the embedded all-MiniLM-L6-v2.", default=None
     )
-    epochs: float | None = _help(
-        "Training epochs (may be fractional); default: the family's (pretrained: 3).", default=None
-    )
+    # epochs and max_length: None when built means the family's default, filled in by __post_init__
+    epochs: float = _help("Training epochs (may be fractional); default: the family's (pretrained: 3).", default=None)
     batch_size: int | None = _help(
         "Texts per training step (per device), a fixed count; default: the family's on a CPU (pretrained: 32), "
         "while a GPU cuts batches by --batch-tokens.",
@@ -229,7 +228,7 @@ class TrainConfig:
     )
     weight_decay: float = _help("AdamW weight decay.", default=0.01)
     warmup_ratio: float = _help("Fraction of steps spent warming up the learning rate.", default=0.06)
-    max_length: int | None = _help("Maximum tokens per text, clamped to the model's limit; default: 128.", default=None)
+    max_length: int = _help("Maximum tokens per text, clamped to the model's limit; default: 128.", default=None)
     precision: str = _help(
         "fp32, bf16, fp16 or auto (bf16 where the CPU/GPU supports it, fp16 on older GPUs).", default="auto"
     )
@@ -282,11 +281,12 @@ class TrainConfig:
     pooling: str = _help("chunk: how the windows' logits make the text's, mean or max.", default="mean")
 
     def __post_init__(self) -> None:
+        if isinstance(self.family, str):  # any other type: check_fields names the field
+            _check(self.family in FAMILIES, "family", f"one of {tuple(FAMILIES)}", self.family)
+            for name, value in FAMILIES[self.family].defaults.items():
+                if getattr(self, name) is None and name not in DEVICE_DEFAULTS:  # those wait for `on_device`
+                    object.__setattr__(self, name, value)
         check_fields(self)
-        _check(self.family in FAMILIES, "family", f"one of {tuple(FAMILIES)}", self.family)
-        for name, value in FAMILIES[self.family].defaults.items():
-            if getattr(self, name) is None and name not in DEVICE_DEFAULTS:  # those wait for `on_device`
-                object.__setattr__(self, name, value)
         _check(self.precision in PRECISIONS, "precision", f"one of {PRECISIONS}", self.precision)
         _check(math.isfinite(self.epochs) and self.epochs > 0, "epochs", "a positive number", self.epochs)
         _check(self.batch_size is None or self.batch_size >= 1, "batch_size", "an integer >= 1", self.batch_size)

@@ -103,7 +103,8 @@ def resume_problem(work_dir: Path, identity: dict[str, Any]) -> str | None:
     changed = []
     for name, value in identity.items():
         if name == "train_config":
-            before = recorded.get(name) if isinstance(recorded.get(name), dict) else {}
+            before = recorded.get(name)
+            before = before if isinstance(before, dict) else {}
             changed += settings_changed(before, value, ignored=RESUMABLE_CHANGES)
         elif recorded.get(name) != value:
             shown = (

@@ -95,10 +95,11 @@ def _vectorizer(settings: dict[str, Any], vocabulary: dict[str, int] | None = No
 
 def _log_loss(probs: np.ndarray, labels: Sequence[int] | np.ndarray) -> float:
     """Mean cross-entropy of the gold class, or for multi-hot `labels` (rows, labels) the mean binary one."""
-    if np.ndim(labels) == 2:
+    gold = np.asarray(labels)
+    if gold.ndim == 2:
         p = np.clip(probs.astype(np.float64), 1e-15, 1 - 1e-15)  # float32 would round 1 - 1e-15 up to 1
-        return float(-np.mean(labels * np.log(p) + (1 - labels) * np.log(1 - p)))
-    picked = probs[np.arange(len(labels)), np.asarray(labels)]  # (rows,) probability of the gold class
+        return float(-np.mean(gold * np.log(p) + (1 - gold) * np.log(1 - p)))
+    picked = probs[np.arange(len(gold)), gold]  # (rows,) probability of the gold class
     return float(-np.mean(np.log(np.clip(picked, 1e-15, None))))
 
 
@@ -244,7 +245,7 @@ class TfidfClassifier(Classifier):
             train_samples_per_second=round(len(train) / train_seconds, 2),
             train_loss=train_loss,
             global_step=iterations,
-            best_checkpoint_metric=dev_scores[config.metric],
+            best_checkpoint_metric=dev_scores[config.metric] if config.metric else None,  # with_metric chose it
             stopped_by_time_budget=False,
             resumed_from=None,
             epochs=[
@@ -348,7 +349,7 @@ class TfidfClassifier(Classifier):
             }
             arrays[f"idf_{name}"] = vectorizer.idf_
         (model_dir / SETTINGS_FILE).write_text(json.dumps(settings, ensure_ascii=False), encoding="utf-8")
-        np.savez(model_dir / WEIGHTS_FILE, **arrays)
+        np.savez(model_dir / WEIGHTS_FILE, **arrays)  # type: ignore[arg-type]  # numpy's stub reads **arrays as allow_pickle
 
     @classmethod
     def load(

@@ -277,9 +277,9 @@ class PretrainedClassifier(Classifier):
         encoded = tokenizer(text, truncation=True, max_length=self.max_length, return_tensors="pt")
         target = next(model.parameters()).device
         # SDPA and flash kernels never materialise the maps, so switch to eager for this one call.
-        previous = getattr(model.config, "_attn_implementation", None)
-        switched = previous not in (None, "eager")
-        if switched:
+        kernel = getattr(model.config, "_attn_implementation", None)
+        previous = kernel if kernel not in (None, "eager") else None  # only eager attention returns its weights
+        if previous is not None:
             set_attention_implementation(model, "eager")
         was_training = model.training
         model.eval()
@@ -287,7 +287,7 @@ class PretrainedClassifier(Classifier):
             output = model(**{k: v.to(target) for k, v in encoded.items()}, output_attentions=True)
         finally:
             model.train(was_training)
-            if switched:
+            if previous is not None:
                 set_attention_implementation(model, previous)
         attentions = getattr(output, "attentions", None)
         if not attentions or any(a is None for a in attentions):

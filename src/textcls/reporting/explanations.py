@@ -191,20 +191,20 @@ def from_token_weights(
     label_names: Sequence[str],
     probs: np.ndarray,
     tokens: list[str],
-    weights: np.ndarray,
+    weights: Sequence[float] | np.ndarray,
     features: bool = False,
 ) -> Explanation:
     """An Explanation from one weight per token (attention pooling), or per feature with `features=True`."""
     label, probs_by_name = label_and_probs(label_names, probs)
-    weights = np.asarray(weights, dtype=np.float64 if features else np.float32)
+    values = np.asarray(weights, dtype=np.float64 if features else np.float32)
     return Explanation(
         text=text,
         family=family,
         label=label,
         probs=probs_by_name,
         tokens=list(tokens),
-        token_weights=weights,
-        attention=None if features else weights.copy(),
+        token_weights=values,
+        attention=None if features else values.copy(),
         features=features,
     )
 

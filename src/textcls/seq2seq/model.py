@@ -133,8 +133,9 @@ class Seq2Seq(nn.Module):
         for t in range(target_in.shape[1]):
             step_logits, state, alpha = self.step(target_in[:, t], state, memory)
             logits.append(step_logits)
-            weights.append(alpha)
-        attention = torch.stack(weights, dim=1) if memory.keys is not None else None
+            if alpha is not None:  # None without attention
+                weights.append(alpha)
+        attention = torch.stack(weights, dim=1) if weights else None
         return torch.stack(logits, dim=1), attention
 
     # ---- decoding ---------------------------------------------------------------------------
@@ -153,11 +154,12 @@ class Seq2Seq(nn.Module):
             logits, state, alpha = self.step(previous, state, memory)
             previous = never_special(logits).argmax(dim=-1).masked_fill(finished, PAD)  # (batch,)
             ids.append(previous)
-            weights.append(alpha)
+            if alpha is not None:  # None without attention
+                weights.append(alpha)
             finished |= previous == EOS
             if bool(finished.all()):
                 break
-        attention = torch.stack(weights, dim=1) if memory.keys is not None else None
+        attention = torch.stack(weights, dim=1) if weights else None
         return torch.stack(ids, dim=1), attention
 
     @torch.inference_mode()

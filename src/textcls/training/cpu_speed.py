@@ -127,19 +127,18 @@ def fast_dropout_in(model: nn.Module) -> Iterator[list[str]]:
     changes = [f"dropout masks drawn 16 bits at a time ({len(swapped)} modules)"] if swapped else []
     config = getattr(model, "config", None)
     kernel = getattr(config, "_attn_implementation", None)
-    switch = (
-        getattr(config, "model_type", None) in BERT_ATTENTION_TYPES
-        and kernel in ("eager", "sdpa")
-        and hasattr(model, "set_attn_implementation")
-    )
+    # transformers models can switch their attention; only a BERT-like eager or sdpa one is switched
+    set_kernel = getattr(model, "set_attn_implementation", None)
+    if getattr(config, "model_type", None) not in BERT_ATTENTION_TYPES or kernel not in ("eager", "sdpa"):
+        set_kernel = None
     try:
-        if switch:
-            model.set_attn_implementation(register_attention())
+        if set_kernel is not None:
+            set_kernel(register_attention())
             changes.append(f"eager attention with that dropout (instead of {kernel})")
         yield changes
     finally:
-        if switch:
-            model.set_attn_implementation(kernel)
+        if set_kernel is not None:
+            set_kernel(kernel)
         for parent, name, child in swapped:
             child.train(getattr(parent, name).training)
             setattr(parent, name, child)

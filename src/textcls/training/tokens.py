@@ -54,7 +54,7 @@ class TokenIds:
     offsets: np.ndarray
 
     @classmethod
-    def from_lists(cls, sequences: Iterable[Sequence[int]]) -> TokenIds:
+    def from_lists(cls, sequences: Iterable[Sequence[int] | np.ndarray]) -> TokenIds:
         arrays = [np.asarray(ids, dtype=np.int32) for ids in sequences]
         offsets = np.zeros(len(arrays) + 1, dtype=np.int64)
         np.cumsum([len(a) for a in arrays], out=offsets[1:])
@@ -219,7 +219,7 @@ def cache_dir() -> Path:
     return Path(configured) if configured else Path.home() / ".cache" / "textcls" / "token-ids"
 
 
-def _cache_path(texts: list[str], rust: Any, tokenizer: Any, max_length: int) -> Path:
+def _cache_path(texts: list[str], rust: Any, tokenizer: Any, max_length: int | None) -> Path:
     """The cache file of these texts under this tokenizer and length: a change in any of them is a new file."""
     digest = hashlib.sha256(f"textcls-token-ids {CACHE_FORMAT} {max_length}\n".encode())
     recipe = (
