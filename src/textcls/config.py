@@ -440,7 +440,7 @@ def threshold_problem(value: str) -> str | None:
 class PretrainConfig:
     """How to continue an encoder's masked-word pre-training on unlabelled text (`textcls pretrain`)."""
 
-    data: str | None = _help(
+    data: str = _help(  # None (the default) is refused: a text source is required
         "Unlabelled text: a .txt file (one text a line), a folder of .txt files, a table or a folder that "
         "`train` reads (its train file; labels are ignored), or a hub dataset id (its train split).",
         default=None,
@@ -486,8 +486,8 @@ class PretrainConfig:
     logging_steps: int = _help("Log the training loss every this many steps.", default=50)
 
     def __post_init__(self) -> None:
+        _check(bool(self.data), "data", "a text source", self.data)  # before check_fields: it names what is missing
         check_fields(self)
-        _check(bool(self.data), "data", "a text source", self.data)
         if self.text_columns is not None:
             object.__setattr__(self, "text_columns", column_names(self.text_columns))
         _check(math.isfinite(self.epochs) and self.epochs > 0, "epochs", "a positive number", self.epochs)

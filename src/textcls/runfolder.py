@@ -149,7 +149,7 @@ def backend_cache_path(run_dir: Path) -> Path:
     return Path(run_dir) / BACKEND_CACHE_FILE
 
 
-def eval_path(run_dir: Path, split: str, backend: str = "torch") -> Path:
+def eval_path(run_dir: str | Path, split: str, backend: str = "torch") -> Path:
     """`eval_<split>.json` for the backend asked for by default (auto) or torch; a backend forced by
     name gets `eval_<split>.<backend>.json` beside it."""
     suffix = "" if backend in ("torch", "auto") else f".{backend}"

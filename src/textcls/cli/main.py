@@ -404,7 +404,7 @@ def predict(
     verbose: Verbose = False,
     **options: Any,
 ) -> None:
-    """Classify texts: {"label", "score", "probs"} per input, in input order ({"labels", "scores"} for a multi-label run)."""
+    """Classify texts: {"label", "score", "probs"} each, in input order ({"labels", "scores"} if multi-label)."""
     from textcls.data.loading import read_texts
     from textcls.files import write_text_atomic
     from textcls.inference.predictions import prediction_records
@@ -418,11 +418,12 @@ def predict(
                 + ("both" if texts else "neither")
             )
         run = load(run_dir, PredictConfig(**_take_predict_options(options)))
+        inputs = texts or []
         if input_file is not None:  # without --text-column, the columns the run was trained on where the file has them
-            texts = read_texts(
+            inputs = read_texts(
                 input_file, column_names(text_column) if text_column else None, run_text_columns(run.info)
             )
-        probs = run.predict_proba(texts, progress=input_file is not None)
+        probs = run.predict_proba(inputs, progress=input_file is not None)
         records = prediction_records(probs, run.label_names, run.thresholds)
         if output is not None:
             lines = "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in records)
@@ -436,7 +437,7 @@ def predict(
     table = Table()
     for column in ("text", "labels" if run.multi_label else "label", "score" + ("s" if run.multi_label else "")):
         table.add_column(column, justify="right" if column == "score" else "left")
-    for text, record in zip(texts, records):
+    for text, record in zip(inputs, records):
         shown = text if len(text) <= 80 else text[:77] + "..."
         if run.multi_label:
             scores = ", ".join(f"{name} {record['scores'][name]:.4f}" for name in record["labels"])

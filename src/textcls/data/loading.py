@@ -294,6 +294,11 @@ def _label_tuple(label: int | str | tuple[int | str, ...]) -> tuple[int | str, .
     return label if isinstance(label, tuple) else (label,)
 
 
+def row_labels(row: int | tuple[int, ...]) -> tuple[int, ...]:
+    """A split row's label indices: its tuple under --multi-label, else its one index as a tuple."""
+    return row if isinstance(row, tuple) else (row,)
+
+
 def flat_labels(labels: Iterable[int | tuple[int, ...]]) -> list[int]:
     """Every label index of `labels`, a multi-label row's several counted once each.
 
@@ -301,7 +306,7 @@ def flat_labels(labels: Iterable[int | tuple[int, ...]]) -> list[int]:
         >>> flat_labels([(0, 2), (1,)]), flat_labels([3, 1])
         ([0, 2, 1], [3, 1])
     """
-    return [label for row in labels for label in (row if isinstance(row, tuple) else (row,))]
+    return [label for row in labels for label in row_labels(row)]
 
 
 def read_texts(

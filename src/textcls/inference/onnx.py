@@ -111,6 +111,7 @@ class OnnxClassifier(Predictor):
 
     family = PretrainedClassifier.family
     capabilities = frozenset({PREDICT, EXPLAIN})
+    max_length: int  # a token-window model always reads at a length
 
     def __init__(
         self,
@@ -488,7 +489,7 @@ def load_onnx(run_dir: Path, info: dict[str, Any], config: PredictConfig) -> Onn
     """The run's exported graph on `config.backend` (onnx or onnx-int8), checked against torch first."""
     check_exportable(run_dir, info["family"])
     checked = (info.get("model_files") or {}).get(WEIGHTS_FILE, {}).get("sha256")  # verified by the loader
-    max_length = config.max_length  # resolved by `backends.load_predictor`
+    max_length = config.max_length or info["max_length"]  # resolved by `backends.load_predictor`
     classifier = OnnxClassifier.load(
         runfolder.model_dir(run_dir),
         max_length=max_length,

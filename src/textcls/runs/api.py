@@ -24,18 +24,16 @@ from typing import Any
 
 import numpy as np
 
-from textcls import machine
-from textcls.data import imbalance
-from textcls.data import multilabel
-from textcls import runfolder
-from textcls.inference.backends import check_classifier_run, load_predictor
-from textcls.config import AUTO_BACKEND, DataConfig, PredictConfig, TrainConfig, from_dict, split_options, to_dict
-from textcls.data.loading import KnownData, LoadedData, load_data
+from textcls import machine, runfolder
+from textcls.config import AUTO_BACKEND, BACKEND_BATCH_SIZE, DataConfig, PredictConfig, TrainConfig, from_dict, split_options, to_dict
+from textcls.data import imbalance, multilabel
+from textcls.data.loading import KnownData, LoadedData, load_data, row_labels
 from textcls.errors import ConfigError, RunFolderError, StorageError, TextclsError
-from textcls.reporting.metrics import classification_metrics, multilabel_metrics
-from textcls.reporting.explanations import Explanation
 from textcls.files import make_folder, storage_error, write_json
+from textcls.inference.backends import check_classifier_run, load_predictor
 from textcls.models.base import EXPLAIN, Classifier, Predictor, check_processes, check_training_options, family_class
+from textcls.reporting.explanations import Explanation
+from textcls.reporting.metrics import classification_metrics, multilabel_metrics
 
 log = logging.getLogger(__name__)
 DATA_SOURCES = ("data", "train_file", "dev_file", "test_file")  # the DataConfig fields that name where rows come from
@@ -65,8 +63,7 @@ def train(
     Pass either ready configs or keyword options named like their fields
     (`train(data="data/ag_news", epochs=1, max_train_samples=1000)`).
     """
-    from textcls.training.device import for_this_device
-    from textcls.training.device import process_state
+    from textcls.training.device import for_this_device, process_state
 
     if data_config is None or train_config is None:
         built_data, built_train = split_options({"data": data, **options} if data is not None else options)
@@ -200,7 +197,7 @@ def _storage_errors(work_dir: Path) -> Iterator[None]:
 
 def _absolute_paths(config: DataConfig) -> DataConfig:
     """`config` with every local path made absolute, so the run's data is found from any folder."""
-    paths = {}
+    paths: dict[str, Any] = {}  # field name -> value, for dataclasses.replace
     for name in (*DATA_SOURCES, "label_names_file"):
         value = getattr(config, name)
         if value is not None and Path(value).expanduser().exists():
@@ -297,19 +294,24 @@ class Run:
         return self.thresholds is not None
 
     @property
+    def _batch_size(self) -> int:
+        """Texts per model call by default: the resolved backend's (a backend other than auto always has one)."""
+        return self.predict_config.batch_size or BACKEND_BATCH_SIZE[self.predict_config.backend]
+
+    @property
     def record(self) -> runfolder.RunRecord:
         return runfolder.RunRecord(self.run_dir, self.info, self.metrics)
 
     def predict_proba(self, texts: Sequence[str], batch_size: int | None = None, progress: bool = False) -> np.ndarray:
         """Class probabilities (rows, classes) in input order; `batch_size` defaults to the backend's."""
         _require_text_list(texts)
-        return self.classifier.predict_proba(texts, batch_size=batch_size or self.predict_config.batch_size, progress=progress)
+        return self.classifier.predict_proba(texts, batch_size=batch_size or self._batch_size, progress=progress)
 
     def predict(self, texts: Sequence[str], batch_size: int | None = None) -> list[str] | list[list[str]]:
         """Most probable label name per text; multi-label: the names of every label that reaches its threshold."""
         _require_text_list(texts)
         if self.thresholds is None:
-            return self.classifier.predict(texts, batch_size=batch_size or self.predict_config.batch_size)
+            return self.classifier.predict(texts, batch_size=batch_size or self._batch_size)
         decisions = multilabel.decide(self.predict_proba(texts, batch_size), self.thresholds)
         return multilabel.label_sets(decisions, self.label_names)
 
@@ -416,11 +418,8 @@ def score(
         )
     # Map the data's label indices onto the model's label order (same names, maybe another order).
     index = {name: i for i, name in enumerate(run.label_names)}
-    if run.multi_label:
-        mapped = [tuple(index[dataset.label_names[label]] for label in labels) for labels in rows.labels]
-        gold = gold_labels(mapped, len(run.label_names), True)
-    else:
-        gold = [index[dataset.label_names[label]] for label in rows.labels]
+    mapped = [tuple(index[dataset.label_names[label]] for label in row_labels(row)) for row in rows.labels]
+    gold = gold_labels(mapped, len(run.label_names), True) if run.multi_label else [labels[0] for labels in mapped]
     probs = run.predict_proba(rows.texts, progress=True)
     return Scored(run, chosen, rows.source, dataset.fingerprint, rows.texts, gold, probs)
 
@@ -457,9 +456,8 @@ def _one_file_is_the_split(data_config: DataConfig, split: str) -> DataConfig:
     path = Path(data_config.data).expanduser()
     classes = path.parent / "classes.txt"
     names_file = data_config.label_names_file or (str(classes) if classes.is_file() else None)
-    return dataclasses.replace(
-        data_config, data=None, label_names_file=names_file, **{f"{'dev' if split == 'dev' else 'test'}_file": str(path)}
-    )
+    split_file: dict[str, Any] = {f"{'dev' if split == 'dev' else 'test'}_file": str(path)}
+    return dataclasses.replace(data_config, data=None, label_names_file=names_file, **split_file)
 
 
 def evaluate(
@@ -497,7 +495,8 @@ def write_report(scored: Scored, path: str | Path) -> Path:
     Example:
         >>> write_report(score("runs/agnews", split="dev"), "runs/agnews/report_dev.html")   # doctest: +SKIP
     """
-    from textcls.reporting.html import build_report, write_report as write_page
+    from textcls.reporting.html import build_report
+    from textcls.reporting.html import write_report as write_page
 
     run = scored.run
     def words(text: str) -> list[tuple[str, float]]:

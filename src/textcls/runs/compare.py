@@ -20,16 +20,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from textcls import machine
-from textcls.reporting import plots
-from textcls import runfolder
+from textcls import machine, runfolder
 from textcls.config import DataConfig, PredictConfig, TrainConfig, field_names, split_options, to_dict
-from textcls.training.device import for_this_device
 from textcls.errors import TextclsError
 from textcls.families import FAMILIES
 from textcls.files import make_folder, write_json, write_text_atomic
 from textcls.models.base import family_class, training_option_problem
+from textcls.reporting import plots
 from textcls.runs.api import load, train
+from textcls.training.device import for_this_device
 
 log = logging.getLogger(__name__)
 

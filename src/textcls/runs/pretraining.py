@@ -25,6 +25,7 @@ import math
 import random
 import shutil
 import sys
+from collections.abc import Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -32,15 +33,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from textcls import machine
-from textcls import runfolder
+from textcls import machine, runfolder
 from textcls.config import PretrainConfig, to_dict
 from textcls.data.loading import TABLE_SUFFIXES, read_texts
-from textcls.models.encoders import EMBEDDED_MODEL_NAME, quiet_transformers, resolve_model
-from textcls.training.device import process_state, resolve_precision
 from textcls.errors import DataError, TextclsError
 from textcls.files import make_folder
+from textcls.models.encoders import EMBEDDED_MODEL_NAME, quiet_transformers, resolve_model
 from textcls.models.pretrained import clamp_max_length
+from textcls.training.device import process_state, resolve_precision
 from textcls.training.trainer import run_trainer, training_arguments, training_callbacks
 
 log = logging.getLogger(__name__)
@@ -256,7 +256,9 @@ def masked_positions_trainer(**trainer_options: Any) -> Any:
 
 # ---- scoring ------------------------------------------------------------------------------------
 @torch.inference_mode()
-def masked_token_scores(model: Any, tokenizer: Any, texts: list[str], config: PretrainConfig) -> dict[str, float]:
+def masked_token_scores(
+    model: Any, tokenizer: Any, texts: list[str], config: PretrainConfig
+) -> dict[str, float | None]:
     """Masked-token accuracy and loss (and its exp) under one seeded masking of `texts`."""
     collator = masking_collator(tokenizer, config, seed=config.seed)
     encoded = tokenizer(
@@ -303,7 +305,7 @@ def pseudo_perplexity(model: Any, tokenizer: Any, texts: list[str], max_length: 
     return math.exp(min(nll / count, 50.0)) if count else None
 
 
-def held_out_scores(model: Any, tokenizer: Any, texts: list[str], config: PretrainConfig) -> dict[str, float]:
+def held_out_scores(model: Any, tokenizer: Any, texts: list[str], config: PretrainConfig) -> dict[str, float | None]:
     scores = masked_token_scores(model, tokenizer, texts, config)
     scored = texts[: config.pseudo_perplexity_texts]
     if scored:
@@ -418,7 +420,7 @@ def _with_max_length(config: PretrainConfig, max_length: int) -> PretrainConfig:
     return dataclasses.replace(config, max_length=max_length)
 
 
-def _describe(scores: dict[str, float | None]) -> str:
+def _describe(scores: Mapping[str, float | None]) -> str:
     return ", ".join(f"{k} {v:.4g}" for k, v in scores.items() if isinstance(v, float))
 
 

@@ -102,7 +102,8 @@ def _uvicorn_server(app: Any, config: ServeConfig) -> Any:
             app,
             host=config.host,
             port=config.port,
-            timeout_graceful_shutdown=config.graceful_timeout,
+            # uvicorn hands it to asyncio.wait_for, which takes a float; its annotation says int
+            timeout_graceful_shutdown=config.graceful_timeout,  # type: ignore[arg-type]
             access_log=config.access_log,
             log_level="info",
         )

@@ -25,7 +25,7 @@ import logging
 import secrets
 import time
 from importlib.resources import files
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from textcls.config import ServeConfig
 from textcls.errors import TextclsError
@@ -201,8 +201,10 @@ def create_app(run: "Run", config: ServeConfig | None = None) -> Any:
     from textcls import __version__
     from textcls.serving.schemas import (
         ErrorResponse,
+        ExplainFields,
         ExplainResponse,
         MultiLabelPredictResponse,
+        PredictFields,
         PredictResponse,
         request_models,
     )
@@ -216,8 +218,12 @@ def create_app(run: "Run", config: ServeConfig | None = None) -> Any:
         max_calls=run.classifier.concurrent_calls,
     )
     card = _model_card(run, config)
-    thresholds = getattr(run, "thresholds", None)  # set for a multi-label run
-    PredictRequest, ExplainRequest = request_models(config)
+    thresholds = run.thresholds  # set for a multi-label run
+    if TYPE_CHECKING:  # the models are made here, capped at `config`'s limits; mypy knows their fields
+        PredictRequest: TypeAlias = PredictFields
+        ExplainRequest: TypeAlias = ExplainFields
+    else:
+        PredictRequest, ExplainRequest = request_models(config)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -297,7 +303,7 @@ def create_app(run: "Run", config: ServeConfig | None = None) -> Any:
             )
 
     guarded = [Depends(authorised)] if config.token is not None else []
-    errors = (
+    errors: dict[int | str, dict[str, Any]] = (
         {401: {"model": ErrorResponse}, 503: {"model": ErrorResponse}}
         if config.token
         else {503: {"model": ErrorResponse}}

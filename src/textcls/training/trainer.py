@@ -134,7 +134,7 @@ def training_arguments(checkpoint_dir: Path, config: Any, precision: str, **opti
 
 def training_callbacks(time_budget: float | None) -> list[Any]:
     """The Trainer callbacks every textcls run uses: complete-checkpoint markers, and the time budget."""
-    callbacks = [_CheckpointGuard().callback]
+    callbacks: list[Any] = [_CheckpointGuard().callback]  # TrainerCallback subclasses, made on first use
     if time_budget is not None:
         callbacks.append(_TimeBudget(time_budget).callback)
     return callbacks
@@ -191,6 +191,8 @@ def engine_trainer(
     from transformers import Trainer
 
     class EngineTrainer(Trainer):
+        throughput: ThroughputMeter  # steady-state samples/s, read back by fit() for metrics.json
+
         def get_train_dataloader(self) -> Any:
             return self.accelerator.prepare(batch_loader(train_rows, batches, config))
 
