@@ -2,9 +2,9 @@
 
 Example:
     >>> import textcls
-    >>> result = textcls.train(data="../shared/data/ag_news", out="runs/quick", max_train_samples=500)  # doctest: +SKIP
-    >>> run = textcls.load("runs/quick")                                                                # doctest: +SKIP
-    >>> run.predict(["Stocks fell sharply."]), run.metrics["dev"]["accuracy"]                           # doctest: +SKIP
+    >>> result = textcls.train(data="data/ag_news", out="runs/quick", max_train_samples=500)  # doctest: +SKIP
+    >>> run = textcls.load("runs/quick")                                                     # doctest: +SKIP
+    >>> run.predict(["Stocks fell sharply."]), run.metrics["dev"]["accuracy"]                # doctest: +SKIP
     (['Business'], 0.86)
 """
 

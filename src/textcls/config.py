@@ -83,10 +83,10 @@ def check_fields(config: Any) -> None:
     out of the range numpy and scikit-learn take.
 
     Example:
-        >>> DataConfig(max_train_samples="300")
+        >>> DataConfig(max_train_samples="300")  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
-        textcls.errors.ConfigError: max_train_samples: expected an integer, found '300' (str); write it without quotes in a --config file, or pass --max-train-samples VALUE
+        textcls.errors.ConfigError: max_train_samples: expected an integer, found '300' (str); write it ...
     """
     for spec in dataclasses.fields(config):
         value = getattr(config, spec.name)
@@ -214,7 +214,8 @@ class TrainConfig:
     )
     batch_tokens: int | None = _help(
         "Token budget per training batch (texts x padded length): texts are grouped by length, so short ones "
-        "make large batches and long ones small; default: none on a CPU, the family's on a GPU (16384 for pretrained, 8192 for the others).",
+        "make large batches and long ones small; default: none on a CPU, the family's on a GPU (16384 for "
+        "pretrained, 8192 for the others).",
         default=None,
     )
     eval_batch_size: int = _help(
@@ -338,7 +339,8 @@ class TrainConfig:
         if self.batch_size is not None and self.batch_tokens is not None:
             raise ConfigError(
                 f"batch_size and batch_tokens both set (found --batch-size {self.batch_size} and --batch-tokens "
-                f"{self.batch_tokens}); pass --batch-size for a fixed count of texts or --batch-tokens for a token budget"
+                f"{self.batch_tokens}); pass --batch-size for a fixed count of texts or --batch-tokens for a token "
+                "budget"
             )
 
     @property
@@ -349,7 +351,8 @@ class TrainConfig:
     def on_device(self, gpu: bool, workers: int = 0) -> TrainConfig:
         """This config with the device's defaults for what was left unset: on a CPU the family's batch size
         and lr; on a GPU its token budget and the lr scaled for those larger batches (an explicit
-        `batch_size` or `batch_tokens` keeps the family's lr); `workers` DataLoader processes; compile only on a GPU, and only when asked.
+        `batch_size` or `batch_tokens` keeps the family's lr); `workers` DataLoader processes; compile only on
+        a GPU, and only when asked.
 
         Example:
             >>> TrainConfig().on_device(gpu=False).batch_size, TrainConfig().on_device(gpu=True).batch_tokens

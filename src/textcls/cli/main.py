@@ -520,7 +520,7 @@ def pretrain(
     verbose: Verbose = False,
     **options: Any,
 ) -> None:
-    """Continue an encoder's masked-word pre-training on unlabelled text; fine-tune it later with `train --model RUN`."""
+    """Continue an encoder's masked-word pre-training on unlabelled text; fine-tune it with `train --model RUN`."""
     from textcls.runs.pretraining import pretrain as run_pretraining
 
     _setup_logging(verbose)
@@ -542,7 +542,8 @@ def pretrain(
         )
     stdout.print(table)
     stdout.print(
-        f"trained in {metrics['train']['train_seconds']:.0f}s; run folder: {out}; fine-tune it: textcls train --model {out}"
+        f"trained in {metrics['train']['train_seconds']:.0f}s; run folder: {out}; "
+        f"fine-tune it: textcls train --model {out}"
     )
 
 

@@ -163,7 +163,8 @@ def load_data(
 ) -> LoadedData:
     """Read, validate and label-map the requested splits; carve dev from train when there is none.
 
-    `known`: what a trained run knows of its data (labels, text columns), when reading data to score it (see `KnownData`).
+    `known`: what a trained run knows of its data (labels, text columns), when reading data to score it
+    (see `KnownData`).
 
     Example:
         >>> data = load_data(DataConfig(data="my_folder"), splits=("dev",), require_train=False)  # doctest: +SKIP
@@ -363,7 +364,8 @@ def resolve_text_columns(
         if all(column in columns for column in choice):
             if preferred:
                 logger.warning(
-                    "%s has no %s, the text the model was trained on; reading %s instead (pass --text-column to choose)",
+                    "%s has no %s, the text the model was trained on; reading %s instead "
+                    "(pass --text-column to choose)",
                     source,
                     "+".join(preferred),
                     "+".join(choice),
@@ -558,7 +560,8 @@ def _read_delimited(path: Path, label_column: str, known_columns: set[str]) -> _
     except csv.Error as error:
         # an open quote swallows the lines after it: name the line where the row began, not where reading stopped
         raise DataError(
-            f"{path}, line {start}: cannot parse the row that starts there ({error}; read on to line {reader.line_num}); "
+            f"{path}, line {start}: cannot parse the row that starts there "
+            f"({error}; read on to line {reader.line_num}); "
             "fix the quoting there"
         ) from None
     if not rows:

@@ -217,7 +217,8 @@ def measure_candidates(
     measure: Callable[..., tuple[float, np.ndarray]],
     found: list[Candidate],
 ) -> Choice:
-    """Load and time every candidate in `found` on the same sample texts; return the fastest that agrees with torch fp32."""
+    """Load and time every candidate in `found` on the same sample texts; return the fastest that agrees with
+    torch fp32."""
     if any(c.backend != "torch" for c in found):
         found = _with_export(run_dir, info, found)
     texts, source = sample_texts(info)

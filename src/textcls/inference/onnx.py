@@ -173,7 +173,8 @@ class OnnxClassifier(Predictor):
         flag = " --int8" if backend == "onnx-int8" else ""
         if not path.is_file():
             raise RunFolderError(
-                f"backend {backend!r} needs {path}, which does not exist; run `textcls export {run_dir} --format onnx{flag}` first"
+                f"backend {backend!r} needs {path}, which does not exist; "
+                f"run `textcls export {run_dir} --format onnx{flag}` first"
             )
         record = _read_export_record(run_dir)
         fix = f"export again with `textcls export {run_dir} --format onnx{flag}`"
@@ -306,7 +307,8 @@ def check_against_torch(
     if not same:  # NaN fails too
         raise TextclsError(
             f"the {backend} model does not match the torch model: expected {wanted}, found {measured} on "
-            f"{len(texts)} sample texts; export again (`textcls export RUN --format onnx`) and report a bug if it persists"
+            f"{len(texts)} sample texts; export again (`textcls export RUN --format onnx`) "
+            "and report a bug if it persists"
         )
     log.info(
         "%s matches torch on %d sample texts: max |Δp| %.2g, log-prob correlation %.4f",
@@ -414,7 +416,10 @@ def export_onnx(run_dir: str | Path, int8: bool = False, opset: int = OPSET) -> 
             with folder_lock(run_dir):  # two exports finishing at once swap their folders in turn
                 replace_folder(out_dir, run_dir / ONNX_DIR)
         except OSError as error:
-            raise storage_error(error, run_dir / ONNX_DIR) or error
+            failure = storage_error(error, run_dir / ONNX_DIR)
+            if failure is None:
+                raise
+            raise failure from error
     return record
 
 

@@ -199,7 +199,8 @@ class TfidfClassifier(Classifier):
             log.info("%s n-grams: %d features (%.1f s)", name, blocks[-1].shape[1], time.perf_counter() - started)
         if not blocks:
             raise TextclsError(
-                f"{train.source}: expected text in the training rows, found no word or character n-grams; check --text-column"
+                f"{train.source}: expected text in the training rows, found no word or character n-grams; "
+                "check --text-column"
             )
         features = sp.hstack(blocks, format="csr")  # (rows, word + char features)
 

@@ -3,9 +3,9 @@
 The folder's layout and files belong to `textcls.runfolder`; this module decides what goes in them.
 
 Example:
-    >>> result = train(data="../shared/data/ag_news", out="runs/quick", max_train_samples=500, epochs=1)  # doctest: +SKIP
-    >>> run = load("runs/quick")                                                                         # doctest: +SKIP
-    >>> run.predict(["Stocks fell sharply."]), run.metrics["dev"]["accuracy"]                            # doctest: +SKIP
+    >>> result = train(data="data/ag_news", out="runs/quick", max_train_samples=500, epochs=1)  # doctest: +SKIP
+    >>> run = load("runs/quick")                                                               # doctest: +SKIP
+    >>> run.predict(["Stocks fell sharply."]), run.metrics["dev"]["accuracy"]                  # doctest: +SKIP
     (['Business'], 0.86)
 """
 
@@ -25,7 +25,16 @@ from typing import Any
 import numpy as np
 
 from textcls import machine, runfolder
-from textcls.config import AUTO_BACKEND, BACKEND_BATCH_SIZE, DataConfig, PredictConfig, TrainConfig, from_dict, split_options, to_dict
+from textcls.config import (
+    AUTO_BACKEND,
+    BACKEND_BATCH_SIZE,
+    DataConfig,
+    PredictConfig,
+    TrainConfig,
+    from_dict,
+    split_options,
+    to_dict,
+)
 from textcls.data import imbalance, multilabel
 from textcls.data.loading import KnownData, LoadedData, load_data, row_labels
 from textcls.errors import ConfigError, RunFolderError, StorageError, TextclsError
@@ -89,13 +98,22 @@ def train(
 
 
 def _train(
-    state: Any, family: type[Classifier], dataset: LoadedData, data_config: DataConfig, train_config: TrainConfig,
-    run_dir: Path, partial_dir: Path,
+    state: Any,
+    family: type[Classifier],
+    dataset: LoadedData,
+    data_config: DataConfig,
+    train_config: TrainConfig,
+    run_dir: Path,
+    partial_dir: Path,
 ) -> TrainResult:
     """`train` once `run_dir` is claimed: fit in `partial_dir`, score dev, move into place."""
     train_split, dev_split = dataset.splits["train"], dataset.splits["dev"]
-    identity = {"family": train_config.family, "data_fingerprint": dataset.fingerprint,
-                "label_names": dataset.label_names, "train_config": to_dict(train_config)}
+    identity = {
+        "family": train_config.family,
+        "data_fingerprint": dataset.fingerprint,
+        "label_names": dataset.label_names,
+        "train_config": to_dict(train_config),
+    }
     if train_config.resume and partial_dir.exists():
         # before anything is removed: a checkpoint of other rows or settings is refused, not resumed or deleted
         problem = runfolder.resume_problem(partial_dir, identity)
@@ -132,7 +150,14 @@ def _train(
         info = _run_info(classifier, dataset, data_config, train_config, thresholds)
         runfolder.write_run(partial_dir, info, metrics)
     # named after its final folder: the report shows the run's name, not the partial folder's
-    run = Run(run_dir, runfolder.read_info(partial_dir), metrics, PredictConfig(backend="torch"), classifier, thresholds=thresholds)
+    run = Run(
+        run_dir,
+        runfolder.read_info(partial_dir),
+        metrics,
+        PredictConfig(backend="torch"),
+        classifier,
+        thresholds=thresholds,
+    )
     scored = Scored(run, "dev", dev_split.source, dataset.fingerprint, dev_split.texts, dev_gold, dev_probs)
     _write_dev_report(scored, runfolder.report_path(partial_dir))
     runfolder.move_into_place(partial_dir, run_dir)
@@ -145,7 +170,9 @@ def gold_labels(labels: Sequence[Any], num_labels: int, multi_label: bool) -> An
     return multilabel.multi_hot(labels, num_labels) if multi_label else list(labels)
 
 
-def split_metrics(gold: Any, probs: np.ndarray, label_names: Sequence[str], thresholds: np.ndarray | None) -> dict[str, Any]:
+def split_metrics(
+    gold: Any, probs: np.ndarray, label_names: Sequence[str], thresholds: np.ndarray | None
+) -> dict[str, Any]:
     """The full evaluation of one split: multi-label (decided at `thresholds`) when they are given."""
     if thresholds is None:
         return classification_metrics(gold, probs, label_names)
@@ -159,7 +186,10 @@ def _tuned_thresholds(gold: np.ndarray, probs: np.ndarray, label_names: Sequence
     tuned = multilabel_metrics(gold, probs, label_names, thresholds)["micro_f1"]
     log.info(
         "thresholds tuned per label on dev: %s; dev micro-F1 %.4f (at 0.5 for every label: %.4f); --threshold "
-        "overrides them at predict time", ", ".join(f"{n} {t:.2f}" for n, t in zip(label_names, thresholds)), tuned, at_half,
+        "overrides them at predict time",
+        ", ".join(f"{n} {t:.2f}" for n, t in zip(label_names, thresholds)),
+        tuned,
+        at_half,
     )
     return thresholds
 
@@ -174,7 +204,8 @@ def _check_training_choices(family: type[Classifier], config: TrainConfig, datas
     if small:
         log.warning(
             "dev has fewer than %d rows of %s: their recall and F1 move by %s points a row; add dev rows",
-            imbalance.MIN_DEV_ROWS_PER_CLASS, ", ".join(f"{name} ({rows})" for name, rows in small.items()),
+            imbalance.MIN_DEV_ROWS_PER_CLASS,
+            ", ".join(f"{name} ({rows})" for name, rows in small.items()),
             "5 or more",
         )
     return imbalance.with_metric(config, train_labels, label_names)
@@ -191,7 +222,8 @@ def _storage_errors(work_dir: Path) -> Iterator[None]:
         if failure is None:
             raise
         raise StorageError(
-            failure.errno, f"{failure}; then run the same command with --resume to continue from the last complete checkpoint"
+            failure.errno,
+            f"{failure}; then run the same command with --resume to continue from the last complete checkpoint",
         ) from error
 
 
@@ -206,7 +238,10 @@ def _absolute_paths(config: DataConfig) -> DataConfig:
 
 
 def _run_info(
-    classifier: Classifier, dataset: LoadedData, data_config: DataConfig, train_config: TrainConfig,
+    classifier: Classifier,
+    dataset: LoadedData,
+    data_config: DataConfig,
+    train_config: TrainConfig,
     thresholds: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """What `textcls.json` says about a finished run: enough to load, reproduce and audit it.
@@ -214,9 +249,14 @@ def _run_info(
     `data_config` holds absolute paths (what `evaluate` reads); `data_config_as_given` the command's own.
     A multi-label run also keeps the per-label thresholds tuned on dev.
     """
-    multi = {} if thresholds is None else {
-        "multi_label": True, "thresholds": multilabel.thresholds_record(thresholds, dataset.label_names),
-    }
+    multi = (
+        {}
+        if thresholds is None
+        else {
+            "multi_label": True,
+            "thresholds": multilabel.thresholds_record(thresholds, dataset.label_names),
+        }
+    )
     return {
         "family": classifier.family,
         "label_names": dataset.label_names,
@@ -349,7 +389,9 @@ def load(run_dir: str | Path, predict_config: PredictConfig | None = None) -> Ru
 
         check_classifier_run(record.run_dir, record.info)
         choice = choose(record.run_dir, record.info, predict_config)
-        return Run(record.run_dir, record.info, record.metrics, choice.config, choice.predictor, choice.describe(), thresholds)
+        return Run(
+            record.run_dir, record.info, record.metrics, choice.config, choice.predictor, choice.describe(), thresholds
+        )
     classifier = load_predictor(record.run_dir, record.info, predict_config)
     return Run(record.run_dir, record.info, record.metrics, predict_config, classifier, thresholds=thresholds)
 
@@ -393,7 +435,9 @@ def score(
     run = load(run_dir, predict_config)
     if data_config is None:
         if "data_config" not in run.info:
-            raise RunFolderError(f"{run.run_dir / runfolder.RUN_FILE} does not record its data; pass --data (or --test FILE)")
+            raise RunFolderError(
+                f"{run.run_dir / runfolder.RUN_FILE} does not record its data; pass --data (or --test FILE)"
+            )
         data_config = from_dict(DataConfig, run.info["data_config"])
     if not _same_sources({name: getattr(data_config, name) for name in DATA_SOURCES}, run.info.get("data_config")):
         # new data: one file is the split to score. The run's own one file stays what training made of it,
@@ -477,8 +521,15 @@ def evaluate(
     metrics = split_metrics(scored.labels, scored.probs, scored.run.label_names, scored.run.thresholds)
     config = scored.run.predict_config
     backend = config.backend
-    metrics.update({"split": scored.split, "source": scored.source, "fingerprint": scored.fingerprint, "backend": backend,
-                    "precision": (config.precision or "fp32") if backend == "torch" else None})
+    metrics.update(
+        {
+            "split": scored.split,
+            "source": scored.source,
+            "fingerprint": scored.fingerprint,
+            "backend": backend,
+            "precision": (config.precision or "fp32") if backend == "torch" else None,
+        }
+    )
     record = runfolder.eval_path(run_dir, scored.split, asked)
     try:
         write_json(record, metrics)
@@ -499,6 +550,7 @@ def write_report(scored: Scored, path: str | Path) -> Path:
     from textcls.reporting.html import write_report as write_page
 
     run = scored.run
+
     def words(text: str) -> list[tuple[str, float]]:
         explanation = run.explain(text)
         return [] if explanation.features else explanation.words()  # tfidf's n-grams are not the text's words
@@ -527,7 +579,6 @@ def data_config_for_run(run_dir: str | Path, options: dict[str, Any]) -> DataCon
     kept = {k: v for k, v in trained_with.items() if k not in dropped}
     data_config, _ = split_options({**kept, **given})
     return data_config
-
 
 
 def _check_labels(model_labels: list[str], data_labels: list[str]) -> None:

@@ -109,7 +109,9 @@ def compare(
                     f"{run_dir} holds a {family} run trained on {problem}; pass --overwrite to retrain it, or "
                     "choose another --out"
                 )
-            log.info("%s: reusing the finished run in %s (same rows and settings; --overwrite retrains)", family, run_dir)
+            log.info(
+                "%s: reusing the finished run in %s (same rows and settings; --overwrite retrains)", family, run_dir
+            )
         run = load(run_dir, PredictConfig(backend="torch"))  # the family's own model, as every row is timed
         metrics = run.metrics
         if metrics is None or "train" not in metrics or "dev" not in metrics:
@@ -120,7 +122,9 @@ def compare(
                 "dev_accuracy": metrics["dev"]["accuracy"],
                 "dev_macro_f1": metrics["dev"]["macro_f1"],
                 "train_seconds": metrics["train"]["train_seconds"],
-                "inference_samples_per_second": round(_inference_rate(run.classifier, dev.texts, config.eval_batch_size), 1),
+                "inference_samples_per_second": round(
+                    _inference_rate(run.classifier, dev.texts, config.eval_batch_size), 1
+                ),
                 "parameters": run.num_parameters(),
                 "epochs_run": len(metrics["train"]["epochs"]),
                 "run_dir": str(run_dir),

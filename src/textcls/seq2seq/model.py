@@ -126,7 +126,8 @@ class Seq2Seq(nn.Module):
     def forward(
         self, source_ids: torch.Tensor, source_mask: torch.Tensor, target_in: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """target_in: (batch, target) starting with `<s>` -> logits (batch, target, vocab), weights (batch, target, source) or None."""
+        """target_in: (batch, target) starting with `<s>` -> logits (batch, target, vocab), and weights
+        (batch, target, source) or None."""
         memory = self.encode(source_ids, source_mask)
         state = self.initial_state(memory)
         logits, weights = [], []

@@ -166,7 +166,8 @@ def _model_card(run: "Run", config: ServeConfig) -> dict[str, Any]:
         "multi_label": thresholds is not None,
         "thresholds": None if thresholds is None else {n: float(t) for n, t in zip(run.label_names, thresholds)},
         "backend": run.predict_config.backend,
-        # what torch runs in; ONNX graphs run as exported (fp32, or int8 weights): none to report, as in evaluate's metrics
+        # what torch runs in; ONNX graphs run as exported (fp32, or int8 weights): none to report, as in
+        # evaluate's metrics
         "precision": (run.predict_config.precision or "fp32") if run.predict_config.backend == "torch" else None,
         "backend_choice": getattr(run, "backend_choice", None),  # what --backend auto measured, where it ran
         "max_length": run.classifier.max_length,

@@ -34,9 +34,10 @@ def for_this_device(config: TrainConfig) -> TrainConfig:
         tune_cuda()
     resolved = config.on_device(gpu=gpu, workers=GPU_WORKERS if gpu else 0)
     if config.compile and not resolved.compile:
-        # measured on a 2-core AMD EPYC (benchmarks/cpu_compile.py): MiniLM's step was no faster compiled, after ~2 min compiling
+        # a compiled step is no faster on a CPU, and compiling takes minutes (measured by benchmarks/cpu_compile.py)
         log.warning(
-            "--compile is ignored on a CPU (measured no faster there, after minutes of compiling: benchmarks/cpu_compile.py); training runs eager"
+            "--compile is ignored on a CPU (measured no faster there, after minutes of compiling: "
+            "benchmarks/cpu_compile.py); training runs eager"
         )
     log.log(
         logging.INFO

@@ -30,7 +30,11 @@ class TokenizedRows(torch.utils.data.Dataset):
     """
 
     def __init__(
-        self, token_ids: TokenIds, labels: Sequence[int] | np.ndarray | None, pad_id: int, windows: Windows | None = None
+        self,
+        token_ids: TokenIds,
+        labels: Sequence[int] | np.ndarray | None,
+        pad_id: int,
+        windows: Windows | None = None,
     ):
         self.token_ids = token_ids
         self.labels: np.ndarray | None = None  # (rows,) int64, or (rows, labels) float32 multi-hot
