@@ -26,10 +26,9 @@ FRESH_HEADS = ("data", "random")  # how `pretrain` starts an MLM head the encode
 AUTO_BACKEND = "auto"  # the fastest agreeing backend, measured once per machine (`textcls.inference.auto`)
 ENGINES = ("torch", "onnx", "onnx-int8")  # the backends that run a model
 BACKENDS = (AUTO_BACKEND, *ENGINES)
-# Texts per model call where none is given, measured on 2 CPU cores with sorted batches: torch is
-# flat from 16 to 64; ONNX Runtime int8 ran 707 / 699 / 600 texts/s at 8 / 16 / 64 offline, and
-# serving 32 clients 414 / 372 / 238 requests/s at 8 / 16 / 32 (a micro-batch of random lengths pads
-# less in small chunks).
+# Texts per model call where none is given, for sorted batches on a CPU: torch is as fast at 16 as at 64;
+# ONNX Runtime is fastest in small batches, offline and serving (a micro-batch of random lengths pads less
+# in small chunks). Measured by benchmarks/inference.py and benchmarks/serve_load.py.
 BACKEND_BATCH_SIZE = {"torch": 64, "onnx": 8, "onnx-int8": 8}
 DEFAULT_HUB_DATASET = "fancyzhx/ag_news"
 # Training batches are padded to a multiple of this many tokens (tensor cores, few compiled shapes).
@@ -105,7 +104,7 @@ def check_fields(config: Any) -> None:
         _check(SEED_RANGE[0] <= config.seed <= SEED_RANGE[1], "seed", f"an integer in {list(SEED_RANGE)}", config.seed)
 
 
-# Flags whose names an issue fixed as contracts, where they differ from the field name.
+# Flags named otherwise than their field. Flag names are contracts: scripts and docs use them.
 FLAG_NAMES = {"train_file": "--train", "dev_file": "--dev", "test_file": "--test", "text_columns": "--text-column"}
 
 
@@ -199,7 +198,7 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """How to fine-tune. Defaults are the measured fast path on a small CPU (see README)."""
+    """How to fine-tune. Defaults are the fast path on a small CPU (measured by benchmarks/train_throughput.py)."""
 
     family: str = _help(f"Model family: one of {', '.join(FAMILIES)}.", default=DEFAULT_FAMILY)
     model: str | None = _help(
@@ -247,9 +246,9 @@ class TrainConfig:
         "DataLoader worker processes preparing batches ahead; default: 2 on a GPU, 0 on a CPU.", default=None
     )
     compile: bool = _help(
-        "torch.compile the model (GPU only): faster steps, but compiling takes about 40 s, so it pays only on long "
-        "runs (on an H100, a 3-epoch AG News fine-tune took 85.5 s with it and 47.7 s without; see the README). "
-        "Ignored with a warning on a CPU, where it measured no faster.",
+        "torch.compile the model (GPU only): faster steps, but compiling takes tens of seconds, so it pays only on "
+        "long runs (measured by benchmarks/gpu_settings.py). Ignored with a warning on a CPU, where it is no faster "
+        "(benchmarks/cpu_compile.py).",
         default=False,
     )
     logging_steps: int = _help("Log the training loss every this many steps.", default=50)
@@ -455,7 +454,7 @@ class PretrainConfig:
     epochs: float = _help("Passes over the text (may be fractional).", default=1.0)
     batch_size: int = _help("Texts per training step.", default=32)
     eval_batch_size: int = _help("Texts per step when scoring the held-out text.", default=64)
-    # 2e-4: on AG News (MiniLM, 30 min on 2 cores) held-out pseudo-perplexity 33.8 against 45.6 at 1e-4 (README)
+    # 2e-4: on AG News, MiniLM ends with a lower held-out pseudo-perplexity than at 1e-4
     lr: float = _help("Peak learning rate (AdamW), after linear warm-up, then linear decay.", default=2e-4)
     weight_decay: float = _help("AdamW weight decay.", default=0.01)
     warmup_ratio: float = _help("Fraction of steps spent warming up the learning rate.", default=0.06)
@@ -540,7 +539,7 @@ class PredictConfig:
     spin: bool = _help(
         "onnx backends: allow ONNX Runtime's intra-op threads to busy-wait between calls (`textcls serve` turns it "
         "off unless given). They run each batch on one ONNX Runtime thread, with no pool to spin, so this changes "
-        "nothing measurable; kept so that scripts passing it (`textcls serve --spin`) still work.",
+        "nothing measurable; it is accepted so that scripts passing it (`textcls serve --spin`) work.",
         default=True,
     )
     precision: str | None = _help(

@@ -90,7 +90,7 @@ def write_resume_identity(work_dir: Path, identity: dict[str, Any]) -> None:
 def resume_problem(work_dir: Path, identity: dict[str, Any]) -> str | None:
     """How `identity` differs from the one the partial folder's checkpoints were trained on, or None.
 
-    A folder without the record (written before it existed) is taken as it is."""
+    A folder without the record is taken as it is."""
     path = Path(work_dir) / RESUME_FILE
     if not path.is_file():
         return None

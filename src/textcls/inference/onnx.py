@@ -59,8 +59,8 @@ EXPORT_FILE = "export.json"
 EXPORT_FORMATS = ("onnx",)
 WEIGHTS_FILE = "model.safetensors"
 OPSET = 17
-# The TorchScript exporter (dynamo=False) writes opsets up to 20; MiniLM exported at 10-20 and failed at 9 and
-# below (a Slice with dynamic inputs), tried 2026-11-27 with torch 2.13.
+# The TorchScript exporter (dynamo=False) writes opsets up to 20; MiniLM exports at 10-20 and fails at 9 and
+# below (a Slice with dynamic inputs).
 MIN_OPSET, MAX_OPSET = 10, 20
 # How close an exported graph must stay to the torch model on the sample texts. fp32 graphs differ
 # by rounding only (measured ~1e-6 in probability). int8 weights move probabilities by up to ~0.2
@@ -79,10 +79,9 @@ SAMPLE_TEXTS = (
     " ".join(["Oil prices climbed again on Tuesday as supply worries grew."] * 20),
     "antidisestablishmentarianism",
 )
-# ONNX Runtime graph fusions left out: its fused SkipLayerNormalization kernel took 10% of the int8
-# graph's time, and without it (a plain Add + LayerNormalization) the int8 graph ran 1.21x as fast at
-# the same dev labels (2-core AMD EPYC, ORT 1.32, `benchmarks/onnx_variants.py`); the fp32 graph
-# measured the same either way.
+# ONNX Runtime graph fusions left out: without its fused SkipLayerNormalization kernel (a plain Add +
+# LayerNormalization instead) the int8 graph runs faster at the same dev labels, and the fp32 graph as
+# fast (measured by `benchmarks/onnx_variants.py`).
 # An unknown name is ignored by ONNX Runtime, so a later release that renames the fusion loses only speed.
 DISABLED_FUSIONS = ["SkipLayerNormFusion"]
 _EXTRA_HINT = "pip install 'textcls[onnx]'"
@@ -159,10 +158,10 @@ class OnnxClassifier(Predictor):
         """Open `RUN/onnx/<file>` for `backend` beside `model_dir` (= RUN/model).
 
         `threads` (default: one per core, as torch counts them) worker threads each run whole batches
-        on one ONNX Runtime thread: 2 workers ran the int8 graph 1.19x as fast as one batch at a time
-        on 2 ONNX Runtime threads (2-core AMD EPYC, `benchmarks/onnx_variants.py`). With one ONNX
-        Runtime thread per run there is no thread pool to busy-wait, so `spin=False` (recorded in
-        the session's options) changes nothing measurable any more.
+        on one ONNX Runtime thread, faster than one batch at a time on as many ONNX Runtime threads
+        (measured by `benchmarks/onnx_variants.py`). With one ONNX Runtime thread per run there is no
+        thread pool to busy-wait, so `spin=False` (recorded in the session's options) changes nothing
+        measurable.
         `weights_sha256` is the torch weights' digest where the caller has checked it already.
         """
         from transformers import AutoTokenizer
@@ -380,8 +379,8 @@ def export_onnx(run_dir: str | Path, int8: bool = False, opset: int = OPSET) -> 
 
     def export(temporary: Path) -> None:
         started = time.perf_counter()
-        # The TorchScript exporter (dynamo=False): its graph ran 13% faster in ONNX Runtime than the
-        # dynamo exporter's on this model, and it exports in 1 s instead of 5 s.
+        # The TorchScript exporter (dynamo=False): its graph runs faster in ONNX Runtime than the dynamo
+        # exporter's on this model, and it exports several times faster.
         # The tracer warns that the mask's padding test becomes a constant and that negative indices
         # would break aten::index; neither applies (the check below runs texts of other lengths).
         with torch.inference_mode(), warnings.catch_warnings():
@@ -426,11 +425,10 @@ def export_onnx(run_dir: str | Path, int8: bool = False, opset: int = OPSET) -> 
 def quantise_int8(source: Path, target: Path) -> None:
     """The int8 graph of `export --int8`: ONNX Runtime's dynamic quantisation of every MatMul's weights.
 
-    Measured on the fine-tuned embedded model, 2,000 AG News dev texts: per-tensor int8 kept 98.8% of
-    the fp32 labels (1,000 texts); per-channel scales with a 7-bit weight range 99.6%. Keeping the
-    first layer's FFN output projection in fp32 (as textcls did until 2026-11-27) kept 99.75% instead
-    of 99.65% at equal dev accuracy, but that one fp32 MatMul took 13% of a single-threaded run and the
-    all-int8 graph ran 1.13x as fast (2-core AMD EPYC, ORT 1.32; `benchmarks/onnx_variants.py`).
+    Per-channel scales with a 7-bit weight range keep more of the fp32 labels than per-tensor int8. Every
+    MatMul is quantised: keeping the first layer's FFN output projection in fp32 keeps a few more labels
+    at equal dev accuracy, but that one fp32 MatMul costs a large share of a single-threaded run (measured
+    on AG News dev texts by `benchmarks/onnx_variants.py`).
     """
     from onnxruntime.quantization import QuantType, quantize_dynamic
 

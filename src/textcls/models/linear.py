@@ -2,8 +2,8 @@
 
 Features are word 1-2-grams and character 2-5-grams (`char_wb`, so n-grams stay inside words and
 catch spelling variants and word pieces), both with sublinear tf and l2 norm, side by side in one
-sparse matrix. Measured on AG News (50,769 train rows, 2,000 dev, 2 CPU cores shared with another
-training job): dev accuracy 0.913, fit 66 s in all (vectorising 25 s, lbfgs 93 iterations), 1.1 GB peak.
+sparse matrix. On AG News it fits in about a minute on a small CPU, a strong dev accuracy for its cost
+(`textcls compare` measures it beside the other families).
 
 With `--multi-label` it fits one binary logistic regression per label on the same features
 (one-vs-rest), and a label's score is its own sigmoid.

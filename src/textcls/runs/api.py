@@ -469,7 +469,7 @@ def score(
 
 
 def run_text_columns(info: dict[str, Any]) -> tuple[str, ...] | None:
-    """The columns a run's texts were joined from: recorded since 2026-11-28, else as named at training."""
+    """The columns a run's texts were joined from: as recorded with its data, else as its data config names them."""
     columns = info.get("data", {}).get("text_columns") or (info.get("data_config") or {}).get("text_columns")
     return tuple(columns) if columns else None
 

@@ -1,8 +1,8 @@
-"""Training on a CPU without the cost of PyTorch's dropout masks there, measured on a 2-core AMD EPYC
-(`benchmarks/cpu_step.py`: MiniLM's bare training step, batch 32, bf16).
+"""Training on a CPU without the cost of PyTorch's dropout masks there (measured by
+`benchmarks/cpu_step.py`: MiniLM's bare training step, batch 32, bf16).
 
 `nn.Dropout` draws its mask with `bernoulli_`: one draw of the Mersenne Twister per element, in one
-thread. On MiniLM's step that, with SDPA drawing the same masks for the attention maps, was about a fifth
+thread. On MiniLM's step that, with SDPA drawing the same masks for the attention maps, is about a fifth
 of the time. `fast_dropout` draws 16 random bits per element, four to each 64-bit draw of the same
 generator, and compares them with a threshold: the same distribution (p to within 1/65,536), seeded,
 saved and restored with torch's own RNG state. `FastDropout` is `nn.Dropout` with it; `eager_attention`
