@@ -16,10 +16,15 @@ import json
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from textcls.errors import ConfigError, UnknownOptionError
 from textcls.families import DEFAULT_FAMILY, FAMILIES
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+AnyConfig = TypeVar("AnyConfig", bound="DataclassInstance")  # a config dataclass
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 FRESH_HEADS = ("data", "random")  # how `pretrain` starts an MLM head the encoder lacks
@@ -77,7 +82,7 @@ _ACCEPTS: dict[str, tuple[str, Callable[[Any], bool]]] = {
 SEED_RANGE = (0, 2**32 - 1)  # what numpy's and scikit-learn's seeds take
 
 
-def check_fields(config: Any) -> None:
+def check_fields(config: DataclassInstance) -> None:
     """Raise `ConfigError` naming the first field whose value is not of its declared type, or a seed
     out of the range numpy and scikit-learn take.
 
@@ -608,19 +613,19 @@ class ServeConfig:
         _check(self.graceful_timeout >= 0, "graceful_timeout", "seconds >= 0", self.graceful_timeout)
 
 
-def to_dict(config: Any) -> dict[str, Any]:
+def to_dict(config: DataclassInstance) -> dict[str, Any]:
     """A JSON-ready dict of a config dataclass (tuples become lists)."""
     return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(config).items()}
 
 
-def from_dict(cls: type, values: dict[str, Any]) -> Any:
+def from_dict(cls: type[AnyConfig], values: dict[str, Any]) -> AnyConfig:
     """Rebuild a config from ``to_dict`` output, ignoring keys a newer version may have added."""
     names = field_names(cls)
     kept = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items() if k in names}
     return cls(**kept)
 
 
-def field_names(*classes: type) -> set[str]:
+def field_names(*classes: type[DataclassInstance]) -> set[str]:
     """The field names of config dataclasses."""
     return {f.name for cls in classes for f in dataclasses.fields(cls)}
 

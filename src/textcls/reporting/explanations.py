@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -216,7 +216,13 @@ def check_text(text: Any) -> str:
     return text
 
 
-def explain(predictor: Any, text: str, layer: int = -1, head: int | None = None) -> Explanation:
+class Explains(Protocol):
+    """What `explain` needs: a classifier or a loaded `Run` with an `explain` method."""
+
+    def explain(self, text: str, layer: int = -1, head: int | None = None) -> Explanation: ...
+
+
+def explain(predictor: Explains, text: str, layer: int = -1, head: int | None = None) -> Explanation:
     """Explain `predictor`'s prediction for `text` (a classifier or a loaded `Run`): `predictor.explain(...)`.
 
     `layer` (default the last) and `head` (default the mean over heads) pick the attention map whose

@@ -261,7 +261,7 @@ def _run_info(
         "family": classifier.family,
         "label_names": dataset.label_names,
         **multi,
-        "max_length": getattr(classifier, "max_length", train_config.max_length),
+        "max_length": classifier.max_length,
         "num_parameters": classifier.num_parameters(),
         "train_config": to_dict(train_config),
         # the encoder's origin when it is a `textcls pretrain` run (its weights were checked on load)

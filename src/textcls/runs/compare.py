@@ -25,7 +25,7 @@ from textcls.config import DataConfig, PredictConfig, TrainConfig, field_names, 
 from textcls.errors import TextclsError
 from textcls.families import FAMILIES
 from textcls.files import make_folder, write_json, write_text_atomic
-from textcls.models.base import family_class, training_option_problem
+from textcls.models.base import Predictor, family_class, training_option_problem
 from textcls.reporting import plots
 from textcls.runs.api import load, train
 from textcls.training.device import for_this_device
@@ -46,7 +46,7 @@ def parse_families(value: str | Sequence[str] | None) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def _inference_rate(classifier: Any, texts: list[str], batch_size: int) -> float:
+def _inference_rate(classifier: Predictor, texts: list[str], batch_size: int) -> float:
     """Texts per second of `predict_proba` on `texts`, after a short warm-up."""
     classifier.predict_proba(texts[: min(len(texts), batch_size)], batch_size=batch_size)
     started = time.perf_counter()

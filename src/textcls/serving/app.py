@@ -33,6 +33,8 @@ from textcls.inference.predictions import prediction_records
 from textcls.serving.batcher import MicroBatcher, Overloaded, ShuttingDown
 
 if TYPE_CHECKING:
+    from fastapi import FastAPI
+
     from textcls.runs.api import Run
 
 log = logging.getLogger(__name__)
@@ -158,7 +160,7 @@ class AnswerCancelled:
 
 def _model_card(run: "Run", config: ServeConfig) -> dict[str, Any]:
     dev = (run.metrics or {}).get("dev", {})
-    thresholds = getattr(run, "thresholds", None)
+    thresholds = run.thresholds
     return {
         "run": run.run_dir.name,
         "family": run.family,
@@ -169,7 +171,7 @@ def _model_card(run: "Run", config: ServeConfig) -> dict[str, Any]:
         # what torch runs in; ONNX graphs run as exported (fp32, or int8 weights): none to report, as in
         # evaluate's metrics
         "precision": (run.predict_config.precision or "fp32") if run.predict_config.backend == "torch" else None,
-        "backend_choice": getattr(run, "backend_choice", None),  # what --backend auto measured, where it ran
+        "backend_choice": run.backend_choice,  # what --backend auto measured, where it ran
         "max_length": run.classifier.max_length,
         "dev_metrics": {key: dev[key] for key in ("accuracy", "macro_f1", "micro_f1", "num_samples") if key in dev},
         "train_config": run.info.get("train_config"),
@@ -186,7 +188,7 @@ def _model_card(run: "Run", config: ServeConfig) -> dict[str, Any]:
     }
 
 
-def create_app(run: "Run", config: ServeConfig | None = None) -> Any:
+def create_app(run: "Run", config: ServeConfig | None = None) -> "FastAPI":
     """A FastAPI app serving a loaded run with `config`'s limits, micro-batching and auth.
 
     Example:
