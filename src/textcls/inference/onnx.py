@@ -33,7 +33,7 @@ import warnings
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -50,6 +50,9 @@ from textcls.reporting.explanations import Explanation
 from textcls.training.objectives import probabilities
 from textcls.training.prediction import pooled_logits
 from textcls.training.tokens import pad_id
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 log = logging.getLogger(__name__)
 
@@ -114,8 +117,8 @@ class OnnxClassifier(Predictor):
 
     def __init__(
         self,
-        session: Any,
-        tokenizer: Any,
+        session: Any,  # an onnxruntime.InferenceSession (onnxruntime ships no type information)
+        tokenizer: PreTrainedTokenizerBase,
         label_names: Sequence[str],
         max_length: int,
         backend: str,
@@ -352,7 +355,7 @@ def export_onnx(run_dir: str | Path, int8: bool = False, opset: int = OPSET) -> 
     reference = PretrainedClassifier.load(
         model_dir, max_length=info["max_length"], label_names=info["label_names"], windowing=Windowing.of_run(info)
     )
-    model = reference.model.to("cpu").eval()
+    model = reference.model.to("cpu").eval()  # type: ignore[arg-type]  # transformers' decorator on `to` loses its signature
     # Plain MatMul/Softmax attention exports to a graph ONNX Runtime fuses and quantises well.
     set_attention_implementation(model, "eager")
     input_names = [
@@ -362,7 +365,7 @@ def export_onnx(run_dir: str | Path, int8: bool = False, opset: int = OPSET) -> 
     ]
     sample = reference.tokenizer(list(SAMPLE_TEXTS[:2]), padding=True, return_tensors="pt")
     args = tuple(sample[name] for name in input_names)
-    axes = {name: {0: "batch", 1: "sequence"} for name in input_names}
+    axes: dict[str, dict[int, str]] = {name: {0: "batch", 1: "sequence"} for name in input_names}
     axes["logits"] = {0: "batch"}
     record: dict[str, Any] = {
         "format": "onnx",

@@ -13,7 +13,7 @@ import torch
 
 from textcls.data.windows import Windowing
 from textcls.training.batching import sorted_plan
-from textcls.training.tokens import encode_windows
+from textcls.training.tokens import TextTokenizer, encode_windows
 
 # Inference batches on a GPU: ~1,000 AG News texts. Several times the rate of 64-text batches, and more
 # again with the batches in pinned memory (measured by benchmarks/gpu_settings.py).
@@ -21,7 +21,7 @@ GPU_PREDICT_TOKENS = 65_536
 
 
 def pooled_logits(
-    tokenizer: Any,
+    tokenizer: TextTokenizer,
     texts: Sequence[str],
     windowing: Windowing,
     forward: Callable[[np.ndarray, np.ndarray], Any],
