@@ -16,7 +16,6 @@ Example:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 
 @dataclass(frozen=True)
@@ -25,8 +24,8 @@ class FamilySpec:
 
     target: str  # "module:Class", imported lazily by `textcls.models.family_class`
     summary: str
-    defaults: dict[str, Any] = field(default_factory=dict)
-    gpu_defaults: dict[str, Any] = field(default_factory=dict)
+    defaults: dict[str, float] = field(default_factory=dict)  # TrainConfig field -> value (ints stay ints)
+    gpu_defaults: dict[str, float] = field(default_factory=dict)
 
 
 FAMILIES: dict[str, FamilySpec] = {

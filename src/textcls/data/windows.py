@@ -91,7 +91,7 @@ class Windows:
         }
 
 
-def model_token_limit(tokenizer_max_length: Any, max_position_embeddings: Any) -> int | None:
+def model_token_limit(tokenizer_max_length: object, max_position_embeddings: object) -> int | None:
     """The most tokens a transformers model reads: the smaller of its tokenizer's limit (a huge one means
     "no limit") and its position embeddings, or None when neither says.
 
