@@ -2,11 +2,13 @@
 
 Example:
     >>> import textcls
-    >>> result = textcls.train(data="../shared/data/ag_news", out="runs/quick", max_train_samples=500)  # doctest: +SKIP
-    >>> run = textcls.load("runs/quick")                                                                # doctest: +SKIP
-    >>> run.predict(["Stocks fell sharply."]), run.metrics["dev"]["accuracy"]                           # doctest: +SKIP
+    >>> result = textcls.train(data="data/ag_news", out="runs/quick", max_train_samples=500)  # doctest: +SKIP
+    >>> run = textcls.load("runs/quick")                                                     # doctest: +SKIP
+    >>> run.predict(["Stocks fell sharply."]), run.metrics["dev"]["accuracy"]                # doctest: +SKIP
     (['Business'], 0.86)
 """
+
+from typing import Any
 
 from textcls.config import DataConfig, PredictConfig, ServeConfig, TrainConfig
 from textcls.errors import ConfigError, DataError, RunFolderError, TextclsError
@@ -15,7 +17,7 @@ from textcls.runs.api import Run, TrainResult, evaluate, load, train
 __version__ = "0.1.0"
 
 
-def pretrain(data: str, out: str = "runs/mlm", overwrite: bool = False, **options: object) -> dict:
+def pretrain(data: str, out: str = "runs/mlm", overwrite: bool = False, **options: Any) -> dict[str, Any] | None:
     """Continue masked-word pre-training on unlabelled text; options are `PretrainConfig` fields.
 
     Example:
@@ -27,7 +29,7 @@ def pretrain(data: str, out: str = "runs/mlm", overwrite: bool = False, **option
     return run_pretraining(PretrainConfig(data=data, **options), out, overwrite=overwrite)
 
 
-def fill_mask(run_or_model: str | None, text: str, top_k: int = 5) -> list:
+def fill_mask(run_or_model: str | None, text: str, top_k: int = 5) -> list[list[tuple[str, float]]]:
     """The top words for each `[MASK]` in `text` (see `textcls.runs.pretraining.fill_mask`)."""
     from textcls.runs.pretraining import fill_mask as fill
 

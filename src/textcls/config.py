@@ -16,20 +16,24 @@ import json
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from textcls.errors import ConfigError, UnknownOptionError
 from textcls.families import DEFAULT_FAMILY, FAMILIES
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+AnyConfig = TypeVar("AnyConfig", bound="DataclassInstance")  # a config dataclass
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 FRESH_HEADS = ("data", "random")  # how `pretrain` starts an MLM head the encoder lacks
 AUTO_BACKEND = "auto"  # the fastest agreeing backend, measured once per machine (`textcls.inference.auto`)
 ENGINES = ("torch", "onnx", "onnx-int8")  # the backends that run a model
 BACKENDS = (AUTO_BACKEND, *ENGINES)
-# Texts per model call where none is given, measured on 2 CPU cores with sorted batches: torch is
-# flat from 16 to 64; ONNX Runtime int8 ran 707 / 699 / 600 texts/s at 8 / 16 / 64 offline, and
-# serving 32 clients 414 / 372 / 238 requests/s at 8 / 16 / 32 (a micro-batch of random lengths pads
-# less in small chunks).
+# Texts per model call where none is given, for sorted batches on a CPU: torch is as fast at 16 as at 64;
+# ONNX Runtime is fastest in small batches, offline and serving (a micro-batch of random lengths pads less
+# in small chunks). Measured by benchmarks/inference.py and benchmarks/serve_load.py.
 BACKEND_BATCH_SIZE = {"torch": 64, "onnx": 8, "onnx-int8": 8}
 DEFAULT_HUB_DATASET = "fancyzhx/ag_news"
 # Training batches are padded to a multiple of this many tokens (tensor cores, few compiled shapes).
@@ -78,15 +82,15 @@ _ACCEPTS: dict[str, tuple[str, Callable[[Any], bool]]] = {
 SEED_RANGE = (0, 2**32 - 1)  # what numpy's and scikit-learn's seeds take
 
 
-def check_fields(config: Any) -> None:
+def check_fields(config: DataclassInstance) -> None:
     """Raise `ConfigError` naming the first field whose value is not of its declared type, or a seed
     out of the range numpy and scikit-learn take.
 
     Example:
-        >>> DataConfig(max_train_samples="300")
+        >>> DataConfig(max_train_samples="300")  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
-        textcls.errors.ConfigError: max_train_samples: expected an integer, found '300' (str); write it without quotes in a --config file, or pass --max-train-samples VALUE
+        textcls.errors.ConfigError: max_train_samples: expected an integer, found '300' (str); write it ...
     """
     for spec in dataclasses.fields(config):
         value = getattr(config, spec.name)
@@ -105,7 +109,7 @@ def check_fields(config: Any) -> None:
         _check(SEED_RANGE[0] <= config.seed <= SEED_RANGE[1], "seed", f"an integer in {list(SEED_RANGE)}", config.seed)
 
 
-# Flags whose names an issue fixed as contracts, where they differ from the field name.
+# Flags named otherwise than their field. Flag names are contracts: scripts and docs use them.
 FLAG_NAMES = {"train_file": "--train", "dev_file": "--dev", "test_file": "--test", "text_columns": "--text-column"}
 
 
@@ -199,15 +203,14 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """How to fine-tune. Defaults are the measured fast path on a small CPU (see README)."""
+    """How to fine-tune. Defaults are the fast path on a small CPU (measured by benchmarks/train_throughput.py)."""
 
     family: str = _help(f"Model family: one of {', '.join(FAMILIES)}.", default=DEFAULT_FAMILY)
     model: str | None = _help(
         "Hub id or local folder of a Hugging Face encoder; default: the embedded all-MiniLM-L6-v2.", default=None
     )
-    epochs: float | None = _help(
-        "Training epochs (may be fractional); default: the family's (pretrained: 3).", default=None
-    )
+    # epochs and max_length: None when built means the family's default, filled in by __post_init__
+    epochs: float = _help("Training epochs (may be fractional); default: the family's (pretrained: 3).", default=None)
     batch_size: int | None = _help(
         "Texts per training step (per device), a fixed count; default: the family's on a CPU (pretrained: 32), "
         "while a GPU cuts batches by --batch-tokens.",
@@ -215,7 +218,8 @@ class TrainConfig:
     )
     batch_tokens: int | None = _help(
         "Token budget per training batch (texts x padded length): texts are grouped by length, so short ones "
-        "make large batches and long ones small; default: none on a CPU, the family's on a GPU (16384 for pretrained, 8192 for the others).",
+        "make large batches and long ones small; default: none on a CPU, the family's on a GPU (16384 for "
+        "pretrained, 8192 for the others).",
         default=None,
     )
     eval_batch_size: int = _help(
@@ -229,7 +233,7 @@ class TrainConfig:
     )
     weight_decay: float = _help("AdamW weight decay.", default=0.01)
     warmup_ratio: float = _help("Fraction of steps spent warming up the learning rate.", default=0.06)
-    max_length: int | None = _help("Maximum tokens per text, clamped to the model's limit; default: 128.", default=None)
+    max_length: int = _help("Maximum tokens per text, clamped to the model's limit; default: 128.", default=None)
     precision: str = _help(
         "fp32, bf16, fp16 or auto (bf16 where the CPU/GPU supports it, fp16 on older GPUs).", default="auto"
     )
@@ -247,9 +251,9 @@ class TrainConfig:
         "DataLoader worker processes preparing batches ahead; default: 2 on a GPU, 0 on a CPU.", default=None
     )
     compile: bool = _help(
-        "torch.compile the model (GPU only): faster steps, but compiling takes about 40 s, so it pays only on long "
-        "runs (on an H100, a 3-epoch AG News fine-tune took 85.5 s with it and 47.7 s without; see the README). "
-        "Ignored with a warning on a CPU, where it measured no faster.",
+        "torch.compile the model (GPU only): faster steps, but compiling takes tens of seconds, so it pays only on "
+        "long runs (measured by benchmarks/gpu_settings.py). Ignored with a warning on a CPU, where it is no faster "
+        "(benchmarks/cpu_compile.py).",
         default=False,
     )
     logging_steps: int = _help("Log the training loss every this many steps.", default=50)
@@ -282,11 +286,12 @@ class TrainConfig:
     pooling: str = _help("chunk: how the windows' logits make the text's, mean or max.", default="mean")
 
     def __post_init__(self) -> None:
+        if isinstance(self.family, str):  # any other type: check_fields names the field
+            _check(self.family in FAMILIES, "family", f"one of {tuple(FAMILIES)}", self.family)
+            for name, value in FAMILIES[self.family].defaults.items():
+                if getattr(self, name) is None and name not in DEVICE_DEFAULTS:  # those wait for `on_device`
+                    object.__setattr__(self, name, value)
         check_fields(self)
-        _check(self.family in FAMILIES, "family", f"one of {tuple(FAMILIES)}", self.family)
-        for name, value in FAMILIES[self.family].defaults.items():
-            if getattr(self, name) is None and name not in DEVICE_DEFAULTS:  # those wait for `on_device`
-                object.__setattr__(self, name, value)
         _check(self.precision in PRECISIONS, "precision", f"one of {PRECISIONS}", self.precision)
         _check(math.isfinite(self.epochs) and self.epochs > 0, "epochs", "a positive number", self.epochs)
         _check(self.batch_size is None or self.batch_size >= 1, "batch_size", "an integer >= 1", self.batch_size)
@@ -338,7 +343,8 @@ class TrainConfig:
         if self.batch_size is not None and self.batch_tokens is not None:
             raise ConfigError(
                 f"batch_size and batch_tokens both set (found --batch-size {self.batch_size} and --batch-tokens "
-                f"{self.batch_tokens}); pass --batch-size for a fixed count of texts or --batch-tokens for a token budget"
+                f"{self.batch_tokens}); pass --batch-size for a fixed count of texts or --batch-tokens for a token "
+                "budget"
             )
 
     @property
@@ -349,7 +355,8 @@ class TrainConfig:
     def on_device(self, gpu: bool, workers: int = 0) -> TrainConfig:
         """This config with the device's defaults for what was left unset: on a CPU the family's batch size
         and lr; on a GPU its token budget and the lr scaled for those larger batches (an explicit
-        `batch_size` or `batch_tokens` keeps the family's lr); `workers` DataLoader processes; compile only on a GPU, and only when asked.
+        `batch_size` or `batch_tokens` keeps the family's lr); `workers` DataLoader processes; compile only on
+        a GPU, and only when asked.
 
         Example:
             >>> TrainConfig().on_device(gpu=False).batch_size, TrainConfig().on_device(gpu=True).batch_tokens
@@ -440,7 +447,7 @@ def threshold_problem(value: str) -> str | None:
 class PretrainConfig:
     """How to continue an encoder's masked-word pre-training on unlabelled text (`textcls pretrain`)."""
 
-    data: str | None = _help(
+    data: str = _help(  # None (the default) is refused: a text source is required
         "Unlabelled text: a .txt file (one text a line), a folder of .txt files, a table or a folder that "
         "`train` reads (its train file; labels are ignored), or a hub dataset id (its train split).",
         default=None,
@@ -452,7 +459,7 @@ class PretrainConfig:
     epochs: float = _help("Passes over the text (may be fractional).", default=1.0)
     batch_size: int = _help("Texts per training step.", default=32)
     eval_batch_size: int = _help("Texts per step when scoring the held-out text.", default=64)
-    # 2e-4: on AG News (MiniLM, 30 min on 2 cores) held-out pseudo-perplexity 33.8 against 45.6 at 1e-4 (README)
+    # 2e-4: on AG News, MiniLM ends with a lower held-out pseudo-perplexity than at 1e-4
     lr: float = _help("Peak learning rate (AdamW), after linear warm-up, then linear decay.", default=2e-4)
     weight_decay: float = _help("AdamW weight decay.", default=0.01)
     warmup_ratio: float = _help("Fraction of steps spent warming up the learning rate.", default=0.06)
@@ -486,8 +493,8 @@ class PretrainConfig:
     logging_steps: int = _help("Log the training loss every this many steps.", default=50)
 
     def __post_init__(self) -> None:
+        _check(bool(self.data), "data", "a text source", self.data)  # before check_fields: it names what is missing
         check_fields(self)
-        _check(bool(self.data), "data", "a text source", self.data)
         if self.text_columns is not None:
             object.__setattr__(self, "text_columns", column_names(self.text_columns))
         _check(math.isfinite(self.epochs) and self.epochs > 0, "epochs", "a positive number", self.epochs)
@@ -537,7 +544,7 @@ class PredictConfig:
     spin: bool = _help(
         "onnx backends: allow ONNX Runtime's intra-op threads to busy-wait between calls (`textcls serve` turns it "
         "off unless given). They run each batch on one ONNX Runtime thread, with no pool to spin, so this changes "
-        "nothing measurable; kept so that scripts passing it (`textcls serve --spin`) still work.",
+        "nothing measurable; it is accepted so that scripts passing it (`textcls serve --spin`) work.",
         default=True,
     )
     precision: str | None = _help(
@@ -606,19 +613,19 @@ class ServeConfig:
         _check(self.graceful_timeout >= 0, "graceful_timeout", "seconds >= 0", self.graceful_timeout)
 
 
-def to_dict(config: Any) -> dict[str, Any]:
+def to_dict(config: DataclassInstance) -> dict[str, Any]:
     """A JSON-ready dict of a config dataclass (tuples become lists)."""
     return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(config).items()}
 
 
-def from_dict(cls: type, values: dict[str, Any]) -> Any:
+def from_dict(cls: type[AnyConfig], values: dict[str, Any]) -> AnyConfig:
     """Rebuild a config from ``to_dict`` output, ignoring keys a newer version may have added."""
     names = field_names(cls)
     kept = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items() if k in names}
     return cls(**kept)
 
 
-def field_names(*classes: type) -> set[str]:
+def field_names(*classes: type[DataclassInstance]) -> set[str]:
     """The field names of config dataclasses."""
     return {f.name for cls in classes for f in dataclasses.fields(cls)}
 

@@ -16,7 +16,6 @@ Example:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 
 @dataclass(frozen=True)
@@ -25,8 +24,8 @@ class FamilySpec:
 
     target: str  # "module:Class", imported lazily by `textcls.models.family_class`
     summary: str
-    defaults: dict[str, Any] = field(default_factory=dict)
-    gpu_defaults: dict[str, Any] = field(default_factory=dict)
+    defaults: dict[str, float] = field(default_factory=dict)  # TrainConfig field -> value (ints stay ints)
+    gpu_defaults: dict[str, float] = field(default_factory=dict)
 
 
 FAMILIES: dict[str, FamilySpec] = {
@@ -35,8 +34,8 @@ FAMILIES: dict[str, FamilySpec] = {
         "word + char n-gram TF-IDF with logistic regression",
         {"epochs": 1.0, "batch_size": 32, "lr": 1e-3, "max_length": 128},
     ),
-    # measured on AG News (50,769 rows): the three torch families peak by epoch 2-3 at these rates (CPU);
-    # the GPU budgets (~160 AG News texts a batch): pretrained measured on an H100, README "Training speed on a GPU"
+    # on AG News the three torch families peak by epoch 2-3 at these rates (CPU); on a GPU, batches of
+    # ~160 AG News texts (benchmarks/gpu_settings.py measures the budgets)
     "lstm": FamilySpec(
         "textcls.models.rnn:LSTMClassifier",
         "bidirectional LSTM, max-pooled",
@@ -60,7 +59,8 @@ FAMILIES: dict[str, FamilySpec] = {
         "a Hugging Face encoder fine-tuned with Trainer",
         {"epochs": 3.0, "batch_size": 32, "lr": 1e-4, "max_length": 128},
         # ~320 AG News texts a batch instead of 32, warm-up kept: steps on a GPU are host-bound (an 8k-token
-        # step took as long as a 16k one on an H200), so the larger budget doubles samples/s; lr measured there
+        # step takes as long as a 16k one), so the larger budget doubles samples/s; budget and lr measured by
+        # benchmarks/gpu_settings.py
         {"batch_tokens": 16384, "lr": 2e-4},
     ),
 }

@@ -85,7 +85,7 @@ def make_folder(path: Path) -> Path:
         code = errno.ENOTDIR if isinstance(error, FileExistsError) else error.errno
         cause = "a file is in the way" if isinstance(error, FileExistsError) else os.strerror(code or errno.EIO)
         raise StorageError(
-            code, f"could not make the folder {path}: {cause}; {_FIXES.get(code, 'pass another path')}"
+            code, f"could not make the folder {path}: {cause}; {_FIXES.get(code or errno.EIO, 'pass another path')}"
         ) from error
     return path
 

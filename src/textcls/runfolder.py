@@ -90,7 +90,7 @@ def write_resume_identity(work_dir: Path, identity: dict[str, Any]) -> None:
 def resume_problem(work_dir: Path, identity: dict[str, Any]) -> str | None:
     """How `identity` differs from the one the partial folder's checkpoints were trained on, or None.
 
-    A folder without the record (written before it existed) is taken as it is."""
+    A folder without the record is taken as it is."""
     path = Path(work_dir) / RESUME_FILE
     if not path.is_file():
         return None
@@ -103,7 +103,8 @@ def resume_problem(work_dir: Path, identity: dict[str, Any]) -> str | None:
     changed = []
     for name, value in identity.items():
         if name == "train_config":
-            before = recorded.get(name) if isinstance(recorded.get(name), dict) else {}
+            before = recorded.get(name)
+            before = before if isinstance(before, dict) else {}
             changed += settings_changed(before, value, ignored=RESUMABLE_CHANGES)
         elif recorded.get(name) != value:
             shown = (
@@ -148,7 +149,7 @@ def backend_cache_path(run_dir: Path) -> Path:
     return Path(run_dir) / BACKEND_CACHE_FILE
 
 
-def eval_path(run_dir: Path, split: str, backend: str = "torch") -> Path:
+def eval_path(run_dir: str | Path, split: str, backend: str = "torch") -> Path:
     """`eval_<split>.json` for the backend asked for by default (auto) or torch; a backend forced by
     name gets `eval_<split>.<backend>.json` beside it."""
     suffix = "" if backend in ("torch", "auto") else f".{backend}"

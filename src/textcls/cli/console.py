@@ -13,6 +13,7 @@ import logging
 import os
 import sys
 from collections.abc import Iterator
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -22,6 +23,9 @@ from textcls.errors import TextclsError
 # Piped output (CI logs, `| tee`) gets wide tables instead of rich's 80-column default.
 stdout = Console(width=None if sys.stdout.isatty() else 160)
 stderr = Console(stderr=True)
+
+# The one `--verbose` flag, shared by every command: `verbose: Verbose = False`.
+Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")]
 
 
 def setup_logging(verbose: bool) -> None:

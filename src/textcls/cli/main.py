@@ -14,7 +14,7 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 # Piped help (CI logs, `| less`, tests) gets 160 columns like the tables below, not rich's 80, in
 # which long flag names are cut ("--max-train-sampl…"). typer reads this when it is imported.
@@ -25,7 +25,7 @@ import typer  # noqa: E402
 from rich.markup import escape  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from textcls.cli.console import fail, stdout
+from textcls.cli.console import Verbose, fail, stdout
 from textcls.cli.console import library_call as _library_call
 from textcls.cli.console import setup_logging as _setup_logging
 from textcls.cli.seq2seq import app as seq2seq_app
@@ -108,7 +108,7 @@ def _field_parameters(*classes: type, skip: tuple[str, ...] = (), run_data: bool
             option = typer.Option(None, flag, help=help_text, show_default=False)
             parameters.append(
                 inspect.Parameter(
-                    field.name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=Optional[python_type]
+                    field.name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=python_type | None
                 )
             )
     return parameters
@@ -118,7 +118,8 @@ def _with_parameters(extra: list[inspect.Parameter]):
     """Give a `**options` command the generated parameters so typer shows and parses them."""
 
     def decorate(function):
-        signature = inspect.signature(function)
+        # eval_str: the stored signature is read as is, so its annotations (`Verbose`) must be objects, not strings
+        signature = inspect.signature(function, eval_str=True)
         own = [p for p in signature.parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
         function.__signature__ = signature.replace(parameters=own + extra)
         return function
@@ -216,7 +217,7 @@ def train(
     ),
     config: Path | None = typer.Option(None, "--config", help="JSON file of option values; flags override it."),
     as_json: bool = typer.Option(False, "--json", help="Print the metrics as JSON instead of tables."),
-    verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging."),
+    verbose: Verbose = False,
     **options: Any,
 ) -> None:
     """Fine-tune a classifier and write a run folder (textcls.json, model/, metrics.json)."""
@@ -249,7 +250,7 @@ def evaluate(
     split: str = typer.Option("test", "--split", help="Split to score: test (falls back to dev) or dev."),
     output: Path | None = typer.Option(None, "--output", help="Also write the metrics JSON here."),
     as_json: bool = typer.Option(False, "--json", help="Print the metrics as JSON instead of tables."),
-    verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging."),
+    verbose: Verbose = False,
     **options: Any,
 ) -> None:
     """Score a run on a split: accuracy, macro-F1, per-class report, confusion matrix.
@@ -287,7 +288,7 @@ def compare(
     overwrite: bool = typer.Option(False, "--overwrite", help="Retrain families whose run folder already exists."),
     config: Path | None = typer.Option(None, "--config", help="JSON file of option values; flags override it."),
     as_json: bool = typer.Option(False, "--json", help="Print compare.json instead of a table."),
-    verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging."),
+    verbose: Verbose = False,
     **options: Any,
 ) -> None:
     """Train several families on the same data; write compare.json, compare.md and compare.png."""
@@ -331,7 +332,7 @@ def explain(
     words: bool = typer.Option(False, "--words", help="Merge word pieces back into words."),
     top: int = typer.Option(10, "--top", help="How many of the most weighted words to print."),
     as_json: bool = typer.Option(False, "--json", help="Print the explanation as JSON."),
-    verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging."),
+    verbose: Verbose = False,
 ) -> None:
     """Show what the model attends to: attention maps, rollout and weighted words, as PNG, HTML and JSON."""
     from textcls.reporting.explanations import explain as explain_text
@@ -372,7 +373,7 @@ def report(
     out: Path | None = typer.Option(
         None, "--out", help=escape("HTML file to write [default: RUN/report_<split>.html].")
     ),
-    verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging."),
+    verbose: Verbose = False,
     **options: Any,
 ) -> None:
     """One self-contained HTML report: metrics, confusion matrix, curves, calibration, confident mistakes.
@@ -400,10 +401,10 @@ def predict(
     output: Path | None = typer.Option(None, "--output", help="Write one JSON object per input line here (JSONL)."),
     text_column: list[str] | None = typer.Option(None, "--text-column", help="Text column(s) of --input."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON lines instead of a table."),
-    verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging."),
+    verbose: Verbose = False,
     **options: Any,
 ) -> None:
-    """Classify texts: {"label", "score", "probs"} per input, in input order ({"labels", "scores"} for a multi-label run)."""
+    """Classify texts: {"label", "score", "probs"} each, in input order ({"labels", "scores"} if multi-label)."""
     from textcls.data.loading import read_texts
     from textcls.files import write_text_atomic
     from textcls.inference.predictions import prediction_records
@@ -417,11 +418,12 @@ def predict(
                 + ("both" if texts else "neither")
             )
         run = load(run_dir, PredictConfig(**_take_predict_options(options)))
+        inputs = texts or []
         if input_file is not None:  # without --text-column, the columns the run was trained on where the file has them
-            texts = read_texts(
+            inputs = read_texts(
                 input_file, column_names(text_column) if text_column else None, run_text_columns(run.info)
             )
-        probs = run.predict_proba(texts, progress=input_file is not None)
+        probs = run.predict_proba(inputs, progress=input_file is not None)
         records = prediction_records(probs, run.label_names, run.thresholds)
         if output is not None:
             lines = "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in records)
@@ -435,7 +437,7 @@ def predict(
     table = Table()
     for column in ("text", "labels" if run.multi_label else "label", "score" + ("s" if run.multi_label else "")):
         table.add_column(column, justify="right" if column == "score" else "left")
-    for text, record in zip(texts, records):
+    for text, record in zip(inputs, records):
         shown = text if len(text) <= 80 else text[:77] + "..."
         if run.multi_label:
             scores = ", ".join(f"{name} {record['scores'][name]:.4f}" for name in record["labels"])
@@ -454,7 +456,7 @@ def export(
     ),
     opset: int = typer.Option(17, "--opset", help="ONNX opset version."),
     as_json: bool = typer.Option(False, "--json", help="Print export.json instead of a table."),
-    verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging."),
+    verbose: Verbose = False,
 ) -> None:
     """Export a run for fast inference: RUN/onnx/model.onnx (+ model.int8.onnx), checked against torch."""
     from textcls.inference.onnx import ONNX_DIR, export
@@ -493,7 +495,7 @@ def serve(
         show_envvar=True,
         help="Require 'Authorization: Bearer TOKEN' on /v1/* (default: no auth).",
     ),
-    verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging."),
+    verbose: Verbose = False,
     **options: Any,
 ) -> None:
     """Serve a run over HTTP: POST /v1/predict, POST /v1/explain, GET /v1/model, GET /healthz, a web page at /."""
@@ -515,10 +517,10 @@ def pretrain(
         False, "--overwrite", help="Replace an existing run folder (only once the new one is complete)."
     ),
     as_json: bool = typer.Option(False, "--json", help="Print the metrics as JSON instead of a table."),
-    verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging."),
+    verbose: Verbose = False,
     **options: Any,
 ) -> None:
-    """Continue an encoder's masked-word pre-training on unlabelled text; fine-tune it later with `train --model RUN`."""
+    """Continue an encoder's masked-word pre-training on unlabelled text; fine-tune it with `train --model RUN`."""
     from textcls.runs.pretraining import pretrain as run_pretraining
 
     _setup_logging(verbose)
@@ -540,7 +542,8 @@ def pretrain(
         )
     stdout.print(table)
     stdout.print(
-        f"trained in {metrics['train']['train_seconds']:.0f}s; run folder: {out}; fine-tune it: textcls train --model {out}"
+        f"trained in {metrics['train']['train_seconds']:.0f}s; run folder: {out}; "
+        f"fine-tune it: textcls train --model {out}"
     )
 
 
@@ -550,7 +553,7 @@ def fill_mask(
     text: str = typer.Argument(..., help="Text with [MASK] where a word is missing."),
     top_k: int = typer.Option(5, "--top-k", help="How many words to show per [MASK]."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
-    verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging."),
+    verbose: Verbose = False,
 ) -> None:
     """The most probable words for each [MASK] in a text."""
     from textcls.runs.pretraining import fill_mask as fill

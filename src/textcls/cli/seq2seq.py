@@ -15,9 +15,9 @@ from typing import Any
 import typer
 from rich.table import Table
 
+from textcls.cli.console import Verbose, stderr, stdout
 from textcls.cli.console import library_call as _library_call
 from textcls.cli.console import setup_logging as _setup_logging
-from textcls.cli.console import stderr, stdout
 from textcls.seq2seq.config import Seq2SeqConfig
 from textcls.seq2seq.tasks import TASKS
 
@@ -98,7 +98,7 @@ def train(
     resume: bool = typer.Option(False, "--resume", help=_HELP["resume"]),
     overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing run folder at --out"),
     as_json: bool = typer.Option(False, "--json", help="print the metrics as JSON"),
-    verbose: bool = typer.Option(False, "--verbose", "-v", help="debug logging"),
+    verbose: Verbose = False,
 ) -> None:
     """Train a bidirectional-GRU encoder and a GRU decoder, with additive attention or none."""
     from textcls.seq2seq.api import train as train_run

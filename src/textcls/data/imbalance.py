@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from textcls.config import TrainConfig, class_weights_problem
-from textcls.data.loading import did_you_mean, flat_labels
+from textcls.data.loading import LabelRows, did_you_mean, flat_labels
 from textcls.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
@@ -33,12 +33,12 @@ SKEW_RATIO = 1.5
 MIN_DEV_ROWS_PER_CLASS = 20
 
 
-def class_counts(labels: Sequence[int] | Sequence[tuple[int, ...]], num_classes: int) -> np.ndarray:
+def class_counts(labels: LabelRows, num_classes: int) -> np.ndarray:
     """Rows per class, (classes,) int64 (a multi-label row counts once for each of its labels)."""
     return np.bincount(np.asarray(flat_labels(labels), dtype=np.int64), minlength=num_classes)[:num_classes]
 
 
-def class_weights(spec: str, labels: Sequence[int], label_names: Sequence[str]) -> np.ndarray | None:
+def class_weights(spec: str, labels: LabelRows, label_names: Sequence[str]) -> np.ndarray | None:
     """One loss weight per class from `--class-weights` (`TrainConfig.class_weights`), or None for none.
 
     balanced: rows / (classes x rows of the class), as scikit-learn's `class_weight="balanced"`; a class
@@ -86,22 +86,22 @@ def _read_weights(spec: str) -> tuple[str, dict[str, float]]:
     return str(path), weights
 
 
-def sampling_weights(labels: Sequence[int], num_classes: int) -> np.ndarray:
+def sampling_weights(labels: LabelRows, num_classes: int) -> np.ndarray:
     """Per row, the probability of drawing it so that every class is drawn equally often, (rows,)."""
-    labels = np.asarray(labels, dtype=np.int64)
+    indices = np.asarray(labels, dtype=np.int64)  # one class a row: models refuse --sampler balanced otherwise
     counts = class_counts(labels, num_classes)
-    weights = 1.0 / counts[labels]
+    weights = 1.0 / counts[indices]
     return weights / weights.sum()
 
 
-def is_skewed(labels: Sequence[int], num_classes: int) -> bool:
+def is_skewed(labels: LabelRows, num_classes: int) -> bool:
     """Whether the largest present class has `SKEW_RATIO` times the rows of the smallest."""
     counts = class_counts(labels, num_classes)
     present = counts[counts > 0]
     return bool(len(present) and present.max() >= SKEW_RATIO * present.min())
 
 
-def default_metric(labels: Sequence[int] | Sequence[tuple[int, ...]], num_classes: int) -> str:
+def default_metric(labels: LabelRows, num_classes: int) -> str:
     """micro_f1 for multi-label rows (subset accuracy counts a text right only when every label is), else
     macro_f1 for skewed train labels (accuracy would reward ignoring a small class), else accuracy."""
     if labels and isinstance(labels[0], tuple):
@@ -109,7 +109,7 @@ def default_metric(labels: Sequence[int] | Sequence[tuple[int, ...]], num_classe
     return "macro_f1" if is_skewed(labels, num_classes) else "accuracy"
 
 
-def with_metric(config: TrainConfig, labels: Sequence[int], label_names: Sequence[str]) -> TrainConfig:
+def with_metric(config: TrainConfig, labels: LabelRows, label_names: Sequence[str]) -> TrainConfig:
     """`config` with `metric` chosen from the train labels when it was left unset, and the choice logged."""
     if config.metric is not None:
         return config
@@ -125,7 +125,7 @@ def with_metric(config: TrainConfig, labels: Sequence[int], label_names: Sequenc
 
 
 def loss_weights(
-    config: TrainConfig, labels: Sequence[int], label_names: Sequence[str]
+    config: TrainConfig, labels: LabelRows, label_names: Sequence[str]
 ) -> tuple[np.ndarray | None, np.ndarray | None]:
     """(class weights for the loss, per-row sampling probabilities) that `config` asks for; None where not."""
     weights = class_weights(config.class_weights, labels, label_names)
@@ -139,7 +139,7 @@ def loss_weights(
     return weights, sample
 
 
-def describe_distribution(labels: Sequence[int], label_names: Sequence[str]) -> str:
+def describe_distribution(labels: LabelRows, label_names: Sequence[str]) -> str:
     """ "World 25.0%, Sports 5.0%, ..." for a log line."""
     counts = class_counts(labels, len(label_names))
     total = max(len(labels), 1)  # of rows: multi-label shares add up to more than 100%
@@ -147,7 +147,7 @@ def describe_distribution(labels: Sequence[int], label_names: Sequence[str]) -> 
 
 
 def small_classes(
-    labels: Sequence[int], label_names: Sequence[str], minimum: int = MIN_DEV_ROWS_PER_CLASS
+    labels: LabelRows, label_names: Sequence[str], minimum: int = MIN_DEV_ROWS_PER_CLASS
 ) -> dict[str, int]:
     """Label name -> rows for the classes with fewer than `minimum` rows."""
     counts = Counter(flat_labels(labels))

@@ -47,11 +47,14 @@ PATH_SUFFIXES = (*TABLE_SUFFIXES, ".txt")
 HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?")
 # Label cells that spreadsheets and pandas write for "no value".
 MISSING_LABELS = frozenset({"nan", "null", "none"})
-DEFAULT_MAX_TEXT_CHARS = 10_000_000
 # Above this share of dev/test rows repeating a train text, scores overstate how the model does on new text.
 OVERLAP_WARN_SHARE = 0.01
 # surrogateescape decoding turns each byte that is not UTF-8 into one of these lone surrogates
 _UNDECODABLE = re.compile("[\udc80-\udcff]")
+
+
+# A split's labels: one label index a row, or under --multi-label the sorted tuple of a row's indices.
+LabelRows = Sequence[int | tuple[int, ...]]
 
 
 @dataclass(frozen=True)
@@ -63,7 +66,7 @@ class Split:
 
     name: str
     texts: list[str]
-    labels: list[int] | list[tuple[int, ...]]
+    labels: LabelRows
     source: str
     multi_label: bool = False
 
@@ -160,7 +163,8 @@ def load_data(
 ) -> LoadedData:
     """Read, validate and label-map the requested splits; carve dev from train when there is none.
 
-    `known`: what a trained run knows of its data (labels, text columns), when reading data to score it (see `KnownData`).
+    `known`: what a trained run knows of its data (labels, text columns), when reading data to score it
+    (see `KnownData`).
 
     Example:
         >>> data = load_data(DataConfig(data="my_folder"), splits=("dev",), require_train=False)  # doctest: +SKIP
@@ -205,7 +209,7 @@ def load_data(
     if "train" in result:
         fix = "the dev carve or --max-train-samples left one; raise --max-train-samples or pass --dev FILE"
         _require_two_classes(result["train"], label_map.names, fix)
-    multi_label = getattr(config, "multi_label", False)
+    multi_label = config.multi_label
     return LoadedData(
         result,
         label_map.names,
@@ -222,7 +226,7 @@ def _read_examples(
 ) -> tuple[dict[str, list[_Example]], dict[str, str], bool, dict[str, tuple[str, ...]]]:
     """Each needed split's valid rows with raw labels, its source name, whether a file is headerless AG News,
     and each split's text columns."""
-    max_text_chars = getattr(config, "max_text_chars", DEFAULT_MAX_TEXT_CHARS)
+    max_text_chars = config.max_text_chars
     examples: dict[str, list[_Example]] = {}
     source_names: dict[str, str] = {}
     columns: dict[str, tuple[str, ...]] = {}
@@ -255,33 +259,45 @@ def _map_labels(
 ) -> dict[str, Split]:
     """Splits with label indices (a sorted tuple of them per row under --multi-label); a row with a label
     the map lacks goes to ``bad``."""
-    multi_label = getattr(config, "multi_label", False)
+    multi_label = config.multi_label
     loaded: dict[str, Split] = {}
     for split, rows in examples.items():
-        source, texts, labels = source_names[split], [], []
+        source, texts = source_names[split], []
+        single: list[int] = []  # one label index a row
+        sets: list[tuple[int, ...]] = []  # or, under --multi-label, the sorted indices a row carries
         for example in rows:
-            indices = [label_map.index(label) for label in _label_tuple(example.label)]
-            if None in indices:
-                unknown = _label_tuple(example.label)[indices.index(None)]
+            raw = _label_tuple(example.label)
+            indices = [label_map.index(label) for label in raw]
+            known = [index for index in indices if index is not None]
+            if len(known) < len(indices):
+                unknown = raw[indices.index(None)]
                 reason = label_map.unknown(unknown)
                 if multi_label:
-                    reason += f" (in the multi-label cell {config.label_separator.join(map(str, example.label))!r})"
+                    reason += f" (in the multi-label cell {config.label_separator.join(map(str, raw))!r})"
                 elif isinstance(unknown, str) and any(mark in unknown for mark in ("|", ";")):
                     reason += "; a cell of several labels needs --multi-label (and --label-separator)"
                 bad.report(source, example.number, example.line, config.label_column, reason)
                 continue
             texts.append(example.text)
-            labels.append(tuple(sorted(set(indices))) if multi_label else indices[0])
+            if multi_label:
+                sets.append(tuple(sorted(set(known))))
+            else:
+                single.append(known[0])
         if not texts:
             skipped = bad.counts[source]
             raise DataError(f"{source}: expected at least one usable row, found none ({skipped} skipped); fix the file")
-        loaded[split] = Split(split, texts, labels, source, multi_label)
+        loaded[split] = Split(split, texts, sets if multi_label else single, source, multi_label)
     return loaded
 
 
 def _label_tuple(label: int | str | tuple[int | str, ...]) -> tuple[int | str, ...]:
     """A raw label as a tuple of names or numbers (one, unless the row is multi-label)."""
     return label if isinstance(label, tuple) else (label,)
+
+
+def row_labels(row: int | tuple[int, ...]) -> tuple[int, ...]:
+    """A split row's label indices: its tuple under --multi-label, else its one index as a tuple."""
+    return row if isinstance(row, tuple) else (row,)
 
 
 def flat_labels(labels: Iterable[int | tuple[int, ...]]) -> list[int]:
@@ -291,7 +307,7 @@ def flat_labels(labels: Iterable[int | tuple[int, ...]]) -> list[int]:
         >>> flat_labels([(0, 2), (1,)]), flat_labels([3, 1])
         ([0, 2, 1], [3, 1])
     """
-    return [label for row in labels for label in _label_tuple(row)]
+    return [label for row in labels for label in row_labels(row)]
 
 
 def read_texts(
@@ -348,7 +364,8 @@ def resolve_text_columns(
         if all(column in columns for column in choice):
             if preferred:
                 logger.warning(
-                    "%s has no %s, the text the model was trained on; reading %s instead (pass --text-column to choose)",
+                    "%s has no %s, the text the model was trained on; reading %s instead "
+                    "(pass --text-column to choose)",
                     source,
                     "+".join(preferred),
                     "+".join(choice),
@@ -527,8 +544,12 @@ def _read_delimited(path: Path, label_column: str, known_columns: set[str]) -> _
     delimiter = "\t" if tsv else ","
     # TSV files (GLUE and others) do not quote fields: a '"' in a sentence must not swallow the next lines.
     # In a CSV, strict parsing refuses text after a closing quote ("a"b) and a quote left open at the end.
-    quoting = csv.QUOTE_NONE if tsv else csv.QUOTE_MINIMAL
-    reader = csv.reader(io.StringIO(_decode(path), newline=""), delimiter=delimiter, quoting=quoting, strict=not tsv)
+    reader = csv.reader(
+        io.StringIO(_decode(path), newline=""),
+        delimiter=delimiter,
+        quoting=csv.QUOTE_NONE if tsv else csv.QUOTE_MINIMAL,
+        strict=not tsv,
+    )
     rows: list[tuple[int, list[str]]] = []
     start = 1
     try:
@@ -539,7 +560,8 @@ def _read_delimited(path: Path, label_column: str, known_columns: set[str]) -> _
     except csv.Error as error:
         # an open quote swallows the lines after it: name the line where the row began, not where reading stopped
         raise DataError(
-            f"{path}, line {start}: cannot parse the row that starts there ({error}; read on to line {reader.line_num}); "
+            f"{path}, line {start}: cannot parse the row that starts there "
+            f"({error}; read on to line {reader.line_num}); "
             "fix the quoting there"
         ) from None
     if not rows:
@@ -681,7 +703,7 @@ class _Problem(str):
 
 
 def _label_reader(config: DataConfig) -> _LabelReader:
-    if getattr(config, "multi_label", False):
+    if config.multi_label:
         return functools.partial(_raw_label_set, separator=config.label_separator)
     return _raw_label
 
@@ -778,12 +800,13 @@ def _examples(
                 "shorten it or raise --max-text-chars",
             )
             continue
-        label = label_reader(record.values[label_column]) if label_column is not None else ""
+        cell = record.values[label_column] if label_column is not None else None
+        label = label_reader(cell) if label_column is not None else ""
         if isinstance(label, _Problem):
             report(label_column, str(label))
             continue
         if label is None:
-            shown = _cell(record.values[label_column])
+            shown = _cell(cell)
             found = f"{shown!r}, which means no value" if shown else "nothing"
             report(label_column, f"empty label: expected a class name or index, found {found}")
             continue
@@ -885,7 +908,7 @@ def did_you_mean(label: int | str, known: Iterable[int | str]) -> str:
         other = _fold(name)
         return other == folded or (min(len(other), len(folded)) >= 4 and _one_edit(folded, other))
 
-    candidates = sorted(name for name in known if close(name))
+    candidates = sorted(name for name in known if isinstance(name, str) and close(name))
     candidates.sort(key=lambda name: _fold(name) != folded)  # case or spacing first, then one edit
     return f" (did you mean {candidates[0]!r}?)" if candidates else ""
 
@@ -917,7 +940,7 @@ def _check_new_labels(
 
     ``allow_new_labels`` turns the bad rows into one warning per split; a skipped row is dropped from ``examples``.
     """
-    allow = getattr(config, "allow_new_labels", False)
+    allow = config.allow_new_labels
     known = {label for example in examples["train"] for label in _label_tuple(example.label)}
     known_names = [str(label) for label in sorted(known, key=lambda label: (isinstance(label, str), label))]
 
@@ -946,9 +969,10 @@ def _check_new_labels(
             continue
         for example in new:
             label = new_label(example)
+            hint = did_you_mean(label, known) if label is not None else ""
             reason = (
                 f"expected a label that train has (one of {_shown(known_names)}), found {label!r}"
-                f"{did_you_mean(label, known)}; fix the label, or pass --allow-new-labels to accept it "
+                f"{hint}; fix the label, or pass --allow-new-labels to accept it "
                 "with a warning"
             )
             bad.report(sources[split], example.number, example.line, config.label_column, reason)
@@ -1064,7 +1088,7 @@ def _carve_dev(train: Split, dev_fraction: float, seed: int) -> tuple[Split, Spl
     if len(train) < 2:
         raise DataError(f"{train.source}: expected 2+ rows to carve a dev split, found {len(train)}; pass --dev FILE")
 
-    def split(stratify: list[Any] | None) -> tuple[list[int], list[int]]:
+    def split(stratify: Sequence[Any] | None) -> tuple[list[int], list[int]]:
         kept, held = train_test_split(range(len(train)), test_size=dev_fraction, random_state=seed, stratify=stratify)
         return sorted(kept), sorted(held)  # keep the file's order within each part
 

@@ -28,15 +28,15 @@ DEFAULT_THRESHOLD = 0.5
 THRESHOLD_GRID = np.round(np.arange(0.05, 0.951, 0.05), 2)
 
 
-def multi_hot(label_sets: Sequence[Sequence[int]], num_labels: int) -> np.ndarray:
-    """(rows, labels) float32, 1 where a row carries the label."""
+def multi_hot(label_sets: Sequence[int | Sequence[int]], num_labels: int) -> np.ndarray:
+    """(rows, labels) float32, 1 where a row carries the label (a row of one index carries that one)."""
     matrix = np.zeros((len(label_sets), num_labels), dtype=np.float32)
     for row, labels in enumerate(label_sets):
-        matrix[row, list(labels)] = 1.0
+        matrix[row, [labels] if isinstance(labels, (int, np.integer)) else list(labels)] = 1.0
     return matrix
 
 
-def targets(labels: Sequence[int] | Sequence[tuple[int, ...]], num_labels: int, multi_label: bool) -> Any:
+def targets(labels: Sequence[int | tuple[int, ...]], num_labels: int, multi_label: bool) -> Any:
     """What a loss trains towards: `labels` as they are (class indices), or for multi-label a (rows, labels)
     float32 multi-hot matrix."""
     return multi_hot(labels, num_labels) if multi_label else labels
@@ -54,7 +54,7 @@ def label_decisions(probs: np.ndarray, multi_label: bool) -> np.ndarray:
 
 def label_sets(decisions: np.ndarray, label_names: Sequence[str]) -> list[list[str]]:
     """The names of the labels set in each row of `decisions` (rows, labels), in label order."""
-    return [[label_names[i] for i in np.flatnonzero(row)] for row in np.asarray(decisions)]
+    return [[label_names[int(i)] for i in np.flatnonzero(row)] for row in np.asarray(decisions)]
 
 
 def tune_thresholds(gold: np.ndarray, scores: np.ndarray) -> np.ndarray:

@@ -14,21 +14,32 @@ numpy only (the ONNX backend and the server's process use it without torch); `Wi
 how many texts were longer than `max_length` and by how much, so truncation is never silent.
 
 Example:
-    >>> cut = Windowing(max_length=6, strategy="chunk", stride=1).cut([[101, 1, 2, 3, 4, 5, 6, 102]], prefix=1, suffix=1)
+    >>> windowing = Windowing(max_length=6, strategy="chunk", stride=1)
+    >>> cut = windowing.cut([[101, 1, 2, 3, 4, 5, 6, 102]], prefix=1, suffix=1)
     >>> [w.tolist() for w in cut.sequences], cut.owner.tolist()
     ([[101, 1, 2, 3, 4, 102], [101, 3, 4, 5, 6, 102]], [0, 0])
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
+from textcls.config import TrainConfig, to_dict
+
 STRATEGIES = ("truncate", "head-tail", "chunk")
 HEAD_SHARE = 0.25  # head-tail: the share of the room kept from the start (Sun et al.: 128 of 510)
+
+
+class TokenRows(Protocol):
+    """Token ids of many texts, one row of ids per text: a list of id lists, or `training.tokens.TokenIds`."""
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, row: int, /) -> Sequence[int] | np.ndarray: ...
 
 
 @dataclass(frozen=True)
@@ -80,7 +91,7 @@ class Windows:
         }
 
 
-def model_token_limit(tokenizer_max_length: Any, max_position_embeddings: Any) -> int | None:
+def model_token_limit(tokenizer_max_length: object, max_position_embeddings: object) -> int | None:
     """The most tokens a transformers model reads: the smaller of its tokenizer's limit (a huge one means
     "no limit") and its position embeddings, or None when neither says.
 
@@ -110,14 +121,14 @@ class Windowing:
             raise ValueError(f"expected a long-text strategy among {STRATEGIES}, found {self.strategy!r}")
 
     @classmethod
-    def from_config(cls, config: Any, max_length: int | None = None) -> Windowing:
+    def from_config(cls, config: TrainConfig | dict[str, Any], max_length: int | None = None) -> Windowing:
         """From a `TrainConfig` (or the dict textcls.json saves of it), at `max_length` when the model clamped it."""
-        get = config.get if isinstance(config, dict) else lambda name, default=None: getattr(config, name, default)
+        values = config if isinstance(config, dict) else to_dict(config)
         return cls(
-            max_length=max_length or get("max_length"),
-            strategy=get("long_text", "truncate") or "truncate",
-            stride=get("stride"),
-            pooling=get("pooling", "mean") or "mean",
+            max_length=max_length or values["max_length"],
+            strategy=values.get("long_text") or "truncate",
+            stride=values.get("stride"),
+            pooling=values.get("pooling") or "mean",
         )
 
     @classmethod
@@ -130,7 +141,7 @@ class Windowing:
     def chunks(self) -> bool:
         return self.strategy == "chunk"
 
-    def cut(self, sequences: Sequence[Sequence[int]], prefix: int, suffix: int) -> Windows:
+    def cut(self, sequences: TokenRows, prefix: int, suffix: int) -> Windows:
         """Model inputs from whole texts' ids, each `prefix` special tokens, the text, `suffix` special tokens."""
         room = self.max_length - prefix - suffix
         if room < 1:
@@ -142,8 +153,8 @@ class Windowing:
         windows: list[np.ndarray] = []
         counts = np.zeros(len(sequences), dtype=np.int64)
         full_lengths = np.zeros(len(sequences), dtype=np.int64)
-        for text, ids in enumerate(sequences):
-            ids = np.asarray(ids)
+        for text in range(len(sequences)):
+            ids = np.asarray(sequences[text])
             full_lengths[text] = len(ids)
             if len(ids) <= self.max_length:
                 windows.append(ids)
@@ -170,7 +181,7 @@ class Windowing:
         return self.strategy
 
 
-def special_tokens(encode: Any) -> tuple[int, int]:
+def special_tokens(encode: Callable[[str], Sequence[int]]) -> tuple[int, int]:
     """(prefix, suffix): how many special tokens a tokenizer puts before and after a text, found from
     `encode(text) -> ids` on an empty text and a one-word one (BERT: [CLS] ... [SEP] is (1, 1))."""
     empty, word = list(encode("")), list(encode("a"))
@@ -186,8 +197,9 @@ def log_line(stats: dict[str, Any], windowing: Windowing, name: str) -> str:
     if not stats["exceeding"]:
         return f"{name}: no text exceeds max_length {windowing.max_length} tokens (longest {stats['max_tokens']})"
     line = (
-        f"{name}: {stats['exceeding']} of {stats['texts']} texts ({100 * stats['exceeding_share']:.1f}%) exceed max_length "
-        f"{windowing.max_length} tokens, by {stats['median_excess_tokens']} (median) to {stats['max_excess_tokens']} tokens; "
+        f"{name}: {stats['exceeding']} of {stats['texts']} texts ({100 * stats['exceeding_share']:.1f}%) exceed "
+        f"max_length {windowing.max_length} tokens, by {stats['median_excess_tokens']} (median) to "
+        f"{stats['max_excess_tokens']} tokens; "
         f"--long-text {windowing.describe()}"
     )
     if windowing.chunks:

@@ -48,7 +48,7 @@ from textcls.models.base import EXPORT_ONNX, Predictor, family_class
 log = logging.getLogger(__name__)
 
 CACHE_FORMAT = 1
-SAMPLE_TEXTS = 256  # dev rows timed per candidate: ~1.5 s for torch fp32 on 2 cores, less for the rest
+SAMPLE_TEXTS = 256  # dev rows timed per candidate: a second or two for torch fp32 on a small CPU, less for the rest
 WARMUP_TEXTS = 16
 MIN_AGREEMENT = 0.99  # share of sample labels a candidate must share with torch fp32
 # Flags that decide which kernels run: oneDNN and ONNX Runtime pick AMX, VNNI or AVX-512 paths by them.
@@ -217,7 +217,8 @@ def measure_candidates(
     measure: Callable[..., tuple[float, np.ndarray]],
     found: list[Candidate],
 ) -> Choice:
-    """Load and time every candidate in `found` on the same sample texts; return the fastest that agrees with torch fp32."""
+    """Load and time every candidate in `found` on the same sample texts; return the fastest that agrees with
+    torch fp32."""
     if any(c.backend != "torch" for c in found):
         found = _with_export(run_dir, info, found)
     texts, source = sample_texts(info)

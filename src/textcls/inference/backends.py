@@ -68,14 +68,16 @@ def inference_max_length(run_dir: Path, info: dict[str, Any], requested: int | N
     windowing = Windowing.of_run(info, requested)
     if windowing.chunks and windowing.stride is not None and requested - SPECIAL_TOKENS <= windowing.stride:
         raise ConfigError(
-            f"max_length: expected more than {windowing.stride + SPECIAL_TOKENS} tokens for {run_dir}, which reads long "
-            f"texts in chunks overlapping by {windowing.stride} (--stride), found {requested}; pass a larger --max-length"
+            f"max_length: expected more than {windowing.stride + SPECIAL_TOKENS} tokens for {run_dir}, which reads "
+            f"long texts in chunks overlapping by {windowing.stride} (--stride), found {requested}; "
+            "pass a larger --max-length"
         )
     return requested
 
 
 def _position_limit(model_dir: Path) -> int | None:
-    """The most tokens a transformers model folder takes (`windows.model_token_limit` of its two JSON files), or None."""
+    """The most tokens a transformers model folder takes (`windows.model_token_limit` of its two JSON files),
+    or None."""
 
     def setting(name: str, key: str) -> Any:
         try:

@@ -33,7 +33,7 @@ import warnings
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -51,6 +51,9 @@ from textcls.training.objectives import probabilities
 from textcls.training.prediction import pooled_logits
 from textcls.training.tokens import pad_id
 
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
 log = logging.getLogger(__name__)
 
 ONNX_DIR = "onnx"
@@ -59,8 +62,8 @@ EXPORT_FILE = "export.json"
 EXPORT_FORMATS = ("onnx",)
 WEIGHTS_FILE = "model.safetensors"
 OPSET = 17
-# The TorchScript exporter (dynamo=False) writes opsets up to 20; MiniLM exported at 10-20 and failed at 9 and
-# below (a Slice with dynamic inputs), tried 2026-11-27 with torch 2.13.
+# The TorchScript exporter (dynamo=False) writes opsets up to 20; MiniLM exports at 10-20 and fails at 9 and
+# below (a Slice with dynamic inputs).
 MIN_OPSET, MAX_OPSET = 10, 20
 # How close an exported graph must stay to the torch model on the sample texts. fp32 graphs differ
 # by rounding only (measured ~1e-6 in probability). int8 weights move probabilities by up to ~0.2
@@ -79,10 +82,9 @@ SAMPLE_TEXTS = (
     " ".join(["Oil prices climbed again on Tuesday as supply worries grew."] * 20),
     "antidisestablishmentarianism",
 )
-# ONNX Runtime graph fusions left out: its fused SkipLayerNormalization kernel took 10% of the int8
-# graph's time, and without it (a plain Add + LayerNormalization) the int8 graph ran 1.21x as fast at
-# the same dev labels (2-core AMD EPYC, ORT 1.32, `benchmarks/onnx_variants.py`); the fp32 graph
-# measured the same either way.
+# ONNX Runtime graph fusions left out: without its fused SkipLayerNormalization kernel (a plain Add +
+# LayerNormalization instead) the int8 graph runs faster at the same dev labels, and the fp32 graph as
+# fast (measured by `benchmarks/onnx_variants.py`).
 # An unknown name is ignored by ONNX Runtime, so a later release that renames the fusion loses only speed.
 DISABLED_FUSIONS = ["SkipLayerNormFusion"]
 _EXTRA_HINT = "pip install 'textcls[onnx]'"
@@ -111,11 +113,12 @@ class OnnxClassifier(Predictor):
 
     family = PretrainedClassifier.family
     capabilities = frozenset({PREDICT, EXPLAIN})
+    max_length: int  # a token-window model always reads at a length
 
     def __init__(
         self,
-        session: Any,
-        tokenizer: Any,
+        session: Any,  # an onnxruntime.InferenceSession (onnxruntime ships no type information)
+        tokenizer: PreTrainedTokenizerBase,
         label_names: Sequence[str],
         max_length: int,
         backend: str,
@@ -158,10 +161,10 @@ class OnnxClassifier(Predictor):
         """Open `RUN/onnx/<file>` for `backend` beside `model_dir` (= RUN/model).
 
         `threads` (default: one per core, as torch counts them) worker threads each run whole batches
-        on one ONNX Runtime thread: 2 workers ran the int8 graph 1.19x as fast as one batch at a time
-        on 2 ONNX Runtime threads (2-core AMD EPYC, `benchmarks/onnx_variants.py`). With one ONNX
-        Runtime thread per run there is no thread pool to busy-wait, so `spin=False` (recorded in
-        the session's options) changes nothing measurable any more.
+        on one ONNX Runtime thread, faster than one batch at a time on as many ONNX Runtime threads
+        (measured by `benchmarks/onnx_variants.py`). With one ONNX Runtime thread per run there is no
+        thread pool to busy-wait, so `spin=False` (recorded in the session's options) changes nothing
+        measurable.
         `weights_sha256` is the torch weights' digest where the caller has checked it already.
         """
         from transformers import AutoTokenizer
@@ -172,7 +175,8 @@ class OnnxClassifier(Predictor):
         flag = " --int8" if backend == "onnx-int8" else ""
         if not path.is_file():
             raise RunFolderError(
-                f"backend {backend!r} needs {path}, which does not exist; run `textcls export {run_dir} --format onnx{flag}` first"
+                f"backend {backend!r} needs {path}, which does not exist; "
+                f"run `textcls export {run_dir} --format onnx{flag}` first"
             )
         record = _read_export_record(run_dir)
         fix = f"export again with `textcls export {run_dir} --format onnx{flag}`"
@@ -305,7 +309,8 @@ def check_against_torch(
     if not same:  # NaN fails too
         raise TextclsError(
             f"the {backend} model does not match the torch model: expected {wanted}, found {measured} on "
-            f"{len(texts)} sample texts; export again (`textcls export RUN --format onnx`) and report a bug if it persists"
+            f"{len(texts)} sample texts; export again (`textcls export RUN --format onnx`) "
+            "and report a bug if it persists"
         )
     log.info(
         "%s matches torch on %d sample texts: max |Δp| %.2g, log-prob correlation %.4f",
@@ -350,7 +355,7 @@ def export_onnx(run_dir: str | Path, int8: bool = False, opset: int = OPSET) -> 
     reference = PretrainedClassifier.load(
         model_dir, max_length=info["max_length"], label_names=info["label_names"], windowing=Windowing.of_run(info)
     )
-    model = reference.model.to("cpu").eval()
+    model = reference.model.to("cpu").eval()  # type: ignore[arg-type]  # transformers' decorator on `to` loses its signature
     # Plain MatMul/Softmax attention exports to a graph ONNX Runtime fuses and quantises well.
     set_attention_implementation(model, "eager")
     input_names = [
@@ -360,7 +365,7 @@ def export_onnx(run_dir: str | Path, int8: bool = False, opset: int = OPSET) -> 
     ]
     sample = reference.tokenizer(list(SAMPLE_TEXTS[:2]), padding=True, return_tensors="pt")
     args = tuple(sample[name] for name in input_names)
-    axes = {name: {0: "batch", 1: "sequence"} for name in input_names}
+    axes: dict[str, dict[int, str]] = {name: {0: "batch", 1: "sequence"} for name in input_names}
     axes["logits"] = {0: "batch"}
     record: dict[str, Any] = {
         "format": "onnx",
@@ -377,8 +382,8 @@ def export_onnx(run_dir: str | Path, int8: bool = False, opset: int = OPSET) -> 
 
     def export(temporary: Path) -> None:
         started = time.perf_counter()
-        # The TorchScript exporter (dynamo=False): its graph ran 13% faster in ONNX Runtime than the
-        # dynamo exporter's on this model, and it exports in 1 s instead of 5 s.
+        # The TorchScript exporter (dynamo=False): its graph runs faster in ONNX Runtime than the dynamo
+        # exporter's on this model, and it exports several times faster.
         # The tracer warns that the mask's padding test becomes a constant and that negative indices
         # would break aten::index; neither applies (the check below runs texts of other lengths).
         with torch.inference_mode(), warnings.catch_warnings():
@@ -413,18 +418,20 @@ def export_onnx(run_dir: str | Path, int8: bool = False, opset: int = OPSET) -> 
             with folder_lock(run_dir):  # two exports finishing at once swap their folders in turn
                 replace_folder(out_dir, run_dir / ONNX_DIR)
         except OSError as error:
-            raise storage_error(error, run_dir / ONNX_DIR) or error
+            failure = storage_error(error, run_dir / ONNX_DIR)
+            if failure is None:
+                raise
+            raise failure from error
     return record
 
 
 def quantise_int8(source: Path, target: Path) -> None:
     """The int8 graph of `export --int8`: ONNX Runtime's dynamic quantisation of every MatMul's weights.
 
-    Measured on the fine-tuned embedded model, 2,000 AG News dev texts: per-tensor int8 kept 98.8% of
-    the fp32 labels (1,000 texts); per-channel scales with a 7-bit weight range 99.6%. Keeping the
-    first layer's FFN output projection in fp32 (as textcls did until 2026-11-27) kept 99.75% instead
-    of 99.65% at equal dev accuracy, but that one fp32 MatMul took 13% of a single-threaded run and the
-    all-int8 graph ran 1.13x as fast (2-core AMD EPYC, ORT 1.32; `benchmarks/onnx_variants.py`).
+    Per-channel scales with a 7-bit weight range keep more of the fp32 labels than per-tensor int8. Every
+    MatMul is quantised: keeping the first layer's FFN output projection in fp32 keeps a few more labels
+    at equal dev accuracy, but that one fp32 MatMul costs a large share of a single-threaded run (measured
+    on AG News dev texts by `benchmarks/onnx_variants.py`).
     """
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -488,7 +495,7 @@ def load_onnx(run_dir: Path, info: dict[str, Any], config: PredictConfig) -> Onn
     """The run's exported graph on `config.backend` (onnx or onnx-int8), checked against torch first."""
     check_exportable(run_dir, info["family"])
     checked = (info.get("model_files") or {}).get(WEIGHTS_FILE, {}).get("sha256")  # verified by the loader
-    max_length = config.max_length  # resolved by `backends.load_predictor`
+    max_length = config.max_length or info["max_length"]  # resolved by `backends.load_predictor`
     classifier = OnnxClassifier.load(
         runfolder.model_dir(run_dir),
         max_length=max_length,

@@ -21,7 +21,7 @@ import abc
 import importlib
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, NotRequired, TypedDict
+from typing import TYPE_CHECKING, Any, ClassVar, TypedDict
 
 import numpy as np
 
@@ -29,6 +29,8 @@ from textcls.errors import ConfigError, RunFolderError, TextclsError
 from textcls.families import FAMILIES
 
 if TYPE_CHECKING:
+    from typing_extensions import NotRequired  # in typing from Python 3.11
+
     from textcls.config import TrainConfig
     from textcls.data.loading import Split
     from textcls.reporting.explanations import Explanation

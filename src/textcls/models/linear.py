@@ -2,8 +2,8 @@
 
 Features are word 1-2-grams and character 2-5-grams (`char_wb`, so n-grams stay inside words and
 catch spelling variants and word pieces), both with sublinear tf and l2 norm, side by side in one
-sparse matrix. Measured on AG News (50,769 train rows, 2,000 dev, 2 CPU cores shared with another
-training job): dev accuracy 0.913, fit 66 s in all (vectorising 25 s, lbfgs 93 iterations), 1.1 GB peak.
+sparse matrix. On AG News it fits in about a minute on a small CPU, a strong dev accuracy for its cost
+(`textcls compare` measures it beside the other families).
 
 With `--multi-label` it fits one binary logistic regression per label on the same features
 (one-vs-rest), and a label's score is its own sigmoid.
@@ -95,10 +95,11 @@ def _vectorizer(settings: dict[str, Any], vocabulary: dict[str, int] | None = No
 
 def _log_loss(probs: np.ndarray, labels: Sequence[int] | np.ndarray) -> float:
     """Mean cross-entropy of the gold class, or for multi-hot `labels` (rows, labels) the mean binary one."""
-    if np.ndim(labels) == 2:
+    gold = np.asarray(labels)
+    if gold.ndim == 2:
         p = np.clip(probs.astype(np.float64), 1e-15, 1 - 1e-15)  # float32 would round 1 - 1e-15 up to 1
-        return float(-np.mean(labels * np.log(p) + (1 - labels) * np.log(1 - p)))
-    picked = probs[np.arange(len(labels)), np.asarray(labels)]  # (rows,) probability of the gold class
+        return float(-np.mean(gold * np.log(p) + (1 - gold) * np.log(1 - p)))
+    picked = probs[np.arange(len(gold)), gold]  # (rows,) probability of the gold class
     return float(-np.mean(np.log(np.clip(picked, 1e-15, None))))
 
 
@@ -198,7 +199,8 @@ class TfidfClassifier(Classifier):
             log.info("%s n-grams: %d features (%.1f s)", name, blocks[-1].shape[1], time.perf_counter() - started)
         if not blocks:
             raise TextclsError(
-                f"{train.source}: expected text in the training rows, found no word or character n-grams; check --text-column"
+                f"{train.source}: expected text in the training rows, found no word or character n-grams; "
+                "check --text-column"
             )
         features = sp.hstack(blocks, format="csr")  # (rows, word + char features)
 
@@ -244,7 +246,7 @@ class TfidfClassifier(Classifier):
             train_samples_per_second=round(len(train) / train_seconds, 2),
             train_loss=train_loss,
             global_step=iterations,
-            best_checkpoint_metric=dev_scores[config.metric],
+            best_checkpoint_metric=dev_scores[config.metric] if config.metric else None,  # with_metric chose it
             stopped_by_time_budget=False,
             resumed_from=None,
             epochs=[
@@ -348,7 +350,7 @@ class TfidfClassifier(Classifier):
             }
             arrays[f"idf_{name}"] = vectorizer.idf_
         (model_dir / SETTINGS_FILE).write_text(json.dumps(settings, ensure_ascii=False), encoding="utf-8")
-        np.savez(model_dir / WEIGHTS_FILE, **arrays)
+        np.savez(model_dir / WEIGHTS_FILE, **arrays)  # type: ignore[arg-type]  # numpy's stub reads **arrays as allow_pickle
 
     @classmethod
     def load(

@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -53,6 +53,9 @@ from textcls.training.loaders import EpochBatches, TokenizedRows, array_to_devic
 from textcls.training.objectives import Objective, probabilities
 from textcls.training.prediction import GPU_PREDICT_TOKENS, pooled_logits
 from textcls.training.tokens import encode_windows, pad_id
+
+if TYPE_CHECKING:
+    from transformers import PretrainedConfig, PreTrainedModel, PreTrainedTokenizerBase
 from textcls.training.trainer import engine_trainer, run_trainer, training_arguments, training_callbacks
 
 log = logging.getLogger(__name__)
@@ -66,11 +69,10 @@ def _from_pretrained_error(model_name: str, error: Exception) -> TextclsError:
     )
 
 
-def clamp_max_length(requested: int, tokenizer: Any, model_config: Any) -> int:
+def clamp_max_length(requested: int, tokenizer: PreTrainedTokenizerBase, model_config: PretrainedConfig) -> int:
     """`requested`, or the model's own limit when that is smaller (with a warning)."""
-    limit = model_token_limit(
-        getattr(tokenizer, "model_max_length", None), getattr(model_config, "max_position_embeddings", None)
-    )
+    # not every architecture's config names a position limit
+    limit = model_token_limit(tokenizer.model_max_length, getattr(model_config, "max_position_embeddings", None))
     clamped = requested if limit is None else min(requested, limit)
     if clamped < requested:
         log.warning("max_length %d exceeds the model's limit; using %d", requested, clamped)
@@ -106,8 +108,8 @@ class PretrainedClassifier(Classifier):
 
     def __init__(
         self,
-        model: Any,
-        tokenizer: Any,
+        model: PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase,
         label_names: Sequence[str],
         max_length: int,
         precision: str = "fp32",
@@ -277,9 +279,9 @@ class PretrainedClassifier(Classifier):
         encoded = tokenizer(text, truncation=True, max_length=self.max_length, return_tensors="pt")
         target = next(model.parameters()).device
         # SDPA and flash kernels never materialise the maps, so switch to eager for this one call.
-        previous = getattr(model.config, "_attn_implementation", None)
-        switched = previous not in (None, "eager")
-        if switched:
+        kernel = getattr(model.config, "_attn_implementation", None)
+        previous = kernel if kernel not in (None, "eager") else None  # only eager attention returns its weights
+        if previous is not None:
             set_attention_implementation(model, "eager")
         was_training = model.training
         model.eval()
@@ -287,7 +289,7 @@ class PretrainedClassifier(Classifier):
             output = model(**{k: v.to(target) for k, v in encoded.items()}, output_attentions=True)
         finally:
             model.train(was_training)
-            if switched:
+            if previous is not None:
                 set_attention_implementation(model, previous)
         attentions = getattr(output, "attentions", None)
         if not attentions or any(a is None for a in attentions):

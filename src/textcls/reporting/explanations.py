@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -191,20 +191,20 @@ def from_token_weights(
     label_names: Sequence[str],
     probs: np.ndarray,
     tokens: list[str],
-    weights: np.ndarray,
+    weights: Sequence[float] | np.ndarray,
     features: bool = False,
 ) -> Explanation:
     """An Explanation from one weight per token (attention pooling), or per feature with `features=True`."""
     label, probs_by_name = label_and_probs(label_names, probs)
-    weights = np.asarray(weights, dtype=np.float64 if features else np.float32)
+    values = np.asarray(weights, dtype=np.float64 if features else np.float32)
     return Explanation(
         text=text,
         family=family,
         label=label,
         probs=probs_by_name,
         tokens=list(tokens),
-        token_weights=weights,
-        attention=None if features else weights.copy(),
+        token_weights=values,
+        attention=None if features else values.copy(),
         features=features,
     )
 
@@ -216,7 +216,13 @@ def check_text(text: Any) -> str:
     return text
 
 
-def explain(predictor: Any, text: str, layer: int = -1, head: int | None = None) -> Explanation:
+class Explains(Protocol):
+    """What `explain` needs: a classifier or a loaded `Run` with an `explain` method."""
+
+    def explain(self, text: str, layer: int = -1, head: int | None = None) -> Explanation: ...
+
+
+def explain(predictor: Explains, text: str, layer: int = -1, head: int | None = None) -> Explanation:
     """Explain `predictor`'s prediction for `text` (a classifier or a loaded `Run`): `predictor.explain(...)`.
 
     `layer` (default the last) and `head` (default the mean over heads) pick the attention map whose

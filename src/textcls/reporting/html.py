@@ -171,7 +171,8 @@ def multilabel_mistakes(
     |score - gold| over their wrong labels.
 
     Example:
-        >>> multilabel_mistakes(["a", "b"], np.array([[1, 0], [1, 1]]), np.array([[.9, .2], [.8, .1]]), np.array([.5, .5]), ["x", "y"])
+        >>> gold, scores = np.array([[1, 0], [1, 1]]), np.array([[0.9, 0.2], [0.8, 0.1]])
+        >>> multilabel_mistakes(["a", "b"], gold, scores, np.array([0.5, 0.5]), ["x", "y"])
         [{'index': 1, 'text': 'b', 'gold': ['x', 'y'], 'predicted': ['x'], 'confidence': 0.9}]
     """
     gold = np.asarray(gold) > 0.5
@@ -232,7 +233,8 @@ def _multilabel_sections(
     per_label = (
         '<section id="per-label">\n<h2>Per label</h2>\n<p class="note">Each label is decided on its own: predicted '
         "when its score reaches its threshold (tuned per label on dev, or --threshold).</p>\n<table>\n"
-        '<tr><th class="text">label</th><th>precision</th><th>recall</th><th>F1</th><th>support</th><th>threshold</th></tr>\n'
+        '<tr><th class="text">label</th><th>precision</th><th>recall</th><th>F1</th><th>support</th>'
+        "<th>threshold</th></tr>\n"
         f"{rows}\n</table>\n</section>"
     )
     header = "".join(f"<th>{_esc(name)}</th>" for name in label_names)

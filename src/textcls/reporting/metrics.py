@@ -175,9 +175,10 @@ def calibration(labels: Sequence[int], probs: np.ndarray, bins: int = 10) -> dic
     for b in range(bins):
         member = bin_index == b
         count = int(member.sum())
-        mean_confidence = float(confidence[member].mean()) if count else None
-        accuracy = float(correct[member].mean()) if count else None
+        mean_confidence: float | None = None
+        accuracy: float | None = None
         if count:
+            mean_confidence, accuracy = float(confidence[member].mean()), float(correct[member].mean())
             ece += count / total * abs(accuracy - mean_confidence)
         bin_rows.append(
             {

@@ -3,9 +3,9 @@
 The folder's layout and files belong to `textcls.runfolder`; this module decides what goes in them.
 
 Example:
-    >>> result = train(data="../shared/data/ag_news", out="runs/quick", max_train_samples=500, epochs=1)  # doctest: +SKIP
-    >>> run = load("runs/quick")                                                                         # doctest: +SKIP
-    >>> run.predict(["Stocks fell sharply."]), run.metrics["dev"]["accuracy"]                            # doctest: +SKIP
+    >>> result = train(data="data/ag_news", out="runs/quick", max_train_samples=500, epochs=1)  # doctest: +SKIP
+    >>> run = load("runs/quick")                                                               # doctest: +SKIP
+    >>> run.predict(["Stocks fell sharply."]), run.metrics["dev"]["accuracy"]                  # doctest: +SKIP
     (['Business'], 0.86)
 """
 
@@ -24,18 +24,25 @@ from typing import Any
 
 import numpy as np
 
-from textcls import machine
-from textcls.data import imbalance
-from textcls.data import multilabel
-from textcls import runfolder
-from textcls.inference.backends import check_classifier_run, load_predictor
-from textcls.config import AUTO_BACKEND, DataConfig, PredictConfig, TrainConfig, from_dict, split_options, to_dict
-from textcls.data.loading import KnownData, LoadedData, load_data
+from textcls import machine, runfolder
+from textcls.config import (
+    AUTO_BACKEND,
+    BACKEND_BATCH_SIZE,
+    DataConfig,
+    PredictConfig,
+    TrainConfig,
+    from_dict,
+    split_options,
+    to_dict,
+)
+from textcls.data import imbalance, multilabel
+from textcls.data.loading import KnownData, LoadedData, load_data, row_labels
 from textcls.errors import ConfigError, RunFolderError, StorageError, TextclsError
-from textcls.reporting.metrics import classification_metrics, multilabel_metrics
-from textcls.reporting.explanations import Explanation
 from textcls.files import make_folder, storage_error, write_json
+from textcls.inference.backends import check_classifier_run, load_predictor
 from textcls.models.base import EXPLAIN, Classifier, Predictor, check_processes, check_training_options, family_class
+from textcls.reporting.explanations import Explanation
+from textcls.reporting.metrics import classification_metrics, multilabel_metrics
 
 log = logging.getLogger(__name__)
 DATA_SOURCES = ("data", "train_file", "dev_file", "test_file")  # the DataConfig fields that name where rows come from
@@ -65,8 +72,7 @@ def train(
     Pass either ready configs or keyword options named like their fields
     (`train(data="data/ag_news", epochs=1, max_train_samples=1000)`).
     """
-    from textcls.training.device import for_this_device
-    from textcls.training.device import process_state
+    from textcls.training.device import for_this_device, process_state
 
     if data_config is None or train_config is None:
         built_data, built_train = split_options({"data": data, **options} if data is not None else options)
@@ -92,13 +98,22 @@ def train(
 
 
 def _train(
-    state: Any, family: type[Classifier], dataset: LoadedData, data_config: DataConfig, train_config: TrainConfig,
-    run_dir: Path, partial_dir: Path,
+    state: Any,
+    family: type[Classifier],
+    dataset: LoadedData,
+    data_config: DataConfig,
+    train_config: TrainConfig,
+    run_dir: Path,
+    partial_dir: Path,
 ) -> TrainResult:
     """`train` once `run_dir` is claimed: fit in `partial_dir`, score dev, move into place."""
     train_split, dev_split = dataset.splits["train"], dataset.splits["dev"]
-    identity = {"family": train_config.family, "data_fingerprint": dataset.fingerprint,
-                "label_names": dataset.label_names, "train_config": to_dict(train_config)}
+    identity = {
+        "family": train_config.family,
+        "data_fingerprint": dataset.fingerprint,
+        "label_names": dataset.label_names,
+        "train_config": to_dict(train_config),
+    }
     if train_config.resume and partial_dir.exists():
         # before anything is removed: a checkpoint of other rows or settings is refused, not resumed or deleted
         problem = runfolder.resume_problem(partial_dir, identity)
@@ -135,7 +150,14 @@ def _train(
         info = _run_info(classifier, dataset, data_config, train_config, thresholds)
         runfolder.write_run(partial_dir, info, metrics)
     # named after its final folder: the report shows the run's name, not the partial folder's
-    run = Run(run_dir, runfolder.read_info(partial_dir), metrics, PredictConfig(backend="torch"), classifier, thresholds=thresholds)
+    run = Run(
+        run_dir,
+        runfolder.read_info(partial_dir),
+        metrics,
+        PredictConfig(backend="torch"),
+        classifier,
+        thresholds=thresholds,
+    )
     scored = Scored(run, "dev", dev_split.source, dataset.fingerprint, dev_split.texts, dev_gold, dev_probs)
     _write_dev_report(scored, runfolder.report_path(partial_dir))
     runfolder.move_into_place(partial_dir, run_dir)
@@ -148,7 +170,9 @@ def gold_labels(labels: Sequence[Any], num_labels: int, multi_label: bool) -> An
     return multilabel.multi_hot(labels, num_labels) if multi_label else list(labels)
 
 
-def split_metrics(gold: Any, probs: np.ndarray, label_names: Sequence[str], thresholds: np.ndarray | None) -> dict[str, Any]:
+def split_metrics(
+    gold: Any, probs: np.ndarray, label_names: Sequence[str], thresholds: np.ndarray | None
+) -> dict[str, Any]:
     """The full evaluation of one split: multi-label (decided at `thresholds`) when they are given."""
     if thresholds is None:
         return classification_metrics(gold, probs, label_names)
@@ -162,7 +186,10 @@ def _tuned_thresholds(gold: np.ndarray, probs: np.ndarray, label_names: Sequence
     tuned = multilabel_metrics(gold, probs, label_names, thresholds)["micro_f1"]
     log.info(
         "thresholds tuned per label on dev: %s; dev micro-F1 %.4f (at 0.5 for every label: %.4f); --threshold "
-        "overrides them at predict time", ", ".join(f"{n} {t:.2f}" for n, t in zip(label_names, thresholds)), tuned, at_half,
+        "overrides them at predict time",
+        ", ".join(f"{n} {t:.2f}" for n, t in zip(label_names, thresholds)),
+        tuned,
+        at_half,
     )
     return thresholds
 
@@ -177,7 +204,8 @@ def _check_training_choices(family: type[Classifier], config: TrainConfig, datas
     if small:
         log.warning(
             "dev has fewer than %d rows of %s: their recall and F1 move by %s points a row; add dev rows",
-            imbalance.MIN_DEV_ROWS_PER_CLASS, ", ".join(f"{name} ({rows})" for name, rows in small.items()),
+            imbalance.MIN_DEV_ROWS_PER_CLASS,
+            ", ".join(f"{name} ({rows})" for name, rows in small.items()),
             "5 or more",
         )
     return imbalance.with_metric(config, train_labels, label_names)
@@ -194,13 +222,14 @@ def _storage_errors(work_dir: Path) -> Iterator[None]:
         if failure is None:
             raise
         raise StorageError(
-            failure.errno, f"{failure}; then run the same command with --resume to continue from the last complete checkpoint"
+            failure.errno,
+            f"{failure}; then run the same command with --resume to continue from the last complete checkpoint",
         ) from error
 
 
 def _absolute_paths(config: DataConfig) -> DataConfig:
     """`config` with every local path made absolute, so the run's data is found from any folder."""
-    paths = {}
+    paths: dict[str, Any] = {}  # field name -> value, for dataclasses.replace
     for name in (*DATA_SOURCES, "label_names_file"):
         value = getattr(config, name)
         if value is not None and Path(value).expanduser().exists():
@@ -209,7 +238,10 @@ def _absolute_paths(config: DataConfig) -> DataConfig:
 
 
 def _run_info(
-    classifier: Classifier, dataset: LoadedData, data_config: DataConfig, train_config: TrainConfig,
+    classifier: Classifier,
+    dataset: LoadedData,
+    data_config: DataConfig,
+    train_config: TrainConfig,
     thresholds: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """What `textcls.json` says about a finished run: enough to load, reproduce and audit it.
@@ -217,14 +249,19 @@ def _run_info(
     `data_config` holds absolute paths (what `evaluate` reads); `data_config_as_given` the command's own.
     A multi-label run also keeps the per-label thresholds tuned on dev.
     """
-    multi = {} if thresholds is None else {
-        "multi_label": True, "thresholds": multilabel.thresholds_record(thresholds, dataset.label_names),
-    }
+    multi = (
+        {}
+        if thresholds is None
+        else {
+            "multi_label": True,
+            "thresholds": multilabel.thresholds_record(thresholds, dataset.label_names),
+        }
+    )
     return {
         "family": classifier.family,
         "label_names": dataset.label_names,
         **multi,
-        "max_length": getattr(classifier, "max_length", train_config.max_length),
+        "max_length": classifier.max_length,
         "num_parameters": classifier.num_parameters(),
         "train_config": to_dict(train_config),
         # the encoder's origin when it is a `textcls pretrain` run (its weights were checked on load)
@@ -297,19 +334,24 @@ class Run:
         return self.thresholds is not None
 
     @property
+    def _batch_size(self) -> int:
+        """Texts per model call by default: the resolved backend's (a backend other than auto always has one)."""
+        return self.predict_config.batch_size or BACKEND_BATCH_SIZE[self.predict_config.backend]
+
+    @property
     def record(self) -> runfolder.RunRecord:
         return runfolder.RunRecord(self.run_dir, self.info, self.metrics)
 
     def predict_proba(self, texts: Sequence[str], batch_size: int | None = None, progress: bool = False) -> np.ndarray:
         """Class probabilities (rows, classes) in input order; `batch_size` defaults to the backend's."""
         _require_text_list(texts)
-        return self.classifier.predict_proba(texts, batch_size=batch_size or self.predict_config.batch_size, progress=progress)
+        return self.classifier.predict_proba(texts, batch_size=batch_size or self._batch_size, progress=progress)
 
     def predict(self, texts: Sequence[str], batch_size: int | None = None) -> list[str] | list[list[str]]:
         """Most probable label name per text; multi-label: the names of every label that reaches its threshold."""
         _require_text_list(texts)
         if self.thresholds is None:
-            return self.classifier.predict(texts, batch_size=batch_size or self.predict_config.batch_size)
+            return self.classifier.predict(texts, batch_size=batch_size or self._batch_size)
         decisions = multilabel.decide(self.predict_proba(texts, batch_size), self.thresholds)
         return multilabel.label_sets(decisions, self.label_names)
 
@@ -347,7 +389,9 @@ def load(run_dir: str | Path, predict_config: PredictConfig | None = None) -> Ru
 
         check_classifier_run(record.run_dir, record.info)
         choice = choose(record.run_dir, record.info, predict_config)
-        return Run(record.run_dir, record.info, record.metrics, choice.config, choice.predictor, choice.describe(), thresholds)
+        return Run(
+            record.run_dir, record.info, record.metrics, choice.config, choice.predictor, choice.describe(), thresholds
+        )
     classifier = load_predictor(record.run_dir, record.info, predict_config)
     return Run(record.run_dir, record.info, record.metrics, predict_config, classifier, thresholds=thresholds)
 
@@ -391,7 +435,9 @@ def score(
     run = load(run_dir, predict_config)
     if data_config is None:
         if "data_config" not in run.info:
-            raise RunFolderError(f"{run.run_dir / runfolder.RUN_FILE} does not record its data; pass --data (or --test FILE)")
+            raise RunFolderError(
+                f"{run.run_dir / runfolder.RUN_FILE} does not record its data; pass --data (or --test FILE)"
+            )
         data_config = from_dict(DataConfig, run.info["data_config"])
     if not _same_sources({name: getattr(data_config, name) for name in DATA_SOURCES}, run.info.get("data_config")):
         # new data: one file is the split to score. The run's own one file stays what training made of it,
@@ -416,17 +462,14 @@ def score(
         )
     # Map the data's label indices onto the model's label order (same names, maybe another order).
     index = {name: i for i, name in enumerate(run.label_names)}
-    if run.multi_label:
-        mapped = [tuple(index[dataset.label_names[label]] for label in labels) for labels in rows.labels]
-        gold = gold_labels(mapped, len(run.label_names), True)
-    else:
-        gold = [index[dataset.label_names[label]] for label in rows.labels]
+    mapped = [tuple(index[dataset.label_names[label]] for label in row_labels(row)) for row in rows.labels]
+    gold = gold_labels(mapped, len(run.label_names), True) if run.multi_label else [labels[0] for labels in mapped]
     probs = run.predict_proba(rows.texts, progress=True)
     return Scored(run, chosen, rows.source, dataset.fingerprint, rows.texts, gold, probs)
 
 
 def run_text_columns(info: dict[str, Any]) -> tuple[str, ...] | None:
-    """The columns a run's texts were joined from: recorded since 2026-11-28, else as named at training."""
+    """The columns a run's texts were joined from: as recorded with its data, else as its data config names them."""
     columns = info.get("data", {}).get("text_columns") or (info.get("data_config") or {}).get("text_columns")
     return tuple(columns) if columns else None
 
@@ -457,9 +500,8 @@ def _one_file_is_the_split(data_config: DataConfig, split: str) -> DataConfig:
     path = Path(data_config.data).expanduser()
     classes = path.parent / "classes.txt"
     names_file = data_config.label_names_file or (str(classes) if classes.is_file() else None)
-    return dataclasses.replace(
-        data_config, data=None, label_names_file=names_file, **{f"{'dev' if split == 'dev' else 'test'}_file": str(path)}
-    )
+    split_file: dict[str, Any] = {f"{'dev' if split == 'dev' else 'test'}_file": str(path)}
+    return dataclasses.replace(data_config, data=None, label_names_file=names_file, **split_file)
 
 
 def evaluate(
@@ -479,8 +521,15 @@ def evaluate(
     metrics = split_metrics(scored.labels, scored.probs, scored.run.label_names, scored.run.thresholds)
     config = scored.run.predict_config
     backend = config.backend
-    metrics.update({"split": scored.split, "source": scored.source, "fingerprint": scored.fingerprint, "backend": backend,
-                    "precision": (config.precision or "fp32") if backend == "torch" else None})
+    metrics.update(
+        {
+            "split": scored.split,
+            "source": scored.source,
+            "fingerprint": scored.fingerprint,
+            "backend": backend,
+            "precision": (config.precision or "fp32") if backend == "torch" else None,
+        }
+    )
     record = runfolder.eval_path(run_dir, scored.split, asked)
     try:
         write_json(record, metrics)
@@ -497,9 +546,11 @@ def write_report(scored: Scored, path: str | Path) -> Path:
     Example:
         >>> write_report(score("runs/agnews", split="dev"), "runs/agnews/report_dev.html")   # doctest: +SKIP
     """
-    from textcls.reporting.html import build_report, write_report as write_page
+    from textcls.reporting.html import build_report
+    from textcls.reporting.html import write_report as write_page
 
     run = scored.run
+
     def words(text: str) -> list[tuple[str, float]]:
         explanation = run.explain(text)
         return [] if explanation.features else explanation.words()  # tfidf's n-grams are not the text's words
@@ -528,7 +579,6 @@ def data_config_for_run(run_dir: str | Path, options: dict[str, Any]) -> DataCon
     kept = {k: v for k, v in trained_with.items() if k not in dropped}
     data_config, _ = split_options({**kept, **given})
     return data_config
-
 
 
 def _check_labels(model_labels: list[str], data_labels: list[str]) -> None:

@@ -20,16 +20,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from textcls import machine
-from textcls.reporting import plots
-from textcls import runfolder
+from textcls import machine, runfolder
 from textcls.config import DataConfig, PredictConfig, TrainConfig, field_names, split_options, to_dict
-from textcls.training.device import for_this_device
 from textcls.errors import TextclsError
 from textcls.families import FAMILIES
 from textcls.files import make_folder, write_json, write_text_atomic
-from textcls.models.base import family_class, training_option_problem
+from textcls.models.base import Predictor, family_class, training_option_problem
+from textcls.reporting import plots
 from textcls.runs.api import load, train
+from textcls.training.device import for_this_device
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +46,7 @@ def parse_families(value: str | Sequence[str] | None) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def _inference_rate(classifier: Any, texts: list[str], batch_size: int) -> float:
+def _inference_rate(classifier: Predictor, texts: list[str], batch_size: int) -> float:
     """Texts per second of `predict_proba` on `texts`, after a short warm-up."""
     classifier.predict_proba(texts[: min(len(texts), batch_size)], batch_size=batch_size)
     started = time.perf_counter()
@@ -110,7 +109,9 @@ def compare(
                     f"{run_dir} holds a {family} run trained on {problem}; pass --overwrite to retrain it, or "
                     "choose another --out"
                 )
-            log.info("%s: reusing the finished run in %s (same rows and settings; --overwrite retrains)", family, run_dir)
+            log.info(
+                "%s: reusing the finished run in %s (same rows and settings; --overwrite retrains)", family, run_dir
+            )
         run = load(run_dir, PredictConfig(backend="torch"))  # the family's own model, as every row is timed
         metrics = run.metrics
         if metrics is None or "train" not in metrics or "dev" not in metrics:
@@ -121,7 +122,9 @@ def compare(
                 "dev_accuracy": metrics["dev"]["accuracy"],
                 "dev_macro_f1": metrics["dev"]["macro_f1"],
                 "train_seconds": metrics["train"]["train_seconds"],
-                "inference_samples_per_second": round(_inference_rate(run.classifier, dev.texts, config.eval_batch_size), 1),
+                "inference_samples_per_second": round(
+                    _inference_rate(run.classifier, dev.texts, config.eval_batch_size), 1
+                ),
                 "parameters": run.num_parameters(),
                 "epochs_run": len(metrics["train"]["epochs"]),
                 "run_dir": str(run_dir),

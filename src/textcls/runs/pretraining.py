@@ -25,6 +25,7 @@ import math
 import random
 import shutil
 import sys
+from collections.abc import Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -32,15 +33,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from textcls import machine
-from textcls import runfolder
+from textcls import machine, runfolder
 from textcls.config import PretrainConfig, to_dict
 from textcls.data.loading import TABLE_SUFFIXES, read_texts
-from textcls.models.encoders import EMBEDDED_MODEL_NAME, quiet_transformers, resolve_model
-from textcls.training.device import process_state, resolve_precision
 from textcls.errors import DataError, TextclsError
 from textcls.files import make_folder
+from textcls.models.encoders import EMBEDDED_MODEL_NAME, quiet_transformers, resolve_model
 from textcls.models.pretrained import clamp_max_length
+from textcls.training.device import process_state, resolve_precision
 from textcls.training.trainer import run_trainer, training_arguments, training_callbacks
 
 log = logging.getLogger(__name__)
@@ -73,7 +73,10 @@ def _text_lines(path: Path) -> list[str]:
         content = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as error:
         line = path.read_bytes()[: error.start].count(b"\n") + 1
-        raise DataError(f"{path}, line {line}: expected UTF-8 text, found byte {error.object[error.start]:#x}; re-save the file as UTF-8") from error
+        raise DataError(
+            f"{path}, line {line}: expected UTF-8 text, found byte {error.object[error.start]:#x}; "
+            "re-save the file as UTF-8"
+        ) from error
     return [line.strip() for line in content.splitlines() if line.strip()]
 
 
@@ -100,7 +103,9 @@ def _hub_texts(dataset_id: str, text_columns: tuple[str, ...] | None) -> list[st
             f"{dataset_id}: no local file or folder of that name, and the hub did not give a dataset ({error}); "
             "pass a local .txt file, folder or table"
         ) from error
-    columns = text_columns or next((c for c in (("text",), ("title", "description"), ("sentence",)) if set(c) <= set(rows.column_names)), None)
+    columns = text_columns or next(
+        (c for c in (("text",), ("title", "description"), ("sentence",)) if set(c) <= set(rows.column_names)), None
+    )
     if not columns:
         raise DataError(f"{dataset_id}: expected a text column, found {rows.column_names}; pass --text-column")
     return [" ".join(str(row[c] or "") for c in columns) for row in rows]
@@ -138,7 +143,11 @@ def load_masked_lm(model_name: str, trust_remote_code: bool = False) -> tuple[An
     fresh = [key for key in loading["missing_keys"] if not key.endswith("decoder.weight")]
     if fresh:
         model.tie_weights()
-        log.info("%s has no MLM head; added a fresh one tied to the input embeddings (%d new tensors)", model_name, len(fresh))
+        log.info(
+            "%s has no MLM head; added a fresh one tied to the input embeddings (%d new tensors)",
+            model_name,
+            len(fresh),
+        )
     return tokenizer, model, bool(fresh)
 
 
@@ -157,7 +166,9 @@ def carry_pooler(model: Any, model_name: str, trust_remote_code: bool = False) -
     if encoder is model or getattr(encoder, "pooler", False) is not None:
         return False
     with quiet_transformers():  # the MLM head's weights are not an encoder's: expected
-        source, loading = AutoModel.from_pretrained(model_name, trust_remote_code=trust_remote_code, output_loading_info=True)
+        source, loading = AutoModel.from_pretrained(
+            model_name, trust_remote_code=trust_remote_code, output_loading_info=True
+        )
     pooler = getattr(source, "pooler", None)
     if pooler is None or any("pooler" in key.split(".") for key in loading["missing_keys"]):
         return False  # the source has no trained pooler: fine-tuning draws one either way
@@ -180,7 +191,9 @@ def start_head_from_data(model: Any, token_counts: np.ndarray) -> bool:
     if transform is None or decoder is None:
         log.info("the fresh MLM head is not laid out like BERT's or RoBERTa's; it starts as drawn")
         return False
-    shares = (torch.as_tensor(token_counts, dtype=torch.float64) + 0.5) / (float(token_counts.sum()) + 0.5 * len(token_counts))
+    shares = (torch.as_tensor(token_counts, dtype=torch.float64) + 0.5) / (
+        float(token_counts.sum()) + 0.5 * len(token_counts)
+    )
     with torch.no_grad():
         transform.weight.copy_(torch.eye(transform.in_features))
         transform.bias.zero_()
@@ -204,12 +217,23 @@ def masking_collator(tokenizer: Any, config: PretrainConfig, seed: int | None = 
         return DataCollatorForLanguageModeling(tokenizer, mlm_probability=config.mlm_probability, seed=seed)
     # whole words are always replaced by [MASK]: said here, the collator does not warn on every run that it chose so
     collator = DataCollatorForLanguageModeling(
-        tokenizer, mlm_probability=config.mlm_probability, whole_word_mask=True, mask_replace_prob=1.0, random_replace_prob=0.0, seed=seed
+        tokenizer,
+        mlm_probability=config.mlm_probability,
+        whole_word_mask=True,
+        mask_replace_prob=1.0,
+        random_replace_prob=0.0,
+        seed=seed,
     )
 
     def pad_offsets(rows: list[dict[str, Any]]) -> Any:
         longest = max(len(row["input_ids"]) for row in rows)
-        padded = [{**row, "offset_mapping": [*map(tuple, row["offset_mapping"]), *[(0, 0)] * (longest - len(row["input_ids"]))]} for row in rows]
+        padded = [
+            {
+                **row,
+                "offset_mapping": [*map(tuple, row["offset_mapping"]), *[(0, 0)] * (longest - len(row["input_ids"]))],
+            }
+            for row in rows
+        ]
         return collator(padded)
 
     return pad_offsets
@@ -220,7 +244,14 @@ def masked_lm_head(model: Any) -> Any | None:
     RoBERTa's `lm_head`); None for other layouts, or a model wrapped for DDP, which keep the model's own loss."""
     if getattr(model, "base_model", model) is model:
         return None
-    head = next((getattr(model, name) for name in ("cls", "lm_head") if isinstance(getattr(model, name, None), torch.nn.Module)), None)
+    head = next(
+        (
+            getattr(model, name)
+            for name in ("cls", "lm_head")
+            if isinstance(getattr(model, name, None), torch.nn.Module)
+        ),
+        None,
+    )
     return head
 
 
@@ -256,18 +287,26 @@ def masked_positions_trainer(**trainer_options: Any) -> Any:
 
 # ---- scoring ------------------------------------------------------------------------------------
 @torch.inference_mode()
-def masked_token_scores(model: Any, tokenizer: Any, texts: list[str], config: PretrainConfig) -> dict[str, float]:
+def masked_token_scores(
+    model: Any, tokenizer: Any, texts: list[str], config: PretrainConfig
+) -> dict[str, float | None]:
     """Masked-token accuracy and loss (and its exp) under one seeded masking of `texts`."""
     collator = masking_collator(tokenizer, config, seed=config.seed)
     encoded = tokenizer(
-        texts, truncation=True, max_length=config.max_length, return_special_tokens_mask=True,
+        texts,
+        truncation=True,
+        max_length=config.max_length,
+        return_special_tokens_mask=True,
         return_offsets_mapping=config.whole_word_masking,  # the collator finds word boundaries from these
     )
     device = next(model.parameters()).device
     model.eval()
     loss_sum, correct, count = 0.0, 0, 0
     for start in range(0, len(texts), config.eval_batch_size):
-        rows = [{key: encoded[key][i] for key in encoded} for i in range(start, min(start + config.eval_batch_size, len(texts)))]
+        rows = [
+            {key: encoded[key][i] for key in encoded}
+            for i in range(start, min(start + config.eval_batch_size, len(texts)))
+        ]
         batch = {key: value.to(device) for key, value in collator(rows).items()}
         logits = model(**{k: v for k, v in batch.items() if k != "labels"}).logits.float()  # (batch, seq, vocab)
         chosen = batch["labels"] != -100  # (batch, seq): the tokens picked for prediction
@@ -278,11 +317,18 @@ def masked_token_scores(model: Any, tokenizer: Any, texts: list[str], config: Pr
         log.warning("no held-out token was masked (%d texts): masked-token scores are absent", len(texts))
         return {"masked_accuracy": None, "masked_loss": None, "perplexity": None, "masked_tokens": 0}
     loss = loss_sum / count
-    return {"masked_accuracy": correct / count, "masked_loss": loss, "perplexity": math.exp(min(loss, 50.0)), "masked_tokens": count}
+    return {
+        "masked_accuracy": correct / count,
+        "masked_loss": loss,
+        "perplexity": math.exp(min(loss, 50.0)),
+        "masked_tokens": count,
+    }
 
 
 @torch.inference_mode()
-def pseudo_perplexity(model: Any, tokenizer: Any, texts: list[str], max_length: int, batch_size: int = 64) -> float | None:
+def pseudo_perplexity(
+    model: Any, tokenizer: Any, texts: list[str], max_length: int, batch_size: int = 64
+) -> float | None:
     """exp of the mean negative log-likelihood of each token with only that token masked (Salazar et al. 2020);
     None when the texts hold no token to mask."""
     device = next(model.parameters()).device
@@ -290,7 +336,9 @@ def pseudo_perplexity(model: Any, tokenizer: Any, texts: list[str], max_length: 
     nll, count = 0.0, 0
     for text in texts:
         ids = tokenizer(text, truncation=True, max_length=max_length, return_tensors="pt")["input_ids"][0]
-        special = torch.tensor(tokenizer.get_special_tokens_mask(ids.tolist(), already_has_special_tokens=True), dtype=torch.bool)
+        special = torch.tensor(
+            tokenizer.get_special_tokens_mask(ids.tolist(), already_has_special_tokens=True), dtype=torch.bool
+        )
         positions = torch.nonzero(~special).flatten()  # (tokens,)
         for start in range(0, len(positions), batch_size):
             chunk = positions[start : start + batch_size]
@@ -303,7 +351,7 @@ def pseudo_perplexity(model: Any, tokenizer: Any, texts: list[str], max_length: 
     return math.exp(min(nll / count, 50.0)) if count else None
 
 
-def held_out_scores(model: Any, tokenizer: Any, texts: list[str], config: PretrainConfig) -> dict[str, float]:
+def held_out_scores(model: Any, tokenizer: Any, texts: list[str], config: PretrainConfig) -> dict[str, float | None]:
     scores = masked_token_scores(model, tokenizer, texts, config)
     scored = texts[: config.pseudo_perplexity_texts]
     if scored:
@@ -320,7 +368,8 @@ def pretrain(config: PretrainConfig, out: str | Path, overwrite: bool = False) -
 
     Example:
         >>> metrics = pretrain(PretrainConfig(data="news.txt", epochs=1), "runs/mlm")   # doctest: +SKIP
-        >>> metrics["held_out"]["after"]["pseudo_perplexity"] < metrics["held_out"]["before"]["pseudo_perplexity"]  # doctest: +SKIP
+        >>> before, after = metrics["held_out"]["before"], metrics["held_out"]["after"]  # doctest: +SKIP
+        >>> after["pseudo_perplexity"] < before["pseudo_perplexity"]  # doctest: +SKIP
         True
     """
     state = process_state()  # joins the process group under torchrun / accelerate launch
@@ -330,7 +379,9 @@ def pretrain(config: PretrainConfig, out: str | Path, overwrite: bool = False) -
         return _pretrain(state, config, texts, Path(out), work_dir)
 
 
-def _pretrain(state: Any, config: PretrainConfig, texts: list[str], run_dir: Path, work_dir: Path) -> dict[str, Any] | None:
+def _pretrain(
+    state: Any, config: PretrainConfig, texts: list[str], run_dir: Path, work_dir: Path
+) -> dict[str, Any] | None:
     """`pretrain` once `run_dir` is claimed: train in `work_dir`, score the held-out text, move into place."""
     from datasets import Dataset
     from transformers import set_seed
@@ -351,23 +402,41 @@ def _pretrain(state: Any, config: PretrainConfig, texts: list[str], run_dir: Pat
     precision = resolve_precision(config.precision)
     rows = Dataset.from_dict({"text": train_texts}).map(
         lambda batch: tokenizer(
-            batch["text"], truncation=True, max_length=config.max_length, return_special_tokens_mask=True,
+            batch["text"],
+            truncation=True,
+            max_length=config.max_length,
+            return_special_tokens_mask=True,
             return_offsets_mapping=config.whole_word_masking,
         ),
-        batched=True, remove_columns=["text"], desc="tokenising",
+        batched=True,
+        remove_columns=["text"],
+        desc="tokenising",
     )
-    if fresh_head and config.fresh_head == "data" and start_head_from_data(model, token_counts(rows, model.config.vocab_size)):
-        log.info("the fresh MLM head starts from the text: identity transform, log token shares as its bias (--fresh-head random: as drawn)")
+    if (
+        fresh_head
+        and config.fresh_head == "data"
+        and start_head_from_data(model, token_counts(rows, model.config.vocab_size))
+    ):
+        log.info(
+            "the fresh MLM head starts from the text: identity transform, log token shares as its bias "
+            "(--fresh-head random: as drawn)"
+        )
     if state.is_main_process:
         before = held_out_scores(model, tokenizer, held_out, config)
         log.info("held out before: %s", _describe(before))
     args = training_arguments(
-        runfolder.checkpoint_dir(work_dir), config, precision,
+        runfolder.checkpoint_dir(work_dir),
+        config,
+        precision,
         train_sampling_strategy="group_by_length",
         remove_unused_columns=False,  # the collator reads special_tokens_mask and offset_mapping, then drops them
     )
     trainer = masked_positions_trainer(
-        model=model, args=args, data_collator=masking_collator(tokenizer, config), train_dataset=rows, processing_class=tokenizer,
+        model=model,
+        args=args,
+        data_collator=masking_collator(tokenizer, config),
+        train_dataset=rows,
+        processing_class=tokenizer,
         callbacks=training_callbacks(config.time_budget),
     )
     result, resumed_from, seconds = run_trainer(trainer, runfolder.checkpoint_dir(work_dir), config.resume)
@@ -393,14 +462,22 @@ def _pretrain(state: Any, config: PretrainConfig, texts: list[str], run_dir: Pat
         "held_out": {"texts": len(held_out), "before": before, "after": after},
     }
     if carry_pooler(model, model_name, config.trust_remote_code):
-        log.info("saving %s's pooler with the encoder: pre-training leaves it as it was, and fine-tuning starts from it", model_name)
+        log.info(
+            "saving %s's pooler with the encoder: pre-training leaves it as it was, and fine-tuning starts from it",
+            model_name,
+        )
     model.save_pretrained(runfolder.model_dir(work_dir), safe_serialization=True)
     tokenizer.save_pretrained(runfolder.model_dir(work_dir))
     info = {
         "family": runfolder.PRETRAINING_FAMILY,
         "max_length": config.max_length,
         "pretrain_config": to_dict(config),
-        "data": {"source": str(config.data), "texts": len(texts), "train_texts": len(train_texts), "held_out": len(held_out)},
+        "data": {
+            "source": str(config.data),
+            "texts": len(texts),
+            "train_texts": len(train_texts),
+            "held_out": len(held_out),
+        },
         "versions": machine.library_versions(),
         "hardware": machine.hardware(),
         "command": sys.argv,
@@ -418,7 +495,7 @@ def _with_max_length(config: PretrainConfig, max_length: int) -> PretrainConfig:
     return dataclasses.replace(config, max_length=max_length)
 
 
-def _describe(scores: dict[str, float | None]) -> str:
+def _describe(scores: Mapping[str, float | None]) -> str:
     return ", ".join(f"{k} {v:.4g}" for k, v in scores.items() if isinstance(v, float))
 
 

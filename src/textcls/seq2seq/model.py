@@ -126,15 +126,17 @@ class Seq2Seq(nn.Module):
     def forward(
         self, source_ids: torch.Tensor, source_mask: torch.Tensor, target_in: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """target_in: (batch, target) starting with `<s>` -> logits (batch, target, vocab), weights (batch, target, source) or None."""
+        """target_in: (batch, target) starting with `<s>` -> logits (batch, target, vocab), and weights
+        (batch, target, source) or None."""
         memory = self.encode(source_ids, source_mask)
         state = self.initial_state(memory)
         logits, weights = [], []
         for t in range(target_in.shape[1]):
             step_logits, state, alpha = self.step(target_in[:, t], state, memory)
             logits.append(step_logits)
-            weights.append(alpha)
-        attention = torch.stack(weights, dim=1) if memory.keys is not None else None
+            if alpha is not None:  # None without attention
+                weights.append(alpha)
+        attention = torch.stack(weights, dim=1) if weights else None
         return torch.stack(logits, dim=1), attention
 
     # ---- decoding ---------------------------------------------------------------------------
@@ -153,11 +155,12 @@ class Seq2Seq(nn.Module):
             logits, state, alpha = self.step(previous, state, memory)
             previous = never_special(logits).argmax(dim=-1).masked_fill(finished, PAD)  # (batch,)
             ids.append(previous)
-            weights.append(alpha)
+            if alpha is not None:  # None without attention
+                weights.append(alpha)
             finished |= previous == EOS
             if bool(finished.all()):
                 break
-        attention = torch.stack(weights, dim=1) if memory.keys is not None else None
+        attention = torch.stack(weights, dim=1) if weights else None
         return torch.stack(ids, dim=1), attention
 
     @torch.inference_mode()

@@ -80,14 +80,16 @@ def read_pairs(path: str | Path, source_column: str = "source", target_column: s
         rows = _tsv_rows(path, text, source_column, target_column)
     else:
         raise DataError(
-            f"{path}: expected a file ending in {', '.join(SUFFIXES)}, found {suffix or 'no suffix'}; rename or convert it"
+            f"{path}: expected a file ending in {', '.join(SUFFIXES)}, found {suffix or 'no suffix'}; "
+            "rename or convert it"
         )
     pairs = []
     for line, source, target in rows:
         for field, value in ((source_column, source), (target_column, target)):
             if not value.strip():
                 raise DataError(
-                    f"{path}, line {line}, field {field!r}: expected text, found it empty; fill it in or remove the line"
+                    f"{path}, line {line}, field {field!r}: expected text, found it empty; "
+                    "fill it in or remove the line"
                 )
         pairs.append((source.strip(), target.strip()))
     if not pairs:
@@ -188,21 +190,22 @@ def read_folder(
     """The requested splits of a data folder; a missing dev split is a tenth of train, held out with `seed`."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise DataError(
-            f"{folder}: expected a folder with train.tsv (or .csv, .jsonl), found {'a file' if folder.exists() else 'nothing'}"
-        )
+        found = "a file" if folder.exists() else "nothing"
+        raise DataError(f"{folder}: expected a folder with train.tsv (or .csv, .jsonl), found {found}")
     files = {split: split_file(folder, split) for split in ("train", *splits)}
     result: dict[str, Pairs] = {}
     for split in splits:
-        if files[split] is not None:
-            result[split] = read_pairs(files[split], source_column, target_column)
-        elif split == "dev" and files["train"] is not None:
-            train, dev = hold_out(read_pairs(files["train"], source_column, target_column), 0.1, seed)
+        split_path, train_path = files[split], files["train"]
+        if split_path is not None:
+            result[split] = read_pairs(split_path, source_column, target_column)
+        elif split == "dev" and train_path is not None:
+            train, dev = hold_out(read_pairs(train_path, source_column, target_column), 0.1, seed)
             result.update(dev=dev, **({"train": train} if "train" in splits else {}))
         else:
             present = sorted(p.name for p in folder.iterdir() if p.suffix in SUFFIXES)
             raise DataError(
-                f"{folder}: expected {split}.tsv, {split}.csv or {split}.jsonl, found {present}; add it or pass another folder"
+                f"{folder}: expected {split}.tsv, {split}.csv or {split}.jsonl, found {present}; "
+                "add it or pass another folder"
             )
     return {split: result[split] for split in splits}
 

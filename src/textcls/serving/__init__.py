@@ -13,10 +13,15 @@ import logging
 import signal
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from textcls.config import PredictConfig, ServeConfig
 from textcls.errors import TextclsError
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+    from textcls.runs.api import Run
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +38,7 @@ def _require_serving() -> None:
         ) from error
 
 
-def create_app(run: Any, config: ServeConfig | None = None) -> Any:
+def create_app(run: Run, config: ServeConfig | None = None) -> FastAPI:
     """See `textcls.serving.app.create_app`."""
     _require_serving()
     from textcls.serving.app import create_app as build
@@ -102,7 +107,8 @@ def _uvicorn_server(app: Any, config: ServeConfig) -> Any:
             app,
             host=config.host,
             port=config.port,
-            timeout_graceful_shutdown=config.graceful_timeout,
+            # uvicorn hands it to asyncio.wait_for, which takes a float; its annotation says int
+            timeout_graceful_shutdown=config.graceful_timeout,  # type: ignore[arg-type]
             access_log=config.access_log,
             log_level="info",
         )

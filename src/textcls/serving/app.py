@@ -25,7 +25,7 @@ import logging
 import secrets
 import time
 from importlib.resources import files
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from textcls.config import ServeConfig
 from textcls.errors import TextclsError
@@ -33,6 +33,8 @@ from textcls.inference.predictions import prediction_records
 from textcls.serving.batcher import MicroBatcher, Overloaded, ShuttingDown
 
 if TYPE_CHECKING:
+    from fastapi import FastAPI
+
     from textcls.runs.api import Run
 
 log = logging.getLogger(__name__)
@@ -158,7 +160,7 @@ class AnswerCancelled:
 
 def _model_card(run: "Run", config: ServeConfig) -> dict[str, Any]:
     dev = (run.metrics or {}).get("dev", {})
-    thresholds = getattr(run, "thresholds", None)
+    thresholds = run.thresholds
     return {
         "run": run.run_dir.name,
         "family": run.family,
@@ -166,9 +168,10 @@ def _model_card(run: "Run", config: ServeConfig) -> dict[str, Any]:
         "multi_label": thresholds is not None,
         "thresholds": None if thresholds is None else {n: float(t) for n, t in zip(run.label_names, thresholds)},
         "backend": run.predict_config.backend,
-        # what torch runs in; ONNX graphs run as exported (fp32, or int8 weights): none to report, as in evaluate's metrics
+        # what torch runs in; ONNX graphs run as exported (fp32, or int8 weights): none to report, as in
+        # evaluate's metrics
         "precision": (run.predict_config.precision or "fp32") if run.predict_config.backend == "torch" else None,
-        "backend_choice": getattr(run, "backend_choice", None),  # what --backend auto measured, where it ran
+        "backend_choice": run.backend_choice,  # what --backend auto measured, where it ran
         "max_length": run.classifier.max_length,
         "dev_metrics": {key: dev[key] for key in ("accuracy", "macro_f1", "micro_f1", "num_samples") if key in dev},
         "train_config": run.info.get("train_config"),
@@ -185,7 +188,7 @@ def _model_card(run: "Run", config: ServeConfig) -> dict[str, Any]:
     }
 
 
-def create_app(run: "Run", config: ServeConfig | None = None) -> Any:
+def create_app(run: "Run", config: ServeConfig | None = None) -> "FastAPI":
     """A FastAPI app serving a loaded run with `config`'s limits, micro-batching and auth.
 
     Example:
@@ -201,8 +204,10 @@ def create_app(run: "Run", config: ServeConfig | None = None) -> Any:
     from textcls import __version__
     from textcls.serving.schemas import (
         ErrorResponse,
+        ExplainFields,
         ExplainResponse,
         MultiLabelPredictResponse,
+        PredictFields,
         PredictResponse,
         request_models,
     )
@@ -216,8 +221,12 @@ def create_app(run: "Run", config: ServeConfig | None = None) -> Any:
         max_calls=run.classifier.concurrent_calls,
     )
     card = _model_card(run, config)
-    thresholds = getattr(run, "thresholds", None)  # set for a multi-label run
-    PredictRequest, ExplainRequest = request_models(config)
+    thresholds = run.thresholds  # set for a multi-label run
+    if TYPE_CHECKING:  # the models are made here, capped at `config`'s limits; mypy knows their fields
+        PredictRequest: TypeAlias = PredictFields
+        ExplainRequest: TypeAlias = ExplainFields
+    else:
+        PredictRequest, ExplainRequest = request_models(config)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -297,7 +306,7 @@ def create_app(run: "Run", config: ServeConfig | None = None) -> Any:
             )
 
     guarded = [Depends(authorised)] if config.token is not None else []
-    errors = (
+    errors: dict[int | str, dict[str, Any]] = (
         {401: {"model": ErrorResponse}, 503: {"model": ErrorResponse}}
         if config.token
         else {503: {"model": ErrorResponse}}

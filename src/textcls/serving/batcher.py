@@ -77,7 +77,8 @@ class MicroBatcher:
         self.max_wait = max_wait
         self.max_queue = max_queue
         self._pending: collections.deque[_Job] = collections.deque()
-        self._wakeup: asyncio.Event | None = None
+        # `start` makes these again for the event loop that runs the batcher
+        self._wakeup = asyncio.Event()
         self._worker: asyncio.Task | None = None
         self._stopping = False
         self._deadline = float("inf")  # event-loop time by which a shutdown must be done
@@ -93,7 +94,7 @@ class MicroBatcher:
             if max_calls == 1
             else ThreadPoolExecutor(max_workers=1, thread_name_prefix="textcls-call")
         )
-        self._free: asyncio.Semaphore | None = None  # model threads without a call
+        self._free = asyncio.Semaphore(max_calls)  # model threads without a call
         self._in_flight: set[asyncio.Task] = set()
         self.batches = 0
         self.texts = 0
@@ -115,8 +116,7 @@ class MicroBatcher:
         self._stopping = True
         if timeout is not None:
             self._deadline = asyncio.get_running_loop().time() + timeout
-        if self._wakeup is not None:
-            self._wakeup.set()
+        self._wakeup.set()
 
     async def stop(self, timeout: float | None = None) -> None:
         """`close(timeout)`, then wait for the worker and stop the model thread."""

@@ -62,12 +62,23 @@ def _not_blank(text: str) -> str:
     return text
 
 
-def request_models(config: ServeConfig) -> tuple[type[BaseModel], type[BaseModel]]:
+# The request bodies' fields; `request_models` makes the models that serve them, capped at a config's limits.
+class PredictFields(BaseModel):
+    texts: list[str]
+
+
+class ExplainFields(BaseModel):
+    text: str
+    layer: int = -1
+    head: int | None = None
+
+
+def request_models(config: ServeConfig) -> tuple[type[PredictFields], type[ExplainFields]]:
     """The `PredictRequest` and `ExplainRequest` models capped at `config`'s limits."""
     # a blank text has nothing to classify: refused as `textcls predict` refuses a blank input line
     Text = Annotated[str, Field(min_length=1, max_length=config.max_text_chars), AfterValidator(_not_blank)]
 
-    class PredictRequest(BaseModel):
+    class PredictRequest(PredictFields):
         model_config = ConfigDict(extra="forbid")
         texts: list[Text] = Field(
             min_length=1,
@@ -76,7 +87,7 @@ def request_models(config: ServeConfig) -> tuple[type[BaseModel], type[BaseModel
             examples=[["Stocks fell sharply after the quarterly report."]],
         )
 
-    class ExplainRequest(BaseModel):
+    class ExplainRequest(ExplainFields):
         model_config = ConfigDict(extra="forbid")
         text: Text = Field(examples=["Researchers unveiled a faster chip."])
         layer: int = Field(-1, ge=-1024, le=1024, description="Layer whose attention is shown; -1 is the last.")

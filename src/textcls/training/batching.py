@@ -47,6 +47,7 @@ def _cut(padded: np.ndarray, order: np.ndarray, batch_size: int | None, batch_to
     `batch_size` rows, or of as many rows as keep rows x longest padded length within `batch_tokens`."""
     if batch_size is not None:
         return [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
+    assert batch_tokens is not None  # `training_plan` gives exactly one of the two
     batches, start, sorted_lengths = [], 0, padded[order]
     while start < len(order):
         # Rows are sorted, so a batch's last row is its longest: k rows fit while k * length[k-1] <= budget,
@@ -68,7 +69,7 @@ class CountedBatches(list):
     those again); a plan of varied sizes (a token budget) it hands out as it is.
     """
 
-    def __init__(self, batches: Sequence[Sequence[int]], batch_size: int):
+    def __init__(self, batches: Sequence[Sequence[int] | np.ndarray], batch_size: int):
         super().__init__([list(map(int, batch)) for batch in batches])
         self.batch_size = batch_size
 
@@ -106,7 +107,11 @@ def training_plan(
         order = order[np.argsort(padded[order], kind="stable")]
         batches = _cut(padded, order, batch_size, batch_tokens)
     else:
-        rows = batch_size if batch_size is not None else max(1, batch_tokens // int(padded.max(initial=1)))
+        if batch_size is not None:
+            rows = batch_size
+        else:
+            assert batch_tokens is not None  # checked above: exactly one of the two is given
+            rows = max(1, batch_tokens // int(padded.max(initial=1)))
         batches = _cut(padded, order, rows, None)
     return [batches[i] for i in rng.permutation(len(batches))]
 

@@ -1,8 +1,8 @@
-"""Training on a CPU without the cost of PyTorch's dropout masks there, measured on a 2-core AMD EPYC
-(`benchmarks/cpu_step.py`: MiniLM's bare training step, batch 32, bf16).
+"""Training on a CPU without the cost of PyTorch's dropout masks there (measured by
+`benchmarks/cpu_step.py`: MiniLM's bare training step, batch 32, bf16).
 
 `nn.Dropout` draws its mask with `bernoulli_`: one draw of the Mersenne Twister per element, in one
-thread. On MiniLM's step that, with SDPA drawing the same masks for the attention maps, was about a fifth
+thread. On MiniLM's step that, with SDPA drawing the same masks for the attention maps, is about a fifth
 of the time. `fast_dropout` draws 16 random bits per element, four to each 64-bit draw of the same
 generator, and compares them with a threshold: the same distribution (p to within 1/65,536), seeded,
 saved and restored with torch's own RNG state. `FastDropout` is `nn.Dropout` with it; `eager_attention`
@@ -127,19 +127,18 @@ def fast_dropout_in(model: nn.Module) -> Iterator[list[str]]:
     changes = [f"dropout masks drawn 16 bits at a time ({len(swapped)} modules)"] if swapped else []
     config = getattr(model, "config", None)
     kernel = getattr(config, "_attn_implementation", None)
-    switch = (
-        getattr(config, "model_type", None) in BERT_ATTENTION_TYPES
-        and kernel in ("eager", "sdpa")
-        and hasattr(model, "set_attn_implementation")
-    )
+    # transformers models can switch their attention; only a BERT-like eager or sdpa one is switched
+    set_kernel = getattr(model, "set_attn_implementation", None)
+    if getattr(config, "model_type", None) not in BERT_ATTENTION_TYPES or kernel not in ("eager", "sdpa"):
+        set_kernel = None
     try:
-        if switch:
-            model.set_attn_implementation(register_attention())
+        if set_kernel is not None:
+            set_kernel(register_attention())
             changes.append(f"eager attention with that dropout (instead of {kernel})")
         yield changes
     finally:
-        if switch:
-            model.set_attn_implementation(kernel)
+        if set_kernel is not None:
+            set_kernel(kernel)
         for parent, name, child in swapped:
             child.train(getattr(parent, name).training)
             setattr(parent, name, child)

@@ -34,9 +34,10 @@ def for_this_device(config: TrainConfig) -> TrainConfig:
         tune_cuda()
     resolved = config.on_device(gpu=gpu, workers=GPU_WORKERS if gpu else 0)
     if config.compile and not resolved.compile:
-        # measured on a 2-core AMD EPYC (benchmarks/cpu_compile.py): MiniLM's step was no faster compiled, after ~2 min compiling
+        # a compiled step is no faster on a CPU, and compiling takes minutes (measured by benchmarks/cpu_compile.py)
         log.warning(
-            "--compile is ignored on a CPU (measured no faster there, after minutes of compiling: benchmarks/cpu_compile.py); training runs eager"
+            "--compile is ignored on a CPU (measured no faster there, after minutes of compiling: "
+            "benchmarks/cpu_compile.py); training runs eager"
         )
     log.log(
         logging.INFO
@@ -78,10 +79,10 @@ def device() -> torch.device:
 def tune_cuda() -> None:
     """The process-wide CUDA settings textcls runs with, applied once:
     - TF32 for the fp32 matmuls left, on Ampere or newer;
-    - scaled-dot-product attention without its cuDNN backend. Measured on an H200 (torch 2.11, MiniLM,
-      token-budget batches, 2026-11-27), cuDNN's attention took about 4 ms of host time per call, most of
-      each training step, because every new batch shape builds a new cuDNN graph. PyTorch's flash and
-      memory-efficient kernels have no such set-up cost.
+    - scaled-dot-product attention without its cuDNN backend: with token-budget batches, every new batch
+      shape builds a new cuDNN graph, which costs milliseconds of host time per call, most of a training
+      step (measured by benchmarks/step_profile.py). PyTorch's flash and memory-efficient kernels have no
+      such set-up cost.
     """
     if torch.cuda.get_device_capability()[0] >= 8:
         torch.backends.cuda.matmul.allow_tf32 = True

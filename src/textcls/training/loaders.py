@@ -29,11 +29,18 @@ class TokenizedRows(torch.utils.data.Dataset):
     (0..batch-1) each window belongs to, so the loss is taken on the pooled logits of each text.
     """
 
-    def __init__(self, token_ids: TokenIds, labels: Sequence[int] | None, pad_id: int, windows: Windows | None = None):
+    def __init__(
+        self,
+        token_ids: TokenIds,
+        labels: Sequence[int] | np.ndarray | None,
+        pad_id: int,
+        windows: Windows | None = None,
+    ):
         self.token_ids = token_ids
-        if labels is not None and not (isinstance(labels, np.ndarray) and labels.ndim == 2):
-            labels = np.asarray(labels, dtype=np.int64)
-        self.labels = labels  # (rows,) int64, or (rows, labels) float32 multi-hot
+        self.labels: np.ndarray | None = None  # (rows,) int64, or (rows, labels) float32 multi-hot
+        if labels is not None:
+            multi_hot = isinstance(labels, np.ndarray) and labels.ndim == 2
+            self.labels = np.asarray(labels) if multi_hot else np.asarray(labels, dtype=np.int64)
         self.pad_id = pad_id
         # only a text with several windows needs the owner map; one window a text is a plain row
         self.windows = windows if windows is not None and len(windows) > windows.num_texts else None
@@ -52,17 +59,17 @@ class TokenizedRows(torch.utils.data.Dataset):
         return self.__getitems__([row])
 
     def __getitems__(self, rows: Sequence[int]) -> dict[str, torch.Tensor]:
-        rows = np.asarray(rows, dtype=np.int64)
+        indices = np.asarray(rows, dtype=np.int64)
         batch: dict[str, torch.Tensor] = {}
-        windows = rows
+        windows = indices
         if self.windows is not None:
-            starts, ends = self.windows.offsets[rows], self.windows.offsets[rows + 1]
+            starts, ends = self.windows.offsets[indices], self.windows.offsets[indices + 1]
             windows = np.concatenate([np.arange(a, b) for a, b in zip(starts, ends)])
-            batch["window_owner"] = torch.from_numpy(np.repeat(np.arange(len(rows)), ends - starts))
+            batch["window_owner"] = torch.from_numpy(np.repeat(np.arange(len(indices)), ends - starts))
         input_ids, attention_mask = self.token_ids.pad(windows, self.pad_id)
         batch = {"input_ids": torch.from_numpy(input_ids), "attention_mask": torch.from_numpy(attention_mask), **batch}
         if self.labels is not None:
-            batch["labels"] = torch.from_numpy(self.labels[rows])
+            batch["labels"] = torch.from_numpy(self.labels[indices])
         return batch
 
 
@@ -86,7 +93,8 @@ class EpochBatches:
         self.sample_weights = sample_weights
         self.epoch = 0
         self._count: int | None = None  # epoch 0's batch count, which every later epoch keeps
-        self._count = len(self.plan(0))
+        self.batches_per_epoch = len(self.plan(0))
+        self._count = self.batches_per_epoch
 
     def plan(self, epoch: int) -> list[np.ndarray]:
         config = self.config
@@ -109,7 +117,7 @@ class EpochBatches:
         return (batch.tolist() for batch in self.plan(self.epoch))
 
     def __len__(self) -> int:
-        return self._count
+        return self.batches_per_epoch
 
 
 def batch_loader(rows: TokenizedRows, batches: Iterable[Any], config: TrainConfig) -> torch.utils.data.DataLoader:

@@ -27,8 +27,8 @@ def probabilities(logits: np.ndarray, multi_label: bool) -> np.ndarray:
         >>> probabilities(np.array([[0.0, 0.0]], dtype=np.float32), multi_label=True).tolist()
         [[0.5, 0.5]]
     """
-    logits = torch.from_numpy(np.ascontiguousarray(logits, dtype=np.float32))
-    return (torch.sigmoid(logits) if multi_label else torch.softmax(logits, dim=-1)).numpy()
+    scores = torch.from_numpy(np.ascontiguousarray(logits, dtype=np.float32))
+    return (torch.sigmoid(scores) if multi_label else torch.softmax(scores, dim=-1)).numpy()
 
 
 @dataclass(frozen=True)

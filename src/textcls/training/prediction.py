@@ -13,15 +13,15 @@ import torch
 
 from textcls.data.windows import Windowing
 from textcls.training.batching import sorted_plan
-from textcls.training.tokens import encode_windows
+from textcls.training.tokens import TextTokenizer, encode_windows
 
-# Inference batches on a GPU: ~1,000 AG News texts. Measured on an H200 (MiniLM, bf16 autocast, 2026-11-27):
-# 15,900 texts/s at 64 texts a batch, 62,100 at this budget, 118,000 with the batches in pinned memory.
+# Inference batches on a GPU: ~1,000 AG News texts. Several times the rate of 64-text batches, and more
+# again with the batches in pinned memory (measured by benchmarks/gpu_settings.py).
 GPU_PREDICT_TOKENS = 65_536
 
 
 def pooled_logits(
-    tokenizer: Any,
+    tokenizer: TextTokenizer,
     texts: Sequence[str],
     windowing: Windowing,
     forward: Callable[[np.ndarray, np.ndarray], Any],

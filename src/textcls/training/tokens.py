@@ -19,7 +19,7 @@ import zipfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, TypeAlias
 
 import numpy as np
 
@@ -27,7 +27,14 @@ from textcls.data.windows import Windowing, Windows, log_line, special_tokens
 from textcls.files import write_atomic
 from textcls.training.batching import round_up
 
+if TYPE_CHECKING:
+    from tokenizers import Tokenizer
+    from transformers import PreTrainedTokenizerBase
+
 log = logging.getLogger(__name__)
+
+# What textcls tokenises with: a Hugging Face tokenizer (fast or slow), or a Rust `tokenizers.Tokenizer`.
+TextTokenizer: TypeAlias = "PreTrainedTokenizerBase | Tokenizer"
 
 
 CACHE_ENV = "TEXTCLS_CACHE_DIR"
@@ -54,7 +61,7 @@ class TokenIds:
     offsets: np.ndarray
 
     @classmethod
-    def from_lists(cls, sequences: Iterable[Sequence[int]]) -> TokenIds:
+    def from_lists(cls, sequences: Iterable[Sequence[int] | np.ndarray]) -> TokenIds:
         arrays = [np.asarray(ids, dtype=np.int32) for ids in sequences]
         offsets = np.zeros(len(arrays) + 1, dtype=np.int64)
         np.cumsum([len(a) for a in arrays], out=offsets[1:])
@@ -93,7 +100,7 @@ class TokenIds:
 _RUST_COPIES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def rust_tokenizer(tokenizer: Any, max_length: int | None = FULL_LENGTH) -> Any | None:
+def rust_tokenizer(tokenizer: TextTokenizer, max_length: int | None = FULL_LENGTH) -> Tokenizer | None:
     """A copy of the `tokenizers.Tokenizer` behind `tokenizer` (itself one, or a Hugging Face fast
     tokenizer), without padding, truncating at `max_length` (None: keeping every token), so the
     original is left alone and its serialisation names the tokenizer alone; None for a slow tokenizer.
@@ -107,14 +114,15 @@ def rust_tokenizer(tokenizer: Any, max_length: int | None = FULL_LENGTH) -> Any 
     return copies[max_length]
 
 
-def _rust_copy(tokenizer: Any, max_length: int | None) -> Any | None:
+def _rust_copy(tokenizer: TextTokenizer, max_length: int | None) -> Tokenizer | None:
     from tokenizers import Tokenizer
 
-    if not isinstance(tokenizer, Tokenizer):
-        tokenizer = getattr(tokenizer, "backend_tokenizer", None) if getattr(tokenizer, "is_fast", False) else None
-    if tokenizer is None:
+    rust: Tokenizer | None = tokenizer if isinstance(tokenizer, Tokenizer) else None
+    if rust is None and getattr(tokenizer, "is_fast", False):  # a fast Hugging Face tokenizer wraps one
+        rust = getattr(tokenizer, "backend_tokenizer", None)
+    if rust is None:
         return None
-    copy = Tokenizer.from_str(tokenizer.to_str())
+    copy = Tokenizer.from_str(rust.to_str())
     copy.no_padding()
     copy.no_truncation()
     if max_length is not None:
@@ -122,13 +130,27 @@ def _rust_copy(tokenizer: Any, max_length: int | None) -> Any | None:
     return copy
 
 
-def pad_id(tokenizer: Any) -> int:
+def _slow(tokenizer: TextTokenizer) -> PreTrainedTokenizerBase:
+    """`tokenizer` where it has no Rust copy (`rust_tokenizer` is None): a slow Hugging Face tokenizer."""
+    from tokenizers import Tokenizer
+
+    if isinstance(tokenizer, Tokenizer):
+        raise TypeError("a tokenizers.Tokenizer is its own Rust tokenizer")
+    return tokenizer
+
+
+def pad_id(tokenizer: PreTrainedTokenizerBase) -> int:
     """The id a Hugging Face tokenizer pads with; 0 when it names none."""
     return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
 
 
 def encode_ids(
-    tokenizer: Any, texts: Sequence[str], max_length: int | None, *, cache: bool = True, desc: str = "tokenising"
+    tokenizer: TextTokenizer,
+    texts: Sequence[str],
+    max_length: int | None,
+    *,
+    cache: bool = True,
+    desc: str = "tokenising",
 ) -> TokenIds:
     """Ids of `texts` with the model's special tokens, cut to `max_length`; read from the cache when
     these texts were tokenised before with this tokenizer and length.
@@ -171,7 +193,9 @@ def encode_ids(
     return token_ids
 
 
-def _encode(rust: Any, tokenizer: Any, texts: list[str], max_length: int | None, desc: str) -> TokenIds:
+def _encode(
+    rust: Tokenizer | None, tokenizer: TextTokenizer, texts: list[str], max_length: int | None, desc: str
+) -> TokenIds:
     """Ids of `texts`, cut to `max_length` tokens (by `rust`, a copy truncating there, or by the slow
     `tokenizer` when there is none); all of each text's ids when `max_length` is None."""
     from tqdm.auto import tqdm
@@ -184,12 +208,19 @@ def _encode(rust: Any, tokenizer: Any, texts: list[str], max_length: int | None,
         if rust is not None:
             encoded.extend(encoding.ids for encoding in encode(chunk))
         else:
-            encoded.extend(tokenizer(chunk, truncation=max_length is not None, max_length=max_length)["input_ids"])
+            encoded.extend(
+                _slow(tokenizer)(chunk, truncation=max_length is not None, max_length=max_length)["input_ids"]
+            )
     return TokenIds.from_lists(encoded)
 
 
 def encode_windows(
-    tokenizer: Any, texts: Sequence[str], windowing: Windowing, *, cache: bool = True, desc: str = "tokenising"
+    tokenizer: TextTokenizer,
+    texts: Sequence[str],
+    windowing: Windowing,
+    *,
+    cache: bool = True,
+    desc: str = "tokenising",
 ) -> tuple[TokenIds, Windows]:
     """Whole texts tokenised (cached like `encode_ids`, under no length), then cut into the model's inputs
     by `windowing` (`--long-text`): the windows' ids, and which text each window belongs to.
@@ -201,7 +232,8 @@ def encode_windows(
     if rust is not None:
         prefix, suffix = special_tokens(lambda text: rust.encode(text).ids)
     else:
-        prefix, suffix = special_tokens(lambda text: tokenizer(text)["input_ids"])
+        slow = _slow(tokenizer)
+        prefix, suffix = special_tokens(lambda text: slow(text)["input_ids"])
     windows = windowing.cut(full, prefix, suffix)
     if cache:
         log.info("%s", log_line(windows.stats(), windowing, desc))
@@ -219,7 +251,7 @@ def cache_dir() -> Path:
     return Path(configured) if configured else Path.home() / ".cache" / "textcls" / "token-ids"
 
 
-def _cache_path(texts: list[str], rust: Any, tokenizer: Any, max_length: int) -> Path:
+def _cache_path(texts: list[str], rust: Tokenizer | None, tokenizer: TextTokenizer, max_length: int | None) -> Path:
     """The cache file of these texts under this tokenizer and length: a change in any of them is a new file."""
     digest = hashlib.sha256(f"textcls-token-ids {CACHE_FORMAT} {max_length}\n".encode())
     recipe = (

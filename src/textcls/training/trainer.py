@@ -14,11 +14,11 @@ import shutil
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
-from textcls.config import TrainConfig
+from textcls.config import PretrainConfig, TrainConfig
 from textcls.errors import TextclsError
 from textcls.files import write_json
 from textcls.training.cpu_speed import lean_cpu_training
@@ -26,6 +26,9 @@ from textcls.training.device import tune_cuda
 from textcls.training.loaders import EpochBatches, TokenizedRows, batch_loader
 from textcls.training.objectives import Objective
 from textcls.training.throughput import ThroughputMeter
+
+if TYPE_CHECKING:
+    from transformers import TrainingArguments
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +94,9 @@ class _CheckpointGuard:
         self.callback = Callback()
 
 
-def training_arguments(checkpoint_dir: Path, config: Any, precision: str, **options: Any) -> Any:
+def training_arguments(
+    checkpoint_dir: Path, config: TrainConfig | PretrainConfig, precision: str, **options: Any
+) -> TrainingArguments:
     """The `TrainingArguments` every textcls Trainer run shares (schedule, checkpoints each epoch,
     precision, seeds, the GPU's fast step) from a config with epochs, batch_size, lr, weight_decay,
     warmup_ratio, logging_steps and seed (and `compile`, where it has one); `options` add or override the rest."""
@@ -120,7 +125,7 @@ def training_arguments(checkpoint_dir: Path, config: Any, precision: str, **opti
         report_to="none",
         # the NaN/inf filter reads every step's loss on the host: a sync per step on a GPU
         logging_nan_inf_filter=False,
-        torch_compile=bool(getattr(config, "compile", False)) and gpu,
+        torch_compile=isinstance(config, TrainConfig) and config.compile and gpu,  # pretraining never compiles
     )
     if gpu:
         tune_cuda()  # TF32 and attention without cuDNN's, for `textcls pretrain` as for fine-tuning
@@ -134,7 +139,7 @@ def training_arguments(checkpoint_dir: Path, config: Any, precision: str, **opti
 
 def training_callbacks(time_budget: float | None) -> list[Any]:
     """The Trainer callbacks every textcls run uses: complete-checkpoint markers, and the time budget."""
-    callbacks = [_CheckpointGuard().callback]
+    callbacks: list[Any] = [_CheckpointGuard().callback]  # TrainerCallback subclasses, made on first use
     if time_budget is not None:
         callbacks.append(_TimeBudget(time_budget).callback)
     return callbacks
@@ -191,6 +196,8 @@ def engine_trainer(
     from transformers import Trainer
 
     class EngineTrainer(Trainer):
+        throughput: ThroughputMeter  # steady-state samples/s, read back by fit() for metrics.json
+
         def get_train_dataloader(self) -> Any:
             return self.accelerator.prepare(batch_loader(train_rows, batches, config))
 
