@@ -153,6 +153,8 @@ def predict_logits(
             logits = np.zeros((len(token_ids), batch_logits.shape[-1]), dtype=np.float32)
         logits[rows] = batch_logits.float().cpu().numpy()
     module.train(was_training)
+    if logits is None:  # no batches: no texts
+        return np.zeros((0, 0), dtype=np.float32)
     return logits
 
 
@@ -161,6 +163,8 @@ def evaluate(
 ) -> dict[str, float]:
     """Dev loss and headline metrics of `module` on encoded texts, their windows scored in `batches` of
     window indices and pooled per text."""
+    if rows.labels is None:
+        raise ValueError("evaluate needs labelled rows")
     logits = predict_logits(module, rows.token_ids, 0, batches=batches)
     if rows.windows is not None:
         logits = rows.windows.pool(logits)  # (texts, classes)

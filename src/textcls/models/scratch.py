@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -139,7 +139,8 @@ class ScratchTransformerModel(nn.Module):
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         seq = input_ids.shape[1]
-        positions = self.positions[:seq] if seq <= len(self.positions) else sinusoidal_positions(seq, self.d_model)
+        table = cast(torch.Tensor, self.positions)  # a registered buffer: (max_positions, d_model)
+        positions = table[:seq] if seq <= len(table) else sinusoidal_positions(seq, self.d_model)
         x = self.embedding(input_ids) * math.sqrt(self.d_model) + positions.to(
             input_ids.device
         )  # (batch, seq, d_model)
@@ -159,7 +160,8 @@ class ScratchTransformerClassifier(TorchClassifier):
     """Family "scratch-transformer": a small pre-LayerNorm transformer encoder trained from scratch.
 
     Example:
-        >>> clf.attention(["Stocks fell sharply."])[0].weights.shape  # (layers, heads, tokens, tokens)  # doctest: +SKIP
+        >>> # weights: (layers, heads, tokens, tokens)
+        >>> clf.attention(["Stocks fell sharply."])[0].weights.shape  # doctest: +SKIP
         (2, 4, 6, 6)
     """
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import json
 import logging
 import sys
@@ -93,13 +94,14 @@ def write_data(task: str, rows: int, out: str | Path, seed: int = 0, overwrite: 
     splits = make_splits(task, rows, seed)
     existing = [str(Path(out) / f"{split}.tsv") for split in splits if (Path(out) / f"{split}.tsv").exists()]
     if existing and not overwrite:
+        verb = "exists" if len(existing) == 1 else "exist"
         raise TextclsError(
-            f"{', '.join(existing)} already exist{'s' if len(existing) == 1 else ''}; pass --overwrite to replace them or choose another --out"
+            f"{', '.join(existing)} already {verb}; pass --overwrite to replace them or choose another --out"
         )
     out = make_folder(Path(out))
     paths = {}
     for split, pairs in splits.items():
-        paths[split] = write_atomic(out / f"{split}.tsv", lambda temporary, pairs=pairs: write_tsv(temporary, pairs))
+        paths[split] = write_atomic(out / f"{split}.tsv", functools.partial(write_tsv, pairs=pairs))
     return paths
 
 
