@@ -19,6 +19,14 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # Token ids are cached on disk (textcls.training); tests keep theirs out of the user's cache.
 os.environ.setdefault("TEXTCLS_CACHE_DIR", tempfile.mkdtemp(prefix="textcls-test-token-cache-"))
 
+# pytest-xdist (`-n 2` in pyproject.toml) runs the suite in two worker processes that inherit the
+# controller's environment. Each worker keeps its own token cache, and runs torch (and the `textcls`
+# processes it starts) on one thread, so two workers share the cores instead of fighting over them.
+XDIST_WORKER = os.environ.get("PYTEST_XDIST_WORKER")
+if XDIST_WORKER:
+    os.environ["TEXTCLS_CACHE_DIR"] = os.path.join(os.environ["TEXTCLS_CACHE_DIR"], XDIST_WORKER)
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 SHARED_AG_NEWS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ag_news"
 
 # Four topics, each with its own words, so a tiny model can learn them in a few steps.
@@ -137,7 +145,8 @@ def make_multilabel_rows(n: int, seed: int = 0) -> list[tuple[list[str], str]]:
 
 
 def write_multilabel_folder(folder: Path, n_train: int = 120, n_dev: int = 48, jsonl: bool = False) -> Path:
-    """train/dev of `make_multilabel_rows` with classes.txt: a CSV label cell joins names with '|', a JSONL one lists them."""
+    """train/dev of `make_multilabel_rows` with classes.txt: a CSV label cell joins names with '|',
+    a JSONL one lists them."""
     import json
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -186,6 +195,13 @@ def chunk_run(tiny_bert: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
         stride=8,
         class_weights="balanced",
     )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if XDIST_WORKER:
+        import torch
+
+        torch.set_num_threads(1)
 
 
 @pytest.fixture(autouse=True)

@@ -285,13 +285,22 @@ def test_damaged_weights_of_runs_without_a_record_are_still_named(family_runs, f
     assert_clean_failure(cli("predict", run, "shares profit stocks"), "damaged", "train again or restore the folder")
 
 
+@pytest.fixture(scope="module")
+def exported_run(tiny_run, tmp_path_factory) -> Path:
+    """A copy of `tiny_run` with both ONNX graphs exported by the CLI, once for every damage below."""
+    pytest.importorskip("onnxruntime")
+    run = tmp_path_factory.mktemp("exported") / "run"
+    shutil.copytree(tiny_run, run)
+    exported = cli("export", run, "--format", "onnx", "--int8")
+    assert exported.returncode == 0, exported.stderr[-3000:]
+    return run
+
+
 @pytest.mark.parametrize("how", ["truncated", "bit-flipped"])
 @pytest.mark.parametrize("backend", ["onnx", "onnx-int8"])
-def test_damaged_onnx_graphs_are_named(tiny_run, backend, how, tmp_path):
-    pytest.importorskip("onnxruntime")
+def test_damaged_onnx_graphs_are_named(exported_run, backend, how, tmp_path):
     run = tmp_path / "run"
-    shutil.copytree(tiny_run, run)
-    assert cli("export", run, "--format", "onnx", "--int8").returncode == 0
+    shutil.copytree(exported_run, run)
     graph = run / "onnx" / ("model.onnx" if backend == "onnx" else "model.int8.onnx")
     damage(graph, how)
     assert_clean_failure(

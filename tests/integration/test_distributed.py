@@ -12,7 +12,8 @@ import pytest
 
 from tests.conftest import make_texts, write_ag_news_folder
 
-pytestmark = [pytest.mark.distributed, pytest.mark.slow]
+# one xdist worker runs these one after another: each launches two processes, and accelerate's default port is fixed
+pytestmark = [pytest.mark.distributed, pytest.mark.slow, pytest.mark.xdist_group("distributed")]
 
 
 LAUNCHERS = {
