@@ -17,8 +17,8 @@ from torch import nn
 from tests.conftest import TOPIC_WORDS
 from tests.conftest import topic_split as split
 from textcls.config import TrainConfig
-from textcls.models import neural
 from textcls.models.rnn import LSTMClassifier
+from textcls.training import loop
 from textcls.training.cpu_speed import (
     ATTENTION,
     BERT_ATTENTION_TYPES,
@@ -252,16 +252,16 @@ def test_a_resumed_own_loop_run_replays_the_dropout_masks_of_an_uninterrupted_on
     with caplog.at_level(logging.INFO, logger="textcls.training"):
         whole, summary = LSTMClassifier.fit(train, dev, list(TOPIC_WORDS), config, tmp_path / "whole", hparams=hparams)
     assert "training on a CPU: dropout masks drawn 16 bits at a time" in caplog.text
-    write_checkpoint = neural.write_checkpoint
+    write_checkpoint = loop.write_checkpoint
 
     def killed_after_the_first_epoch(checkpoint_dir, step, *rest):
         write_checkpoint(checkpoint_dir, step, *rest)
         raise KeyboardInterrupt  # as a kill right after the first checkpoint landed
 
-    monkeypatch.setattr(neural, "write_checkpoint", killed_after_the_first_epoch)
+    monkeypatch.setattr(loop, "write_checkpoint", killed_after_the_first_epoch)
     with pytest.raises(KeyboardInterrupt):
         LSTMClassifier.fit(train, dev, list(TOPIC_WORDS), config, tmp_path / "cut", hparams=hparams)
-    monkeypatch.setattr(neural, "write_checkpoint", write_checkpoint)
+    monkeypatch.setattr(loop, "write_checkpoint", write_checkpoint)
     resumed, resumed_summary = LSTMClassifier.fit(
         train, dev, list(TOPIC_WORDS), dataclasses.replace(config, resume=True), tmp_path / "cut", hparams=hparams
     )
