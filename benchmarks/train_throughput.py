@@ -26,7 +26,7 @@ per-epoch evaluation, checkpoints); Trainer's own `train_samples_per_second`; st
 training steps only (the first 5 steps, each epoch's first step and evaluation left out).
 
 CUDA rows (only where `torch.cuda.is_available()`; the same command): MiniLM on all 50,769 rows for 3
-epochs with the GPU defaults (token budget, scaled lr, no compile), the previous path for comparison,
+epochs with the GPU defaults (token budget, scaled lr, no compile), the plain `Trainer` path for comparison,
 and a BERT-base-sized model built from a config (random weights).
 
     python benchmarks/train_throughput.py --data ../shared/data/ag_news
@@ -384,7 +384,7 @@ def accuracy_over_seeds(
 
 
 def cuda_rows(args: argparse.Namespace, train: Split, dev: Split, label_names: list[str], models: Path) -> dict:
-    """MiniLM's full fine-tune with the GPU defaults, the previous path beside it, and BERT-base from a config."""
+    """MiniLM's full fine-tune with the GPU defaults, the plain `Trainer` path beside it, and BERT-base."""
     minilm = TrainConfig(model=str(embedded_model_path()), epochs=3.0, seed=args.seed, metric="accuracy")
     bert_base = bert_from_config(models / "bert-base", **BERT_BASE)
     cut_train = split_rows(train, args.cuda_compare_rows)
