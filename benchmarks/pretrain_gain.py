@@ -5,7 +5,8 @@
 2. Fine-tune, for each labelled-set size (--labels, default 500 and 2000) and seed (--seeds 3),
    both the embedded MiniLM and the pre-trained encoder on the same seeded sample of labelled rows;
    dev accuracy on all of dev.csv.
-3. Print mean ± sd per cell and the gain, and write JSON (config, versions, hardware) to --output.
+3. Print mean ± sd per cell and the gain, and write JSON (under the result header: config, versions,
+   machine) to --output.
 
     python benchmarks/pretrain_gain.py --data ../shared/data/ag_news
 
@@ -17,29 +18,20 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
-import platform
 import statistics
 import sys
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python benchmarks/NAME.py` imports the package too
+
 import textcls
+from benchmarks import harness
+from benchmarks.harness import check_reused
 from textcls.config import PretrainConfig
-from textcls.files import write_json
-from textcls.machine import cpu_model, library_versions
 from textcls.runfolder import is_run, read_record
 
 log = logging.getLogger("benchmark")
-
-
-def check_reused(run: Path, made_with: dict, asked: dict) -> None:
-    """Stop when a run found in --work was made with other settings than this command asks for:
-    reusing it would silently mix two recipes in one table."""
-    differ = {key: (made_with.get(key), value) for key, value in asked.items() if made_with.get(key) != value}
-    if differ:
-        found = ", ".join(f"{key} {old!r} (asked: {new!r})" for key, (old, new) in differ.items())
-        sys.exit(f"{run}: made with {found}; pass another --work, or delete {run} to redo it")
 
 
 def fine_tune(data: str, model: str | None, rows: int, seed: int, out: Path, args: argparse.Namespace) -> float:
@@ -82,11 +74,9 @@ def fine_tune(data: str, model: str | None, rows: int, seed: int, out: Path, arg
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", default="../shared/data/ag_news", help="AG News folder (train.csv, dev.csv).")
-    parser.add_argument("--work", default="runs/pretrain_gain", help="Folder for the runs (reused when present).")
+    parser = harness.parser(__doc__, "pretrain_gain", work=True)
     parser.add_argument("--labels", default="500,2000", help="Labelled-set sizes, comma-separated.")
-    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--seeds", type=int, default=3, help="Fine-tunes per cell, seeded 0, 1, ...")
     parser.add_argument("--pretrain-minutes", type=float, default=30.0, help="Time budget of the pre-training.")
     parser.add_argument(
         "--pretrain-epochs",
@@ -121,12 +111,10 @@ def main() -> None:
     parser.add_argument("--epochs", type=float, default=3.0, help="Fine-tuning epochs on the small labelled sets.")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--lr", type=float, default=1e-4)
-    parser.add_argument("--output", default="benchmarks/results/pretrain_gain.json")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     data, work = args.data, Path(args.work)
-    if not (Path(data) / "train.csv").is_file():
-        sys.exit(f"no AG News data at {data}; pass --data FOLDER with train.csv and dev.csv")
+    head = harness.header("pretrain_gain", args)
 
     encoder = work / "mlm"
     started = time.perf_counter()
@@ -174,7 +162,7 @@ def main() -> None:
             )
     wall = time.perf_counter() - started
 
-    print(f"\nlow-label fine-tuning on AG News dev ({args.seeds} seeds), {cpu_model()}")
+    print(f"\nlow-label fine-tuning on AG News dev ({args.seeds} seeds); {harness.describe(head)}")
     print(f"{'labelled rows':>13} {'encoder':<24} {'dev accuracy':>16}")
     for cell in cells:
         print(f"{cell['labels']:>13} {cell['encoder']:<24} {cell['mean']:.4f} ± {cell['sd']:.4f}")
@@ -187,18 +175,8 @@ def main() -> None:
         f"{before.get('pseudo_perplexity', float('nan')):.1f} -> {after.get('pseudo_perplexity', float('nan')):.1f}, "
         f"masked accuracy {before['masked_accuracy']:.3f} -> {after['masked_accuracy']:.3f}"
     )
-    write_json(
-        Path(args.output),
-        {
-            "benchmark": "pretrain_gain",
-            "config": vars(args),
-            "cells": cells,
-            "pretraining": pretraining,
-            "wall_seconds": round(wall, 1),
-            "versions": library_versions(),
-            "hardware": {"platform": platform.platform(), "processor": cpu_model(), "cpus": os.cpu_count()},
-            "measured": time.strftime("%Y-%m-%d %H:%M:%S"),
-        },
+    harness.write_result(
+        args.output, head, {"cells": cells, "pretraining": pretraining, "wall_seconds": round(wall, 1)}
     )
     print(f"written: {args.output}")
 

@@ -15,9 +15,10 @@
   tfidf) on one row per (text, label), the top label predicted.
 
 It prints macro-F1 and the minority class's recall for the imbalance case, accuracy for the long
-case and test micro-F1 for the multi-label case, and writes JSON (config, versions, hardware) to --output. The generated rows go to --work
-(under runs/, never committed); data and runs already there are reused when made with the same rows and
-options, so an interrupted run continues, and it stops naming the difference when they were not.
+case and test micro-F1 for the multi-label case, and writes JSON (under the result header: config,
+versions, machine) to --output. The generated rows go to --work (under runs/, never committed); data
+and runs already there are reused when made with the same rows and options, so an interrupted run
+continues, and it stops naming the difference when they were not.
 
     python benchmarks/real_world.py --data ../shared/data/ag_news
 """
@@ -33,13 +34,14 @@ import sys
 import time
 from pathlib import Path
 
-from pretrain_gain import check_reused  # benchmarks/pretrain_gain.py: stop where --work holds another recipe's runs
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python benchmarks/NAME.py` imports the package too
 
 import textcls
+from benchmarks import harness
+from benchmarks.harness import check_reused, record_generated, reuse_generated
 from textcls.config import DataConfig, from_dict
 from textcls.data.loading import load_data
 from textcls.files import write_json
-from textcls.machine import hardware, library_versions
 from textcls.runfolder import is_run, read_record
 
 log = logging.getLogger("benchmark")
@@ -76,7 +78,8 @@ SENTENCES = [
     "Copyright 2004. All rights reserved. This material may not be published, broadcast, rewritten or redistributed.",
     "Click here to sign up for our free daily newsletter and get the headlines delivered to your inbox.",
     "Share this article: Email, Print, Comment, Save, Like, Follow.",
-    "We use cookies to improve your experience on our site. By continuing you agree to our privacy policy and terms of use.",
+    "We use cookies to improve your experience on our site. "
+    "By continuing you agree to our privacy policy and terms of use.",
     "Advertisement. Story continues below.",
     "Readers who viewed this page also viewed the pages below.",
     "Please enable JavaScript in your browser to view the comments on this page.",
@@ -91,8 +94,8 @@ MONTHS = ["January", "February", "March", "April", "May", "June", "July", "Augus
 
 def read_rows(path: Path) -> list[tuple[int, str]]:
     """(label index, "title description") of an AG News CSV with a header."""
-    with path.open(encoding="utf-8", newline="") as handle:
-        return [(int(row["label"]), f"{row['title']} {row['description']}".strip()) for row in csv.DictReader(handle)]
+    texts, labels = harness.read_ag_news(path)
+    return list(zip(labels, texts))
 
 
 def write_split(path: Path, rows: list[tuple[int, str]]) -> None:
@@ -176,16 +179,6 @@ def train_once(data: Path, out: Path, **options) -> dict:
     return {"dev": metrics["dev"], "train_seconds": metrics["train"]["train_seconds"]}
 
 
-def generated(data: Path, made_with: dict) -> bool:
-    """Whether `data` already holds rows generated with `made_with` (then they are reused); stops when it
-    holds rows generated otherwise."""
-    record = data / "made_with.json"
-    if not record.is_file():
-        return False
-    check_reused(data, json.loads(record.read_text(encoding="utf-8")), made_with)
-    return True
-
-
 def imbalance_case(args: argparse.Namespace, train: list, dev: list, work: Path) -> list[dict]:
     rng = random.Random(args.seed)
     minority = LABELS.index(args.minority)
@@ -226,10 +219,10 @@ def long_case(args: argparse.Namespace, train: list, dev: list, work: Path) -> l
         "seed": args.seed,
         "source": str(Path(args.data).resolve()),
     }
-    if not generated(data, made_with):
+    if not reuse_generated(data, made_with):
         write_split(data / "train.csv", lengthened(rng.sample(train, args.long_rows), rng))
         write_split(data / "dev.csv", lengthened(rng.sample(dev, args.long_dev_rows), rng))
-        write_json(data / "made_with.json", made_with)
+        record_generated(data, made_with)
     results = []
     for strategy in ("truncate", "head-tail", "chunk"):
         run = train_once(
@@ -301,14 +294,14 @@ def multilabel_case(args: argparse.Namespace, train: list, dev: list, work: Path
         "seed": args.seed,
         "source": str(Path(args.data).resolve()),
     }
-    if not generated(data, made_with):
+    if not reuse_generated(data, made_with):
         pool = train[:]
         rng.shuffle(pool)
         cut = len(pool) * args.multilabel_rows // (args.multilabel_rows + args.multilabel_dev_rows)
         write_multilabel_split(data / "train.csv", composite(pool[:cut], args.multilabel_rows, 0.5, rng))
         write_multilabel_split(data / "dev.csv", composite(pool[cut:], args.multilabel_dev_rows, 0.5, rng))
         write_multilabel_split(data / "test.csv", composite(dev, len(dev), 0.5, rng))
-        write_json(data / "made_with.json", made_with)
+        record_generated(data, made_with)
     results = []
     for family in args.multilabel_families.split(","):
         budget = {"epochs": args.epochs}
@@ -342,7 +335,7 @@ def multilabel_case(args: argparse.Namespace, train: list, dev: list, work: Path
     # Without the feature: single-label, one row per (text, label), the top label predicted.
     family = args.multilabel_baseline_family
     flat = work / "multilabel" / "single-label-data"
-    if not (flat / "dev.csv").is_file():
+    if not reuse_generated(flat, made_with):  # made from `data`, so with the same options
         for split in ("train", "dev"):
             with (data / f"{split}.csv").open(encoding="utf-8", newline="") as handle:
                 rows = [
@@ -351,6 +344,7 @@ def multilabel_case(args: argparse.Namespace, train: list, dev: list, work: Path
                     for name in row["label"].split("|")
                 ]
             write_split(flat / f"{split}.csv", rows)
+        record_generated(flat, made_with)
     out = work / "multilabel" / f"{family}-single-label"
     single = train_once(flat, out, family=family, seed=args.seed, epochs=args.epochs, early_stopping_patience=0)
     with (data / "test.csv").open(encoding="utf-8", newline="") as handle:
@@ -387,21 +381,24 @@ def merged(path: Path, cases: list[str], results: list[dict], run: dict) -> dict
     for row in kept:
         row.setdefault("measured", earlier.get("measured"))
     runs = earlier.get("earlier_runs", []) + (
-        [{k: earlier[k] for k in run if k in earlier}] if kept and "config" in earlier else []
+        [{k: v for k, v in earlier.items() if k not in ("results", "earlier_runs")}]
+        if kept and "config" in earlier
+        else []
     )
     for row in results:
         row["measured"] = run["measured"]
-    return {"benchmark": "real_world", **run, "results": kept + results, **({"earlier_runs": runs} if kept else {})}
+    return {**run, "results": kept + results, **({"earlier_runs": runs} if kept else {})}
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", default="../shared/data/ag_news", help="AG News folder (train.csv, dev.csv).")
-    parser.add_argument(
-        "--work", default="runs/real_world", help="Folder for the generated data and the runs (reused)."
+    parser = harness.parser(
+        __doc__,
+        "real_world",
+        work=True,
+        seed=0,
+        help={"output": "JSON results; rows of the cases not run this time are kept from the file."},
     )
     parser.add_argument("--cases", default=",".join(CASES), help="Comma-separated cases to run.")
-    parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--minority", default="Business", choices=LABELS, help="imbalance: the class kept at 5%%.")
     parser.add_argument("--imbalance-rows", type=int, default=20_000)
     parser.add_argument("--imbalance-family", default="tfidf")
@@ -417,16 +414,10 @@ def main() -> None:
     parser.add_argument("--multilabel-pretrained-epochs", type=float, default=2.0)
     parser.add_argument("--multilabel-baseline-family", default="tfidf")
     parser.add_argument("--epochs", type=float, default=3.0, help="Epochs of the torch families (tfidf fits once).")
-    parser.add_argument(
-        "--output",
-        default="benchmarks/results/real_world.json",
-        help="JSON results; rows of the cases not run this time are kept from the file.",
-    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     source = Path(args.data)
-    if not (source / "train.csv").is_file():
-        sys.exit(f"no AG News data at {source}; pass --data FOLDER with train.csv and dev.csv")
+    head = harness.header("real_world", args)
     train, dev = read_rows(source / "train.csv"), read_rows(source / "dev.csv")
     started = time.perf_counter()
     results = []
@@ -447,13 +438,7 @@ def main() -> None:
             f"{recall:>15} {micro:>8} {row['train_seconds']:>7.0f}"
         )
     print("(multi-label: accuracy is subset accuracy on the test rows; micro-F1 with the thresholds tuned on dev)")
-    run = {
-        "config": vars(args),
-        "wall_seconds": round(wall, 1),
-        "versions": library_versions(),
-        "hardware": hardware(),
-        "measured": time.strftime("%Y-%m-%d %H:%M:%S"),
-    }
+    run = {**head, "wall_seconds": round(wall, 1)}
     write_json(Path(args.output), merged(Path(args.output), args.cases.split(","), results, run))
     print(f"written: {args.output}")
 

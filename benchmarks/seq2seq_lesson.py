@@ -6,10 +6,12 @@
 3. train the additive and the no-attention (RNNenc) model on reorder with the same sizes and the
    same time budget, one after the other; score both by source length; draw BLEU and exact match
    against length (docs/seq2seq/length.png, compare.json) and one reorder alignment;
-4. write benchmarks/results/seq2seq.json (numbers, configs, versions, hardware) and print a table.
+4. write benchmarks/results/seq2seq.json (the result header: config, versions, machine; then the
+   numbers and each run's config) and print a table.
 
-Each training run is capped by `--time-budget` minutes of training (default 8 for dates, 9 for
-reorder) and uses one CPU thread (on this 2-core machine two threads ran slower and erratically).
+Each training run is capped by minutes of training (`--dates-budget`, default 8; `--reorder-budget`,
+default 9) and uses `--threads` CPU threads (default one: on 2 cores, two threads trained slower and
+less steadily).
 
     python benchmarks/seq2seq_lesson.py                # everything (about 25 minutes on 2 CPU cores)
     python benchmarks/seq2seq_lesson.py --reuse        # keep runs already in --runs, redo the scores and figures
@@ -19,15 +21,17 @@ The CLI equivalent of each step is in the README's section "Attention where it w
 
 from __future__ import annotations
 
-import argparse
 import logging
-import platform
+import sys
 import time
 from pathlib import Path
 
-from textcls import machine, runfolder, seq2seq
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python benchmarks/NAME.py` imports the package too
 
-ROOT = Path(__file__).resolve().parents[1]
+from benchmarks import harness
+from benchmarks.harness import ROOT
+from textcls import runfolder, seq2seq
+
 DATES_EXAMPLE = "Saturday 14 August 1982"
 
 
@@ -46,17 +50,21 @@ def _bucket(report: dict, name: str) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = harness.parser(
+        __doc__, "seq2seq_lesson", data=(), rows=30000, output=None, help={"rows": "Training pairs per task."}
+    )
     parser.add_argument("--runs", type=Path, default=ROOT / "runs" / "seq2seq", help="where data and run folders go")
     parser.add_argument("--docs", type=Path, default=ROOT / "docs" / "seq2seq", help="where the figures go")
-    parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results" / "seq2seq.json")
-    parser.add_argument("--rows", type=int, default=30000, help="training pairs per task")
+    parser.add_argument(
+        "--results", type=Path, default=ROOT / harness.RESULTS / "seq2seq.json", help="Where the result JSON goes."
+    )
     parser.add_argument("--dates-budget", type=float, default=8.0, help="minutes of training for dates")
     parser.add_argument("--reorder-budget", type=float, default=9.0, help="minutes of training per reorder model")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--reuse", action="store_true", help="keep data and runs that already exist")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    head = harness.header("seq2seq_lesson", args)
 
     data = {task: args.runs / "data" / task for task in ("dates", "reorder")}
     for task, folder in data.items():
@@ -101,8 +109,7 @@ def main() -> None:
         for attention, report in by_length.items()
     }
     results = {
-        "machine": {**machine.hardware(), "python": platform.python_version(), "torch_threads": args.threads},
-        "versions": dates_metrics and seq2seq.load(dates_run).info["versions"],
+        "trained_with": seq2seq.load(dates_run).info["versions"],  # with --reuse, possibly other versions
         "dates": {
             "run": str(dates_run),
             "config": run.info["config"],
@@ -113,7 +120,6 @@ def main() -> None:
                 "output": example.text,
                 "year_rows_attention_on_source_year": year_attention.round(4).tolist(),
             },
-            "target": "test exact match >= 0.99",
         },
         "reorder": {
             attention: {
@@ -126,7 +132,6 @@ def main() -> None:
             }
             for attention in reorder_runs
         },
-        "targets": {"additive long/short BLEU": ">= 0.90", "none long/short BLEU": "<= 0.60"},
         "figures": {
             "alignment_dates": str(args.docs / "alignment_dates.png"),
             "length": str(args.docs / "length.png"),
@@ -140,9 +145,7 @@ def main() -> None:
             for row in compare["runs"]
         ],
     }
-    from textcls.files import write_json
-
-    write_json(args.results, results)
+    harness.write_result(args.results, head, results)
     print(
         f"dates (additive): test exact match {dates_test['overall']['exact_match']:.4f}, "
         f"'{DATES_EXAMPLE}' -> {example.text}, year rows' weight on the source year {year_attention.round(3).tolist()}"
@@ -155,7 +158,8 @@ def main() -> None:
         training = reorder_metrics[attention]["training"]
         print(
             f"| {attention} | {report['overall']['bleu']:.1f} | {_bucket(report, '1-20')['bleu']:.1f} | "
-            f"{_bucket(report, '21-40')['bleu']:.1f} | {_bucket(report, '41-60')['bleu']:.1f} | {ratios[attention]:.2f} | "
+            f"{_bucket(report, '21-40')['bleu']:.1f} | {_bucket(report, '41-60')['bleu']:.1f} | "
+            f"{ratios[attention]:.2f} | "
             f"{report['overall']['exact_match']:.3f} | {training['train_seconds']:.0f} | {training['epochs_run']} |"
         )
     print(f"wrote {args.results}")

@@ -14,11 +14,9 @@ floor for what a separate client machine would see.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import logging
 import os
-import platform
 import socket
 import subprocess
 import sys
@@ -26,13 +24,12 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python benchmarks/NAME.py` imports the package too
+
 import httpx
 import numpy as np
-import pandas as pd
-from inference import cpu_matrix_units  # benchmarks/inference.py: the CPU's matrix-unit flags and oneDNN's pick
 
-from textcls.files import write_json
-from textcls.machine import cpu_model, library_versions
+from benchmarks import harness
 
 log = logging.getLogger("benchmark")
 
@@ -87,7 +84,7 @@ class Server:
 
 async def drive(url: str, texts: list[str], clients: int, requests: int) -> dict:
     """`clients` concurrent keep-alive connections sending one-text requests until `requests` are done."""
-    import aiohttp  # httpx's async pool tops out near 400 requests/s at 32 connections here, aiohttp near 15,000
+    import aiohttp  # httpx's async pool caps the request rate far below what the server takes; aiohttp does not
 
     latencies: list[float] = []
     errors = 0
@@ -168,10 +165,15 @@ def measure(server: Server, texts: list[str], clients: int, requests: int, label
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--run", default="runs/agnews", help="Run folder to serve.")
+    parser = harness.parser(
+        __doc__,
+        "serve_load",
+        data=("dev.csv",),
+        run=True,
+        repeats=3,
+        help={"run": "Run folder to serve.", "repeats": "Passes over the concurrency levels (run-to-run spread)."},
+    )
     parser.add_argument("--backend", default="auto", help="auto (the server's default), torch, onnx or onnx-int8.")
-    parser.add_argument("--data", default="../shared/data/ag_news", help="AG News folder (dev.csv gives the texts).")
     parser.add_argument("--clients", default="1,8,32", help="Concurrency levels, comma-separated.")
     parser.add_argument("--requests", type=int, default=2000, help="Requests per concurrency level.")
     parser.add_argument("--threads", type=int, default=None, help="The server's model threads (default: one per core).")
@@ -179,17 +181,12 @@ def main() -> None:
         "--batch-size", type=int, default=None, help="The server's texts per model call (default: the backend's)."
     )
     parser.add_argument("--spin", action="store_true", help="Keep ONNX Runtime's thread spinning on in the server.")
-    parser.add_argument("--repeat", type=int, default=3, help="Passes over the concurrency levels (run-to-run spread).")
     parser.add_argument("--no-unbatched", action="store_true", help="Skip the row with micro-batching off.")
-    parser.add_argument("--output", default="benchmarks/results/serve_load.json")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
 
-    dev = Path(args.data) / "dev.csv"
-    if not dev.is_file():
-        sys.exit(f"no AG News dev.csv at {dev}; pass --data FOLDER")
-    frame = pd.read_csv(dev, keep_default_na=False)
-    texts = [f"{t} {d}".strip() for t, d in zip(frame["title"], frame["description"])]
+    texts, _ = harness.read_ag_news(Path(args.data) / "dev.csv")
+    head = harness.header("serve_load", args, packages=("onnxruntime",), onednn=True)  # the server may run ONNX
     levels = [int(c) for c in args.clients.split(",")]
 
     rows = []
@@ -202,9 +199,9 @@ def main() -> None:
     log.info("the server runs %s (asked for %s)", served, args.backend)
     try:
         # Warm-up at the highest concurrency: ONNX Runtime's first call at a new batch size takes
-        # ~0.3 s (its memory arena grows), which would otherwise land in one level's p99.
+        # longer (its memory arena grows), which would otherwise land in one level's p99.
         asyncio.run(drive(server.url, texts, max(levels), 4 * max(levels)))
-        for repeat in range(args.repeat):
+        for repeat in range(args.repeats):
             for clients in levels:
                 rows.append({**measure(server, texts, clients, args.requests, "batched"), "repeat": repeat})
     finally:
@@ -222,18 +219,19 @@ def main() -> None:
         f"{args.requests} requests of one text per level"
     )
     print(
-        f"{'server':<10} {'pass':>4} {'clients':>7} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'texts/call':>11}"
-        f" {'CPU s: avail':>13} {'server':>7} {'client':>7}"
+        f"{'server':<10} {'pass':>4} {'clients':>7} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} "
+        f"{'texts/call':>11} {'CPU s: avail':>13} {'server':>7} {'client':>7}"
     )
     for row in rows:
         per_call = "-" if row["texts_per_model_call"] is None else f"{row['texts_per_model_call']:.1f}"
         print(
-            f"{row['server']:<10} {row.get('repeat', '-')!s:>4} {row['clients']:>7} {row['requests_per_second']:>8.1f} {row['p50_ms']:>8.1f} "
-            f"{row['p99_ms']:>8.1f} {row['errors']:>7} {per_call:>11} {row['cpu_seconds']['available']:>13.1f}"
+            f"{row['server']:<10} {row.get('repeat', '-')!s:>4} {row['clients']:>7} "
+            f"{row['requests_per_second']:>8.1f} {row['p50_ms']:>8.1f} {row['p99_ms']:>8.1f} {row['errors']:>7} "
+            f"{per_call:>11} {row['cpu_seconds']['available']:>13.1f}"
             f" {row['cpu_seconds']['server']:>7.1f} {row['cpu_seconds']['client']:>7.1f}"
         )
     ratios = []
-    for repeat in range(args.repeat):
+    for repeat in range(args.repeats):
         batched = {row["clients"]: row for row in rows if row["server"] == "batched" and row.get("repeat") == repeat}
         if min(levels) in batched and max(levels) in batched:
             ratios.append(
@@ -244,27 +242,16 @@ def main() -> None:
             f"throughput at {max(levels)} clients / at {min(levels)}: {', '.join(f'{r:.2f}x' for r in ratios)} "
             f"(median {float(np.median(ratios)):.2f}x); errors in all: {sum(row['errors'] for row in rows)}"
         )
-    units = cpu_matrix_units()
-    print(
-        f"matrix units: {', '.join(f for f, on in units['flags'].items() if on) or 'none'}; oneDNN ISA: {units['onednn_isa']}"
-    )
-    write_json(
-        Path(args.output),
+    print(harness.describe(head))
+    harness.write_result(
+        args.output,
+        head,
         {
-            "benchmark": "serve_load",
-            "config": vars(args),
             "served_backend": served,
             "backend_choice": model.get("backend_choice"),
-            "matrix_units": units,
             "rows": rows,
             "ratios_max_to_min_clients": ratios,
             "median_ratio": float(np.median(ratios)) if ratios else None,
-            "versions": {
-                **library_versions(),
-                "onnxruntime": __import__("onnxruntime").__version__,
-            },  # the server may run ONNX
-            "hardware": {"platform": platform.platform(), "processor": cpu_model(), "cpus": os.cpu_count()},
-            "measured": time.strftime("%Y-%m-%d %H:%M:%S"),
         },
     )
     print(f"written: {args.output}")

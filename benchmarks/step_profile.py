@@ -1,11 +1,11 @@
 """Where a training step spends its time: `torch.profiler` over a few steps of the product's fit path.
 
-This is how the cuDNN-attention cost on the GPU was found (README, "Training speed on a GPU"): the
-table sorted by host time named `aten::_cudnn_attention_forward`/`_backward`. It runs
-`PretrainedClassifier.fit` with this device's defaults on the first `--rows` AG News rows, skips
-`--wait` steps (start-up, allocator growth), warms the profiler up for 3, records `--steps` steps and
-stops training. It prints the top operators by self device time (on a GPU) and by self host time,
-and writes them with the config, versions and hardware to `--output` (JSON).
+It names the operators a step's time goes to (README, "Training speed on a GPU"), sorted by host time
+and, on a GPU, by device time. It runs `PretrainedClassifier.fit` with this device's defaults on the
+first `--rows` AG News rows, skips `--wait` steps (start-up, allocator growth), warms the profiler up
+for 3, records `--steps` steps and stops training. It prints the top operators by self device time (on
+a GPU) and by self host time, and writes them under the result header (config, versions, machine) to
+`--output` (JSON).
 
     python benchmarks/step_profile.py --data ../shared/data/ag_news                       # MiniLM, defaults
     python benchmarks/step_profile.py --data DIR --batch-tokens 16384 --lr 3e-4 --steps 20
@@ -13,20 +13,19 @@ and writes them with the config, versions and hardware to `--output` (JSON).
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import datetime
 import sys
 import tempfile
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python benchmarks/NAME.py` imports the package too
+
 import torch
 
 import textcls
+from benchmarks import harness
 from textcls.config import TrainConfig
 from textcls.data.loading import Split, load_data
-from textcls.files import write_json
-from textcls.machine import hardware, library_versions
 from textcls.models.encoders import embedded_model_path
 from textcls.models.pretrained import PretrainedClassifier
 
@@ -62,22 +61,23 @@ def top_operators(profiler: torch.profiler.profile, sort_by: str, rows: int) -> 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", default="../shared/data/ag_news", help="AG News folder (train.csv, dev.csv).")
+    parser = harness.parser(
+        __doc__,
+        "step_profile",
+        rows=10_000,
+        seed=harness.SEED,
+        help={"rows": "Training rows (enough for wait + warm-up + steps)."},
+    )
     parser.add_argument("--model", default=None, help="Encoder folder (default: the embedded MiniLM).")
-    parser.add_argument("--rows", type=int, default=10_000, help="Training rows (enough for wait + warm-up + steps).")
     parser.add_argument("--batch-tokens", type=int, default=None, help="Token budget (default: this device's).")
     parser.add_argument("--batch-size", type=int, default=None, help="Texts a batch instead of a token budget.")
     parser.add_argument("--lr", type=float, default=None)
     parser.add_argument("--wait", type=int, default=10, help="Steps left out before the profiler starts.")
     parser.add_argument("--steps", type=int, default=12, help="Steps recorded.")
     parser.add_argument("--top", type=int, default=25, help="Operators shown per table.")
-    parser.add_argument("--output", type=Path, default=Path("benchmarks/results/step_profile.json"))
     args = parser.parse_args()
-    if not (Path(args.data) / "train.csv").is_file():
-        sys.exit(f"no AG News data at {args.data}; pass --data DIR with train.csv and dev.csv")
 
-    data = load_data(textcls.DataConfig(data=args.data, seed=42), splits=("train", "dev"))
+    data = load_data(textcls.DataConfig(data=args.data, seed=args.seed), splits=("train", "dev"))
     train, dev = data.splits["train"], data.splits["dev"]
     train = Split(train.name, train.texts[: args.rows], train.labels[: args.rows], train.source)
     dev = Split(dev.name, dev.texts[:200], dev.labels[:200], dev.source)
@@ -85,7 +85,7 @@ def main() -> None:
     config = TrainConfig(
         model=args.model or str(embedded_model_path()),
         epochs=1.0,
-        seed=42,
+        seed=args.seed,
         early_stopping_patience=0,
         **{name: value for name, value in options.items() if value is not None},
     )
@@ -123,17 +123,14 @@ def main() -> None:
             print(
                 f"{row['name'][:70]:<70} {row['calls']:>7} {row['self_host_us']:>11.0f} {row['self_device_us']:>12.0f}"
             )
-    write_json(
+    head = harness.header("step_profile", {**vars(args), "resolved": dataclasses.asdict(config)})
+    harness.write_result(
         args.output,
+        head,
         {
-            "benchmark": "step_profile",
-            "date": datetime.date.today().isoformat(),
-            "config": {**vars(args), "output": str(args.output), "resolved": dataclasses.asdict(config)},
             "summary": {key: summary.get(key) for key in ("precision", "global_step", "steady_samples_per_second")},
             "totals": totals,
             "tables": tables,
-            "versions": library_versions(),
-            "hardware": hardware(),
         },
     )
     print(f"\nwritten to {args.output}")

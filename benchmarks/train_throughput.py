@@ -1,12 +1,12 @@
-"""Training throughput: the lesson's recipe, the previous textcls defaults and today's engine, side by
+"""Training throughput: the lesson's recipe, the plain `Trainer` fit path and textcls's engine, side by
 side in one run on the same rows and machine.
 
 Side-by-side rows (always, on this machine's device: the CPU here, the GPU where there is one):
   (a) recipe:   tokenizer(padding="max_length") -> every text padded to 512 tokens, batch 8, `Trainer`
                 defaults (fp32, random batches).
-  (b) before:   the textcls fit path before the shared engine, reimplemented verbatim below
-                (`datasets.map` tokenisation, `DataCollatorWithPadding`, `group_by_length`, batch 32).
-  (c) engine:   `PretrainedClassifier.fit` with today's defaults for this device (cached Rust tokenisation,
+  (b) before:   the plain `Trainer` fit path, as textcls ran it without its engine (below: `datasets.map`
+                tokenisation, `DataCollatorWithPadding`, `group_by_length`, batch 32).
+  (c) engine:   `PretrainedClassifier.fit` with the defaults for this device (cached Rust tokenisation,
                 batches padded to multiples of 8, the engine's data loaders under `Trainer`).
   Both (b) and (c) run on MiniLM (accuracy checked on the same dev rows) and on an overhead proxy: a
   2-layer, 64-wide BERT built from a config (random weights), 20,000 rows, 1 epoch, where the model is
@@ -26,7 +26,7 @@ per-epoch evaluation, checkpoints); Trainer's own `train_samples_per_second`; st
 training steps only (the first 5 steps, each epoch's first step and evaluation left out).
 
 CUDA rows (only where `torch.cuda.is_available()`; the same command): MiniLM on all 50,769 rows for 3
-epochs with the GPU defaults (token budget, scaled lr, no compile), the previous path for comparison,
+epochs with the GPU defaults (token budget, scaled lr, no compile), the plain `Trainer` path for comparison,
 and a BERT-base-sized model built from a config (random weights).
 
     python benchmarks/train_throughput.py --data ../shared/data/ag_news
@@ -36,10 +36,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import datetime
 import logging
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -47,49 +45,30 @@ import time
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python benchmarks/NAME.py` imports the package too
+
 import numpy as np
 import torch
 
 import textcls
+from benchmarks import harness
+from benchmarks.bare_step import BERT_BASE, PROXY, bert_from_config, first_batches, step_timing, token_rows
 from textcls.config import TrainConfig
 from textcls.data.loading import Split, load_data
-from textcls.files import write_json
-from textcls.machine import cpu_model, library_versions
 from textcls.models.encoders import embedded_model_path
 from textcls.models.pretrained import PretrainedClassifier
-from textcls.training.batching import training_plan
 from textcls.training.cpu_speed import lean_cpu_training
 from textcls.training.device import resolve_precision
-from textcls.training.loaders import TokenizedRows, to_device
+from textcls.training.loaders import to_device
 from textcls.training.throughput import ThroughputMeter
-from textcls.training.tokens import encode_ids, pad_id
-
-LABEL_COUNT = 4
-MAX_LENGTH = 128  # TrainConfig's default, as the fits below use
+from textcls.training.tokens import encode_ids
 
 
-# ---- models built from a config ------------------------------------------------------------
-def bert_from_config(folder: Path, **sizes: Any) -> Path:
-    """A randomly initialised BERT of `sizes` with the embedded model's WordPiece tokenizer, saved to `folder`."""
-    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
-
-    tokenizer = AutoTokenizer.from_pretrained(embedded_model_path())
-    torch.manual_seed(0)
-    config = BertConfig(vocab_size=tokenizer.vocab_size, max_position_embeddings=512, num_labels=LABEL_COUNT, **sizes)
-    BertForSequenceClassification(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
-
-
-PROXY = {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 256}
-BERT_BASE = {"hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12, "intermediate_size": 3072}
-
-
-# ---- (b) the fit path before the engine, verbatim -------------------------------------------
+# ---- (b) the plain Trainer path ------------------------------------------------------------
 def before_fit(train: Split, dev: Split, label_names: list[str], config: TrainConfig, checkpoint_dir: Path) -> dict:
-    """textcls's `PretrainedClassifier.fit` as it was before the shared engine (git 786a57f), with a
-    steady-state meter added: `datasets.map` tokenisation, `DataCollatorWithPadding`, Trainer's
-    `group_by_length` sampler, batch 32, the same schedule, checkpoints and evaluation."""
+    """The fit without the engine, with a steady-state meter added: `datasets.map` tokenisation,
+    `DataCollatorWithPadding`, Trainer's `group_by_length` sampler, batch 32, the engine's schedule,
+    checkpoints and evaluation."""
     from datasets import Dataset
     from transformers import (
         DataCollatorWithPadding,
@@ -169,7 +148,7 @@ def before_fit(train: Split, dev: Split, label_names: list[str], config: TrainCo
         compute_metrics=lambda p: headline_metrics(p.label_ids, np.argmax(p.predictions, axis=-1)),
         callbacks=callbacks,
     )
-    result = trainer.train()  # as then: stock modules and attention (`run_trainer` now adds the CPU's fast dropout)
+    result = trainer.train()  # stock modules and attention (`run_trainer` adds the CPU's fast dropout)
     return {
         "precision": precision,
         "fit_seconds": time.perf_counter() - started,
@@ -266,53 +245,17 @@ def tokenisation_rates(texts: list[str], max_length: int = 128) -> dict[str, flo
 
 
 # ---- the proxy's ceiling -------------------------------------------------------------------
-def first_batches(
-    rows: TokenizedRows, batch_size: int, seed: int, count: int | None = None
-) -> list[dict[str, torch.Tensor]]:
-    """The first `count` batches (all: None) of one epoch as the engine plans and pads them
-    (`batching.training_plan`: texts of similar length together, padded to multiples of 8, in seeded
-    random order), made now."""
-    plan = training_plan(rows.text_lengths(), seed, batch_size=batch_size)
-    return [rows.__getitems__(batch) for batch in plan[:count]]
-
-
-def timed_steps(forward: Any, optimizer: Any, batches: list[dict], warmup: int, precision: str) -> tuple[float, float]:
-    """Train on `batches` with the bare step (forward, backward, optimizer step; autocast per `precision`):
-    (seconds of the first `warmup` steps, samples/s of the rest). Nothing else runs inside the clock."""
-    device = batches[0]["input_ids"].device
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
-
-    def run(part: list[dict]) -> float:
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        started = time.perf_counter()
-        for batch in part:
-            with torch.autocast(device.type, dtype=dtype, enabled=precision != "fp32"):
-                loss = forward(**batch).loss
-            loss.backward()
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        return time.perf_counter() - started
-
-    first = run(batches[:warmup])
-    seconds = run(batches[warmup:])
-    return first, sum(len(b["labels"]) for b in batches[warmup:]) / seconds
-
-
 def bare_step_rates(
     model_dir: Path, split: Split, batch_sizes: tuple[int, ...], steps: int | None, seed: int
 ) -> dict[str, float]:
     """Samples/s of the proxy's bare training step (forward, backward, fused AdamW; autocast as the engine
-    resolves it, and on a CPU the engine's `lean_cpu_training`) on the engine's batches made beforehand, per batch size: no tokenisation, no data
-    loading, no `Trainer`, no evaluation. What any engine can reach on this device with that model.
-    `steps` None: the whole epoch, the very rows the engine's rows train on (a sample of batches has
-    other lengths, and moved the rate by ~10% in a run)."""
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    resolves it, and on a CPU the engine's `lean_cpu_training`) on the engine's batches made beforehand,
+    per batch size: no tokenisation, no data loading, no `Trainer`, no evaluation. What any engine can
+    reach on this device with that model. `steps` None: the whole epoch, the very rows the engine's
+    rows train on (a sample of batches has other lengths, and so another rate)."""
+    from transformers import AutoModelForSequenceClassification
 
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    rows = TokenizedRows(encode_ids(tokenizer, split.texts, MAX_LENGTH, cache=False), split.labels, pad_id(tokenizer))
+    rows = token_rows(model_dir, split.texts, split.labels)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     rates = {}
     for batch_size in batch_sizes:
@@ -324,10 +267,8 @@ def bare_step_rates(
         model = AutoModelForSequenceClassification.from_pretrained(model_dir).to(device).train()
         optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
         with lean_cpu_training(model):  # as the engine trains it on a CPU (elsewhere: nothing changes)
-            _, rate = timed_steps(
-                model, optimizer, batches, 5, resolve_precision("auto")
-            )  # 5 steps warm the kernels up
-        rates[f"batch {batch_size}"] = round(rate, 1)
+            timing = step_timing(model, optimizer, batches, 5, resolve_precision("auto"))  # 5 warm the kernels up
+        rates[f"batch {batch_size}"] = round(timing.per_second, 1)
     return rates
 
 
@@ -342,7 +283,7 @@ def alternate(
         for name, fit, config in runs:
             rows.setdefault(name, []).append(measure(name, fit, train, dev, label_names, config))
     best = []
-    for name, tries in rows.items():
+    for tries in rows.values():
         row = max(tries, key=lambda r: r["samples_per_second"])
         row["all_samples_per_second"] = [r["samples_per_second"] for r in tries]
         row["all_steady_samples_per_second"] = [r["steady_samples_per_second"] for r in tries]
@@ -443,7 +384,7 @@ def accuracy_over_seeds(
 
 
 def cuda_rows(args: argparse.Namespace, train: Split, dev: Split, label_names: list[str], models: Path) -> dict:
-    """MiniLM's full fine-tune with the GPU defaults, the previous path beside it, and BERT-base from a config."""
+    """MiniLM's full fine-tune with the GPU defaults, the plain `Trainer` path beside it, and BERT-base."""
     minilm = TrainConfig(model=str(embedded_model_path()), epochs=3.0, seed=args.seed, metric="accuracy")
     bert_base = bert_from_config(models / "bert-base", **BERT_BASE)
     cut_train = split_rows(train, args.cuda_compare_rows)
@@ -467,11 +408,7 @@ def cuda_rows(args: argparse.Namespace, train: Split, dev: Split, label_names: l
 
 
 def print_table(report: dict) -> None:
-    hardware = report["hardware"]
-    print(
-        f"{report['date']}, {hardware['cuda'] or 'CPU only'}, {hardware['cpus']} CPU cores ({hardware['processor']}), "
-        f"{hardware['torch_threads']} torch threads"
-    )
+    print(harness.describe(report))
     header = f"{'rows':<40}{'samples/s':>11}{'Trainer':>10}{'steady':>10}{'dev acc':>9}{'ratio':>8}{'steady':>8}"
     print(header + "\n" + f"{'':<40}{'end-to-end':>11}{'s/s':>10}{'s/s':>10}{'':>9}{'e2e':>8}{'ratio':>8}")
     groups = [
@@ -497,14 +434,14 @@ def print_table(report: dict) -> None:
             )
         if base:
             for row in rows[1:]:
-                print(
-                    f"  {row['name']}: dev accuracy {100 * (row['dev_accuracy'] - base['dev_accuracy']):+.2f} points vs before"
-                )
+                points = 100 * (row["dev_accuracy"] - base["dev_accuracy"])
+                print(f"  {row['name']}: dev accuracy {points:+.2f} points vs before")
     cpu = report.get("side_by_side", {})
     seeds = cpu.get("minilm_dev_accuracy_over_seeds")
     if seeds:
         print(
-            f"minilm dev accuracy over seeds {seeds['seeds'][0]}-{seeds['seeds'][-1]}: before {seeds['mean']['before']:.4f}, "
+            f"minilm dev accuracy over seeds {seeds['seeds'][0]}-{seeds['seeds'][-1]}: "
+            f"before {seeds['mean']['before']:.4f}, "
             f"engine {seeds['mean']['engine']:.4f}; engine - before {seeds['difference_points_mean']:+.2f} points "
             f"(sd of the per-seed differences {seeds['difference_points_sd']})"
         )
@@ -530,22 +467,19 @@ def print_table(report: dict) -> None:
         )
 
 
-def machine() -> dict[str, Any]:
-    """The machine a benchmark ran on, for its JSON: the CPU by name (`machine.cpu_model`), cores, torch threads and the GPU if any."""
-    return {
-        "platform": platform.platform(),
-        "processor": cpu_model(),
-        "cpus": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-    }
-
-
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", default="../shared/data/ag_news", help="AG News folder (train.csv, dev.csv).")
+    parser = harness.parser(
+        __doc__,
+        "train_throughput",
+        rows=3000,
+        seed=harness.SEED,
+        repeats=1,
+        help={
+            "rows": "Training rows of the side-by-side MiniLM comparison.",
+            "repeats": "Runs of each side-by-side row, in turns; the fastest is kept.",
+        },
+    )
     parser.add_argument("--recipe-steps", type=int, default=12, help="Training steps of the recipe (batch 8).")
-    parser.add_argument("--rows", type=int, default=3000, help="Training rows of the side-by-side MiniLM comparison.")
     parser.add_argument(
         "--eval-rows", type=int, default=2000, help="Dev rows evaluated by the side-by-side comparisons."
     )
@@ -570,14 +504,7 @@ def main() -> None:
         "--accuracy-rows", type=int, default=0, help="Also compare fp32 vs bf16 accuracy on N rows (engine)."
     )
     parser.add_argument("--skip-cpu", action="store_true", help="Only the CUDA rows (skip the side-by-side rows).")
-    parser.add_argument(
-        "--repeats", type=int, default=1, help="Runs of each side-by-side row, in turns; the fastest is kept."
-    )
-    parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--output", default="benchmarks/results/train_throughput.json")
     args = parser.parse_args()
-    if not (Path(args.data) / "train.csv").is_file():
-        sys.exit(f"no AG News data at {args.data}; pass --data DIR with train.csv and dev.csv")
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     from transformers.utils import logging as hf_logging
 
@@ -585,20 +512,16 @@ def main() -> None:
     dataset = load_data(textcls.DataConfig(data=args.data, seed=args.seed), splits=("train", "dev"))
     train, dev, label_names = dataset.splits["train"], dataset.splits["dev"], dataset.label_names
     started = time.time()
-    report: dict[str, Any] = {"benchmark": "train_throughput", "date": datetime.date.today().isoformat()}
+    head = harness.header("train_throughput", args)
+    result: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as models:
         if not args.skip_cpu:
-            report["side_by_side"] = side_by_side_rows(args, train, dev, label_names, Path(models))
+            result["side_by_side"] = side_by_side_rows(args, train, dev, label_names, Path(models))
         if torch.cuda.is_available():
-            report["cuda"] = cuda_rows(args, train, dev, label_names, Path(models))
-    report.update(
-        config=vars(args),
-        versions=library_versions(),
-        hardware=machine(),
-        wall_seconds=round(time.time() - started, 1),
-    )
-    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    write_json(Path(args.output), report)
+            result["cuda"] = cuda_rows(args, train, dev, label_names, Path(models))
+    result["wall_seconds"] = round(time.time() - started, 1)
+    harness.write_result(args.output, head, result)
+    report = {**head, **result}
     print_table(report)
     print(f"written to {args.output} ({report['wall_seconds']:.0f} s)")
 
