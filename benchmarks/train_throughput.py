@@ -263,6 +263,11 @@ def bare_step_rates(
             to_device(batch, device)
             for batch in first_batches(rows, batch_size, seed, None if steps is None else steps + 5)
         ]
+        if len(batches) <= 5:
+            sys.exit(
+                f"--proxy-rows {len(split)}: expected more than 5 batches of {batch_size} (5 warm up), found "
+                f"{len(batches)}; pass --proxy-rows {6 * batch_size} or more"
+            )
         torch.manual_seed(seed)
         model = AutoModelForSequenceClassification.from_pretrained(model_dir).to(device).train()
         optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
