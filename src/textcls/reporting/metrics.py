@@ -78,23 +78,13 @@ def classification_metrics(labels: Sequence[int], probs: np.ndarray, label_names
     precision, recall, f1, support = precision_recall_fscore_support(
         labels, predictions, labels=label_ids, zero_division=0
     )
-    per_class = {
-        name: {
-            "precision": float(precision[i]),
-            "recall": float(recall[i]),
-            "f1": float(f1[i]),
-            "support": int(support[i]),
-        }
-        for i, name in enumerate(label_names)
-    }
-    lowest = int(np.argmin(np.where(support > 0, recall, np.inf))) if support.any() else 0
+    per_class = _per_class(label_names, precision, recall, f1, support)
     return {
         **headline_metrics(labels, predictions),
         "num_samples": len(labels),
         "per_class": per_class,
         # next to accuracy, what a skewed split hides in it: every class's recall, and the lowest one
-        "per_class_recall": {name: float(recall[i]) for i, name in enumerate(label_names)},
-        "lowest_recall": {"label": label_names[lowest], "recall": float(recall[lowest])},
+        **_recall_summary(label_names, recall, support),
         # rows: gold label, columns: predicted label, both in label_names order
         "confusion_matrix": confusion_matrix(labels, predictions, labels=label_ids).tolist(),
         "label_names": list(label_names),
@@ -116,16 +106,7 @@ def multilabel_metrics(
     gold = np.asarray(gold) > 0.5
     predicted = decide(scores, thresholds).astype(bool)
     precision, recall, f1, support = precision_recall_fscore_support(gold, predicted, average=None, zero_division=0)
-    per_label = {
-        name: {
-            "precision": float(precision[i]),
-            "recall": float(recall[i]),
-            "f1": float(f1[i]),
-            "support": int(support[i]),
-        }
-        for i, name in enumerate(label_names)
-    }
-    lowest = int(np.argmin(np.where(support > 0, recall, np.inf))) if support.any() else 0
+    per_label = _per_class(label_names, precision, recall, f1, support)
     counts = gold.astype(np.int64)
     return {
         **headline_metrics(gold, predicted),
@@ -136,12 +117,36 @@ def multilabel_metrics(
         "labels_per_text": {"gold": float(gold.sum(axis=1).mean()), "predicted": float(predicted.sum(axis=1).mean())},
         "per_label": per_label,
         "per_class": per_label,  # the name the single-label tables read
-        "per_class_recall": {name: float(recall[i]) for i, name in enumerate(label_names)},
-        "lowest_recall": {"label": label_names[lowest], "recall": float(recall[lowest])},
+        **_recall_summary(label_names, recall, support),
         # (labels, labels): texts whose gold labels include both; the diagonal is each label's support
         "co_occurrence": (counts.T @ counts).tolist(),
         "thresholds": {name: float(t) for name, t in zip(label_names, thresholds)},
         "label_names": list(label_names),
+    }
+
+
+def _per_class(
+    label_names: Sequence[str], precision: np.ndarray, recall: np.ndarray, f1: np.ndarray, support: np.ndarray
+) -> dict[str, dict[str, float | int]]:
+    """Precision, recall, F1 and support per class (or label), by name."""
+    return {
+        name: {
+            "precision": float(precision[i]),
+            "recall": float(recall[i]),
+            "f1": float(f1[i]),
+            "support": int(support[i]),
+        }
+        for i, name in enumerate(label_names)
+    }
+
+
+def _recall_summary(label_names: Sequence[str], recall: np.ndarray, support: np.ndarray) -> dict[str, Any]:
+    """Every class's recall and the lowest among the classes with support: what a skewed split hides in
+    its accuracy."""
+    lowest = int(np.argmin(np.where(support > 0, recall, np.inf))) if support.any() else 0
+    return {
+        "per_class_recall": {name: float(recall[i]) for i, name in enumerate(label_names)},
+        "lowest_recall": {"label": label_names[lowest], "recall": float(recall[lowest])},
     }
 
 
