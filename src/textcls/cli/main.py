@@ -406,6 +406,7 @@ def predict(
 ) -> None:
     """Classify texts: {"label", "score", "probs"} each, in input order ({"labels", "scores"} if multi-label)."""
     from textcls.data.loading import read_texts
+    from textcls.data.texts import check_texts
     from textcls.files import write_text_atomic
     from textcls.inference.predictions import prediction_records
     from textcls.runs.api import load, run_text_columns
@@ -418,7 +419,7 @@ def predict(
                 + ("both" if texts else "neither")
             )
         run = load(run_dir, PredictConfig(**_take_predict_options(options)))
-        inputs = texts or []
+        inputs = check_texts(texts, "text argument {number}") if texts else []
         if input_file is not None:  # without --text-column, the columns the run was trained on where the file has them
             inputs = read_texts(
                 input_file, column_names(text_column) if text_column else None, run_text_columns(run.info)

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from textcls.config import DEFAULT_HUB_DATASET, DataConfig
+from textcls.data.texts import decode_file, is_blank, text_problem
 from textcls.errors import DataError
 
 logger = logging.getLogger(__name__)
@@ -49,8 +50,6 @@ HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?")
 MISSING_LABELS = frozenset({"nan", "null", "none"})
 # Above this share of dev/test rows repeating a train text, scores overstate how the model does on new text.
 OVERLAP_WARN_SHARE = 0.01
-# surrogateescape decoding turns each byte that is not UTF-8 into one of these lone surrogates
-_UNDECODABLE = re.compile("[\udc80-\udcff]")
 
 
 # A split's labels: one label index a row, or under --multi-label the sorted tuple of a row's indices.
@@ -466,10 +465,20 @@ def _split_files(folder: Path) -> dict[str, Path]:
 def _read_label_names(path: Path) -> list[str]:
     if not path.is_file():
         raise DataError(f"expected a label names file at {path}, found none; pass --label-names-file FILE")
-    try:
-        names = [line.strip() for line in path.read_text(encoding="utf-8-sig").splitlines() if line.strip()]
-    except UnicodeDecodeError as error:
-        raise DataError(f"{path}: expected UTF-8 label names, found other bytes ({error}); re-save as UTF-8") from None
+    lines = decode_file(path).splitlines()
+    while lines and is_blank(lines[-1]):
+        lines.pop()  # blank lines after the last name shift no index
+    names = []
+    for line, content in enumerate(lines, 1):
+        if is_blank(content):
+            raise DataError(
+                f"{path}, line {line}: expected one label name per line, found a blank line; integer labels "
+                "index the names by line, so remove the line or write the missing name on it"
+            )
+        problem = text_problem(content)
+        if problem is not None:
+            raise DataError(f"{path}, line {line}: {problem}")
+        names.append(content.strip())
     duplicates = sorted(name for name, count in Counter(names).items() if count > 1)
     if not names or duplicates:
         found = f"duplicates {duplicates}" if duplicates else "no names"
@@ -524,11 +533,6 @@ def _read_table(path: Path, label_column: str, known_columns: set[str]) -> _Tabl
     raise DataError(f"{path}: expected one of {list(TABLE_SUFFIXES)}, found {suffix!r}; convert the file")
 
 
-def _decode(path: Path) -> str:
-    # surrogateescape keeps bytes that are not UTF-8, so only the rows holding them are bad, not the file
-    return path.read_bytes().decode("utf-8-sig", errors="surrogateescape")
-
-
 @functools.cache
 def _lift_csv_field_limit() -> None:
     """Let one CSV field be as long as the platform allows; --max-text-chars is the cap users see."""
@@ -545,7 +549,7 @@ def _read_delimited(path: Path, label_column: str, known_columns: set[str]) -> _
     # TSV files (GLUE and others) do not quote fields: a '"' in a sentence must not swallow the next lines.
     # In a CSV, strict parsing refuses text after a closing quote ("a"b) and a quote left open at the end.
     reader = csv.reader(
-        io.StringIO(_decode(path), newline=""),
+        io.StringIO(decode_file(path), newline=""),
         delimiter=delimiter,
         quoting=csv.QUOTE_NONE if tsv else csv.QUOTE_MINIMAL,
         strict=not tsv,
@@ -594,7 +598,7 @@ def _read_delimited(path: Path, label_column: str, known_columns: set[str]) -> _
 
 
 def _read_jsonl(path: Path) -> _Table:
-    text = _decode(path)
+    text = decode_file(path)
     if path.suffix.lower() == ".json" and text.lstrip().startswith("["):
         return _read_json_array(path, text)
     records: list[_Record] = []
@@ -658,7 +662,7 @@ def _read_parquet(path: Path) -> _Table:
         except UnicodeDecodeError:  # pyarrow decodes strings as it converts: keep the bytes that are not UTF-8
             columns[name] = [
                 _surrogate_escaped(scalar) for scalar in table.column(name)
-            ]  # as _decode does for text files
+            ]  # as decode_file does for text files
     return _columnar_table(str(path), table.column_names, columns, table.num_rows)
 
 
@@ -679,16 +683,20 @@ def _columnar_table(source: str, columns: list[str], data: dict[str, list[Any]],
 
 
 def _read_lines(path: Path) -> list[str]:
-    lines = _decode(path).split("\n")
-    if lines[-1] == "":
-        lines.pop()  # a trailing newline ends the last line; it does not start another
+    lines = decode_file(path).split("\n")
+    while lines and is_blank(lines[-1]):
+        lines.pop()  # blank lines at the end follow the last text; they hold no text to predict
     texts = []
     for line, content in enumerate(lines, 1):
         text = content.strip()
-        if not text:
-            raise DataError(f"{path}, line {line}: expected a text on every line (one prediction each), found a blank")
-        if _UNDECODABLE.search(text):
-            raise DataError(f"{path}, line {line}: expected UTF-8 text, found undecodable bytes; re-save it as UTF-8")
+        if is_blank(text):
+            raise DataError(
+                f"{path}, line {line}: expected a text on every line (one prediction each), found a blank; "
+                "remove the line"
+            )
+        problem = text_problem(text)
+        if problem is not None:
+            raise DataError(f"{path}, line {line}: {problem}")
         texts.append(text)
     return texts
 
@@ -771,9 +779,9 @@ def _examples(
         if problem is not None:
             report(problem, "missing field (the row has fewer fields than the header)")
             continue
-        problem = next((column for column in used if _is_undecodable(record.values[column])), None)
-        if problem is not None:
-            report(problem, "undecodable bytes (not UTF-8)")
+        unreadable = next(((column, why) for column in used if (why := _text_problem(record.values[column]))), None)
+        if unreadable is not None:
+            report(*unreadable)
             continue
         problem = next(
             (
@@ -790,7 +798,7 @@ def _examples(
             report(problem, f"expected {expected}, found {_describe(value)}; write the field as {expected}")
             continue
         text = " ".join(cell for cell in (_cell(record.values[column]) for column in text_columns) if cell)
-        if not text:
+        if is_blank(text):
             report("+".join(text_columns), "empty text")
             continue
         if max_text_chars is not None and len(text) > max_text_chars:
@@ -814,8 +822,11 @@ def _examples(
     return examples
 
 
-def _is_undecodable(value: Any) -> bool:
-    return isinstance(value, str) and _UNDECODABLE.search(value) is not None
+def _text_problem(value: Any) -> str | None:
+    """Why a cell's string is not text (`text_problem`), else None; a multi-label list is checked item by item."""
+    if isinstance(value, list):
+        return next(filter(None, map(_text_problem, value)), None)
+    return text_problem(value) if isinstance(value, str) else None
 
 
 def _not_scalar(value: Any, is_text: bool) -> bool:
@@ -1011,7 +1022,23 @@ def _build_label_map(
         )
     if integers:
         return _LabelMap([str(value) for value in sorted(integers)], None)
+    _warn_case_variants(Counter(label for label in labels if isinstance(label, str)))
     return _LabelMap(sorted(strings), None)
+
+
+def _warn_case_variants(counts: Counter[str]) -> None:
+    """Warn about labels that differ only in case: each becomes a class of its own, which is rarely meant."""
+    spellings: dict[str, list[str]] = {}
+    for label in sorted(counts):
+        spellings.setdefault(label.casefold(), []).append(label)
+    for variants in spellings.values():
+        if len(variants) > 1:
+            shown = ", ".join(f"{label!r} ({counts[label]} rows)" for label in variants)
+            logger.warning(
+                "labels %s differ only in case and are separate classes; write them the same way to merge them, "
+                "or pass --label-names-file FILE (names there match labels whatever their case)",
+                shown,
+            )
 
 
 def _label_base(integers: set[int], names: list[str], headerless: bool, trained: int | None) -> int | None:

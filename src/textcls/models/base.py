@@ -19,12 +19,13 @@ from __future__ import annotations
 
 import abc
 import importlib
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, TypedDict
 
 import numpy as np
 
+from textcls.data.texts import check_texts
 from textcls.errors import ConfigError, RunFolderError, TextclsError
 from textcls.families import FAMILIES
 
@@ -111,10 +112,10 @@ class Predictor(abc.ABC):
         """Class probabilities, shape (len(texts), len(label_names)), rows in input order (multi-label: each
         label's sigmoid score, so a row need not sum to 1)."""
 
-    def predict(self, texts: Sequence[str], batch_size: int = 64) -> list[str] | list[list[str]]:
+    def predict(self, texts: Iterable[str], batch_size: int = 64) -> list[str] | list[list[str]]:
         """Most probable label name per text; multi-label: every label scoring 0.5 or more (a `Run` decides
         with the thresholds tuned on dev instead)."""
-        probs = self.predict_proba(texts, batch_size=batch_size)
+        probs = self.predict_proba(check_texts(texts), batch_size=batch_size)
         if self.multi_label:
             return [[self.label_names[i] for i in np.flatnonzero(row >= 0.5)] for row in probs]
         return [self.label_names[i] for i in probs.argmax(axis=1)]

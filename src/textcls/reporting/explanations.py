@@ -25,7 +25,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from textcls.errors import TextclsError
+from textcls.data.texts import is_blank, text_problem
+from textcls.errors import DataError, TextclsError
 
 __all__ = ["Explanation", "attention_rollout", "explain"]
 
@@ -210,9 +211,12 @@ def from_token_weights(
 
 
 def check_text(text: Any) -> str:
-    """`text` if it is a non-empty string, else a clear error."""
-    if not isinstance(text, str) or not text.strip():
+    """`text` if it is a string that is neither blank nor unreadable (see `textcls.data.texts`), else a clear error."""
+    if not isinstance(text, str) or is_blank(text):
         raise TextclsError(f"expected a non-empty text to explain, found {text!r}; pass the text in quotes")
+    problem = text_problem(text)
+    if problem is not None:
+        raise DataError(f"the text to explain: {problem}")
     return text
 
 

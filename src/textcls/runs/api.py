@@ -16,7 +16,7 @@ import dataclasses
 import logging
 import shutil
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -37,6 +37,7 @@ from textcls.config import (
 )
 from textcls.data import imbalance, multilabel
 from textcls.data.loading import KnownData, LoadedData, load_data, row_labels
+from textcls.data.texts import check_texts
 from textcls.errors import ConfigError, RunFolderError, StorageError, TextclsError
 from textcls.files import make_folder, storage_error, write_json
 from textcls.inference.backends import check_classifier_run, load_predictor
@@ -342,14 +343,14 @@ class Run:
     def record(self) -> runfolder.RunRecord:
         return runfolder.RunRecord(self.run_dir, self.info, self.metrics)
 
-    def predict_proba(self, texts: Sequence[str], batch_size: int | None = None, progress: bool = False) -> np.ndarray:
+    def predict_proba(self, texts: Iterable[str], batch_size: int | None = None, progress: bool = False) -> np.ndarray:
         """Class probabilities (rows, classes) in input order; `batch_size` defaults to the backend's."""
-        _require_text_list(texts)
+        texts = check_texts(texts)
         return self.classifier.predict_proba(texts, batch_size=batch_size or self._batch_size, progress=progress)
 
-    def predict(self, texts: Sequence[str], batch_size: int | None = None) -> list[str] | list[list[str]]:
+    def predict(self, texts: Iterable[str], batch_size: int | None = None) -> list[str] | list[list[str]]:
         """Most probable label name per text; multi-label: the names of every label that reaches its threshold."""
-        _require_text_list(texts)
+        texts = check_texts(texts)
         if self.thresholds is None:
             return self.classifier.predict(texts, batch_size=batch_size or self._batch_size)
         decisions = multilabel.decide(self.predict_proba(texts, batch_size), self.thresholds)
@@ -361,12 +362,6 @@ class Run:
 
     def num_parameters(self) -> int:
         return self.classifier.num_parameters()
-
-
-def _require_text_list(texts: Any) -> None:
-    """A string is a sequence too: classified as it is, each of its characters would be a text."""
-    if isinstance(texts, (str, bytes)):
-        raise ConfigError(f"expected a list of texts, found one {type(texts).__name__} ({texts[:40]!r}); pass [text]")
 
 
 def load(run_dir: str | Path, predict_config: PredictConfig | None = None) -> Run:

@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 from textcls import machine, runfolder
+from textcls.data.texts import check_texts
 from textcls.errors import ConfigError, RunFolderError, StorageError, TextclsError
 from textcls.files import make_folder, storage_error, write_atomic, write_json
 from textcls.reporting import plots
@@ -290,7 +291,7 @@ class Seq2SeqRun:
             >>> t.text, t.attention.shape
             ('1982-08-14', (11, 24))
         """
-        texts = [texts] if isinstance(texts, str) else list(texts)
+        texts = check_texts([texts] if isinstance(texts, str) else texts)
         if beam < 1:
             raise TextclsError(
                 f"beam: expected a beam size of 1 or more, found {beam}; pass --beam 1 for greedy decoding"

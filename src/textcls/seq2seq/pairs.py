@@ -25,6 +25,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from textcls.data.texts import decode_file, is_blank, text_problem
 from textcls.errors import ConfigError, DataError
 
 SUFFIXES = (".tsv", ".csv", ".jsonl")
@@ -65,12 +66,7 @@ def read_pairs(path: str | Path, source_column: str = "source", target_column: s
         raise DataError(
             f"{path}: expected a file of pairs, found {'a folder' if path.is_dir() else 'nothing'}; check the path"
         )
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as error:
-        raise DataError(
-            f"{path}: expected UTF-8 text, found a byte it cannot decode at {error.start}; re-save it as UTF-8"
-        ) from error
+    text = decode_file(path)  # a byte that is not UTF-8 is refused below, naming its line and field
     suffix = path.suffix.lower()
     if suffix == ".csv":
         rows = _csv_rows(path, text, source_column, target_column)
@@ -86,11 +82,14 @@ def read_pairs(path: str | Path, source_column: str = "source", target_column: s
     pairs = []
     for line, source, target in rows:
         for field, value in ((source_column, source), (target_column, target)):
-            if not value.strip():
+            if is_blank(value):
                 raise DataError(
                     f"{path}, line {line}, field {field!r}: expected text, found it empty; "
                     "fill it in or remove the line"
                 )
+            problem = text_problem(value)
+            if problem is not None:
+                raise DataError(f"{path}, line {line}, field {field!r}: {problem}")
         pairs.append((source.strip(), target.strip()))
     if not pairs:
         raise DataError(f"{path}: expected at least one pair, found none; check the file")
@@ -100,7 +99,7 @@ def read_pairs(path: str | Path, source_column: str = "source", target_column: s
 def _tsv_rows(path: Path, text: str, source_column: str, target_column: str) -> list[tuple[int, str, str]]:
     rows = []
     for line, content in enumerate(text.splitlines(), start=1):
-        if not content.strip():
+        if is_blank(content):
             continue
         cells = content.split("\t")
         if len(cells) != 2:
@@ -122,7 +121,7 @@ def _csv_rows(path: Path, text: str, source_column: str, target_column: str) -> 
     rows = []
     for cells in reader:
         line = reader.line_num
-        if not any(cell.strip() for cell in cells):
+        if all(is_blank(cell) for cell in cells):
             continue
         if len(cells) != len(header):
             raise DataError(
@@ -136,7 +135,7 @@ def _csv_rows(path: Path, text: str, source_column: str, target_column: str) -> 
 def _jsonl_rows(path: Path, text: str, source_column: str, target_column: str) -> list[tuple[int, str, str]]:
     rows = []
     for line, content in enumerate(text.splitlines(), start=1):
-        if not content.strip():
+        if is_blank(content):
             continue
         try:
             record = json.loads(content)
