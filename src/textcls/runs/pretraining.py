@@ -36,6 +36,7 @@ import torch
 from textcls import machine, runfolder
 from textcls.config import PretrainConfig, to_dict
 from textcls.data.loading import TABLE_SUFFIXES, read_texts
+from textcls.data.texts import decode_file, is_blank, text_problem
 from textcls.errors import DataError, TextclsError
 from textcls.files import make_folder
 from textcls.models.encoders import EMBEDDED_MODEL_NAME, quiet_transformers, resolve_model
@@ -61,7 +62,7 @@ def read_pretraining_texts(source: str, text_columns: tuple[str, ...] | None = N
         texts = _folder_texts(path, text_columns)
     else:
         texts = _hub_texts(source, text_columns)
-    texts = [text.strip() for text in texts if text and text.strip()]
+    texts = [text.strip() for text in texts if text and not is_blank(text)]
     if not texts:
         raise DataError(f"{source}: expected unlabelled text to pre-train on, found none; pass a source with texts")
     return texts
@@ -69,15 +70,14 @@ def read_pretraining_texts(source: str, text_columns: tuple[str, ...] | None = N
 
 def _text_lines(path: Path) -> list[str]:
     """The non-blank lines of a UTF-8 text file (blank lines separate paragraphs in a corpus)."""
-    try:
-        content = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as error:
-        line = path.read_bytes()[: error.start].count(b"\n") + 1
-        raise DataError(
-            f"{path}, line {line}: expected UTF-8 text, found byte {error.object[error.start]:#x}; "
-            "re-save the file as UTF-8"
-        ) from error
-    return [line.strip() for line in content.splitlines() if line.strip()]
+    lines = []
+    for number, line in enumerate(decode_file(path).splitlines(), start=1):
+        problem = text_problem(line)
+        if problem is not None:
+            raise DataError(f"{path}, line {number}: {problem}")
+        if not is_blank(line):
+            lines.append(line.strip())
+    return lines
 
 
 def _folder_texts(folder: Path, text_columns: tuple[str, ...] | None) -> list[str]:
