@@ -14,11 +14,11 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from textcls.errors import StorageError
+from textcls.errors import ConfigError, StorageError
 
 # What libraries say when the disk fails them without an OSError (safetensors' Rust writer, torch's
 # zip writer): the message is all there is to go by.
@@ -93,27 +93,117 @@ def make_folder(path: Path) -> Path:
 def write_atomic(path: Path, write: Callable[[Path], Any]) -> Path:
     """Call `write(temp_path)` on a temporary file beside `path`, then rename it into place.
 
-    A storage failure is a `StorageError`; the temporary file is removed and an old `path` stays.
+    A storage failure is a `StorageError`; the temporary file is removed and an old `path` stays. A link is
+    written through: a link to a file (or to nothing yet) keeps being a link and its target is replaced; a
+    link to, or a path of, a pipe or a device (`/dev/stdout`, a FIFO) gets the bytes written into it.
     """
     path = Path(path)
     if path.is_dir():
         raise StorageError(errno.EISDIR, f"could not write {path}: {_FIXES[errno.EISDIR]}")
+    if path.exists() and not path.is_file():  # a pipe or a device, or a link to one
+        return _write_into(path, write)
+    if path.is_symlink():  # to a file, or to none yet
+        return _replace_file(path.resolve(), write, shown=path)
+    return _replace_file(path, write, shown=path)
+
+
+def _replace_file(path: Path, write: Callable[[Path], Any], shown: Path) -> Path:
+    """`write_atomic` for a regular file (or none yet) at `path`; errors name `shown` (the path as given)."""
     temp_name = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         os.close(handle)
         write(Path(temp_name))
-        os.chmod(temp_name, 0o644)  # mkstemp makes 0600 files; results are for sharing and serving
+        os.chmod(temp_name, shared_mode())  # mkstemp makes 0600 files; results are for sharing and serving
         os.replace(temp_name, path)
     except BaseException as error:
         if temp_name is not None:
             Path(temp_name).unlink(missing_ok=True)
-        failure = storage_error(error, path) if isinstance(error, Exception) else None
+        failure = storage_error(error, shown) if isinstance(error, Exception) else None
         if failure is not None:
             raise failure from error
         raise
+    return shown
+
+
+def _write_into(path: Path, write: Callable[[Path], Any]) -> Path:
+    """Write into a pipe or device at `path`: made whole in a temporary file first, then copied in."""
+    handle, temp_name = tempfile.mkstemp(prefix="textcls.", suffix=".tmp")
+    os.close(handle)
+    try:
+        write(Path(temp_name))
+        with open(temp_name, "rb") as source, open(path, "wb") as sink:
+            shutil.copyfileobj(source, sink)
+    except Exception as error:
+        failure = storage_error(error, path)
+        if failure is not None:
+            raise failure from error
+        raise
+    finally:
+        Path(temp_name).unlink(missing_ok=True)
     return path
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def shared_mode(folder: bool = False) -> int:
+    """The permissions a new file (or `folder`) gets under this process's umask: 0o644 / 0o755 under 022."""
+    return (0o777 if folder else 0o666) & ~_umask()
+
+
+def share_tree(root: Path) -> None:
+    """Give `root` and everything in it the umask's permissions: temporary folders and some writers
+    (`tempfile`, safetensors) make 0700 folders and 0600 files, and a run folder is for sharing and serving."""
+    root = Path(root)
+    file_mode, folder_mode = shared_mode(), shared_mode(folder=True)
+    for folder, _folders, files in os.walk(root):
+        os.chmod(folder, folder_mode)
+        for name in files:
+            path = Path(folder) / name
+            if not path.is_symlink():
+                os.chmod(path, file_mode)
+
+
+def check_output(output: Path, inputs: Iterable[Path] = (), folders: Iterable[Path] = ()) -> None:
+    """Refuse `output` before any work when writing it would replace one of the command's `inputs` or a file
+    already in one of its input `folders` (a run folder, say); links and `./` spellings are seen through.
+
+    Example:
+        >>> check_output(Path("data.csv"), inputs=[Path("./data.csv")])  # doctest: +SKIP
+        Traceback (most recent call last):
+        textcls.errors.ConfigError: --output data.csv is also an input of this command (data.csv) ...
+    """
+    output = Path(output)
+    for source in inputs:
+        if _same(output, Path(source)):
+            raise ConfigError(
+                f"--output {output} is also an input of this command ({source}); writing it would replace the "
+                "input: pass another --output"
+            )
+    if not (output.exists() and output.is_file()):
+        return
+    written = output.resolve()
+    for folder in folders:
+        if Path(folder).is_dir() and written.is_relative_to(Path(folder).resolve()):
+            raise ConfigError(
+                f"--output {output} is a file of {folder}, which this command reads; writing it would replace "
+                f"that file: pass an --output outside {folder} or a new file name"
+            )
+
+
+def _same(first: Path, second: Path) -> bool:
+    """Whether two paths name one file (both existing: the same inode; otherwise the same resolved path)."""
+    try:
+        if first.exists() and second.exists():
+            return os.path.samefile(first, second)
+    except OSError:
+        pass
+    return first.resolve() == second.resolve()
 
 
 def write_text_atomic(path: Path, text: str) -> Path:
@@ -145,6 +235,7 @@ def replace_folder(work_dir: Path, target: Path) -> None:
     beside it until the new one is in place, so readers see the old set of files or the new one, never a
     mix: a stop between the two renames leaves `target` absent and the old one in `.NAME.old`."""
     target = Path(target)
+    share_tree(work_dir)
     old = target.with_name(f".{target.name}.old")
     if target.exists() or target.is_symlink():
         _remove(old)

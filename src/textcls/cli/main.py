@@ -152,6 +152,12 @@ def _take_predict_options(options: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in taken.items() if v is not None}
 
 
+def _data_paths(data_options: dict[str, Any]) -> list[str]:
+    """The local files and folders data options read (hub ids are not paths and name nothing here)."""
+    named = (data_options.get(key) for key in ("data", "train_file", "dev_file", "test_file", "label_names_file"))
+    return [value for value in named if isinstance(value, str) and value and Path(value).exists()]
+
+
 def _metrics_table(title: str, metrics: dict[str, Any]) -> Table:
     table = Table(title=title)
     for column in ("label", "precision", "recall", "F1", "support"):
@@ -248,7 +254,9 @@ def train(
 def evaluate(
     run_dir: Path = typer.Argument(..., help="Run folder written by `textcls train`."),
     split: str = typer.Option("test", "--split", help="Split to score: test (falls back to dev) or dev."),
-    output: Path | None = typer.Option(None, "--output", help="Also write the metrics JSON here."),
+    output: Path | None = typer.Option(
+        None, "--output", help="Also write the metrics JSON here ('-': print it to stdout instead of the tables)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the metrics as JSON instead of tables."),
     verbose: Verbose = False,
     **options: Any,
@@ -258,18 +266,24 @@ def evaluate(
     Without data options, the data the run was trained on; new data (--data, --test) is read as the run's was
     (columns, label names, label base) and scored whole (the run's row limits are not carried over).
     """
-    from textcls.files import write_json
+    from textcls.files import check_output, write_json
+    from textcls.runfolder import read_info
     from textcls.runs.api import data_config_for_run
     from textcls.runs.api import evaluate as run_evaluation
 
     _setup_logging(verbose)
+    to_stdout = output is not None and str(output) == "-"
     with _library_call():
         predict_config = PredictConfig(**_take_predict_options(options))
         data_config = data_config_for_run(run_dir, options)
+        if output is not None and not to_stdout:
+            read = dataclasses.asdict(data_config) if data_config else read_info(run_dir).get("data_config", {})
+            sources = [Path(value) for value in _data_paths(read)]
+            check_output(output, sources, folders=[run_dir, *(path for path in sources if path.is_dir())])
         metrics = run_evaluation(run_dir, data_config, split=split, predict_config=predict_config)
-        if output is not None:
+        if output is not None and not to_stdout:
             write_json(output, metrics)
-    if as_json:
+    if as_json or to_stdout:
         print(json.dumps(metrics, indent=2))
         return
     stdout.print(
@@ -398,7 +412,9 @@ def predict(
     run_dir: Path = typer.Argument(..., help="Run folder written by `textcls train`."),
     texts: list[str] | None = typer.Argument(None, help="Texts to classify (or use --input)."),
     input_file: Path | None = typer.Option(None, "--input", help="CSV, TSV, JSONL, Parquet or .txt (one text a line)."),
-    output: Path | None = typer.Option(None, "--output", help="Write one JSON object per input line here (JSONL)."),
+    output: Path | None = typer.Option(
+        None, "--output", help="Write one JSON object per input line here (JSONL; '-': stdout)."
+    ),
     text_column: list[str] | None = typer.Option(None, "--text-column", help="Text column(s) of --input."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON lines instead of a table."),
     verbose: Verbose = False,
@@ -407,7 +423,7 @@ def predict(
     """Classify texts: {"label", "score", "probs"} each, in input order ({"labels", "scores"} if multi-label)."""
     from textcls.data.loading import read_texts
     from textcls.data.texts import check_texts
-    from textcls.files import write_text_atomic
+    from textcls.files import check_output, write_text_atomic
     from textcls.inference.predictions import prediction_records
     from textcls.runs.api import load, run_text_columns
 
@@ -418,6 +434,9 @@ def predict(
                 "expected texts as arguments or --input FILE (exactly one of them); found "
                 + ("both" if texts else "neither")
             )
+        to_stdout = output is not None and str(output) == "-"
+        if output is not None and not to_stdout:
+            check_output(output, [input_file] if input_file is not None else [], folders=[run_dir])
         run = load(run_dir, PredictConfig(**_take_predict_options(options)))
         inputs = check_texts(texts, "text argument {number}") if texts else []
         if input_file is not None:  # without --text-column, the columns the run was trained on where the file has them
@@ -426,12 +445,12 @@ def predict(
             )
         probs = run.predict_proba(inputs, progress=input_file is not None)
         records = prediction_records(probs, run.label_names, run.thresholds)
-        if output is not None:
+        if output is not None and not to_stdout:
             lines = "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in records)
             write_text_atomic(output, lines)
             log.info("wrote %d predictions to %s", len(records), output)
             return
-    if as_json or input_file is not None:
+    if as_json or input_file is not None or to_stdout:
         for record in records:
             print(json.dumps(record, ensure_ascii=False))
         return

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import html
+import json
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -27,6 +28,7 @@ import numpy as np
 
 from textcls.data.imbalance import MIN_DEV_ROWS_PER_CLASS, small_classes
 from textcls.data.multilabel import decide
+from textcls.errors import ConfigError
 from textcls.files import folder_lock, make_folder, work_folder, write_json, write_text_atomic
 from textcls.reporting import plots
 from textcls.reporting.metrics import calibration, classification_metrics, multilabel_metrics
@@ -471,12 +473,16 @@ def write_explanation(expl: Any, out_dir: Path) -> dict[str, Path]:
 
     The files are one set: they are written into a `out_dir/.explanation.*.partial/` folder and moved into `out_dir`
     only once all are written (a previous explanation's files the new one lacks are removed then), so a
-    failed write leaves the previous explanation as it was, never half of each.
+    failed write leaves the previous explanation as it was, never half of each. Files of those names that
+    are not an earlier explanation's (no textcls explanation.json beside them) are never replaced: that is
+    a `ConfigError` before anything is drawn.
     """
     final_dir = make_folder(Path(out_dir))
+    _check_explanation_folder(final_dir)
     with work_folder(final_dir, "explanation") as work_dir:
         names = _write_explanation_files(expl, work_dir)
         with folder_lock(final_dir):  # two explains into one folder: each moves its whole set in turn
+            _check_explanation_folder(final_dir)
             for name in EXPLANATION_FILES - set(names):
                 (final_dir / name).unlink(missing_ok=True)
             for name in names:
@@ -488,6 +494,27 @@ def write_explanation(expl: Any, out_dir: Path) -> dict[str, Path]:
 EXPLANATION_FILES = frozenset(
     {"explanation.json", "explanation.html", "heatmap.png", "grid.png", "rollout.png", "weights.png"}
 )
+# what marks explanation.json as one textcls wrote (`Explanation.to_dict`)
+_EXPLANATION_KEYS = frozenset({"text", "label", "family", "tokens", "token_weights"})
+
+
+def _check_explanation_folder(folder: Path) -> None:
+    """Refuse `folder` when it holds files named like an explanation's that no earlier explanation wrote."""
+    present = sorted(name for name in EXPLANATION_FILES if (folder / name).exists())
+    if not present or _is_explanation(folder / "explanation.json"):
+        return
+    raise ConfigError(
+        f"{folder} holds {', '.join(present)}, which textcls explain did not write (no explanation of its own "
+        "is there), and an explanation would replace them; pass another --out or move those files"
+    )
+
+
+def _is_explanation(path: Path) -> bool:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and _EXPLANATION_KEYS <= data.keys()
 
 
 def _write_explanation_files(expl: Any, out_dir: Path) -> list[str]:
