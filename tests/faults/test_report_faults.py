@@ -147,3 +147,22 @@ def test_a_model_out_of_reach_fails_in_one_line_leaving_nothing(tmp_path: Path, 
     assert "Traceback" not in result.stderr
     assert errors[0] == result.stderr.rstrip().splitlines()[-1]  # the message is one line, nothing after it
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_compare_figure_that_fails_keeps_the_comparison(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from textcls.config import DataConfig
+    from textcls.runs.compare import compare
+
+    def broken(*args: object, **kwargs: object) -> Path:
+        raise RuntimeError("scatter exploded")
+
+    monkeypatch.setattr(plots, "accuracy_vs_time", broken)
+    data = write_ag_news_folder(tmp_path / "data", n_train=40, n_dev=16, n_test=0)
+    with caplog.at_level(logging.WARNING):
+        result = compare(DataConfig(data=str(data)), ["tfidf"], tmp_path / "compare")
+    assert "tfidf" in str(result)
+    assert (tmp_path / "compare" / "compare.json").is_file()
+    assert_complete(tmp_path / "compare" / "tfidf")
+    assert "compare.png" in caplog.text and "scatter exploded" in caplog.text
