@@ -28,6 +28,7 @@ import numpy as np
 
 from textcls.data.imbalance import MIN_DEV_ROWS_PER_CLASS, small_classes
 from textcls.data.multilabel import decide
+from textcls.errors import StorageError
 from textcls.files import folder_lock, make_folder, work_folder, write_json, write_text_atomic
 from textcls.reporting import plots
 from textcls.reporting.metrics import calibration, classification_metrics, multilabel_metrics
@@ -422,6 +423,8 @@ def _drawn(draw: Callable[[], Any], name: str) -> bool:
     """Whether `draw` wrote the figure `name`; a failure is logged, and the rest of the files still written."""
     try:
         draw()
+    except StorageError:  # a full or read-only disk fails the whole set, which then leaves the old one whole
+        raise
     except Exception as error:  # matplotlib raises many kinds; a figure is never worth the explanation
         log.warning("the figure %s was not drawn: %s: %s", name, type(error).__name__, error)
         return False
