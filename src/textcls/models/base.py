@@ -155,6 +155,10 @@ class Classifier(Predictor):
         Families that checkpoint write into `checkpoint_dir` and resume from it when `config.resume`.
         """
 
+    @classmethod
+    def check_sources(cls, config: TrainConfig) -> None:  # noqa: B027 - most families read nothing but the data
+        """Fail, before anything is written, when what `fit` reads besides the data (a model) cannot be found."""
+
     @abc.abstractmethod
     def save(self, model_dir: Path) -> None:
         """Write everything needed to rebuild the model into `model_dir` (no pickle)."""

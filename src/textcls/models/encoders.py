@@ -52,6 +52,30 @@ def resolve_model(name: str | None) -> str:
     return str(model_dir(run_dir))
 
 
+def check_model_found(name: str) -> None:
+    """Fail, before anything is written, when `name` is neither a folder here nor a hub id whose
+    config can be read (from the Hugging Face cache, or the hub when it can be reached)."""
+    path = Path(name).expanduser()
+    if path.exists():
+        return
+    fix = (
+        "pass a local model folder (--model DIR with config.json), connect this machine to the Hugging Face hub "
+        "to download it, or omit --model for the embedded all-MiniLM-L6-v2"
+    )
+    if name.startswith((".", "/", "~")) or name.count("/") > 1 or "\\" in name:
+        raise TextclsError(f"expected a model folder for --model, found no folder at {path}; {fix}")
+    from huggingface_hub import hf_hub_download
+
+    try:
+        hf_hub_download(repo_id=name, filename="config.json")
+    except Exception as error:  # offline, unreachable, unknown or malformed repo id: each its own type
+        cause = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        raise TextclsError(
+            f"expected --model to be a local folder or a Hugging Face hub model, found {name!r} neither "
+            f"on disk nor on the hub ({type(error).__name__}: {cause}); {fix}"
+        ) from error
+
+
 def _refuse_other_runs(path: Path) -> None:
     """A textcls run folder that is not a `textcls pretrain` run holds no encoder at its top: say what it is."""
     if not is_run(path):

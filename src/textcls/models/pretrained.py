@@ -44,7 +44,7 @@ from textcls.models.base import (
     TrainSummary,
     check_training_options,
 )
-from textcls.models.encoders import EMBEDDED_MODEL_NAME, quiet_transformers, resolve_model
+from textcls.models.encoders import EMBEDDED_MODEL_NAME, check_model_found, quiet_transformers, resolve_model
 from textcls.reporting.explanations import Explanation, check_text, from_attention_maps
 from textcls.reporting.metrics import headline_metrics, predicted_labels
 from textcls.runfolder import damaged
@@ -62,8 +62,9 @@ log = logging.getLogger(__name__)
 
 
 def _from_pretrained_error(model_name: str, error: Exception) -> TextclsError:
+    cause = " ".join(str(error).split())  # transformers' messages run over several lines; the CLI prints one
     return TextclsError(
-        f"could not load model {model_name!r}: {error}. If it is a hub id and this machine is offline, "
+        f"could not load model {model_name!r}: {cause}. If it is a hub id and this machine is offline, "
         "pass a local folder (--model DIR), omit --model for the embedded all-MiniLM-L6-v2, or set "
         "HF_HUB_OFFLINE=1 with the model already in the Hugging Face cache"
     )
@@ -125,6 +126,12 @@ class PretrainedClassifier(Classifier):
         self.windowing = windowing or Windowing(max_length)  # what reads texts longer than max_length
 
     # ---- training -------------------------------------------------------------------------
+    @classmethod
+    def check_sources(cls, config: TrainConfig) -> None:
+        """A --model that is neither a folder here nor a hub model within reach fails here."""
+        if config.model is not None:
+            check_model_found(config.model)
+
     @classmethod
     def fit(
         cls,

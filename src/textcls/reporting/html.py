@@ -19,6 +19,7 @@ from __future__ import annotations
 import base64
 import html
 import json
+import logging
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -28,11 +29,13 @@ import numpy as np
 
 from textcls.data.imbalance import MIN_DEV_ROWS_PER_CLASS, small_classes
 from textcls.data.multilabel import decide
-from textcls.errors import ConfigError
+from textcls.errors import ConfigError, StorageError
 from textcls.files import folder_lock, make_folder, work_folder, write_json, write_text_atomic
 from textcls.reporting import plots
 from textcls.reporting.metrics import calibration, classification_metrics, multilabel_metrics
 from textcls.runfolder import METRICS_FILE, RunRecord, read_record
+
+log = logging.getLogger(__name__)
 
 MISTAKES_SHOWN = 20
 
@@ -313,7 +316,9 @@ def _per_class_section(metrics: dict[str, Any], small: dict[str, int]) -> str:
 
 
 def _confusion_section(metrics: dict[str, Any]) -> str:
-    image = _img(plots.confusion_png(np.array(metrics["confusion_matrix"]), metrics["label_names"]), "confusion matrix")
+    image = _figure(
+        lambda: plots.confusion_png(np.array(metrics["confusion_matrix"]), metrics["label_names"]), "confusion matrix"
+    )
     return (
         '<section id="confusion">\n<h2>Confusion matrix</h2>\n'
         '<p class="note">Rows: gold label; columns: predicted label; colour: share of the gold row.</p>\n'
@@ -334,7 +339,7 @@ def _curves_section(run_metrics: dict[str, Any] | None) -> str:
             table = "<table><tr>" + "".join(f"<th>{_esc(k)}</th>" for k in e) + "</tr><tr>"
             table += "".join(f"<td>{_esc(_fmt(v))}</td>" for v in e.values()) + "</tr></table>"
         return head + f'<p class="note">{note}</p>\n{table}\n</section>'
-    return head + _img(plots.curves_png(epochs), "training curves") + "\n</section>"
+    return head + _figure(lambda: plots.curves_png(epochs), "training curves") + "\n</section>"
 
 
 def _calibration_section(calib: dict[str, Any]) -> str:
@@ -347,7 +352,7 @@ def _calibration_section(calib: dict[str, Any]) -> str:
         '<section id="calibration">\n<h2>Calibration</h2>\n'
         f"<p>Expected calibration error (top-label, {len(calib['bins'])} equal-width bins): "
         f"<b>{calib['ece']:.4f}</b></p>\n"
-        f"{_img(plots.reliability_png(calib), 'reliability diagram')}\n"
+        f"{_figure(lambda: plots.reliability_png(calib), 'reliability diagram')}\n"
         "<details><summary>bins</summary><table><tr><th>confidence</th><th>rows</th>"
         f"<th>mean confidence</th><th>accuracy</th></tr>{rows}</table></details>\n</section>"
     )
@@ -403,6 +408,28 @@ def _highlighted(text: str, highlight: Highlighter | None) -> str:
 
 
 # ---------------------------------------------------------------- helpers
+
+
+def _figure(draw: Callable[[], bytes], alt: str) -> str:
+    """`draw`'s PNG as an image tag; a figure that cannot be drawn is logged and noted in the page instead."""
+    try:
+        return _img(draw(), alt)
+    except Exception as error:  # matplotlib raises many kinds; a figure is never worth the report
+        log.warning("the %s figure was not drawn: %s: %s", alt, type(error).__name__, error)
+        cause = _esc(f"{type(error).__name__}: {error}")
+        return f'<p class="warning">The {_esc(alt)} figure could not be drawn ({cause}).</p>'
+
+
+def _drawn(draw: Callable[[], Any], name: str) -> bool:
+    """Whether `draw` wrote the figure `name`; a failure is logged, and the rest of the files still written."""
+    try:
+        draw()
+    except StorageError:  # a full or read-only disk fails the whole set, which then leaves the old one whole
+        raise
+    except Exception as error:  # matplotlib raises many kinds; a figure is never worth the explanation
+        log.warning("the figure %s was not drawn: %s: %s", name, type(error).__name__, error)
+        return False
+    return True
 
 
 def _img(png: bytes, alt: str) -> str:
@@ -529,16 +556,21 @@ def _write_explanation_files(expl: Any, out_dir: Path) -> list[str]:
         layer_maps = expl.attention[expl.layer]
         matrix = layer_maps.mean(axis=0) if expl.head is None else layer_maps[expl.head]
         caption = f"attention, layer {expl.layer}, {head}"
-        plots.attention_heatmap(matrix, expl.tokens, out_dir / "heatmap.png", caption)
-        figures.append(("heatmap.png", caption))
-        plots.attention_grid(expl.attention, expl.tokens, out_dir / "grid.png")
-        figures.append(("grid.png", "attention of every layer (rows) and head (columns)"))
-        plots.token_bars(expl.tokens, expl.rollout, out_dir / "rollout.png", "attention rollout from [CLS]")
-        figures.append(("rollout.png", "attention rollout from [CLS] through all layers"))
+        if _drawn(
+            lambda: plots.attention_heatmap(matrix, expl.tokens, out_dir / "heatmap.png", caption), "heatmap.png"
+        ):
+            figures.append(("heatmap.png", caption))
+        if _drawn(lambda: plots.attention_grid(expl.attention, expl.tokens, out_dir / "grid.png"), "grid.png"):
+            figures.append(("grid.png", "attention of every layer (rows) and head (columns)"))
+        rollout = "attention rollout from [CLS]"
+        if _drawn(lambda: plots.token_bars(expl.tokens, expl.rollout, out_dir / "rollout.png", rollout), "rollout.png"):
+            figures.append(("rollout.png", "attention rollout from [CLS] through all layers"))
     else:
         caption = "n-gram contributions to the predicted label" if expl.features else "attention weights"
-        plots.token_bars(expl.tokens, expl.token_weights, out_dir / "weights.png", caption)
-        figures.append(("weights.png", caption))
+        if _drawn(
+            lambda: plots.token_bars(expl.tokens, expl.token_weights, out_dir / "weights.png", caption), "weights.png"
+        ):
+            figures.append(("weights.png", caption))
     for name, _ in figures:
         paths[name] = out_dir / name
 

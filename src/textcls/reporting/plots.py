@@ -86,11 +86,11 @@ def attention_heatmap(matrix: np.ndarray, tokens: Sequence[str], path: Path, tit
     image = axes.imshow(matrix, cmap="viridis", vmin=0.0, aspect="equal")
     ticks = np.arange(len(tokens))
     font = _label_size(len(tokens))
-    axes.set_xticks(ticks, labels=list(tokens), rotation=90, fontsize=font)
-    axes.set_yticks(ticks, labels=list(tokens), fontsize=font)
+    axes.set_xticks(ticks, labels=list(tokens), rotation=90, fontsize=font, parse_math=False)
+    axes.set_yticks(ticks, labels=list(tokens), fontsize=font, parse_math=False)
     axes.set_xlabel("key (attended to)")
     axes.set_ylabel("query")
-    axes.set_title(title)
+    axes.set_title(title, parse_math=False)
     figure.colorbar(image, ax=axes, fraction=0.046, pad=0.04)
     return _save(figure, path)
 
@@ -111,7 +111,7 @@ def attention_grid(attention: np.ndarray, tokens: Sequence[str], path: Path, tit
                 axes.set_title(f"head {head}", fontsize=8)
             if head == 0:
                 axes.set_ylabel(f"layer {layer}", fontsize=8)
-    figure.suptitle(title or f"attention, {layers} layers x {heads} heads, {len(tokens)} tokens")
+    figure.suptitle(title or f"attention, {layers} layers x {heads} heads, {len(tokens)} tokens", parse_math=False)
     return _save(figure, path)
 
 
@@ -123,11 +123,11 @@ def token_bars(tokens: Sequence[str], weights: np.ndarray, path: Path, title: st
     positions = np.arange(len(tokens))
     colors = ["tab:blue" if w >= 0 else "tab:red" for w in weights]
     axes.barh(positions, weights, color=colors)
-    axes.set_yticks(positions, labels=list(tokens), fontsize=_label_size(len(tokens)))
+    axes.set_yticks(positions, labels=list(tokens), fontsize=_label_size(len(tokens)), parse_math=False)
     axes.invert_yaxis()
     axes.axvline(0.0, color="black", linewidth=0.5)
     axes.set_xlabel("weight")
-    axes.set_title(title)
+    axes.set_title(title, parse_math=False)
     return _save(figure, path)
 
 
@@ -141,8 +141,8 @@ def confusion_png(matrix: np.ndarray, label_names: Sequence[str]) -> bytes:
     share = np.divide(matrix, row_totals, out=np.zeros(matrix.shape, dtype=float), where=row_totals > 0)
     image = axes.imshow(share, cmap="Blues", vmin=0.0, vmax=1.0)
     figure.colorbar(image, ax=axes, fraction=0.046, pad=0.04, label="share of gold row")
-    axes.set_xticks(range(n), labels=list(label_names), rotation=45, ha="right")
-    axes.set_yticks(range(n), labels=list(label_names))
+    axes.set_xticks(range(n), labels=list(label_names), rotation=45, ha="right", parse_math=False)
+    axes.set_yticks(range(n), labels=list(label_names), parse_math=False)
     axes.set_xlabel("predicted")
     axes.set_ylabel("gold")
     if n <= 30:  # beyond that the numbers no longer fit their cells
@@ -231,7 +231,9 @@ def accuracy_vs_time(rows: Sequence[dict[str, Any]], path: Path) -> Path:
     for row in rows:
         seconds = max(row["train_seconds"], 0.1)
         axes.scatter(seconds, row["dev_accuracy"], s=40)
-        axes.annotate(row["family"], (seconds, row["dev_accuracy"]), textcoords="offset points", xytext=(6, 4))
+        axes.annotate(
+            row["family"], (seconds, row["dev_accuracy"]), textcoords="offset points", xytext=(6, 4), parse_math=False
+        )
     axes.set_xscale("log")
     axes.margins(x=0.25, y=0.12)  # room for the labels of the outermost points
     axes.set_xlabel("training time (s, log scale)")
@@ -258,13 +260,15 @@ def alignment_matrix(
     axes = figure.add_subplot(1, 1, 1)
     axes.imshow(weights, cmap="gray", vmin=0.0, vmax=1.0, aspect="equal", interpolation="nearest")
     axes.xaxis.tick_top()
-    axes.set_xticks(np.arange(columns), labels=list(source_tokens), rotation=90, fontsize=_label_size(columns))
-    axes.set_yticks(np.arange(rows), labels=list(output_tokens), fontsize=_label_size(rows))
+    axes.set_xticks(
+        np.arange(columns), labels=list(source_tokens), rotation=90, fontsize=_label_size(columns), parse_math=False
+    )
+    axes.set_yticks(np.arange(rows), labels=list(output_tokens), fontsize=_label_size(rows), parse_math=False)
     axes.set_xlabel("source")
     axes.xaxis.set_label_position("top")
     axes.set_ylabel("output")
     if title:
-        axes.set_title(title, fontsize=9)  # matplotlib lifts it above the top tick labels
+        axes.set_title(title, fontsize=9, parse_math=False)  # matplotlib lifts it above the top tick labels
     return _save(figure, path)
 
 
@@ -284,7 +288,8 @@ def length_curves(rows: Sequence[dict[str, Any]], path: Path) -> Path:
         axes.set_ylabel(label)
         axes.set_ylim(0, 102)
         axes.grid(alpha=0.3)
-        axes.legend(fontsize=8)
+        for text in axes.legend(fontsize=8).get_texts():
+            text.set_parse_math(False)  # run names are shown as written
     bleu_axes.set_title("BLEU against source length")
     exact_axes.set_title("exact match against source length")
     figure.tight_layout()

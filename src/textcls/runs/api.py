@@ -94,6 +94,7 @@ def train(
     # Bad data fails here, before anything is written.
     dataset = load_data(data_config, splits=("train", "dev"))
     train_config = _check_training_choices(family, train_config, dataset)
+    family.check_sources(train_config)  # a model out of reach fails here, leaving no folder behind
     with runfolder.writing(run_dir, overwrite, lock=state.is_main_process) as partial_dir:
         return _train(state, family, dataset, data_config, train_config, run_dir, partial_dir)
 
@@ -293,13 +294,17 @@ def _encoder_origin(model: str | None) -> str | None:
 
 
 def _write_dev_report(scored: Scored, path: Path) -> None:
-    """The dev report in the run folder; a missing plotting extra costs the report, not the run."""
+    """The dev report in the run folder; a missing plotting extra or a failure while drawing costs the
+    report, never the trained run."""
     from textcls.reporting import plots
 
     if not plots.available():
         log.warning("no %s written (matplotlib is missing); %s for it", path.name, plots.EXTRA_HINT)
         return
-    write_report(scored, path)
+    try:
+        write_report(scored, path)
+    except Exception as error:  # the run is saved and scored: a report that fails to draw must not lose it
+        log.warning("no %s written: %s: %s; the run is complete without it", path.name, type(error).__name__, error)
 
 
 @dataclass(frozen=True)

@@ -145,7 +145,10 @@ def compare(
     write_json(out / COMPARE_FILE, result)
     write_text_atomic(out / "compare.md", markdown_table(rows))
     if plots.available():
-        plots.accuracy_vs_time(rows, out / "compare.png")
+        try:
+            plots.accuracy_vs_time(rows, out / "compare.png")
+        except Exception as error:  # the runs and compare.json are written: a figure is never worth them
+            log.warning("%s was not drawn: %s: %s", out / "compare.png", type(error).__name__, error)
     else:
         log.warning("the plots extra is not installed, so %s was not drawn; %s", out / "compare.png", plots.EXTRA_HINT)
     return result

@@ -504,16 +504,17 @@ def compare(
     out = make_folder(Path(out))
     report = {"split": split, "bucket_width": bucket_width, "runs": rows}
     write_json(out / COMPARE_FILE, report)
-    plots.length_curves(
-        [
-            {
-                "name": f"{row['run']} ({row['attention']})",
-                "x": [(b["low"] + b["high"]) / 2 for b in row["by_length"]],
-                "bleu": [b["bleu"] for b in row["by_length"]],
-                "exact_match": [100 * b["exact_match"] for b in row["by_length"]],
-            }
-            for row in rows
-        ],
-        out / LENGTH_FIGURE,
-    )
+    curves = [
+        {
+            "name": f"{row['run']} ({row['attention']})",
+            "x": [(b["low"] + b["high"]) / 2 for b in row["by_length"]],
+            "bleu": [b["bleu"] for b in row["by_length"]],
+            "exact_match": [100 * b["exact_match"] for b in row["by_length"]],
+        }
+        for row in rows
+    ]
+    try:
+        plots.length_curves(curves, out / LENGTH_FIGURE)
+    except Exception as error:  # the scores are written: a figure is never worth them
+        log.warning("%s was not drawn: %s: %s", out / LENGTH_FIGURE, type(error).__name__, error)
     return report
