@@ -26,12 +26,17 @@ def tfidf_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return textcls.train(data=str(data), out=root / "run", family="tfidf").run_dir
 
 
-def cli(*args: object, stdout: int | None = None) -> subprocess.CompletedProcess[str]:
-    """`python -m textcls ARGS` in a fresh process, its stdout a pipe (as in a shell pipeline)."""
+def cli(*args: object, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """`python -m textcls ARGS` in a fresh process (in `cwd`), its stdout a pipe (as in a shell pipeline)."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     env["PYTHONPATH"] = os.pathsep.join([str(Path(textcls.__file__).parents[1]), env.get("PYTHONPATH", "")])
     return subprocess.run(
-        [sys.executable, "-m", "textcls", *map(str, args)], capture_output=True, text=True, env=env, timeout=300
+        [sys.executable, "-m", "textcls", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd,
+        timeout=300,
     )
 
 
@@ -79,11 +84,11 @@ def test_predict_output_through_a_link_to_stdout_reaches_stdout(tfidf_run: Path,
 
 
 def test_predict_and_evaluate_output_dash_mean_stdout(tfidf_run: Path, tmp_path: Path) -> None:
-    predicted = cli("predict", tfidf_run, "stocks fell", "rain in the city", "--output", "-")
+    predicted = cli("predict", tfidf_run.resolve(), "stocks fell", "rain in the city", "--output", "-", cwd=tmp_path)
     assert predicted.returncode == 0, predicted.stderr[-2000:]
     records = [json.loads(line) for line in predicted.stdout.splitlines()]
     assert len(records) == 2 and all("label" in record and "probs" in record for record in records)
-    assert not Path("-").exists()
+    assert not (tmp_path / "-").exists()
     evaluated = cli("evaluate", tfidf_run, "--output", "-")
     assert evaluated.returncode == 0, evaluated.stderr[-2000:]
     assert "accuracy" in json.loads(evaluated.stdout)
