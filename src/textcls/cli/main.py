@@ -339,7 +339,12 @@ def explain(
     run_dir: Path = typer.Argument(..., help="Run folder written by `textcls train`."),
     text: str = typer.Argument(..., help="The text to explain."),
     out: Path | None = typer.Option(
-        None, "--out", help=escape("Folder for the figures, HTML and JSON [default: RUN/explain].")
+        None,
+        "--out",
+        help=escape(
+            "Folder for the figures, HTML and JSON [default: RUN/explain]; files of those names that an "
+            "earlier explain did not write are refused, never replaced."
+        ),
     ),
     layer: int = typer.Option(-1, "--layer", help="Layer whose attention is shown (-1: the last)."),
     head: int | None = typer.Option(None, "--head", help="Attention head (default: the mean over heads)."),
