@@ -206,3 +206,24 @@ def test_an_out_folder_that_is_not_an_earlier_export_is_kept(tiny_run, tmp_path)
         assert result.exit_code == 2
         assert "not an earlier" in result.output
     assert (out / "notes.txt").read_text() == "keep me"
+
+
+def test_pretrain_writes_a_fill_mask_card(tiny_bert, tmp_path):
+    from huggingface_hub import ModelCard
+    from huggingface_hub.repocard_data import model_index_to_eval_results
+
+    from tests.conftest import make_texts
+
+    corpus = tmp_path / "news.txt"
+    corpus.write_text("\n\n".join(f"{t} {d}" for _, t, d in make_texts(40, 4)), encoding="utf-8")
+    out = tmp_path / "mlm"
+    flags = ["--epochs", "1", "--batch-size", "16", "--max-length", "32", "--pseudo-perplexity-texts", "2"]
+    result = invoke("pretrain", "--data", corpus, "--model", tiny_bert, *flags, "--out", out)
+    assert result.exit_code == 0, result.output
+    card = ModelCard.load(out / "README.md")
+    data = card.data.to_dict()
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert data["pipeline_tag"] == "fill-mask" and data["datasets"] == [str(corpus)]
+    _, results = model_index_to_eval_results(data["model-index"])
+    assert [r.metric_value for r in results] == [metrics["held_out"]["after"]["masked_accuracy"]]
+    assert f"textcls train --model {out.name}" in card.text
