@@ -183,6 +183,8 @@ def test_unknown_format_lists_the_allowed_ones(tiny_run):
     result = invoke("export", tiny_run, "--format", "tflite")
     assert result.exit_code == 2
     assert all(name in result.output for name in ("onnx", "hf", "mlflow"))
+    int8 = invoke("export", tiny_run, "--format", "hf", "--int8")
+    assert int8.exit_code == 2 and "--int8" in int8.output
 
 
 def test_a_run_without_weights_is_refused(tiny_run, tmp_path):

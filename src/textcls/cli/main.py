@@ -474,7 +474,7 @@ def export(
 
     _setup_logging(verbose)
     with _library_call():
-        check_format(format, out)
+        check_format(format, out, int8)
         if format != "onnx":
             folder = export_run(run_dir, format, out)
         else:

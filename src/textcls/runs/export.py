@@ -72,8 +72,9 @@ def export_run(run_dir: str | Path, format: str, out: str | Path | None = None) 
     return target
 
 
-def check_format(format: str, out: str | Path | None = None) -> None:
-    """Refuse an unknown export format (naming those there are), and `--out` with onnx (it writes RUN/onnx)."""
+def check_format(format: str, out: str | Path | None = None, int8: bool = False) -> None:
+    """Refuse an unknown export format (naming those there are), `--out` with onnx (it writes RUN/onnx), and
+    `--int8` with any other."""
     if format not in EXPORT_FORMATS:
         allowed = f"{', '.join(EXPORT_FORMATS[:-1])} or {EXPORT_FORMATS[-1]}"
         raise TextclsError(f"--format: expected {allowed}, found {format!r}")
@@ -81,6 +82,8 @@ def check_format(format: str, out: str | Path | None = None) -> None:
         raise TextclsError(
             "--out: expected it only with --format hf or mlflow, found it with onnx (written to RUN/onnx)"
         )
+    if format != EXPORT_FORMATS[0] and int8:
+        raise TextclsError(f"--int8: expected it only with --format onnx, found it with {format}; drop --int8")
 
 
 def _exportable_run(run_dir: Path) -> dict[str, Any]:
