@@ -220,7 +220,7 @@ def train(
     verbose: Verbose = False,
     **options: Any,
 ) -> None:
-    """Fine-tune a classifier and write a run folder (textcls.json, model/, metrics.json)."""
+    """Fine-tune a classifier and write a run folder (textcls.json, model/, metrics.json, README.md model card)."""
     from textcls.runs.api import train as run_training
 
     _setup_logging(verbose)
