@@ -63,7 +63,8 @@ def pip_requirements(info: dict[str, Any], run_dir: Path) -> list[str]:
     pinned = []
     for package in packages:
         version = versions.get(package) or _installed_version(package)
-        pinned.append(f"{package}=={version}" if version else package)
+        # a local build tag (torch's "+cpu") names no release an index holds: pin the release
+        pinned.append(f"{package}=={version.split('+')[0]}" if version else package)
     return pinned
 
 
