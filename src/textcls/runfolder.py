@@ -7,6 +7,7 @@ Layout of `runs/NAME/`:
     model/         the weights (safetensors) and tokenizer, written by the family's `save`
     metrics.json   per-epoch dev metrics and the final dev evaluation
     report.html    the dev report written by `train`
+    README.md      the model card: Hugging Face metadata (labels, data, metrics) and how to use the run
     eval_<split>[.<backend>].json   what `evaluate` wrote
     backends.json  which backend `--backend auto` chose on each machine, and its timings
 
@@ -37,6 +38,7 @@ RUN_FILE = "textcls.json"
 MODEL_DIR = "model"
 METRICS_FILE = "metrics.json"
 REPORT_FILE = "report.html"
+CARD_FILE = "README.md"
 BACKEND_CACHE_FILE = "backends.json"
 CHECKPOINT_DIR = "checkpoints"
 FORMAT_VERSION = 1

@@ -226,7 +226,7 @@ def train(
     verbose: Verbose = False,
     **options: Any,
 ) -> None:
-    """Fine-tune a classifier and write a run folder (textcls.json, model/, metrics.json)."""
+    """Fine-tune a classifier and write a run folder (textcls.json, model/, metrics.json, README.md model card)."""
     from textcls.runs.api import train as run_training
 
     _setup_logging(verbose)
@@ -474,8 +474,15 @@ def predict(
 
 @app.command()
 def export(
-    run_dir: Path = typer.Argument(..., help="Run folder of the pretrained family."),
-    format: str = typer.Option("onnx", "--format", help="Export format (onnx)."),
+    run_dir: Path = typer.Argument(..., help="Run folder written by `textcls train`."),
+    format: str = typer.Option(
+        "onnx",
+        "--format",
+        help="Export format: onnx (fast inference), hf (transformers folder), mlflow (pyfunc model).",
+    ),
+    out: Path | None = typer.Option(
+        None, "--out", help=escape("Folder for --format hf or mlflow [default: RUN/hf or RUN/mlflow].")
+    ),
     int8: bool = typer.Option(
         False, "--int8", help="Also write an int8 copy (dynamic quantisation) for --backend onnx-int8."
     ),
@@ -483,12 +490,25 @@ def export(
     as_json: bool = typer.Option(False, "--json", help="Print export.json instead of a table."),
     verbose: Verbose = False,
 ) -> None:
-    """Export a run for fast inference: RUN/onnx/model.onnx (+ model.int8.onnx), checked against torch."""
-    from textcls.inference.onnx import ONNX_DIR, export
+    """Export a run: RUN/onnx/model.onnx (+ model.int8.onnx) checked against torch, a transformers folder
+    (--format hf) or an MLflow model (--format mlflow)."""
+    from textcls.inference.onnx import ONNX_DIR
+    from textcls.inference.onnx import export as export_onnx
+    from textcls.runs.export import check_format, export_run
 
     _setup_logging(verbose)
     with _library_call():
-        record = export(run_dir, format=format, int8=int8, opset=opset)
+        check_format(format, out, int8)
+        if format != "onnx":
+            folder = export_run(run_dir, format, out)
+        else:
+            record = export_onnx(run_dir, format=format, int8=int8, opset=opset)
+    if format != "onnx":
+        if as_json:
+            print(json.dumps({"format": format, "folder": str(folder)}, indent=2))
+            return
+        stdout.print(f"exported {run_dir} as {format}: {folder}")
+        return
     if as_json:
         print(json.dumps(record, indent=2))
         return
@@ -507,6 +527,25 @@ def export(
         )
     stdout.print(table)
     stdout.print(f'use it: textcls predict {run_dir} --backend {"onnx-int8" if int8 else "onnx"} "text"')
+
+
+@app.command()
+def push(
+    run_dir: Path = typer.Argument(..., help="Run folder of a family that exports for transformers."),
+    repo: str = typer.Option(..., "--repo", help="Hub repository id, e.g. user/agnews-classifier."),
+    private: bool = typer.Option(False, "--private", help="Create the repository private."),
+    token: str | None = typer.Option(
+        None, "--token", envvar="HF_TOKEN", show_envvar=True, help="Hugging Face token with write access."
+    ),
+    verbose: Verbose = False,
+) -> None:
+    """Upload a run to the Hugging Face hub as a transformers model with its card (needs the network)."""
+    from textcls.runs.export import push as push_run
+
+    _setup_logging(verbose)
+    with _library_call():
+        url = push_run(run_dir, repo, private=private, token=token)
+    stdout.print(f"pushed {run_dir} to {url}")
 
 
 @app.command()

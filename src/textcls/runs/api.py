@@ -44,6 +44,7 @@ from textcls.inference.backends import check_classifier_run, load_predictor
 from textcls.models.base import EXPLAIN, Classifier, Predictor, check_processes, check_training_options, family_class
 from textcls.reporting.explanations import Explanation
 from textcls.reporting.metrics import classification_metrics, multilabel_metrics
+from textcls.runs.card import write_model_card
 
 log = logging.getLogger(__name__)
 DATA_SOURCES = ("data", "train_file", "dev_file", "test_file")  # the DataConfig fields that name where rows come from
@@ -162,6 +163,7 @@ def _train(
     )
     scored = Scored(run, "dev", dev_split.source, dataset.fingerprint, dev_split.texts, dev_gold, dev_probs)
     _write_dev_report(scored, runfolder.report_path(partial_dir))
+    write_model_card(partial_dir, run_dir.name)
     runfolder.move_into_place(partial_dir, run_dir)
     state.wait_for_everyone()
     return TrainResult(run_dir, metrics, classifier)

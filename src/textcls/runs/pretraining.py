@@ -41,6 +41,7 @@ from textcls.errors import DataError, TextclsError
 from textcls.files import make_folder
 from textcls.models.encoders import EMBEDDED_MODEL_NAME, quiet_transformers, resolve_model
 from textcls.models.pretrained import clamp_max_length
+from textcls.runs.card import write_model_card
 from textcls.training.device import process_state, resolve_precision
 from textcls.training.trainer import run_trainer, training_arguments, training_callbacks
 
@@ -484,6 +485,7 @@ def _pretrain(
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     runfolder.write_run(work_dir, info, metrics)
+    write_model_card(work_dir, run_dir.name)
     runfolder.move_into_place(work_dir, run_dir)
     state.wait_for_everyone()
     return metrics
