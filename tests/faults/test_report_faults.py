@@ -136,10 +136,15 @@ def cli(*args: object, cwd: Path) -> subprocess.CompletedProcess:
 
 @pytest.mark.parametrize(
     ("model", "says"),
-    [("some-org/some-model", "neither on disk nor on the hub"), ("./no/such/model", "found no folder at")],
+    [
+        ("some-org/some-model", "neither on disk nor on the hub"),
+        ("./no/such/model", "found no folder at"),
+        ("not_a_model", "found a folder without config.json"),
+    ],
 )
 def test_a_model_out_of_reach_fails_in_one_line_leaving_nothing(tmp_path: Path, model: str, says: str) -> None:
     data = write_ag_news_folder(tmp_path / "data", n_train=40, n_dev=16, n_test=0)
+    (tmp_path / "not_a_model").mkdir()  # a folder, but no model in it
     result = cli("train", "--data", data, "--out", "runs/r", "--model", model, "--epochs", "1", cwd=tmp_path)
     assert result.returncode == 2, result.stderr
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]

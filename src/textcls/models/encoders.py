@@ -62,12 +62,17 @@ def check_model_found(name: str) -> None:
     """Fail, before anything is written, when `name` is neither a folder here nor a hub id whose
     config can be read (from the Hugging Face cache, or the hub when it can be reached)."""
     path = Path(name).expanduser()
-    if path.exists():
-        return
     fix = (
         "pass a local model folder (--model DIR with config.json), connect this machine to the Hugging Face hub "
         "to download it, or omit --model for the embedded all-MiniLM-L6-v2"
     )
+    if path.exists():
+        if pretraining_run(name) is None:  # a pretrain run's encoder is checked as it is read
+            _refuse_other_runs(path)
+            if not (path / "config.json").is_file():
+                found = "a folder without config.json" if path.is_dir() else "a file, not a folder"
+                raise TextclsError(f"expected a model folder for --model, found {found} at {path}; {fix}")
+        return
     if name.startswith((".", "/", "~")) or name.count("/") > 1 or "\\" in name:
         raise TextclsError(f"expected a model folder for --model, found no folder at {path}; {fix}")
     from huggingface_hub import hf_hub_download
