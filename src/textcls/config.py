@@ -260,7 +260,7 @@ class TrainConfig:
     class_weights: str = _help(
         "Loss weight per class: none, balanced (rows / (classes x the class's rows), as scikit-learn), or a JSON "
         'object of label name -> weight, inline (\'{"World": 1, "Sports": 4}\') or a .json file; a label left '
-        "out weighs 1.",
+        "out weighs 1; each weight from 0.001 to 1000.",
         default="none",
     )
     sampler: str = _help(
@@ -378,6 +378,11 @@ class TrainConfig:
         return dataclasses.replace(self, **values)
 
 
+# Class weights are relative to 1 (a label left out). Past 1000x one class's loss swamps every other class's
+# (the model learns to predict it alone) and a bf16/fp16 loss overflows: such weights are a mistake, not a choice.
+MAX_CLASS_WEIGHT = 1000.0
+
+
 def _check_class_weights(value: str) -> None:
     """none, balanced, a .json path (read with the data, `textcls.data.imbalance`) or an inline JSON object of
     label name -> positive weight; the names are checked against the labels once the data is read."""
@@ -412,6 +417,11 @@ def class_weights_problem(weights: Any) -> str | None:
             or not (math.isfinite(weight) and weight > 0)
         ):
             return f", field {name!r}: expected a positive number, found {weight!r}"
+        if not 1 / MAX_CLASS_WEIGHT <= weight <= MAX_CLASS_WEIGHT:
+            return (
+                f", field {name!r}: expected a weight from {1 / MAX_CLASS_WEIGHT:g} to {MAX_CLASS_WEIGHT:g} "
+                f"(relative to 1, the weight of a label left out), found {weight!r}"
+            )
     return None
 
 

@@ -28,7 +28,7 @@ import os
 import shutil
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
 from textcls.errors import RunFolderError, TextclsError
@@ -240,7 +240,24 @@ def read_info(run_dir: str | Path) -> dict[str, Any]:
             f"{path} has format_version {info['format_version']}, this textcls reads up to {FORMAT_VERSION}; "
             "upgrade textcls"
         )
+    for name in info.get("model_files") or {}:
+        _check_inside(run_dir, path, name)
     return info
+
+
+def _check_inside(run_dir: Path, info_path: Path, name: str) -> None:
+    """Refuse a `model_files` entry that names a file outside the run's `model/` folder: an absolute path,
+    a `..` step, or a link that leads out. Nothing outside the folder is ever read or even looked at."""
+    relative = PurePosixPath(name.replace("\\", "/"))
+    outside = relative.is_absolute() or ".." in relative.parts or PureWindowsPath(name).drive or not relative.parts
+    if not outside:
+        folder = model_dir(run_dir).resolve()
+        outside = not (folder / relative).resolve().is_relative_to(folder)
+    if outside:
+        raise RunFolderError(
+            f"{info_path}: expected model_files to name files inside {model_dir(run_dir)}, found {name!r}, which "
+            "leads out of the run folder; the run folder is damaged or was altered, train again or restore it"
+        )
 
 
 def check_loadable(run_dir: Path, info: dict[str, Any]) -> None:

@@ -383,6 +383,14 @@ class TfidfClassifier(Classifier):
             vectorizer.idf_ = arrays[f"idf_{name}"]  # the setter also builds the fitted TfidfTransformer
             vectorizers[name] = vectorizer
         names = list(label_names) if label_names is not None else settings["label_names"]
+        outputs = len(settings.get("label_names") or names)
+        classes = np.asarray(arrays.get("classes", []))
+        if len(names) != outputs or (classes.size and int(classes.max()) >= len(names)):
+            raise RunFolderError(
+                f"expected {outputs} label names for the model in {model_dir} (it was trained on {outputs} classes), "
+                f"found {len(names)} ({names[:10]}); the run folder's textcls.json does not match its model: train "
+                "again or restore the folder"
+            )
         return cls(
             vectorizers,
             arrays["coef"],

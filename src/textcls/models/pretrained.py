@@ -30,7 +30,7 @@ from textcls.data.imbalance import loss_weights, with_metric
 from textcls.data.loading import Split
 from textcls.data.multilabel import targets
 from textcls.data.windows import Windowing, model_token_limit
-from textcls.errors import TextclsError
+from textcls.errors import RunFolderError, TextclsError
 from textcls.models.base import (
     BALANCED_SAMPLER,
     DISTRIBUTED,
@@ -354,6 +354,12 @@ class PretrainedClassifier(Classifier):
             model.to(torch.bfloat16)
         if label_names is None:
             label_names = [model.config.id2label[i] for i in range(model.config.num_labels)]
+        if len(label_names) != model.config.num_labels:
+            raise RunFolderError(
+                f"expected {model.config.num_labels} label names for the model in {model_dir} (its classifier has "
+                f"{model.config.num_labels} outputs), found {len(label_names)} ({list(label_names)[:10]}); the run "
+                "folder's textcls.json does not match its model: train again or restore the folder"
+            )
         return cls(model, tokenizer, label_names, max_length, precision, windowing)
 
 
