@@ -193,3 +193,19 @@ def test_a_config_file_takes_report_to(store, tmp_path):
     out = _train(tmp_path, "--config", str(config))
     assert json.loads((out / "textcls.json").read_text())["train_config"]["report_to"] == ["mlflow"]
     _run_named(store, "run")
+
+
+@pytest.mark.parametrize("config", ["PretrainConfig", "Seq2SeqConfig"])
+def test_pretrain_and_seq2seq_configs_check_report_to(config):
+    from textcls.config import PretrainConfig
+    from textcls.errors import ConfigError
+    from textcls.seq2seq.config import Seq2SeqConfig
+
+    cls = {"PretrainConfig": PretrainConfig, "Seq2SeqConfig": Seq2SeqConfig}[config]
+    options = {"data": "news.txt"} if cls is PretrainConfig else {}
+    assert cls(report_to="tensorboard,MLflow", **options).report_to == ("tensorboard", "mlflow")
+    assert cls(report_to=["none"], **options).report_to == ()
+    with pytest.raises(ConfigError, match="expected none alone"):
+        cls(report_to=["none", "mlflow"], **options)
+    with pytest.raises(ConfigError, match="found comet"):
+        cls(report_to="comet", **options)

@@ -13,8 +13,9 @@ Around them the loop does, once for everyone: epochs over batches with gradient 
 optimizer step, an optional linear warm-up-then-decay learning rate, bf16 autocast and `torch.compile`
 where asked, dropout seeded by `seed + step` at the start of each epoch (or its resumed part), a dev
 evaluation after every epoch, the best weights by the metric, early stopping, a time budget, a
-safetensors checkpoint after every evaluation, resume from the last complete one, a tqdm bar per epoch
-and the steady-state throughput meter.
+safetensors checkpoint after every evaluation, resume from the last complete one, a tqdm bar per epoch,
+the steady-state throughput meter, and reports to the run's trackers (`LoopSettings.tracker`, by default
+those `training.tracking` opened for the run): the loss every logging step, the dev metrics every evaluation.
 
 Progress is counted in one of two units (`LoopSettings.unit`):
 
