@@ -46,6 +46,7 @@ SAMPLERS = ("none", "balanced")
 CLASS_WEIGHT_MODES = ("none", "balanced")  # or a JSON object of label name -> weight, inline or in a .json file
 LONG_TEXT_STRATEGIES = ("truncate", "head-tail", "chunk")
 POOLINGS = ("mean", "max")
+REPORT_TO = ("none", "tensorboard", "mlflow")  # where `--report-to` sends a training run (`training.tracking`)
 
 
 def column_names(values: str | Sequence[str]) -> tuple[str, ...]:
@@ -57,6 +58,31 @@ def column_names(values: str | Sequence[str]) -> tuple[str, ...]:
     """
     given = [values] if isinstance(values, str) else values
     return tuple(name.strip() for value in given for name in str(value).split(",") if name.strip())
+
+
+def report_services(value: str | Sequence[str]) -> tuple[str, ...]:
+    """`--report-to` as the services to report to, in the order given: a name, names, or comma-joined names;
+    none (alone) reports nowhere. A `ConfigError` names an unknown one or none beside another.
+
+    Example:
+        >>> report_services(["mlflow,tensorboard"]), report_services("none")
+        (('mlflow', 'tensorboard'), ())
+    """
+    fix = f"pass --report-to with one or more of {', '.join(REPORT_TO[1:])} (repeated or comma-joined), or none"
+    names = tuple(dict.fromkeys(name.lower() for name in column_names(value)))
+    unknown = [name for name in names if name not in REPORT_TO]
+    if unknown:
+        raise ConfigError(f"report_to: expected names from {REPORT_TO}, found {', '.join(unknown)}; {fix}")
+    if "none" in names and len(names) > 1:
+        raise ConfigError(f"report_to: expected none alone, found it with {', '.join(names)}; {fix}")
+    return tuple(name for name in names if name != "none")
+
+
+REPORT_TO_HELP = (
+    "Where to log parameters, the training loss, dev metrics and the run's files: none, tensorboard (event files "
+    "in RUN/tensorboard/) or mlflow (MLFLOW_TRACKING_URI, else sqlite:///mlflow.db here); repeat the flag or join "
+    "names with commas for several."
+)
 
 
 def _help(text: str, own_check: bool = False, **kwargs: Any) -> Any:
@@ -284,6 +310,7 @@ class TrainConfig:
         "chunk: tokens shared by consecutive windows; default: a quarter of --max-length.", default=None
     )
     pooling: str = _help("chunk: how the windows' logits make the text's, mean or max.", default="mean")
+    report_to: tuple[str, ...] = _help(REPORT_TO_HELP, default=())
 
     def __post_init__(self) -> None:
         if isinstance(self.family, str):  # any other type: check_fields names the field
@@ -319,6 +346,7 @@ class TrainConfig:
         _check(self.metric is None or self.metric in METRICS, "metric", f"one of {METRICS}", self.metric)
         _check(self.long_text in LONG_TEXT_STRATEGIES, "long_text", f"one of {LONG_TEXT_STRATEGIES}", self.long_text)
         _check(self.pooling in POOLINGS, "pooling", f"one of {POOLINGS}", self.pooling)
+        object.__setattr__(self, "report_to", report_services(self.report_to))
         if self.long_text != "chunk" and self.stride is not None:
             raise ConfigError(
                 f"stride: expected no value unless long_text is 'chunk', found --stride {self.stride} with --long-text "
@@ -501,12 +529,14 @@ class PretrainConfig:
         "Allow model code from the hub to run (off: only built-in architectures).", default=False
     )
     logging_steps: int = _help("Log the training loss every this many steps.", default=50)
+    report_to: tuple[str, ...] = _help(REPORT_TO_HELP, default=())
 
     def __post_init__(self) -> None:
         _check(bool(self.data), "data", "a text source", self.data)  # before check_fields: it names what is missing
         check_fields(self)
         if self.text_columns is not None:
             object.__setattr__(self, "text_columns", column_names(self.text_columns))
+        object.__setattr__(self, "report_to", report_services(self.report_to))
         _check(math.isfinite(self.epochs) and self.epochs > 0, "epochs", "a positive number", self.epochs)
         for name in ("batch_size", "eval_batch_size", "logging_steps"):
             _check(getattr(self, name) >= 1, name, "an integer >= 1", getattr(self, name))

@@ -95,6 +95,7 @@ def train(
     source_column: str | None = typer.Option(None, "--source-column", help=_HELP["source_column"]),
     target_column: str | None = typer.Option(None, "--target-column", help=_HELP["target_column"]),
     threads: int | None = typer.Option(None, "--threads", help=_HELP["threads"]),
+    report_to: list[str] | None = typer.Option(None, "--report-to", help=_HELP["report_to"]),
     resume: bool = typer.Option(False, "--resume", help=_HELP["resume"]),
     overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing run folder at --out"),
     as_json: bool = typer.Option(False, "--json", help="print the metrics as JSON"),

@@ -45,6 +45,7 @@ from textcls.models.base import EXPLAIN, Classifier, Predictor, check_processes,
 from textcls.reporting.explanations import Explanation
 from textcls.reporting.metrics import classification_metrics, multilabel_metrics
 from textcls.runs.card import write_model_card
+from textcls.training import tracking
 
 log = logging.getLogger(__name__)
 DATA_SOURCES = ("data", "train_file", "dev_file", "test_file")  # the DataConfig fields that name where rows come from
@@ -90,6 +91,7 @@ def train(
     run_dir = Path(out)
     runfolder.check_out(run_dir, overwrite)
     if state.is_main_process:
+        tracking.check_services(train_config.report_to)  # an unreachable tracking server fails before training
         log.info("data: %s", to_dict(data_config))
         log.info("training: %s", to_dict(train_config))
     # Bad data fails here, before anything is written.
@@ -115,7 +117,8 @@ def _train(
         "family": train_config.family,
         "data_fingerprint": dataset.fingerprint,
         "label_names": dataset.label_names,
-        "train_config": to_dict(train_config),
+        # where the run reports to does not change its checkpoints: a resumed run may report elsewhere
+        "train_config": {k: v for k, v in to_dict(train_config).items() if k != "report_to"},
     }
     if train_config.resume and partial_dir.exists():
         # before anything is removed: a checkpoint of other rows or settings is refused, not resumed or deleted
@@ -135,13 +138,37 @@ def _train(
             runfolder.write_resume_identity(partial_dir, identity)
     state.wait_for_everyone()
 
+    report_to = train_config.report_to if state.is_main_process else ()
+    with tracking.tracking(report_to, partial_dir, run_dir.name) as tracker:
+        tracker.log_params(tracking.config_params(data=to_dict(data_config), train=to_dict(train_config)))
+        fitted = _fit_and_score(state, family, dataset, data_config, train_config, run_dir, partial_dir)
+        if fitted is None:  # a non-main process of a distributed run
+            state.wait_for_everyone()
+            return TrainResult(run_dir, {}, None)
+        classifier, metrics = fitted
+        tracker.log_outcome(metrics, int(metrics["train"].get("global_step") or 0), partial_dir)
+    runfolder.move_into_place(partial_dir, run_dir)
+    state.wait_for_everyone()
+    return TrainResult(run_dir, metrics, classifier)
+
+
+def _fit_and_score(
+    state: Any,
+    family: type[Classifier],
+    dataset: LoadedData,
+    data_config: DataConfig,
+    train_config: TrainConfig,
+    run_dir: Path,
+    partial_dir: Path,
+) -> tuple[Classifier, dict[str, Any]] | None:
+    """Fit in `partial_dir`, score dev and write the run's files there; None on a non-main process."""
+    train_split, dev_split = dataset.splits["train"], dataset.splits["dev"]
     with _storage_errors(partial_dir):
         classifier, summary = family.fit(
             train_split, dev_split, dataset.label_names, train_config, runfolder.checkpoint_dir(partial_dir)
         )
     if not state.is_main_process:
-        state.wait_for_everyone()
-        return TrainResult(run_dir, {}, None)
+        return None
 
     dev_probs = classifier.predict_proba(dev_split.texts, batch_size=train_config.eval_batch_size, progress=True)
     dev_gold = gold_labels(dev_split.labels, len(dataset.label_names), dataset.multi_label)
@@ -164,9 +191,7 @@ def _train(
     scored = Scored(run, "dev", dev_split.source, dataset.fingerprint, dev_split.texts, dev_gold, dev_probs)
     _write_dev_report(scored, runfolder.report_path(partial_dir))
     write_model_card(partial_dir, run_dir.name)
-    runfolder.move_into_place(partial_dir, run_dir)
-    state.wait_for_everyone()
-    return TrainResult(run_dir, metrics, classifier)
+    return classifier, metrics
 
 
 def gold_labels(labels: Sequence[Any], num_labels: int, multi_label: bool) -> Any:

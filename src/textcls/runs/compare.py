@@ -162,7 +162,8 @@ def _reuse_problem(run_dir: Path, fingerprint: str, config: TrainConfig) -> str 
         return "other rows (its train/dev fingerprint differs from this data's)"
     # a setting left unset (None) is one the run resolved itself (say the metric, from the labels)
     wanted = {name: value for name, value in to_dict(config).items() if value is not None}
-    changed = runfolder.settings_changed(info.get("train_config", {}), wanted, ignored=("resume",))
+    # where a run reported to is not what it learnt
+    changed = runfolder.settings_changed(info.get("train_config", {}), wanted, ignored=("resume", "report_to"))
     return f"other settings: {', '.join(changed)}" if changed else None
 
 

@@ -42,6 +42,7 @@ from textcls.files import make_folder
 from textcls.models.encoders import EMBEDDED_MODEL_NAME, quiet_transformers, resolve_model
 from textcls.models.pretrained import clamp_max_length
 from textcls.runs.card import write_model_card
+from textcls.training import tracking
 from textcls.training.device import process_state, resolve_precision
 from textcls.training.trainer import run_trainer, training_arguments, training_callbacks
 
@@ -376,25 +377,38 @@ def pretrain(config: PretrainConfig, out: str | Path, overwrite: bool = False) -
     state = process_state()  # joins the process group under torchrun / accelerate launch
     runfolder.check_out(out, overwrite)
     texts = read_pretraining_texts(config.data, config.text_columns)  # bad data fails before anything is written
+    if state.is_main_process:
+        tracking.check_services(config.report_to)  # an unreachable tracking server fails before training
     with runfolder.writing(out, overwrite, lock=state.is_main_process) as work_dir:
-        return _pretrain(state, config, texts, Path(out), work_dir)
+        if state.is_main_process:
+            if work_dir.exists() and not config.resume:
+                log.info("removing the leftovers of an interrupted run in %s (pass --resume to continue it)", work_dir)
+                shutil.rmtree(work_dir)
+            make_folder(work_dir)
+        state.wait_for_everyone()
+        report_to = config.report_to if state.is_main_process else ()
+        with tracking.tracking(report_to, work_dir, Path(out).name) as tracker:
+            tracker.log_params(tracking.config_params(pretrain=to_dict(config)))
+            metrics = _pretrain(state, config, texts, work_dir)
+            if metrics is None:  # a non-main process of a distributed run
+                state.wait_for_everyone()
+                return None
+            write_model_card(work_dir, Path(out).name)
+            tracker.log_outcome(metrics, int(metrics["train"]["global_step"]), work_dir)
+        runfolder.move_into_place(work_dir, Path(out))
+        state.wait_for_everyone()
+        return metrics
 
 
-def _pretrain(
-    state: Any, config: PretrainConfig, texts: list[str], run_dir: Path, work_dir: Path
-) -> dict[str, Any] | None:
-    """`pretrain` once `run_dir` is claimed: train in `work_dir`, score the held-out text, move into place."""
+def _pretrain(state: Any, config: PretrainConfig, texts: list[str], work_dir: Path) -> dict[str, Any] | None:
+    """`pretrain` once its run folder is claimed: train in `work_dir`, score the held-out text, write the run there;
+    returns metrics.json (None on a non-main process)."""
     from datasets import Dataset
     from transformers import set_seed
 
     train_texts, held_out = holdout_split(texts, config.holdout_fraction, config.seed)
     if state.is_main_process:
         log.info("%d texts: %d to train on, %d held out", len(texts), len(train_texts), len(held_out))
-        if work_dir.exists() and not config.resume:
-            log.info("removing the leftovers of an interrupted run in %s (pass --resume to continue it)", work_dir)
-            shutil.rmtree(work_dir)
-        make_folder(work_dir)
-    state.wait_for_everyone()
 
     model_name = resolve_model(config.model)
     set_seed(config.seed)  # a fresh MLM head is drawn now
@@ -442,7 +456,6 @@ def _pretrain(
     )
     result, resumed_from, seconds = run_trainer(trainer, runfolder.checkpoint_dir(work_dir), config.resume)
     if not state.is_main_process:
-        state.wait_for_everyone()
         return None
     model = trainer.accelerator.unwrap_model(trainer.model, keep_fp32_wrapper=False).eval()
     after = held_out_scores(model, tokenizer, held_out, config)
@@ -485,9 +498,6 @@ def _pretrain(
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     runfolder.write_run(work_dir, info, metrics)
-    write_model_card(work_dir, run_dir.name)
-    runfolder.move_into_place(work_dir, run_dir)
-    state.wait_for_everyone()
     return metrics
 
 

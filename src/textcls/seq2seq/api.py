@@ -55,6 +55,7 @@ from textcls.seq2seq.pairs import (
 from textcls.seq2seq.scoring import scores, scores_by_length
 from textcls.seq2seq.tasks import make_splits
 from textcls.seq2seq.training import Encoded, decode, max_output_steps, pad_ids, train_loop
+from textcls.training import tracking
 
 log = logging.getLogger(__name__)
 
@@ -133,6 +134,7 @@ def train(
     """
     config = config or Seq2SeqConfig.from_options(options)
     runfolder.check_out(out, overwrite)
+    tracking.check_services(config.report_to)  # an unreachable tracking server fails before training
     log.info("seq2seq training: %s", dataclasses.asdict(config))
     splits = read_data(
         data, ("train", "dev"), config.source_column, config.target_column, config.seed
@@ -166,8 +168,9 @@ def _train(
         import shutil
 
         shutil.rmtree(work_dir)
-    with _storage_errors(work_dir):
+    with _storage_errors(work_dir), tracking.tracking(config.report_to, work_dir, run_dir.name) as tracker:
         make_folder(work_dir)
+        tracker.log_params(tracking.config_params(seq2seq={**dataclasses.asdict(config), "data": str(data)}))
         torch.manual_seed(config.seed)
         model = Seq2Seq(len(source_vocab), len(target_vocab), **config.model_hparams())
         run = Seq2SeqRun(run_dir, {}, None, model, source_vocab, target_vocab, tokens, config.max_length)
@@ -190,6 +193,8 @@ def _train(
         info = _run_info(config, tokens, data, splits, model, source_vocab, target_vocab)
         metrics = {"training": summary, "dev": dev["overall"], "dev_by_length": dev["by_length"]}
         runfolder.write_run(work_dir, info, metrics)
+        tracker.log_outcome(metrics, int(summary["steps"]), work_dir)
+    with _storage_errors(work_dir):
         runfolder.move_into_place(work_dir, run_dir)
     log.info(
         "best epoch %s: dev exact match %.4f, token accuracy %.4f, BLEU %.2f; run folder %s",

@@ -13,7 +13,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from textcls.config import check_fields
+from textcls.config import REPORT_TO_HELP, check_fields, report_services
 from textcls.errors import ConfigError, UnknownOptionError
 from textcls.seq2seq.pairs import TOKEN_MODES
 
@@ -56,9 +56,11 @@ class Seq2SeqConfig:
     source_column: str = field(default="source", metadata=_help("source column of CSV/JSONL/TSV-with-header files"))
     target_column: str = field(default="target", metadata=_help("target column of CSV/JSONL/TSV-with-header files"))
     threads: int | None = field(default=None, metadata=_help("CPU threads for torch (default: one per core)"))
+    report_to: tuple[str, ...] = field(default=(), metadata=_help(REPORT_TO_HELP))
 
     def __post_init__(self) -> None:
         check_fields(self)
+        object.__setattr__(self, "report_to", report_services(self.report_to))
         if self.attention not in ATTENTIONS:
             raise ConfigError(
                 f"attention: expected one of {list(ATTENTIONS)}, found {self.attention!r}; pick one of them"

@@ -13,8 +13,9 @@ Around them the loop does, once for everyone: epochs over batches with gradient 
 optimizer step, an optional linear warm-up-then-decay learning rate, bf16 autocast and `torch.compile`
 where asked, dropout seeded by `seed + step` at the start of each epoch (or its resumed part), a dev
 evaluation after every epoch, the best weights by the metric, early stopping, a time budget, a
-safetensors checkpoint after every evaluation, resume from the last complete one, a tqdm bar per epoch
-and the steady-state throughput meter.
+safetensors checkpoint after every evaluation, resume from the last complete one, a tqdm bar per epoch,
+the steady-state throughput meter, and reports to the run's trackers (`LoopSettings.tracker`, by default
+those `training.tracking` opened for the run): the loss every logging step, the dev metrics every evaluation.
 
 Progress is counted in one of two units (`LoopSettings.unit`):
 
@@ -57,6 +58,7 @@ from textcls.training.checkpoints import (
     write_checkpoint,
 )
 from textcls.training.throughput import ThroughputMeter
+from textcls.training.tracking import Trackers, active
 
 log = logging.getLogger(__name__)
 
@@ -161,6 +163,8 @@ class LoopSettings:
     compile: bool = False
     logging_steps: int = 50  # how often the loss is read back from the device for the progress bar
     max_grad_norm: float = 1.0
+    # where the loss (every logging step) and the dev metrics (every evaluation) are reported: the run's open ones
+    tracker: Trackers = field(default_factory=active, compare=False, repr=False)
 
 
 @dataclass
@@ -363,6 +367,9 @@ def _train_part(
         if state.step % settings.logging_steps == 0:
             mean_loss = loss_sum.item() / steps  # the one host sync, every logging_steps steps
             bar.set_postfix(loss=f"{mean_loss:.4f}", **({"lr": f"{lr:.2e}"} if lr is not None else {}))
+            settings.tracker.log_metrics(
+                {"train/loss": mean_loss, **({"train/learning_rate": lr} if lr is not None else {})}, state.step
+            )
             log.debug("step %d: loss %.4f, lr %s", state.step, mean_loss, f"{lr:.3g}" if lr is not None else "fixed")
         if deadline is not None and time.perf_counter() >= deadline:
             where = f"at step {state.step}" if settings.unit == "step" else f"in epoch {epoch + 1}"
@@ -388,6 +395,8 @@ def _evaluate(
     dev = hooks.evaluate(model)
     end = EpochEnd(state.epoch, state.step, loss_sum / steps if steps else None, state.train_seconds)
     state.history.append(hooks.epoch_row(end, dev))
+    epoch_loss = {"train/epoch_loss": end.train_loss} if end.train_loss is not None else {}
+    settings.tracker.log_metrics({**{f"dev/{name}": value for name, value in dev.items()}, **epoch_loss}, state.step)
     score = dev[settings.metric]
     if state.best_metric is None or score > state.best_metric:
         state.best_metric, state.best_epoch, state.epochs_without_improvement = score, state.epoch, 0

@@ -26,6 +26,7 @@ from textcls.training.device import tune_cuda
 from textcls.training.loaders import EpochBatches, TokenizedRows, batch_loader
 from textcls.training.objectives import Objective
 from textcls.training.throughput import ThroughputMeter
+from textcls.training.tracking import active
 
 if TYPE_CHECKING:
     from transformers import TrainingArguments
@@ -122,7 +123,9 @@ def training_arguments(
         use_cpu=not gpu,
         seed=config.seed,
         data_seed=config.seed,
-        report_to="none",
+        # the run's `--report-to` services, through Trainer's own callbacks, into the run's MLflow run and
+        # TensorBoard folder (`tracking.tracking` opened them)
+        report_to=active().hf_report_to(),
         # the NaN/inf filter reads every step's loss on the host: a sync per step on a GPU
         logging_nan_inf_filter=False,
         torch_compile=isinstance(config, TrainConfig) and config.compile and gpu,  # pretraining never compiles
