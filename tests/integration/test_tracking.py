@@ -78,6 +78,21 @@ def test_tfidf_reports_params_and_final_metrics(store, tmp_path):
     assert run.data.params["train.family"] == "tfidf"
     _check_final_metrics(run, json.loads((out / "metrics.json").read_text()))
     assert {"metrics.json", "textcls.json"} <= _artifacts(client, run.info.run_id)
+    assert "README.md" in _artifacts(client, run.info.run_id)  # the model card
+
+
+def test_report_to_mlflow_logs_a_model_that_predicts_like_the_run(store, tmp_path):
+    import pandas
+
+    import textcls
+
+    out = _train(tmp_path, "--family", "tfidf", "--report-to", "mlflow")
+    _, run = _run_named(store, "run")
+    model = mlflow.pyfunc.load_model(f"runs:/{run.info.run_id}/model")
+    texts = ["stocks fell on oil prices", "the team won the final"]
+    predicted = model.predict(pandas.DataFrame({"text": texts}))
+    expected = textcls.load(out).predict(texts)
+    assert list(predicted["label"]) == list(expected)
 
 
 def test_pretrained_logs_trainer_evaluations_into_the_same_mlflow_run_and_tensorboard_folder(

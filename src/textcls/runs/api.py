@@ -147,9 +147,22 @@ def _train(
             return TrainResult(run_dir, {}, None)
         classifier, metrics = fitted
         tracker.log_outcome(metrics, int(metrics["train"].get("global_step") or 0), partial_dir)
+        if "mlflow" in report_to:
+            _log_model_to_mlflow(partial_dir)
     runfolder.move_into_place(partial_dir, run_dir)
     state.wait_for_everyone()
     return TrainResult(run_dir, metrics, classifier)
+
+
+def _log_model_to_mlflow(partial_dir: Path) -> None:
+    """Log the finished run as an MLflow pyfunc model in the open MLflow run; a failure is a warning, never a
+    lost run (the run folder, and `textcls export --format mlflow` later, still have everything)."""
+    from textcls.runs.export import log_mlflow_model
+
+    try:
+        log_mlflow_model(partial_dir, name="model")
+    except Exception as error:
+        log.warning("could not log the model to MLflow (%s: %s); the run is kept", type(error).__name__, error)
 
 
 def _fit_and_score(
