@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from textcls.config import PredictConfig, ServeConfig
-from textcls.errors import TextclsError
+from textcls.errors import ConfigError, TextclsError
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -69,6 +69,7 @@ def serve(run_dir: str | Path, config: ServeConfig, predict_config: PredictConfi
     _require_serving()
     from textcls.runs.api import load
 
+    _check_port_free(config.host, config.port)  # before the model loads: a taken port fails in a moment
     run = load(run_dir, predict_config or serving_predict_config())
     run.predict_proba(["warm-up"])  # first call allocates; do it before the first user waits
     app = create_app(run, config)
@@ -88,12 +89,52 @@ def serve(run_dir: str | Path, config: ServeConfig, predict_config: PredictConfi
     )
     server = _uvicorn_server(app, config)
     with _signals_stop(server):
-        server.run()
+        try:
+            server.run()
+        except SystemExit as stop:  # uvicorn exits when it cannot listen (the port was taken since the check)
+            if stop.code in (0, None):
+                raise
+            raise ConfigError(f"could not listen on {config.host}:{config.port}; {_PORT_FIX}") from None
+
+
+_PORT_FIX = "pass another --port, or stop the process that listens there"
+
+
+def _check_port_free(host: str, port: int) -> None:
+    """Raise a `ConfigError` naming `host:port` when nothing can listen there (taken, or not this machine's)."""
+    import socket
+
+    try:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds: TIME_WAIT is no obstacle
+            probe.bind((host, port))
+    except OSError as error:
+        raise ConfigError(f"could not listen on {host}:{port}: {error.strerror or error}; {_PORT_FIX}") from None
+
+
+def _json_errors_protocol(protocol: type) -> type:
+    """uvicorn's HTTP protocol `protocol`, answering a request it cannot parse (a bad request line, header or
+    Content-Length) with the server's JSON error body instead of uvicorn's plain text."""
+    from textcls.serving.app import malformed_request_body
+
+    class JsonErrorProtocol(protocol):
+        def send_400_response(self, msg: str) -> None:
+            body = malformed_request_body(msg)
+            head = (
+                "HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\n"
+                f"content-length: {len(body)}\r\nconnection: close\r\n\r\n"
+            )
+            self.transport.write(head.encode("ascii") + body)
+            self.transport.close()
+
+    return JsonErrorProtocol
 
 
 def _uvicorn_server(app: Any, config: ServeConfig) -> Any:
     """A uvicorn server that closes the app's batcher as its shutdown begins."""
     import uvicorn
+    from uvicorn.protocols.http.auto import AutoHTTPProtocol
 
     class Server(uvicorn.Server):
         async def shutdown(self, sockets: Any = None) -> None:
@@ -111,6 +152,7 @@ def _uvicorn_server(app: Any, config: ServeConfig) -> Any:
             timeout_graceful_shutdown=config.graceful_timeout,  # type: ignore[arg-type]
             access_log=config.access_log,
             log_level="info",
+            http=_json_errors_protocol(AutoHTTPProtocol),
         )
     )
 

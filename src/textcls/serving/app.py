@@ -46,6 +46,12 @@ def _error_body(status: int, kind: str, message: str, details: list[dict[str, An
     return {"error": {"status": status, "type": kind, "message": message, "details": details}}
 
 
+def malformed_request_body(cause: str) -> bytes:
+    """The JSON error body for a request the HTTP parser refused (uvicorn answers it before the app sees it)."""
+    message = f"could not parse the HTTP request ({cause.rstrip('.')}); send a well-formed HTTP/1.1 request"
+    return json.dumps(_error_body(400, "bad_request", message)).encode()
+
+
 async def _send_error(send: Any, status: int, kind: str, message: str) -> None:
     """An error answer sent straight through ASGI, for middleware that answers before (or instead of) the app."""
     body = json.dumps(_error_body(status, kind, message)).encode()
@@ -315,15 +321,21 @@ def create_app(run: "Run", config: ServeConfig | None = None) -> "FastAPI":
     # ---- routes ------------------------------------------------------------------------------
     page = files("textcls.serving").joinpath("page.html").read_text(encoding="utf-8")
 
-    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    @app.api_route("/", methods=["GET", "HEAD"], response_class=HTMLResponse, include_in_schema=False)
     async def index() -> HTMLResponse:
         return HTMLResponse(page)
 
-    @app.get("/healthz", summary="Liveness: the model is loaded and the batcher runs")
+    @app.api_route("/healthz", methods=["GET", "HEAD"], summary="Liveness: the model is loaded and the batcher runs")
     async def healthz() -> dict[str, Any]:
         return {"status": "ok", "backend": card["backend"], "queued": batcher.queued, "batches": batcher.batches}
 
-    @app.get(f"{API_PREFIX}/model", dependencies=guarded, responses=errors, summary="What this server runs")
+    @app.api_route(
+        f"{API_PREFIX}/model",
+        methods=["GET", "HEAD"],
+        dependencies=guarded,
+        responses=errors,
+        summary="What this server runs",
+    )
     async def model_card() -> dict[str, Any]:
         return card
 

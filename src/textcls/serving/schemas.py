@@ -11,6 +11,7 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from textcls.config import ServeConfig
+from textcls.data.texts import is_blank, text_problem
 
 
 class Prediction(BaseModel):
@@ -57,8 +58,11 @@ class ErrorResponse(BaseModel):
 
 
 def _not_blank(text: str) -> str:
-    if not text.strip():
-        raise ValueError("expected a text with at least one character that is not a space")
+    if is_blank(text):
+        raise ValueError("expected a text with at least one visible character (not only spaces, zero-width or NUL)")
+    problem = text_problem(text)
+    if problem is not None:
+        raise ValueError(problem)
     return text
 
 
