@@ -50,7 +50,7 @@ from textcls.models.base import (
 )
 from textcls.reporting.explanations import Explanation, check_text, from_token_weights
 from textcls.reporting.metrics import headline_metrics
-from textcls.runfolder import damaged
+from textcls.runfolder import RUN_FILE, damaged
 
 log = logging.getLogger(__name__)
 
@@ -388,7 +388,7 @@ class TfidfClassifier(Classifier):
         if len(names) != outputs or (classes.size and int(classes.max()) >= len(names)):
             raise RunFolderError(
                 f"expected {outputs} label names for the model in {model_dir} (it was trained on {outputs} classes), "
-                f"found {len(names)} ({names[:10]}); the run folder's textcls.json does not match its model: train "
+                f"found {len(names)} ({names[:10]}); the run folder's {RUN_FILE} does not match its model: train "
                 "again or restore the folder"
             )
         return cls(

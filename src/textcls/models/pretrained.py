@@ -48,7 +48,7 @@ from textcls.models.base import (
 from textcls.models.encoders import EMBEDDED_MODEL_NAME, check_model_found, quiet_transformers, resolve_model
 from textcls.reporting.explanations import Explanation, check_text, from_attention_maps
 from textcls.reporting.metrics import headline_metrics, predicted_labels
-from textcls.runfolder import damaged
+from textcls.runfolder import RUN_FILE, damaged
 from textcls.training.device import device, for_this_device, inference_precision, resolve_precision
 from textcls.training.loaders import EpochBatches, TokenizedRows, array_to_device, eval_plan
 from textcls.training.objectives import Objective, probabilities
@@ -358,7 +358,7 @@ class PretrainedClassifier(Classifier):
             raise RunFolderError(
                 f"expected {model.config.num_labels} label names for the model in {model_dir} (its classifier has "
                 f"{model.config.num_labels} outputs), found {len(label_names)} ({list(label_names)[:10]}); the run "
-                "folder's textcls.json does not match its model: train again or restore the folder"
+                f"folder's {RUN_FILE} does not match its model: train again or restore the folder"
             )
         return cls(model, tokenizer, label_names, max_length, precision, windowing)
 

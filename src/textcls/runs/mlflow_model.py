@@ -32,15 +32,29 @@ class TextclsModel(PythonModel):
     per text out with the fields `textcls predict` prints ({label, score, probs}, or {labels, scores})."""
 
     def load_context(self, context: Any) -> None:
-        from textcls.runs.api import load
+        # the run as `textcls.load` opens it (backend auto), from the layers below `runs.api`, which logs
+        # this model during training and so may not be imported from here
+        from textcls import runfolder
+        from textcls.config import PredictConfig
+        from textcls.data import multilabel
+        from textcls.inference.auto import choose
+        from textcls.inference.backends import check_classifier_run
 
-        self.run = load(context.artifacts[RUN_ARTIFACT])
+        record = runfolder.read_record(context.artifacts[RUN_ARTIFACT])
+        check_classifier_run(record.run_dir, record.info)
+        self.predictor = choose(record.run_dir, record.info, PredictConfig()).predictor
+        self.label_names = list(record.info["label_names"])
+        self.thresholds = (
+            multilabel.run_thresholds(record.info.get("thresholds"), None, self.label_names)
+            if record.info.get("multi_label")
+            else None
+        )
 
     # model_input is left unannotated: mlflow reads a type hint there as the signature, which is given instead
     def predict(self, context, model_input, params=None):
         texts = _texts(model_input)
-        probs = self.run.predict_proba(texts)
-        return pd.DataFrame(prediction_records(probs, self.run.label_names, self.run.thresholds))
+        probs = self.predictor.predict_proba(texts)
+        return pd.DataFrame(prediction_records(probs, self.label_names, self.thresholds))
 
 
 def _texts(model_input: Any) -> list[str]:
