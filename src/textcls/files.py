@@ -206,6 +206,16 @@ def _same(first: Path, second: Path) -> bool:
     return first.resolve() == second.resolve()
 
 
+def read_json_object(path: Path) -> dict[str, Any] | None:
+    """The JSON object in `path`, or None when it is missing, unreadable or not an object (a marker file that
+    may or may not be there, a record that may be damaged)."""
+    try:
+        value = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
 def write_text_atomic(path: Path, text: str) -> Path:
     """`text` as UTF-8, written atomically."""
     return write_atomic(path, lambda temporary: temporary.write_text(text, encoding="utf-8"))

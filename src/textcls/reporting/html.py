@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import base64
 import html
-import json
 import logging
 import os
 from collections.abc import Callable, Sequence
@@ -30,7 +29,7 @@ import numpy as np
 from textcls.data.imbalance import MIN_DEV_ROWS_PER_CLASS, small_classes
 from textcls.data.multilabel import decide
 from textcls.errors import ConfigError, StorageError
-from textcls.files import folder_lock, make_folder, work_folder, write_json, write_text_atomic
+from textcls.files import folder_lock, make_folder, read_json_object, work_folder, write_json, write_text_atomic
 from textcls.reporting import plots
 from textcls.reporting.metrics import calibration, classification_metrics, multilabel_metrics
 from textcls.runfolder import METRICS_FILE, RunRecord, read_record
@@ -537,11 +536,8 @@ def _check_explanation_folder(folder: Path) -> None:
 
 
 def _is_explanation(path: Path) -> bool:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    return isinstance(data, dict) and _EXPLANATION_KEYS <= data.keys()
+    data = read_json_object(path)
+    return data is not None and _EXPLANATION_KEYS <= data.keys()
 
 
 def _write_explanation_files(expl: Any, out_dir: Path) -> list[str]:

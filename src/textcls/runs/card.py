@@ -8,13 +8,11 @@ Example:
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
-from typing import Any
 
 from textcls import runfolder
-from textcls.files import write_text_atomic
+from textcls.files import read_json_object, write_text_atomic
 from textcls.models.base import EXPORT_HF, family_class
 
 log = logging.getLogger(__name__)
@@ -34,7 +32,7 @@ def card_text(run_dir: Path, name: str | None = None) -> str:
     uses_encoder = not classifier or EXPORT_HF in family_class(info["family"]).capabilities
     encoder = encoder_card_facts(settings.get("model")) if uses_encoder else {}
     test_path = runfolder.eval_path(run_dir, "test")
-    test_metrics = _read_json(test_path) if classifier and test_path.is_file() else None
+    test_metrics = read_json_object(test_path) if classifier and test_path.is_file() else None
     facts = CardFacts(
         name=name or record.name,
         info=info,
@@ -54,11 +52,3 @@ def write_model_card(work_dir: Path, name: str) -> None:
         write_text_atomic(Path(work_dir) / CARD_FILE, card_text(Path(work_dir), name))
     except Exception as error:  # noqa: BLE001  # the trained model matters more than its card
         log.warning("no %s written for %s (%s); the run is complete without it", CARD_FILE, name, error)
-
-
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        value = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return value if isinstance(value, dict) else None

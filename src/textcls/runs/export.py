@@ -30,7 +30,7 @@ from typing import Any
 
 from textcls import runfolder
 from textcls.errors import RunFolderError, StorageError, TextclsError
-from textcls.files import replace_folder, storage_error, write_json, write_text_atomic
+from textcls.files import read_json_object, replace_folder, storage_error, write_json, write_text_atomic
 from textcls.models.base import EXPORT_HF, families_that, family_class
 from textcls.runs.card import CARD_FILE, card_text
 
@@ -42,14 +42,6 @@ EXPORT_MARKER = "textcls_export.json"
 TRACK_EXTRA_HINT = "pip install 'textcls[track]'"
 # Folders of a run that an MLflow model does not carry: other exports and hidden work folders.
 NOT_CARRIED = ("hf", "mlflow")
-
-
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        value = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return value if isinstance(value, dict) else None
 
 
 # ---- export ---------------------------------------------------------------------------------------
@@ -115,7 +107,7 @@ def _check_target(target: Path, format: str) -> None:
     """Refuse an `--out` that exists and is not an earlier export of this format (it would be deleted)."""
     if not target.exists():
         return
-    marker = _read_json(target / EXPORT_MARKER) if target.is_dir() else None
+    marker = read_json_object(target / EXPORT_MARKER) if target.is_dir() else None
     if marker is None or marker.get("format") != format:
         raise TextclsError(
             f"--out {target} exists and is not an earlier {format} export (no {EXPORT_MARKER} of format {format!r} "
