@@ -331,7 +331,8 @@ def compare(
             row["run_dir"],
         )
     stdout.print(table)
-    stdout.print(f"written: {out / 'compare.json'}, {out / 'compare.md'}, {out / 'compare.png'}")
+    written = [out / name for name in ("compare.json", "compare.md", "compare.png") if (out / name).is_file()]
+    stdout.print("written: " + ", ".join(map(str, written)))
 
 
 @app.command()
