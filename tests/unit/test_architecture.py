@@ -146,6 +146,7 @@ LAYERS = [
     ("textcls.inference",),
     ("textcls.runs",),
     ("textcls.seq2seq",),
+    ("textcls.cluster",),
     ("textcls.serving",),
     ("textcls.cli",),
 ]
