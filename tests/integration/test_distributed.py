@@ -1,4 +1,5 @@
-"""The same `train` command under torchrun and accelerate launch: 2 CPU processes (gloo), Trainer's own DDP."""
+"""The same `train` command under torchrun and accelerate launch: 2 CPU processes (gloo), Trainer's own DDP,
+on one machine or as two nodes."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 
 import pytest
 
@@ -172,3 +174,131 @@ def test_a_time_budget_stops_every_process_at_the_same_step(tmp_path):
     stopped = mp.Manager().dict()
     mp.spawn(_budget_step, args=(str(tmp_path / "store"), [60.0, 0.0], stopped), nprocs=2, join=True)
     assert dict(stopped) == {0: True, 1: True}  # process 0's own budget had an hour left
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _two_nodes(node_command, textcls_args: list[str], timeout: float = 300) -> list[subprocess.CompletedProcess]:
+    """Start `node_command(rank, port)` + `-m textcls ...` for ranks 0 and 1 at once, as two machines would;
+    every launcher is killed if one outlives `timeout`. Output goes to files: a launcher blocked on a full
+    pipe would hold up the other in their next collective."""
+    port = _free_port()
+    outputs = [(tempfile.TemporaryFile("w+"), tempfile.TemporaryFile("w+")) for _ in (0, 1)]
+    launchers = [
+        subprocess.Popen(
+            [*node_command(rank, port), "-m", "textcls", *textcls_args],
+            stdout=outputs[rank][0],
+            stderr=outputs[rank][1],
+            text=True,
+            env=ENV,
+            start_new_session=True,  # a timeout kills the launcher and the process it started
+        )
+        for rank in (0, 1)
+    ]
+    try:
+        for launcher in launchers:
+            launcher.wait(timeout=timeout)
+    finally:
+        for launcher in launchers:
+            if launcher.poll() is None:
+                os.killpg(launcher.pid, 9)
+                launcher.wait()
+    results = []
+    for launcher, (stdout, stderr) in zip(launchers, outputs):
+        stdout.seek(0), stderr.seek(0)
+        results.append(subprocess.CompletedProcess(launcher.args, launcher.returncode, stdout.read(), stderr.read()))
+        stdout.close(), stderr.close()
+    return results
+
+
+def _torchrun_node(rank: int, port: int) -> list[str]:
+    # static rendezvous: node 0 hosts it at the port, so ranks follow --node_rank (c10d ranks nodes by arrival)
+    return [
+        _torchrun(),
+        "--nnodes",
+        "2",
+        "--nproc_per_node",
+        "1",
+        "--node_rank",
+        str(rank),
+        "--master_addr",
+        "127.0.0.1",
+        "--master_port",
+        str(port),
+    ]
+
+
+def _train_args(data, tiny_bert, out) -> list[str]:
+    return [
+        "train",
+        "--data",
+        str(data),
+        "--model",
+        str(tiny_bert),
+        "--epochs",
+        "1",
+        "--batch-size",
+        "8",
+        "--eval-batch-size",
+        "8",
+        "--max-length",
+        "32",
+        "--out",
+        str(out),
+        "--json",
+    ]
+
+
+def _accelerate_node(rank: int, port: int) -> list[str]:
+    program = shutil.which("accelerate", path=os.path.dirname(sys.executable))
+    if program is None:
+        pytest.skip("accelerate is not installed beside this Python")
+    # --num_processes counts every machine's processes
+    return [
+        program,
+        "launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "2",
+        "--machine_rank",
+        str(rank),
+        "--main_process_ip",
+        "127.0.0.1",
+        "--main_process_port",
+        str(port),
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+    ]
+
+
+NODE_LAUNCHERS = {"torchrun": _torchrun_node, "accelerate": _accelerate_node}
+
+
+@pytest.mark.parametrize("launcher", sorted(NODE_LAUNCHERS))
+def test_train_on_two_nodes_writes_one_run(launcher, tiny_bert, tmp_path):
+    import textcls
+
+    # two launchers with one process each: two machines sharing the run folder's storage
+    data = write_ag_news_folder(tmp_path / "data", n_train=64, n_dev=16, n_test=0)
+    out = tmp_path / "runs" / "two-nodes"
+    main_node, other_node = _two_nodes(NODE_LAUNCHERS[launcher], _train_args(data, tiny_bert, out))
+    assert main_node.returncode == 0, main_node.stderr[-4000:]
+    assert other_node.returncode == 0, other_node.stderr[-4000:]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["train"]["world_size"] == 2
+    assert metrics["train"]["global_step"] == 4  # 64 rows, 2 processes x batch 8
+    # only the main process (rank 0, on node 0) prints and writes: one JSON document, one folder, no leftovers
+    assert json.loads(main_node.stdout)["run_dir"] == str(out) and other_node.stdout == ""
+    assert sorted(path.name for path in out.parent.iterdir()) == [".two-nodes.lock", "two-nodes"]
+    run = textcls.load(out)
+    assert run.predict(["stocks fell as markets slid"])[0] in run.label_names
