@@ -302,3 +302,49 @@ def test_train_on_two_nodes_writes_one_run(launcher, tiny_bert, tmp_path):
     assert sorted(path.name for path in out.parent.iterdir()) == [".two-nodes.lock", "two-nodes"]
     run = textcls.load(out)
     assert run.predict(["stocks fell as markets slid"])[0] in run.label_names
+
+
+def _resume_step(rank: int, store_path: str, checkpoint_dirs: list[str], outcomes) -> None:
+    import types
+    from pathlib import Path
+
+    import torch
+    import torch.distributed as dist
+
+    from textcls.errors import TextclsError
+    from textcls.training.trainer import run_trainer
+
+    class Trainer:  # stands in for transformers' Trainer: only what run_trainer touches
+        args = types.SimpleNamespace(should_save=rank == 0)
+        model = torch.nn.Linear(2, 2)
+
+        def train(self, resume_from_checkpoint=None):
+            return f"trained from {resume_from_checkpoint}"
+
+    dist.init_process_group("gloo", init_method=f"file://{store_path}", rank=rank, world_size=2)
+    try:
+        outcomes[rank] = run_trainer(Trainer(), Path(checkpoint_dirs[rank]), resume=True)[0]
+    except TextclsError as error:
+        outcomes[rank] = str(error)
+    finally:
+        dist.destroy_process_group()
+
+
+def test_resume_on_nodes_that_see_different_checkpoints_is_refused_by_every_process(tmp_path):
+    # a run folder on each node's own disk: node 0 resumed from its checkpoint while node 1 started over,
+    # and the two processes trained different steps against each other
+    import torch.multiprocessing as mp
+
+    from textcls.training.trainer import mark_complete
+
+    node_dirs = [tmp_path / "node0" / "checkpoints", tmp_path / "node1" / "checkpoints"]
+    checkpoint = node_dirs[0] / "checkpoint-4"
+    checkpoint.mkdir(parents=True)
+    (checkpoint / "model.safetensors").write_bytes(b"weights")
+    mark_complete(checkpoint)
+    node_dirs[1].mkdir(parents=True)
+    outcomes = mp.Manager().dict()
+    mp.spawn(_resume_step, args=(str(tmp_path / "store"), [str(d) for d in node_dirs], outcomes), nprocs=2, join=True)
+    for rank in (0, 1):
+        assert "every node must see the same run folder" in outcomes[rank], outcomes[rank]
+        assert str(checkpoint) in outcomes[rank] and "process 1" in outcomes[rank]

@@ -156,7 +156,7 @@ def run_trainer(
     should_save = trainer.args.should_save
     resume_from = None
     if resume:
-        last = last_complete_checkpoint(checkpoint_dir, remove_incomplete=should_save)
+        last = _agreed_checkpoint(last_complete_checkpoint(checkpoint_dir, remove_incomplete=should_save))
         if last is None:
             log.warning("--resume: no complete checkpoint in %s; starting from scratch", checkpoint_dir)
         else:
@@ -182,6 +182,29 @@ def run_trainer(
             ) from error
         raise
     return result, resume_from, time.perf_counter() - started
+
+
+def _agreed_checkpoint(found: Path | None) -> Path | None:
+    """`found`, once every process of a launcher has found the same checkpoint to resume from (or none).
+
+    Each process reads the checkpoints itself: on nodes that do not share the run folder's storage, one
+    would resume while another started over, and the two would train different steps against each other.
+    Every process raises the same error instead."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return found
+    seen: list[str | None] = [None] * dist.get_world_size()
+    dist.all_gather_object(seen, None if found is None else str(found))
+    others = {rank: path for rank, path in enumerate(seen) if path != seen[0]}
+    if others:
+        shown = ", ".join(f"process {rank} {path or 'none'}" for rank, path in others.items())
+        raise TextclsError(
+            f"--resume: expected every process to find the checkpoint process 0 resumes from ({seen[0] or 'none'}), "
+            f"found {shown}; every node must see the same run folder: put --out on storage shared by all "
+            "nodes (docs/cluster.md)"
+        )
+    return found
 
 
 def engine_trainer(
