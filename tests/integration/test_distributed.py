@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -184,10 +185,10 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-def _two_nodes(node_command, textcls_args: list[str], timeout: float = 300) -> list[subprocess.CompletedProcess]:
-    """Start `node_command(rank, port)` + `-m textcls ...` for ranks 0 and 1 at once, as two machines would;
-    every launcher is killed if one outlives `timeout`. Output goes to files: a launcher blocked on a full
-    pipe would hold up the other in their next collective."""
+def _start_two_nodes(node_command, textcls_args: list[str], cwd=(None, None)) -> tuple[list, list]:
+    """Start `node_command(rank, port)` + `-m textcls ...` for ranks 0 and 1 at once, as two machines would,
+    in the folders `cwd`; (launchers, their stdout and stderr files). Output goes to files: a launcher
+    blocked on a full pipe would hold up the other in their next collective."""
     port = _free_port()
     outputs = [(tempfile.TemporaryFile("w+"), tempfile.TemporaryFile("w+")) for _ in (0, 1)]
     launchers = [
@@ -197,18 +198,37 @@ def _two_nodes(node_command, textcls_args: list[str], timeout: float = 300) -> l
             stderr=outputs[rank][1],
             text=True,
             env=ENV,
-            start_new_session=True,  # a timeout kills the launcher and the process it started
+            cwd=cwd[rank],
+            start_new_session=True,
         )
         for rank in (0, 1)
     ]
+    return launchers, outputs
+
+
+def _stop(launchers: list) -> None:
+    """Stop the launchers still running, and so their processes: those run in sessions of their own, where
+    only the launcher's SIGTERM reaches them."""
+    for launcher in launchers:
+        if launcher.poll() is None:
+            launcher.terminate()
+    for launcher in launchers:
+        try:
+            launcher.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(launcher.pid, signal.SIGKILL)
+            launcher.wait()
+
+
+def _two_nodes(node_command, textcls_args: list[str], cwd=(None, None), timeout: float = 300) -> list:
+    """`_start_two_nodes`, then wait for both (every launcher is killed if one outlives `timeout`);
+    a `subprocess.CompletedProcess` for each."""
+    launchers, outputs = _start_two_nodes(node_command, textcls_args, cwd)
     try:
         for launcher in launchers:
             launcher.wait(timeout=timeout)
     finally:
-        for launcher in launchers:
-            if launcher.poll() is None:
-                os.killpg(launcher.pid, 9)
-                launcher.wait()
+        _stop(launchers)
     results = []
     for launcher, (stdout, stderr) in zip(launchers, outputs):
         stdout.seek(0), stderr.seek(0)
@@ -234,7 +254,7 @@ def _torchrun_node(rank: int, port: int) -> list[str]:
     ]
 
 
-def _train_args(data, tiny_bert, out) -> list[str]:
+def _train_args(data, tiny_bert, out, epochs: int = 1) -> list[str]:
     return [
         "train",
         "--data",
@@ -242,7 +262,7 @@ def _train_args(data, tiny_bert, out) -> list[str]:
         "--model",
         str(tiny_bert),
         "--epochs",
-        "1",
+        str(epochs),
         "--batch-size",
         "8",
         "--eval-batch-size",
@@ -348,3 +368,40 @@ def test_resume_on_nodes_that_see_different_checkpoints_is_refused_by_every_proc
     for rank in (0, 1):
         assert "every node must see the same run folder" in outcomes[rank], outcomes[rank]
         assert str(checkpoint) in outcomes[rank] and "process 1" in outcomes[rank]
+
+
+def test_an_interrupted_run_resumes_on_two_nodes_only_from_shared_storage(tiny_bert, tmp_path):
+    import time
+
+    # 320 rows, 2 processes x batch 8: 20 steps an epoch, checkpoint-20 after the first
+    data = write_ag_news_folder(tmp_path / "data", n_train=320, n_dev=16, n_test=0)
+    shared, elsewhere = tmp_path / "shared", tmp_path / "elsewhere"
+    shared.mkdir(), elsewhere.mkdir()
+    args = [*_train_args(data, tiny_bert, "runs/x", epochs=3), "--resume"]  # --resume from the start is harmless
+    marker = shared / "runs" / ".x.partial" / "checkpoints" / "checkpoint-20" / "textcls-complete.json"
+    launchers, outputs = _start_two_nodes(_torchrun_node, args, cwd=(shared, shared))
+    try:
+        deadline = time.monotonic() + 240
+        while not marker.exists() and time.monotonic() < deadline and launchers[0].poll() is None:
+            time.sleep(0.01)
+    finally:
+        _stop(launchers)
+        for stdout, stderr in outputs:
+            stdout.close(), stderr.close()
+    if not marker.exists():
+        pytest.skip("the first epoch's checkpoint was not written within 240 s")
+
+    # --out relative to each node's own folder: node 1 sees no partial folder, as on its own disk
+    refused = _two_nodes(_torchrun_node, args, cwd=(shared, elsewhere), timeout=120)
+    for node in refused:
+        assert node.returncode != 0
+        message = " ".join(node.stderr.split())
+        assert "every node must see the same run folder" in message and "checkpoint-20" in message, message[-3000:]
+    assert marker.exists()  # the checkpoints are kept for a resume that can work
+
+    main_node, other_node = _two_nodes(_torchrun_node, args, cwd=(shared, shared))
+    assert main_node.returncode == 0, main_node.stderr[-3000:]
+    assert other_node.returncode == 0, other_node.stderr[-3000:]
+    metrics = json.loads(main_node.stdout)
+    assert metrics["train"]["resumed_from"].endswith("checkpoint-20") and metrics["train"]["global_step"] == 60
+    assert metrics["train"]["world_size"] == 2 and (shared / "runs" / "x" / "model" / "model.safetensors").is_file()
