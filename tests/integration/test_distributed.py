@@ -405,3 +405,40 @@ def test_an_interrupted_run_resumes_on_two_nodes_only_from_shared_storage(tiny_b
     metrics = json.loads(main_node.stdout)
     assert metrics["train"]["resumed_from"].endswith("checkpoint-20") and metrics["train"]["global_step"] == 60
     assert metrics["train"]["world_size"] == 2 and (shared / "runs" / "x" / "model" / "model.safetensors").is_file()
+
+
+def _save_step(rank: int, store_path: str, output_dir: str) -> None:
+    import time
+    import types
+    from pathlib import Path
+
+    import torch.distributed as dist
+
+    from textcls.training.trainer import training_callbacks
+
+    dist.init_process_group("gloo", init_method=f"file://{store_path}", rank=rank, world_size=2)
+    try:
+        checkpoint = Path(output_dir) / "checkpoint-4"
+        if rank == 0:
+            (checkpoint / "model.safetensors").write_bytes(b"weights")
+        else:  # a process slower to write its own random state, as over a network file system
+            time.sleep(1.0)
+            (checkpoint / "rng_state_1.pth").write_bytes(b"random state")
+        args = types.SimpleNamespace(world_size=2, should_save=rank == 0, output_dir=output_dir)
+        guard = training_callbacks(None)[0]
+        guard.on_save(args, types.SimpleNamespace(global_step=4), types.SimpleNamespace())
+    finally:
+        dist.destroy_process_group()
+
+
+def test_a_checkpoint_is_marked_complete_once_every_process_has_written_its_files(tmp_path):
+    # the main process listed the checkpoint's files while another process still wrote its random state:
+    # the marker missed it (unchecked on resume), or recorded it half-written (the checkpoint then discarded)
+    import torch.multiprocessing as mp
+
+    from textcls.training.trainer import CHECKPOINT_MARKER
+
+    (tmp_path / "checkpoints" / "checkpoint-4").mkdir(parents=True)
+    mp.spawn(_save_step, args=(str(tmp_path / "store"), str(tmp_path / "checkpoints")), nprocs=2, join=True)
+    marker = json.loads((tmp_path / "checkpoints" / "checkpoint-4" / CHECKPOINT_MARKER).read_text())
+    assert marker["files"] == {"model.safetensors": 7, "rng_state_1.pth": 12}

@@ -88,6 +88,11 @@ class _CheckpointGuard:
 
         class Callback(TrainerCallback):
             def on_save(self, args, state, control, **kwargs):
+                if args.world_size > 1:
+                    # each process writes its own random state into the checkpoint: list it once it is there
+                    import torch.distributed as dist
+
+                    dist.barrier()
                 if args.should_save:  # the process that writes checkpoints
                     mark_complete(Path(args.output_dir) / f"checkpoint-{state.global_step}")
                 return control
