@@ -696,3 +696,53 @@ def split_options(options: dict[str, Any]) -> tuple[DataConfig, TrainConfig]:
     data_options = {k: v for k, v in options.items() if k in field_names(DataConfig)}
     train_options = {k: v for k, v in options.items() if k in field_names(TrainConfig)}
     return DataConfig(**data_options), TrainConfig(**train_options)
+
+
+TUNE_ENGINES = ("local", "ray")  # where `textcls tune` runs its trials: this process (Optuna), or Ray Tune
+
+
+@dataclass(frozen=True)
+class TuneConfig:
+    """How `textcls tune` searches: how many trials, for how long, where, and when it prunes."""
+
+    trials: int = _help("Trials the study holds when the search ends (earlier runs' trials count).", default=20)
+    time_budget: float | None = _help(
+        "Start no new trial after this many minutes of this search (a trial under way finishes).", default=None
+    )
+    space: str | None = _help(
+        "JSON file of search ranges per TrainConfig field, replacing the family's: "
+        '{"lr": {"low": 1e-4, "high": 0.1, "log": true}, "batch_size": {"choices": [32, 64]}, "epochs": null}.',
+        default=None,
+    )
+    on: str = _help(
+        "Where trials run: local (Optuna in this process) or ray (Ray Tune running Optuna's search).", default="local"
+    )
+    address: str | None = _help(
+        "--on ray: the Ray cluster to join (else RAY_ADDRESS, else a local Ray is started and stopped).", default=None
+    )
+    cpus: int | None = _help("--on ray, local Ray: CPUs it may use; default: all.", default=None)
+    cpus_per_trial: float = _help("--on ray: CPUs each trial holds (trials run side by side on the rest).", default=1.0)
+    startup_trials: int = _help(
+        "Trials drawn at random before TPE models the results, and finished before any trial is pruned.", default=4
+    )
+    warmup_epochs: int = _help("Epochs every trial trains before it may be pruned.", default=1)
+    overwrite: bool = _help("Start a new study, removing the output folder's study and runs.", default=False)
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+        _check(self.trials >= 1, "trials", "an integer >= 1", self.trials)
+        _check(
+            self.time_budget is None or (math.isfinite(self.time_budget) and self.time_budget > 0),
+            "time_budget",
+            "a positive number of minutes",
+            self.time_budget,
+        )
+        _check(self.on in TUNE_ENGINES, "on", f"one of {TUNE_ENGINES}", self.on)
+        _check(self.cpus is None or self.cpus >= 1, "cpus", "an integer >= 1", self.cpus)
+        _check(self.cpus_per_trial > 0, "cpus_per_trial", "a positive number", self.cpus_per_trial)
+        _check(self.startup_trials >= 0, "startup_trials", "an integer >= 0", self.startup_trials)
+        _check(self.warmup_epochs >= 0, "warmup_epochs", "an integer >= 0", self.warmup_epochs)
+        if self.on != "ray" and (self.address is not None or self.cpus is not None):
+            raise ConfigError(
+                f"address/cpus: expected them only with --on ray, found --on {self.on}; pass --on ray or drop them"
+            )

@@ -35,6 +35,7 @@ from textcls.config import (  # noqa: E402
     PretrainConfig,
     ServeConfig,
     TrainConfig,
+    TuneConfig,
     column_names,
     field_names,
     flag_name,
@@ -636,6 +637,57 @@ def fill_mask(
         for token, probability in words:
             table.add_row(token, f"{probability:.4f}")
         stdout.print(table)
+
+
+@app.command()
+@_with_parameters(
+    _field_parameters(TuneConfig)
+    + _field_parameters(DataConfig, TrainConfig, skip=tuple(field_names(TuneConfig)) + ("resume",))
+)
+def tune(
+    out: Path = typer.Option(Path("runs/tune"), "--out", help="Folder of the search (study.db, best/, trials)."),
+    config: Path | None = typer.Option(
+        None, "--config", help="JSON file of data and training options every trial shares; flags override it."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print the trials and the best settings as JSON."),
+    verbose: Verbose = False,
+    **options: Any,
+) -> None:
+    """Search a family's training settings with Optuna (or Ray Tune with --on ray); training options given are
+    fixed. Run again with the same --out to continue a stopped search."""
+    from textcls.cluster.tune import tune as run_search
+
+    _setup_logging(verbose)
+    tune_options = {name: options.pop(name) for name in field_names(TuneConfig) if name in options}
+    with _library_call():
+        tune_config = TuneConfig(**{k: v for k, v in tune_options.items() if v is not None})
+        result = run_search(out=out, tune_config=tune_config, **_given(config, options))
+    if as_json:
+        payload = {"best_params": result.best_params, "best_value": result.best_value, "trials": result.trials}
+        print(json.dumps({"out": str(result.out), "metric": result.metric, **payload}, indent=2))
+        return
+    table = Table(title=f"trials of {result.out} (dev {result.metric})")
+    columns = list(dict.fromkeys(key for row in result.trials for key in row))
+    for column in columns:
+        table.add_column(column.removeprefix("params_"), justify="left" if column == "state" else "right")
+    for row in result.trials:
+        table.add_row(*(_cell(row.get(column)) for column in columns))
+    stdout.print(table)
+    if result.best_value is None:
+        stdout.print("no trial completed")
+        return
+    stdout.print(
+        f"best dev {result.metric} {result.best_value:.4f} with {result.best_params}; run folder: {result.best_run}; "
+        f"train it again: textcls train --config {result.out / 'best_config.json'}"
+    )
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
 
 
 def main() -> None:

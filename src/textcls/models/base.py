@@ -52,6 +52,8 @@ NOT_WITH_MULTI_LABEL = {
     "class_weights": ("none", "the weights are per class of a softmax, and a multi-label text has several"),
     "sampler": ("none", "balanced draws need one class per row, and a multi-label text has several"),
 }
+# What the families trained by gradient descent search over (their `hyperparameters`).
+GRADIENT_HYPERPARAMETERS = ("lr", "epochs", "batch_size", "max_length", "weight_decay", "warmup_ratio")
 TRAINING_OPTIONS = {  # TrainConfig field -> (its value that needs nothing, the capability any other value needs)
     "sampler": ("none", BALANCED_SAMPLER),
     "long_text": ("truncate", LONG_TEXT),
@@ -140,6 +142,9 @@ class Predictor(abc.ABC):
 
 class Classifier(Predictor):
     """A model family: a `Predictor` that trains from labelled splits and saves itself without pickle."""
+
+    # The TrainConfig fields that change what this family learns: the ones `textcls tune` searches.
+    hyperparameters: ClassVar[tuple[str, ...]] = ()
 
     @classmethod
     @abc.abstractmethod

@@ -48,6 +48,7 @@ from textcls.data.windows import Windowing
 from textcls.errors import ConfigError, RunFolderError, TextclsError
 from textcls.models.base import (
     BALANCED_SAMPLER,
+    GRADIENT_HYPERPARAMETERS,
     LONG_TEXT,
     MULTI_LABEL,
     PREDICT,
@@ -306,6 +307,7 @@ class TorchClassifier(Classifier):
 
     family = ""
     capabilities = frozenset({PREDICT, BALANCED_SAMPLER, LONG_TEXT, MULTI_LABEL})
+    hyperparameters = GRADIENT_HYPERPARAMETERS
     # Whether bf16 autocast pays off on a CPU for this family ("auto" precision); measured per family.
     bf16_on_cpu = True
 

@@ -37,6 +37,7 @@ from textcls.models.base import (
     EXPLAIN,
     EXPORT_HF,
     EXPORT_ONNX,
+    GRADIENT_HYPERPARAMETERS,
     LONG_TEXT,
     MULTI_LABEL,
     PREDICT,
@@ -109,6 +110,7 @@ class PretrainedClassifier(Classifier):
         {PREDICT, EXPLAIN, EXPORT_ONNX, EXPORT_HF, BALANCED_SAMPLER, LONG_TEXT, MULTI_LABEL, DISTRIBUTED}
     )
     inference_precisions = ("fp32", "bf16")
+    hyperparameters = GRADIENT_HYPERPARAMETERS
 
     def __init__(
         self,

@@ -33,7 +33,9 @@ __all__ = [
     "confusion_png",
     "curves_png",
     "length_curves",
+    "parameter_importance",
     "reliability_png",
+    "search_history",
     "token_bars",
 ]
 
@@ -294,3 +296,45 @@ def length_curves(rows: Sequence[dict[str, Any]], path: Path) -> Path:
     exact_axes.set_title("exact match against source length")
     figure.tight_layout()
     return write_atomic(path, lambda temporary: figure.savefig(temporary, format="png"))
+
+
+def search_history(numbers: Sequence[int], values: Sequence[float | None], states: Sequence[str], path: Path) -> Path:
+    """A search's optimisation history: each finished trial's score (pruned ones at their last reported epoch,
+    hollow) and the best score so far, against the trial number."""
+    figure = _figure(6.4, 4.2)
+    axes = figure.add_subplot(1, 1, 1)
+    best, best_x, best_y = None, [], []
+    for number, value, state in zip(numbers, values, states):
+        if value is None:
+            continue
+        if state == "COMPLETE":
+            axes.scatter(number, value, s=30, color="tab:blue")
+            best = value if best is None else max(best, value)
+        else:
+            axes.scatter(number, value, s=30, facecolors="none", edgecolors="tab:gray")
+        if best is not None:
+            best_x.append(number)
+            best_y.append(best)
+    axes.step(best_x, best_y, where="post", color="tab:red", label="best so far")
+    axes.scatter([], [], s=30, color="tab:blue", label="complete")
+    axes.scatter([], [], s=30, facecolors="none", edgecolors="tab:gray", label="pruned (last epoch)")
+    axes.set_xlabel("trial")
+    axes.set_ylabel("dev score")
+    axes.set_title("optimisation history")
+    axes.legend(loc="lower right")
+    axes.grid(alpha=0.3)
+    figure.tight_layout()
+    return _save(figure, path)
+
+
+def parameter_importance(names: Sequence[str], importances: Sequence[float], path: Path) -> Path:
+    """How much of the score's variation each searched setting explains (shares summing to 1), largest on top."""
+    order = np.argsort(np.asarray(importances, dtype=float))
+    figure = _figure(6.4, 0.6 + 0.45 * max(len(names), 1))
+    axes = figure.add_subplot(1, 1, 1)
+    axes.barh([names[i] for i in order], [importances[i] for i in order], color="tab:blue")
+    axes.set_xlabel("importance (share of the score's variance)")
+    axes.set_title("hyper-parameter importance")
+    axes.grid(alpha=0.3, axis="x")
+    figure.tight_layout()
+    return _save(figure, path)

@@ -65,9 +65,10 @@ class Trackers:
         'none'
     """
 
-    def __init__(self, trackers: Sequence[Any], names: Sequence[str] = ()):
+    def __init__(self, trackers: Sequence[Any], names: Sequence[str] = (), observers: Sequence[Any] = ()):
         self.trackers = list(trackers)
         self.names = tuple(names)  # the `--report-to` services, in the order given
+        self.observers = list(observers)  # a job above the run (a search) watching it: see `observing`
 
     def log_params(self, params: Mapping[str, Any]) -> None:
         for tracker in self.trackers:
@@ -76,8 +77,15 @@ class Trackers:
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
         finite = {_METRIC_NAME.sub("_", name): float(v) for name, v in metrics.items() if _is_number(v)}
         if finite:
-            for tracker in self.trackers:
+            for tracker in [*self.trackers, *self.observers]:
                 tracker.log_metrics(finite, step)
+
+    def log_evaluation(self, metrics: Mapping[str, float], step: int) -> None:
+        """A Trainer evaluation (`dev/` metrics), for the observers alone: Trainer's own callbacks send it to
+        the services."""
+        finite = {_METRIC_NAME.sub("_", name): float(v) for name, v in metrics.items() if _is_number(v)}
+        for observer in self.observers:
+            observer.log_metrics(finite, step)
 
     def log_artifacts(self, paths: Sequence[Path]) -> None:
         present = [Path(path) for path in paths if Path(path).exists()]
@@ -85,7 +93,7 @@ class Trackers:
             tracker.log_artifacts(present)
 
     def finish(self, failed: bool = False) -> None:
-        for tracker in self.trackers:
+        for tracker in [*self.trackers, *self.observers]:
             tracker.finish(failed)
 
     def log_outcome(self, metrics: Mapping[str, Any], step: int, run_dir: Path, extra: Sequence[Path] = ()) -> None:
@@ -100,6 +108,24 @@ class Trackers:
 
 
 _ACTIVE: contextvars.ContextVar[Trackers | None] = contextvars.ContextVar("textcls_trackers", default=None)
+_OBSERVERS: contextvars.ContextVar[tuple[Any, ...]] = contextvars.ContextVar("textcls_observers", default=())
+
+
+@contextlib.contextmanager
+def observing(*observers: Tracker) -> Iterator[None]:
+    """Add `observers` to every run that `tracking` opens inside: they get its metrics (per-step loss, per-epoch
+    `dev/` metrics, for Trainer families too) as its services do. A search watches its trials this way; an
+    exception an observer raises (a pruned trial) stops the run.
+
+    Example:
+        >>> with observing(Trackers([])):
+        ...     pass
+    """
+    token = _OBSERVERS.set((*_OBSERVERS.get(), *observers))
+    try:
+        yield
+    finally:
+        _OBSERVERS.reset(token)
 
 
 def active() -> Trackers:
@@ -225,7 +251,7 @@ def trackers_for(report_to: Sequence[str], run_dir: Path, run_name: str) -> Trac
             trackers.append(MlflowTracker(run_name))
         elif name == "tensorboard":
             trackers.append(TensorBoardTracker(Path(run_dir) / TENSORBOARD_DIR))
-    return Trackers(trackers, [name for name in report_to if name != "none"])
+    return Trackers(trackers, [name for name in report_to if name != "none"], _OBSERVERS.get())
 
 
 @contextlib.contextmanager

@@ -100,6 +100,22 @@ class _CheckpointGuard:
         self.callback = Callback()
 
 
+class _Evaluations:
+    """Each evaluation's metrics, as `dev/NAME`, to the observers of the active run: what the loop families
+    log per epoch."""
+
+    def __init__(self) -> None:
+        from transformers import TrainerCallback
+
+        class Callback(TrainerCallback):
+            def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+                dev = {f"dev/{name.removeprefix('eval_')}": value for name, value in (metrics or {}).items()}
+                active().log_evaluation(dev, state.global_step)
+                return control
+
+        self.callback = Callback()
+
+
 def training_arguments(
     checkpoint_dir: Path, config: TrainConfig | PretrainConfig, precision: str, **options: Any
 ) -> TrainingArguments:
@@ -146,8 +162,9 @@ def training_arguments(
 
 
 def training_callbacks(time_budget: float | None) -> list[Any]:
-    """The Trainer callbacks every textcls run uses: complete-checkpoint markers, and the time budget."""
-    callbacks: list[Any] = [_CheckpointGuard().callback]  # TrainerCallback subclasses, made on first use
+    """The Trainer callbacks every textcls run uses: complete-checkpoint markers, evaluations to the run's
+    observers (`tracking.observing`), and the time budget."""
+    callbacks: list[Any] = [_CheckpointGuard().callback, _Evaluations().callback]  # made on first use
     if time_budget is not None:
         callbacks.append(_TimeBudget(time_budget).callback)
     return callbacks
