@@ -746,3 +746,63 @@ class TuneConfig:
             raise ConfigError(
                 f"address/cpus: expected them only with --on ray, found --on {self.on}; pass --on ray or drop them"
             )
+
+
+LAYERS_STUDENT = "layers:"  # `--student layers:N`: the teacher's encoder cut to N of its layers
+
+
+@dataclass(frozen=True)
+class DistillConfig:
+    """How to distil a trained run into a smaller student (`textcls distill`); the student trains with
+    `TrainConfig`'s options on `DataConfig`'s data."""
+
+    teacher: str = _help("The teacher: a run folder with the data's labels.", default=None)
+    student: str = _help(
+        "The student: layers:N (the teacher's encoder cut to N of its layers, picked evenly, with its embeddings "
+        "and head; a pretrained-family teacher), a Hugging Face model folder, or a family name (e.g. lstm, "
+        "scratch-transformer).",
+        default=None,
+    )
+    temperature: float = _help(
+        "Softmax temperature of the soft targets: higher spreads the teacher's probability over more classes.",
+        default=2.0,
+    )
+    alpha: float = _help(
+        "Weight of the hard labels' cross-entropy; the soft targets' KL divergence weighs 1 - alpha.", default=0.5
+    )
+    unlabeled: str | None = _help(
+        "Unlabelled texts that train on the teacher's soft targets alone: a .txt file (one text a line), a folder "
+        "of .txt files, or a table or folder `train` reads (its labels are ignored).",
+        default=None,
+    )
+    ignore_labels: bool = _help(
+        "Train on the soft targets alone, the data's labels unused (dev still scores with them).", default=False
+    )
+    teacher_backend: str = _help(
+        "Inference engine that computes the teacher's probabilities (see predict --backend); auto and onnx may "
+        "write their files into the teacher's run folder, torch reads it only.",
+        default="torch",
+    )
+
+    def __post_init__(self) -> None:
+        for name in ("teacher", "student"):
+            _check(bool(getattr(self, name)), name, f"a {name} (see textcls distill --help)", getattr(self, name))
+        check_fields(self)
+        _check(self.temperature > 0, "temperature", "a number > 0", self.temperature)
+        _check(0.0 <= self.alpha <= 1.0, "alpha", "a weight in [0, 1]", self.alpha)
+        _check(
+            self.teacher_backend in BACKENDS, "teacher_backend", f"one of {', '.join(BACKENDS)}", self.teacher_backend
+        )
+
+    @property
+    def student_layers(self) -> int | None:
+        """N of `layers:N`, or None for another student (a bad N is refused when the spec is read)."""
+        if not self.student.startswith(LAYERS_STUDENT):
+            return None
+        count = self.student.removeprefix(LAYERS_STUDENT)
+        if not count.isdigit() or int(count) < 1:
+            raise ConfigError(
+                f"student: expected layers:N with N a whole number >= 1, found {self.student!r}; pass e.g. "
+                "--student layers:2"
+            )
+        return int(count)

@@ -18,6 +18,7 @@ import textcls
 from textcls.families import FAMILIES
 from textcls.models.base import (
     BALANCED_SAMPLER,
+    DISTILL,
     DISTRIBUTED,
     EXPLAIN,
     EXPORT_HF,
@@ -313,6 +314,7 @@ def test_every_registered_family_declares_what_it_can_do():
             LONG_TEXT,
             MULTI_LABEL,
             DISTRIBUTED,
+            DISTILL,
         }
         # explain is implemented exactly by the families that declare it
         assert (EXPLAIN in cls.capabilities) == (

@@ -31,6 +31,7 @@ from textcls.cli.console import setup_logging as _setup_logging
 from textcls.cli.seq2seq import app as seq2seq_app
 from textcls.config import (  # noqa: E402
     DataConfig,
+    DistillConfig,
     PredictConfig,
     PretrainConfig,
     ServeConfig,
@@ -688,6 +689,45 @@ def _cell(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
     return str(value)
+
+
+@_with_parameters(_field_parameters(DistillConfig, DataConfig, TrainConfig, skip=("teacher", "family", "model")))
+def distill(
+    teacher: str = typer.Argument(..., help="The teacher: a run folder with the data's labels."),
+    out: Path = typer.Option(Path("runs/distilled"), "--out", help="Run folder to write."),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="Replace an existing run folder (only once the new one is complete)."
+    ),
+    config: Path | None = typer.Option(None, "--config", help="JSON file of option values; flags override it."),
+    as_json: bool = typer.Option(False, "--json", help="Print the metrics as JSON instead of tables."),
+    verbose: Verbose = False,
+    **options: Any,
+) -> None:
+    """Distil a trained run into a smaller student (--student layers:N, a model folder or a family name) and
+    write it as a run folder."""
+    from textcls.runs.distill import distill as run_distillation
+
+    _setup_logging(verbose)
+    with _library_call():
+        given = _given(config, options)
+        own = {name: given.pop(name) for name in field_names(DistillConfig) if name in given}
+        distill_config = DistillConfig(teacher=teacher, **own)
+        data_config, train_config = split_options(given)
+        result = run_distillation(
+            distill_config=distill_config,
+            data_config=data_config,
+            train_config=train_config,
+            out=out,
+            overwrite=overwrite,
+        )
+    if as_json:
+        print(json.dumps({"run_dir": str(result.run_dir), **result.metrics}, indent=2))
+        return
+    stdout.print(_epochs_table(result.metrics["train"]["epochs"]))
+    stdout.print(_metrics_table(f"dev evaluation of {result.run_dir}", result.metrics["dev"]))
+    stdout.print(
+        f"distilled from {teacher} in {result.metrics['train']['train_seconds']:.0f}s; run folder: {result.run_dir}"
+    )
 
 
 def main() -> None:

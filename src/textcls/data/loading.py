@@ -29,6 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from textcls.config import DEFAULT_HUB_DATASET, DataConfig
 from textcls.data.texts import decode_file, is_blank, text_problem
 from textcls.errors import DataError
@@ -68,9 +70,29 @@ class Split:
     labels: LabelRows
     source: str
     multi_label: bool = False
+    # `textcls distill`: the teacher's view of every row, which training reads instead of `labels` alone
+    soft_targets: SoftTargets | None = None
 
     def __len__(self) -> int:
         return len(self.texts)
+
+
+@dataclass(frozen=True)
+class SoftTargets:
+    """A teacher's view of a split's rows, for knowledge distillation: its `logits` (rows, classes) float32
+    (log-probabilities serve as well), `labelled` (rows,) bool: which rows' labels are gold (the others'
+    are the teacher's own guesses, used for nothing but bookkeeping), and the loss settings `temperature`
+    and `alpha` (the hard labels' weight)."""
+
+    logits: np.ndarray  # (rows, classes)
+    labelled: np.ndarray  # (rows,) bool
+    temperature: float
+    alpha: float
+
+    def targets(self, labels: Sequence[Any]) -> np.ndarray:
+        """(rows, 1 + classes) float32: column 0 the gold label, -1 where a row has none, then the logits."""
+        hard = np.where(self.labelled, np.asarray(labels, dtype=np.int64), -1).astype(np.float32)
+        return np.concatenate([hard[:, None], np.asarray(self.logits, dtype=np.float32)], axis=1)
 
 
 @dataclass(frozen=True)

@@ -16,12 +16,15 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from textcls.config import parse_threshold
 from textcls.errors import ConfigError
+
+if TYPE_CHECKING:
+    from textcls.data.loading import Split
 
 DEFAULT_THRESHOLD = 0.5
 # Candidate thresholds tried per label on dev: a coarse grid keeps the choice stable on small dev sets.
@@ -40,6 +43,13 @@ def targets(labels: Sequence[int | tuple[int, ...]], num_labels: int, multi_labe
     """What a loss trains towards: `labels` as they are (class indices), or for multi-label a (rows, labels)
     float32 multi-hot matrix."""
     return multi_hot(labels, num_labels) if multi_label else labels
+
+
+def training_targets(split: Split, num_labels: int) -> Any:
+    """What a split's rows train towards: `targets`, or a distilled split's soft targets with its labels."""
+    if split.soft_targets is not None:
+        return split.soft_targets.targets(split.labels)
+    return targets(split.labels, num_labels, split.multi_label)
 
 
 def decide(scores: np.ndarray, thresholds: Sequence[float] | np.ndarray) -> np.ndarray:

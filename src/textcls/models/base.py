@@ -46,6 +46,7 @@ DISTRIBUTED = "distributed"  # trains across the processes torchrun / accelerate
 MULTI_LABEL = (
     "multi-label"  # trains on `--multi-label` data: one sigmoid score per label, `multi_label` set when loaded
 )
+DISTILL = "distill"  # trains on a teacher's soft targets (`textcls distill`): its loss is `training.objectives`
 # Every family weighs its loss by `--class-weights`, so that needs no capability.
 # Options that multi-label training does not take, with why (TrainConfig field -> (its plain value, reason)).
 NOT_WITH_MULTI_LABEL = {

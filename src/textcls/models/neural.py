@@ -43,11 +43,12 @@ from torch import nn
 from textcls.config import TrainConfig
 from textcls.data.imbalance import loss_weights, with_metric
 from textcls.data.loading import Split
-from textcls.data.multilabel import targets
+from textcls.data.multilabel import targets, training_targets
 from textcls.data.windows import Windowing
 from textcls.errors import ConfigError, RunFolderError, TextclsError
 from textcls.models.base import (
     BALANCED_SAMPLER,
+    DISTILL,
     GRADIENT_HYPERPARAMETERS,
     LONG_TEXT,
     MULTI_LABEL,
@@ -66,7 +67,7 @@ from textcls.training.cpu_speed import lean_cpu_training
 from textcls.training.device import describe_batching, device, for_this_device, resolve_precision
 from textcls.training.loaders import EpochBatches, TokenizedRows, batch_loader, eval_plan, to_device
 from textcls.training.loop import EpochEnd, LoopHooks, LoopSettings, Schedule, run_loop
-from textcls.training.objectives import Objective, probabilities
+from textcls.training.objectives import Objective, distillation_of, probabilities
 from textcls.training.tokens import TokenIds, encode_windows
 
 log = logging.getLogger(__name__)
@@ -306,7 +307,7 @@ class TorchClassifier(Classifier):
     """
 
     family = ""
-    capabilities = frozenset({PREDICT, BALANCED_SAMPLER, LONG_TEXT, MULTI_LABEL})
+    capabilities = frozenset({PREDICT, BALANCED_SAMPLER, LONG_TEXT, MULTI_LABEL, DISTILL})
     hyperparameters = GRADIENT_HYPERPARAMETERS
     # Whether bf16 autocast pays off on a CPU for this family ("auto" precision); measured per family.
     bf16_on_cpu = True
@@ -407,15 +408,13 @@ class TorchClassifier(Classifier):
         with lean_cpu_training(module):
             summary = train_module(
                 module,
-                TokenizedRows(
-                    train_ids, targets(train.labels, len(label_names), train.multi_label), PAD_ID, train_windows
-                ),
+                TokenizedRows(train_ids, training_targets(train, len(label_names)), PAD_ID, train_windows),
                 TokenizedRows(dev_ids, targets(dev.labels, len(label_names), dev.multi_label), PAD_ID, dev_windows),
                 config,
                 checkpoint_dir,
                 precision=precision,
                 description=description,
-                objective=Objective.of(weights, config.pooling, train.multi_label),
+                objective=Objective.of(weights, config.pooling, train.multi_label, distillation_of(train)),
                 sample_weights=sample_weights,
                 identity={
                     "family": cls.family,

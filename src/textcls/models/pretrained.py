@@ -18,6 +18,7 @@ Example:
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,11 +29,12 @@ import torch
 from textcls.config import TrainConfig
 from textcls.data.imbalance import loss_weights, with_metric
 from textcls.data.loading import Split
-from textcls.data.multilabel import targets
+from textcls.data.multilabel import targets, training_targets
 from textcls.data.windows import Windowing, model_token_limit
 from textcls.errors import RunFolderError, TextclsError
 from textcls.models.base import (
     BALANCED_SAMPLER,
+    DISTILL,
     DISTRIBUTED,
     EXPLAIN,
     EXPORT_HF,
@@ -52,7 +54,7 @@ from textcls.reporting.metrics import headline_metrics, predicted_labels
 from textcls.runfolder import RUN_FILE, damaged
 from textcls.training.device import device, for_this_device, inference_precision, resolve_precision
 from textcls.training.loaders import EpochBatches, TokenizedRows, array_to_device, eval_plan
-from textcls.training.objectives import Objective, probabilities
+from textcls.training.objectives import Objective, distillation_of, probabilities
 from textcls.training.prediction import GPU_PREDICT_TOKENS, pooled_logits
 from textcls.training.tokens import encode_windows, pad_id
 
@@ -107,7 +109,7 @@ class PretrainedClassifier(Classifier):
 
     family = "pretrained"
     capabilities = frozenset(
-        {PREDICT, EXPLAIN, EXPORT_ONNX, EXPORT_HF, BALANCED_SAMPLER, LONG_TEXT, MULTI_LABEL, DISTRIBUTED}
+        {PREDICT, EXPLAIN, EXPORT_ONNX, EXPORT_HF, BALANCED_SAMPLER, LONG_TEXT, MULTI_LABEL, DISTRIBUTED, DISTILL}
     )
     inference_precisions = ("fp32", "bf16")
     hyperparameters = GRADIENT_HYPERPARAMETERS
@@ -169,9 +171,7 @@ class PretrainedClassifier(Classifier):
         windowing = Windowing.from_config(config, max_length)
         train_ids, train_windows = encode_windows(tokenizer, train.texts, windowing, desc=f"tokenising {train.name}")
         dev_ids, dev_windows = encode_windows(tokenizer, dev.texts, windowing, desc=f"tokenising {dev.name}")
-        train_rows = TokenizedRows(
-            train_ids, targets(train.labels, len(label_names), train.multi_label), padding, train_windows
-        )
+        train_rows = TokenizedRows(train_ids, training_targets(train, len(label_names)), padding, train_windows)
         dev_rows = TokenizedRows(dev_ids, targets(dev.labels, len(label_names), dev.multi_label), padding, dev_windows)
         batches = EpochBatches(train_rows.text_lengths(config.batch_tokens), config, sample_weights)
 
@@ -205,7 +205,7 @@ class PretrainedClassifier(Classifier):
             dev_rows,
             eval_plan(dev_rows.text_lengths(), config, args.world_size),
             config,
-            objective=Objective.of(weights, config.pooling, train.multi_label),
+            objective=Objective.of(weights, config.pooling, train.multi_label, distillation_of(train)),
             model=model,
             args=args,
             processing_class=tokenizer,
@@ -403,3 +403,73 @@ def _load_tokenizer_and_model(
         raise _from_pretrained_error(model_name, error) from error
     log.info("loaded %s (%.1fM parameters)", model_name, model.num_parameters() / 1e6)
     return tokenizer, model
+
+
+_ENCODER_LAYER = re.compile(r"^(.*\.layer\.)(\d+)(\..*)$")  # "bert.encoder.layer.3.attention..." -> prefix, 3, rest
+
+
+def evenly_chosen_layers(total: int, count: int) -> list[int]:
+    """`count` of `total` layers (0-based), the last of each of `count` equal groups: the top layer is always kept.
+
+    Example:
+        >>> evenly_chosen_layers(6, 2), evenly_chosen_layers(2, 1)
+        ([2, 5], [1])
+    """
+    return [(group + 1) * total // count - 1 for group in range(count)]
+
+
+def encoder_layers(model_dir: Path) -> int | None:
+    """How many encoder layers the Hugging Face model in `model_dir` has (its config's), or None."""
+    from transformers import AutoConfig
+
+    return getattr(AutoConfig.from_pretrained(model_dir), "num_hidden_layers", None)
+
+
+def cut_encoder(model_dir: Path, count: int, out_dir: Path, label_names: Sequence[str]) -> list[int]:
+    """Write to `out_dir` the classifier of `model_dir` cut to `count` of its encoder layers, picked evenly
+    (`evenly_chosen_layers`), with its embeddings, pooler, head and tokenizer; the head's rows follow
+    `label_names` (a permutation of the model's own). Returns the layers kept (0-based).
+
+    Example:
+        >>> labels = ["Business", "Sci/Tech", "Sports", "World"]
+        >>> cut_encoder(Path("runs/agnews/model"), 2, Path("student"), labels)   # doctest: +SKIP
+        [2, 5]
+    """
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    teacher = AutoModelForSequenceClassification.from_pretrained(model_dir, use_safetensors=True)
+    total = getattr(teacher.config, "num_hidden_layers", None)
+    if total is None or not 1 <= count <= total:
+        raise TextclsError(
+            f"expected a student of 1 to {total} layers (the teacher's encoder in {model_dir} has {total}), found "
+            f"{count}; pass --student layers:N with N <= {total}"
+        )
+    chosen = evenly_chosen_layers(total, count)
+    config = teacher.config.__class__.from_dict(teacher.config.to_dict())
+    config.num_hidden_layers = count
+    config.id2label = dict(enumerate(label_names))
+    config.label2id = {name: i for i, name in enumerate(label_names)}
+    student = AutoModelForSequenceClassification.from_config(config)
+    source = teacher.state_dict()
+    order = torch.tensor([teacher.config.label2id[name] for name in label_names])
+    weights, found_layers = {}, False
+    for name in student.state_dict():
+        match = _ENCODER_LAYER.match(name)
+        if match is not None:
+            found_layers = True
+            name_in_teacher = f"{match.group(1)}{chosen[int(match.group(2))]}{match.group(3)}"
+        else:
+            name_in_teacher = name
+        value = source[name_in_teacher]
+        on_head = not name.startswith(teacher.base_model_prefix) and value.shape[:1] == (len(label_names),)
+        weights[name] = value[order] if on_head else value  # head rows (classes, ...) in `label_names` order
+    if not found_layers:
+        raise TextclsError(
+            f"expected an encoder whose weights are named '...layer.<n>...', found none in {model_dir} "
+            f"({type(teacher).__name__}); pass a model folder or a family name as --student"
+        )
+    student.load_state_dict(weights)
+    student.save_pretrained(out_dir, safe_serialization=True)
+    AutoTokenizer.from_pretrained(model_dir).save_pretrained(out_dir)
+    log.info("student: layers %s of the teacher's %d, %.1fM parameters", chosen, total, student.num_parameters() / 1e6)
+    return chosen

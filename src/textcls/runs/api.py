@@ -16,7 +16,7 @@ import dataclasses
 import logging
 import shutil
 import sys
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -110,8 +110,12 @@ def _train(
     train_config: TrainConfig,
     run_dir: Path,
     partial_dir: Path,
+    job: TrainingJob | None = None,
 ) -> TrainResult:
-    """`train` once `run_dir` is claimed: fit in `partial_dir`, score dev, move into place."""
+    """`train` once `run_dir` is claimed: fit in `partial_dir`, score dev, move into place.
+
+    A `job` (`textcls distill`) adds to the resume identity, and once the partial folder is ready makes the
+    rows to train on (and what textcls.json adds) from it."""
     train_split, dev_split = dataset.splits["train"], dataset.splits["dev"]
     identity = {
         "family": train_config.family,
@@ -119,6 +123,7 @@ def _train(
         "label_names": dataset.label_names,
         # where the run reports to does not change its checkpoints: a resumed run may report elsewhere
         "train_config": {k: v for k, v in to_dict(train_config).items() if k != "report_to"},
+        **(job.identity if job is not None else {}),
     }
     if train_config.resume and partial_dir.exists():
         # before anything is removed: a checkpoint of other rows or settings is refused, not resumed or deleted
@@ -137,11 +142,15 @@ def _train(
         with _storage_errors(partial_dir):
             runfolder.write_resume_identity(partial_dir, identity)
     state.wait_for_everyone()
+    extra_info: dict[str, Any] = {}
+    if job is not None:
+        with _storage_errors(partial_dir):
+            dataset, extra_info = job.prepare(partial_dir)
 
     report_to = train_config.report_to if state.is_main_process else ()
     with tracking.tracking(report_to, partial_dir, run_dir.name) as tracker:
         tracker.log_params(tracking.config_params(data=to_dict(data_config), train=to_dict(train_config)))
-        fitted = _fit_and_score(state, family, dataset, data_config, train_config, run_dir, partial_dir)
+        fitted = _fit_and_score(state, family, dataset, data_config, train_config, run_dir, partial_dir, extra_info)
         if fitted is None:  # a non-main process of a distributed run
             state.wait_for_everyone()
             return TrainResult(run_dir, {}, None)
@@ -152,6 +161,16 @@ def _train(
     runfolder.move_into_place(partial_dir, run_dir)
     state.wait_for_everyone()
     return TrainResult(run_dir, metrics, classifier)
+
+
+@dataclass(frozen=True)
+class TrainingJob:
+    """What a job built on `train`'s run-folder flow adds: `identity`, recorded for resume beside the data and
+    settings; `prepare(partial_dir)`, run once the partial folder is ready (a resumed one keeps its files),
+    returns the data to train on and the entries textcls.json adds."""
+
+    identity: dict[str, Any]
+    prepare: Callable[[Path], tuple[LoadedData, dict[str, Any]]]
 
 
 def _log_model_to_mlflow(partial_dir: Path) -> None:
@@ -173,8 +192,10 @@ def _fit_and_score(
     train_config: TrainConfig,
     run_dir: Path,
     partial_dir: Path,
+    extra_info: dict[str, Any] | None = None,
 ) -> tuple[Classifier, dict[str, Any]] | None:
-    """Fit in `partial_dir`, score dev and write the run's files there; None on a non-main process."""
+    """Fit in `partial_dir`, score dev and write the run's files there (textcls.json with `extra_info`);
+    None on a non-main process."""
     train_split, dev_split = dataset.splits["train"], dataset.splits["dev"]
     with _storage_errors(partial_dir):
         classifier, summary = family.fit(
@@ -190,7 +211,7 @@ def _fit_and_score(
 
     with _storage_errors(partial_dir):
         classifier.save(runfolder.model_dir(partial_dir))
-        info = _run_info(classifier, dataset, data_config, train_config, thresholds)
+        info = {**_run_info(classifier, dataset, data_config, train_config, thresholds), **(extra_info or {})}
         runfolder.write_run(partial_dir, info, metrics)
     # named after its final folder: the report shows the run's name, not the partial folder's
     run = Run(
