@@ -92,7 +92,9 @@ def predict_on_ray(
             if ray_config.output_format == "parquet":
                 scored.write_parquet(str(work_dir))
             else:
-                scored.write_json(str(work_dir), file_extension="jsonl")
+                scored.write_json(str(work_dir))  # JSON lines, named *.json
+                for shard in work_dir.glob("*.json"):
+                    shard.rename(shard.with_suffix(".jsonl"))
         replace_folder(work_dir, output_dir)
     shards = sorted(path for path in output_dir.iterdir() if path.is_file())
     log.info("wrote %d predictions in %d shards to %s", rows, len(shards), output_dir)
