@@ -806,3 +806,73 @@ class DistillConfig:
                 "--student layers:2"
             )
         return int(count)
+
+
+RAY_OUTPUT_FORMATS = ("parquet", "jsonl")
+
+
+def worker_range(workers: str) -> tuple[int, int] | None:
+    """`--workers` as (fewest, most) actors: "2" is (2, 2), "1-4" lets Ray Data scale between 1 and 4;
+    None for anything else.
+
+    Example:
+        >>> worker_range("1-4"), worker_range("2"), worker_range("3-1")
+        ((1, 4), (2, 2), None)
+    """
+    low, _, high = str(workers).strip().partition("-")
+    if not low.strip().isdigit() or (high and not high.strip().isdigit()):
+        return None
+    fewest, most = int(low), int(high or low)
+    return (fewest, most) if 1 <= fewest <= most else None
+
+
+@dataclass(frozen=True)
+class RayPredictConfig:
+    """How `textcls predict --on ray` spreads scoring over a Ray cluster (the model options are PredictConfig's)."""
+
+    workers: str = _help(
+        "--on ray: actors that score, each loading the run once: a number (2) or a range min-max (1-4) that Ray "
+        "Data scales within.",
+        default="1",
+    )
+    cpus_per_worker: float = _help(
+        "--on ray: CPUs Ray reserves for each actor; the model uses that many threads unless --threads is given.",
+        default=1.0,
+    )
+    gpus_per_worker: float = _help("--on ray: GPUs Ray reserves for each actor (0: none).", default=0.0)
+    ray_batch_size: int = _help(
+        "--on ray: texts per Ray Data batch (one actor call, and one retry unit if a worker dies); the actor "
+        "scores it in model calls of --batch-size.",
+        default=512,
+    )
+    output_format: str = _help("--on ray: shards written in --output DIR: parquet or jsonl.", default="parquet")
+    address: str | None = _help(
+        "--on ray: the Ray cluster to join (ray://host:10001, host:6379 or auto); default: $RAY_ADDRESS, else a "
+        "local Ray started and stopped for this command.",
+        default=None,
+    )
+    max_retries: int = _help(
+        "--on ray: restarts of a dead actor and retries of its batch before the job fails.", default=3
+    )
+    overwrite: bool = _help("--on ray: replace an existing --output DIR.", default=False)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.workers, int) and not isinstance(self.workers, bool):  # the Python API: workers=2
+            object.__setattr__(self, "workers", str(self.workers))
+        check_fields(self)
+        _check(
+            worker_range(self.workers) is not None,
+            "workers",
+            "a number >= 1 or a range min-max with 1 <= min <= max (1-4)",
+            self.workers,
+        )
+        _check(self.cpus_per_worker > 0, "cpus_per_worker", "a number > 0", self.cpus_per_worker)
+        _check(self.gpus_per_worker >= 0, "gpus_per_worker", "a number >= 0", self.gpus_per_worker)
+        _check(self.ray_batch_size >= 1, "ray_batch_size", "an integer >= 1", self.ray_batch_size)
+        _check(
+            self.output_format in RAY_OUTPUT_FORMATS,
+            "output_format",
+            f"one of {RAY_OUTPUT_FORMATS}",
+            self.output_format,
+        )
+        _check(self.max_retries >= 0, "max_retries", "an integer >= 0", self.max_retries)

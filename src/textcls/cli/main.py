@@ -34,6 +34,7 @@ from textcls.config import (  # noqa: E402
     DistillConfig,
     PredictConfig,
     PretrainConfig,
+    RayPredictConfig,
     ServeConfig,
     TrainConfig,
     TuneConfig,
@@ -415,7 +416,7 @@ def report(
 
 
 @app.command()
-@_with_parameters(_field_parameters(PredictConfig))
+@_with_parameters(_field_parameters(PredictConfig, RayPredictConfig))
 def predict(
     run_dir: Path = typer.Argument(..., help="Run folder written by `textcls train`."),
     texts: list[str] | None = typer.Argument(None, help="Texts to classify (or use --input)."),
@@ -425,6 +426,12 @@ def predict(
     ),
     text_column: list[str] | None = typer.Option(None, "--text-column", help="Text column(s) of --input."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON lines instead of a table."),
+    on: str = typer.Option(
+        "local",
+        "--on",
+        help="local: score in this process; ray: on a Ray cluster, --input PATH (file, folder or glob) to Parquet "
+        "or JSONL shards in --output DIR (see docs/cluster.md).",
+    ),
     verbose: Verbose = False,
     **options: Any,
 ) -> None:
@@ -436,7 +443,14 @@ def predict(
     from textcls.runs.api import load, run_text_columns
 
     _setup_logging(verbose)
+    ray_options = {name: options.pop(name) for name in field_names(RayPredictConfig) if name in options}
+    if on != "local":
+        _predict_on_ray(on, run_dir, texts, input_file, output, text_column, ray_options, options)
+        return
     with _library_call():
+        given = sorted(flag_name(name) for name, value in ray_options.items() if value is not None)
+        if given:
+            raise TextclsError(f"{', '.join(given)}: expected --on ray with them, found --on local; add --on ray")
         if bool(texts) == (input_file is not None):
             raise TextclsError(
                 "expected texts as arguments or --input FILE (exactly one of them); found "
@@ -737,3 +751,38 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def _predict_on_ray(
+    on: str,
+    run_dir: Path,
+    texts: list[str] | None,
+    input_file: Path | None,
+    output: Path | None,
+    text_column: list[str] | None,
+    ray_options: dict[str, Any],
+    options: dict[str, Any],
+) -> None:
+    """`textcls predict --on ray`: check the flags it needs, then hand the job to `textcls.cluster.batch`."""
+    with _library_call():
+        if on != "ray":
+            raise TextclsError(f"--on: expected local or ray, found {on!r}; pass --on local or --on ray")
+        if texts or input_file is None or output is None or str(output) == "-":
+            raise TextclsError(
+                "--on ray: expected --input PATH and --output DIR (texts as arguments and --output - are local "
+                "only); found "
+                + ("text arguments" if texts else "no --input" if input_file is None else "no --output DIR")
+            )
+        from textcls.cluster.batch import predict_on_ray
+
+        ray_config = RayPredictConfig(**{k: v for k, v in ray_options.items() if v is not None})
+        predict_config = PredictConfig(**_take_predict_options(options))
+        result = predict_on_ray(
+            run_dir,
+            str(input_file),
+            output,
+            ray_config,
+            predict_config,
+            column_names(text_column) if text_column else None,
+        )
+    stdout.print(f"wrote {result.rows} predictions in {len(result.shards)} shards to {result.output_dir}")
