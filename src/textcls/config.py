@@ -45,6 +45,7 @@ METRICS = ("accuracy", "macro_f1", "weighted_f1", "balanced_accuracy", "micro_f1
 SAMPLERS = ("none", "balanced")
 CLASS_WEIGHT_MODES = ("none", "balanced")  # or a JSON object of label name -> weight, inline or in a .json file
 LONG_TEXT_STRATEGIES = ("truncate", "head-tail", "chunk")
+SETFIT_HEADS = ("logistic", "differentiable")
 POOLINGS = ("mean", "max")
 REPORT_TO = ("none", "tensorboard", "mlflow")  # where `--report-to` sends a training run (`training.tracking`)
 
@@ -311,6 +312,16 @@ class TrainConfig:
     )
     pooling: str = _help("chunk: how the windows' logits make the text's, mean or max.", default="mean")
     report_to: tuple[str, ...] = _help(REPORT_TO_HELP, default=())
+    setfit_iterations: int | None = _help(
+        "setfit: contrastive pairs drawn per labelled row and pass, one similar and one dissimilar each, so "
+        "2 x rows x this many pairs an epoch; default: 10 for the setfit family.",
+        default=None,
+    )
+    setfit_head: str = _help(
+        "setfit: the head on the embeddings: logistic (scikit-learn logistic regression, one-vs-rest for "
+        "--multi-label) or differentiable (a linear layer trained end to end with the encoder).",
+        default="logistic",
+    )
 
     def __post_init__(self) -> None:
         if isinstance(self.family, str):  # any other type: check_fields names the field
@@ -347,6 +358,13 @@ class TrainConfig:
         _check(self.long_text in LONG_TEXT_STRATEGIES, "long_text", f"one of {LONG_TEXT_STRATEGIES}", self.long_text)
         _check(self.pooling in POOLINGS, "pooling", f"one of {POOLINGS}", self.pooling)
         object.__setattr__(self, "report_to", report_services(self.report_to))
+        _check(
+            self.setfit_iterations is None or self.setfit_iterations >= 1,
+            "setfit_iterations",
+            "an integer >= 1",
+            self.setfit_iterations,
+        )
+        _check(self.setfit_head in SETFIT_HEADS, "setfit_head", f"one of {SETFIT_HEADS}", self.setfit_head)
         if self.long_text != "chunk" and self.stride is not None:
             raise ConfigError(
                 f"stride: expected no value unless long_text is 'chunk', found --stride {self.stride} with --long-text "

@@ -63,5 +63,16 @@ FAMILIES: dict[str, FamilySpec] = {
         # benchmarks/gpu_settings.py
         {"batch_tokens": 16384, "lr": 2e-4},
     ),
+    # SetFit's recipe: one epoch over the pairs, batches of 16 pairs, lr 2e-5; iterations (pairs per row, half
+    # similar) set by docs/labels.md's few-labels benchmark (benchmarks/few_labels.py)
+    "setfit": FamilySpec(
+        "textcls.models.setfit:SetFitClassifier",
+        "few-shot: a sentence encoder tuned on contrastive pairs, then logistic regression (SetFit)",
+        {"epochs": 1.0, "batch_size": 16, "lr": 2e-5, "max_length": 128, "setfit_iterations": 10},
+    ),
 }
 DEFAULT_FAMILY = "pretrained"
+
+# `train` suggests this family when a class has fewer labelled train rows than FEW_LABELS_ROWS.
+FEW_LABELS_FAMILY = "setfit"
+FEW_LABELS_ROWS = 100

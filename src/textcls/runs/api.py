@@ -36,9 +36,10 @@ from textcls.config import (
     to_dict,
 )
 from textcls.data import imbalance, multilabel
-from textcls.data.loading import KnownData, LoadedData, load_data, row_labels
+from textcls.data.loading import KnownData, LabelRows, LoadedData, load_data, row_labels
 from textcls.data.texts import check_texts
 from textcls.errors import ConfigError, RunFolderError, StorageError, TextclsError
+from textcls.families import FEW_LABELS_FAMILY, FEW_LABELS_ROWS
 from textcls.files import make_folder, storage_error, write_json
 from textcls.inference.backends import check_classifier_run, load_predictor
 from textcls.models.base import EXPLAIN, Classifier, Predictor, check_processes, check_training_options, family_class
@@ -271,7 +272,22 @@ def _check_training_choices(family: type[Classifier], config: TrainConfig, datas
             ", ".join(f"{name} ({rows})" for name, rows in small.items()),
             "5 or more",
         )
+    _suggest_few_labels_family(config, train_labels, label_names)
     return imbalance.with_metric(config, train_labels, label_names)
+
+
+def _suggest_few_labels_family(config: TrainConfig, labels: LabelRows, label_names: Sequence[str]) -> None:
+    """Warn when a class has few labelled train rows and the family is not the one made for few labels."""
+    few = imbalance.small_classes(labels, label_names, minimum=FEW_LABELS_ROWS)
+    if few and config.family != FEW_LABELS_FAMILY:
+        log.warning(
+            "train has fewer than %d labelled rows of %s: the %s family learns from few labels (often much "
+            "better than fine-tuning a classifier); pass --family %s",
+            FEW_LABELS_ROWS,
+            ", ".join(f"{name} ({rows})" for name, rows in few.items()),
+            FEW_LABELS_FAMILY,
+            FEW_LABELS_FAMILY,
+        )
 
 
 @contextlib.contextmanager

@@ -1,0 +1,608 @@
+"""SetFit: few-shot classification by contrastive fine-tuning of a sentence encoder, then a small head.
+
+Tunstall et al. 2022 ("Efficient Few-Shot Learning Without Prompts"), written on transformers and torch:
+
+1. pairs: for each iteration and labelled row, one partner that shares a label with it (similarity 1)
+   and one that shares none (similarity 0), drawn with `seed` (`sample_pairs`);
+2. the encoder body (mean pooling of the last hidden states, L2-normalised, as sentence-transformers
+   does for all-MiniLM-L6-v2) is fine-tuned on the pairs with SetFit's `CosineSimilarityLoss`: the
+   squared error between the pair's cosine similarity and its label, on the one loop (`training.loop`);
+3. a head on the embeddings: logistic regression (scikit-learn, one-vs-rest for multi-label) by
+   default, or `--setfit-head differentiable`, a linear layer trained end to end with the body, on the
+   same loop, starting from the logistic regression's weights.
+
+Either head is saved as a linear layer (`head.safetensors`: weight (classes, hidden), bias (classes,))
+beside the body's Hugging Face folder; nothing is pickled.
+
+Example:
+    >>> clf = SetFitClassifier.load(Path("runs/few/model"))   # doctest: +SKIP
+    >>> clf.predict(["Stocks fell sharply."])                 # doctest: +SKIP
+    ['Business']
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from textcls.config import TrainConfig
+from textcls.data.imbalance import class_counts, loss_weights, with_metric
+from textcls.data.loading import LabelRows, Split, row_labels
+from textcls.data.multilabel import targets
+from textcls.errors import DataError, RunFolderError, TextclsError
+from textcls.files import write_text_atomic
+from textcls.models.base import (
+    EXPLAIN,
+    MULTI_LABEL,
+    PREDICT,
+    Classifier,
+    EpochRow,
+    TrainSummary,
+    check_training_options,
+)
+from textcls.models.encoders import EMBEDDED_MODEL_NAME, check_model_found, quiet_transformers, resolve_model
+from textcls.models.pretrained import clamp_max_length, set_attention_implementation
+from textcls.reporting.explanations import Explanation, check_text, from_attention_maps
+from textcls.reporting.metrics import headline_metrics, predicted_labels
+from textcls.runfolder import damaged
+from textcls.training.device import device, for_this_device, inference_precision, resolve_precision
+from textcls.training.loop import EpochEnd, LoopHooks, LoopResult, LoopSettings, run_loop
+from textcls.training.objectives import probabilities
+
+log = logging.getLogger(__name__)
+
+HEAD_FILE = "head.safetensors"
+SETTINGS_FILE = "setfit.json"
+# The differentiable head trains this many epochs over the labelled rows, its layer at HEAD_LR (SetFit's
+# head learning rate) and the body at --lr.
+HEAD_EPOCHS = 10
+HEAD_LR = 1e-2
+MAX_GRAD_NORM = 1.0
+
+
+def sample_pairs(labels: LabelRows, iterations: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Contrastive pairs as SetFit draws them: for each of `iterations` passes and each row, one partner
+    sharing a label with it (similarity 1.0) and one sharing none (0.0), where such a row exists.
+
+    Returns (first rows, second rows, similarities), each (pairs,).
+
+    Example:
+        >>> first, second, similarity = sample_pairs([0, 0, 1, 1], iterations=1, seed=0)
+        >>> similarity.tolist()
+        [1.0, 0.0, 1.0, 0.0, 1.0, 0.0, 1.0, 0.0]
+    """
+    rng = np.random.default_rng(seed)
+    label_sets = [set(row_labels(row)) for row in labels]
+    members: dict[int, list[int]] = {}
+    for row, names in enumerate(label_sets):
+        for label in names:
+            members.setdefault(label, []).append(row)
+    rows_of = {label: np.asarray(rows) for label, rows in members.items()}
+    pairs: list[tuple[int, int, float]] = []
+    for _ in range(iterations):
+        for row, names in enumerate(label_sets):
+            label = sorted(names)[rng.integers(len(names))]
+            partners = rows_of[label][rows_of[label] != row]
+            if len(partners):
+                pairs.append((row, int(rng.choice(partners)), 1.0))
+            for _try in range(100):  # a row sharing no label: rare to miss with more than one class
+                other = int(rng.integers(len(labels)))
+                if not label_sets[other] & names:
+                    pairs.append((row, other, 0.0))
+                    break
+    first, second, similarity = zip(*pairs) if pairs else ((), (), ())
+    return np.asarray(first, dtype=np.int64), np.asarray(second, dtype=np.int64), np.asarray(similarity, np.float32)
+
+
+def check_rows_per_class(labels: LabelRows, label_names: Sequence[str], split: str = "train") -> None:
+    """A `DataError` naming every class with fewer than 2 rows: a pair needs two rows of a class."""
+    counts = class_counts(labels, len(label_names))
+    few = {name: int(count) for name, count in zip(label_names, counts) if count < 2}
+    if few:
+        raise DataError(
+            f"the setfit family needs at least 2 {split} rows of every class, found "
+            f"{', '.join(f'{name!r} ({count})' for name, count in few.items())}; label more rows of "
+            "them or drop those classes"
+        )
+
+
+class MeanPooledEncoder(nn.Module):
+    """A transformers encoder read as sentence-transformers reads all-MiniLM-L6-v2: the mean of the last
+    hidden states over the real tokens, L2-normalised."""
+
+    def __init__(self, body: nn.Module) -> None:
+        super().__init__()
+        self.body: Any = body  # a transformers `PreTrainedModel` (AutoModel)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        hidden = self.body(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # (batch, seq, hidden)
+        return pooled(hidden, attention_mask)
+
+
+def pooled(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """(batch, seq, hidden) states -> (batch, hidden) unit vectors, the mean over the unmasked tokens."""
+    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)  # (batch, seq, 1)
+    mean = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+    return nn.functional.normalize(mean.float(), dim=-1)
+
+
+class EndToEnd(nn.Module):
+    """The encoder and a linear head: logits (batch, classes)."""
+
+    def __init__(self, encoder: MeanPooledEncoder, head: nn.Linear) -> None:
+        super().__init__()
+        self.encoder: MeanPooledEncoder = encoder
+        self.head: nn.Linear = head
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.head(self.encoder(input_ids, attention_mask))
+
+
+class SetFitClassifier(Classifier):
+    """A sentence encoder tuned on contrastive pairs, with a linear head on its embeddings."""
+
+    family = "setfit"
+    capabilities = frozenset({PREDICT, EXPLAIN, MULTI_LABEL})
+    no_option_reason = {
+        "sampler": "pairs are drawn per row, each class's rows alike; ",
+        "long_text": "an embedding reads the first --max-length tokens; ",
+    }
+    inference_precisions = ("fp32", "bf16")
+
+    def __init__(
+        self,
+        encoder: MeanPooledEncoder,
+        head: nn.Linear,
+        tokenizer: Any,
+        label_names: Sequence[str],
+        max_length: int,
+        multi_label: bool = False,
+        precision: str = "fp32",
+        head_kind: str = "logistic",
+    ) -> None:
+        self.encoder, self.head, self.tokenizer = encoder, head, tokenizer
+        self.label_names = list(label_names)
+        self.max_length = max_length
+        self.multi_label = multi_label
+        self.precision = precision
+        self.head_kind = head_kind
+        self.reader = _Texts(tokenizer, max_length, precision)  # tokenises and embeds in `precision`
+
+    # ---- training -------------------------------------------------------------------------
+    @classmethod
+    def check_sources(cls, config: TrainConfig) -> None:
+        if config.model is not None:
+            check_model_found(config.model)
+
+    @classmethod
+    def fit(
+        cls,
+        train: Split,
+        dev: Split,
+        label_names: Sequence[str],
+        config: TrainConfig,
+        checkpoint_dir: Path,
+    ) -> tuple[SetFitClassifier, TrainSummary]:
+        """Contrastive fine-tuning on pairs of `train` rows, then the head; dev scores the head each epoch."""
+        from transformers import AutoModel, AutoTokenizer, set_seed
+
+        check_training_options(cls, config, train.multi_label)
+        check_rows_per_class(train.labels, label_names)
+        config = for_this_device(with_metric(config, train.labels, label_names))
+        model_name = resolve_model(config.model)
+        set_seed(config.seed)
+        with quiet_transformers():
+            tokenizer = AutoTokenizer.from_pretrained(model_name, trust_remote_code=config.trust_remote_code)
+            body = AutoModel.from_pretrained(model_name, trust_remote_code=config.trust_remote_code)
+        max_length = clamp_max_length(config.max_length, tokenizer, body.config)
+        precision = resolve_precision(config.precision)
+        if precision == "fp16":
+            log.warning("fp16 needs loss scaling, which the loop does not do; training in fp32")
+            precision = "fp32"
+        encoder = MeanPooledEncoder(body).to(device())
+        texts = _Texts(tokenizer, max_length)
+        weights, _ = loss_weights(config, train.labels, label_names)
+
+        def fit_head(model: MeanPooledEncoder) -> nn.Linear:
+            embeddings = texts.embed(model, train.texts)
+            return logistic_head(embeddings, train.labels, len(label_names), weights, config.seed, train.multi_label)
+
+        def score(head_logits: np.ndarray) -> dict[str, float]:
+            gold = targets(dev.labels, len(label_names), dev.multi_label)
+            return headline_metrics(gold, predicted_labels(head_logits, train.multi_label))
+
+        first, second, similarity = sample_pairs(train.labels, config.setfit_iterations or 1, config.seed)
+        log.info(
+            "setfit: %d pairs (%d similar) from %d rows, %s, max_length %d, precision %s",
+            len(similarity),
+            int(similarity.sum()),
+            len(train),
+            model_name,
+            max_length,
+            precision,
+        )
+        pair_texts = (train.texts, first, second, similarity)
+        contrastive = _train(
+            encoder,
+            # each evaluation fits the logistic head on the train embeddings and scores it on dev
+            _contrastive_hooks(
+                texts, pair_texts, config, lambda model: score(texts.logits(model, fit_head(model), dev.texts))
+            ),
+            config,
+            config.epochs,
+            precision,
+            checkpoint_dir / "contrastive",
+            {"family": cls.family, "phase": "contrastive", "pairs": len(similarity), "model": model_name},
+            optimizer=torch.optim.AdamW(encoder.parameters(), lr=config.lr or 2e-5, weight_decay=config.weight_decay),
+        )
+        head = fit_head(encoder)
+        results = [contrastive]
+        if config.setfit_head == "differentiable":
+            end_to_end = EndToEnd(encoder, head)
+            groups: list[dict[str, Any]] = [
+                {"params": list(encoder.parameters()), "lr": config.lr},
+                {"params": list(head.parameters()), "lr": HEAD_LR},
+            ]
+            optimizer = torch.optim.AdamW(
+                groups,
+                weight_decay=config.weight_decay,
+            )
+            results.append(
+                _train(
+                    end_to_end,
+                    _head_hooks(
+                        texts,
+                        train,
+                        len(label_names),
+                        weights,
+                        config,
+                        lambda model: score(texts.logits(model.encoder, model.head, dev.texts)),
+                    ),
+                    config,
+                    HEAD_EPOCHS,
+                    precision,
+                    checkpoint_dir / "head",
+                    {"family": cls.family, "phase": "head", "model": model_name},
+                    optimizer=optimizer,
+                    fixed_lr=True,
+                )
+            )
+        history = [row for result in results for row in result.state.history]
+        summary = TrainSummary(
+            model=model_name if config.model is not None else EMBEDDED_MODEL_NAME,
+            max_length=max_length,
+            precision=precision,
+            world_size=1,
+            train_seconds=round(sum(result.seconds for result in results), 2),
+            train_samples_per_second=results[0].samples_per_second,
+            steady_samples_per_second=results[0].steady_samples_per_second,
+            train_loss=results[-1].train_loss,
+            global_step=sum(result.state.step for result in results),
+            best_checkpoint_metric=results[-1].state.best_metric,
+            stopped_by_time_budget=any(result.stopped_by == "time_budget" for result in results),
+            resumed_from=results[0].resumed_from,
+            epochs=history,
+        )
+        encoder.eval()
+        classifier = cls(
+            encoder, head, tokenizer, label_names, max_length, train.multi_label, head_kind=config.setfit_head
+        )
+        return classifier, summary
+
+    # ---- inference ------------------------------------------------------------------------
+    def embed(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+        """Unit-length sentence embeddings, (texts, hidden), in input order."""
+        return self.reader.embed(self.encoder, texts, batch_size)
+
+    def predict_proba(self, texts: Sequence[str], batch_size: int = 64, progress: bool = False) -> np.ndarray:
+        """Class probabilities (multi-label: each label's sigmoid score), in input order."""
+        if not len(texts):
+            return np.zeros((0, len(self.label_names)), dtype=np.float32)
+        logits = self.reader.logits(self.encoder, self.head, texts, batch_size)
+        return probabilities(logits, self.multi_label)
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.encoder.parameters()) + sum(p.numel() for p in self.head.parameters())
+
+    def explain(self, text: str, layer: int = -1, head: int | None = None) -> Explanation:
+        """The body's attention maps for `text`; `layer`/`head` pick the one whose [CLS] row is shown."""
+        tokens, maps = self.attention_maps(check_text(text))
+        probs = self.predict_proba([text])[0]
+        return from_attention_maps(text, self.family, self.label_names, probs, tokens, maps, layer, head)
+
+    @torch.inference_mode()
+    def attention_maps(self, text: str) -> tuple[list[str], np.ndarray]:
+        """Tokens and the body's attention maps (layers, heads, tokens, tokens) of one text."""
+        body = self.encoder.body
+        encoded = self.tokenizer(text, truncation=True, max_length=self.max_length, return_tensors="pt")
+        target = next(body.parameters()).device
+        kernel = getattr(body.config, "_attn_implementation", None)
+        previous = kernel if kernel not in (None, "eager") else None  # only eager attention returns its weights
+        if previous is not None:
+            set_attention_implementation(body, "eager")
+        try:
+            output = body(**{k: v.to(target) for k, v in encoded.items()}, output_attentions=True)
+        finally:
+            if previous is not None:
+                set_attention_implementation(body, previous)
+        attentions = getattr(output, "attentions", None)
+        if not attentions or any(a is None for a in attentions):
+            raise TextclsError(
+                f"expected attention maps from {type(body).__name__}, found none; this architecture does not "
+                "return them (output_attentions=True); explain a BERT-like encoder or another family"
+            )
+        maps = torch.stack([a[0] for a in attentions]).float().cpu().numpy()  # (layers, heads, tokens, tokens)
+        return list(self.tokenizer.convert_ids_to_tokens(encoded["input_ids"][0].tolist())), maps
+
+    # ---- persistence ----------------------------------------------------------------------
+    def save(self, model_dir: Path) -> None:
+        """The body and tokenizer as a Hugging Face folder, the head as safetensors, the rest as JSON."""
+        from safetensors.torch import save_file
+
+        model_dir.mkdir(parents=True, exist_ok=True)
+        self.encoder.body.save_pretrained(model_dir, safe_serialization=True)
+        self.tokenizer.save_pretrained(model_dir)
+        head = {name: tensor.detach().float().cpu().contiguous() for name, tensor in self.head.state_dict().items()}
+        save_file(head, str(model_dir / HEAD_FILE))
+        settings = {
+            "label_names": self.label_names,
+            "multi_label": self.multi_label,
+            "head": self.head_kind,
+            "pooling": "mean",
+            "normalize": True,
+        }
+        write_text_atomic(model_dir / SETTINGS_FILE, json.dumps(settings, indent=2) + "\n")
+
+    @classmethod
+    def load(
+        cls,
+        model_dir: Path,
+        max_length: int = 128,
+        label_names: Sequence[str] | None = None,
+        precision: str = "fp32",
+        **_: Any,
+    ) -> SetFitClassifier:
+        """Rebuild from `save`'s folder; `precision` "bf16" (or "auto" where supported) embeds in bf16 autocast."""
+        from safetensors.torch import load_file
+        from transformers import AutoModel, AutoTokenizer
+
+        model_dir = Path(model_dir)
+        try:
+            settings = json.loads((model_dir / SETTINGS_FILE).read_text(encoding="utf-8"))
+            tokenizer = AutoTokenizer.from_pretrained(model_dir)
+            body = AutoModel.from_pretrained(model_dir, use_safetensors=True)
+            state = load_file(str(model_dir / HEAD_FILE))
+        except Exception as error:  # JSON, safetensors and tokenizer parsers each raise their own kind
+            reason = str(error).splitlines()[0][:200] if str(error) else type(error).__name__
+            raise damaged(model_dir, reason) from error
+        classes, hidden = state["weight"].shape
+        head = nn.Linear(hidden, classes)
+        head.load_state_dict(state)
+        names = list(label_names) if label_names is not None else list(settings["label_names"])
+        if len(names) != classes:
+            raise RunFolderError(
+                f"expected {classes} label names for the head in {model_dir}, found {len(names)} ({names[:10]}); "
+                "the run folder does not match its model: train again or restore the folder"
+            )
+        target = device()
+        encoder = MeanPooledEncoder(body).to(target).eval()
+        head.to(target).eval()
+        return cls(
+            encoder,
+            head,
+            tokenizer,
+            names,
+            max_length,
+            bool(settings.get("multi_label", False)),
+            inference_precision(precision),
+            str(settings.get("head", "logistic")),
+        )
+
+
+class _Texts:
+    """Tokenises texts into padded batches and runs them through an encoder (and head)."""
+
+    def __init__(self, tokenizer: Any, max_length: int, precision: str = "fp32") -> None:
+        self.tokenizer, self.max_length, self.precision = tokenizer, max_length, precision
+
+    def batch(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
+        encoded = self.tokenizer(
+            list(texts), truncation=True, max_length=self.max_length, padding=True, return_tensors="pt"
+        )
+        return {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"]}
+
+    @torch.inference_mode()
+    def embed(self, encoder: nn.Module, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+        """(texts, hidden) embeddings; batches of similar lengths, rows back in input order."""
+        target = next(encoder.parameters()).device
+        was_training = encoder.training
+        encoder.eval()
+        order = np.argsort([len(text) for text in texts], kind="stable")
+        out = np.zeros((len(texts), 0), dtype=np.float32)
+        parts = []
+        try:
+            for start in range(0, len(texts), batch_size):
+                batch = self.batch([texts[i] for i in order[start : start + batch_size]])
+                with torch.autocast(target.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
+                    parts.append(encoder(**{k: v.to(target) for k, v in batch.items()}).float().cpu().numpy())
+        finally:
+            encoder.train(was_training)
+        if parts:
+            out = np.empty((len(texts), parts[0].shape[1]), dtype=np.float32)
+            out[order] = np.concatenate(parts)
+        return out
+
+    @torch.inference_mode()
+    def logits(self, encoder: nn.Module, head: nn.Linear, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+        """(texts, classes) logits of `head` on the embeddings."""
+        embeddings = torch.from_numpy(self.embed(encoder, texts, batch_size)).to(head.weight.device)
+        return head(embeddings).float().cpu().numpy()
+
+
+def logistic_head(
+    embeddings: np.ndarray,
+    labels: LabelRows,
+    num_classes: int,
+    class_weights: np.ndarray | None,
+    seed: int,
+    multi_label: bool = False,
+) -> nn.Linear:
+    """Logistic regression (scikit-learn) on the embeddings, as a linear layer: softmax over the classes,
+    or for multi-label one binary regression per label (one-vs-rest) read through a sigmoid."""
+    from sklearn.linear_model import LogisticRegression
+
+    weight = np.zeros((num_classes, embeddings.shape[1]), dtype=np.float64)
+    bias = np.zeros(num_classes, dtype=np.float64)
+    weights = None if class_weights is None else {i: float(w) for i, w in enumerate(class_weights)}
+    if multi_label:
+        gold = targets(labels, num_classes, True)  # (rows, labels) 0/1
+        for label in range(num_classes):
+            column = gold[:, label].astype(np.int64)
+            if column.min() == column.max():  # every row has it, or none: a constant score
+                bias[label] = 10.0 if column[0] else -10.0
+                continue
+            model = LogisticRegression(max_iter=1000, random_state=seed).fit(embeddings, column)
+            weight[label], bias[label] = model.coef_[0], model.intercept_[0]
+    else:
+        model = LogisticRegression(max_iter=1000, random_state=seed, class_weight=weights)
+        model.fit(embeddings, np.asarray(labels, dtype=np.int64))
+        if num_classes == 2:  # one row of coefficients: the logit of class 1 against class 0
+            weight[1], bias[1] = model.coef_[0], model.intercept_[0]
+        else:
+            weight[model.classes_], bias[model.classes_] = model.coef_, model.intercept_
+    head = nn.Linear(embeddings.shape[1], num_classes)
+    with torch.no_grad():
+        head.weight.copy_(torch.from_numpy(weight))
+        head.bias.copy_(torch.from_numpy(bias))
+    return head.to(device())
+
+
+def _train(
+    model: nn.Module,
+    hooks: LoopHooks[Any, EpochRow],
+    config: TrainConfig,
+    epochs: float,
+    precision: str,
+    checkpoint_dir: Path,
+    identity: Mapping[str, Any],
+    optimizer: torch.optim.Optimizer,
+    fixed_lr: bool = False,
+) -> LoopResult[EpochRow]:
+    settings = LoopSettings(
+        epochs=epochs,
+        seed=config.seed,
+        metric=config.metric or "accuracy",
+        identity=identity,
+        unit="step",
+        peak_lr=None if fixed_lr else config.lr,
+        warmup_ratio=config.warmup_ratio,
+        early_stopping_patience=config.early_stopping_patience,
+        time_budget=config.time_budget,
+        resume=config.resume,
+        bf16_autocast=precision == "bf16",
+        compile=config.compile,
+        logging_steps=config.logging_steps,
+        max_grad_norm=MAX_GRAD_NORM,
+    )
+    return run_loop(model, optimizer, hooks, settings, checkpoint_dir)
+
+
+def _batches(rows: int, batch_size: int, seed: int) -> list[np.ndarray]:
+    """Shuffled batches of row indices, a function of the seed."""
+    order = np.random.default_rng(seed).permutation(rows)
+    return [order[start : start + batch_size] for start in range(0, rows, batch_size)]
+
+
+def _contrastive_hooks(
+    texts: _Texts,
+    pairs: tuple[list[str], np.ndarray, np.ndarray, np.ndarray],
+    config: TrainConfig,
+    evaluate: Any,
+) -> LoopHooks[dict[str, torch.Tensor], EpochRow]:
+    """SetFit's CosineSimilarityLoss over batches of pairs."""
+    train_texts, first, second, similarity = pairs
+    batch_size = config.batch_size or 16
+
+    def load(batches: Sequence[np.ndarray]) -> Iterator[dict[str, torch.Tensor]]:
+        for rows in batches:
+            # both sides of every pair in one forward pass: (2 x pairs) texts
+            batch = texts.batch([train_texts[i] for i in np.concatenate([first[rows], second[rows]])])
+            yield {**batch, "similarity": torch.from_numpy(similarity[rows])}
+
+    def loss(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        target = next(model.parameters()).device
+        embeddings = model(batch["input_ids"].to(target), batch["attention_mask"].to(target))  # (2 x pairs, hidden)
+        left, right = embeddings.float().chunk(2)
+        cosine = (left * right).sum(-1)  # unit vectors: the dot product is the cosine
+        return nn.functional.mse_loss(cosine, batch["similarity"].to(target))
+
+    steps = -(-len(similarity) // batch_size)
+    return LoopHooks(
+        steps_per_epoch=steps,
+        plan=lambda epoch: _batches(len(similarity), batch_size, config.seed + epoch),
+        load=load,
+        loss=loss,
+        evaluate=evaluate,
+        epoch_row=_epoch_row,
+    )
+
+
+def _head_hooks(
+    texts: _Texts,
+    train: Split,
+    num_classes: int,
+    class_weights: np.ndarray | None,
+    config: TrainConfig,
+    evaluate: Any,
+) -> LoopHooks[dict[str, torch.Tensor], EpochRow]:
+    """Cross-entropy (multi-label: binary cross-entropy per label) of the end-to-end model over the rows."""
+    gold = torch.from_numpy(np.asarray(targets(train.labels, num_classes, train.multi_label)))
+    batch_size = config.batch_size or 16
+
+    def load(batches: Sequence[np.ndarray]) -> Iterator[dict[str, torch.Tensor]]:
+        for rows in batches:
+            yield {**texts.batch([train.texts[i] for i in rows]), "labels": gold[torch.from_numpy(rows)]}
+
+    def loss(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        target = next(model.parameters()).device
+        logits = model(batch["input_ids"].to(target), batch["attention_mask"].to(target)).float()
+        labels = batch["labels"].to(target)
+        weight = None if class_weights is None else torch.as_tensor(class_weights, dtype=torch.float32, device=target)
+        if train.multi_label:
+            return nn.functional.binary_cross_entropy_with_logits(logits, labels.float())
+        return nn.functional.cross_entropy(logits, labels, weight=weight)
+
+    return LoopHooks(
+        steps_per_epoch=-(-len(train) // batch_size),
+        plan=lambda epoch: _batches(len(train), batch_size, config.seed + epoch),
+        load=load,
+        loss=loss,
+        evaluate=evaluate,
+        epoch_row=_epoch_row,
+    )
+
+
+def _epoch_row(end: EpochEnd, dev: Mapping[str, float]) -> EpochRow:
+    row = EpochRow(
+        epoch=end.epoch,
+        step=end.step,
+        train_loss=end.train_loss,
+        dev_loss=None,
+        dev_accuracy=dev["accuracy"],
+        dev_macro_f1=dev.get("macro_f1"),
+    )
+    log.info(
+        "epoch %.2f (step %d): train loss %s, dev accuracy %.4f",
+        end.epoch,
+        end.step,
+        f"{end.train_loss:.4f}" if end.train_loss is not None else "-",
+        dev["accuracy"],
+    )
+    return row

@@ -1,0 +1,163 @@
+"""The setfit family on a tiny random BERT: pair sampling, training, persistence, the CLI, multi-label."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import numpy as np
+import pytest
+import torch
+
+import textcls
+from tests.conftest import TOPIC_WORDS, write_ag_news_folder, write_multilabel_folder
+from tests.conftest import topic_split as split
+from textcls.config import TrainConfig
+from textcls.data.loading import Split
+from textcls.errors import ConfigError, DataError
+from textcls.models.base import EXPLAIN, MULTI_LABEL, family_class
+from textcls.models.setfit import SetFitClassifier, check_rows_per_class, sample_pairs
+
+LABELS = list(TOPIC_WORDS)
+# fast settings for the tiny BERT: 2 pairs per row, a high rate, no early stopping
+TINY = {"lr": 1e-3, "max_length": 32, "setfit_iterations": 2, "early_stopping_patience": 0, "seed": 1}
+
+
+def test_pairs_pair_each_row_with_one_similar_and_one_dissimilar_partner_per_iteration():
+    labels = [0, 0, 0, 1, 1, 2, 2, 2, 2]
+    first, second, similarity = sample_pairs(labels, iterations=3, seed=7)
+    assert len(similarity) == 2 * 3 * len(labels)  # every row has a partner of each kind
+    assert similarity.sum() == len(similarity) / 2  # balanced
+    for a, b, s in zip(first, second, similarity):
+        assert a != b
+        assert (labels[a] == labels[b]) == (s == 1.0)
+    assert np.bincount(first).tolist() == [6] * len(labels)  # each row leads 2 pairs per iteration
+    again = sample_pairs(labels, iterations=3, seed=7)
+    assert all(np.array_equal(x, y) for x, y in zip((first, second, similarity), again))
+    other = sample_pairs(labels, iterations=3, seed=8)
+    assert not np.array_equal(second, other[1])
+
+
+def test_multi_label_pairs_are_similar_when_the_rows_share_a_label():
+    labels = [(0,), (0, 1), (1,), (2,), (1, 2)]
+    first, second, similarity = sample_pairs(labels, iterations=4, seed=0)
+    for a, b, s in zip(first, second, similarity):
+        assert bool(set(labels[a]) & set(labels[b])) == (s == 1.0)
+    assert 0 < similarity.mean() < 1
+
+
+def test_a_class_with_fewer_than_two_rows_is_refused_naming_it(tmp_path):
+    with pytest.raises(DataError, match=r"'Sports' \(1\), 'Business' \(0\)"):
+        check_rows_per_class([0, 0, 1, 3, 3], LABELS)
+    train = Split("train", ["minister treaty", "election embassy", "goal coach"], [0, 0, 1], "t")
+    config = TrainConfig(family="setfit", model="unused", **TINY)
+    with pytest.raises(DataError, match="at least 2 train rows"):
+        SetFitClassifier.fit(train, train, LABELS[:2], config, tmp_path)  # fails before any model is read
+
+
+def test_setfit_options_are_checked():
+    assert TrainConfig(family="setfit").setfit_iterations == 10  # the family's default
+    with pytest.raises(ConfigError, match="setfit_iterations"):
+        TrainConfig(family="setfit", setfit_iterations=0)
+    with pytest.raises(ConfigError, match="setfit_head"):
+        TrainConfig(setfit_head="svm")
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_bert, tmp_path_factory):
+    config = TrainConfig(family="setfit", model=str(tiny_bert), **TINY)
+    return SetFitClassifier.fit(
+        split("train", 32, 1), split("dev", 32, 2), LABELS, config, tmp_path_factory.mktemp("c")
+    )
+
+
+def test_fit_learns_and_save_load_gives_the_same_probabilities(trained, tmp_path):
+    classifier, summary = trained
+    assert family_class("setfit") is SetFitClassifier and {EXPLAIN, MULTI_LABEL} <= classifier.capabilities
+    assert summary["global_step"] == 2 * 2 * 32 // 16  # 2 iterations x 2 pairs x 32 rows, 16 pairs a batch
+    assert summary["epochs"][0]["dev_accuracy"] >= 0.75
+    dev = split("dev", 32, 2)
+    probs = classifier.predict_proba(dev.texts)
+    assert probs.shape == (32, 4) and np.allclose(probs.sum(1), 1, atol=1e-5)
+    classifier.save(tmp_path / "model")
+    saved = json.loads((tmp_path / "model" / "setfit.json").read_text())
+    assert saved["label_names"] == LABELS and saved["head"] == "logistic"
+    assert not list((tmp_path / "model").glob("*.pkl")) and not list((tmp_path / "model").glob("*.bin"))
+    loaded = SetFitClassifier.load(tmp_path / "model", max_length=32)
+    assert next(loaded.encoder.parameters()).device.type == ("cuda" if torch.cuda.is_available() else "cpu")
+    np.testing.assert_allclose(loaded.predict_proba(dev.texts), probs, atol=1e-5)
+    embeddings = loaded.embed(dev.texts[:3])
+    np.testing.assert_allclose(np.linalg.norm(embeddings, axis=1), 1.0, atol=1e-5)  # L2-normalised
+
+
+def test_explain_shows_the_bodys_attention_and_the_heads_probabilities(trained):
+    classifier, _ = trained
+    explanation = classifier.explain("the coach and the striker after the playoff goal")
+    assert explanation.label == classifier.predict(["the coach and the striker after the playoff goal"])[0]
+    assert explanation.attention.shape[:2] == (2, 4)  # (layers, heads, tokens, tokens) of the tiny BERT
+
+
+def test_the_differentiable_head_trains_end_to_end(tiny_bert, tmp_path):
+    config = TrainConfig(family="setfit", model=str(tiny_bert), setfit_head="differentiable", **TINY)
+    classifier, summary = SetFitClassifier.fit(split("train", 32, 1), split("dev", 16, 2), LABELS, config, tmp_path)
+    assert len(summary["epochs"]) == 1 + 10  # the contrastive epoch, then the head's
+    before = classifier.predict_proba(split("dev", 16, 2).texts)
+    classifier.save(tmp_path / "model")
+    again = SetFitClassifier.load(tmp_path / "model", max_length=32)
+    assert again.head_kind == "differentiable"
+    np.testing.assert_allclose(again.predict_proba(split("dev", 16, 2).texts), before, atol=1e-5)
+
+
+def test_train_predict_evaluate_through_the_cli_and_multi_label(tiny_bert, tmp_path):
+    from typer.testing import CliRunner
+
+    from textcls.cli.main import app
+
+    data = write_ag_news_folder(tmp_path / "data", n_train=24, n_dev=16, n_test=16)
+    flags = ["--lr", "1e-3", "--max-length", "32", "--setfit-iterations", "2", "--seed", "1"]
+    result = CliRunner().invoke(
+        app,
+        [
+            "train",
+            "--data",
+            str(data),
+            "--out",
+            str(tmp_path / "run"),
+            "--family",
+            "setfit",
+            "--model",
+            str(tiny_bert),
+            *flags,
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    result = CliRunner().invoke(app, ["evaluate", str(tmp_path / "run"), "--split", "test"])
+    assert result.exit_code == 0, result.output
+    texts = tmp_path / "texts.txt"
+    texts.write_text("goal coach season\nshares profit stocks\n", encoding="utf-8")
+    result = CliRunner().invoke(app, ["predict", str(tmp_path / "run"), "--input", str(texts), "--backend", "torch"])
+    assert result.exit_code == 0, result.output
+    assert len(result.stdout.splitlines()) == 2
+    run = textcls.load(tmp_path / "run")
+    assert run.predict(["goal coach season"]) == run.classifier.predict(["goal coach season"])
+
+    multi = write_multilabel_folder(tmp_path / "multi", n_train=48, n_dev=24)
+    run_dir = textcls.train(
+        data=str(multi), out=tmp_path / "multi-run", family="setfit", model=str(tiny_bert), multi_label=True, **TINY
+    ).run_dir
+    loaded = textcls.load(run_dir)
+    assert loaded.classifier.multi_label
+    probs = loaded.classifier.predict_proba(["goal coach shares profit"])
+    assert probs.shape == (1, 4) and not np.isclose(probs.sum(), 1.0)  # one sigmoid per label
+
+
+def test_train_suggests_setfit_when_a_class_has_few_labelled_rows(tmp_path, caplog):
+    data = write_ag_news_folder(tmp_path / "data", n_train=40, n_dev=16, n_test=0)
+    with caplog.at_level(logging.WARNING):
+        textcls.train(data=str(data), out=tmp_path / "tfidf", family="tfidf")
+    assert "pass --family setfit" in caplog.text and "World (10)" in caplog.text
+    caplog.clear()
+    many = write_ag_news_folder(tmp_path / "many", n_train=400, n_dev=16, n_test=0)
+    with caplog.at_level(logging.WARNING):
+        textcls.train(data=str(many), out=tmp_path / "tfidf-many", family="tfidf")
+    assert "--family setfit" not in caplog.text
