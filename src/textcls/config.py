@@ -733,6 +733,11 @@ class AuditConfig:
     )
     seed: int = _help("Seed for the folds and the models.", default=42)
     shown: int = _help("Issues shown on the HTML page (the CSV and JSONL list them all).", default=500)
+    embedding_cache: str | None = _help(
+        "Folder that keeps the frozen embeddings, one file per encoder, max length and set of texts, so that a "
+        "second audit of the same rows skips embedding them; default: none kept.",
+        default=None,
+    )
 
     def __post_init__(self) -> None:
         check_fields(self)

@@ -136,11 +136,13 @@ def test_a_run_folder_is_audited_on_its_own_training_rows(tiny_run: Path, tmp_pa
 
 def test_the_default_method_runs_on_frozen_embeddings(tiny_bert: Path, tmp_path: Path) -> None:
     data = _write_flipped(tmp_path / "data", n=240)
-    result = textcls.audit(str(data), str(tmp_path / "audit"), model=str(tiny_bert), max_length=32, folds=3)
+    cache = tmp_path / "cache"
+    options = {"model": str(tiny_bert), "max_length": 32, "folds": 3, "embedding_cache": str(cache)}
+    result = textcls.audit(str(data), str(tmp_path / "audit"), **options)
     assert result.probs.shape == (240, 4)
     assert result.probs.sum(axis=1) == pytest.approx(1.0, abs=1e-6)
     assert result.summary["method"] == f"embeddings+{FAST_FAMILY}"
-    embeddings_only = textcls.audit(
-        str(data), str(tmp_path / "audit2"), model=str(tiny_bert), max_length=32, folds=3, method="embeddings"
-    )
+    assert len(list(cache.glob("*.npy"))) == 1
+    embeddings_only = textcls.audit(str(data), str(tmp_path / "audit2"), method="embeddings", **options)
     assert embeddings_only.summary["method"] == "embeddings" and embeddings_only.probs.shape == (240, 4)
+    assert len(list(cache.glob("*.npy"))) == 1  # the same rows: the embeddings were read back

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import hashlib
 import io
 import json
 import logging
@@ -34,7 +35,7 @@ from textcls.config import AUDIT_METHODS, AuditConfig, DataConfig, TrainConfig, 
 from textcls.data.loading import LoadedData, Split, load_data, relabelled_text
 from textcls.errors import ConfigError, DataError, TextclsError
 from textcls.families import FAST_FAMILY
-from textcls.files import make_folder, replace_folder, work_folder, write_json, write_text_atomic
+from textcls.files import make_folder, replace_folder, work_folder, write_atomic, write_json, write_text_atomic
 from textcls.models.base import check_training_options, family_class
 from textcls.runs.api import data_config_for_run
 
@@ -244,8 +245,18 @@ def _embedding_probabilities(
 
     from textcls.models.pretrained import sentence_embeddings
 
-    log.info("embedding %d texts with %s", len(rows), train_config.model or "the embedded all-MiniLM-L6-v2")
-    embeddings = sentence_embeddings(rows.texts, train_config.model, train_config.max_length or 128, progress=progress)
+    max_length = train_config.max_length or 128
+
+    def embed() -> np.ndarray:
+        log.info("embedding %d texts with %s", len(rows), train_config.model or "the embedded all-MiniLM-L6-v2")
+        return sentence_embeddings(rows.texts, train_config.model, max_length, progress=progress)
+
+    if config.embedding_cache is None:
+        embeddings = embed()
+    else:
+        embeddings = _cached(
+            Path(config.embedding_cache), embedding_key(rows.texts, train_config.model, max_length), embed
+        )
     labels = np.asarray(rows.labels)
     probs = np.zeros((len(rows), len(label_names)))
     for number, (kept, held) in enumerate(folds, 1):
@@ -254,6 +265,32 @@ def _embedding_probabilities(
         probs[np.ix_(held, model.classes_)] = model.predict_proba(embeddings[held])
         log.info("fold %d/%d: logistic regression on embeddings fitted", number, len(folds))
     return probs
+
+
+def embedding_key(texts: list[str], model: str | None, max_length: int) -> str:
+    """The cache file name of the embeddings of `texts` by encoder `model` (None: the embedded one)."""
+    from textcls.models.encoders import resolve_model
+
+    digest = hashlib.sha256(json.dumps([str(Path(resolve_model(model)).resolve()), max_length]).encode())
+    for text in texts:
+        digest.update(text.encode("utf-8", "surrogatepass") + b"\0")
+    return f"embeddings-{digest.hexdigest()[:32]}.npy"
+
+
+def _cached(folder: Path, name: str, compute: Any) -> np.ndarray:
+    path = folder / name
+    if path.is_file():
+        log.info("embeddings read from %s", path)
+        return np.load(path)
+    values = compute()
+    make_folder(folder)
+
+    def save(temporary: Path) -> None:
+        with temporary.open("wb") as handle:
+            np.save(handle, values)
+
+    write_atomic(path, save)
+    return values
 
 
 def _family_probabilities(
