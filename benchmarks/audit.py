@@ -25,17 +25,18 @@ TOP_LISTED = 50
 
 
 def write_pool(source: Path, target: Path, rows: int, flip: float, seed: int) -> set[int]:
-    """The first `rows` rows of `source` (label, title, description; labels 1-4) written to `target` with a
+    """The first `rows` rows of `source` (label, title, description) written to `target` with a
     `flip` share of labels changed to another class; returns the 1-based data rows flipped."""
     with source.open(encoding="utf-8", newline="") as handle:
         reader = csv.reader(handle)
         header = next(reader)
         kept = [row for _, row in zip(range(rows), reader)]
+    classes = sorted({row[0] for row in kept})
     rng = random.Random(seed)
     flipped = set(rng.sample(range(1, len(kept) + 1), round(flip * len(kept)))) if flip else set()
     for number in sorted(flipped):
         row = kept[number - 1]
-        row[0] = str(rng.choice([label for label in (1, 2, 3, 4) if label != int(row[0])]))
+        row[0] = rng.choice([label for label in classes if label != row[0]])
     target.parent.mkdir(parents=True, exist_ok=True)
     with target.open("w", encoding="utf-8", newline="") as handle:
         writer = csv.writer(handle, quoting=csv.QUOTE_ALL)
@@ -85,6 +86,7 @@ def main() -> None:
         f"{precision:9.3f} {recall:7.3f} {seconds:7.1f}{' (embeddings cached)' if cached else ''}"
     )
     body: dict[str, Any] = {"flipped_pool": scores}
+    harness.write_result(args.output, head, body)  # kept should the untouched pool's audit not finish
     if args.clean:
         write_pool(Path(args.data) / "train.csv", work / "clean" / "train.csv", args.rows, 0.0, args.seed)
         clean, clean_seconds, clean_cached = run_audit(
