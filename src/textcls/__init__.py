@@ -36,6 +36,19 @@ def fill_mask(run_or_model: str | None, text: str, top_k: int = 5) -> list[list[
     return fill(run_or_model, text, top_k)
 
 
+def audit(data: str, out: str = "audit", fix: bool = False, fix_out: str | None = None, **options: Any) -> Any:
+    """Find likely label errors in a data folder or file, or a run folder's training rows; options are
+    `AuditConfig`, `DataConfig` and (with `family`) `TrainConfig` fields (see `textcls.runs.audit.audit`).
+
+    Example:
+        >>> result = textcls.audit("data/ag_news", "audit", folds=5)   # doctest: +SKIP
+        >>> result.summary["issues"], result.issues[0]["suggested"]    # doctest: +SKIP
+    """
+    from textcls.runs.audit import audit as run_audit
+
+    return run_audit(data, out, fix=fix, fix_out=fix_out, **options)
+
+
 __all__ = [
     "ConfigError",
     "DataConfig",
@@ -47,6 +60,7 @@ __all__ = [
     "TextclsError",
     "TrainConfig",
     "TrainResult",
+    "audit",
     "evaluate",
     "fill_mask",
     "load",

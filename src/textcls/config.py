@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from textcls.errors import ConfigError, UnknownOptionError
-from textcls.families import DEFAULT_FAMILY, FAMILIES
+from textcls.families import DEFAULT_FAMILY, FAMILIES, FAST_FAMILY
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
@@ -894,3 +894,55 @@ class RayPredictConfig:
             self.output_format,
         )
         _check(self.max_retries >= 0, "max_retries", "an integer >= 0", self.max_retries)
+
+
+AUDIT_METHODS = ("embeddings", f"embeddings+{FAST_FAMILY}")  # out-of-sample probabilities without --family
+AUDIT_FILTERS = ("prune_by_noise_rate", "prune_by_class", "both", "confident_learning", "predicted_neq_given")
+AUDIT_RANKINGS = ("self_confidence", "normalized_margin", "confidence_weighted_entropy")
+
+
+@dataclass(frozen=True)
+class AuditConfig:
+    """How `textcls audit` finds likely label errors: out-of-sample probabilities by k-fold cross-validation,
+    then confident learning (cleanlab)."""
+
+    folds: int = _help(
+        "Cross-validation folds (stratified, seeded): every row is scored by a model that never saw it.", default=5
+    )
+    family: str | None = _help(
+        f"Train this family per fold ({', '.join(FAMILIES)}; training options such as --epochs apply); default: "
+        "a logistic regression on frozen sentence embeddings of the encoder (--model, default the embedded "
+        "all-MiniLM-L6-v2), see --method.",
+        default=None,
+    )
+    method: str = _help(
+        f"Without --family: embeddings (a logistic regression on frozen embeddings) or embeddings+{FAST_FAMILY} "
+        f"(its probabilities averaged with the {FAST_FAMILY} family's).",
+        default=AUDIT_METHODS[1],
+    )
+    logistic_c: float = _help("Inverse regularisation strength of the logistic regression on embeddings.", default=1.0)
+    filter_by: str = _help(
+        f"cleanlab's rule for which rows are label issues: one of {', '.join(AUDIT_FILTERS)}.",
+        default="prune_by_noise_rate",
+    )
+    ranked_by: str = _help(
+        f"cleanlab's label quality score that orders the issues (lowest first): one of {', '.join(AUDIT_RANKINGS)}.",
+        default="self_confidence",
+    )
+    seed: int = _help("Seed for the folds and the models.", default=42)
+    shown: int = _help("Issues shown on the HTML page (the CSV and JSONL list them all).", default=500)
+    embedding_cache: str | None = _help(
+        "Folder that keeps the frozen embeddings, one file per encoder, max length and set of texts, so that a "
+        "second audit of the same rows skips embedding them; default: none kept.",
+        default=None,
+    )
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+        _check(self.folds >= 2, "folds", "an integer >= 2", self.folds)
+        _check(self.family is None or self.family in FAMILIES, "family", f"one of {FAMILIES}", self.family)
+        _check(self.method in AUDIT_METHODS, "method", f"one of {AUDIT_METHODS}", self.method)
+        _check(self.logistic_c > 0, "logistic_c", "a number > 0", self.logistic_c)
+        _check(self.filter_by in AUDIT_FILTERS, "filter_by", f"one of {AUDIT_FILTERS}", self.filter_by)
+        _check(self.ranked_by in AUDIT_RANKINGS, "ranked_by", f"one of {AUDIT_RANKINGS}", self.ranked_by)
+        _check(self.shown >= 0, "shown", "an integer >= 0", self.shown)

@@ -76,3 +76,5 @@ DEFAULT_FAMILY = "pretrained"
 # `train` suggests this family when a class has fewer labelled train rows than FEW_LABELS_ROWS.
 FEW_LABELS_FAMILY = "setfit"
 FEW_LABELS_ROWS = 100
+# The family that trains in seconds on a CPU: `textcls audit` averages its probabilities with the embeddings'.
+FAST_FAMILY = "tfidf"

@@ -30,6 +30,7 @@ from textcls.cli.console import library_call as _library_call
 from textcls.cli.console import setup_logging as _setup_logging
 from textcls.cli.seq2seq import app as seq2seq_app
 from textcls.config import (  # noqa: E402
+    AuditConfig,
     DataConfig,
     DistillConfig,
     PredictConfig,
@@ -705,6 +706,7 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
+@app.command()
 @_with_parameters(_field_parameters(DistillConfig, DataConfig, TrainConfig, skip=("teacher", "family", "model")))
 def distill(
     teacher: str = typer.Argument(..., help="The teacher: a run folder with the data's labels."),
@@ -744,13 +746,67 @@ def distill(
     )
 
 
-def main() -> None:
-    """Console-script entry point."""
-    app()
+@app.command()
+@_with_parameters(_field_parameters(AuditConfig, DataConfig, TrainConfig, skip=("data", "resume")))
+def audit(
+    target: str = typer.Argument(
+        ..., help="Data folder or file (as `train --data` takes it), or a run folder: the rows it was trained on."
+    ),
+    out: Path = typer.Option(
+        Path("audit"), "--out", help="Folder for issues.csv, issues.jsonl, audit.html and audit.json."
+    ),
+    fix: bool = typer.Option(
+        False, "--fix", help="Also write a copy of the data with the suggested labels (never over the input)."
+    ),
+    fix_out: Path | None = typer.Option(
+        None,
+        "--fix-out",
+        help="Where --fix writes the corrected copy [default: OUT/NAME.fixed.csv, or OUT/FOLDER.fixed for a folder].",
+    ),
+    config: Path | None = typer.Option(None, "--config", help="JSON file of option values; flags override it."),
+    as_json: bool = typer.Option(False, "--json", help="Print audit.json instead of tables."),
+    shown_rows: int = typer.Option(10, "--top", help="Issues printed in the table (the files list them all)."),
+    verbose: Verbose = False,
+    **options: Any,
+) -> None:
+    """Find likely label errors: out-of-sample probabilities by k-fold cross-validation, then confident
+    learning (cleanlab); writes the ranked issues as CSV, JSONL and an HTML page."""
+    from textcls.runs.audit import audit as run_audit
 
-
-if __name__ == "__main__":
-    main()
+    _setup_logging(verbose)
+    with _library_call():
+        result = run_audit(target, out, fix=fix, fix_out=fix_out, **_given(config, options))
+    summary = result.summary
+    if as_json:
+        print(json.dumps(summary, indent=2, ensure_ascii=False))
+        return
+    table = Table(title=f"label audit of {summary['source']} ({summary['method']}, {summary['folds']} folds)")
+    for column in ("class", "rows", "issues (given)", "issues (suggested)"):
+        table.add_column(column, justify="left" if column == "class" else "right")
+    for row in summary["per_class"]:
+        table.add_row(escape(row["label"]), str(row["rows"]), str(row["issues"]), str(row["suggested"]))
+    table.add_row("all", str(summary["rows"]), str(summary["issues"]), str(summary["issues"]))
+    stdout.print(table)
+    if result.issues and shown_rows > 0:
+        top = Table(title=f"the {min(shown_rows, len(result.issues))} most likely label errors")
+        for column in ("rank", "row", "given", "suggested", "quality", "text"):
+            top.add_column(column, justify="right" if column in ("rank", "row", "quality") else "left")
+        for issue in result.issues[:shown_rows]:
+            text = issue["text"] if len(issue["text"]) <= 80 else issue["text"][:77] + "..."
+            top.add_row(
+                str(issue["rank"]),
+                str(issue["row"]),
+                escape(issue["given"]),
+                escape(issue["suggested"]),
+                f"{issue['label_quality']:.4f}",
+                escape(text),
+            )
+        stdout.print(top)
+    stdout.print(
+        f"out-of-sample accuracy {summary['out_of_sample_accuracy']:.4f}; {summary['issues']} likely label errors "
+        f"in {summary['rows']} rows ({summary['seconds']:.0f}s); written: "
+        + ", ".join(summary["files"] + ([summary["fixed"]] if summary.get("fixed") else []))
+    )
 
 
 def _predict_on_ray(
@@ -786,3 +842,12 @@ def _predict_on_ray(
             column_names(text_column) if text_column else None,
         )
     stdout.print(f"wrote {result.rows} predictions in {len(result.shards)} shards to {result.output_dir}")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

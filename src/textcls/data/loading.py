@@ -24,7 +24,7 @@ import random
 import re
 import sys
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -72,6 +72,8 @@ class Split:
     multi_label: bool = False
     # `textcls distill`: the teacher's view of every row, which training reads instead of `labels` alone
     soft_targets: SoftTargets | None = None
+    # the 1-based data row of each kept row in its source (a header is not a row); None where not tracked
+    numbers: tuple[int, ...] | None = None
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -283,7 +285,7 @@ def _map_labels(
     multi_label = config.multi_label
     loaded: dict[str, Split] = {}
     for split, rows in examples.items():
-        source, texts = source_names[split], []
+        source, texts, numbers = source_names[split], [], []
         single: list[int] = []  # one label index a row
         sets: list[tuple[int, ...]] = []  # or, under --multi-label, the sorted indices a row carries
         for example in rows:
@@ -300,6 +302,7 @@ def _map_labels(
                 bad.report(source, example.number, example.line, config.label_column, reason)
                 continue
             texts.append(example.text)
+            numbers.append(example.number)
             if multi_label:
                 sets.append(tuple(sorted(set(known))))
             else:
@@ -307,7 +310,7 @@ def _map_labels(
         if not texts:
             skipped = bad.counts[source]
             raise DataError(f"{source}: expected at least one usable row, found none ({skipped} skipped); fix the file")
-        loaded[split] = Split(split, texts, sets if multi_label else single, source, multi_label)
+        loaded[split] = Split(split, texts, sets if multi_label else single, source, multi_label, numbers=tuple(numbers))
     return loaded
 
 
@@ -1155,7 +1158,8 @@ def _carve_dev(train: Split, dev_fraction: float, seed: int) -> tuple[Split, Spl
 
 def _subset(split: Split, rows: list[int], source: str, name: str | None = None) -> Split:
     labels = [split.labels[i] for i in rows]
-    return Split(name or split.name, [split.texts[i] for i in rows], labels, source, split.multi_label)
+    numbers = None if split.numbers is None else tuple(split.numbers[i] for i in rows)
+    return Split(name or split.name, [split.texts[i] for i in rows], labels, source, split.multi_label, numbers=numbers)
 
 
 def _sample(split: Split, limit: int | None, seed: int) -> Split:
@@ -1171,3 +1175,78 @@ def _fingerprint(splits: dict[str, Split]) -> str:
         for text, label in zip(split.texts, split.labels):
             digest.update(json.dumps([split.name, text, label]).encode() + b"\n")
     return digest.hexdigest()
+
+
+RELABEL_SUFFIXES = (".csv", ".tsv", ".jsonl")  # the formats `relabelled_text` rewrites in place of a label cell
+
+
+def relabelled_text(path: str | Path, label_column: str, labels: dict[int, str | int]) -> str:
+    """The text of the data file `path` with the label cell of each data row `number` in `labels` (1-based, as
+    `Split.numbers` counts rows) set to its new value; every other byte is the file's own.
+
+    Example:
+        >>> relabelled_text("train.csv", "label", {2: "Sports"})   # doctest: +SKIP
+        'label,text\\nWorld,a\\nSports,b\\n'
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in RELABEL_SUFFIXES:
+        raise DataError(
+            f"{path}: expected a {', '.join(RELABEL_SUFFIXES)} file to write with corrected labels, found "
+            f"{suffix or 'no suffix'!r}; convert the data to CSV or JSON Lines, or drop --fix"
+        )
+    lines = io.StringIO(decode_file(path), newline="").readlines()  # line endings kept as they are
+    if suffix == ".jsonl":
+        return "".join(_relabelled_jsonl(lines, label_column, labels))
+    return "".join(_relabelled_delimited(lines, suffix == ".tsv", label_column, labels))
+
+
+def _relabelled_jsonl(lines: list[str], label_column: str, labels: dict[int, str | int]) -> Iterator[str]:
+    number = 0
+    for line in lines:
+        if line.strip():
+            number += 1
+            if number in labels:
+                content = line.rstrip("\r\n")
+                values = json.loads(content)
+                values[label_column] = labels[number]
+                line = json.dumps(values, ensure_ascii=False) + line[len(content) :]
+        yield line
+
+
+def _relabelled_delimited(
+    lines: list[str], tsv: bool, label_column: str, labels: dict[int, str | int]
+) -> Iterator[str]:
+    _lift_csv_field_limit()
+    delimiter = "\t" if tsv else ","
+    reader = csv.reader(
+        lines, delimiter=delimiter, quoting=csv.QUOTE_NONE if tsv else csv.QUOTE_MINIMAL, strict=not tsv
+    )
+    start, number, label_index = 0, 0, None
+    for fields in reader:
+        row = "".join(lines[start : reader.line_num])  # the row's own lines, a quoted line break included
+        start = reader.line_num
+        if not fields:
+            yield row
+            continue
+        if label_index is None:  # the header, or the first row of a headerless AG News file (label first)
+            first = [field.strip() for field in fields]
+            known = {label_column, *KNOWN_COLUMNS}
+            if len(first) == 3 and _as_int(first[0]) is not None and not known.intersection(first):
+                label_index = 0
+            else:
+                label_index = first.index(label_column)
+                yield row
+                continue
+        number += 1
+        if number in labels:
+            fields[label_index] = str(labels[number])
+            ending = row[len(row.rstrip("\r\n")) :]
+            if tsv:  # read unquoted: written back the same way
+                row = delimiter.join(fields) + ending
+            else:
+                buffer = io.StringIO()
+                quoting = csv.QUOTE_ALL if row.startswith('"') else csv.QUOTE_MINIMAL  # as the row was written
+                csv.writer(buffer, delimiter=delimiter, quoting=quoting, lineterminator=ending).writerow(fields)  # type: ignore[arg-type]
+                row = buffer.getvalue()
+        yield row

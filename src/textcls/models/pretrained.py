@@ -473,3 +473,59 @@ def cut_encoder(model_dir: Path, count: int, out_dir: Path, label_names: Sequenc
     AutoTokenizer.from_pretrained(model_dir).save_pretrained(out_dir)
     log.info("student: layers %s of the teacher's %d, %.1fM parameters", chosen, total, student.num_parameters() / 1e6)
     return chosen
+
+
+# Texts per forward pass for frozen sentence embeddings on a CPU (sorted by length, little padding).
+EMBEDDING_BATCH_SIZE = 64
+
+
+@torch.inference_mode()
+def sentence_embeddings(
+    texts: Sequence[str],
+    model: str | None = None,
+    max_length: int = 128,
+    batch_size: int = EMBEDDING_BATCH_SIZE,
+    progress: bool = False,
+) -> np.ndarray:
+    """Frozen, mean-pooled, unit-length sentence embeddings (texts, hidden) in input order, from the encoder
+    `model` (None: the embedded all-MiniLM-L6-v2; a hub id, folder or `textcls pretrain` run as for --model).
+
+    Texts run through the one prediction batch path (`pooled_logits`), truncated to `max_length` tokens.
+
+    Example:
+        >>> sentence_embeddings(["Stocks fell sharply.", "A late goal won it."]).shape   # doctest: +SKIP
+        (2, 384)
+    """
+    from transformers import AutoModel, AutoTokenizer
+
+    name = resolve_model(model)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(name)
+        with quiet_transformers():
+            encoder = AutoModel.from_pretrained(name)
+    except (OSError, ValueError) as error:
+        raise _from_pretrained_error(name, error) from error
+    encoder.eval()
+    on = device()
+    encoder.to(on)
+    max_length = clamp_max_length(max_length, tokenizer, encoder.config)
+
+    def forward(input_ids: np.ndarray, attention_mask: np.ndarray) -> torch.Tensor:
+        mask = array_to_device(attention_mask, on)
+        hidden = encoder(input_ids=array_to_device(input_ids, on), attention_mask=mask).last_hidden_state
+        weights = mask.unsqueeze(-1).to(hidden.dtype)  # (batch, seq, 1): padding counts for nothing
+        pooled = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)  # (batch, hidden)
+        return torch.nn.functional.normalize(pooled.float(), dim=-1)
+
+    if not len(texts):
+        return np.zeros((0, int(encoder.config.hidden_size)), dtype=np.float32)
+    return pooled_logits(
+        tokenizer,
+        list(texts),
+        Windowing(max_length),
+        forward,
+        pad_id=pad_id(tokenizer),
+        batch_size=batch_size,
+        batch_tokens=GPU_PREDICT_TOKENS if on.type == "cuda" else None,
+        progress=progress,
+    )

@@ -589,3 +589,71 @@ def _write_explanation_files(expl: Any, out_dir: Path) -> list[str]:
 """
     paths["explanation.html"] = write_text_atomic(out_dir / "explanation.html", page)
     return list(paths)
+
+
+# ---------------------------------------------------------------- label audit
+
+
+def build_audit_page(summary: dict[str, Any], issues: Sequence[dict[str, Any]], label_names: Sequence[str]) -> str:
+    """The HTML page of a label audit (`textcls audit`): the summary, rows and issues per class, and each
+    issue's text (escaped) with its given and suggested label, most likely error first.
+
+    Example:
+        >>> page = build_audit_page({"rows": 2, "issues": 1, "per_class": []},
+        ...     [{"rank": 1, "row": 2, "given": "World", "suggested": "Sports", "label_quality": 0.01,
+        ...       "text": "<b>goal</b>"}], ["World", "Sports"])
+        >>> "&lt;b&gt;goal&lt;/b&gt;" in page and "<b>goal</b>" not in page
+        True
+    """
+    title = f"textcls label audit: {summary.get('source', '')}"
+    labels = _esc(", ".join(label_names))
+    cards = [
+        ("rows audited", summary.get("rows")),
+        ("likely label errors", summary.get("issues")),
+        ("out-of-sample accuracy", summary.get("out_of_sample_accuracy")),
+        ("method", summary.get("method")),
+        ("folds", summary.get("folds")),
+    ]
+    card_html = "".join(
+        f'<div class="card"><div class="value">{_esc(_fmt(value))}</div><div class="name">{_esc(name)}</div></div>'
+        for name, value in cards
+        if value is not None
+    )
+    class_rows = "".join(
+        f'<tr><td class="text">{_esc(row["label"])}</td><td>{row["rows"]}</td><td>{row["issues"]}</td>'
+        f"<td>{row['suggested']}</td></tr>"
+        for row in summary.get("per_class", [])
+    )
+    per_class = (
+        '<table><tr><th class="text">class</th><th>rows</th><th>issues (given)</th><th>issues (suggested)</th></tr>'
+        f"{class_rows}</table>"
+    )
+    issue_rows = "".join(
+        f'<tr class="mistake"><td>{issue["rank"]}</td><td>{issue["row"]}</td><td class="text">{_esc(issue["given"])}'
+        f'</td><td class="text">{_esc(issue["suggested"])}</td><td>{float(issue["label_quality"]):.4f}</td>'
+        f'<td class="text">{_esc(issue["text"])}</td></tr>'
+        for issue in issues
+    )
+    total = summary.get("issues", len(issues))
+    note = (
+        f'<p class="note">The {len(issues)} most likely of {total} issues; issues.csv and issues.jsonl list all.</p>'
+        if len(issues) < (total or 0)
+        else ""
+    )
+    listing = (
+        '<table><tr><th>rank</th><th>row</th><th class="text">given label</th><th class="text">suggested label</th>'
+        f'<th>label quality</th><th class="text">text</th></tr>{issue_rows}</table>'
+        if issues
+        else '<p class="note">No likely label errors found.</p>'
+    )
+    sections = [
+        f'<div class="cards">{card_html}</div>',
+        f"<h2>Per class</h2>{per_class}",
+        f"<h2>Likely label errors</h2>{note}{listing}",
+    ]
+    return (
+        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        f"<title>{_esc(title)}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n"
+        f"<h1>{_esc(title)}</h1>\n" + "\n".join(sections) + f'\n<p class="note">Labels: {labels}</p>\n'
+        "</body>\n</html>\n"
+    )
