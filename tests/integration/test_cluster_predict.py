@@ -244,3 +244,35 @@ def test_bad_ray_options_are_clear_errors(tiny_run, tmp_path, flags, message):
     done = _cli(*args, *flags)
     assert done.returncode == 2
     assert message in done.stderr, done.stderr
+
+
+def test_inputs_on_another_file_system_are_copied_and_named_by_their_uri(tmp_path):
+    # pyarrow's file systems: a `file://` URI goes through the same path as s3:// or gs://
+    from textcls.cluster.batch import fetch_inputs
+
+    files = _write_inputs(tmp_path / "in")
+    (tmp_path / "in" / "notes.md").write_text("not an input\n", encoding="utf-8")
+    for uri in (f"file://{tmp_path / 'in'}", f"file://{tmp_path / 'in'}/*.*"):
+        into = tmp_path / ("copies" + str(len(uri)))
+        into.mkdir()
+        copies = fetch_inputs(uri, into)
+        assert sorted(copies.values()) == sorted(f"file://{file}" for file in files)
+        for local, name in copies.items():
+            assert local.is_relative_to(into) and local.read_bytes() == Path(name.removeprefix("file://")).read_bytes()
+    with pytest.raises(DataError, match="no such file"):
+        fetch_inputs(f"file://{tmp_path / 'missing.csv'}", tmp_path)
+    with pytest.raises(DataError, match="found none"):
+        fetch_inputs(f"file://{tmp_path / 'in'}/*.xml", tmp_path)
+
+
+def test_a_uri_input_on_ray_names_rows_by_uri_and_equals_plain_predict(ray_cluster, tiny_run, tmp_path):
+    files = _write_inputs(tmp_path / "in")
+    out = tmp_path / "scored"
+    done = _cli(
+        "predict", str(tiny_run), "--input", f"file://{tmp_path / 'in'}/*.*", "--output", str(out), "--on", "ray",
+        "--address", ray_cluster, "--workers", "1", "--backend", "torch", "--precision", "fp32",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    rows = _read_shards(out)
+    assert {row["file"] for row in rows} == {f"file://{file}" for file in files}  # the URI, not the temporary copy
+    _assert_same([{**row, "file": row["file"].removeprefix("file://")} for row in rows], _plain(tiny_run, files))

@@ -45,7 +45,7 @@ from textcls.config import (  # noqa: E402
     split_options,
 )
 from textcls.errors import TextclsError  # noqa: E402
-from textcls.families import FAMILIES  # noqa: E402
+from textcls.families import COMPARED_FAMILIES, FAMILIES  # noqa: E402
 
 app = typer.Typer(
     name="textcls",
@@ -300,7 +300,9 @@ def evaluate(
 @_with_parameters(_field_parameters(DataConfig, TrainConfig, skip=("family", "resume")))
 def compare(
     families: str | None = typer.Option(
-        None, "--families", help=escape(f"Comma-separated families [default: all: {','.join(FAMILIES)}].")
+        None,
+        "--families",
+        help=escape(f"Comma-separated families, of {','.join(FAMILIES)} [default: {','.join(COMPARED_FAMILIES)}]."),
     ),
     out: Path = typer.Option(Path("runs/compare"), "--out", help="Folder for one run per family and the comparison."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Retrain families whose run folder already exists."),
@@ -421,7 +423,12 @@ def report(
 def predict(
     run_dir: Path = typer.Argument(..., help="Run folder written by `textcls train`."),
     texts: list[str] | None = typer.Argument(None, help="Texts to classify (or use --input)."),
-    input_file: Path | None = typer.Option(None, "--input", help="CSV, TSV, JSONL, Parquet or .txt (one text a line)."),
+    input_arg: str | None = typer.Option(
+        None,
+        "--input",
+        help="CSV, TSV, JSONL, Parquet or .txt (one text a line); with --on ray also a folder, a glob or a URI "
+        "(s3://...).",
+    ),
     output: Path | None = typer.Option(
         None, "--output", help="Write one JSON object per input line here (JSONL; '-': stdout)."
     ),
@@ -446,8 +453,9 @@ def predict(
     _setup_logging(verbose)
     ray_options = {name: options.pop(name) for name in field_names(RayPredictConfig) if name in options}
     if on != "local":
-        _predict_on_ray(on, run_dir, texts, input_file, output, text_column, ray_options, options)
+        _predict_on_ray(on, run_dir, texts, input_arg, output, text_column, ray_options, options)
         return
+    input_file = Path(input_arg) if input_arg is not None else None
     with _library_call():
         given = sorted(flag_name(name) for name, value in ray_options.items() if value is not None)
         if given:
@@ -813,7 +821,7 @@ def _predict_on_ray(
     on: str,
     run_dir: Path,
     texts: list[str] | None,
-    input_file: Path | None,
+    input_file: str | None,
     output: Path | None,
     text_column: list[str] | None,
     ray_options: dict[str, Any],
@@ -835,7 +843,7 @@ def _predict_on_ray(
         predict_config = PredictConfig(**_take_predict_options(options))
         result = predict_on_ray(
             run_dir,
-            str(input_file),
+            input_file,
             output,
             ray_config,
             predict_config,

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import fnmatch
 import glob
 import logging
 import os
+import tempfile
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -39,12 +41,13 @@ INSTALL_HINT = 'pip install "textcls[cluster]"'
 
 @dataclass(frozen=True)
 class RayPrediction:
-    """What `predict_on_ray` wrote: the output folder, its shards and how many rows they hold."""
+    """What `predict_on_ray` wrote: the output folder, its shards, how many rows they hold, and the input files
+    as the shards' `file` column names them (a path, or a URI)."""
 
     output_dir: Path
     shards: list[Path]
     rows: int
-    input_files: list[Path]
+    input_files: list[str]
 
 
 def predict_on_ray(
@@ -72,8 +75,11 @@ def predict_on_ray(
     ray = _import_ray()
     check_output_dir(output_dir, ray_config.overwrite)
     info = read_record(run_dir).info
-    files = input_files(input_path)
-    blocks = _input_blocks(files, text_columns, run_text_columns(info), ray_config.ray_batch_size)
+    with tempfile.TemporaryDirectory(prefix="textcls-inputs-") as copies:
+        # inputs on another file system (s3://, gs://, hdfs://...) are copied here first and named by their URI
+        names = fetch_inputs(str(input_path), Path(copies)) if is_uri(input_path) else None
+        files = sorted(names) if names is not None else input_files(input_path)
+        blocks = _input_blocks(files, text_columns, run_text_columns(info), ray_config.ray_batch_size, names)
     rows = sum(block.num_rows for block in blocks)
     actor_config = _actor_config(run_dir, predict_config, ray_config)
     output_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -98,7 +104,7 @@ def predict_on_ray(
         replace_folder(work_dir, output_dir)
     shards = sorted(path for path in output_dir.iterdir() if path.is_file())
     log.info("wrote %d predictions in %d shards to %s", rows, len(shards), output_dir)
-    return RayPrediction(output_dir, shards, rows, files)
+    return RayPrediction(output_dir, shards, rows, [names[file] if names else str(file) for file in files])
 
 
 class BatchPredictor:
@@ -139,6 +145,61 @@ def input_files(path: str | Path) -> list[Path]:
     return files
 
 
+def is_uri(path: str | Path) -> bool:
+    """Whether `path` names a file system by its scheme (`s3://bucket/news`, `file:///data`), not a local path."""
+    return isinstance(path, str) and "://" in path
+
+
+def fetch_inputs(uri: str, into: Path) -> dict[Path, str]:
+    """Copy the input files `uri` names on any file system pyarrow reads (a file, the input files of a folder,
+    or a glob's matches) into the local folder `into`; return each copy's path -> the URI it came from.
+
+    Example:
+        >>> fetch_inputs("s3://news/2024/*.parquet", Path("/tmp/inputs"))   # doctest: +SKIP
+        {PosixPath('/tmp/inputs/0/a.parquet'): 's3://news/2024/a.parquet', ...}
+    """
+    from pyarrow import fs
+
+    try:
+        filesystem, base = fs.FileSystem.from_uri(uri if not _has_wildcard(uri) else _fixed_part(uri))
+        if _has_wildcard(uri):
+            pattern = base.rstrip("/") + "/" + uri[len(_fixed_part(uri)) :].lstrip("/")
+            listed = filesystem.get_file_info(fs.FileSelector(base, recursive="**" in pattern))
+            found = [info for info in listed if fnmatch.fnmatch(info.path, pattern)]
+        else:
+            info = filesystem.get_file_info(base)
+            if info.type == fs.FileType.NotFound:
+                raise DataError(f"--input {uri}: no such file or folder; check the path")
+            found = filesystem.get_file_info(fs.FileSelector(base)) if info.type == fs.FileType.Directory else [info]
+    except (OSError, ValueError) as error:
+        raise DataError(f"--input {uri}: cannot read it ({error}); check the URI and the credentials") from error
+    files = [info.path for info in found if info.type == fs.FileType.File]
+    chosen = sorted(path for path in files if Path(path).suffix.lower() in INPUT_SUFFIXES)
+    if not chosen:
+        raise DataError(f"expected input files ({', '.join(INPUT_SUFFIXES)}) at {uri}, found none; check the URI")
+    scheme = uri.split("://", 1)[0]
+    copies: dict[Path, str] = {}
+    for number, remote in enumerate(chosen):
+        local = into / str(number) / Path(remote).name  # a folder each: two files may share a name
+        local.parent.mkdir(parents=True)
+        with filesystem.open_input_stream(remote) as source, open(local, "wb") as target:
+            while chunk := source.read(1 << 20):
+                target.write(chunk)
+        copies[local] = f"{scheme}://{remote}"
+    log.info("copied %d input files from %s", len(copies), uri)
+    return copies
+
+
+def _has_wildcard(text: str) -> bool:
+    return any(character in text for character in "*?[")
+
+
+def _fixed_part(uri: str) -> str:
+    """The part of a glob URI before the path segment holding its first wildcard (`s3://b/x/*.csv` -> `s3://b/x`)."""
+    head = uri[: min(uri.index(character) for character in "*?[" if character in uri)]
+    return head.rsplit("/", 1)[0]
+
+
 def check_output_dir(output_dir: Path, overwrite: bool) -> None:
     """Refuse a file, or a non-empty folder unless `overwrite`, as --output DIR before any work starts."""
     if output_dir.exists() and not output_dir.is_dir():
@@ -151,16 +212,21 @@ def check_output_dir(output_dir: Path, overwrite: bool) -> None:
 
 
 def _input_blocks(
-    files: Sequence[Path], text_columns: tuple[str, ...] | None, preferred: Sequence[str] | None, block_rows: int
+    files: Sequence[Path],
+    text_columns: tuple[str, ...] | None,
+    preferred: Sequence[str] | None,
+    block_rows: int,
+    names: dict[Path, str] | None = None,
 ) -> list[pa.Table]:
     """(`file`, `row`, `text`) tables of at most `block_rows` rows, in file then row order; `row` counts a file's
-    texts from 0, as the lines of `textcls predict FILE --output` do."""
+    texts from 0, as the lines of `textcls predict FILE --output` do; `file` is the path, or the URI in `names`."""
     import pyarrow as pa
 
     blocks: list[pa.Table] = []
     for file in files:
         texts = read_texts(file, text_columns, preferred)
-        table = pa.table({"file": [str(file)] * len(texts), "row": list(range(len(texts))), "text": texts})
+        name = names[file] if names else str(file)
+        table = pa.table({"file": [name] * len(texts), "row": list(range(len(texts))), "text": texts})
         blocks.extend(table.slice(start, block_rows) for start in range(0, len(texts), block_rows))
     return blocks
 
