@@ -26,6 +26,7 @@ class FamilySpec:
     summary: str
     defaults: dict[str, float] = field(default_factory=dict)  # TrainConfig field -> value (ints stay ints)
     gpu_defaults: dict[str, float] = field(default_factory=dict)
+    compared: bool = True  # trained by `textcls compare` unless --families names the families
 
 
 FAMILIES: dict[str, FamilySpec] = {
@@ -69,9 +70,12 @@ FAMILIES: dict[str, FamilySpec] = {
         "textcls.models.setfit:SetFitClassifier",
         "few-shot: a sentence encoder tuned on contrastive pairs, then logistic regression (SetFit)",
         {"epochs": 1.0, "batch_size": 16, "lr": 2e-5, "max_length": 128, "setfit_iterations": 10},
+        # for few labelled rows: its pairs grow with rows x iterations, so compare runs it only when named
+        compared=False,
     ),
 }
 DEFAULT_FAMILY = "pretrained"
+COMPARED_FAMILIES = [name for name, spec in FAMILIES.items() if spec.compared]  # `textcls compare`'s default
 
 # `train` suggests this family when a class has fewer labelled train rows than FEW_LABELS_ROWS.
 FEW_LABELS_FAMILY = "setfit"

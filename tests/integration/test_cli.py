@@ -418,7 +418,7 @@ def test_commands_that_run_in_one_process_refuse_a_launcher(command, tmp_path):
 def test_every_help_text_keeps_its_default():
     # rich reads "[default: ...]" as markup and drops it unless escaped: "--out  Folder for the figures ."
     for command, default in (
-        ("compare", "[default: all: tfidf"),
+        ("compare", "[default: tfidf,lstm"),
         ("explain", "[default: RUN/explain]"),
         ("report", "[default: RUN/report_<split>.html]"),
         ("train", "[default: 0.1]"),

@@ -310,7 +310,8 @@ def _map_labels(
         if not texts:
             skipped = bad.counts[source]
             raise DataError(f"{source}: expected at least one usable row, found none ({skipped} skipped); fix the file")
-        loaded[split] = Split(split, texts, sets if multi_label else single, source, multi_label, numbers=tuple(numbers))
+        labels = sets if multi_label else single
+        loaded[split] = Split(split, texts, labels, source, multi_label, numbers=tuple(numbers))
     return loaded
 
 

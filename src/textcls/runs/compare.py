@@ -23,7 +23,7 @@ from typing import Any
 from textcls import machine, runfolder
 from textcls.config import DataConfig, PredictConfig, TrainConfig, field_names, split_options, to_dict
 from textcls.errors import TextclsError
-from textcls.families import FAMILIES
+from textcls.families import COMPARED_FAMILIES, FAMILIES
 from textcls.files import make_folder, write_json, write_text_atomic
 from textcls.models.base import Predictor, family_class, training_option_problem
 from textcls.reporting import plots
@@ -36,9 +36,10 @@ COMPARE_FILE = "compare.json"
 
 
 def parse_families(value: str | Sequence[str] | None) -> list[str]:
-    """'tfidf,lstm' or a list -> validated family names, in the order given, without repeats; None: all."""
+    """'tfidf,lstm' or a list -> validated family names, in the order given, without repeats; None: the families
+    compared by default (`COMPARED_FAMILIES`)."""
     if value is None:
-        return list(FAMILIES)
+        return list(COMPARED_FAMILIES)
     names = [n.strip() for n in (value.split(",") if isinstance(value, str) else value) if n.strip()]
     unknown = [n for n in names if n not in FAMILIES]
     if unknown or not names:
