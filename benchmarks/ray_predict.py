@@ -7,10 +7,11 @@ Rows, each one whole job from the input CSV to predictions on disk (model loads 
                          --cpus-per-worker 1`: N actors of one thread each, on a local Ray started once
                          beforehand (its start-up time is reported apart), Parquet shards
 
-Every row uses --backend torch --precision fp32 and checks its labels against the first row's. Each row
-runs --repeats times in turns and keeps its fastest; all passes are in the JSON.
+Every row uses the same --backend (torch runs fp32; onnx and onnx-int8 need `textcls export RUN --format onnx
+[--int8]` first) and checks its labels against the first row's. Each row runs --repeats times in turns and
+keeps its fastest; all passes are in the JSON.
 
-    python benchmarks/ray_predict.py --run ../ray-bench-run --rows 20000
+    python benchmarks/ray_predict.py --run ../ray-bench-run --rows 20000 --backend onnx-int8
 """
 
 from __future__ import annotations
@@ -52,25 +53,30 @@ def write_input(source: Path, rows: int, path: Path) -> Path:
     return path
 
 
-def plain(run_dir: Path, input_csv: Path, output: Path, threads: int) -> list[str]:
+def predict_config(backend: str, threads: int | None = None) -> PredictConfig:
+    return PredictConfig(backend=backend, precision="fp32" if backend == "torch" else None, threads=threads)
+
+
+def plain(run_dir: Path, input_csv: Path, output: Path, threads: int, backend: str) -> list[str]:
     """`textcls predict --input --output` in this process; the labels in input order."""
-    run = load(run_dir, PredictConfig(backend="torch", precision="fp32", threads=threads))
+    run = load(run_dir, predict_config(backend, threads))
     texts = read_texts(input_csv, None, run_text_columns(run.info))
     records = prediction_records(run.predict_proba(texts), run.label_names, run.thresholds)
     write_text_atomic(output, "".join(json.dumps(record) + "\n" for record in records))
     return [record["label"] for record in records]
 
 
-def on_ray(run_dir: Path, input_csv: Path, output: Path, workers: int) -> list[str]:
+def on_ray(run_dir: Path, input_csv: Path, output: Path, workers: int, backend: str) -> list[str]:
     """`textcls predict --on ray`; the labels in input order."""
     config = RayPredictConfig(workers=str(workers), cpus_per_worker=1, overwrite=True)
-    result = predict_on_ray(run_dir, input_csv, output, config, PredictConfig(backend="torch", precision="fp32"))
+    result = predict_on_ray(run_dir, input_csv, output, config, predict_config(backend))
     rows = [row for shard in result.shards for row in pq.read_table(shard, columns=["row", "label"]).to_pylist()]
     return [row["label"] for row in sorted(rows, key=lambda row: row["row"])]
 
 
 def main() -> None:
     parser = harness.parser(__doc__, "ray_predict", data=("train.csv",), rows=20000, seed=0, repeats=1, run=True)
+    parser.add_argument("--backend", default="torch", choices=("torch", "onnx", "onnx-int8"), help="Every row's.")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     run_dir = harness.require_run(args.run, args.data)
@@ -80,10 +86,10 @@ def main() -> None:
     ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR")
     ray_start = time.perf_counter() - started
     jobs = {
-        "plain 1 thread": lambda: plain(run_dir, input_csv, work / "plain.jsonl", 1),
-        "ray 1 x 1 CPU": lambda: on_ray(run_dir, input_csv, work / "ray", 1),
-        "plain 2 threads": lambda: plain(run_dir, input_csv, work / "plain.jsonl", 2),
-        "ray 2 x 1 CPU": lambda: on_ray(run_dir, input_csv, work / "ray", 2),
+        "plain 1 thread": lambda: plain(run_dir, input_csv, work / "plain.jsonl", 1, args.backend),
+        "ray 1 x 1 CPU": lambda: on_ray(run_dir, input_csv, work / "ray", 1, args.backend),
+        "plain 2 threads": lambda: plain(run_dir, input_csv, work / "plain.jsonl", 2, args.backend),
+        "ray 2 x 1 CPU": lambda: on_ray(run_dir, input_csv, work / "ray", 2, args.backend),
     }
     passes: dict[str, list[float]] = {name: [] for name in jobs}
     labels: dict[str, list[str]] = {}
