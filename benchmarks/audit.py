@@ -46,10 +46,10 @@ def write_pool(source: Path, target: Path, rows: int, flip: float, seed: int) ->
     return flipped
 
 
-def run_audit(data: Path, out: Path, cache: Path | None) -> tuple[Any, float, bool]:
-    cached = cache is not None and any(cache.glob("*.npy"))
+def run_audit(data: Path, out: Path, cache: Path | None, options: dict[str, Any]) -> tuple[Any, float, bool]:
+    cached = cache is not None and any(cache.glob("*.npy")) and "family" not in options
     started = time.perf_counter()
-    result = textcls.audit(str(data), str(out), embedding_cache=str(cache) if cache else None)
+    result = textcls.audit(str(data), str(out), embedding_cache=str(cache) if cache else None, **options)
     return result, time.perf_counter() - started, cached
 
 
@@ -58,12 +58,23 @@ def main() -> None:
     parser.add_argument("--flip", type=float, default=0.05, help="Share of labels changed to another class.")
     parser.add_argument("--clean", action="store_true", help="Also audit the untouched rows; list the top 50.")
     parser.add_argument("--embedding-cache", type=Path, default=None, help="Folder that keeps the embeddings.")
+    parser.add_argument("--family", default=None, help="Train this family per fold (audit --family).")
+    parser.add_argument("--epochs", type=float, default=None, help="With --family: epochs per fold.")
+    parser.add_argument("--max-length", type=int, default=None, help="Tokens per text (audit --max-length).")
+    parser.add_argument("--filter-by", default=None, help="cleanlab's rule (audit --filter-by).")
     args = parser.parse_args()
+    options = {
+        name: getattr(args, name)
+        for name in ("family", "epochs", "max_length", "filter_by")
+        if getattr(args, name) is not None
+    }
     work = Path(args.work)
     head = harness.header("audit", args, packages=("cleanlab", "scikit-learn"))
 
     flipped = write_pool(Path(args.data) / "train.csv", work / "flipped" / "train.csv", args.rows, args.flip, args.seed)
-    result, seconds, cached = run_audit(work / "flipped" / "train.csv", work / "audit_flipped", args.embedding_cache)
+    result, seconds, cached = run_audit(
+        work / "flipped" / "train.csv", work / "audit_flipped", args.embedding_cache, options
+    )
     flagged = {issue["row"] for issue in result.issues}
     found = len(flagged & flipped)
     precision, recall = found / max(len(flagged), 1), found / max(len(flipped), 1)
@@ -78,6 +89,16 @@ def main() -> None:
         "method": result.summary["method"],
         "seconds": round(seconds, 1),
         "embeddings_read_from_cache": cached,
+        "options": options,
+        # the ranked list cut at k rows: (precision, recall) of the planted flips among the first k
+        "precision_recall_at_top": {
+            str(k): [
+                round(len({issue["row"] for issue in result.issues[:k]} & flipped) / k, 4),
+                round(len({issue["row"] for issue in result.issues[:k]} & flipped) / max(len(flipped), 1), 4),
+            ]
+            for k in (250, 500, 750, 1000, 1250)
+            if k <= len(result.issues)
+        },
     }
     print(f"\nlabel audit of {args.rows} AG News rows, {args.flip:.0%} of labels flipped; {harness.describe(head)}")
     print(f"{'method':18s} {'rows':>6s} {'flipped':>8s} {'flagged':>8s} {'precision':>9s} {'recall':>7s} {'s':>7s}")
@@ -90,7 +111,7 @@ def main() -> None:
     if args.clean:
         write_pool(Path(args.data) / "train.csv", work / "clean" / "train.csv", args.rows, 0.0, args.seed)
         clean, clean_seconds, clean_cached = run_audit(
-            work / "clean" / "train.csv", work / "audit_clean", args.embedding_cache
+            work / "clean" / "train.csv", work / "audit_clean", args.embedding_cache, options
         )
         top = [
             {k: issue[k] for k in ("rank", "row", "given", "suggested", "label_quality", "text")}
