@@ -48,7 +48,7 @@ from textcls.models.base import (
     check_training_options,
 )
 from textcls.models.encoders import EMBEDDED_MODEL_NAME, check_model_found, quiet_transformers, resolve_model
-from textcls.models.pretrained import clamp_max_length, set_attention_implementation
+from textcls.models.pretrained import clamp_max_length, mean_pooled, set_attention_implementation
 from textcls.reporting.explanations import Explanation, check_text, from_attention_maps
 from textcls.reporting.metrics import headline_metrics, predicted_labels
 from textcls.runfolder import damaged
@@ -123,14 +123,7 @@ class MeanPooledEncoder(nn.Module):
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         hidden = self.body(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # (batch, seq, hidden)
-        return pooled(hidden, attention_mask)
-
-
-def pooled(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-    """(batch, seq, hidden) states -> (batch, hidden) unit vectors, the mean over the unmasked tokens."""
-    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)  # (batch, seq, 1)
-    mean = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-    return nn.functional.normalize(mean.float(), dim=-1)
+        return mean_pooled(hidden, attention_mask)
 
 
 class EndToEnd(nn.Module):
