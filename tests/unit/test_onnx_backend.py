@@ -135,7 +135,7 @@ def test_the_check_catches_a_model_that_answers_differently(exported_run):
 
 def test_onnx_is_refused_for_families_without_an_export(tmp_path, ag_folder):
     run = textcls.train(data=str(ag_folder), out=tmp_path / "tfidf", family="tfidf").run_dir
-    with pytest.raises(TextclsError, match="pretrained family, found 'tfidf'"):
+    with pytest.raises(TextclsError, match="pretrained and setfit families, found 'tfidf'"):
         export_onnx(run)
     with pytest.raises(TextclsError, match="with --backend torch"):
         textcls.load(run, PredictConfig(backend="onnx"))

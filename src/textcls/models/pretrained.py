@@ -364,6 +364,16 @@ class PretrainedClassifier(Classifier):
             )
         return cls(model, tokenizer, label_names, max_length, precision, windowing)
 
+    # ---- export ---------------------------------------------------------------------------
+    def onnx_graph(self) -> tuple[torch.nn.Module, list[str]]:
+        """The model itself (token ids, attention mask and token types where the tokenizer makes them -> logits),
+        moved to the CPU, for `textcls.inference.onnx`."""
+        model = self.model.to("cpu").eval()  # type: ignore[arg-type]  # transformers' decorator on `to` loses its signature
+        # Plain MatMul/Softmax attention exports to a graph ONNX Runtime fuses and quantises well.
+        set_attention_implementation(model, "eager")
+        names = ("input_ids", "attention_mask", "token_type_ids")
+        return model, [name for name in names if name in self.tokenizer.model_input_names]
+
 
 def set_attention_implementation(model: Any, name: str) -> None:
     """Switch a transformers model's attention kernel ("eager" materialises the maps; "sdpa" is faster)."""

@@ -12,7 +12,8 @@ Tunstall et al. 2022 ("Efficient Few-Shot Learning Without Prompts"), written on
    same loop, starting from the logistic regression's weights.
 
 Either head is saved as a linear layer (`head.safetensors`: weight (classes, hidden), bias (classes,))
-beside the body's Hugging Face folder; nothing is pickled.
+beside the body's Hugging Face folder; nothing is pickled. `textcls export --format onnx` writes body,
+pooling, normalisation and head as one graph from token ids to logits, for the onnx backends.
 
 Example:
     >>> clf = SetFitClassifier.load(Path("runs/few/model"))   # doctest: +SKIP
@@ -40,6 +41,7 @@ from textcls.errors import DataError, RunFolderError, TextclsError
 from textcls.files import write_text_atomic
 from textcls.models.base import (
     EXPLAIN,
+    EXPORT_ONNX,
     MULTI_LABEL,
     PREDICT,
     Classifier,
@@ -142,7 +144,7 @@ class SetFitClassifier(Classifier):
     """A sentence encoder tuned on contrastive pairs, with a linear head on its embeddings."""
 
     family = "setfit"
-    capabilities = frozenset({PREDICT, EXPLAIN, MULTI_LABEL})
+    capabilities = frozenset({PREDICT, EXPLAIN, EXPORT_ONNX, MULTI_LABEL})
     no_option_reason = {
         "sampler": "pairs are drawn per row, each class's rows alike; ",
         "long_text": "an embedding reads the first --max-length tokens; ",
@@ -397,6 +399,15 @@ class SetFitClassifier(Classifier):
             inference_precision(precision),
             str(settings.get("head", "logistic")),
         )
+
+    # ---- export ---------------------------------------------------------------------------
+    def onnx_graph(self) -> tuple[nn.Module, list[str]]:
+        """Body, mean pooling, normalisation and head in one module ((input_ids, attention_mask) -> logits),
+        moved to the CPU, for `textcls.inference.onnx`; the body reads no token types (all zeros)."""
+        self.encoder.to("cpu").eval()
+        self.head.to("cpu").eval()
+        set_attention_implementation(self.encoder.body, "eager")  # plain MatMul/Softmax: fused and quantised well
+        return EndToEnd(self.encoder, self.head).eval(), ["input_ids", "attention_mask"]
 
 
 class _Texts:
