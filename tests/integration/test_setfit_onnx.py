@@ -15,7 +15,7 @@ from textcls.errors import RunFolderError
 from textcls.inference import auto as autobackend
 from textcls.inference.auto import Candidate, candidates
 from textcls.inference.onnx import ONNX_DIR, OnnxClassifier, export_onnx
-from textcls.runfolder import file_digest, read_info
+from textcls.runfolder import backend_cache_path, file_digest, read_info
 
 pytest.importorskip("onnxruntime", reason="the onnx extra is not installed (pip install 'textcls[onnx]')")
 
@@ -102,7 +102,13 @@ def test_the_onnx_backend_explains_a_setfit_run_with_its_bodys_attention(setfit_
     assert run.classifier.num_parameters() == textcls.load(setfit_run, PredictConfig(backend="torch")).num_parameters()
 
 
-def test_backend_auto_times_the_onnx_backends_of_a_setfit_run_and_picks_the_fastest(setfit_run, tmp_path, monkeypatch):
+def test_predict_backend_auto_times_the_onnx_backends_of_a_setfit_run_and_picks_the_fastest(
+    setfit_run, tmp_path, monkeypatch
+):
+    from typer.testing import CliRunner
+
+    from textcls.cli.main import app
+
     run_dir = tmp_path / "run"
     shutil.copytree(setfit_run, run_dir)
     assert {Candidate("onnx"), Candidate("onnx-int8")} <= set(candidates(run_dir, read_info(run_dir), PredictConfig()))
@@ -114,10 +120,14 @@ def test_backend_auto_times_the_onnx_backends_of_a_setfit_run_and_picks_the_fast
         return {"onnx": 300.0, "onnx-int8": 400.0}.get(name, 100.0), predictor.predict_proba(texts, batch_size)
 
     monkeypatch.setattr(autobackend, "time_predictions", measure)
-    run = textcls.load(run_dir)  # --backend auto
+    result = CliRunner().invoke(app, ["predict", str(run_dir), "--backend", "auto", "goal coach season"])
+    assert result.exit_code == 0, result.output
     assert {"onnx", "onnx-int8"} <= set(timed)
+    (entry,) = json.loads(backend_cache_path(run_dir).read_text())["machines"].values()
+    assert entry["backend"] == "onnx-int8"
+    run = textcls.load(run_dir)  # --backend auto, from the cache
     assert run.backend_choice["chosen"] == "onnx-int8" and isinstance(run.classifier, OnnxClassifier)
-    assert run.predict(["goal coach season"]) == run.classifier.predict(["goal coach season"])
+    assert run.predict(["goal coach season"])[0] in result.stdout
 
 
 def test_a_damaged_graph_of_a_setfit_run_is_refused_naming_the_file_and_the_fix(setfit_run, tmp_path):
