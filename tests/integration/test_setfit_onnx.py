@@ -71,6 +71,7 @@ def test_onnx_backends_give_the_torch_probabilities_of_a_setfit_run(setfit_run, 
     expected = textcls.load(setfit_run, PredictConfig(backend="torch")).predict_proba(sample)
     run = textcls.load(setfit_run, PredictConfig(backend=backend, threads=1))
     assert isinstance(run.classifier, OnnxClassifier) and run.predict_config.backend == backend
+    assert run.family == "setfit"  # as `GET /v1/model` reports it
     found = run.classifier.predict_proba(sample, batch_size=7)  # batches cut across length buckets
     np.testing.assert_allclose(found.sum(axis=1), 1.0, atol=1e-5)
     same_labels = (found.argmax(axis=1) == expected.argmax(axis=1)).mean()

@@ -76,6 +76,7 @@ def test_onnx_backends_match_torch_in_input_order(exported_run, backend, atol):
     run = textcls.load(run_dir, PredictConfig(backend=backend, threads=1))
     classifier = run.classifier
     assert isinstance(classifier, OnnxClassifier) and run.predict_config.backend == backend
+    assert run.family == "pretrained"
     found = classifier.predict_proba(sample, batch_size=7)  # batches cut across length buckets
     np.testing.assert_allclose(found, expected, atol=atol)
     np.testing.assert_allclose(found.sum(axis=1), 1.0, atol=1e-5)

@@ -165,6 +165,11 @@ class OnnxClassifier(Predictor):
         self._torch: Predictor | None = None
 
     @property
+    def family(self) -> str:  # type: ignore[override]
+        """The run's family: the one whose torch model the graph was exported from."""
+        return self.torch_family
+
+    @property
     def concurrent_calls(self) -> int:  # type: ignore[override]
         """Two with worker threads: the next call's batches fill the cores a call's last batch leaves idle."""
         return 2 if self.workers > 1 else 1
