@@ -587,7 +587,7 @@ class PredictConfig:
     backend: str = _help(
         "Inference engine: auto (the fastest this machine runs whose labels agree with torch fp32, timed once "
         "and remembered per machine in RUN/backends.json), torch (every family), onnx or onnx-int8 (pretrained "
-        "runs; auto exports them on first use, or run `textcls export`).",
+        "and setfit runs; auto exports them on first use, or run `textcls export`).",
         default=AUTO_BACKEND,
     )
     batch_size: int | None = _help(

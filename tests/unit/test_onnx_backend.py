@@ -76,6 +76,7 @@ def test_onnx_backends_match_torch_in_input_order(exported_run, backend, atol):
     run = textcls.load(run_dir, PredictConfig(backend=backend, threads=1))
     classifier = run.classifier
     assert isinstance(classifier, OnnxClassifier) and run.predict_config.backend == backend
+    assert run.family == "pretrained"
     found = classifier.predict_proba(sample, batch_size=7)  # batches cut across length buckets
     np.testing.assert_allclose(found, expected, atol=atol)
     np.testing.assert_allclose(found.sum(axis=1), 1.0, atol=1e-5)
@@ -135,7 +136,7 @@ def test_the_check_catches_a_model_that_answers_differently(exported_run):
 
 def test_onnx_is_refused_for_families_without_an_export(tmp_path, ag_folder):
     run = textcls.train(data=str(ag_folder), out=tmp_path / "tfidf", family="tfidf").run_dir
-    with pytest.raises(TextclsError, match="pretrained family, found 'tfidf'"):
+    with pytest.raises(TextclsError, match="pretrained and setfit families, found 'tfidf'"):
         export_onnx(run)
     with pytest.raises(TextclsError, match="with --backend torch"):
         textcls.load(run, PredictConfig(backend="onnx"))

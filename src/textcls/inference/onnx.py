@@ -4,11 +4,12 @@ with ONNX Runtime, and check it against the torch model.
     onnx       a run exported to ONNX (fp32), run by ONNX Runtime
     onnx-int8  the same graph with int8 weights (dynamic quantisation), run by ONNX Runtime
 
-Only families that declare the "export-onnx" capability can be exported. Texts are sorted by token
-count and cut into batches of similar length (`textcls.training.batching`), so a batch is padded only to its
-own longest text; ONNX Runtime then runs small batches well, and int8 matrix multiplies use the
-CPU's VNNI units (`benchmarks/inference.py` measures it). Each core runs its own batches: one ONNX
-Runtime thread per worker thread, all sharing one session, rather than one batch at a time split
+Only families that declare the "export-onnx" capability can be exported (pretrained, and setfit: its body,
+mean pooling, normalisation and head in one graph); each gives the torch module from token ids to logits.
+Texts are sorted by token count and cut into batches of similar length (`textcls.training.batching`), so a
+batch is padded only to its own longest text; ONNX Runtime then runs small batches well, and int8 matrix
+multiplies use the CPU's VNNI units (`benchmarks/inference.py` measures it). Each core runs its own batches:
+one ONNX Runtime thread per worker thread, all sharing one session, rather than one batch at a time split
 over the cores, whose small operators (layer norms, softmax, transposes: half the int8 graph's
 time) paid for the threads' synchronisation.
 
@@ -26,6 +27,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import time
@@ -33,7 +35,7 @@ import warnings
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import torch
@@ -44,8 +46,17 @@ from textcls.data.multilabel import label_decisions
 from textcls.data.windows import Windowing
 from textcls.errors import ConfigError, RunFolderError, TextclsError
 from textcls.files import folder_lock, replace_folder, storage_error, work_folder, write_atomic, write_json
-from textcls.models.base import EXPLAIN, EXPORT_ONNX, PREDICT, Predictor, families_that, family_class
-from textcls.models.pretrained import PretrainedClassifier, set_attention_implementation
+from textcls.models.base import (
+    EXPLAIN,
+    EXPORT_ONNX,
+    PREDICT,
+    OnnxExportable,
+    Predictor,
+    families_that,
+    family_class,
+)
+from textcls.models.pretrained import PretrainedClassifier
+from textcls.models.setfit import HEAD_FILE
 from textcls.reporting.explanations import Explanation
 from textcls.training.objectives import probabilities
 from textcls.training.prediction import pooled_logits
@@ -61,6 +72,8 @@ ONNX_FILES = {"onnx": "model.onnx", "onnx-int8": "model.int8.onnx"}
 EXPORT_FILE = "export.json"
 EXPORT_FORMATS = ("onnx",)
 WEIGHTS_FILE = "model.safetensors"
+# The weights an export is tied to, where the model folder has them: the transformers model's, and setfit's head.
+WEIGHTS_FILES = (WEIGHTS_FILE, HEAD_FILE)
 OPSET = 17
 # The TorchScript exporter (dynamo=False) writes opsets up to 20; MiniLM exports at 10-20 and fails at 9 and
 # below (a Slice with dynamic inputs).
@@ -98,9 +111,19 @@ def _require_onnxruntime() -> Any:
     return onnxruntime
 
 
-def weights_digest(model_dir: Path) -> str:
-    """sha256 of the model's weights file, tying an export to the weights it came from."""
-    return runfolder.file_digest(model_dir / WEIGHTS_FILE)
+def weights_digest(model_dir: Path, recorded: dict[str, Any] | None = None) -> str:
+    """sha256 tying an export to the weights it came from: the weights file's own, or where the model folder holds
+    several `WEIGHTS_FILES` (setfit's body and head), that of their names and digests together. A file's digest
+    is taken from `recorded` (the run's `model_files`, checked already) where it is there, else read."""
+    digests = []
+    for name in WEIGHTS_FILES:
+        path = model_dir / name
+        if name == WEIGHTS_FILE or path.is_file():
+            known = ((recorded or {}).get(name) or {}).get("sha256")
+            digests.append((name, known or runfolder.file_digest(path)))
+    if len(digests) == 1:
+        return digests[0][1]
+    return hashlib.sha256("".join(f"{name} {digest}\n" for name, digest in digests).encode()).hexdigest()
 
 
 class OnnxClassifier(Predictor):
@@ -108,10 +131,9 @@ class OnnxClassifier(Predictor):
 
     `explain` needs attention maps, which the exported graph does not return, so it runs the torch
     model (loaded on first use). The graph returns logits; a softmax over them, or for a multi-label run
-    each label's sigmoid, is applied here as the torch model does.
+    each label's sigmoid, is applied here as the torch model does. `torch_family` is the run's family.
     """
 
-    family = PretrainedClassifier.family
     capabilities = frozenset({PREDICT, EXPLAIN})
     max_length: int  # a token-window model always reads at a length
 
@@ -126,8 +148,10 @@ class OnnxClassifier(Predictor):
         windowing: Windowing | None = None,
         multi_label: bool = False,
         workers: int = 1,
+        torch_family: str = PretrainedClassifier.family,
     ):
         self.session = session
+        self.torch_family = torch_family
         self.multi_label = multi_label
         self.windowing = windowing or Windowing(max_length)  # the run's --long-text, pooled here as in torch
         self.tokenizer = tokenizer
@@ -138,7 +162,12 @@ class OnnxClassifier(Predictor):
         self.input_names = [node.name for node in session.get_inputs()]
         self.workers = workers
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="textcls-onnx") if workers > 1 else None
-        self._torch: PretrainedClassifier | None = None
+        self._torch: Predictor | None = None
+
+    @property
+    def family(self) -> str:  # type: ignore[override]
+        """The run's family: the one whose torch model the graph was exported from."""
+        return self.torch_family
 
     @property
     def concurrent_calls(self) -> int:  # type: ignore[override]
@@ -157,8 +186,10 @@ class OnnxClassifier(Predictor):
         weights_sha256: str | None = None,
         windowing: Windowing | None = None,
         multi_label: bool | None = None,
+        torch_family: str = PretrainedClassifier.family,
     ) -> OnnxClassifier:
-        """Open `RUN/onnx/<file>` for `backend` beside `model_dir` (= RUN/model).
+        """Open `RUN/onnx/<file>` for `backend` beside `model_dir` (= RUN/model), exported from a run of
+        `torch_family`.
 
         `threads` (default: one per core, as torch counts them) worker threads each run whole batches
         on one ONNX Runtime thread, faster than one batch at a time on as many ONNX Runtime threads
@@ -203,7 +234,18 @@ class OnnxClassifier(Predictor):
         if multi_label is None:
             multi_label = bool(record.get("multi_label", False))
         workers = threads or torch.get_num_threads()
-        return cls(session, tokenizer, label_names, max_length, backend, model_dir, windowing, multi_label, workers)
+        return cls(
+            session,
+            tokenizer,
+            label_names,
+            max_length,
+            backend,
+            model_dir,
+            windowing,
+            multi_label,
+            workers,
+            torch_family,
+        )
 
     def predict_proba(
         self, texts: Sequence[str], batch_size: int = BACKEND_BATCH_SIZE["onnx"], progress: bool = False
@@ -233,10 +275,10 @@ class OnnxClassifier(Predictor):
         )
         return probabilities(logits, self.multi_label)
 
-    def torch_classifier(self) -> PretrainedClassifier:
+    def torch_classifier(self) -> Predictor:
         """The torch model of the same run (for attention maps and checks), loaded once."""
         if self._torch is None:
-            self._torch = PretrainedClassifier.load(
+            self._torch = family_class(self.torch_family).load(
                 self.model_dir, max_length=self.max_length, label_names=self.label_names, windowing=self.windowing
             )
         return self._torch
@@ -276,8 +318,7 @@ def export_is_current(run_dir: Path, info: dict[str, Any]) -> bool:
         record = _read_export_record(Path(run_dir))
     except RunFolderError:
         return False
-    checked = (info.get("model_files") or {}).get(WEIGHTS_FILE, {}).get("sha256")
-    return record.get("weights_sha256") == (checked or weights_digest(runfolder.model_dir(Path(run_dir))))
+    return record.get("weights_sha256") == weights_digest(runfolder.model_dir(Path(run_dir)), info.get("model_files"))
 
 
 def check_against_torch(
@@ -335,9 +376,10 @@ def export(run_dir: str | Path, format: str = "onnx", int8: bool = False, opset:
 
 
 def export_onnx(run_dir: str | Path, int8: bool = False, opset: int = OPSET) -> dict[str, Any]:
-    """Export a pretrained-family run to `RUN/onnx/model.onnx` (and `model.int8.onnx`); returns export.json.
+    """Export a run to `RUN/onnx/model.onnx` (and `model.int8.onnx`); returns export.json.
 
-    Batch and sequence axes are dynamic. Each graph is checked against the torch model on `SAMPLE_TEXTS`;
+    The graph is the family's torch module from token ids to logits (`OnnxExportable.onnx_graph`). Batch and
+    sequence axes are dynamic. Each graph is checked against the torch model on `SAMPLE_TEXTS`;
     the graphs and export.json are written into a `RUN/.onnx.*.partial/` folder, which replaces `RUN/onnx/` whole
     only then, so a failed or killed export leaves the previous one usable.
     """
@@ -352,18 +394,12 @@ def export_onnx(run_dir: str | Path, int8: bool = False, opset: int = OPSET) -> 
     check_exportable(run_dir, info["family"])
     runfolder.verify_model_files(run_dir, info)  # damaged weights are refused before a good export is replaced
     model_dir = runfolder.model_dir(run_dir)
-    reference = PretrainedClassifier.load(
+    reference = family_class(info["family"]).load(
         model_dir, max_length=info["max_length"], label_names=info["label_names"], windowing=Windowing.of_run(info)
     )
-    model = reference.model.to("cpu").eval()  # type: ignore[arg-type]  # transformers' decorator on `to` loses its signature
-    # Plain MatMul/Softmax attention exports to a graph ONNX Runtime fuses and quantises well.
-    set_attention_implementation(model, "eager")
-    input_names = [
-        name
-        for name in ("input_ids", "attention_mask", "token_type_ids")
-        if name in reference.tokenizer.model_input_names
-    ]
-    sample = reference.tokenizer(list(SAMPLE_TEXTS[:2]), padding=True, return_tensors="pt")
+    exportable = cast(OnnxExportable, reference)  # its class declares EXPORT_ONNX
+    model, input_names = exportable.onnx_graph()
+    sample = exportable.tokenizer(list(SAMPLE_TEXTS[:2]), padding=True, return_tensors="pt")
     args = tuple(sample[name] for name in input_names)
     axes: dict[str, dict[int, str]] = {name: {0: "batch", 1: "sequence"} for name in input_names}
     axes["logits"] = {0: "batch"}
@@ -375,6 +411,7 @@ def export_onnx(run_dir: str | Path, int8: bool = False, opset: int = OPSET) -> 
         "max_length": info["max_length"],
         # the graph returns logits; the backend applies a sigmoid per label to them, not a softmax
         "multi_label": reference.multi_label,
+        "family": info["family"],
         "weights_sha256": weights_digest(model_dir),
         "versions": {**machine.library_versions(), "onnxruntime": onnxruntime.__version__},
         "files": {},
@@ -455,22 +492,21 @@ def _without_log_message(fragment: str) -> Iterator[None]:
         logging.getLogger().removeFilter(drop)
 
 
-def _checked(
-    path: Path, backend: str, reference: PretrainedClassifier, model_dir: Path, info: dict[str, Any]
-) -> dict[str, Any]:
+def _checked(path: Path, backend: str, reference: Predictor, model_dir: Path, info: dict[str, Any]) -> dict[str, Any]:
     onnxruntime = _require_onnxruntime()
     session = onnxruntime.InferenceSession(
         str(path), providers=["CPUExecutionProvider"], disabled_optimizers=DISABLED_FUSIONS
     )
     candidate = OnnxClassifier(
         session,
-        reference.tokenizer,
+        cast(OnnxExportable, reference).tokenizer,
         info["label_names"],
         info["max_length"],
         backend,
         model_dir,
         Windowing.of_run(info),
         reference.multi_label,
+        torch_family=info["family"],
     )
     check = check_against_torch(candidate, reference, backend)
     return {
@@ -484,9 +520,9 @@ def _checked(
 def check_exportable(run_dir: Path, family: str) -> None:
     """Raise unless runs of `family` can be exported to ONNX (its class declares "export-onnx")."""
     if EXPORT_ONNX not in family_class(family).capabilities:
-        exportable = " or ".join(families_that(EXPORT_ONNX))
+        exportable = " and ".join(families_that(EXPORT_ONNX))
         raise TextclsError(
-            f"ONNX export is for the {exportable} family, found {family!r} in {run_dir}; its own model is the fast "
+            f"ONNX export is for the {exportable} families, found {family!r} in {run_dir}; its own model is the fast "
             "one: predict and serve it with --backend torch (or auto)"
         )
 
@@ -494,10 +530,11 @@ def check_exportable(run_dir: Path, family: str) -> None:
 def load_onnx(run_dir: Path, info: dict[str, Any], config: PredictConfig) -> OnnxClassifier:
     """The run's exported graph on `config.backend` (onnx or onnx-int8), checked against torch first."""
     check_exportable(run_dir, info["family"])
-    checked = (info.get("model_files") or {}).get(WEIGHTS_FILE, {}).get("sha256")  # verified by the loader
+    model_dir = runfolder.model_dir(run_dir)
+    checked = weights_digest(model_dir, info.get("model_files"))  # the recorded digests, verified by the loader
     max_length = config.max_length or info["max_length"]  # resolved by `backends.load_predictor`
     classifier = OnnxClassifier.load(
-        runfolder.model_dir(run_dir),
+        model_dir,
         max_length=max_length,
         label_names=info["label_names"],
         backend=config.backend,
@@ -506,6 +543,7 @@ def load_onnx(run_dir: Path, info: dict[str, Any], config: PredictConfig) -> Onn
         weights_sha256=checked,
         windowing=Windowing.of_run(info, max_length),
         multi_label=bool(info.get("multi_label", False)),
+        torch_family=info["family"],
     )
     check_against_torch(classifier, classifier.torch_classifier(), config.backend)
     return classifier

@@ -21,7 +21,7 @@ import abc
 import importlib
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, TypedDict
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypedDict
 
 import numpy as np
 
@@ -30,6 +30,7 @@ from textcls.errors import ConfigError, RunFolderError, TextclsError
 from textcls.families import FAMILIES
 
 if TYPE_CHECKING:
+    from torch import nn
     from typing_extensions import NotRequired  # in typing from Python 3.11
 
     from textcls.config import TrainConfig
@@ -38,7 +39,7 @@ if TYPE_CHECKING:
 
 PREDICT = "predict"
 EXPLAIN = "explain"  # `explain(text)` returns an Explanation (attention or feature weights)
-EXPORT_ONNX = "export-onnx"  # `textcls export` can write an ONNX graph of it
+EXPORT_ONNX = "export-onnx"  # `textcls export` can write an ONNX graph of it (the class is an `OnnxExportable`)
 EXPORT_HF = "export-hf"  # a transformers model: `textcls export --format hf` writes a folder `pipeline()` loads
 BALANCED_SAMPLER = "balanced-sampler"  # trains with `--sampler balanced`
 LONG_TEXT = "long-text"  # reads token windows: `--long-text head-tail|chunk` change what it sees
@@ -174,6 +175,18 @@ class Classifier(Predictor):
     @abc.abstractmethod
     def load(cls, model_dir: Path, **options: Any) -> Classifier:
         """Rebuild a classifier written by `save`."""
+
+
+class OnnxExportable(Protocol):
+    """What a classifier whose class declares `EXPORT_ONNX` gives the ONNX exporter (`textcls.inference.onnx`)."""
+
+    tokenizer: Any  # a transformers tokenizer: it makes the graph's inputs, at export and in the ONNX backends
+    multi_label: bool
+
+    def onnx_graph(self) -> tuple[nn.Module, list[str]]:
+        """The torch module from token tensors (passed in the order of the names returned, the tokenizer's
+        names) to logits (batch, classes), in eval mode on the CPU with eager attention; and those names."""
+        ...
 
 
 def check_training_options(cls: type[Classifier], config: TrainConfig, multi_label: bool = False) -> None:

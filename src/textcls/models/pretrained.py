@@ -364,6 +364,16 @@ class PretrainedClassifier(Classifier):
             )
         return cls(model, tokenizer, label_names, max_length, precision, windowing)
 
+    # ---- export ---------------------------------------------------------------------------
+    def onnx_graph(self) -> tuple[torch.nn.Module, list[str]]:
+        """The model itself (token ids, attention mask and token types where the tokenizer makes them -> logits),
+        moved to the CPU, for `textcls.inference.onnx`."""
+        model = self.model.to("cpu").eval()  # type: ignore[arg-type]  # transformers' decorator on `to` loses its signature
+        # Plain MatMul/Softmax attention exports to a graph ONNX Runtime fuses and quantises well.
+        set_attention_implementation(model, "eager")
+        names = ("input_ids", "attention_mask", "token_type_ids")
+        return model, [name for name in names if name in self.tokenizer.model_input_names]
+
 
 def set_attention_implementation(model: Any, name: str) -> None:
     """Switch a transformers model's attention kernel ("eager" materialises the maps; "sdpa" is faster)."""
@@ -475,6 +485,20 @@ def cut_encoder(model_dir: Path, count: int, out_dir: Path, label_names: Sequenc
     return chosen
 
 
+def mean_pooled(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """(batch, seq, hidden) states -> (batch, hidden) unit vectors: the mean over the unmasked tokens, L2-normalised
+    in fp32 (sentence-transformers' mean pooling, as all-MiniLM-L6-v2 is read; setfit's embeddings too).
+
+    Example:
+        >>> hidden = torch.tensor([[[0.0, 2.0], [0.0, 4.0], [9.0, 9.0]], [[5.0, 0.0], [7.0, 7.0], [1.0, 1.0]]])
+        >>> mean_pooled(hidden, torch.tensor([[1, 1, 0], [1, 0, 0]])).tolist()  # padding counts for nothing
+        [[0.0, 1.0], [1.0, 0.0]]
+    """
+    weights = attention_mask.unsqueeze(-1).to(hidden.dtype)  # (batch, seq, 1)
+    mean = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1e-9)  # (batch, hidden)
+    return torch.nn.functional.normalize(mean.float(), dim=-1)
+
+
 # Texts per forward pass for frozen sentence embeddings on a CPU (sorted by length, little padding).
 EMBEDDING_BATCH_SIZE = 64
 
@@ -513,9 +537,7 @@ def sentence_embeddings(
     def forward(input_ids: np.ndarray, attention_mask: np.ndarray) -> torch.Tensor:
         mask = array_to_device(attention_mask, on)
         hidden = encoder(input_ids=array_to_device(input_ids, on), attention_mask=mask).last_hidden_state
-        weights = mask.unsqueeze(-1).to(hidden.dtype)  # (batch, seq, 1): padding counts for nothing
-        pooled = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)  # (batch, hidden)
-        return torch.nn.functional.normalize(pooled.float(), dim=-1)
+        return mean_pooled(hidden, mask)
 
     if not len(texts):
         return np.zeros((0, int(encoder.config.hidden_size)), dtype=np.float32)

@@ -12,7 +12,8 @@ Tunstall et al. 2022 ("Efficient Few-Shot Learning Without Prompts"), written on
    same loop, starting from the logistic regression's weights.
 
 Either head is saved as a linear layer (`head.safetensors`: weight (classes, hidden), bias (classes,))
-beside the body's Hugging Face folder; nothing is pickled.
+beside the body's Hugging Face folder; nothing is pickled. `textcls export --format onnx` writes body,
+pooling, normalisation and head as one graph from token ids to logits, for the onnx backends.
 
 Example:
     >>> clf = SetFitClassifier.load(Path("runs/few/model"))   # doctest: +SKIP
@@ -40,6 +41,7 @@ from textcls.errors import DataError, RunFolderError, TextclsError
 from textcls.files import write_text_atomic
 from textcls.models.base import (
     EXPLAIN,
+    EXPORT_ONNX,
     MULTI_LABEL,
     PREDICT,
     Classifier,
@@ -48,7 +50,7 @@ from textcls.models.base import (
     check_training_options,
 )
 from textcls.models.encoders import EMBEDDED_MODEL_NAME, check_model_found, quiet_transformers, resolve_model
-from textcls.models.pretrained import clamp_max_length, set_attention_implementation
+from textcls.models.pretrained import clamp_max_length, mean_pooled, set_attention_implementation
 from textcls.reporting.explanations import Explanation, check_text, from_attention_maps
 from textcls.reporting.metrics import headline_metrics, predicted_labels
 from textcls.runfolder import damaged
@@ -123,14 +125,7 @@ class MeanPooledEncoder(nn.Module):
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         hidden = self.body(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # (batch, seq, hidden)
-        return pooled(hidden, attention_mask)
-
-
-def pooled(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-    """(batch, seq, hidden) states -> (batch, hidden) unit vectors, the mean over the unmasked tokens."""
-    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)  # (batch, seq, 1)
-    mean = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-    return nn.functional.normalize(mean.float(), dim=-1)
+        return mean_pooled(hidden, attention_mask)
 
 
 class EndToEnd(nn.Module):
@@ -149,7 +144,7 @@ class SetFitClassifier(Classifier):
     """A sentence encoder tuned on contrastive pairs, with a linear head on its embeddings."""
 
     family = "setfit"
-    capabilities = frozenset({PREDICT, EXPLAIN, MULTI_LABEL})
+    capabilities = frozenset({PREDICT, EXPLAIN, EXPORT_ONNX, MULTI_LABEL})
     no_option_reason = {
         "sampler": "pairs are drawn per row, each class's rows alike; ",
         "long_text": "an embedding reads the first --max-length tokens; ",
@@ -404,6 +399,15 @@ class SetFitClassifier(Classifier):
             inference_precision(precision),
             str(settings.get("head", "logistic")),
         )
+
+    # ---- export ---------------------------------------------------------------------------
+    def onnx_graph(self) -> tuple[nn.Module, list[str]]:
+        """Body, mean pooling, normalisation and head in one module ((input_ids, attention_mask) -> logits),
+        moved to the CPU, for `textcls.inference.onnx`; the body reads no token types (all zeros)."""
+        self.encoder.to("cpu").eval()
+        self.head.to("cpu").eval()
+        set_attention_implementation(self.encoder.body, "eager")  # plain MatMul/Softmax: fused and quantised well
+        return EndToEnd(self.encoder, self.head).eval(), ["input_ids", "attention_mask"]
 
 
 class _Texts:
