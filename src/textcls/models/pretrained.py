@@ -34,12 +34,14 @@ from textcls.data.windows import Windowing, model_token_limit
 from textcls.errors import RunFolderError, TextclsError
 from textcls.models.base import (
     BALANCED_SAMPLER,
+    CHECKPOINT_AVERAGING,
     DISTILL,
     DISTRIBUTED,
     EXPLAIN,
     EXPORT_HF,
     EXPORT_ONNX,
     GRADIENT_HYPERPARAMETERS,
+    LAYER_LR_DECAY,
     LONG_TEXT,
     MULTI_LABEL,
     PREDICT,
@@ -60,7 +62,13 @@ from textcls.training.tokens import encode_windows, pad_id
 
 if TYPE_CHECKING:
     from transformers import PretrainedConfig, PreTrainedModel, PreTrainedTokenizerBase
-from textcls.training.trainer import engine_trainer, run_trainer, training_arguments, training_callbacks
+from textcls.training.trainer import (
+    average_checkpoints,
+    engine_trainer,
+    run_trainer,
+    training_arguments,
+    training_callbacks,
+)
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +117,19 @@ class PretrainedClassifier(Classifier):
 
     family = "pretrained"
     capabilities = frozenset(
-        {PREDICT, EXPLAIN, EXPORT_ONNX, EXPORT_HF, BALANCED_SAMPLER, LONG_TEXT, MULTI_LABEL, DISTRIBUTED, DISTILL}
+        {
+            PREDICT,
+            EXPLAIN,
+            EXPORT_ONNX,
+            EXPORT_HF,
+            BALANCED_SAMPLER,
+            LONG_TEXT,
+            MULTI_LABEL,
+            DISTRIBUTED,
+            DISTILL,
+            LAYER_LR_DECAY,
+            CHECKPOINT_AVERAGING,
+        }
     )
     inference_precisions = ("fp32", "bf16")
     hyperparameters = GRADIENT_HYPERPARAMETERS
@@ -190,6 +210,8 @@ class PretrainedClassifier(Classifier):
             # every parameter of an encoder + head takes part in the loss; skip DDP's extra graph walk
             ddp_find_unused_parameters=False,
             disable_tqdm=False,
+            # the best checkpoint and the last `average_last` stay on disk (Trainer keeps the best besides)
+            save_total_limit=max(2, config.average_last + 1),
         )
 
         def compute_metrics(prediction: Any) -> dict[str, float]:
@@ -232,6 +254,8 @@ class PretrainedClassifier(Classifier):
         # load_best_model_at_end put the best weights in trainer.model; for mixed precision, accelerate
         # also wrapped its forward in autocast, which we drop so inference matches a reloaded model.
         best = trainer.accelerator.unwrap_model(trainer.model, keep_fp32_wrapper=False, keep_torch_compile=False)
+        if config.average_last > 1:
+            summary["averaged_checkpoints"] = _average_last(best, checkpoint_dir, config.average_last)
         best.eval()
         return cls(best, tokenizer, label_names, max_length, windowing=windowing), summary
 
@@ -363,6 +387,24 @@ class PretrainedClassifier(Classifier):
                 f"folder's {RUN_FILE} does not match its model: train again or restore the folder"
             )
         return cls(model, tokenizer, label_names, max_length, precision, windowing)
+
+
+def _average_last(model: Any, checkpoint_dir: Path, count: int) -> list[int]:
+    """Put the mean of the last `count` checkpoints' weights into `model`; returns their steps."""
+    averaged, chosen = average_checkpoints(checkpoint_dir, count)
+    if len(chosen) < count:
+        log.warning("--average-last %d: only %d epoch-end checkpoints were written; averaging them", count, len(chosen))
+    target = next(model.parameters()).device
+    missing, unexpected = model.load_state_dict({k: v.to(target) for k, v in averaged.items()}, strict=False)
+    tied = set(getattr(model, "_tied_weights_keys", None) or [])
+    if unexpected or set(missing) - tied:
+        raise TextclsError(
+            f"average_last: the checkpoints in {checkpoint_dir} do not match the model (missing {sorted(missing)[:5]}, "
+            f"unexpected {sorted(unexpected)[:5]}); pass --average-last 1"
+        )
+    steps = [int(path.name.rsplit("-", 1)[1]) for path in chosen]
+    log.info("final weights: the mean of the checkpoints at steps %s", steps)
+    return steps
 
 
 def set_attention_implementation(model: Any, name: str) -> None:
