@@ -17,6 +17,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 from collections.abc import Sequence
@@ -571,3 +572,73 @@ def sentence_embeddings(
         batch_tokens=GPU_PREDICT_TOKENS if on.type == "cuda" else None,
         progress=progress,
     )
+
+
+def training_speed(
+    model: str | None,
+    texts: Sequence[str],
+    max_lengths: Sequence[int],
+    config: TrainConfig,
+    steps: int = 3,
+) -> dict[int, tuple[float, float]]:
+    """Samples/s of this machine for `model` (as `--model` takes it) at each of `max_lengths`: training steps
+    (forward, backward, AdamW step, in `config`'s precision and batch size) and prediction, each timed over
+    `steps` batches after a warm-up one. A batch holds texts drawn from `texts` (seeded), padded to its longest,
+    so the figures err on the slow side of length-sorted training batches.
+
+    Example:
+        >>> training_speed(None, texts, [64, 128], TrainConfig())   # doctest: +SKIP
+        {64: (41.2, 160.3), 128: (30.5, 121.0)}
+    """
+    import random
+
+    from textcls.training.cpu_speed import lean_cpu_training
+
+    config = for_this_device(config)
+    tokenizer, network = _load_tokenizer_and_model(resolve_model(model), ["first", "second"], config.trust_remote_code)
+    on = device()
+    network.to(on)
+    precision = resolve_precision(config.precision)
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+    optimizer = torch.optim.AdamW(network.parameters(), lr=1e-6)  # the weights are thrown away afterwards
+    pool = list(texts) or ["text"]
+    speeds = {}
+    for max_length in max_lengths:
+        rows = config.batch_size or max(1, (config.batch_tokens or max_length) // max_length)
+        chosen = random.Random(config.seed).choices(pool, k=rows)
+        batch = tokenizer(chosen, truncation=True, max_length=max_length, padding=True, return_tensors="pt").to(on)
+        batch["labels"] = torch.zeros(rows, dtype=torch.long, device=on)
+        network.train()
+        with lean_cpu_training(network):
+            step = functools.partial(_training_step, network, optimizer)
+            training = _samples_per_second(step, batch, steps, dtype)
+        network.eval()
+        with torch.inference_mode():
+            predicting = _samples_per_second(network, {k: v for k, v in batch.items() if k != "labels"}, steps, dtype)
+        speeds[max_length] = (training, predicting)
+        log.info("speed at max_length %d: %.1f samples/s training, %.1f predicting", max_length, training, predicting)
+    return speeds
+
+
+def _training_step(network: Any, optimizer: torch.optim.Optimizer, batch: dict[str, torch.Tensor]) -> None:
+    network(**batch).loss.backward()
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+
+
+def _samples_per_second(step: Any, batch: dict[str, torch.Tensor], steps: int, dtype: torch.dtype | None) -> float:
+    """Rows of `batch` a second through `step(**batch)` or `step(batch)`, over `steps` calls after a warm-up one."""
+    import time
+
+    on = batch["input_ids"].device
+    started = time.perf_counter()
+    for index in range(steps + 1):  # call 0 warms up (allocations, kernels)
+        if index == 1:
+            if on.type == "cuda":
+                torch.cuda.synchronize()
+            started = time.perf_counter()
+        with torch.autocast(on.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+            step(**batch) if isinstance(step, torch.nn.Module) else step(batch)
+    if on.type == "cuda":
+        torch.cuda.synchronize()
+    return steps * len(batch["input_ids"]) / max(time.perf_counter() - started, 1e-9)
