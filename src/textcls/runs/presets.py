@@ -40,6 +40,7 @@ from textcls.runs.api import TrainResult
 from textcls.runs.api import train as train_run
 from textcls.runs.card import write_model_card
 from textcls.runs.pretraining import pretrain
+from textcls.training.device import process_state
 
 log = logging.getLogger(__name__)
 
@@ -179,6 +180,12 @@ def train_preset(
     given = {"data": data, **options} if data is not None else dict(options)
     given.pop("resume", None)  # a preset always goes on from where it stopped
     data_config, user_config = _check_request(preset, given, stage_options or {})
+    processes = process_state().num_processes
+    if processes > 1:
+        raise ConfigError(
+            f"preset: --preset runs its stages in one process, but {processes} were started (torchrun / accelerate "
+            "launch); run it without a launcher, or run the stages yourself (textcls pretrain, then textcls train)"
+        )
     out = Path(out)
     if out.resolve().parent == out.resolve() or out.name in ("", ".", ".."):
         raise RunFolderError(
