@@ -89,6 +89,53 @@ def test_a_rerun_goes_on_after_the_first_stage_without_redoing_it(data, tiny_ber
     assert (out / "textcls.json").stat().st_mtime_ns == finished_at
 
 
+def test_a_stage_killed_after_a_checkpoint_resumes_from_it(data, tiny_bert, tmp_path, monkeypatch):
+    from transformers import TrainerCallback
+
+    from textcls.training import trainer
+
+    class Killed(Exception):
+        pass
+
+    class KillAtFirstSave(TrainerCallback):
+        def on_save(self, args, state, control, **kwargs):
+            raise Killed("stopped after the first checkpoint")
+
+    made = trainer.training_callbacks
+    out, options = tmp_path / "killed", {**TINY, "model": str(tiny_bert), "time_budget": 5.0, "epochs": 2}
+    with monkeypatch.context() as patch:
+        patch.setattr("textcls.models.pretrained.training_callbacks", lambda budget: [*made(budget), KillAtFirstSave()])
+        with pytest.raises(Killed):
+            train_preset("fast", str(data), out, **options)
+    manifest = json.loads(runfolder.preset_manifest_path(out).read_text())
+    assert manifest["stages"][0]["status"] == "running" and not runfolder.is_run(out)
+    assert list(runfolder.partial_dir(runfolder.stages_dir(out) / "finetune").glob("checkpoints/checkpoint-*"))
+
+    result = train_preset("fast", str(data), out, **options)
+    assert result.metrics["train"]["resumed_from"].endswith("checkpoint-6")  # 48 rows in batches of 8
+    assert json.loads(runfolder.preset_manifest_path(out).read_text())["plan"] == manifest["plan"]  # not measured again
+
+
+def test_the_cli_runs_a_preset_and_prints_the_final_run(data, tiny_bert, tmp_path):
+    out = tmp_path / "cli"
+    flags = ["--model", str(tiny_bert), "--max-length", "32", "--batch-size", "8", "--precision", "fp32"]
+    result = runner.invoke(
+        app,
+        ["train", "--preset", "fast", "--time-budget", "5", "--data", str(data), "--out", str(out), *flags, "--json"],
+    )
+    assert result.exit_code == 0, result.output
+    printed = json.loads(result.stdout)
+    assert printed["run_dir"] == str(out) and 0.0 <= printed["dev"]["accuracy"] <= 1.0
+    again = runner.invoke(
+        app, ["train", "--preset", "fast", "--time-budget", "5", "--data", str(data), "--out", str(out), *flags]
+    )
+    assert again.exit_code == 0, again.output
+    assert "dev evaluation of" in again.stdout  # nothing left to train: the finished run's tables
+    helped = runner.invoke(app, ["train", "--help"])
+    text = " ".join(helped.stdout.replace("│", " ").split())
+    assert "--preset" in text and "Flags given override the preset's values" in text
+
+
 def test_other_options_into_an_existing_out_are_refused_unless_overwrite(data, tiny_bert, tmp_path):
     out = tmp_path / "fast"
     options = {**TINY, "model": str(tiny_bert), "time_budget": 5.0, "max_length": 32}
@@ -131,6 +178,7 @@ def test_bad_preset_options_are_refused_in_one_line(arguments, message, data, ti
     )
     assert result.exit_code == 2, result.output
     assert message in " ".join(result.stderr.split())
+    assert not out.exists()  # refused before anything is written
 
 
 def test_the_python_api_takes_a_preset(data, tiny_bert, tmp_path):
