@@ -574,17 +574,24 @@ def sentence_embeddings(
     )
 
 
+# Texts whose token counts scale the measured speed to each max_length (`training_speed`).
+SPEED_SAMPLE_TEXTS = 2000
+
+
 def training_speed(
     model: str | None,
     texts: Sequence[str],
     max_lengths: Sequence[int],
     config: TrainConfig,
-    steps: int = 3,
+    steps: int = 2,
 ) -> dict[int, tuple[float, float]]:
     """Samples/s of this machine for `model` (as `--model` takes it) at each of `max_lengths`: training steps
-    (forward, backward, AdamW step, in `config`'s precision and batch size) and prediction, each timed over
-    `steps` batches after a warm-up one. A batch holds texts drawn from `texts` (seeded), padded to its longest,
-    so the figures err on the slow side of length-sorted training batches.
+    (forward, backward, AdamW step, in `config`'s precision and batch size) and prediction.
+
+    One batch of texts drawn from `texts` (seeded) is timed at the longest max_length, over `steps` calls after
+    a warm-up one, as tokens a second; a max_length then gets that rate over the tokens a text keeps under it
+    (padded to a multiple of 8, the mean over a sample of `texts`): batches are grouped by length, so a step
+    costs about its tokens.
 
     Example:
         >>> training_speed(None, texts, [64, 128], TrainConfig())   # doctest: +SKIP
@@ -601,22 +608,27 @@ def training_speed(
     precision = resolve_precision(config.precision)
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
     optimizer = torch.optim.AdamW(network.parameters(), lr=1e-6)  # the weights are thrown away afterwards
-    pool = list(texts) or ["text"]
+    pool, longest = list(texts) or ["text"], max(max_lengths)
+    rows = config.batch_size or max(1, (config.batch_tokens or longest) // longest)
+    chosen = random.Random(config.seed).choices(pool, k=rows)
+    batch = tokenizer(chosen, truncation=True, max_length=longest, padding=True, return_tensors="pt").to(on)
+    batch["labels"] = torch.zeros(rows, dtype=torch.long, device=on)
+    network.train()
+    with lean_cpu_training(network):
+        step = functools.partial(_training_step, network, optimizer)
+        training = _samples_per_second(step, batch, steps, dtype)
+    network.eval()
+    with torch.inference_mode():
+        predicting = _samples_per_second(network, {k: v for k, v in batch.items() if k != "labels"}, steps, dtype)
+    tokens_per_text = batch["input_ids"].shape[1]  # what the timed batch held: padded to its longest
+    sample = random.Random(config.seed).sample(pool, min(len(pool), SPEED_SAMPLE_TEXTS))
+    lengths = np.array([len(ids) for ids in tokenizer(sample, truncation=True, max_length=longest)["input_ids"]])
     speeds = {}
     for max_length in max_lengths:
-        rows = config.batch_size or max(1, (config.batch_tokens or max_length) // max_length)
-        chosen = random.Random(config.seed).choices(pool, k=rows)
-        batch = tokenizer(chosen, truncation=True, max_length=max_length, padding=True, return_tensors="pt").to(on)
-        batch["labels"] = torch.zeros(rows, dtype=torch.long, device=on)
-        network.train()
-        with lean_cpu_training(network):
-            step = functools.partial(_training_step, network, optimizer)
-            training = _samples_per_second(step, batch, steps, dtype)
-        network.eval()
-        with torch.inference_mode():
-            predicting = _samples_per_second(network, {k: v for k, v in batch.items() if k != "labels"}, steps, dtype)
-        speeds[max_length] = (training, predicting)
-        log.info("speed at max_length %d: %.1f samples/s training, %.1f predicting", max_length, training, predicting)
+        kept = float(np.mean(-(-np.minimum(lengths, max_length) // 8) * 8))  # tokens a text keeps, padded to 8s
+        scale = tokens_per_text / max(kept, 1.0)
+        speeds[max_length] = (training * scale, predicting * scale)
+        log.info("speed at max_length %d: %.1f samples/s training, %.1f predicting", max_length, *speeds[max_length])
     return speeds
 
 
