@@ -460,6 +460,7 @@ def move_into_place(work_dir: Path, run_dir: Path) -> None:
 # `textcls train --preset`: the stages' run folders and their manifest inside the final run folder.
 STAGES_DIR = "stages"
 PRESET_FILE = "preset.json"
+PRETRAIN_TEXTS_FILE = "pretrain-texts.jsonl"  # in `stages/`: the training texts a pretrain stage reads
 RUN_ENTRIES = (RUN_FILE, METRICS_FILE, MODEL_DIR, REPORT_FILE, CARD_FILE)  # what `publish_run` copies
 
 

@@ -35,7 +35,7 @@ from textcls.config import DataConfig, PretrainConfig, TrainConfig, field_names,
 from textcls.data.loading import LoadedData, load_data
 from textcls.errors import ConfigError, RunFolderError
 from textcls.families import DEFAULT_FAMILY
-from textcls.files import make_folder, read_json_object, write_json, write_text_atomic
+from textcls.files import read_json_object, write_json, write_text_atomic
 from textcls.runs.api import TrainResult
 from textcls.runs.api import train as train_run
 from textcls.runs.card import write_model_card
@@ -203,8 +203,7 @@ def train_preset(
         manifest = _existing_manifest(out, request, overwrite)
         if manifest is None:
             manifest = {**request, **_plan(preset, recipe, given, user_config, dataset, stage_options or {}, started)}
-            make_folder(runfolder.stages_dir(out))
-            write_json(runfolder.preset_manifest_path(out), manifest)
+            write_json(runfolder.preset_manifest_path(out), manifest)  # makes OUT/stages/ with it
         _announce(out, manifest)
         classifier = None
         for number, stage in enumerate(manifest["stages"], start=1):
@@ -436,12 +435,9 @@ def _run_stage(
     return classifier
 
 
-TEXTS_FILE = "pretrain-texts.jsonl"
-
-
 def _write_training_texts(out: Path, dataset: LoadedData) -> Path:
     """The training split's texts (not dev's) as JSONL for `pretrain`, in `OUT/stages/`."""
-    path = runfolder.stages_dir(out) / TEXTS_FILE
+    path = runfolder.stages_dir(out) / runfolder.PRETRAIN_TEXTS_FILE
     lines = "".join(json.dumps({"text": text}, ensure_ascii=False) + "\n" for text in dataset.splits["train"].texts)
     write_text_atomic(path, lines)
     return path
