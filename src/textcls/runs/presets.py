@@ -36,6 +36,7 @@ from textcls.data.loading import LoadedData, load_data
 from textcls.errors import ConfigError, RunFolderError
 from textcls.families import DEFAULT_FAMILY
 from textcls.files import read_json_object, write_json, write_text_atomic
+from textcls.models.pretrained import training_speed
 from textcls.runs.api import TrainResult
 from textcls.runs.api import train as train_run
 from textcls.runs.card import write_model_card
@@ -176,7 +177,7 @@ def train_preset(
     Example:
         >>> train_preset("fast", data="data/ag_news", out="runs/fast", time_budget=5)   # doctest: +SKIP
     """
-    recipe = _recipe(preset)
+    _check_preset(preset)
     given = {"data": data, **options} if data is not None else dict(options)
     given.pop("resume", None)  # a preset always goes on from where it stopped
     data_config, user_config = _check_request(preset, given, stage_options or {})
@@ -202,7 +203,7 @@ def train_preset(
         }
         manifest = _existing_manifest(out, request, overwrite)
         if manifest is None:
-            manifest = {**request, **_plan(preset, recipe, given, user_config, dataset, stage_options or {}, started)}
+            manifest = {**request, **_plan(out, preset, given, user_config, dataset, stage_options or {}, started)}
             write_json(runfolder.preset_manifest_path(out), manifest)  # makes OUT/stages/ with it
         _announce(out, manifest)
         classifier = None
@@ -220,12 +221,11 @@ def train_preset(
     return TrainResult(out, metrics, classifier)
 
 
-def _recipe(preset: str) -> tuple[Stage, ...]:
+def _check_preset(preset: str) -> None:
     if preset not in PRESETS:
         raise ConfigError(
             f"preset: expected one of {', '.join(PRESETS)}, found {preset!r}; pass --preset accurate or fast"
         )
-    return PRESETS[preset]
 
 
 def _check_request(
@@ -287,72 +287,97 @@ def _existing_manifest(out: Path, request: dict[str, Any], overwrite: bool) -> d
 
 
 def _plan(
+    out: Path,
     preset: str,
-    recipe: Sequence[Stage],
     given: Mapping[str, Any],
     user_config: TrainConfig,
     dataset: LoadedData,
     stage_options: Mapping[str, Mapping[str, Any]],
     started: float,
 ) -> dict[str, Any]:
-    """The manifest's plan: each stage's settings (as JSON) and the estimate, from the recipe, the user's
-    options and, for `fast`, this machine's measured speed."""
-    train_given = {k: v for k, v in given.items() if k in field_names(TrainConfig)}
+    """The manifest's plan: this machine's measured speed, each stage's settings (as JSON) and the estimate."""
     texts = dataset.splits["train"].texts
     # fast chooses among FAST_LENGTHS unless the user chose; accurate trains at the one max_length
     lengths = list(FAST_LENGTHS) if preset == "fast" and "max_length" not in given else [user_config.max_length]
-    from textcls.models.pretrained import training_speed
-
     measured = training_speed(user_config.model, texts, lengths, user_config)
-    stages: list[dict[str, Any]] = []
-    plan: dict[str, Any] = {
-        "speed": {str(k): {"train": round(t, 2), "predict": round(p, 2)} for k, (t, p) in measured.items()}
-    }
-    pool_rows, dev_rows = len(texts), len(dataset.splits["dev"])
+    speed = {str(k): {"train": round(t, 2), "predict": round(p, 2)} for k, (t, p) in measured.items()}
+    train_given = {k: v for k, v in given.items() if k in field_names(TrainConfig)}
+    rows = len(texts), len(dataset.splits["dev"])
     if preset == "fast":
         budget = 60.0 * float(given.get("time_budget") or FAST_TIME_BUDGET)
-        remaining = budget - (time.monotonic() - started)
-        chosen = plan_fast(
-            {length: speed for length, (speed, _) in measured.items()},
-            remaining,
-            pool_rows,
-            dev_rows,
-            predict_samples_per_second_by_length={length: speed for length, (_, speed) in measured.items()},
-            epochs=math.ceil(user_config.epochs) if "epochs" in given else None,
-        )
-        values = {
-            "max_length": chosen.max_length,
-            "epochs": chosen.epochs,
-            # a safety net: the budget left once the plan's start-up and dev scoring are taken out
-            "time_budget": round(max(0.01, (remaining - chosen.estimated_seconds + chosen.train_seconds) / 60.0), 3),
-            **dict(stage_options.get("finetune", {})),
-            **{k: v for k, v in train_given.items() if k not in ("time_budget",)},
-        }
-        data_values = {"max_train_samples": chosen.rows} if chosen.rows < pool_rows else {}
-        stages.append(_stage_entry(recipe[0], values, data_values))
-        plan.update(fast=dataclasses.asdict(chosen), budget_seconds=budget)
-        plan["estimated_seconds"] = chosen.estimated_seconds
-        return {"plan": plan, "stages": stages}
-    train_speed, predict_speed = measured[lengths[0]]
-    estimate = 0.0
+        planned = _fast_stages(measured, budget - (time.monotonic() - started), rows, train_given, stage_options)
+        return {"plan": {"speed": speed, "budget_seconds": budget, **planned["plan"]}, "stages": planned["stages"]}
+    planned = _recipe_stages(out, PRESETS[preset], measured[lengths[0]], rows, train_given, stage_options)
+    return {"plan": {"speed": speed, **planned["plan"]}, "stages": planned["stages"]}
+
+
+def _fast_stages(
+    measured: Mapping[int, tuple[float, float]],
+    remaining: float,
+    rows: tuple[int, int],
+    train_given: Mapping[str, Any],
+    stage_options: Mapping[str, Mapping[str, Any]],
+) -> dict[str, Any]:
+    """`fast`'s one stage, sized by `plan_fast` to the `remaining` seconds."""
+    (pool_rows, dev_rows), stage = rows, FAST[0]
+    chosen = plan_fast(
+        {length: speed for length, (speed, _) in measured.items()},
+        remaining,
+        pool_rows,
+        dev_rows,
+        predict_samples_per_second_by_length={length: speed for length, (_, speed) in measured.items()},
+        epochs=math.ceil(train_given["epochs"]) if "epochs" in train_given else None,
+    )
+    # a safety net: the training time the budget leaves once the plan's start-up and dev scoring are taken out
+    train_minutes = (remaining - chosen.estimated_seconds + chosen.train_seconds) / 60.0
+    values = {
+        **stage.values,
+        "max_length": chosen.max_length,
+        "epochs": chosen.epochs,
+        "time_budget": round(max(0.01, train_minutes), 3),
+        **dict(stage_options.get(stage.name, {})),
+        **{k: v for k, v in train_given.items() if k != "time_budget"},  # the whole command's, not the stage's
+    }
+    data_values = {"max_train_samples": chosen.rows} if chosen.rows < pool_rows else {}
+    return {
+        "plan": {"fast": dataclasses.asdict(chosen), "estimated_seconds": chosen.estimated_seconds},
+        "stages": [_stage_entry(stage, values, data_values)],
+    }
+
+
+def _recipe_stages(
+    out: Path,
+    recipe: Sequence[Stage],
+    speeds: tuple[float, float],
+    rows: tuple[int, int],
+    train_given: Mapping[str, Any],
+    stage_options: Mapping[str, Mapping[str, Any]],
+) -> dict[str, Any]:
+    """The recipe's stages with the user's options over their values, and their estimated seconds: a train
+    stage after a pretrain stage fine-tunes the encoder it wrote."""
+    (train_speed, predict_speed), (pool_rows, dev_rows) = speeds, rows
+    stages, estimate, encoder = [], 0.0, None
     for stage in recipe:
-        own = {**stage.values, **dict(stage_options.get(stage.name, {}))}
+        values = {**stage.values, **dict(stage_options.get(stage.name, {}))}
         if stage.runs == PRETRAIN:
-            own.update({k: v for k, v in train_given.items() if k in SHARED_WITH_PRETRAIN})
-            seconds = own.get("epochs", 1.0) * pool_rows / train_speed
-            if own.get("time_budget") is not None:
-                seconds = min(seconds, 60.0 * own["time_budget"])
-            stages.append(_stage_entry(stage, own, {}))
+            values.update({k: v for k, v in train_given.items() if k in SHARED_WITH_PRETRAIN})
+            seconds = values.get("epochs", 1.0) * pool_rows / train_speed
+            if values.get("time_budget") is not None:
+                seconds = min(seconds, 60.0 * values["time_budget"])
+            encoder = str(runfolder.stages_dir(out) / stage.name)
         else:
-            values = {**own, **train_given}
-            config = TrainConfig(**{k: v for k, v in values.items() if k != "model"})
-            seconds = config.epochs * pool_rows / train_speed + (config.epochs + 1) * dev_rows / predict_speed
+            values.update(train_given)
+            if encoder is not None:
+                values["model"] = encoder
+            config = TrainConfig(**values)
+            scoring = (math.ceil(config.epochs) + 1) * dev_rows / predict_speed
+            seconds = config.epochs * pool_rows / train_speed
             if config.time_budget is not None:
-                seconds = min(seconds, 60.0 * config.time_budget + (config.epochs + 1) * dev_rows / predict_speed)
-            stages.append(_stage_entry(stage, values, {}))
+                seconds = min(seconds, 60.0 * config.time_budget)
+            seconds += scoring
+        stages.append(_stage_entry(stage, values, {}))
         estimate += seconds + FAST_OVERHEAD_SECONDS
-    plan["estimated_seconds"] = round(estimate, 1)
-    return {"plan": plan, "stages": stages}
+    return {"plan": {"estimated_seconds": round(estimate, 1)}, "stages": stages}
 
 
 def _stage_entry(stage: Stage, values: Mapping[str, Any], data_values: Mapping[str, Any]) -> dict[str, Any]:
@@ -421,12 +446,9 @@ def _run_stage(
         config = PretrainConfig(data=str(texts), text_columns=("text",), resume=resume, **stage["values"])
         pretrain(config, stage_dir)
     else:
-        values = dict(stage["values"])
-        earlier = [s for s in manifest["stages"][: number - 1] if s["runs"] == PRETRAIN]
-        if earlier:  # fine-tune the encoder the pretrain stage wrote
-            values["model"] = str(runfolder.stages_dir(out) / earlier[-1]["name"])
         stage_data = dataclasses.replace(data_config, **stage["data_values"])
-        result = train_run(data_config=stage_data, train_config=TrainConfig(resume=resume, **values), out=stage_dir)
+        settings = TrainConfig(resume=resume, **stage["values"])
+        result = train_run(data_config=stage_data, train_config=settings, out=stage_dir)
         classifier = result.classifier
     stage["status"], stage["seconds"] = "done", round(time.monotonic() - started, 1)
     manifest["published"] = False
