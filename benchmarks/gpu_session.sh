@@ -11,7 +11,8 @@
 # git ignores. `run` installs them under /tmp, then runs the settings benchmark (the default, and
 # 4 and 5 epochs at its token budget, two seeds: what more epochs buy in dev accuracy),
 # the inference rates, the engine's tests, the side-by-side throughput benchmark and a profile of
-# training steps, each capped (the last two skipped when time runs short), writing to $OUT.
+# training steps and the default train's dev accuracy beside the CPU's, each capped (the last three
+# skipped when time runs short), writing to $OUT.
 set -u
 cd "$(dirname "$0")/.."
 setup() {  # on the device machine: the carried wheels and model into /tmp/site, and the environment
@@ -71,6 +72,11 @@ run)
     elapsed throughput
     left 510 && timeout 40 python3 benchmarks/step_profile.py --data .dev/data/ag_news --output "$OUT/step_profile.json" \
         > "$LOGS/step_profile.out" 2> "$LOGS/step_profile.err"; echo "step profile rc=$?"
+    # the default train on the GPU, its dev accuracy beside the CPU default's (benchmarks/results/presets.json)
+    left 420 && timeout 170 python3 benchmarks/presets.py --data .dev/data/ag_news --configs default --seeds 42 \
+        --work /tmp/runs/presets --compare-to benchmarks/results/presets.json --output "$OUT/presets_gpu.json" \
+        > "$LOGS/presets.out" 2> "$LOGS/presets.err"; cat "$LOGS/presets.out" 2>/dev/null
+    elapsed presets
     tar czf "$OUT/logs.tar.gz" -C $LOGS .
     elapsed end
     ;;

@@ -12,9 +12,28 @@ from typing import Any
 
 from textcls.config import DataConfig, PredictConfig, ServeConfig, TrainConfig
 from textcls.errors import ConfigError, DataError, RunFolderError, TextclsError
-from textcls.runs.api import Run, TrainResult, evaluate, load, train
+from textcls.runs.api import Run, TrainResult, evaluate, load
 
 __version__ = "0.1.0"
+
+
+def train(
+    data: str | None = None, out: str = "runs/latest", *, preset: str | None = None, **options: Any
+) -> TrainResult:
+    """Fine-tune a classifier and write a run folder at `out` (see `textcls.runs.api.train`); with `preset`
+    ("accurate" or "fast"), run that recipe of stages instead (see `textcls.runs.presets.train_preset`).
+
+    Example:
+        >>> textcls.train(data="data/ag_news", out="runs/quick", max_train_samples=500)   # doctest: +SKIP
+        >>> textcls.train(data="data/ag_news", out="runs/fast", preset="fast")            # doctest: +SKIP
+    """
+    from textcls.runs import api
+
+    if preset is None:
+        return api.train(data, out, **options)
+    from textcls.runs.presets import train_preset
+
+    return train_preset(preset, data, out, **options)
 
 
 def pretrain(data: str, out: str = "runs/mlm", overwrite: bool = False, **options: Any) -> dict[str, Any] | None:

@@ -322,6 +322,16 @@ class TrainConfig:
         "--multi-label) or differentiable (a linear layer trained end to end with the encoder).",
         default="logistic",
     )
+    layer_lr_decay: float = _help(
+        "pretrained: layer-wise learning-rate decay: the head and the top encoder layer learn at --lr, each layer "
+        "below at lr x decay^depth (depth 1 just below the top), the embeddings lowest; 1.0 = off.",
+        default=1.0,
+    )
+    average_last: int = _help(
+        "pretrained: the final model is the mean of the weights of the last N epoch-end checkpoints instead of "
+        "the best epoch's; 1 = off.",
+        default=1,
+    )
 
     def __post_init__(self) -> None:
         if isinstance(self.family, str):  # any other type: check_fields names the field
@@ -365,6 +375,13 @@ class TrainConfig:
             self.setfit_iterations,
         )
         _check(self.setfit_head in SETFIT_HEADS, "setfit_head", f"one of {SETFIT_HEADS}", self.setfit_head)
+        _check(
+            math.isfinite(self.layer_lr_decay) and 0.0 < self.layer_lr_decay <= 1.0,
+            "layer_lr_decay",
+            "a factor in (0, 1] (1.0 = off)",
+            self.layer_lr_decay,
+        )
+        _check(self.average_last >= 1, "average_last", "a checkpoint count >= 1 (1 = off)", self.average_last)
         if self.long_text != "chunk" and self.stride is not None:
             raise ConfigError(
                 f"stride: expected no value unless long_text is 'chunk', found --stride {self.stride} with --long-text "

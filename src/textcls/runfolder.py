@@ -455,3 +455,55 @@ def move_into_place(work_dir: Path, run_dir: Path) -> None:
     shutil.rmtree(checkpoint_dir(work_dir), ignore_errors=True)
     (Path(work_dir) / RESUME_FILE).unlink(missing_ok=True)
     replace_folder(work_dir, run_dir)
+
+
+# `textcls train --preset`: the stages' run folders and their manifest inside the final run folder.
+STAGES_DIR = "stages"
+PRESET_FILE = "preset.json"
+PRETRAIN_TEXTS_FILE = "pretrain-texts.jsonl"  # in `stages/`: the training texts a pretrain stage reads
+RUN_ENTRIES = (RUN_FILE, METRICS_FILE, MODEL_DIR, REPORT_FILE, CARD_FILE)  # what `publish_run` copies
+
+
+def stages_dir(run_dir: str | Path) -> Path:
+    """Where a preset keeps its stages: `RUN/stages/`, each stage a run folder of its own."""
+    return Path(run_dir) / STAGES_DIR
+
+
+def preset_manifest_path(run_dir: str | Path) -> Path:
+    """The preset's plan and each stage's status and seconds: `RUN/stages/preset.json`."""
+    return stages_dir(run_dir) / PRESET_FILE
+
+
+@contextlib.contextmanager
+def holding(run_dir: str | Path) -> Iterator[None]:
+    """Hold `.NAME.lock` beside `run_dir` (as `writing` does) for a command that writes into the folder
+    piece by piece, so a second command on the same folder is refused instead of mixing its files in."""
+    held = _claim(Path(run_dir))
+    try:
+        yield
+    finally:
+        held.release()
+
+
+def publish_run(source: str | Path, run_dir: str | Path) -> None:
+    """Copy the finished run in `source` into `run_dir` beside what else is there (a preset's `stages/`),
+    replacing a run there: its `textcls.json` goes first and comes back last, so a stop midway leaves a folder
+    that is not taken for a run (the next `publish_run` completes it); files of the replaced run's model
+    (eval_*.json, backends.json) are removed."""
+    from textcls.files import work_folder
+
+    source, run_dir = Path(source), Path(run_dir)
+    make_folder(run_dir)
+    (run_dir / RUN_FILE).unlink(missing_ok=True)
+    for stale in [BACKEND_CACHE_FILE, *(path.name for path in run_dir.glob("eval_*.json"))]:
+        (run_dir / stale).unlink(missing_ok=True)
+    with work_folder(run_dir, "publish") as work_dir:
+        for name in RUN_ENTRIES:
+            if (source / name).is_dir():
+                shutil.copytree(source / name, work_dir / name)
+                replace_folder(work_dir / name, run_dir / name)
+            elif (source / name).is_file() and name != RUN_FILE:
+                shutil.copy2(source / name, work_dir / name)
+                os.replace(work_dir / name, run_dir / name)
+        shutil.copy2(source / RUN_FILE, work_dir / RUN_FILE)
+        os.replace(work_dir / RUN_FILE, run_dir / RUN_FILE)

@@ -18,11 +18,13 @@ import textcls
 from textcls.families import FAMILIES
 from textcls.models.base import (
     BALANCED_SAMPLER,
+    CHECKPOINT_AVERAGING,
     DISTILL,
     DISTRIBUTED,
     EXPLAIN,
     EXPORT_HF,
     EXPORT_ONNX,
+    LAYER_LR_DECAY,
     LONG_TEXT,
     MULTI_LABEL,
     PREDICT,
@@ -315,6 +317,8 @@ def test_every_registered_family_declares_what_it_can_do():
             MULTI_LABEL,
             DISTRIBUTED,
             DISTILL,
+            LAYER_LR_DECAY,
+            CHECKPOINT_AVERAGING,
         }
         # explain is implemented exactly by the families that declare it
         assert (EXPLAIN in cls.capabilities) == (

@@ -227,6 +227,14 @@ def train(
     ),
     config: Path | None = typer.Option(None, "--config", help="JSON file of option values; flags override it."),
     as_json: bool = typer.Option(False, "--json", help="Print the metrics as JSON instead of tables."),
+    preset: str | None = typer.Option(
+        None,
+        "--preset",
+        help="accurate (in-task masked-word pre-training, then a longer fine-tuning with layer-wise lr decay and "
+        "the last checkpoints averaged) or fast (sized to --time-budget, default 10 minutes for the whole command, "
+        "from this machine's measured speed). Stages go to OUT/stages/, the final model is OUT; rerun to go on "
+        "after a stop. Flags given override the preset's values.",
+    ),
     verbose: Verbose = False,
     **options: Any,
 ) -> None:
@@ -235,9 +243,15 @@ def train(
 
     _setup_logging(verbose)
     with _library_call():
-        data_config, train_config = split_options(_given(config, options))
-        result = run_training(data_config=data_config, train_config=train_config, out=out, overwrite=overwrite)
-    if result.classifier is None:  # a non-main process of a distributed run
+        given = _given(config, options)
+        if preset is not None:
+            from textcls.runs.presets import train_preset
+
+            result = train_preset(preset, out=out, overwrite=overwrite, **given)
+        else:
+            data_config, train_config = split_options(given)
+            result = run_training(data_config=data_config, train_config=train_config, out=out, overwrite=overwrite)
+    if result.classifier is None and preset is None:  # a non-main process of a distributed run
         return
     if as_json:
         print(json.dumps({"run_dir": str(result.run_dir), **result.metrics}, indent=2))

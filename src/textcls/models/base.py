@@ -48,6 +48,8 @@ MULTI_LABEL = (
     "multi-label"  # trains on `--multi-label` data: one sigmoid score per label, `multi_label` set when loaded
 )
 DISTILL = "distill"  # trains on a teacher's soft targets (`textcls distill`): its loss is `training.objectives`
+LAYER_LR_DECAY = "layer-lr-decay"  # trains with `--layer-lr-decay`: a learning rate per encoder layer
+CHECKPOINT_AVERAGING = "checkpoint-averaging"  # `--average-last N`: the final weights are N checkpoints' mean
 # Every family weighs its loss by `--class-weights`, so that needs no capability.
 # Options that multi-label training does not take, with why (TrainConfig field -> (its plain value, reason)).
 NOT_WITH_MULTI_LABEL = {
@@ -56,9 +58,12 @@ NOT_WITH_MULTI_LABEL = {
 }
 # What the families trained by gradient descent search over (their `hyperparameters`).
 GRADIENT_HYPERPARAMETERS = ("lr", "epochs", "batch_size", "max_length", "weight_decay", "warmup_ratio")
-TRAINING_OPTIONS = {  # TrainConfig field -> (its value that needs nothing, the capability any other value needs)
+# TrainConfig field -> (its value that needs nothing, the capability any other value needs)
+TRAINING_OPTIONS: dict[str, tuple[Any, str]] = {
     "sampler": ("none", BALANCED_SAMPLER),
     "long_text": ("truncate", LONG_TEXT),
+    "layer_lr_decay": (1.0, LAYER_LR_DECAY),
+    "average_last": (1, CHECKPOINT_AVERAGING),
 }
 
 
@@ -90,6 +95,8 @@ class TrainSummary(TypedDict):
     stopped_by_time_budget: bool
     resumed_from: str | None
     epochs: list[EpochRow]
+    # `--average-last N`: the steps of the checkpoints whose mean is the final model
+    averaged_checkpoints: NotRequired[list[int]]
 
 
 class Predictor(abc.ABC):

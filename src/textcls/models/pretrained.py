@@ -17,6 +17,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 from collections.abc import Sequence
@@ -34,12 +35,14 @@ from textcls.data.windows import Windowing, model_token_limit
 from textcls.errors import RunFolderError, TextclsError
 from textcls.models.base import (
     BALANCED_SAMPLER,
+    CHECKPOINT_AVERAGING,
     DISTILL,
     DISTRIBUTED,
     EXPLAIN,
     EXPORT_HF,
     EXPORT_ONNX,
     GRADIENT_HYPERPARAMETERS,
+    LAYER_LR_DECAY,
     LONG_TEXT,
     MULTI_LABEL,
     PREDICT,
@@ -60,7 +63,13 @@ from textcls.training.tokens import encode_windows, pad_id
 
 if TYPE_CHECKING:
     from transformers import PretrainedConfig, PreTrainedModel, PreTrainedTokenizerBase
-from textcls.training.trainer import engine_trainer, run_trainer, training_arguments, training_callbacks
+from textcls.training.trainer import (
+    average_checkpoints,
+    engine_trainer,
+    run_trainer,
+    training_arguments,
+    training_callbacks,
+)
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +118,19 @@ class PretrainedClassifier(Classifier):
 
     family = "pretrained"
     capabilities = frozenset(
-        {PREDICT, EXPLAIN, EXPORT_ONNX, EXPORT_HF, BALANCED_SAMPLER, LONG_TEXT, MULTI_LABEL, DISTRIBUTED, DISTILL}
+        {
+            PREDICT,
+            EXPLAIN,
+            EXPORT_ONNX,
+            EXPORT_HF,
+            BALANCED_SAMPLER,
+            LONG_TEXT,
+            MULTI_LABEL,
+            DISTRIBUTED,
+            DISTILL,
+            LAYER_LR_DECAY,
+            CHECKPOINT_AVERAGING,
+        }
     )
     inference_precisions = ("fp32", "bf16")
     hyperparameters = GRADIENT_HYPERPARAMETERS
@@ -190,6 +211,8 @@ class PretrainedClassifier(Classifier):
             # every parameter of an encoder + head takes part in the loss; skip DDP's extra graph walk
             ddp_find_unused_parameters=False,
             disable_tqdm=False,
+            # the best checkpoint and the last `average_last` stay on disk (Trainer keeps the best besides)
+            save_total_limit=max(2, config.average_last + 1),
         )
 
         def compute_metrics(prediction: Any) -> dict[str, float]:
@@ -232,6 +255,8 @@ class PretrainedClassifier(Classifier):
         # load_best_model_at_end put the best weights in trainer.model; for mixed precision, accelerate
         # also wrapped its forward in autocast, which we drop so inference matches a reloaded model.
         best = trainer.accelerator.unwrap_model(trainer.model, keep_fp32_wrapper=False, keep_torch_compile=False)
+        if config.average_last > 1:
+            summary["averaged_checkpoints"] = _average_last(best, checkpoint_dir, config.average_last)
         best.eval()
         return cls(best, tokenizer, label_names, max_length, windowing=windowing), summary
 
@@ -373,6 +398,24 @@ class PretrainedClassifier(Classifier):
         set_attention_implementation(model, "eager")
         names = ("input_ids", "attention_mask", "token_type_ids")
         return model, [name for name in names if name in self.tokenizer.model_input_names]
+
+
+def _average_last(model: Any, checkpoint_dir: Path, count: int) -> list[int]:
+    """Put the mean of the last `count` checkpoints' weights into `model`; returns their steps."""
+    averaged, chosen = average_checkpoints(checkpoint_dir, count)
+    if len(chosen) < count:
+        log.warning("--average-last %d: only %d epoch-end checkpoints were written; averaging them", count, len(chosen))
+    target = next(model.parameters()).device
+    missing, unexpected = model.load_state_dict({k: v.to(target) for k, v in averaged.items()}, strict=False)
+    tied = set(getattr(model, "_tied_weights_keys", None) or [])
+    if unexpected or set(missing) - tied:
+        raise TextclsError(
+            f"average_last: the checkpoints in {checkpoint_dir} do not match the model (missing {sorted(missing)[:5]}, "
+            f"unexpected {sorted(unexpected)[:5]}); pass --average-last 1"
+        )
+    steps = [int(path.name.rsplit("-", 1)[1]) for path in chosen]
+    log.info("final weights: the mean of the checkpoints at steps %s", steps)
+    return steps
 
 
 def set_attention_implementation(model: Any, name: str) -> None:
@@ -551,3 +594,85 @@ def sentence_embeddings(
         batch_tokens=GPU_PREDICT_TOKENS if on.type == "cuda" else None,
         progress=progress,
     )
+
+
+# Texts whose token counts scale the measured speed to each max_length (`training_speed`).
+SPEED_SAMPLE_TEXTS = 2000
+
+
+def training_speed(
+    model: str | None,
+    texts: Sequence[str],
+    max_lengths: Sequence[int],
+    config: TrainConfig,
+    steps: int = 2,
+) -> dict[int, tuple[float, float]]:
+    """Samples/s of this machine for `model` (as `--model` takes it) at each of `max_lengths`: training steps
+    (forward, backward, AdamW step, in `config`'s precision and batch size) and prediction.
+
+    One batch of texts drawn from `texts` (seeded) is timed at the longest max_length, over `steps` calls after
+    a warm-up one, as tokens a second; a max_length then gets that rate over the tokens a text keeps under it
+    (padded to a multiple of 8, the mean over a sample of `texts`): batches are grouped by length, so a step
+    costs about its tokens.
+
+    Example:
+        >>> training_speed(None, texts, [64, 128], TrainConfig())   # doctest: +SKIP
+        {64: (41.2, 160.3), 128: (30.5, 121.0)}
+    """
+    import random
+
+    from textcls.training.cpu_speed import lean_cpu_training
+
+    config = for_this_device(config)
+    tokenizer, network = _load_tokenizer_and_model(resolve_model(model), ["first", "second"], config.trust_remote_code)
+    on = device()
+    network.to(on)
+    precision = resolve_precision(config.precision)
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+    optimizer = torch.optim.AdamW(network.parameters(), lr=1e-6)  # the weights are thrown away afterwards
+    pool, longest = list(texts) or ["text"], max(max_lengths)
+    rows = config.batch_size or max(1, (config.batch_tokens or longest) // longest)
+    chosen = random.Random(config.seed).choices(pool, k=rows)
+    batch = tokenizer(chosen, truncation=True, max_length=longest, padding=True, return_tensors="pt").to(on)
+    batch["labels"] = torch.zeros(rows, dtype=torch.long, device=on)
+    network.train()
+    with lean_cpu_training(network):
+        step = functools.partial(_training_step, network, optimizer)
+        training = _samples_per_second(step, batch, steps, dtype)
+    network.eval()
+    with torch.inference_mode():
+        predicting = _samples_per_second(network, {k: v for k, v in batch.items() if k != "labels"}, steps, dtype)
+    tokens_per_text = batch["input_ids"].shape[1]  # what the timed batch held: padded to its longest
+    sample = random.Random(config.seed).sample(pool, min(len(pool), SPEED_SAMPLE_TEXTS))
+    lengths = np.array([len(ids) for ids in tokenizer(sample, truncation=True, max_length=longest)["input_ids"]])
+    speeds = {}
+    for max_length in max_lengths:
+        kept = float(np.mean(-(-np.minimum(lengths, max_length) // 8) * 8))  # tokens a text keeps, padded to 8s
+        scale = tokens_per_text / max(kept, 1.0)
+        speeds[max_length] = (training * scale, predicting * scale)
+        log.info("speed at max_length %d: %.1f samples/s training, %.1f predicting", max_length, *speeds[max_length])
+    return speeds
+
+
+def _training_step(network: Any, optimizer: torch.optim.Optimizer, batch: dict[str, torch.Tensor]) -> None:
+    network(**batch).loss.backward()
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+
+
+def _samples_per_second(step: Any, batch: dict[str, torch.Tensor], steps: int, dtype: torch.dtype | None) -> float:
+    """Rows of `batch` a second through `step(**batch)` or `step(batch)`, over `steps` calls after a warm-up one."""
+    import time
+
+    on = batch["input_ids"].device
+    started = time.perf_counter()
+    for index in range(steps + 1):  # call 0 warms up (allocations, kernels)
+        if index == 1:
+            if on.type == "cuda":
+                torch.cuda.synchronize()
+            started = time.perf_counter()
+        with torch.autocast(on.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+            step(**batch) if isinstance(step, torch.nn.Module) else step(batch)
+    if on.type == "cuda":
+        torch.cuda.synchronize()
+    return steps * len(batch["input_ids"]) / max(time.perf_counter() - started, 1e-9)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 import shutil
 import time
@@ -252,6 +253,22 @@ def engine_trainer(
         def get_eval_dataloader(self, eval_dataset: Any = None) -> Any:
             return self.accelerator.prepare(batch_loader(dev_rows, dev_batches, config))
 
+        def create_optimizer(self, model: Any = None) -> Any:
+            if config.layer_lr_decay == 1.0 or self.optimizer is not None:
+                return super().create_optimizer(model)
+            # Trainer's own optimizer (fused AdamW on a GPU), one parameter group per depth and weight decay
+            target: Any = self.model if model is None else model
+            optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, target)
+            groups = layer_lr_groups(
+                target,
+                self.args.learning_rate,
+                config.layer_lr_decay,
+                self.args.weight_decay,
+                set(self.get_decay_parameter_names(target)),
+            )
+            self.optimizer = optimizer_cls(groups, **optimizer_kwargs)
+            return self.optimizer
+
         def compute_loss(
             self, model: Any, inputs: dict[str, Any], return_outputs: bool = False, num_items_in_batch: Any = None
         ) -> Any:
@@ -334,3 +351,83 @@ class _TimeBudget:
                 return control
 
         self.callback = Callback()
+
+
+_LAYER_INDEX = re.compile(r"\.layer\.(\d+)\.")  # "bert.encoder.layer.3.attention..." -> 3
+
+
+def parameter_depth(name: str, num_layers: int) -> int:
+    """How many layers below the top a parameter sits: 0 for the top encoder layer, the pooler and the head,
+    `num_layers - 1 - i` for encoder layer i, `num_layers` for the embeddings.
+
+    Example:
+        >>> [parameter_depth(n, 6) for n in ("classifier.weight", "bert.encoder.layer.1.output.dense.bias",
+        ...                                   "bert.embeddings.word_embeddings.weight")]
+        [0, 4, 6]
+    """
+    match = _LAYER_INDEX.search(name)
+    if match is not None:
+        return max(0, num_layers - 1 - int(match.group(1)))
+    return num_layers if "embeddings" in name else 0
+
+
+def layer_lr_groups(
+    model: Any, lr: float, decay: float, weight_decay: float, decayed_names: set[str]
+) -> list[dict[str, Any]]:
+    """Optimizer parameter groups for layer-wise learning-rate decay: a parameter `depth` layers below the top
+    (`parameter_depth`) learns at `lr * decay**depth`; weight decay only on `decayed_names` (Trainer's choice:
+    no bias, no norm). A `TextclsError` when the model has no weights named `...layer.<n>...`."""
+    named = [(name, parameter) for name, parameter in model.named_parameters() if parameter.requires_grad]
+    found = [int(match.group(1)) for name, _ in named if (match := _LAYER_INDEX.search(name))]
+    if not found:
+        raise TextclsError(
+            f"layer_lr_decay: expected an encoder whose weights are named '...layer.<n>...', found none in "
+            f"{type(model).__name__}; drop --layer-lr-decay for this model"
+        )
+    num_layers = max(found) + 1
+    groups: dict[tuple[int, bool], dict[str, Any]] = {}
+    for name, parameter in named:
+        depth, decayed = parameter_depth(name, num_layers), name in decayed_names
+        group = groups.setdefault(
+            (depth, decayed),
+            {"params": [], "lr": lr * math.pow(decay, depth), "weight_decay": weight_decay if decayed else 0.0},
+        )
+        group["params"].append(parameter)
+    return [groups[key] for key in sorted(groups)]
+
+
+WEIGHTS_FILE = "model.safetensors"  # the weights of a Trainer checkpoint
+
+
+def average_checkpoints(checkpoint_dir: Path, count: int) -> tuple[dict[str, torch.Tensor], list[Path]]:
+    """The element-wise mean of the weights of the last `count` complete checkpoints in `checkpoint_dir` (fewer
+    when fewer were written), and those checkpoints; tensors that are not floating point come from the last.
+    Only safetensors weights are read."""
+    from safetensors.torch import load_file
+
+    found = sorted(
+        (int(match.group(1)), path)
+        for path in (checkpoint_dir.iterdir() if checkpoint_dir.is_dir() else [])
+        if path.is_dir() and (match := _CHECKPOINT.match(path.name)) and is_complete(path)
+    )
+    chosen = [path for _, path in found[-count:]]
+    if not chosen or not all((path / WEIGHTS_FILE).is_file() for path in chosen):
+        raise TextclsError(
+            f"average_last: expected {WEIGHTS_FILE} in the last {count} checkpoints of {checkpoint_dir}, found "
+            f"{[path.name for path in chosen] or 'no checkpoint'}; pass --average-last 1"
+        )
+    total: dict[str, torch.Tensor] = {}
+    for path in chosen:
+        for name, tensor in load_file(str(path / WEIGHTS_FILE)).items():
+            if not tensor.is_floating_point():
+                total[name] = tensor
+            elif name in total:
+                total[name] += tensor.double()
+            else:
+                total[name] = tensor.double()
+    template = load_file(str(chosen[-1] / WEIGHTS_FILE))
+    averaged = {
+        name: (tensor / len(chosen)).to(template[name].dtype) if tensor.is_floating_point() else tensor
+        for name, tensor in total.items()
+    }
+    return averaged, chosen
