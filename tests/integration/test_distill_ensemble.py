@@ -194,3 +194,14 @@ def test_the_single_teacher_form_records_its_teacher_as_before(tiny_run, data, t
 
     recorded = textcls.load(result.run_dir, textcls.PredictConfig(backend="torch")).info["distillation"]
     assert recorded["teacher"] == str(tiny_run.resolve()) and recorded["teachers"] == [recorded["teacher"]]
+
+
+def test_the_cli_turns_teachers_that_differ_into_one_line(tiny_run, data, tmp_path):
+    other = _with_info(tiny_run, tmp_path / "other", label_names=["Alpha", "Beta", "Gamma", "Delta"])
+    result = runner.invoke(
+        app,
+        ["distill", str(tiny_run), str(other), "--student", "lstm", "--data", str(data), "--out", str(tmp_path / "r")],
+        env={"TERMINAL_WIDTH": "400"},
+    )
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "differ: other labels" in result.output and str(other) in result.output

@@ -233,8 +233,8 @@ def teacher_difference(first: dict[str, Any], other: dict[str, Any]) -> str | No
 def with_soft_targets(
     dataset: LoadedData, unlabeled: list[str], config: DistillConfig, teacher_dirs: list[Path], work_dir: Path
 ) -> LoadedData:
-    """`dataset` whose train split holds its rows and then the unlabelled texts, with the teachers' mean
-    log-probabilities as logits; an unlabelled row's label is the teachers' guess, never trained on as gold."""
+    """`dataset` whose train split holds its rows and then the unlabelled texts, with the log of the teachers'
+    mean probabilities as logits; an unlabelled row's label is the teachers' guess, never trained on as gold."""
     train = dataset.splits["train"]
     texts = [*train.texts, *unlabeled]
     logits = ensemble_logits(texts, dataset.label_names, config, teacher_dirs, work_dir)
