@@ -791,11 +791,16 @@ class DistillConfig:
     """How to distil a trained run into a smaller student (`textcls distill`); the student trains with
     `TrainConfig`'s options on `DataConfig`'s data."""
 
-    teacher: str = _help("The teacher: a run folder with the data's labels.", default=None)
+    teacher: str | tuple[str, ...] = _help(
+        "The teacher: a run folder with the data's labels, or several runs of one label set (an ensemble, e.g. one "
+        "recipe with different seeds) whose mean probabilities are the soft targets; layers:N cuts the first.",
+        own_check=True,  # one run folder, or a list of them
+        default=None,
+    )
     student: str = _help(
-        "The student: layers:N (the teacher's encoder cut to N of its layers, picked evenly, with its embeddings "
-        "and head; a pretrained-family teacher), a Hugging Face model folder, or a family name (e.g. lstm, "
-        "scratch-transformer).",
+        "The student: layers:N (the teacher's encoder, the first teacher's of several, cut to N of its layers, "
+        "picked evenly, with its embeddings and head; a pretrained-family teacher), a Hugging Face model folder, or "
+        "a family name (e.g. lstm, scratch-transformer).",
         default=None,
     )
     temperature: float = _help(
@@ -822,12 +827,26 @@ class DistillConfig:
     def __post_init__(self) -> None:
         for name in ("teacher", "student"):
             _check(bool(getattr(self, name)), name, f"a {name} (see textcls distill --help)", getattr(self, name))
+        if isinstance(self.teacher, list):
+            object.__setattr__(self, "teacher", tuple(self.teacher))
+        _check(
+            isinstance(self.teacher, str)
+            or (isinstance(self.teacher, tuple) and all(isinstance(run, str) and run for run in self.teacher)),
+            "teacher",
+            "a run folder or a list of run folders",
+            self.teacher,
+        )
         check_fields(self)
         _check(self.temperature > 0, "temperature", "a number > 0", self.temperature)
         _check(0.0 <= self.alpha <= 1.0, "alpha", "a weight in [0, 1]", self.alpha)
         _check(
             self.teacher_backend in BACKENDS, "teacher_backend", f"one of {', '.join(BACKENDS)}", self.teacher_backend
         )
+
+    @property
+    def teachers(self) -> tuple[str, ...]:
+        """The teacher run folders, the first one's layers being those `layers:N` cuts."""
+        return (self.teacher,) if isinstance(self.teacher, str) else self.teacher
 
     @property
     def student_layers(self) -> int | None:

@@ -731,7 +731,12 @@ def _cell(value: Any) -> str:
 @app.command()
 @_with_parameters(_field_parameters(DistillConfig, DataConfig, TrainConfig, skip=("teacher", "family", "model")))
 def distill(
-    teacher: str = typer.Argument(..., help="The teacher: a run folder with the data's labels."),
+    teachers: list[str] = typer.Argument(
+        ...,
+        metavar="TEACHER",
+        help="The teacher: a run folder with the data's labels. Several runs of one label set (an ensemble, e.g. "
+        "one recipe with different seeds) teach through the mean of their probabilities; layers:N cuts the first.",
+    ),
     out: Path = typer.Option(Path("runs/distilled"), "--out", help="Run folder to write."),
     overwrite: bool = typer.Option(
         False, "--overwrite", help="Replace an existing run folder (only once the new one is complete)."
@@ -741,15 +746,15 @@ def distill(
     verbose: Verbose = False,
     **options: Any,
 ) -> None:
-    """Distil a trained run into a smaller student (--student layers:N, a model folder or a family name) and
-    write it as a run folder."""
+    """Distil a trained run, or an ensemble of runs, into a smaller student (--student layers:N, a model folder or
+    a family name) and write it as a run folder."""
     from textcls.runs.distill import distill as run_distillation
 
     _setup_logging(verbose)
     with _library_call():
         given = _given(config, options)
         own = {name: given.pop(name) for name in field_names(DistillConfig) if name in given}
-        distill_config = DistillConfig(teacher=teacher, **own)
+        distill_config = DistillConfig(teacher=tuple(teachers), **own)
         data_config, train_config = split_options(given)
         result = run_distillation(
             distill_config=distill_config,
@@ -764,7 +769,8 @@ def distill(
     stdout.print(_epochs_table(result.metrics["train"]["epochs"]))
     stdout.print(_metrics_table(f"dev evaluation of {result.run_dir}", result.metrics["dev"]))
     stdout.print(
-        f"distilled from {teacher} in {result.metrics['train']['train_seconds']:.0f}s; run folder: {result.run_dir}"
+        f"distilled from {', '.join(teachers)} in {result.metrics['train']['train_seconds']:.0f}s; "
+        f"run folder: {result.run_dir}"
     )
 
 

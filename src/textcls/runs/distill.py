@@ -2,9 +2,11 @@
 
 The teacher's probabilities over every training text (and any unlabelled ones) are computed once through
 its normal inference path and kept in the partial folder, so a resumed distillation does not recompute
-them. The student trains through its family's own training (the pretrained family's `Trainer`, or the one
-hand-written loop) on `training.objectives`' distillation loss: the KL divergence of the temperature-scaled
-softmaxes (times T^2), plus alpha times the cross-entropy of the rows with a gold label.
+them. Several teachers of one label set (an ensemble) teach through the mean of their probabilities, each
+teacher's kept in its own file, so a resumed distillation computes only those not yet done. The student
+trains through its family's own training (the pretrained family's `Trainer`, or the one hand-written loop)
+on `training.objectives`' distillation loss: the KL divergence of the temperature-scaled softmaxes (times
+T^2), plus alpha times the cross-entropy of the rows with a gold label.
 
 Example:
     >>> result = distill("runs/agnews", "layers:2", data="data/ag_news", out="runs/agnews-2l")  # doctest: +SKIP
@@ -61,7 +63,7 @@ class Student:
 
 
 def distill(
-    teacher: str | Path | None = None,
+    teacher: str | Path | list[str | Path] | tuple[str | Path, ...] | None = None,
     student: str | None = None,
     data: str | None = None,
     out: str | Path = "runs/distilled",
@@ -72,18 +74,22 @@ def distill(
     overwrite: bool = False,
     **options: Any,
 ) -> TrainResult:
-    """Distil the run `teacher` into a `student` (layers:N, a model folder or a family name) trained on `data`;
-    writes a run folder at `out` whose textcls.json records the teacher and the settings.
+    """Distil the run `teacher` (or a list of runs of one label set: their mean probabilities teach) into a
+    `student` (layers:N, a model folder or a family name) trained on `data`; writes a run folder at `out` whose
+    textcls.json records the teachers and the settings.
 
     Options are named like the fields of `DistillConfig`, `DataConfig` and `TrainConfig`.
 
     Example:
         >>> distill("runs/agnews", "layers:2", data="data/ag_news", out="runs/agnews-2l",
         ...         unlabeled="news.txt", temperature=2.0, epochs=1)                        # doctest: +SKIP
+        >>> distill(["runs/seed1", "runs/seed2"], "layers:2", data="data/ag_news",
+        ...         out="runs/ensemble-2l")                                                  # doctest: +SKIP
     """
     if distill_config is None:
         own = {name: options.pop(name) for name in field_names(DistillConfig) if name in options}
-        distill_config = DistillConfig(teacher=str(teacher or ""), student=student or "", **own)
+        teachers = tuple(str(run) for run in teacher) if isinstance(teacher, (list, tuple)) else str(teacher or "")
+        distill_config = DistillConfig(teacher=teachers, student=student or "", **own)
     if data_config is None or train_config is None:
         built_data, built_train = split_options({"data": data, **options} if data is not None else options)
         data_config = data_config or built_data
@@ -97,7 +103,8 @@ def _distill(
     """Check everything, claim `run_dir`, then train the student through `runs.api`'s run-folder flow."""
     from textcls.training.device import for_this_device, process_state
 
-    teacher = runfolder.read_record(config.teacher)
+    teachers = read_teachers(config.teachers)
+    teacher = teachers[0]
     if teacher.info.get("multi_label"):
         raise ConfigError(
             f"teacher: expected a single-label run, found {teacher.run_dir}, trained multi-label; distil a "
@@ -127,6 +134,7 @@ def _distill(
             family.check_sources(train_config)
         settings = {
             "teacher": str(teacher.run_dir.resolve()),
+            "teachers": [str(run.run_dir.resolve()) for run in teachers],
             "teacher_label_names": teacher.info["label_names"],
             **{k: v for k, v in to_dict(config).items() if k != "teacher"},
             "unlabeled_rows": len(unlabeled),
@@ -137,7 +145,8 @@ def _distill(
             if student.layers is not None:
                 model_dir = runfolder.model_dir(teacher.run_dir)
                 chosen = cut_encoder(model_dir, student.layers, init_dir, dataset.label_names)
-            distilled = with_soft_targets(dataset, unlabeled, config, teacher.run_dir, work_dir)
+            teacher_dirs = [run.run_dir for run in teachers]
+            distilled = with_soft_targets(dataset, unlabeled, config, teacher_dirs, work_dir)
             return distilled, {"distillation": {**settings, "teacher_layers": chosen}}
 
         job = TrainingJob(identity={"distillation": settings}, prepare=prepare)
@@ -153,9 +162,9 @@ def read_student(config: DistillConfig, teacher_info: dict[str, Any]) -> Student
         if teacher_info.get("family") != PretrainedClassifier.family:
             raise ConfigError(
                 f"student: expected a {PretrainedClassifier.family}-family teacher for {spec}, found a "
-                f"{teacher_info.get('family')!r} run in {config.teacher}; pass a family name or a model folder"
+                f"{teacher_info.get('family')!r} run in {config.teachers[0]}; pass a family name or a model folder"
             )
-        total = encoder_layers(runfolder.model_dir(Path(config.teacher)))
+        total = encoder_layers(runfolder.model_dir(Path(config.teachers[0])))
         if total is None or layers > total:
             raise ConfigError(
                 f"student: expected layers:N with N <= {total} (the teacher's encoder layers), found {spec!r}; "
@@ -187,14 +196,48 @@ def check_teacher_labels(teacher_labels: list[str], data_labels: list[str], teac
         )
 
 
+def read_teachers(run_dirs: tuple[str, ...]) -> list[runfolder.RunRecord]:
+    """The teachers' records, each a different run of the first one's label set (same names in the same order)
+    and kind (single- or multi-label); a mismatch is a `TextclsError` naming the two runs and the difference."""
+    teachers = [runfolder.read_record(run_dir) for run_dir in run_dirs]
+    first, seen = teachers[0], set()
+    for teacher in teachers:
+        resolved = teacher.run_dir.resolve()
+        if resolved in seen:
+            raise ConfigError(
+                f"teacher: expected different runs, found {teacher.run_dir} twice; name each teacher once"
+            )
+        seen.add(resolved)
+        difference = teacher_difference(first.info, teacher.info)
+        if difference is not None:
+            raise TextclsError(
+                f"the teachers {first.run_dir} and {teacher.run_dir} differ: {difference}; expected runs of one "
+                "label set and kind (e.g. one recipe with different seeds); distil them apart, or pick other teachers"
+            )
+    return teachers
+
+
+def teacher_difference(first: dict[str, Any], other: dict[str, Any]) -> str | None:
+    """How two teachers' textcls.json differ in what their probabilities mean, or None when they agree."""
+    first_labels, other_labels = first.get("label_names"), other.get("label_names")
+    if first_labels != other_labels:
+        same_names = sorted(first_labels or []) == sorted(other_labels or [])
+        what = "the same labels in another order" if same_names else "other labels"
+        return f"{what}: {first_labels} against {other_labels}"
+    kinds = ["multi-label" if info.get("multi_label") else "single-label" for info in (first, other)]
+    if kinds[0] != kinds[1]:
+        return f"the first is {kinds[0]}, the other {kinds[1]}"
+    return None
+
+
 def with_soft_targets(
-    dataset: LoadedData, unlabeled: list[str], config: DistillConfig, teacher_dir: Path, work_dir: Path
+    dataset: LoadedData, unlabeled: list[str], config: DistillConfig, teacher_dirs: list[Path], work_dir: Path
 ) -> LoadedData:
-    """`dataset` whose train split holds its rows and then the unlabelled texts, with the teacher's logits;
-    an unlabelled row's label is the teacher's guess, never trained on as gold."""
+    """`dataset` whose train split holds its rows and then the unlabelled texts, with the log of the teachers'
+    mean probabilities as logits; an unlabelled row's label is the teachers' guess, never trained on as gold."""
     train = dataset.splits["train"]
     texts = [*train.texts, *unlabeled]
-    logits = teacher_logits(texts, dataset.label_names, config, teacher_dir, work_dir)
+    logits = ensemble_logits(texts, dataset.label_names, config, teacher_dirs, work_dir)
     labelled = np.zeros(len(texts), dtype=bool)
     labelled[: len(train)] = not config.ignore_labels
     guesses = logits[len(train) :].argmax(axis=1).tolist()
@@ -210,13 +253,40 @@ def with_soft_targets(
     return dataclasses.replace(dataset, splits={**dataset.splits, "train": distilled})
 
 
+def ensemble_logits(
+    texts: list[str], label_names: list[str], config: DistillConfig, teacher_dirs: list[Path], work_dir: Path
+) -> np.ndarray:
+    """(texts, classes) float32: the log of the teachers' mean probabilities over `label_names` (for one teacher,
+    its own log-probabilities), each teacher's read from its cache in `work_dir` when that holds them."""
+    if len(teacher_dirs) == 1:
+        return teacher_logits(texts, label_names, config, teacher_dirs[0], work_dir)
+    probabilities = np.zeros((len(texts), len(label_names)), dtype=np.float64)
+    for number, teacher_dir in enumerate(teacher_dirs, start=1):
+        log.info("teacher %d of %d: %s", number, len(teacher_dirs), teacher_dir)
+        logits = teacher_logits(texts, label_names, config, teacher_dir, work_dir, cache_name(number))
+        probabilities += np.exp(logits.astype(np.float64))
+    probabilities /= len(teacher_dirs)
+    return np.log(np.maximum(probabilities, SMALLEST_PROBABILITY)).astype(np.float32)
+
+
+def cache_name(number: int) -> str:
+    """The file in the partial folder's checkpoints that holds teacher `number`'s (from 1) log-probabilities."""
+    return TEACHER_LOGITS if number == 1 else TEACHER_LOGITS.replace(".npy", f"-{number}.npy")
+
+
 def teacher_logits(
-    texts: list[str], label_names: list[str], config: DistillConfig, teacher_dir: Path, work_dir: Path
+    texts: list[str],
+    label_names: list[str],
+    config: DistillConfig,
+    teacher_dir: Path,
+    work_dir: Path,
+    file_name: str = TEACHER_LOGITS,
 ) -> np.ndarray:
     """(texts, classes) float32: the teacher's log-probabilities over `label_names` (softmax is shift-invariant,
-    so they stand for its logits at any temperature), from the cache in `work_dir` when it holds these."""
+    so they stand for its logits at any temperature), from the cache `file_name` in `work_dir` when it holds
+    these."""
     folder = runfolder.checkpoint_dir(work_dir)
-    cache, key_file = folder / TEACHER_LOGITS, folder / f"{TEACHER_LOGITS}.json"
+    cache, key_file = folder / file_name, folder / f"{file_name}.json"
     key = {
         "teacher": str(teacher_dir.resolve()),
         "backend": config.teacher_backend,
