@@ -173,6 +173,19 @@ def test_the_cli_turns_a_bad_student_into_one_line(tiny_run, data, tmp_path):
     assert result.exit_code == 2 and "layers:N" in result.output and "Traceback" not in result.output
 
 
+def test_a_teacher_in_the_config_file_is_refused_in_one_line(tiny_run, data, tmp_path):
+    config = tmp_path / "options.json"
+    config.write_text(json.dumps({"teacher": str(tiny_run), "temperature": 3.0}))
+    result = runner.invoke(
+        app,
+        ["distill", str(tiny_run), "--config", str(config), "--student", "lstm", "--data", str(data)]
+        + ["--out", str(tmp_path / "r")],
+    )
+    assert result.exit_code == 2, result.output
+    assert "options.json" in result.output and "teacher" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "r").exists()
+
+
 def test_a_resumed_distillation_reuses_the_teachers_probabilities(tiny_run, data, tmp_path, monkeypatch):
     from textcls.models.neural import TorchClassifier
 

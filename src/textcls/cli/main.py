@@ -44,7 +44,7 @@ from textcls.config import (  # noqa: E402
     flag_name,
     split_options,
 )
-from textcls.errors import TextclsError  # noqa: E402
+from textcls.errors import ConfigError, TextclsError  # noqa: E402
 from textcls.families import COMPARED_FAMILIES, FAMILIES  # noqa: E402
 
 app = typer.Typer(
@@ -754,6 +754,11 @@ def distill(
     with _library_call():
         given = _given(config, options)
         own = {name: given.pop(name) for name in field_names(DistillConfig) if name in given}
+        if "teacher" in own:
+            raise ConfigError(
+                f"teacher: the teacher runs are the command's arguments, found 'teacher' in --config {config}; "
+                "remove it from the file and name the runs after `textcls distill`"
+            )
         distill_config = DistillConfig(teacher=tuple(teachers), **own)
         data_config, train_config = split_options(given)
         result = run_distillation(
