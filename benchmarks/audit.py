@@ -22,6 +22,7 @@ import textcls
 from benchmarks import harness
 
 TOP_LISTED = 50
+TOP_TEXT_CHARS = 80  # the listed rows are quoted this far: enough to judge, not a copy of the data
 
 
 def write_pool(source: Path, target: Path, rows: int, flip: float, seed: int) -> set[int]:
@@ -114,7 +115,10 @@ def main() -> None:
             work / "clean" / "train.csv", work / "audit_clean", args.embedding_cache, options
         )
         top = [
-            {k: issue[k] for k in ("rank", "row", "given", "suggested", "label_quality", "text")}
+            {
+                **{k: issue[k] for k in ("rank", "row", "given", "suggested", "label_quality")},
+                "text": issue["text"][:TOP_TEXT_CHARS],
+            }
             for issue in clean.issues[:TOP_LISTED]
         ]
         body["untouched_pool"] = {

@@ -68,6 +68,7 @@ def main() -> None:
     parser.add_argument("--seeds", default="0,1,2,3,4", help="Sampling and training seeds, comma-separated.")
     parser.add_argument("--families", default="setfit,pretrained", help="Families to compare, comma-separated.")
     parser.add_argument("--setfit-iterations", type=int, default=None, help="setfit: pairs per row (default: its).")
+    parser.add_argument("--setfit-head", default=None, help="setfit: logistic or differentiable (default: its).")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     texts, labels = harness.read_ag_news(Path(args.data) / "train.csv")
@@ -80,7 +81,11 @@ def main() -> None:
             rows = sample(labels, shots, seed)
             train = Split("train", [texts[i] for i in rows], [labels[i] for i in rows], "train.csv")
             for family in args.families.split(","):
-                options = {"setfit_iterations": args.setfit_iterations} if family == "setfit" else {}
+                options = (
+                    {"setfit_iterations": args.setfit_iterations, "setfit_head": args.setfit_head}
+                    if family == "setfit"
+                    else {}
+                )
                 options = {name: value for name, value in options.items() if value is not None}
                 run = {"per_class": shots, **one_run(family, train, dev, seed, options)}
                 runs.append(run)
