@@ -54,6 +54,12 @@ def run_audit(data: Path, out: Path, cache: Path | None, options: dict[str, Any]
     return result, time.perf_counter() - started, cached
 
 
+def _cut(issues: list[dict[str, Any]], flipped: set[int], cut: float) -> list[float]:
+    kept = {issue["row"] for issue in issues if issue["given_probability"] < cut}
+    found = len(kept & flipped)
+    return [len(kept), round(found / max(len(kept), 1), 4), round(found / max(len(flipped), 1), 4)]
+
+
 def main() -> None:
     parser = harness.parser(__doc__, "audit", data=("train.csv",), rows=20_000, seed=0, work=True)
     parser.add_argument("--flip", type=float, default=0.05, help="Share of labels changed to another class.")
@@ -63,10 +69,13 @@ def main() -> None:
     parser.add_argument("--epochs", type=float, default=None, help="With --family: epochs per fold.")
     parser.add_argument("--max-length", type=int, default=None, help="Tokens per text (audit --max-length).")
     parser.add_argument("--filter-by", default=None, help="cleanlab's rule (audit --filter-by).")
+    parser.add_argument(
+        "--max-given-probability", type=float, default=None, help="The stricter list (audit --max-given-probability)."
+    )
     args = parser.parse_args()
     options = {
         name: getattr(args, name)
-        for name in ("family", "epochs", "max_length", "filter_by")
+        for name in ("family", "epochs", "max_length", "filter_by", "max_given_probability")
         if getattr(args, name) is not None
     }
     work = Path(args.work)
@@ -99,6 +108,10 @@ def main() -> None:
             ]
             for k in (250, 500, 750, 1000, 1250)
             if k <= len(result.issues)
+        },
+        # the flagged rows cut at a given-label probability (audit --max-given-probability): rows, precision, recall
+        "given_probability_cuts": {
+            str(cut): _cut(result.issues, flipped, cut) for cut in (0.02, 0.03, 0.05, 0.08, 0.1)
         },
     }
     print(f"\nlabel audit of {args.rows} AG News rows, {args.flip:.0%} of labels flipped; {harness.describe(head)}")

@@ -965,6 +965,11 @@ class AuditConfig:
         f"cleanlab's label quality score that orders the issues (lowest first): one of {', '.join(AUDIT_RANKINGS)}.",
         default="self_confidence",
     )
+    max_given_probability: float | None = _help(
+        "Keep only the flagged rows whose given label has an out-of-sample probability under this (a stricter "
+        "list: fewer false alarms, fewer errors found); default: every row --filter-by flags.",
+        default=None,
+    )
     seed: int = _help("Seed for the folds and the models.", default=42)
     shown: int = _help("Issues shown on the HTML page (the CSV and JSONL list them all).", default=500)
     embedding_cache: str | None = _help(
@@ -982,3 +987,9 @@ class AuditConfig:
         _check(self.filter_by in AUDIT_FILTERS, "filter_by", f"one of {AUDIT_FILTERS}", self.filter_by)
         _check(self.ranked_by in AUDIT_RANKINGS, "ranked_by", f"one of {AUDIT_RANKINGS}", self.ranked_by)
         _check(self.shown >= 0, "shown", "an integer >= 0", self.shown)
+        _check(
+            self.max_given_probability is None or 0 < self.max_given_probability <= 1,
+            "max_given_probability",
+            "a number in (0, 1]",
+            self.max_given_probability,
+        )

@@ -146,3 +146,20 @@ def test_the_default_method_runs_on_frozen_embeddings(tiny_bert: Path, tmp_path:
     embeddings_only = textcls.audit(str(data), str(tmp_path / "audit2"), method="embeddings", **options)
     assert embeddings_only.summary["method"] == "embeddings" and embeddings_only.probs.shape == (240, 4)
     assert len(list(cache.glob("*.npy"))) == 1  # the same rows: the embeddings were read back
+
+
+def test_max_given_probability_keeps_only_the_unlikely_given_labels(tmp_path: Path) -> None:
+    data = _write_flipped(tmp_path / "data")
+    every = textcls.audit(str(data), str(tmp_path / "every"), family=FAST_FAMILY)
+    cut = 0.5 * min(issue["given_probability"] for issue in every.issues[: len(FLIPPED)]) + 0.5 * max(
+        issue["given_probability"] for issue in every.issues
+    )
+    strict = textcls.audit(str(data), str(tmp_path / "strict"), family=FAST_FAMILY, max_given_probability=cut)
+
+    expected = [issue["row"] for issue in every.issues if issue["given_probability"] < cut]
+    assert [issue["row"] for issue in strict.issues] == expected
+    assert 0 < len(expected) < len(every.issues)
+    assert strict.summary["issues"] == len(expected)
+    assert strict.summary["config"]["max_given_probability"] == cut
+    with pytest.raises(ConfigError, match="max_given_probability"):
+        textcls.audit(str(data), str(tmp_path / "bad"), family=FAST_FAMILY, max_given_probability=0)

@@ -339,6 +339,8 @@ def find_issues(
     ranked = cleanlab.filter.find_label_issues(
         compact, kept, filter_by=config.filter_by, return_indices_ranked_by=config.ranked_by, n_jobs=1
     )
+    if config.max_given_probability is not None:  # the stricter list: only rows whose given label is unlikely
+        ranked = [index for index in ranked if probs[index, labels[index]] < config.max_given_probability]
     quality = cleanlab.rank.get_label_quality_scores(compact, kept, method=config.ranked_by)
     numbers = rows.numbers or tuple(range(1, len(rows) + 1))
     issues = []
