@@ -172,6 +172,20 @@ def train_tiny_bert(tiny_bert: Path, root: Path, data: Path, **options: object) 
     return textcls.train(data=str(data), out=root / "run", model=str(tiny_bert), **settings).run_dir
 
 
+def interrupt_student_fit(monkeypatch: pytest.MonkeyPatch) -> object:
+    """Make the lstm family's `fit` raise KeyboardInterrupt (a kill mid-training); returns the real `fit`,
+    for `monkeypatch.setattr(TorchClassifier, "fit", classmethod(real))` once the test goes on."""
+    from textcls.models.neural import TorchClassifier
+
+    real_fit = TorchClassifier.fit.__func__  # type: ignore[attr-defined]
+
+    def interrupted(cls: object, *args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(TorchClassifier, "fit", classmethod(interrupted))
+    return real_fit
+
+
 @pytest.fixture(scope="session")
 def multilabel_run(tiny_bert: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A pretrained-family run on generated multi-label rows (tiny BERT), thresholds tuned on dev."""

@@ -12,7 +12,7 @@ import torch
 from typer.testing import CliRunner
 
 import textcls
-from tests.conftest import make_texts, write_ag_news_folder
+from tests.conftest import interrupt_student_fit, make_texts, write_ag_news_folder
 from textcls.cli.main import app
 from textcls.config import DistillConfig
 from textcls.data.loading import SoftTargets
@@ -190,12 +190,7 @@ def test_a_resumed_distillation_reuses_the_teachers_probabilities(tiny_run, data
     from textcls.models.neural import TorchClassifier
 
     out = tmp_path / "lstm"
-    real_fit = TorchClassifier.fit.__func__
-
-    def interrupted(cls, *args, **kwargs):
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(TorchClassifier, "fit", classmethod(interrupted))
+    real_fit = interrupt_student_fit(monkeypatch)
     with pytest.raises(KeyboardInterrupt):
         distill(tiny_run, "lstm", data=str(data), out=out, **FAST)
     cached = list(tmp_path.glob("*partial*/checkpoints/teacher_logits.npy"))

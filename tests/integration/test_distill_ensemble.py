@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 import textcls
-from tests.conftest import write_ag_news_folder
+from tests.conftest import interrupt_student_fit, write_ag_news_folder
 from textcls.cli.main import app
 from textcls.config import DistillConfig
 from textcls.errors import ConfigError, TextclsError
@@ -124,12 +124,7 @@ def test_a_resumed_ensemble_whose_teachers_are_all_done_runs_none(
     from textcls.models.neural import TorchClassifier
 
     out = tmp_path / "lstm"
-    real_fit = TorchClassifier.fit.__func__
-
-    def interrupted(cls, *args, **kwargs):
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(TorchClassifier, "fit", classmethod(interrupted))
+    real_fit = interrupt_student_fit(monkeypatch)
     with pytest.raises(KeyboardInterrupt):
         distill([tiny_run, second_teacher], "lstm", data=str(data), out=out, **FAST)
     (checkpoints,) = tmp_path.glob("*partial*/checkpoints")
