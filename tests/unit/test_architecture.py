@@ -37,6 +37,13 @@ MODULES = {
     ".".join(("textcls", *path.relative_to(PACKAGE).with_suffix("").parts)).removesuffix(".__init__"): path
     for path in sorted(PACKAGE.rglob("*.py"))
 }
+# Parsed once, when the module is collected: CPython 3.11's ast.parse can raise "AST constructor recursion
+# depth mismatch" once other tests in the same process have changed the interpreter's recursion state.
+TREES = {path: ast.parse(path.read_text(encoding="utf-8")) for path in MODULES.values()}
+
+
+def _tree(path: Path) -> ast.Module:
+    return TREES[path] if path in TREES else ast.parse(path.read_text(encoding="utf-8"))
 
 
 def _is_type_checking_block(node: ast.AST) -> bool:
@@ -45,7 +52,7 @@ def _is_type_checking_block(node: ast.AST) -> bool:
 
 def _imported_modules(module: str, path: Path) -> list[tuple[str, int]]:
     """textcls modules imported anywhere in `path` (functions included, `if TYPE_CHECKING:` blocks not)."""
-    tree = ast.parse(path.read_text(encoding="utf-8"))
+    tree = _tree(path)
     package = module if path.name == "__init__.py" else module.rsplit(".", 1)[0]
     found: list[tuple[str, int]] = []
 
@@ -114,7 +121,7 @@ def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 
 def _string_literals(path: Path) -> list[tuple[str, int]]:
     """String constants of a module with their lines, docstrings left out."""
-    tree = ast.parse(path.read_text(encoding="utf-8"))
+    tree = _tree(path)
     docstrings = {
         id(node.body[0].value)
         for node in ast.walk(tree)
@@ -171,7 +178,7 @@ def _layer(module: str) -> int | None:
 
 
 def _third_party_imports(path: Path) -> list[tuple[str, int]]:
-    tree = ast.parse(path.read_text(encoding="utf-8"))
+    tree = _tree(path)
     found = []
     for node in ast.walk(tree):
         if _is_type_checking_block(node):
@@ -243,7 +250,7 @@ def test_low_layers_never_import_heavy_libraries(layer):
 
 def test_every_package_says_what_it_owns():
     for init in PACKAGE.rglob("__init__.py"):
-        doc = ast.get_docstring(ast.parse(init.read_text(encoding="utf-8")))
+        doc = ast.get_docstring(_tree(init))
         assert doc and len(doc) > 60, f"{init.relative_to(PACKAGE)} has no docstring saying what the package owns"
 
 
