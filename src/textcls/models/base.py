@@ -50,6 +50,22 @@ MULTI_LABEL = (
 DISTILL = "distill"  # trains on a teacher's soft targets (`textcls distill`): its loss is `training.objectives`
 LAYER_LR_DECAY = "layer-lr-decay"  # trains with `--layer-lr-decay`: a learning rate per encoder layer
 CHECKPOINT_AVERAGING = "checkpoint-averaging"  # `--average-last N`: the final weights are N checkpoints' mean
+# Every capability a family may declare (its `capabilities` is a subset).
+CAPABILITIES = frozenset(
+    {
+        PREDICT,
+        EXPLAIN,
+        EXPORT_ONNX,
+        EXPORT_HF,
+        BALANCED_SAMPLER,
+        LONG_TEXT,
+        DISTRIBUTED,
+        MULTI_LABEL,
+        DISTILL,
+        LAYER_LR_DECAY,
+        CHECKPOINT_AVERAGING,
+    }
+)
 # Every family weighs its loss by `--class-weights`, so that needs no capability.
 # Options that multi-label training does not take, with why (TrainConfig field -> (its plain value, reason)).
 NOT_WITH_MULTI_LABEL = {
