@@ -3,7 +3,8 @@
 For each labelled-set size (--shots, rows per class, default 8 and 64) and seed (--seeds, default 0-4),
 the same seeded sample of train.csv rows trains both families with their defaults from the embedded
 all-MiniLM-L6-v2; the sampled rows are also what each family evaluates on while it trains (no other
-labels are spent). Accuracy is on every row of dev.csv, never trained on. Prints mean ± sd per cell and
+labels are spent). With --setfit-unlabeled N, setfit's head also self-trains on N other texts of train.csv,
+their labels unused. Accuracy is on every row of dev.csv, never trained on. Prints mean ± sd per cell and
 the time per run, and writes JSON (config, versions, machine, every run) to --output after each run.
 
     python benchmarks/few_labels.py --data ../shared/data/ag_news
@@ -40,6 +41,15 @@ def sample(labels: list[int], per_class: int, seed: int) -> list[int]:
     return sorted(int(row) for rows in chosen for row in rows)
 
 
+def unlabeled_file(texts: list[str], labelled: list[int], count: int, seed: int, folder: Path) -> Path:
+    """`count` texts of the pool drawn with `seed`, none of the `labelled` rows, one a line in a .txt file."""
+    taken = set(labelled)
+    order = [int(row) for row in np.random.default_rng(1000 + seed).permutation(len(texts)) if int(row) not in taken]
+    path = folder / f"unlabeled-{seed}-{count}.txt"
+    path.write_text("".join(" ".join(texts[row].split()) + "\n" for row in order[:count]), encoding="utf-8")
+    return path
+
+
 def one_run(family: str, train: Split, dev: Split, seed: int, options: dict[str, Any]) -> dict[str, Any]:
     """Train `family` with its defaults (and `options`) on `train`; its accuracy on `dev` and its timings."""
     config = TrainConfig(family=family, seed=seed, **options)
@@ -69,6 +79,14 @@ def main() -> None:
     parser.add_argument("--families", default="setfit,pretrained", help="Families to compare, comma-separated.")
     parser.add_argument("--setfit-iterations", type=int, default=None, help="setfit: pairs per row (default: its).")
     parser.add_argument("--setfit-head", default=None, help="setfit: logistic or differentiable (default: its).")
+    parser.add_argument(
+        "--setfit-unlabeled",
+        type=int,
+        default=None,
+        help="setfit: self-train its head on this many unlabelled texts of train.csv (seeded, none of the labelled "
+        "rows), passed as --setfit-unlabeled.",
+    )
+    parser.add_argument("--setfit-self-training-rounds", type=int, default=None, help="setfit: rounds (default: its).")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     texts, labels = harness.read_ag_news(Path(args.data) / "train.csv")
@@ -76,17 +94,24 @@ def main() -> None:
     dev = Split("dev", dev_texts, dev_labels, "dev.csv")
     head = harness.header("few_labels", args, packages=("scikit-learn",))
     runs: list[dict[str, Any]] = []
+    work = Path(tempfile.mkdtemp(prefix="few-labels-texts-"))
     for shots in (int(value) for value in args.shots.split(",")):
         for seed in (int(value) for value in args.seeds.split(",")):
             rows = sample(labels, shots, seed)
             train = Split("train", [texts[i] for i in rows], [labels[i] for i in rows], "train.csv")
             for family in args.families.split(","):
                 options = (
-                    {"setfit_iterations": args.setfit_iterations, "setfit_head": args.setfit_head}
+                    {
+                        "setfit_iterations": args.setfit_iterations,
+                        "setfit_head": args.setfit_head,
+                        "setfit_self_training_rounds": args.setfit_self_training_rounds,
+                    }
                     if family == "setfit"
                     else {}
                 )
                 options = {name: value for name, value in options.items() if value is not None}
+                if family == "setfit" and args.setfit_unlabeled:
+                    options["setfit_unlabeled"] = str(unlabeled_file(texts, rows, args.setfit_unlabeled, seed, work))
                 run = {"per_class": shots, **one_run(family, train, dev, seed, options)}
                 runs.append(run)
                 print(run, file=sys.stderr, flush=True)

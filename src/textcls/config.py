@@ -322,6 +322,18 @@ class TrainConfig:
         "--multi-label) or differentiable (a linear layer trained end to end with the encoder).",
         default="logistic",
     )
+    setfit_unlabeled: str | None = _help(
+        "setfit: unlabelled texts the logistic head self-trains on once the encoder is tuned: a .txt file (one text "
+        "a line), a folder of .txt files, or a table or folder `train` reads (its labels ignored). Each round the "
+        "head labels them and is fitted again on the labelled rows plus the most confident share of each class's "
+        "texts, a larger share each round, all of them in the last.",
+        default=None,
+    )
+    setfit_self_training_rounds: int | None = _help(
+        "setfit with --setfit-unlabeled: self-training rounds; round r of R adds the r/R most confident share of "
+        "each class's unlabelled texts; default: 5.",
+        default=None,
+    )
     layer_lr_decay: float = _help(
         "pretrained: layer-wise learning-rate decay: the head and the top encoder layer learn at --lr, each layer "
         "below at lr x decay^depth (depth 1 just below the top), the embeddings lowest; 1.0 = off.",
@@ -375,6 +387,28 @@ class TrainConfig:
             self.setfit_iterations,
         )
         _check(self.setfit_head in SETFIT_HEADS, "setfit_head", f"one of {SETFIT_HEADS}", self.setfit_head)
+        _check(
+            self.setfit_unlabeled is None or bool(str(self.setfit_unlabeled).strip()),
+            "setfit_unlabeled",
+            "a file or folder of unlabelled texts",
+            self.setfit_unlabeled,
+        )
+        if self.setfit_unlabeled is not None and self.setfit_head != "logistic":
+            raise ConfigError(
+                f"setfit_head: --setfit-unlabeled self-trains the logistic head, found --setfit-head "
+                f"{self.setfit_head}; drop one of them"
+            )
+        _check(
+            self.setfit_self_training_rounds is None or self.setfit_self_training_rounds >= 1,
+            "setfit_self_training_rounds",
+            "an integer >= 1",
+            self.setfit_self_training_rounds,
+        )
+        if self.setfit_self_training_rounds is not None and self.setfit_unlabeled is None:
+            raise ConfigError(
+                "setfit_self_training_rounds: the rounds self-train on --setfit-unlabeled texts, and none were "
+                "given; pass --setfit-unlabeled or drop --setfit-self-training-rounds"
+            )
         _check(
             math.isfinite(self.layer_lr_decay) and 0.0 < self.layer_lr_decay <= 1.0,
             "layer_lr_decay",

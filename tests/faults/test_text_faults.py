@@ -342,14 +342,14 @@ def test_a_zero_width_or_nul_only_pair_field_is_empty(tmp_path: Path, blank: str
 
 
 def test_a_pretraining_corpus_refuses_other_encodings_and_bad_bytes_and_drops_blank_lines(tmp_path: Path) -> None:
-    from textcls.runs.pretraining import read_pretraining_texts
+    from textcls.data.unlabeled import read_unlabeled_texts
 
     corpus = tmp_path / "corpus.txt"
     corpus.write_bytes("first line\n\u200b\x00\n  \nsecond line\n".encode())
-    assert read_pretraining_texts(str(corpus)) == ["first line", "second line"]
+    assert read_unlabeled_texts(str(corpus)) == ["first line", "second line"]
     corpus.write_bytes(b"fine\ncaf\xe9\n")
     with pytest.raises(DataError, match=r"corpus\.txt, line 2: .*0xe9"):
-        read_pretraining_texts(str(corpus))
+        read_unlabeled_texts(str(corpus))
     corpus.write_bytes("one\ntwo\n".encode("utf-16"))
     with pytest.raises(DataError, match="UTF-16"):
-        read_pretraining_texts(str(corpus))
+        read_unlabeled_texts(str(corpus))

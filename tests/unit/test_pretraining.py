@@ -13,6 +13,7 @@ import textcls
 from tests.conftest import make_texts, write_ag_news_folder
 from textcls import runfolder
 from textcls.config import PretrainConfig
+from textcls.data.unlabeled import read_unlabeled_texts
 from textcls.errors import DataError, RunFolderError, TextclsError
 from textcls.runs.pretraining import (
     carry_pooler,
@@ -23,7 +24,6 @@ from textcls.runs.pretraining import (
     masked_token_scores,
     masking_collator,
     pretrain,
-    read_pretraining_texts,
     start_head_from_data,
     token_counts,
 )
@@ -297,16 +297,16 @@ def test_empty_or_label_only_sources_are_clear_errors(tmp_path, content, suffix,
     source = tmp_path / f"source{suffix}"
     source.write_text(content, encoding="utf-8")
     with pytest.raises(DataError, match=message):
-        read_pretraining_texts(str(source))
+        read_unlabeled_texts(str(source))
 
 
 def test_a_folder_of_text_files_and_a_split_folder_are_read(tmp_path):
     (tmp_path / "texts").mkdir()
     write_text(tmp_path / "texts" / "a.txt", n=3)
     write_text(tmp_path / "texts" / "b.txt", n=2)
-    assert len(read_pretraining_texts(str(tmp_path / "texts"))) == 5
+    assert len(read_unlabeled_texts(str(tmp_path / "texts"))) == 5
     folder = write_ag_news_folder(tmp_path / "ag", n_train=12, n_dev=4, n_test=4)
-    assert len(read_pretraining_texts(str(folder))) == 12  # the train file only; labels ignored
+    assert len(read_unlabeled_texts(str(folder))) == 12  # the train file only; labels ignored
 
 
 def test_a_classifier_or_seq2seq_run_given_as_the_encoder_says_what_it_is(tiny_run, tmp_path):

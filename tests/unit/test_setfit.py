@@ -16,7 +16,7 @@ from textcls.config import TrainConfig
 from textcls.data.loading import Split
 from textcls.errors import ConfigError, DataError
 from textcls.models.base import EXPLAIN, MULTI_LABEL, family_class
-from textcls.models.setfit import SetFitClassifier, check_rows_per_class, sample_pairs
+from textcls.models.setfit import SetFitClassifier, check_rows_per_class, sample_pairs, self_trained_head
 
 LABELS = list(TOPIC_WORDS)
 # fast settings for the tiny BERT: 2 pairs per row, a high rate, no early stopping
@@ -61,6 +61,80 @@ def test_setfit_options_are_checked():
         TrainConfig(family="setfit", setfit_iterations=0)
     with pytest.raises(ConfigError, match="setfit_head"):
         TrainConfig(setfit_head="svm")
+
+
+def test_self_training_options_are_checked(tmp_path):
+    texts = str(tmp_path / "news.txt")
+    with pytest.raises(ConfigError, match="--setfit-unlabeled self-trains the logistic head"):
+        TrainConfig(family="setfit", setfit_unlabeled=texts, setfit_head="differentiable")
+    with pytest.raises(ConfigError, match="pass --setfit-unlabeled or drop --setfit-self-training-rounds"):
+        TrainConfig(family="setfit", setfit_self_training_rounds=3)
+    with pytest.raises(ConfigError, match="setfit_self_training_rounds"):
+        TrainConfig(family="setfit", setfit_unlabeled=texts, setfit_self_training_rounds=0)
+    with pytest.raises(ConfigError, match="setfit_unlabeled"):
+        TrainConfig(family="setfit", setfit_unlabeled="  ")
+    # another family is refused, not silently trained without the texts; so is multi-label data
+    train = split("train", 8, 1)
+    with pytest.raises(
+        ConfigError, match="the tfidf family does not support --setfit-unlabeled .*families that do: setfit"
+    ):
+        family_class("tfidf").fit(train, train, LABELS, TrainConfig(family="tfidf", setfit_unlabeled=texts), tmp_path)
+    config = TrainConfig(family="setfit", model="unused", setfit_unlabeled=texts, **TINY)
+    with pytest.raises(ConfigError, match="--multi-label training does not take --setfit-unlabeled"):
+        SetFitClassifier.fit(
+            Split("train", ["a b", "c d", "e f", "g h"], [(0,), (0,), (1,), (1,)], "t", multi_label=True),
+            train,
+            LABELS,
+            config,
+            tmp_path,
+        )
+
+
+def _blobs(rng, per_class, centres, spread=1.0):
+    points = np.concatenate(
+        [centre + spread * rng.standard_normal((per_class, centres.shape[1])) for centre in centres]
+    )
+    return points.astype(np.float32), np.repeat(np.arange(len(centres)), per_class)
+
+
+def test_self_training_labels_the_unlabelled_texts_a_growing_share_per_class_and_helps():
+    rng = np.random.default_rng(0)
+    centres = 2.2 * np.eye(4, 16)
+    labelled, labels = _blobs(rng, 2, centres)  # two rows a class: a noisy head
+    pool, _ = _blobs(rng, 300, centres)
+    held, held_labels = _blobs(rng, 300, centres)
+    scores = []
+
+    def accuracy(logits):
+        scores.append(float((logits.argmax(1) == held_labels).mean()))
+        return scores[-1]
+
+    head, record = self_trained_head(
+        labelled, labels.tolist(), pool, 4, None, seed=0, rounds=4, dev_embeddings=held, score=accuracy
+    )
+    assert record["unlabeled_texts"] == 1200 and len(record["rounds"]) == 4
+    for number, step in enumerate(record["rounds"], start=1):
+        # round r of 4 keeps at most r/4 x 1200 texts x a quarter (each class's share of the labelled rows)
+        assert all(0 < added <= 75 * number for added in step["added_per_class"])
+    assert sum(record["rounds"][-1]["added_per_class"]) > 1000  # the last round takes nearly every text
+    assert record["dev_before"] == pytest.approx(scores[0], abs=1e-6)
+    assert record["rounds"][-1]["dev"] == pytest.approx(scores[-1], abs=1e-6)
+    assert scores[-1] > scores[0] + 0.05  # the unlabelled texts moved the boundary where the classes are
+    with torch.no_grad():
+        final = head(torch.from_numpy(held).to(head.weight.device)).cpu().numpy()
+    assert float((final.argmax(1) == held_labels).mean()) == scores[-1]
+
+
+def test_self_training_quotas_follow_the_labelled_class_shares_not_the_heads_guesses():
+    rng = np.random.default_rng(1)
+    centres = 3.0 * np.eye(2, 8)
+    labelled, labels = _blobs(rng, 3, centres)
+    labelled, labels = np.concatenate([labelled, labelled[:3]]), np.concatenate([labels, labels[:3]])  # 2:1
+    pool = centres[0] + rng.standard_normal((400, 8)).astype(np.float32)  # every text looks like class 0
+    _, record = self_trained_head(labelled, labels.tolist(), pool, 2, None, seed=0, rounds=2)
+    first, last = (step["added_per_class"] for step in record["rounds"])
+    assert first[0] == 134 and last[0] == 267  # ceil(r/2 x 400 x 2/3): never all 400 texts as class 0
+    assert first[1] <= 67 and last[1] <= 134
 
 
 @pytest.fixture(scope="module")
@@ -149,6 +223,42 @@ def test_train_predict_evaluate_through_the_cli_and_multi_label(tiny_bert, tmp_p
     assert loaded.classifier.multi_label
     probs = loaded.classifier.predict_proba(["goal coach shares profit"])
     assert probs.shape == (1, 4) and not np.isclose(probs.sum(), 1.0)  # one sigmoid per label
+
+
+def test_train_self_trains_on_unlabelled_texts_through_the_cli_and_refuses_a_bad_file_first(tiny_bert, tmp_path):
+    from typer.testing import CliRunner
+
+    from textcls.cli.main import app
+
+    data = write_ag_news_folder(tmp_path / "data", n_train=24, n_dev=16, n_test=16)
+    news = tmp_path / "news.txt"
+    news.write_text("\n".join(split("pool", 40, 3).texts) + "\n\n", encoding="utf-8")  # a blank line is dropped
+    flags = ["--family", "setfit", "--model", str(tiny_bert), "--lr", "1e-3", "--max-length", "32"]
+    flags += ["--setfit-iterations", "2", "--seed", "1", "--data", str(data)]
+    result = CliRunner().invoke(
+        app,
+        ["train", *flags, "--out", str(tmp_path / "run"), "--setfit-unlabeled", str(news)]
+        + ["--setfit-self-training-rounds", "2"],
+    )
+    assert result.exit_code == 0, result.output
+    settings = json.loads((tmp_path / "run" / "model" / "setfit.json").read_text())
+    assert settings["self_training"]["unlabeled_texts"] == 40 and len(settings["self_training"]["rounds"]) == 2
+    assert sum(settings["self_training"]["rounds"][-1]["added_per_class"]) >= 30
+    manifest = json.loads((tmp_path / "run" / "textcls.json").read_text())
+    assert manifest["train_config"]["setfit_unlabeled"] == str(news)
+    loaded = SetFitClassifier.load(tmp_path / "run" / "model", max_length=32)
+    assert loaded.self_training == settings["self_training"]  # kept when saved again
+
+    news.write_bytes(b"goal coach season\nshares \xff profit\n")  # not UTF-8 on line 2
+    result = CliRunner().invoke(app, ["train", *flags, "--out", str(tmp_path / "bad"), "--setfit-unlabeled", str(news)])
+    assert result.exit_code != 0
+    assert "news.txt, line 2" in result.output and "UTF-8" in result.output
+    assert not (tmp_path / "bad" / "textcls.json").exists()
+    news.write_text("\n \n", encoding="utf-8")
+    result = CliRunner().invoke(
+        app, ["train", *flags, "--out", str(tmp_path / "empty"), "--setfit-unlabeled", str(news)]
+    )
+    assert result.exit_code != 0 and "expected unlabelled texts, found none" in result.output
 
 
 def test_train_suggests_setfit_when_a_class_has_few_labelled_rows(tmp_path, caplog):

@@ -50,6 +50,7 @@ MULTI_LABEL = (
 DISTILL = "distill"  # trains on a teacher's soft targets (`textcls distill`): its loss is `training.objectives`
 LAYER_LR_DECAY = "layer-lr-decay"  # trains with `--layer-lr-decay`: a learning rate per encoder layer
 CHECKPOINT_AVERAGING = "checkpoint-averaging"  # `--average-last N`: the final weights are N checkpoints' mean
+SELF_TRAINING = "self-training"  # `--setfit-unlabeled`: the head self-trains on unlabelled texts
 # Every capability a family may declare (its `capabilities` is a subset).
 CAPABILITIES = frozenset(
     {
@@ -64,6 +65,7 @@ CAPABILITIES = frozenset(
         DISTILL,
         LAYER_LR_DECAY,
         CHECKPOINT_AVERAGING,
+        SELF_TRAINING,
     }
 )
 # Every family weighs its loss by `--class-weights`, so that needs no capability.
@@ -71,6 +73,7 @@ CAPABILITIES = frozenset(
 NOT_WITH_MULTI_LABEL = {
     "class_weights": ("none", "the weights are per class of a softmax, and a multi-label text has several"),
     "sampler": ("none", "balanced draws need one class per row, and a multi-label text has several"),
+    "setfit_unlabeled": (None, "a pseudo-label is a text's one most likely class, and a multi-label text has several"),
 }
 # What the families trained by gradient descent search over (their `hyperparameters`).
 GRADIENT_HYPERPARAMETERS = ("lr", "epochs", "batch_size", "max_length", "weight_decay", "warmup_ratio")
@@ -80,6 +83,7 @@ TRAINING_OPTIONS: dict[str, tuple[Any, str]] = {
     "long_text": ("truncate", LONG_TEXT),
     "layer_lr_decay": (1.0, LAYER_LR_DECAY),
     "average_last": (1, CHECKPOINT_AVERAGING),
+    "setfit_unlabeled": (None, SELF_TRAINING),
 }
 
 

@@ -10,6 +10,10 @@ Tunstall et al. 2022 ("Efficient Few-Shot Learning Without Prompts"), written on
 3. a head on the embeddings: logistic regression (scikit-learn, one-vs-rest for multi-label) by
    default, or `--setfit-head differentiable`, a linear layer trained end to end with the body, on the
    same loop, starting from the logistic regression's weights.
+4. with `--setfit-unlabeled`, the logistic head self-trains on unlabelled texts by curriculum labelling
+   (Cascante-Bonilla et al. 2021): each of R rounds labels them with the current head and fits the
+   head again on the labelled rows plus the r/R most confident share of each predicted class
+   (`self_trained_head`); the encoder is not trained on them.
 
 Either head is saved as a linear layer (`head.safetensors`: weight (classes, hidden), bias (classes,))
 beside the body's Hugging Face folder; nothing is pickled. `textcls export --format onnx` writes body,
@@ -25,7 +29,8 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator, Mapping, Sequence
+import math
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +42,7 @@ from textcls.config import TrainConfig
 from textcls.data.imbalance import class_counts, loss_weights, with_metric
 from textcls.data.loading import LabelRows, Split, row_labels
 from textcls.data.multilabel import targets
+from textcls.data.unlabeled import read_unlabeled_texts
 from textcls.errors import DataError, RunFolderError, TextclsError
 from textcls.files import write_text_atomic
 from textcls.models.base import (
@@ -44,6 +50,7 @@ from textcls.models.base import (
     EXPORT_ONNX,
     MULTI_LABEL,
     PREDICT,
+    SELF_TRAINING,
     Classifier,
     EpochRow,
     TrainSummary,
@@ -67,6 +74,7 @@ SETTINGS_FILE = "setfit.json"
 HEAD_EPOCHS = 10
 HEAD_LR = 1e-2
 MAX_GRAD_NORM = 1.0
+SELF_TRAINING_ROUNDS = 5  # --setfit-self-training-rounds' default
 
 
 def sample_pairs(labels: LabelRows, iterations: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -144,7 +152,7 @@ class SetFitClassifier(Classifier):
     """A sentence encoder tuned on contrastive pairs, with a linear head on its embeddings."""
 
     family = "setfit"
-    capabilities = frozenset({PREDICT, EXPLAIN, EXPORT_ONNX, MULTI_LABEL})
+    capabilities = frozenset({PREDICT, EXPLAIN, EXPORT_ONNX, MULTI_LABEL, SELF_TRAINING})
     no_option_reason = {
         "sampler": "pairs are drawn per row, each class's rows alike; ",
         "long_text": "an embedding reads the first --max-length tokens; ",
@@ -161,8 +169,10 @@ class SetFitClassifier(Classifier):
         multi_label: bool = False,
         precision: str = "fp32",
         head_kind: str = "logistic",
+        self_training: dict[str, Any] | None = None,
     ) -> None:
         self.encoder, self.head, self.tokenizer = encoder, head, tokenizer
+        self.self_training = self_training  # what `self_trained_head` did, kept in setfit.json
         self.label_names = list(label_names)
         self.max_length = max_length
         self.multi_label = multi_label
@@ -190,6 +200,8 @@ class SetFitClassifier(Classifier):
 
         check_training_options(cls, config, train.multi_label)
         check_rows_per_class(train.labels, label_names)
+        # bad unlabelled text fails before the encoder trains
+        unlabeled = read_unlabeled_texts(config.setfit_unlabeled) if config.setfit_unlabeled else None
         config = for_this_device(with_metric(config, train.labels, label_names))
         model_name = resolve_model(config.model)
         set_seed(config.seed)
@@ -238,6 +250,20 @@ class SetFitClassifier(Classifier):
             optimizer=torch.optim.AdamW(encoder.parameters(), lr=config.lr or 2e-5, weight_decay=config.weight_decay),
         )
         head = fit_head(encoder)
+        self_training = None
+        if unlabeled is not None:
+            log.info("setfit: embedding %d unlabelled texts for self-training", len(unlabeled))
+            head, self_training = self_trained_head(
+                texts.embed(encoder, train.texts),
+                train.labels,
+                texts.embed(encoder, unlabeled, progress=True),
+                len(label_names),
+                weights,
+                config.seed,
+                config.setfit_self_training_rounds or SELF_TRAINING_ROUNDS,
+                dev_embeddings=texts.embed(encoder, dev.texts),
+                score=lambda head_logits: score(head_logits)["accuracy"],
+            )
         results = [contrastive]
         if config.setfit_head == "differentiable":
             end_to_end = EndToEnd(encoder, head)
@@ -287,7 +313,14 @@ class SetFitClassifier(Classifier):
         )
         encoder.eval()
         classifier = cls(
-            encoder, head, tokenizer, label_names, max_length, train.multi_label, head_kind=config.setfit_head
+            encoder,
+            head,
+            tokenizer,
+            label_names,
+            max_length,
+            train.multi_label,
+            head_kind=config.setfit_head,
+            self_training=self_training,
         )
         return classifier, summary
 
@@ -353,6 +386,8 @@ class SetFitClassifier(Classifier):
             "pooling": "mean",
             "normalize": True,
         }
+        if self.self_training is not None:
+            settings["self_training"] = self.self_training
         write_text_atomic(model_dir / SETTINGS_FILE, json.dumps(settings, indent=2) + "\n")
 
     @classmethod
@@ -398,6 +433,7 @@ class SetFitClassifier(Classifier):
             bool(settings.get("multi_label", False)),
             inference_precision(precision),
             str(settings.get("head", "logistic")),
+            settings.get("self_training"),
         )
 
     # ---- export ---------------------------------------------------------------------------
@@ -423,8 +459,13 @@ class _Texts:
         return {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"]}
 
     @torch.inference_mode()
-    def embed(self, encoder: nn.Module, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
-        """(texts, hidden) embeddings; batches of similar lengths, rows back in input order."""
+    def embed(
+        self, encoder: nn.Module, texts: Sequence[str], batch_size: int = 64, progress: bool = False
+    ) -> np.ndarray:
+        """(texts, hidden) embeddings; batches of similar lengths, rows back in input order; a tqdm bar
+        with `progress`."""
+        from tqdm.auto import tqdm
+
         target = next(encoder.parameters()).device
         was_training = encoder.training
         encoder.eval()
@@ -432,7 +473,8 @@ class _Texts:
         out = np.zeros((len(texts), 0), dtype=np.float32)
         parts = []
         try:
-            for start in range(0, len(texts), batch_size):
+            starts = range(0, len(texts), batch_size)
+            for start in tqdm(starts, desc="embedding", unit="batch", disable=not progress, leave=False):
                 batch = self.batch([texts[i] for i in order[start : start + batch_size]])
                 with torch.autocast(target.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
                     parts.append(encoder(**{k: v.to(target) for k, v in batch.items()}).float().cpu().numpy())
@@ -486,6 +528,66 @@ def logistic_head(
         head.weight.copy_(torch.from_numpy(weight))
         head.bias.copy_(torch.from_numpy(bias))
     return head.to(device())
+
+
+def self_trained_head(
+    embeddings: np.ndarray,
+    labels: LabelRows,
+    unlabeled: np.ndarray,
+    num_classes: int,
+    class_weights: np.ndarray | None,
+    seed: int,
+    rounds: int,
+    dev_embeddings: np.ndarray | None = None,
+    score: Callable[[np.ndarray], float] | None = None,
+) -> tuple[nn.Linear, dict[str, Any]]:
+    """The logistic head self-trained on `unlabeled` embeddings by curriculum labelling: round r of
+    `rounds` labels every unlabelled text with the last head and keeps, of the texts predicted as each
+    class, the most confident r/rounds x (unlabelled texts) x (the class's share of the labelled rows),
+    so a class the head over-predicts does not crowd out the others; then it fits a head on the
+    labelled rows plus those. With
+    `dev_embeddings` and `score` (dev logits -> a number), each round's head is scored and logged.
+    Returns the last head and a record of the rounds (texts added per class, scores)."""
+    head = logistic_head(embeddings, labels, num_classes, class_weights, seed)
+    pool = torch.from_numpy(np.ascontiguousarray(unlabeled, dtype=np.float32))
+    record: dict[str, Any] = {"unlabeled_texts": len(unlabeled), "rounds": []}
+
+    def scored(model: nn.Linear) -> float | None:
+        if dev_embeddings is None or score is None:
+            return None
+        with torch.no_grad():
+            logits = model(torch.from_numpy(dev_embeddings).to(model.weight.device)).float().cpu().numpy()
+        return round(float(score(logits)), 6)
+
+    record["dev_before"] = scored(head)
+    shares = np.bincount(np.asarray(labels, dtype=np.int64), minlength=num_classes) / len(labels)
+    for number in range(1, rounds + 1):
+        with torch.no_grad():
+            chances = torch.softmax(head(pool.to(head.weight.device)).float(), dim=-1).cpu().numpy()
+        predicted = chances.argmax(axis=1)
+        kept = []
+        for label in range(num_classes):
+            rows = np.flatnonzero(predicted == label)
+            quota = math.ceil(len(unlabeled) * shares[label] * number / rounds)
+            kept.append(rows[np.argsort(-chances[rows, label], kind="stable")[:quota]])
+        chosen = np.concatenate(kept)
+        head = logistic_head(
+            np.concatenate([embeddings, unlabeled[chosen]]),
+            [*labels, *(int(label) for label in predicted[chosen])],
+            num_classes,
+            class_weights,
+            seed,
+        )
+        dev = scored(head)
+        record["rounds"].append({"added_per_class": [len(rows) for rows in kept], "dev": dev})
+        log.info(
+            "setfit self-training round %d/%d: %d unlabelled texts added%s",
+            number,
+            rounds,
+            len(chosen),
+            "" if dev is None else f", dev {dev:.4f}",
+        )
+    return head, record
 
 
 def _train(

@@ -37,13 +37,13 @@ from textcls.config import (
     to_dict,
 )
 from textcls.data.loading import LoadedData, SoftTargets, Split, load_data
+from textcls.data.unlabeled import read_unlabeled_texts
 from textcls.errors import ConfigError, TextclsError
 from textcls.families import FAMILIES
 from textcls.files import read_json_object, write_atomic, write_json
 from textcls.models.base import DISTILL, families_that, family_class
 from textcls.models.pretrained import PretrainedClassifier, cut_encoder, encoder_layers
 from textcls.runs.api import TrainingJob, TrainResult, _check_training_choices, _train, load
-from textcls.runs.pretraining import read_pretraining_texts
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +124,7 @@ def _distill(
     check_teacher_labels(teacher.info["label_names"], dataset.label_names, teacher.run_dir)
     if dataset.multi_label:
         raise ConfigError("data: expected single-label data to distil on, found --multi-label; drop --multi-label")
-    unlabeled = read_pretraining_texts(config.unlabeled) if config.unlabeled else []
+    unlabeled = read_unlabeled_texts(config.unlabeled) if config.unlabeled else []
     with runfolder.writing(run_dir, overwrite) as partial_dir:
         init_dir = runfolder.checkpoint_dir(partial_dir) / STUDENT_INIT
         if student.layers is not None:
