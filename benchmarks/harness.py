@@ -35,6 +35,9 @@ MADE_WITH = "made_with.json"  # in a folder of generated data: the options it wa
 
 # CPU features that decide which kernels torch and ONNX Runtime can use (bf16 and int8 matrix units)
 MATRIX_FLAGS = ("avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8")
+# Environment variables that hold torch, oneDNN or MKL to fewer kernels or threads than the CPU offers (a
+# faster machine standing in for a slower one): recorded with the machine when set.
+LIMITING_ENV = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS", "OMP_NUM_THREADS")
 
 HELP = {
     "rows": "Rows measured.",
@@ -166,7 +169,8 @@ def versions(*extra: str) -> dict[str, str]:
 
 def machine(onednn: bool = False) -> dict[str, Any]:
     """The machine a benchmark ran on: platform, CPU by name, cores, the matrix-unit flags, torch's
-    threads, the GPU if any, and (`onednn`) what oneDNN picks for a bf16 matrix product here."""
+    threads, the GPU if any, the `LIMITING_ENV` variables set (with the kernels torch then uses), and
+    (`onednn`) what oneDNN picks for a bf16 matrix product here."""
     import torch
 
     flags = cpu_flags()
@@ -176,9 +180,36 @@ def machine(onednn: bool = False) -> dict[str, Any]:
         "torch_threads": torch.get_num_threads(),
         "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
     }
+    limits: dict[str, Any] = {name: os.environ[name] for name in LIMITING_ENV if os.environ.get(name)}
+    quota = cpu_quota()
+    if quota is not None:
+        limits["cpu_quota"] = quota
+    if limits:
+        found["limited_by"] = {**limits, "torch_cpu_capability": torch.backends.cpu.get_cpu_capability()}
     if onednn:
         found["onednn"] = onednn_choice()
     return found
+
+
+def cpu_quota(cgroup: Path = Path("/proc/self/cgroup"), root: Path = Path("/sys/fs/cgroup")) -> float | None:
+    """The CPUs' worth of time this process's cgroup may use (its CFS quota over its period; `cgroup`
+    names the groups, `root` is where their controls are), or None when it is not capped: a capped
+    cgroup makes a machine stand in for a slower one."""
+    try:
+        groups = cgroup.read_text(encoding="utf-8").splitlines()
+        for line in groups:
+            _, controllers, path = line.split(":", 2)
+            if controllers == "":  # cgroup v2: "max 100000" or "66000 100000"
+                quota, period = (root / path.lstrip("/") / "cpu.max").read_text().split()
+                return None if quota == "max" else round(int(quota) / int(period), 3)
+            if "cpu" in controllers.split(","):  # cgroup v1
+                folder = root / "cpu" / path.lstrip("/")
+                quota = int((folder / "cpu.cfs_quota_us").read_text())
+                period = int((folder / "cpu.cfs_period_us").read_text())
+                return None if quota <= 0 else round(quota / period, 3)
+    except (OSError, ValueError):
+        return None
+    return None
 
 
 def onednn_choice() -> dict[str, Any]:
@@ -246,6 +277,8 @@ def describe(head: Mapping[str, Any]) -> str:
         f"{head['measured']}, {found['gpu'] or 'CPU only'}, {found['processor']}, {found['cpus']} cores, "
         f"{found['torch_threads']} torch threads, matrix units: {', '.join(units) or 'none'}"
     )
+    if "limited_by" in found:
+        line += "; limited by " + ", ".join(f"{name}={value}" for name, value in found["limited_by"].items())
     if "onednn" in found:
         kernels = ", ".join(found["onednn"]["bf16_kernels"]) or "-"
         line += f"; oneDNN ISA: {found['onednn']['isa']}, bf16 kernels: {kernels}"

@@ -9,7 +9,17 @@ per configuration, and write JSON (under the result header: config, versions, ma
     python benchmarks/presets.py --configs default --seeds 42 --compare-to benchmarks/results/presets.json
 
 --compare-to reads an earlier result (say, the CPU's) and prints the default's dev accuracy beside it.
-Runs go to --work/<config>-<seed> and are replaced on every run of the benchmark.
+Runs go to --work/<config>-<seed> and are replaced on every run of the benchmark. Each preset run also
+records its plan (the speed it measured, what it chose, its estimate) and each stage's seconds.
+
+A faster CPU stands in for a slower one with its kernels and threads held down and, in a cgroup with a
+CPU quota, its time capped; the result's machine records both (`limited_by`). The fast preset on a
+machine of about 12 MiniLM samples/s (AVX2, fp32), from a 2-core Xeon (cgroup v1, as root):
+
+    mkdir /sys/fs/cgroup/cpu/slow && echo 66000 > /sys/fs/cgroup/cpu/slow/cpu.cfs_quota_us
+    sh -c 'echo $$ > /sys/fs/cgroup/cpu/slow/cgroup.procs; OMP_NUM_THREADS=1 ATEN_CPU_CAPABILITY=avx2 \\
+        ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2 exec python benchmarks/presets.py --configs fast \\
+        --precision fp32 --seeds 42,43 --output benchmarks/results/presets_fast_slow.json'
 """
 
 from __future__ import annotations
@@ -26,10 +36,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python benchmar
 
 import textcls
 from benchmarks import harness
+from textcls import runfolder
 
 log = logging.getLogger("benchmark")
 
 CONFIGS = ("default", "accurate", "fast")
+# what each run's training summary (metrics.json "train") contributes to the result
+TRAIN_KEYS = ("precision", "max_length", "train_samples_per_second", "global_step", "stopped_by_time_budget")
 
 
 def run_once(config: str, seed: int, out: Path, args: Any) -> dict[str, Any]:
@@ -37,7 +50,7 @@ def run_once(config: str, seed: int, out: Path, args: Any) -> dict[str, Any]:
     options: dict[str, Any] = {"seed": seed, "model": args.model}
     if args.rows is not None:
         options["max_train_samples"] = args.rows
-    for name in ("epochs", "batch_size", "max_length", "lr"):
+    for name in ("epochs", "batch_size", "max_length", "lr", "precision"):
         if getattr(args, name) is not None:
             options[name] = getattr(args, name)
     if config == "fast":
@@ -50,7 +63,19 @@ def run_once(config: str, seed: int, out: Path, args: Any) -> dict[str, Any]:
     wall = time.perf_counter() - started
     accuracy = result.metrics["dev"]["accuracy"]
     log.info("%s seed %d: dev accuracy %.4f in %.0fs", config, seed, accuracy, wall)
-    return {"seed": seed, "dev_accuracy": accuracy, "wall_seconds": round(wall, 1)}
+    trained = result.metrics.get("train", {})
+    found: dict[str, Any] = {
+        "seed": seed,
+        "dev_accuracy": accuracy,
+        "wall_seconds": round(wall, 1),
+        "train": {key: trained.get(key) for key in TRAIN_KEYS},
+    }
+    manifest = runfolder.preset_manifest_path(out)
+    if preset is not None and manifest.is_file():
+        recorded = json.loads(manifest.read_text(encoding="utf-8"))
+        found["plan"] = recorded["plan"]
+        found["stages"] = {stage["name"]: stage["seconds"] for stage in recorded["stages"]}
+    return found
 
 
 def summary(config: str, runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -88,6 +113,9 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=None)
     parser.add_argument("--max-length", type=int, default=None)
     parser.add_argument("--lr", type=float, default=None)
+    parser.add_argument(
+        "--precision", default=None, help="Every configuration's precision (auto, fp32, bf16, fp16); default: auto."
+    )
     parser.add_argument("--compare-to", type=Path, default=None, help="An earlier result (say the CPU's) to compare.")
     args = parser.parse_args()
     configs = [name.strip() for name in args.configs.split(",") if name.strip()]

@@ -25,6 +25,45 @@ def test_the_header_holds_the_config_the_versions_and_the_machine():
     assert machine["cpu_flags"]["avx512_bf16"] in (True, False) and "amx_bf16" in machine["cpu_flags"]
 
 
+def test_variables_that_hold_the_kernels_down_are_recorded_with_the_machine(monkeypatch):
+    for name in harness.LIMITING_ENV:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(harness, "cpu_quota", lambda: None)  # a CI container may run under a CPU quota
+    assert "limited_by" not in harness.machine()
+
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    head = harness.header("demo", {"rows": 5})
+
+    limits = head["machine"]["limited_by"]
+    assert limits["ONEDNN_MAX_CPU_ISA"] == "AVX2" and limits["OMP_NUM_THREADS"] == "1"
+    assert "ATEN_CPU_CAPABILITY" not in limits and limits["torch_cpu_capability"]
+    assert "limited by ONEDNN_MAX_CPU_ISA=AVX2, OMP_NUM_THREADS=1" in harness.describe(head)
+
+
+@pytest.mark.parametrize(
+    ("groups", "files", "expected"),
+    [
+        ("0::/slow\n", {"slow/cpu.max": "66000 100000\n"}, 0.66),
+        ("0::/\n", {"cpu.max": "max 100000\n"}, None),
+        (
+            "1:cpu,cpuacct:/slow\n0::/\n",
+            {"cpu/slow/cpu.cfs_quota_us": "50000", "cpu/slow/cpu.cfs_period_us": "100000"},
+            0.5,
+        ),
+        ("1:cpu:/\n", {"cpu/cpu.cfs_quota_us": "-1", "cpu/cpu.cfs_period_us": "100000"}, None),
+        ("1:cpu:/gone\n", {}, None),
+    ],
+)
+def test_a_capped_cgroup_is_read_as_the_cpus_it_may_use(tmp_path, groups, files, expected):
+    (tmp_path / "cgroup").write_text(groups, encoding="utf-8")
+    for name, text in files.items():
+        (tmp_path / "root" / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "root" / name).write_text(text, encoding="utf-8")
+
+    assert harness.cpu_quota(tmp_path / "cgroup", tmp_path / "root") == expected
+
+
 def test_a_result_file_starts_with_the_header(tmp_path):
     head = harness.header("demo", {"rows": 5, "output": tmp_path / "out.json"})
     path = harness.write_result(tmp_path / "deeper" / "out.json", head, {"rows": [1, 2]})
