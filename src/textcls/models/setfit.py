@@ -249,9 +249,10 @@ class SetFitClassifier(Classifier):
             {"family": cls.family, "phase": "contrastive", "pairs": len(similarity), "model": model_name},
             optimizer=torch.optim.AdamW(encoder.parameters(), lr=config.lr or 2e-5, weight_decay=config.weight_decay),
         )
-        head = fit_head(encoder)
         self_training = None
-        if unlabeled is not None:
+        if unlabeled is None:
+            head = fit_head(encoder)
+        else:  # the self-training starts from the same logistic head, fitted once on these train embeddings
             log.info("setfit: embedding %d unlabelled texts for self-training", len(unlabeled))
             head, self_training = self_trained_head(
                 texts.embed(encoder, train.texts),
