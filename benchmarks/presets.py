@@ -18,8 +18,8 @@ machine of about 12 MiniLM samples/s (AVX2, fp32), from a 2-core Xeon (cgroup v1
 
     mkdir /sys/fs/cgroup/cpu/slow && echo 66000 > /sys/fs/cgroup/cpu/slow/cpu.cfs_quota_us
     sh -c 'echo $$ > /sys/fs/cgroup/cpu/slow/cgroup.procs; OMP_NUM_THREADS=1 ATEN_CPU_CAPABILITY=avx2 \\
-        ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2 exec python benchmarks/presets.py --configs fast \\
-        --precision fp32 --seeds 42,43 --output benchmarks/results/presets_fast_slow.json'
+        ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2 exec taskset -c 0 python benchmarks/presets.py \\
+        --configs fast --precision fp32 --seeds 42,43,44 --output benchmarks/results/presets_fast_slow.json'
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from textcls.errors import ConfigError
-from textcls.runs.presets import ACCURATE, FAST_LENGTHS, PRESETS, plan_fast
+from textcls.runs.presets import ACCURATE, FAST_LENGTHS, FAST_MARGIN, PRESETS, plan_fast
 
 POOL, DEV = 50_769, 7_600
 
@@ -19,7 +19,16 @@ def test_a_slow_machine_trains_on_part_of_the_pool_at_the_shortest_length():
     plan = plan_fast(speeds(12.0), 600, POOL, DEV, predict_samples_per_second_by_length=speeds(60.0))
     assert plan.max_length == 64 and plan.epochs == 1  # rows first: the fastest length, one pass
     assert 2_000 < plan.rows < 10_000
-    assert plan.estimated_seconds <= 600 * 0.85 + 1
+    assert plan.estimated_seconds <= 600 * FAST_MARGIN + 1
+
+
+def test_a_run_that_takes_its_last_epochs_dev_scores_trains_on_more_rows():
+    kwargs = {"predict_samples_per_second_by_length": speeds(40.0)}
+    rescored = plan_fast(speeds(12.0), 600, POOL, DEV, **kwargs)
+    once = plan_fast(speeds(12.0), 600, POOL, DEV, rescored=False, **kwargs)
+    # one dev pass fewer: its seconds go to training rows
+    assert once.rows - rescored.rows == pytest.approx(DEV / 72.0 * 21.6, abs=2)
+    assert once.estimated_seconds == pytest.approx(rescored.estimated_seconds, abs=1)
 
 
 def test_a_fast_machine_trains_on_more_rows_than_a_slow_one_in_the_same_budget():
@@ -27,7 +36,7 @@ def test_a_fast_machine_trains_on_more_rows_than_a_slow_one_in_the_same_budget()
     fast = plan_fast(speeds(100.0), 600, POOL, DEV, predict_samples_per_second_by_length=speeds(500.0))
     assert fast.rows == POOL and fast.rows > 5 * slow.rows
     assert fast.max_length > slow.max_length  # the whole pool in one pass leaves room for longer texts
-    assert fast.estimated_seconds <= 600 * 0.85 + 1
+    assert fast.estimated_seconds <= 600 * FAST_MARGIN + 1
 
 
 def test_a_budget_with_room_buys_epochs_then_length():

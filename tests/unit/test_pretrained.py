@@ -178,3 +178,68 @@ def test_explain_gives_a_chunk_runs_whole_text_label_and_probabilities(chunk_run
     assert explanation.label == run.predict([text])[0]
     assert [explanation.probs[name] for name in run.label_names] == pytest.approx(probs.tolist(), abs=1e-6)
     assert len(explanation.tokens) == 32  # the maps: the first window
+
+
+def test_an_fp32_fit_hands_over_the_best_epochs_dev_scores(tiny_bert, tmp_path):
+    dev = split("dev", 32, 2)
+    config = TrainConfig(
+        model=str(tiny_bert),
+        epochs=3,
+        batch_size=8,
+        lr=1e-3,
+        max_length=32,
+        precision="fp32",
+        early_stopping_patience=0,
+    )
+    classifier, summary = PretrainedClassifier.fit(split("train", 96, 1), dev, LABELS, config, tmp_path / "ckpt")
+    scored = classifier.fit_dev_probabilities
+    assert scored is not None and scored.shape == (len(dev.texts), len(LABELS))
+    # the same numbers `predict_proba` gives for the weights kept (the best epoch's), rows in dev order
+    np.testing.assert_allclose(scored, classifier.predict_proba(dev.texts), atol=1e-4)
+    accuracy = np.mean(scored.argmax(1) == np.array(dev.labels))
+    assert accuracy == pytest.approx(max(row["dev_accuracy"] for row in summary["epochs"]))
+
+
+def test_averaged_checkpoints_are_scored_afresh(tiny_bert, tmp_path):
+    config = TrainConfig(
+        model=str(tiny_bert), epochs=2, batch_size=8, lr=1e-3, max_length=32, precision="fp32", average_last=2
+    )
+    classifier, summary = PretrainedClassifier.fit(
+        split("train", 48, 1), split("dev", 16, 2), LABELS, config, tmp_path / "ckpt"
+    )
+    assert summary["averaged_checkpoints"] and classifier.fit_dev_probabilities is None
+
+
+def test_epoch_dev_logits_keep_only_what_they_can_put_in_dev_order():
+    from textcls.training.trainer import EpochDevLogits
+
+    plan = [np.array([2, 0]), np.array([1])]
+    logits = np.array([[2.0, 0.0], [0.0, 1.0], [1.0, 1.0]])  # rows 2, 0, 1 in plan order
+    scores = EpochDevLogits(plan, np.array([1, 0, 1]))
+    scores.record(12, logits, np.array([1, 1, 0]))
+    np.testing.assert_array_equal(scores.of_checkpoint("out/checkpoints/checkpoint-12"), logits[[1, 2, 0]])
+    scores.record(24, logits, np.array([0, 1, 1]))  # labels not dev's in this order: not kept
+    scores.record(36, logits[:2], np.array([1, 1]))  # a part of dev: not kept
+    assert scores.of_checkpoint("checkpoint-24") is None and scores.of_checkpoint("checkpoint-36") is None
+    assert scores.of_checkpoint(None) is None and scores.of_checkpoint("model") is None
+    unordered = EpochDevLogits(None, np.array([1, 0, 1]))  # several processes: no plan to put rows back by
+    unordered.record(12, logits, np.array([1, 1, 0]))
+    assert unordered.of_checkpoint("checkpoint-12") is None
+
+
+def test_a_runs_dev_figures_from_its_epoch_evaluation_match_scoring_the_saved_run(tiny_bert, tmp_path, caplog):
+    import json
+    import logging
+
+    import textcls
+    from tests.conftest import write_ag_news_folder
+
+    data = write_ag_news_folder(tmp_path / "data", n_train=64, n_dev=24, n_test=8)
+    options = {"epochs": 2, "batch_size": 8, "lr": 1e-3, "max_length": 32, "early_stopping_patience": 0, "seed": 1}
+    with caplog.at_level(logging.INFO, logger="textcls.runs.api"):
+        result = textcls.train(data=str(data), out=tmp_path / "run", model=str(tiny_bert), precision="fp32", **options)
+    assert "dev scored by the final model's epoch-end evaluation" in caplog.text  # no second pass over dev
+    written = json.loads((result.run_dir / "metrics.json").read_text(encoding="utf-8"))["dev"]
+    again = textcls.evaluate(result.run_dir, split="dev")
+    assert again["confusion_matrix"] == written["confusion_matrix"]
+    assert again["accuracy"] == written["accuracy"] and again["macro_f1"] == pytest.approx(written["macro_f1"])

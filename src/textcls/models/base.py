@@ -174,6 +174,9 @@ class Classifier(Predictor):
 
     # The TrainConfig fields that change what this family learns: the ones `textcls tune` searches.
     hyperparameters: ClassVar[tuple[str, ...]] = ()
+    # Dev's probabilities for the weights `fit` returned, where its training already scored dev with them
+    # exactly as `predict_proba` would: the run takes these instead of predicting dev once more.
+    fit_dev_probabilities: np.ndarray | None = None
 
     @classmethod
     @abc.abstractmethod

@@ -205,7 +205,11 @@ def _fit_and_score(
     if not state.is_main_process:
         return None
 
-    dev_probs = classifier.predict_proba(dev_split.texts, batch_size=train_config.eval_batch_size, progress=True)
+    dev_probs = classifier.fit_dev_probabilities
+    if dev_probs is None or len(dev_probs) != len(dev_split.texts):
+        dev_probs = classifier.predict_proba(dev_split.texts, batch_size=train_config.eval_batch_size, progress=True)
+    else:
+        log.info("dev scored by the final model's epoch-end evaluation")
     dev_gold = gold_labels(dev_split.labels, len(dataset.label_names), dataset.multi_label)
     thresholds = _tuned_thresholds(dev_gold, dev_probs, dataset.label_names) if dataset.multi_label else None
     metrics = {"train": summary, "dev": split_metrics(dev_gold, dev_probs, dataset.label_names, thresholds)}

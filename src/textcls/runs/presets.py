@@ -41,7 +41,7 @@ from textcls.runs.api import TrainResult
 from textcls.runs.api import train as train_run
 from textcls.runs.card import write_model_card
 from textcls.runs.pretraining import pretrain
-from textcls.training.device import process_state
+from textcls.training.device import process_state, resolve_precision
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +92,7 @@ PRESETS: dict[str, tuple[Stage, ...]] = {"accurate": ACCURATE, "fast": FAST}
 FAST_TIME_BUDGET = 10.0  # minutes for the whole `--preset fast` command when --time-budget is not given
 FAST_LENGTHS = (64, 96, 128)  # the max_length values `plan_fast` chooses from
 FAST_MAX_EPOCHS = 3
-FAST_MARGIN = 0.85  # the share of the remaining budget a plan may fill
+FAST_MARGIN = 0.95  # the share of the remaining budget a plan may fill (the stage stops at the budget besides)
 FAST_OVERHEAD_SECONDS = 30.0  # loading the model, tokenising, saving, the report
 FAST_MIN_ROWS = 200  # fewer training rows than this is not a model worth the wait
 # Masked-word pre-training's texts a second against classification training's, same encoder and
@@ -122,16 +122,18 @@ def plan_fast(
     *,
     predict_samples_per_second_by_length: Mapping[int, float] | None = None,
     epochs: int | None = None,
+    rescored: bool = True,
     max_epochs: int = FAST_MAX_EPOCHS,
     margin: float = FAST_MARGIN,
     overhead_seconds: float = FAST_OVERHEAD_SECONDS,
     min_rows: int = FAST_MIN_ROWS,
 ) -> FastPlan:
     """The training that fits `budget_seconds` on a machine of the measured speeds (samples/s by max_length;
-    prediction at 3x the training speed where not given): dev is scored after each epoch and once more at the
-    end. Among the plans that fit `margin` of the budget it prefers, in order, more of the `pool_rows`, more
-    epochs (up to `max_epochs`, or exactly `epochs`), a longer max_length. A `ConfigError` says how long a
-    budget the smallest plan needs when none fits.
+    prediction at 3x the training speed where not given): dev is scored after each epoch, and once more at the
+    end when `rescored` (an fp32 run without averaging takes its best epoch's scores instead). Among the
+    plans that fit `margin` of the budget it prefers, in order, more of the `pool_rows`, more epochs (up to
+    `max_epochs`, or exactly `epochs`), a longer max_length. A `ConfigError` says how long a budget the
+    smallest plan needs when none fits.
 
     Example:
         >>> plan_fast({64: 100.0, 128: 60.0}, 600, pool_rows=20_000, dev_rows=2_000)
@@ -144,7 +146,7 @@ def plan_fast(
     for length, speed in samples_per_second_by_length.items():
         scoring = dev_rows / predict.get(length, 3 * speed)  # seconds to score dev once
         for count in [epochs] if epochs is not None else range(1, max_epochs + 1):
-            eval_seconds = (count + 1) * scoring
+            eval_seconds = (count + rescored) * scoring
             smallest = min(smallest, (overhead_seconds + eval_seconds + fewest * count / speed) / margin)
             rows = min(pool_rows, math.floor(max(0.0, usable - eval_seconds) * speed / count))
             if rows >= fewest and rows >= 1:
@@ -320,7 +322,10 @@ def _plan(
     rows = len(texts), len(dataset.splits["dev"])
     if preset == "fast":
         budget = 60.0 * float(given.get("time_budget") or FAST_TIME_BUDGET)
-        planned = _fast_stages(measured, budget - (time.monotonic() - started), rows, train_given, stage_options)
+        # fp32 without averaging: the final model's dev scores are its last evaluation's (no extra pass)
+        rescored = resolve_precision(user_config.precision) != "fp32" or user_config.average_last > 1
+        remaining = budget - (time.monotonic() - started)
+        planned = _fast_stages(measured, remaining, rows, train_given, stage_options, rescored)
         return {"plan": {"speed": speed, "budget_seconds": budget, **planned["plan"]}, "stages": planned["stages"]}
     planned = _recipe_stages(out, PRESETS[preset], measured[lengths[0]], rows, train_given, stage_options)
     return {"plan": {"speed": speed, **planned["plan"]}, "stages": planned["stages"]}
@@ -332,8 +337,10 @@ def _fast_stages(
     rows: tuple[int, int],
     train_given: Mapping[str, Any],
     stage_options: Mapping[str, Mapping[str, Any]],
+    rescored: bool,
 ) -> dict[str, Any]:
-    """`fast`'s one stage, sized by `plan_fast` to the `remaining` seconds."""
+    """`fast`'s one stage, sized by `plan_fast` to the `remaining` seconds (`rescored`: dev is predicted once
+    more after training)."""
     (pool_rows, dev_rows), stage = rows, FAST[0]
     chosen = plan_fast(
         {length: speed for length, (speed, _) in measured.items()},
@@ -342,6 +349,7 @@ def _fast_stages(
         dev_rows,
         predict_samples_per_second_by_length={length: speed for length, (_, speed) in measured.items()},
         epochs=math.ceil(train_given["epochs"]) if "epochs" in train_given else None,
+        rescored=rescored,
     )
     # a safety net: the training time the budget leaves once the plan's start-up and dev scoring are taken out
     train_minutes = (remaining - chosen.estimated_seconds + chosen.train_seconds) / 60.0

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
 
 from textcls.config import PretrainConfig, TrainConfig
@@ -115,6 +116,45 @@ class _Evaluations:
                 return control
 
         self.callback = Callback()
+
+
+class EpochDevLogits:
+    """Each epoch-end evaluation's dev logits, by global step, in dev order: the run's final dev scoring takes
+    the loaded checkpoint's (`of_checkpoint`) instead of predicting dev once more.
+
+    Kept only for a single-process run whose evaluation batches are a plan of dev rows (`eval_plan`'s list),
+    and only when the labels Trainer gathered, put back in dev order, are dev's own: anything else (several
+    processes, a resumed run's earlier epochs) leaves nothing to take, and the run predicts dev itself.
+
+    Example:
+        >>> scores = EpochDevLogits([np.array([1]), np.array([0])], np.array([3, 5]))
+        >>> scores.record(7, np.array([[0.1], [0.9]]), np.array([5, 3]))
+        >>> scores.of_checkpoint("runs/x/checkpoints/checkpoint-7").tolist()
+        [[0.9], [0.1]]
+    """
+
+    def __init__(self, plan: Sequence[np.ndarray] | Any, gold: np.ndarray | None):
+        has_order = isinstance(plan, list) and plan and gold is not None
+        self.order = np.concatenate(plan) if has_order else None
+        self.gold = np.asarray(gold if gold is not None else [], dtype=np.float64)
+        self.by_step: dict[int, np.ndarray] = {}
+
+    def record(self, step: int, logits: Any, label_ids: Any) -> None:
+        """Keep one evaluation's `logits` (rows in plan order) under `step`, if they can be put in dev order."""
+        if self.order is None or not isinstance(logits, np.ndarray) or len(logits) != len(self.order):
+            return
+        labels = np.asarray(label_ids, dtype=np.float64)
+        if labels.shape != self.gold.shape:
+            return
+        in_order, gold_order = np.empty_like(logits), np.empty_like(labels)
+        in_order[self.order], gold_order[self.order] = logits, labels
+        if np.array_equal(gold_order, self.gold):
+            self.by_step[step] = in_order
+
+    def of_checkpoint(self, checkpoint: str | Path | None) -> np.ndarray | None:
+        """The logits of the evaluation that went with checkpoint folder `checkpoint`, if recorded."""
+        match = _CHECKPOINT.match(Path(checkpoint).name) if checkpoint else None
+        return self.by_step.get(int(match.group(1))) if match else None
 
 
 def training_arguments(
