@@ -146,7 +146,13 @@ def _write_into(path: Path, write: Callable[[Path], Any]) -> Path:
 
 
 def _umask() -> int:
-    mask = os.umask(0)
+    """This process's umask. Linux tells it in /proc/self/status; elsewhere it is set and put back, which
+    another thread creating a file at that instant would see (0: world-writable), so only as a fallback."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/self/status").read_text(encoding="ascii", errors="replace").splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    mask = os.umask(0o022)
     os.umask(mask)
     return mask
 

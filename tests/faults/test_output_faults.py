@@ -156,3 +156,23 @@ def test_a_run_folder_and_its_onnx_export_are_readable_by_others(tiny_bert: Path
             assert mode == 0o755, f"{path}: {oct(mode)}"
         else:
             assert mode == 0o644, f"{path}: {oct(mode)}"
+
+
+def test_the_umask_is_read_without_changing_it_so_other_threads_never_see_it_cleared(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from textcls.files import shared_mode
+
+    previous = os.umask(0o027)
+    try:
+        assert (shared_mode(), shared_mode(folder=True)) == (0o640, 0o750)
+        if Path("/proc/self/status").is_file():  # Linux says it; setting it, even briefly, is a race
+
+            def refuse(mask: int) -> int:
+                raise AssertionError("os.umask called: a file another thread creates meanwhile gets that mask")
+
+            monkeypatch.setattr(os, "umask", refuse)
+            assert shared_mode() == 0o640
+    finally:
+        monkeypatch.undo()
+        os.umask(previous)
