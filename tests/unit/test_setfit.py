@@ -271,3 +271,42 @@ def test_train_suggests_setfit_when_a_class_has_few_labelled_rows(tmp_path, capl
     with caplog.at_level(logging.WARNING):
         textcls.train(data=str(many), out=tmp_path / "tfidf-many", family="tfidf")
     assert "--family setfit" not in caplog.text
+
+
+def test_embedding_unlabelled_texts_stops_starting_chunks_at_the_deadline(trained):
+    import time
+
+    from textcls.models.setfit import _Texts
+
+    classifier, _ = trained
+    texts = _Texts(classifier.tokenizer, 32)
+    pool = split("pool", 10, 4).texts
+    everything = texts.embed_until(classifier.encoder, pool, None, chunk=4)
+    assert everything.shape == (10, texts.embed(classifier.encoder, pool[:1]).shape[1])
+    np.testing.assert_allclose(everything, texts.embed(classifier.encoder, pool), atol=1e-5)  # in input order
+    assert len(texts.embed_until(classifier.encoder, pool, time.perf_counter() - 1.0, chunk=4)) == 0
+
+    class Slow(torch.nn.Module):  # each chunk takes longer than the budget left
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, **batch):
+            time.sleep(0.3)
+            return self.inner(**batch)
+
+    first = texts.embed_until(Slow(classifier.encoder), pool, time.perf_counter() + 0.1, chunk=4)
+    np.testing.assert_allclose(first, everything[:4], atol=1e-5)  # the chunk begun in time, and no other
+
+
+def test_a_time_budget_bounds_self_training_too(tiny_bert, tmp_path, caplog):
+    news = tmp_path / "news.txt"
+    news.write_text("\n".join(split("pool", 40, 3).texts) + "\n", encoding="utf-8")
+    config = TrainConfig(family="setfit", model=str(tiny_bert), setfit_unlabeled=str(news), time_budget=0.0005, **TINY)
+    with caplog.at_level(logging.WARNING, logger="textcls.models.setfit"):
+        classifier, summary = SetFitClassifier.fit(
+            split("train", 16, 1), split("dev", 16, 2), LABELS, config, tmp_path / "c"
+        )
+    assert "ran out after embedding 0 of 40 unlabelled texts; no self-training" in caplog.text
+    assert summary["stopped_by_time_budget"] and classifier.self_training is None
+    assert classifier.predict_proba(["goal"]).shape == (1, len(LABELS))  # the head on the labelled rows alone

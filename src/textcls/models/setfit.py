@@ -27,9 +27,11 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -75,6 +77,8 @@ HEAD_EPOCHS = 10
 HEAD_LR = 1e-2
 MAX_GRAD_NORM = 1.0
 SELF_TRAINING_ROUNDS = 5  # --setfit-self-training-rounds' default
+# Unlabelled texts embedded between looks at the clock under --time-budget
+UNLABELED_CHUNK = 1024
 
 
 def sample_pairs(labels: LabelRows, iterations: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -198,6 +202,8 @@ class SetFitClassifier(Classifier):
         """Contrastive fine-tuning on pairs of `train` rows, then the head; dev scores the head each epoch."""
         from transformers import AutoModel, AutoTokenizer, set_seed
 
+        # --time-budget bounds the whole fit: the contrastive phase, embedding unlabelled texts, the head phase
+        deadline = None if config.time_budget is None else time.perf_counter() + 60.0 * config.time_budget
         check_training_options(cls, config, train.multi_label)
         check_rows_per_class(train.labels, label_names)
         # bad unlabelled text fails before the encoder trains
@@ -249,15 +255,26 @@ class SetFitClassifier(Classifier):
             {"family": cls.family, "phase": "contrastive", "pairs": len(similarity), "model": model_name},
             optimizer=torch.optim.AdamW(encoder.parameters(), lr=config.lr or 2e-5, weight_decay=config.weight_decay),
         )
-        self_training = None
-        if unlabeled is None:
+        self_training, embedded, cut = None, None, False
+        if unlabeled is not None:
+            log.info("setfit: embedding %d unlabelled texts for self-training", len(unlabeled))
+            embedded = texts.embed_until(encoder, unlabeled, deadline)
+            cut = len(embedded) < len(unlabeled)
+            if cut:
+                log.warning(
+                    "setfit: the time budget of %.3g min ran out after embedding %d of %d unlabelled texts; %s",
+                    config.time_budget,
+                    len(embedded),
+                    len(unlabeled),
+                    "self-training on those" if len(embedded) else "no self-training",
+                )
+        if embedded is None or not len(embedded):
             head = fit_head(encoder)
         else:  # the self-training starts from the same logistic head, fitted once on these train embeddings
-            log.info("setfit: embedding %d unlabelled texts for self-training", len(unlabeled))
             head, self_training = self_trained_head(
                 texts.embed(encoder, train.texts),
                 train.labels,
-                texts.embed(encoder, unlabeled, progress=True),
+                embedded,
                 len(label_names),
                 weights,
                 config.seed,
@@ -265,6 +282,8 @@ class SetFitClassifier(Classifier):
                 dev_embeddings=texts.embed(encoder, dev.texts),
                 score=lambda head_logits: score(head_logits)["accuracy"],
             )
+        if self_training is not None and cut and unlabeled is not None:
+            self_training["unlabeled_texts_read"] = len(unlabeled)
         results = [contrastive]
         if config.setfit_head == "differentiable":
             end_to_end = EndToEnd(encoder, head)
@@ -287,7 +306,7 @@ class SetFitClassifier(Classifier):
                         config,
                         lambda model: score(texts.logits(model.encoder, model.head, dev.texts)),
                     ),
-                    config,
+                    _within(config, deadline),
                     HEAD_EPOCHS,
                     precision,
                     checkpoint_dir / "head",
@@ -308,7 +327,7 @@ class SetFitClassifier(Classifier):
             train_loss=results[-1].train_loss,
             global_step=sum(result.state.step for result in results),
             best_checkpoint_metric=results[-1].state.best_metric,
-            stopped_by_time_budget=any(result.stopped_by == "time_budget" for result in results),
+            stopped_by_time_budget=cut or any(result.stopped_by == "time_budget" for result in results),
             resumed_from=results[0].resumed_from,
             epochs=history,
         )
@@ -486,6 +505,23 @@ class _Texts:
             out[order] = np.concatenate(parts)
         return out
 
+    def embed_until(
+        self, encoder: nn.Module, texts: Sequence[str], deadline: float | None, chunk: int | None = None
+    ) -> np.ndarray:
+        """`embed` of `texts[:n]`, (n, hidden), with a progress bar: `chunk` texts (default `UNLABELED_CHUNK`)
+        at a time, in order, starting none once `time.perf_counter()` is past `deadline` (None: all of them)."""
+        from tqdm.auto import tqdm
+
+        chunk = chunk or UNLABELED_CHUNK
+        parts = []
+        with tqdm(total=len(texts), desc="embedding unlabelled texts", unit="text", leave=False) as bar:
+            for start in range(0, len(texts), chunk):
+                if deadline is not None and time.perf_counter() >= deadline:
+                    break
+                parts.append(self.embed(encoder, texts[start : start + chunk]))
+                bar.update(len(parts[-1]))
+        return np.concatenate(parts) if parts else np.zeros((0, 0), dtype=np.float32)
+
     @torch.inference_mode()
     def logits(self, encoder: nn.Module, head: nn.Linear, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
         """(texts, classes) logits of `head` on the embeddings."""
@@ -589,6 +625,14 @@ def self_trained_head(
             "" if dev is None else f", dev {dev:.4f}",
         )
     return head, record
+
+
+def _within(config: TrainConfig, deadline: float | None) -> TrainConfig:
+    """`config` with the minutes left before `deadline` as its time budget (at least a second's worth: a
+    phase that starts at the deadline still runs one step and is evaluated)."""
+    if deadline is None:
+        return config
+    return dataclasses.replace(config, time_budget=max(1 / 60, (deadline - time.perf_counter()) / 60.0))
 
 
 def _train(
