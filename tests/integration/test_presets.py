@@ -41,7 +41,7 @@ def test_accurate_writes_both_stages_and_out_is_the_final_run(data, tiny_bert, t
     finetune = runfolder.read_info(stages / "finetune")
     assert finetune["family"] == "pretrained"
     assert finetune["train_config"]["model"] == str(stages / "pretrain")  # fine-tuned from the pretrain stage
-    assert finetune["train_config"]["layer_lr_decay"] == 0.9 and finetune["train_config"]["average_last"] == 2
+    assert finetune["train_config"]["layer_lr_decay"] == 0.9 and finetune["train_config"]["average_last"] == 1
     assert finetune["train_config"]["batch_size"] == 8  # the user's flag over the preset's
 
     manifest = json.loads(runfolder.preset_manifest_path(out).read_text())
