@@ -67,6 +67,7 @@ from textcls.training.trainer import (
     EpochDevLogits,
     average_checkpoints,
     engine_trainer,
+    epoch_scores_reused,
     run_trainer,
     training_arguments,
     training_callbacks,
@@ -217,9 +218,9 @@ class PretrainedClassifier(Classifier):
         )
 
         dev_plan = eval_plan(dev_rows.text_lengths(), config, args.world_size)
-        # the final model's dev scoring comes from its epoch's evaluation where that ran as `predict_proba` would:
-        # one process, fp32 (bf16 runs evaluate under Trainer's autocast, the returned classifier in fp32)
-        epoch_logits = EpochDevLogits(dev_plan if args.world_size == 1 else None, dev_rows.labels)
+        # the final model's dev scoring comes from its epoch's evaluation where that ran as `predict_proba` would
+        reused = epoch_scores_reused(precision, config.average_last, args.world_size)
+        epoch_logits = EpochDevLogits(dev_plan if reused else None, dev_rows.labels)
 
         def compute_metrics(prediction: Any) -> dict[str, float]:
             epoch_logits.record(trainer.state.global_step, prediction.predictions, prediction.label_ids)
@@ -262,12 +263,11 @@ class PretrainedClassifier(Classifier):
         # load_best_model_at_end put the best weights in trainer.model; for mixed precision, accelerate
         # also wrapped its forward in autocast, which we drop so inference matches a reloaded model.
         best = trainer.accelerator.unwrap_model(trainer.model, keep_fp32_wrapper=False, keep_torch_compile=False)
-        scored = epoch_logits.of_checkpoint(trainer.state.best_model_checkpoint) if precision == "fp32" else None
         if config.average_last > 1:
             summary["averaged_checkpoints"] = _average_last(best, checkpoint_dir, config.average_last)
-            scored = None  # the mean of checkpoints was never evaluated
         best.eval()
         classifier = cls(best, tokenizer, label_names, max_length, windowing=windowing)
+        scored = epoch_logits.of_checkpoint(trainer.state.best_model_checkpoint)
         if scored is not None:
             classifier.fit_dev_probabilities = probabilities(scored, train.multi_label)
         return classifier, summary

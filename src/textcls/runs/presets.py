@@ -41,6 +41,7 @@ from textcls.runs.api import train as train_run
 from textcls.runs.card import write_model_card
 from textcls.runs.pretraining import pretrain
 from textcls.training.device import process_state, resolve_precision
+from textcls.training.trainer import epoch_scores_reused
 
 log = logging.getLogger(__name__)
 
@@ -322,8 +323,9 @@ def _plan(
     rows = len(texts), len(dataset.splits["dev"])
     if preset == "fast":
         budget = 60.0 * float(given.get("time_budget") or FAST_TIME_BUDGET)
-        # fp32 without averaging: the final model's dev scores are its last evaluation's (no extra pass)
-        rescored = resolve_precision(user_config.precision) != "fp32" or user_config.average_last > 1
+        # a run whose kept epoch's evaluation is its final dev scoring makes no extra pass (one process here)
+        precision = resolve_precision(user_config.precision)
+        rescored = not epoch_scores_reused(precision, user_config.average_last, processes=1)
         remaining = budget - (time.monotonic() - started)
         planned = _fast_stages(measured, remaining, rows, train_given, stage_options, rescored)
         return {"plan": {"speed": speed, "budget_seconds": budget, **planned["plan"]}, "stages": planned["stages"]}

@@ -118,6 +118,14 @@ class _Evaluations:
         self.callback = Callback()
 
 
+def epoch_scores_reused(precision: str, average_last: int, processes: int) -> bool:
+    """Whether a `pretrained` run's final dev scoring takes its kept epoch's evaluation (`EpochDevLogits`)
+    instead of predicting dev once more: in fp32 (bf16 and fp16 runs evaluate under Trainer's autocast, the
+    classifier they return predicts in fp32), without checkpoint averaging (a mean that was never evaluated),
+    on one process (Trainer gathers several processes' rows in no plan order)."""
+    return precision == "fp32" and average_last <= 1 and processes == 1
+
+
 class EpochDevLogits:
     """Each epoch-end evaluation's dev logits, by global step, in dev order: the run's final dev scoring takes
     the loaded checkpoint's (`of_checkpoint`) instead of predicting dev once more.
