@@ -4,8 +4,9 @@ For each labelled-set size (--shots, rows per class, default 8 and 64) and seed 
 the same seeded sample of train.csv rows trains both families with their defaults from the embedded
 all-MiniLM-L6-v2; the sampled rows are also what each family evaluates on while it trains (no other
 labels are spent). With --setfit-unlabeled N, setfit's head also self-trains on N other texts of train.csv,
-their labels unused. Accuracy is on every row of dev.csv, never trained on. Prints mean ± sd per cell and
-the time per run, and writes JSON (config, versions, machine, every run) to --output after each run.
+their labels unused (with --setfit-student-epochs, encoder and head then train on them end to end).
+Accuracy is on every row of dev.csv, never trained on. Prints mean ± sd per cell and the time per run,
+and writes JSON (config, versions, machine, every run) to --output after each run.
 
     python benchmarks/few_labels.py --data ../shared/data/ag_news
 """
@@ -87,6 +88,13 @@ def main() -> None:
         "rows), passed as --setfit-unlabeled.",
     )
     parser.add_argument("--setfit-self-training-rounds", type=int, default=None, help="setfit: rounds (default: its).")
+    parser.add_argument(
+        "--setfit-student-epochs",
+        type=float,
+        default=None,
+        help="setfit with --setfit-unlabeled: epochs of end-to-end training on the labels and the self-trained "
+        "head's soft targets (default: none).",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     texts, labels = harness.read_ag_news(Path(args.data) / "train.csv")
@@ -105,6 +113,7 @@ def main() -> None:
                         "setfit_iterations": args.setfit_iterations,
                         "setfit_head": args.setfit_head,
                         "setfit_self_training_rounds": args.setfit_self_training_rounds,
+                        "setfit_student_epochs": args.setfit_student_epochs,
                     }
                     if family == "setfit"
                     else {}

@@ -334,6 +334,12 @@ class TrainConfig:
         "each class's unlabelled texts; default: 5.",
         default=None,
     )
+    setfit_student_epochs: float | None = _help(
+        "setfit with --setfit-unlabeled: after self-training, epochs of end-to-end training of the encoder and head "
+        "on the labelled rows (their labels) and the unlabelled texts (the self-trained head's class probabilities "
+        "as soft targets), with dropout on: the model is its own student; default: none.",
+        default=None,
+    )
     layer_lr_decay: float = _help(
         "pretrained: layer-wise learning-rate decay: the head and the top encoder layer learn at --lr, each layer "
         "below at lr x decay^depth (depth 1 just below the top), the embeddings lowest; 1.0 = off.",
@@ -404,11 +410,22 @@ class TrainConfig:
             "an integer >= 1",
             self.setfit_self_training_rounds,
         )
-        if self.setfit_self_training_rounds is not None and self.setfit_unlabeled is None:
-            raise ConfigError(
-                "setfit_self_training_rounds: the rounds self-train on --setfit-unlabeled texts, and none were "
-                "given; pass --setfit-unlabeled or drop --setfit-self-training-rounds"
-            )
+        _check(
+            self.setfit_student_epochs is None
+            or (math.isfinite(self.setfit_student_epochs) and self.setfit_student_epochs > 0),
+            "setfit_student_epochs",
+            "a number of epochs > 0",
+            self.setfit_student_epochs,
+        )
+        for name, what in (
+            ("setfit_self_training_rounds", "the rounds self-train"),
+            ("setfit_student_epochs", "the student trains"),
+        ):
+            if getattr(self, name) is not None and self.setfit_unlabeled is None:
+                raise ConfigError(
+                    f"{name}: {what} on --setfit-unlabeled texts, and none were given; pass --setfit-unlabeled or "
+                    f"drop {flag_name(name)}"
+                )
         _check(
             math.isfinite(self.layer_lr_decay) and 0.0 < self.layer_lr_decay <= 1.0,
             "layer_lr_decay",

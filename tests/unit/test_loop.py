@@ -231,3 +231,31 @@ def test_the_scheduled_learning_rate_reaches_the_optimizer_and_a_fixed_one_stays
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     run_loop(model, optimizer, Recording().hooks(), LoopSettings(epochs=1, seed=0, metric="accuracy"), tmp_path / "x")
     assert seen == [1e-3] * 6
+
+
+def test_a_param_groups_lr_scale_keeps_it_at_a_multiple_of_the_schedule(tmp_path):
+    model = Task.model()
+    first, last = model[0], model[3]
+    optimizer = torch.optim.AdamW(
+        [{"params": first.parameters()}, {"params": last.parameters(), "lr_scale": 10.0}], lr=1e-3
+    )
+    seen: list[tuple[float, float]] = []
+
+    class Recording(Task):
+        def loss(self, model: nn.Module, rows: np.ndarray) -> torch.Tensor:
+            seen.append((optimizer.param_groups[0]["lr"], optimizer.param_groups[1]["lr"]))
+            return super().loss(model, rows)
+
+    run_loop(
+        model,
+        optimizer,
+        Recording().hooks(),
+        LoopSettings(epochs=1, seed=0, metric="accuracy", peak_lr=0.1, warmup_ratio=0.5),
+        tmp_path / "scaled",
+    )
+    schedule = Schedule.of(6, 1, 0.5)
+    assert [base for base, _ in seen] == [
+        learning_rate(step, schedule.total_steps, schedule.warmup_steps, 0.1) for step in range(6)
+    ]
+    assert [scaled for _, scaled in seen] == pytest.approx([10.0 * base for base, _ in seen])
+    assert max(scaled for _, scaled in seen) > 0.5  # the peak: 10 x 0.1

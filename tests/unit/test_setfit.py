@@ -16,7 +16,13 @@ from textcls.config import TrainConfig
 from textcls.data.loading import Split
 from textcls.errors import ConfigError, DataError
 from textcls.models.base import EXPLAIN, MULTI_LABEL, family_class
-from textcls.models.setfit import SetFitClassifier, check_rows_per_class, sample_pairs, self_trained_head
+from textcls.models.setfit import (
+    SetFitClassifier,
+    _student_targets,
+    check_rows_per_class,
+    sample_pairs,
+    self_trained_head,
+)
 
 LABELS = list(TOPIC_WORDS)
 # fast settings for the tiny BERT: 2 pairs per row, a high rate, no early stopping
@@ -73,6 +79,11 @@ def test_self_training_options_are_checked(tmp_path):
         TrainConfig(family="setfit", setfit_unlabeled=texts, setfit_self_training_rounds=0)
     with pytest.raises(ConfigError, match="setfit_unlabeled"):
         TrainConfig(family="setfit", setfit_unlabeled="  ")
+    with pytest.raises(ConfigError, match="pass --setfit-unlabeled or drop --setfit-student-epochs"):
+        TrainConfig(family="setfit", setfit_student_epochs=1)
+    for bad in (0, -1, float("nan")):
+        with pytest.raises(ConfigError, match="setfit_student_epochs: expected a number of epochs > 0"):
+            TrainConfig(family="setfit", setfit_unlabeled=texts, setfit_student_epochs=bad)
     # another family is refused, not silently trained without the texts; so is multi-label data
     train = split("train", 8, 1)
     with pytest.raises(
@@ -238,11 +249,14 @@ def test_train_self_trains_on_unlabelled_texts_through_the_cli_and_refuses_a_bad
     result = CliRunner().invoke(
         app,
         ["train", *flags, "--out", str(tmp_path / "run"), "--setfit-unlabeled", str(news)]
-        + ["--setfit-self-training-rounds", "2"],
+        + ["--setfit-self-training-rounds", "2", "--setfit-student-epochs", "1"],
     )
     assert result.exit_code == 0, result.output
     settings = json.loads((tmp_path / "run" / "model" / "setfit.json").read_text())
     assert settings["self_training"]["unlabeled_texts"] == 40 and len(settings["self_training"]["rounds"]) == 2
+    assert settings["self_training"]["student_epochs"] == 1
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["train"]["global_step"] == 2 * 2 * 24 // 16 + -(-(24 + 40) // 16)  # pairs, then the student
     assert sum(settings["self_training"]["rounds"][-1]["added_per_class"]) >= 30
     manifest = json.loads((tmp_path / "run" / "textcls.json").read_text())
     assert manifest["train_config"]["setfit_unlabeled"] == str(news)
@@ -302,11 +316,48 @@ def test_embedding_unlabelled_texts_stops_starting_chunks_at_the_deadline(traine
 def test_a_time_budget_bounds_self_training_too(tiny_bert, tmp_path, caplog):
     news = tmp_path / "news.txt"
     news.write_text("\n".join(split("pool", 40, 3).texts) + "\n", encoding="utf-8")
-    config = TrainConfig(family="setfit", model=str(tiny_bert), setfit_unlabeled=str(news), time_budget=0.0005, **TINY)
+    config = TrainConfig(
+        family="setfit",
+        model=str(tiny_bert),
+        setfit_unlabeled=str(news),
+        setfit_student_epochs=1,
+        time_budget=0.0005,
+        **TINY,
+    )
     with caplog.at_level(logging.WARNING, logger="textcls.models.setfit"):
         classifier, summary = SetFitClassifier.fit(
             split("train", 16, 1), split("dev", 16, 2), LABELS, config, tmp_path / "c"
         )
     assert "ran out after embedding 0 of 40 unlabelled texts; no self-training" in caplog.text
     assert summary["stopped_by_time_budget"] and classifier.self_training is None
+    assert len(summary["epochs"]) == 1  # the contrastive phase's: no student without unlabelled texts
     assert classifier.predict_proba(["goal"]).shape == (1, len(LABELS))  # the head on the labelled rows alone
+
+
+def test_the_student_trains_encoder_and_head_on_the_labels_and_the_heads_soft_targets(tiny_bert, tmp_path):
+    head = torch.nn.Linear(3, 2)
+    unlabeled = np.random.default_rng(0).standard_normal((5, 3)).astype(np.float32)
+    goal = _student_targets([1, 0], head.to(next(head.parameters()).device), unlabeled)
+    assert goal.shape == (7, 2) and goal[:2].tolist() == [[0.0, 1.0], [1.0, 0.0]]  # the labels, one-hot
+    with torch.no_grad():
+        expected = torch.softmax(head(torch.from_numpy(unlabeled).to(head.weight.device)), dim=-1).cpu()
+    torch.testing.assert_close(goal[2:], expected)  # then the head's probabilities
+
+    news = tmp_path / "news.txt"
+    news.write_text("\n".join(split("pool", 40, 3).texts) + "\n", encoding="utf-8")
+    train, dev = split("train", 16, 1), split("dev", 16, 2)
+    settings = {"family": "setfit", "model": str(tiny_bert), "setfit_unlabeled": str(news), **TINY}
+    teacher, _ = SetFitClassifier.fit(train, dev, LABELS, TrainConfig(**settings), tmp_path / "teacher")
+    student, summary = SetFitClassifier.fit(
+        train, dev, LABELS, TrainConfig(**settings, setfit_student_epochs=2), tmp_path / "student"
+    )
+    assert [row["epoch"] for row in summary["epochs"]] == [1.0, 1.0, 2.0]  # the contrastive epoch, the student's
+    assert summary["global_step"] == 2 * 2 * 16 // 16 + 2 * -(-(16 + 40) // 16)  # 16 labelled + 40 unlabelled
+    assert student.self_training is not None and student.self_training["student_epochs"] == 2
+    # the same contrastive phase and head, then the student phase moved both encoder and head
+    assert not torch.allclose(student.head.weight.cpu(), teacher.head.weight.cpu())
+    assert not np.allclose(student.embed(dev.texts), teacher.embed(dev.texts), atol=1e-4)
+    student.save(tmp_path / "model")
+    loaded = SetFitClassifier.load(tmp_path / "model", max_length=32)
+    assert loaded.self_training == student.self_training
+    np.testing.assert_allclose(loaded.predict_proba(dev.texts), student.predict_proba(dev.texts), atol=1e-5)

@@ -13,7 +13,11 @@ Tunstall et al. 2022 ("Efficient Few-Shot Learning Without Prompts"), written on
 4. with `--setfit-unlabeled`, the logistic head self-trains on unlabelled texts by curriculum labelling
    (Cascante-Bonilla et al. 2021): each of R rounds labels them with the current head and fits the
    head again on the labelled rows plus the r/R most confident share of each predicted class
-   (`self_trained_head`); the encoder is not trained on them.
+   (`self_trained_head`);
+5. with `--setfit-student-epochs` as well, encoder and head then train end to end, dropout on, on the
+   labelled rows (their labels) and the unlabelled texts (the self-trained head's class probabilities as
+   soft targets): the model becomes the student of its own self-trained head (self-distillation, as in
+   Xie et al. 2020's noisy student), the unlabelled texts now reaching the encoder too.
 
 Either head is saved as a linear layer (`head.safetensors`: weight (classes, hidden), bias (classes,))
 beside the body's Hugging Face folder; nothing is pickled. `textcls export --format onnx` writes body,
@@ -77,6 +81,8 @@ HEAD_EPOCHS = 10
 HEAD_LR = 1e-2
 MAX_GRAD_NORM = 1.0
 SELF_TRAINING_ROUNDS = 5  # --setfit-self-training-rounds' default
+# The student phase's head learns at this multiple of the encoder's rate (--lr): 1e-3 against 2e-5
+STUDENT_HEAD_LR_SCALE = 50.0
 # Unlabelled texts embedded between looks at the clock under --time-budget
 UNLABELED_CHUNK = 1024
 
@@ -285,6 +291,33 @@ class SetFitClassifier(Classifier):
         if self_training is not None and cut and unlabeled is not None:
             self_training["unlabeled_texts_read"] = len(unlabeled)
         results = [contrastive]
+        if config.setfit_student_epochs and unlabeled is not None and embedded is not None and len(embedded):
+            student_groups: list[dict[str, Any]] = [
+                {"params": list(encoder.parameters())},
+                {"params": list(head.parameters()), "lr_scale": STUDENT_HEAD_LR_SCALE},
+            ]
+            results.append(
+                _train(
+                    EndToEnd(encoder, head),
+                    _head_hooks(
+                        texts,
+                        [*train.texts, *unlabeled[: len(embedded)]],
+                        _student_targets(train.labels, head, embedded),
+                        False,
+                        weights,
+                        config,
+                        lambda model: score(texts.logits(model.encoder, model.head, dev.texts)),
+                    ),
+                    _within(config, deadline),
+                    config.setfit_student_epochs,
+                    precision,
+                    checkpoint_dir / "student",
+                    {"family": cls.family, "phase": "student", "model": model_name, "unlabeled": len(embedded)},
+                    optimizer=torch.optim.AdamW(student_groups, lr=config.lr or 2e-5, weight_decay=config.weight_decay),
+                )
+            )
+            if self_training is not None:
+                self_training["student_epochs"] = config.setfit_student_epochs
         if config.setfit_head == "differentiable":
             end_to_end = EndToEnd(encoder, head)
             groups: list[dict[str, Any]] = [
@@ -300,8 +333,9 @@ class SetFitClassifier(Classifier):
                     end_to_end,
                     _head_hooks(
                         texts,
-                        train,
-                        len(label_names),
+                        train.texts,
+                        torch.from_numpy(np.asarray(targets(train.labels, len(label_names), train.multi_label))),
+                        train.multi_label,
                         weights,
                         config,
                         lambda model: score(texts.logits(model.encoder, model.head, dev.texts)),
@@ -705,34 +739,45 @@ def _contrastive_hooks(
     )
 
 
+def _student_targets(labels: LabelRows, head: nn.Linear, unlabeled: np.ndarray) -> torch.Tensor:
+    """(labelled + unlabelled rows, classes) float32: the labels one-hot, then `head`'s class probabilities of
+    the `unlabeled` embeddings."""
+    with torch.no_grad():
+        pool = torch.from_numpy(np.ascontiguousarray(unlabeled, dtype=np.float32)).to(head.weight.device)
+        soft = torch.softmax(head(pool).float(), dim=-1).cpu()
+    hard = nn.functional.one_hot(torch.as_tensor(np.asarray(labels, dtype=np.int64)), soft.shape[1]).float()
+    return torch.cat([hard, soft])
+
+
 def _head_hooks(
     texts: _Texts,
-    train: Split,
-    num_classes: int,
+    row_texts: Sequence[str],
+    gold: torch.Tensor,
+    multi_label: bool,
     class_weights: np.ndarray | None,
     config: TrainConfig,
     evaluate: Any,
 ) -> LoopHooks[dict[str, torch.Tensor], EpochRow]:
-    """Cross-entropy (multi-label: binary cross-entropy per label) of the end-to-end model over the rows."""
-    gold = torch.from_numpy(np.asarray(targets(train.labels, num_classes, train.multi_label)))
+    """Cross-entropy of the end-to-end model over `row_texts` towards `gold`: class indices, or (rows,
+    classes) probabilities; multi-label: binary cross-entropy per label of (rows, labels) 0/1."""
     batch_size = config.batch_size or 16
 
     def load(batches: Sequence[np.ndarray]) -> Iterator[dict[str, torch.Tensor]]:
         for rows in batches:
-            yield {**texts.batch([train.texts[i] for i in rows]), "labels": gold[torch.from_numpy(rows)]}
+            yield {**texts.batch([row_texts[i] for i in rows]), "labels": gold[torch.from_numpy(rows)]}
 
     def loss(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         target = next(model.parameters()).device
         logits = model(batch["input_ids"].to(target), batch["attention_mask"].to(target)).float()
         labels = batch["labels"].to(target)
         weight = None if class_weights is None else torch.as_tensor(class_weights, dtype=torch.float32, device=target)
-        if train.multi_label:
+        if multi_label:
             return nn.functional.binary_cross_entropy_with_logits(logits, labels.float())
         return nn.functional.cross_entropy(logits, labels, weight=weight)
 
     return LoopHooks(
-        steps_per_epoch=-(-len(train) // batch_size),
-        plan=lambda epoch: _batches(len(train), batch_size, config.seed + epoch),
+        steps_per_epoch=-(-len(row_texts) // batch_size),
+        plan=lambda epoch: _batches(len(row_texts), batch_size, config.seed + epoch),
         load=load,
         loss=loss,
         evaluate=evaluate,

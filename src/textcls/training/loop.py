@@ -351,8 +351,8 @@ def _train_part(
         lr = None
         if settings.peak_lr is not None:
             lr = learning_rate(state.step, schedule.total_steps, schedule.warmup_steps, settings.peak_lr)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
+            for group in optimizer.param_groups:  # a group's "lr_scale" keeps it at a multiple of the schedule
+                group["lr"] = lr * group.get("lr_scale", 1.0)
         with torch.autocast(target.type, dtype=torch.bfloat16, enabled=settings.bf16_autocast):
             loss = hooks.loss(forward, batch)
         optimizer.zero_grad(set_to_none=True)
