@@ -4,6 +4,7 @@
 #   bash benchmarks/gpu_session.sh prepare       # here: the payload the device call carries (.dev/, .whl/, ~60 MB)
 #   device run, carry [".dev", ".whl"]:  bash benchmarks/gpu_session.sh run
 #   or:                                   bash benchmarks/gpu_session.sh tests [PYTEST ARGS]   # the test suite on the GPU
+#   or:                                   bash benchmarks/gpu_session.sh accurate   # --preset accurate, seed 42
 #
 # The device machine has torch + CUDA and transformers but no `datasets`, no network, and takes at
 # most 64 MiB along: so `prepare` copies the AG News rows, an fp16 copy of the embedded model's
@@ -80,6 +81,15 @@ run)
     tar czf "$OUT/logs.tar.gz" -C $LOGS .
     elapsed end
     ;;
+accurate)
+    # `--preset accurate` end to end on the GPU (seed 42): each stage's seconds and the final dev accuracy
+    setup
+    LOGS=/tmp/gpu-logs; mkdir -p $LOGS
+    timeout "${ACCURATE_SECONDS:-540}" python3 benchmarks/presets.py --data .dev/data/ag_news --configs accurate \
+        --seeds 42 --work /tmp/runs/presets --output "$OUT/presets_accurate_gpu.json" > "$LOGS/accurate.out" \
+        2> "$LOGS/accurate.err"; echo "accurate rc=$?"; cat "$LOGS/accurate.out"
+    tr '\r' '\n' < "$LOGS/accurate.err" | grep -v "it/s" | tail -40 > "$OUT/accurate_tail.log"
+    ;;
 tests)
     # the whole test suite on the GPU (CI runs it on a CPU only), each test's result logged as it ends
     setup
@@ -89,7 +99,7 @@ tests)
     grep -E "(FAILED|ERROR)" "$OUT/pytest_all.log" | head -40; grep -c PASSED "$OUT/pytest_all.log"; tail -3 "$OUT/pytest_all.log"
     ;;
 *)
-    echo "usage: bash benchmarks/gpu_session.sh prepare|run|tests [PYTEST ARGS]" >&2
+    echo "usage: bash benchmarks/gpu_session.sh prepare|run|accurate|tests [PYTEST ARGS]" >&2
     exit 2
     ;;
 esac

@@ -230,8 +230,8 @@ def train(
     preset: str | None = typer.Option(
         None,
         "--preset",
-        help="accurate (in-task masked-word pre-training, then a longer fine-tuning with layer-wise lr decay and "
-        "the last checkpoints averaged) or fast (sized to --time-budget, default 10 minutes for the whole command, "
+        help="accurate (in-task masked-word pre-training, then a longer fine-tuning with layer-wise lr decay that "
+        "keeps its best epoch on dev) or fast (sized to --time-budget, default 10 minutes for the whole command, "
         "from this machine's measured speed). Stages go to OUT/stages/, the final model is OUT; rerun to go on "
         "after a stop. Flags given override the preset's values.",
     ),

@@ -221,6 +221,7 @@ class SetFitClassifier(Classifier):
             tokenizer = AutoTokenizer.from_pretrained(model_name, trust_remote_code=config.trust_remote_code)
             body = AutoModel.from_pretrained(model_name, trust_remote_code=config.trust_remote_code)
         max_length = clamp_max_length(config.max_length, tokenizer, body.config)
+        lr = config.lr or 2e-5  # the family's default fills --lr; the encoder's rate in every phase
         precision = resolve_precision(config.precision)
         if precision == "fp16":
             log.warning("fp16 needs loss scaling, which the loop does not do; training in fp32")
@@ -259,7 +260,7 @@ class SetFitClassifier(Classifier):
             precision,
             checkpoint_dir / "contrastive",
             {"family": cls.family, "phase": "contrastive", "pairs": len(similarity), "model": model_name},
-            optimizer=torch.optim.AdamW(encoder.parameters(), lr=config.lr or 2e-5, weight_decay=config.weight_decay),
+            optimizer=torch.optim.AdamW(encoder.parameters(), lr=lr, weight_decay=config.weight_decay),
         )
         self_training, embedded, cut = None, None, False
         if unlabeled is not None:
@@ -313,7 +314,7 @@ class SetFitClassifier(Classifier):
                     precision,
                     checkpoint_dir / "student",
                     {"family": cls.family, "phase": "student", "model": model_name, "unlabeled": len(embedded)},
-                    optimizer=torch.optim.AdamW(student_groups, lr=config.lr or 2e-5, weight_decay=config.weight_decay),
+                    optimizer=torch.optim.AdamW(student_groups, lr=lr, weight_decay=config.weight_decay),
                 )
             )
             if self_training is not None:
