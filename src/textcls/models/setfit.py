@@ -322,7 +322,7 @@ class SetFitClassifier(Classifier):
         if config.setfit_head == "differentiable":
             end_to_end = EndToEnd(encoder, head)
             groups: list[dict[str, Any]] = [
-                {"params": list(encoder.parameters()), "lr": config.lr},
+                {"params": list(encoder.parameters()), "lr": lr},
                 {"params": list(head.parameters()), "lr": HEAD_LR},
             ]
             optimizer = torch.optim.AdamW(
@@ -634,8 +634,7 @@ def self_trained_head(
     record["dev_before"] = scored(head)
     shares = np.bincount(np.asarray(labels, dtype=np.int64), minlength=num_classes) / len(labels)
     for number in range(1, rounds + 1):
-        with torch.no_grad():
-            chances = torch.softmax(head(pool.to(head.weight.device)).float(), dim=-1).cpu().numpy()
+        chances = head_probabilities(head, pool).numpy()
         predicted = chances.argmax(axis=1)
         kept = []
         for label in range(num_classes):
@@ -740,12 +739,16 @@ def _contrastive_hooks(
     )
 
 
+def head_probabilities(head: nn.Linear, embeddings: torch.Tensor) -> torch.Tensor:
+    """(rows, classes) float32 on the CPU: `head`'s softmax over the classes of the `embeddings`."""
+    with torch.no_grad():
+        return torch.softmax(head(embeddings.to(head.weight.device)).float(), dim=-1).cpu()
+
+
 def _student_targets(labels: LabelRows, head: nn.Linear, unlabeled: np.ndarray) -> torch.Tensor:
     """(labelled + unlabelled rows, classes) float32: the labels one-hot, then `head`'s class probabilities of
     the `unlabeled` embeddings."""
-    with torch.no_grad():
-        pool = torch.from_numpy(np.ascontiguousarray(unlabeled, dtype=np.float32)).to(head.weight.device)
-        soft = torch.softmax(head(pool).float(), dim=-1).cpu()
+    soft = head_probabilities(head, torch.from_numpy(np.ascontiguousarray(unlabeled, dtype=np.float32)))
     hard = nn.functional.one_hot(torch.as_tensor(np.asarray(labels, dtype=np.int64)), soft.shape[1]).float()
     return torch.cat([hard, soft])
 
