@@ -26,6 +26,7 @@ weights = load_file('$M/model.fp16.safetensors')
 save_file({k: (v.float() if v.is_floating_point() else v) for k, v in weights.items()}, '$M/model.safetensors', metadata={'format': 'pt'})"
     rm "$M/model.fp16.safetensors"
     export PYTHONPATH=/tmp/site:$PWD/src PYTHONUNBUFFERED=1 TEXTCLS_CACHE_DIR=/tmp/token-cache HF_HUB_OFFLINE=1
+    LOGS=/tmp/gpu-logs; mkdir -p $LOGS  # stderr and logs, packed into one file at the end: few files come back from $OUT
     nvidia-smi --query-gpu=name,memory.total --format=csv
 }
 case "${1:-}" in
@@ -50,7 +51,6 @@ save_file({k: (v.half() if v.is_floating_point() else v).contiguous() for k, v i
 run)
     T0=$(date +%s); elapsed() { echo "== $(( $(date +%s) - T0 )) s: $*"; }
     setup
-    LOGS=/tmp/gpu-logs; mkdir -p $LOGS  # stderr and logs, packed into one file at the end: few files come back from $OUT
     elapsed setup
     left() { [ $(( $(date +%s) - T0 )) -lt "$1" ]; }  # whether fewer than $1 s have passed: later steps are skipped
     timeout 240 python3 benchmarks/gpu_settings.py --data .dev/data/ag_news --parts tok full --seeds 42 43 \
@@ -84,7 +84,6 @@ run)
 accurate)
     # `--preset accurate` end to end on the GPU (seed 42): each stage's seconds and the final dev accuracy
     setup
-    LOGS=/tmp/gpu-logs; mkdir -p $LOGS
     timeout "${ACCURATE_SECONDS:-540}" python3 benchmarks/presets.py --data .dev/data/ag_news --configs accurate \
         --seeds 42 --work /tmp/runs/presets --output "$OUT/presets_accurate_gpu.json" > "$LOGS/accurate.out" \
         2> "$LOGS/accurate.err"; echo "accurate rc=$?"; cat "$LOGS/accurate.out"

@@ -621,7 +621,6 @@ def self_trained_head(
     `dev_embeddings` and `score` (dev logits -> a number), each round's head is scored and logged.
     Returns the last head and a record of the rounds (texts added per class, scores)."""
     head = logistic_head(embeddings, labels, num_classes, class_weights, seed)
-    pool = torch.from_numpy(np.ascontiguousarray(unlabeled, dtype=np.float32))
     record: dict[str, Any] = {"unlabeled_texts": len(unlabeled), "rounds": []}
 
     def scored(model: nn.Linear) -> float | None:
@@ -634,7 +633,7 @@ def self_trained_head(
     record["dev_before"] = scored(head)
     shares = np.bincount(np.asarray(labels, dtype=np.int64), minlength=num_classes) / len(labels)
     for number in range(1, rounds + 1):
-        chances = head_probabilities(head, pool).numpy()
+        chances = head_probabilities(head, unlabeled).numpy()
         predicted = chances.argmax(axis=1)
         kept = []
         for label in range(num_classes):
@@ -739,16 +738,17 @@ def _contrastive_hooks(
     )
 
 
-def head_probabilities(head: nn.Linear, embeddings: torch.Tensor) -> torch.Tensor:
+def head_probabilities(head: nn.Linear, embeddings: np.ndarray) -> torch.Tensor:
     """(rows, classes) float32 on the CPU: `head`'s softmax over the classes of the `embeddings`."""
+    pool = torch.from_numpy(np.ascontiguousarray(embeddings, dtype=np.float32))
     with torch.no_grad():
-        return torch.softmax(head(embeddings.to(head.weight.device)).float(), dim=-1).cpu()
+        return torch.softmax(head(pool.to(head.weight.device)).float(), dim=-1).cpu()
 
 
 def _student_targets(labels: LabelRows, head: nn.Linear, unlabeled: np.ndarray) -> torch.Tensor:
     """(labelled + unlabelled rows, classes) float32: the labels one-hot, then `head`'s class probabilities of
     the `unlabeled` embeddings."""
-    soft = head_probabilities(head, torch.from_numpy(np.ascontiguousarray(unlabeled, dtype=np.float32)))
+    soft = head_probabilities(head, unlabeled)
     hard = nn.functional.one_hot(torch.as_tensor(np.asarray(labels, dtype=np.int64)), soft.shape[1]).float()
     return torch.cat([hard, soft])
 
